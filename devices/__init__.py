@@ -1,0 +1,1 @@
+"""Device drivers: Modbus transport, SunSpec, and the typed device kinds."""

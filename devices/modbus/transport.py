@@ -1,0 +1,131 @@
+"""One shared, serialised Modbus TCP connection per host:port.
+
+Many inverters accept a single Modbus TCP client, so every driver that talks
+to the same host:port goes through one :class:`ModbusLink`. Requests on a
+link are serialised; each has its own timeout. Reads longer than the Modbus
+limit of 125 registers are split.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from pymodbus.client import AsyncModbusTcpClient
+from pymodbus.exceptions import ModbusException
+
+MAX_READ = 125
+log = logging.getLogger(__name__)
+
+_EXCEPTION_REASONS = {
+    1: "illegal function",
+    2: "illegal data address",
+    3: "illegal data value",
+    4: "device failure",
+    6: "device busy",
+    10: "gateway path unavailable",
+    11: "wrong unit id (gateway target did not respond)",
+}
+
+
+class DeviceError(Exception):
+    """A device did not give a usable answer.
+
+    Attributes:
+        reason: short, installer-facing cause: ``refused``, ``timeout``,
+            ``disconnected``, ``exception N (…)``, ``no SunSpec marker``, ``garbage``.
+    """
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+
+
+class ModbusLink:
+    """A Modbus TCP connection to one host:port, shared by all unit ids behind it."""
+
+    def __init__(self, host: str, port: int, timeout_s: float = 1.0) -> None:
+        self.host = host
+        self.port = port
+        self.timeout_s = timeout_s
+        self._client = AsyncModbusTcpClient(
+            host, port=port, timeout=timeout_s, retries=0, reconnect_delay=0
+        )
+        self._lock = asyncio.Lock()
+
+    @property
+    def name(self) -> str:
+        """``host:port`` of the link."""
+        return f"{self.host}:{self.port}"
+
+    async def _ensure_connected(self) -> None:
+        if self._client.connected:
+            return
+        try:
+            ok = await asyncio.wait_for(self._client.connect(), self.timeout_s)
+        except TimeoutError:
+            raise DeviceError("timeout", f"connecting to {self.name}") from None
+        if not ok:
+            raise DeviceError("refused", f"no Modbus TCP server at {self.name}")
+
+    async def read(self, address: int, count: int, unit: int) -> list[int]:
+        """Read ``count`` holding registers from ``address`` of ``unit``."""
+        registers: list[int] = []
+        async with self._lock:
+            await self._ensure_connected()
+            for start in range(address, address + count, MAX_READ):
+                size = min(MAX_READ, address + count - start)
+                registers += await self._request(
+                    self._client.read_holding_registers(start, count=size, device_id=unit),
+                    f"read {size} @ {start} unit {unit}",
+                )
+        return registers
+
+    async def write(self, address: int, values: list[int], unit: int) -> None:
+        """Write ``values`` to consecutive holding registers from ``address``."""
+        async with self._lock:
+            await self._ensure_connected()
+            await self._request(
+                self._client.write_registers(address, values, device_id=unit),
+                f"write {len(values)} @ {address} unit {unit}",
+            )
+
+    async def _request(self, request: object, what: str) -> list[int]:
+        try:
+            response = await asyncio.wait_for(request, self.timeout_s)  # type: ignore[arg-type]
+        except TimeoutError:
+            self._client.close()
+            raise DeviceError("timeout", f"{self.name} {what}") from None
+        except (ModbusException, ConnectionError, OSError) as exc:
+            self._client.close()
+            reason = "timeout" if "timeout" in str(exc).lower() else "disconnected"
+            raise DeviceError(reason, f"{self.name} {what}: {exc}") from None
+        if response.isError():
+            code = int(getattr(response, "exception_code", 0))
+            reason = f"exception {code} ({_EXCEPTION_REASONS.get(code, 'unknown')})"
+            raise DeviceError(reason, f"{self.name} {what}")
+        return list(getattr(response, "registers", []) or [])
+
+    def close(self) -> None:
+        """Close the connection; the next request reconnects."""
+        self._client.close()
+
+
+class LinkPool:
+    """Hands out one :class:`ModbusLink` per host:port."""
+
+    def __init__(self, timeout_s: float = 1.0) -> None:
+        self.timeout_s = timeout_s
+        self._links: dict[tuple[str, int], ModbusLink] = {}
+
+    def get(self, host: str, port: int) -> ModbusLink:
+        """The shared link for ``host:port``, created on first use."""
+        key = (host, port)
+        if key not in self._links:
+            self._links[key] = ModbusLink(host, port, self.timeout_s)
+        return self._links[key]
+
+    def close(self) -> None:
+        """Close every link."""
+        for link in self._links.values():
+            link.close()

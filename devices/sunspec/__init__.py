@@ -1,0 +1,1 @@
+"""SunSpec: model definitions from pysunspec2, discovery, and device adapters."""

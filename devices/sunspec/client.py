@@ -1,0 +1,111 @@
+"""SunSpec discovery and model reads over a shared Modbus link."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from devices.modbus.transport import DeviceError, ModbusLink
+from devices.sunspec.models import (
+    BASE_ADDRESSES,
+    END_MODEL_ID,
+    SUNS_MARKER,
+    decode,
+    encode_point,
+    model_def,
+    scaled_to_raw,
+)
+
+MAX_MODELS = 64
+
+
+@dataclass(slots=True)
+class ModelBlock:
+    """Where one model sits in a device's map: address of its ID register, and L."""
+
+    id: int
+    address: int
+    length: int
+
+
+@dataclass(slots=True)
+class SunSpecClient:
+    """Reads SunSpec models from one unit id behind a :class:`ModbusLink`.
+
+    Call :meth:`discover` once (it is called lazily by :meth:`read_model`); the
+    model chain is cached until :meth:`forget` is called after an error.
+    """
+
+    link: ModbusLink
+    unit: int
+    models: dict[int, ModelBlock] = field(default_factory=dict)
+    base: int | None = None
+
+    async def discover(self) -> dict[int, ModelBlock]:
+        """Find the "SunS" marker and walk the model chain to its end marker."""
+        self.models = {}
+        for base in BASE_ADDRESSES:
+            try:
+                marker = await self.link.read(base, 2, self.unit)
+            except DeviceError as exc:
+                if exc.reason.startswith("exception 2"):
+                    continue
+                raise
+            if tuple(marker) == SUNS_MARKER:
+                self.base = base
+                break
+        else:
+            raise DeviceError("no SunSpec marker", f"{self.link.name} unit {self.unit}")
+        address = self.base + 2
+        for _ in range(MAX_MODELS):
+            model_id, length = await self.link.read(address, 2, self.unit)
+            if model_id == END_MODEL_ID:
+                return self.models
+            self.models.setdefault(model_id, ModelBlock(model_id, address, length))
+            address += 2 + length
+        raise DeviceError("garbage", f"SunSpec model chain has no end after {MAX_MODELS} models")
+
+    def forget(self) -> None:
+        """Drop the cached model chain; the next read rediscovers it."""
+        self.models = {}
+
+    def has(self, model_id: int) -> bool:
+        """Whether the discovered chain holds ``model_id``."""
+        return model_id in self.models
+
+    async def read_model(self, model_id: int) -> dict[str, int | float | str | None]:
+        """Read and decode one model in a single request (split only above 125 registers)."""
+        if not self.models:
+            await self.discover()
+        block = self.models.get(model_id)
+        if block is None:
+            raise DeviceError("missing model", f"device has no SunSpec model {model_id}")
+        definition = model_def(model_id)
+        size = min(block.length, definition.length) + 2
+        regs = await self.link.read(block.address, size, self.unit)
+        if regs[0] != model_id:
+            self.forget()
+            raise DeviceError("garbage", f"model {model_id} moved; rediscovering")
+        regs += [0] * (definition.length + 2 - len(regs))
+        return decode(definition, regs)
+
+    async def write_points(
+        self, model_id: int, values: dict[str, float], sf: dict[str, int]
+    ) -> None:
+        """Write scaled values to points of one model, one request per contiguous run.
+
+        Only the named points are written, so read-only neighbours are never touched.
+        """
+        if not self.models:
+            await self.discover()
+        block = self.models.get(model_id)
+        if block is None:
+            raise DeviceError("missing model", f"device has no SunSpec model {model_id}")
+        points = model_def(model_id).points
+        chosen = sorted((points[name] for name in values), key=lambda p: p.offset)
+        run_start, run_regs = chosen[0].offset, []
+        for point in chosen:
+            if point.offset != run_start + len(run_regs):
+                await self.link.write(block.address + run_start, run_regs, self.unit)
+                run_start, run_regs = point.offset, []
+            run_regs += encode_point(point, scaled_to_raw(values[point.name], sf.get(point.name, 0)))
+        await self.link.write(block.address + run_start, run_regs, self.unit)

@@ -1,0 +1,1 @@
+"""Simulated devices served over the real protocols, and their physics profiles."""

@@ -1,0 +1,184 @@
+"""A simulated cooperative: every household's devices served as SunSpec over Modbus TCP.
+
+Each household gets one Modbus TCP port on 127.0.0.1 (like a household
+gateway) with three unit ids behind it:
+
+* unit 1: PV inverter, SunSpec models 1 + 103;
+* unit 2: grid-connection meter, models 1 + 203 (import > 0);
+* unit 3: battery, models 1 + 124 (control) + 802 (state), when it has one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from dataclasses import dataclass
+
+from simulators.clock import SimClock
+from simulators.household import HouseholdPhysics, HouseholdSpec
+from simulators.modbus_server import SimulatedModbusServer
+from simulators.sunspec_image import SunSpecImage
+
+INVERTER_UNIT, METER_UNIT, BATTERY_UNIT = 1, 2, 3
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that is free on ``host`` right now."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def _common(spec: HouseholdSpec, model: str, serial: str) -> tuple[int, dict]:
+    return 1, {"Mn": "Commonwatt Sim", "Md": model, "Vr": "0.1", "SN": serial, "DA": 1}
+
+
+def inverter_image(spec: HouseholdSpec) -> SunSpecImage:
+    """SunSpec inverter (1 + 103) of one household."""
+    return SunSpecImage([
+        _common(spec, "PV-3P", f"INV-{spec.member_id}"),
+        (103, {"W_SF": 0, "WH_SF": 0, "Hz_SF": -2, "Hz": 5000, "St": 4, "A_SF": -2,
+               "V_SF": -1, "VA_SF": 0, "VAr_SF": 0, "PF_SF": -2, "DCA_SF": -2,
+               "DCV_SF": -1, "DCW_SF": 0, "Tmp_SF": -1}),
+    ])
+
+
+def meter_image(spec: HouseholdSpec) -> SunSpecImage:
+    """SunSpec meter (1 + 203) at one household's grid connection."""
+    return SunSpecImage([
+        _common(spec, "Meter-3P", f"MTR-{spec.member_id}"),
+        (203, {"W_SF": 0, "TotWh_SF": 0, "Hz_SF": -2, "Hz": 5000, "A_SF": -2, "V_SF": -1,
+               "VA_SF": 0, "VAR_SF": 0, "PF_SF": -2, "TotVAh_SF": 0, "TotVArh_SF": 0}),
+    ])
+
+
+def battery_image(spec: HouseholdSpec) -> SunSpecImage:
+    """SunSpec storage (1 + 124 + 802) of one household's battery."""
+    return SunSpecImage([
+        _common(spec, "Battery", f"BAT-{spec.member_id}"),
+        (124, {"WChaMax_SF": 0, "WChaDisChaGra_SF": 0, "VAChaMax_SF": 0, "MinRsvPct_SF": -1,
+               "ChaState_SF": -1, "StorAval_SF": -1, "InBatV_SF": -1, "InOutWRte_SF": -2,
+               "WChaMax": round(spec.battery_max_w), "StorCtl_Mod": 0, "InWRte": 0,
+               "OutWRte": 0, "InOutWRte_RvrtTms": 0, "MinRsvPct": round(spec.soc_min_pct * 10)}),
+        (802, {"AHRtg_SF": 0, "WHRtg_SF": 0, "WChaDisChaMax_SF": 0, "DisChaRte_SF": 0,
+               "SoC_SF": -1, "DoD_SF": 0, "SoH_SF": 0, "V_SF": -1, "CellV_SF": -3, "A_SF": -1,
+               "AMax_SF": 0, "W_SF": 0, "WHRtg": round(spec.battery_wh),
+               "WChaRteMax": round(spec.battery_max_w),
+               "WDisChaRteMax": round(spec.battery_max_w),
+               "SoCMin": round(spec.soc_min_pct * 10), "SoCMax": 1000, "SoH": 100}),
+    ])
+
+
+@dataclass(slots=True)
+class SimulatedHousehold:
+    """The served devices of one household."""
+
+    spec: HouseholdSpec
+    index: int
+    server: SimulatedModbusServer
+    inverter: SunSpecImage
+    meter: SunSpecImage
+    battery: SunSpecImage | None
+
+
+class SimulatedCoop:
+    """Households with physics, served over Modbus TCP, stepped on a :class:`SimClock`."""
+
+    def __init__(
+        self, specs: list[HouseholdSpec], clock: SimClock, host: str = "127.0.0.1",
+        day: int | None = None,
+    ) -> None:
+        self.clock = clock
+        self.host = host
+        self.physics = HouseholdPhysics(specs, day=day)
+        self.households: list[SimulatedHousehold] = []
+        for index, spec in enumerate(specs):
+            images = {INVERTER_UNIT: inverter_image(spec), METER_UNIT: meter_image(spec)}
+            if spec.battery_wh > 0:
+                images[BATTERY_UNIT] = battery_image(spec)
+            server = SimulatedModbusServer(free_port(host), images, host=host)
+            household = SimulatedHousehold(
+                spec, index, server, images[INVERTER_UNIT], images[METER_UNIT],
+                images.get(BATTERY_UNIT),
+            )
+            server.on_write = self._write_hook(household)
+            self.households.append(household)
+        self._ticker: asyncio.Task[None] | None = None
+
+    def _write_hook(self, household: SimulatedHousehold):  # noqa: ANN202
+        def on_write(unit: int, offset: int, values: list[int]) -> None:
+            image = household.battery
+            if unit != BATTERY_UNIT or image is None or image.model_at(offset) != 124:
+                return
+            self._apply_battery_command(household.index, image)
+
+        return on_write
+
+    def _apply_battery_command(self, index: int, image: SunSpecImage) -> None:
+        rating = image.get(124, "WChaMax")
+        power = (image.get(124, "OutWRte") - image.get(124, "InWRte")) / 100.0 * rating
+        if not int(image.get_raw(124, "StorCtl_Mod")) & 0b11:
+            power = 0.0
+        revert_s = image.get_raw(124, "InOutWRte_RvrtTms")
+        expiry = self.clock.now() + revert_s if revert_s > 0 else float("inf")
+        self.physics.command(index, power, expiry)
+
+    async def start(self) -> None:
+        """Start every household's server and publish the first values."""
+        self.step()
+        for household in self.households:
+            await household.server.start()
+
+    async def stop(self) -> None:
+        """Stop the ticker and every server."""
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+        for household in self.households:
+            await household.server.stop()
+
+    def run_in_background(self, interval_s: float = 0.1) -> None:
+        """Advance the physics on the clock every ``interval_s`` wall seconds."""
+        async def tick() -> None:
+            while True:
+                self.step()
+                await asyncio.sleep(interval_s)
+
+        self._ticker = asyncio.get_running_loop().create_task(tick())
+
+    def step(self) -> None:
+        """Advance the physics to the clock's time and refresh every register image."""
+        t = self.clock.now()
+        physics = self.physics
+        physics.advance_to(t)
+        pv_w, meter_w, soc = physics.pv_w(t), physics.meter_w(t), physics.soc_pct()
+        for h in self.households:
+            i = h.index
+            h.inverter.set(103, "W", pv_w[i])
+            h.inverter.set(103, "WH", max(physics.pv_wh[i], 1.0))
+            h.meter.set(203, "W", meter_w[i])
+            h.meter.set(203, "TotWhImp", max(physics.import_wh[i], 1.0))
+            h.meter.set(203, "TotWhExp", max(physics.export_wh[i], 1.0))
+            if h.battery is not None:
+                self._expire(h, t)
+                h.battery.set(802, "SoC", soc[i])
+                h.battery.set(802, "W", physics.battery_w[i])
+                h.battery.set(124, "ChaState", soc[i])
+
+    def _expire(self, household: SimulatedHousehold, t: float) -> None:
+        """A setpoint that was not refreshed reverts: rates back to 0, like a real watchdog."""
+        image = household.battery
+        if image is not None and self.physics.setpoint_expiry_s[household.index] < t:
+            for name in ("InWRte", "OutWRte"):
+                image.set_raw(124, name, 0)
+
+    def endpoint(self, member_id: str) -> tuple[str, int]:
+        """Host and port serving ``member_id``'s devices."""
+        for h in self.households:
+            if h.spec.member_id == member_id:
+                return h.server.host, h.server.port
+        raise KeyError(member_id)
+
+

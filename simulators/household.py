@@ -1,0 +1,142 @@
+"""Physics of a simulated coop's households, vectorized over households.
+
+PV follows a pvlib typical-year day, load follows the BDEW H25 profile with a
+per-household shift and ripple, and each battery follows its last setpoint
+within its power ratings, SoC limits and efficiency, reverting to idle when
+the setpoint expires.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from simulators.profiles import at_minute, load_w_per_mwh_year, pv_w_per_kwp, sunny_day
+
+FloatArray = NDArray[np.float64]
+
+
+@dataclass(frozen=True, slots=True)
+class HouseholdSpec:
+    """One simulated household."""
+
+    member_id: str
+    name: str
+    pv_kwp: float
+    annual_kwh: float
+    battery_wh: float = 0.0
+    battery_max_w: float = 0.0
+    efficiency: float = 0.92
+    soc_start_pct: float = 50.0
+    soc_min_pct: float = 5.0
+    load_shift_min: float = 0.0
+
+
+DEMO_NAMES = (
+    "Ada", "Bram", "Chloé", "Dev", "Emeka", "Fatima", "Gus", "Hana", "Ines", "Jun",
+    "Kofi", "Lena", "Mateo", "Nia", "Oskar", "Priya",
+)
+
+
+def demo_households(n: int = 10, seed: int = 7) -> list[HouseholdSpec]:
+    """A varied neighbourhood: PV from 0 to 9 kWp, most households with a battery."""
+    rng = np.random.default_rng(seed)
+    specs = []
+    for i in range(n):
+        has_battery = i % 5 != 4  # 8 of 10 own a battery
+        kwp = 0.0 if i % 7 == 6 else float(rng.choice([3.0, 4.5, 6.0, 7.5, 9.0]))
+        specs.append(
+            HouseholdSpec(
+                member_id=f"h{i + 1:02d}",
+                name=f"{DEMO_NAMES[i % len(DEMO_NAMES)]}'s house",
+                pv_kwp=kwp,
+                annual_kwh=float(rng.uniform(2200, 5500)),
+                battery_wh=float(rng.choice([5000, 7700, 10000, 13500])) if has_battery else 0.0,
+                battery_max_w=float(rng.choice([2500, 3300, 5000])) if has_battery else 0.0,
+                soc_start_pct=float(rng.uniform(20, 80)),
+                load_shift_min=float(rng.uniform(-50, 50)),
+            )
+        )
+    return specs
+
+
+class HouseholdPhysics:
+    """State of every simulated household, advanced in simulated time."""
+
+    def __init__(self, specs: list[HouseholdSpec], day: int | None = None, seed: int = 11) -> None:
+        self.specs = specs
+        day = sunny_day() if day is None else day
+        self._pv_profile = pv_w_per_kwp(day)
+        self._load_profile = load_w_per_mwh_year(day)
+        rng = np.random.default_rng(seed)
+        arr = np.array
+        self.kwp = arr([s.pv_kwp for s in specs])
+        self.annual_mwh = arr([s.annual_kwh for s in specs]) / 1000.0
+        self.shift_min = arr([s.load_shift_min for s in specs])
+        self.capacity_wh = arr([s.battery_wh for s in specs])
+        self.max_w = arr([s.battery_max_w for s in specs])
+        self.leg_eta = np.sqrt(arr([s.efficiency for s in specs]))
+        self.soc_min_wh = arr([s.soc_min_pct for s in specs]) / 100.0 * self.capacity_wh
+        self.stored_wh = arr([s.soc_start_pct for s in specs]) / 100.0 * self.capacity_wh
+        self.ripple_phase = rng.uniform(0, 2 * np.pi, size=(len(specs), 3))
+        self.setpoint_w = np.zeros(len(specs))
+        self.setpoint_expiry_s = np.full(len(specs), -np.inf)
+        self.battery_w = np.zeros(len(specs))
+        self.pv_wh = np.zeros(len(specs))
+        self.import_wh = np.zeros(len(specs))
+        self.export_wh = np.zeros(len(specs))
+        self.time_s: float | None = None
+
+    def pv_w(self, t_s: float) -> FloatArray:
+        """PV AC power of every household at simulated time ``t_s``."""
+        return self.kwp * at_minute(self._pv_profile, np.full(len(self.kwp), t_s / 60.0))
+
+    def load_w(self, t_s: float) -> FloatArray:
+        """Household load at ``t_s``: H25 shifted per household, with a slow ripple."""
+        minutes = t_s / 60.0 - self.shift_min
+        base = self.annual_mwh * at_minute(self._load_profile, minutes)
+        periods = np.array([7.0, 23.0, 61.0])  # minutes: appliances cycling on and off
+        ripple = np.sin(2 * np.pi * minutes[:, None] / periods + self.ripple_phase).sum(axis=1)
+        return np.maximum(base * (1.0 + 0.15 * ripple), 30.0)
+
+    def command(self, index: int, power_w: float, expires_at_s: float) -> None:
+        """A battery setpoint (discharge > 0) valid until ``expires_at_s``."""
+        self.setpoint_w[index] = power_w
+        self.setpoint_expiry_s[index] = expires_at_s
+
+    def advance_to(self, t_s: float) -> None:
+        """Integrate batteries and energy counters up to ``t_s``."""
+        if self.time_s is None:
+            self.time_s = t_s
+        dt_h = max(t_s - self.time_s, 0.0) / 3600.0
+        active = np.where(self.setpoint_expiry_s >= t_s, self.setpoint_w, 0.0)
+        power = np.clip(active, -self.max_w, self.max_w)
+        if dt_h > 0:
+            max_out = np.maximum(self.stored_wh - self.soc_min_wh, 0.0) * self.leg_eta / dt_h
+            max_in = np.maximum(self.capacity_wh - self.stored_wh, 0.0) / self.leg_eta / dt_h
+            power = np.clip(power, -max_in, max_out)
+            self.stored_wh += np.where(
+                power > 0, -power / self.leg_eta, -power * self.leg_eta
+            ) * dt_h
+            pv = self.pv_w(t_s)
+            net = self.load_w(t_s) - pv - power
+            self.pv_wh += pv * dt_h
+            self.import_wh += np.maximum(net, 0.0) * dt_h
+            self.export_wh += np.maximum(-net, 0.0) * dt_h
+        self.battery_w = power
+        self.time_s = t_s
+
+    def meter_w(self, t_s: float) -> FloatArray:
+        """Net power at each household's grid connection, import > 0."""
+        return self.load_w(t_s) - self.pv_w(t_s) - self.battery_w
+
+    def soc_pct(self) -> FloatArray:
+        """State of charge of each battery in % (0 where there is none)."""
+        return np.divide(
+            self.stored_wh * 100.0,
+            self.capacity_wh,
+            out=np.zeros_like(self.stored_wh),
+            where=self.capacity_wh > 0,
+        )
