@@ -1,0 +1,1 @@
+"""The runtime: configuration, the control cycle, safety, storage and the CLI."""

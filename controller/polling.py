@@ -1,0 +1,166 @@
+"""Polls every configured device concurrently and freezes the process image.
+
+Readings are checked on the way in: a missing, NaN or absurd value is a
+failed read ("garbage"), never a number that reaches the dispatch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from controller.config import CoopConfig, DeviceConfig
+from controller.health import DeviceHealth
+from controller.process_image import ProcessImage
+from devices.kinds import BatteryReading, MeterReading, PvReading, Setpoint
+from devices.modbus.transport import DeviceError, LinkPool
+from devices.sunspec.adapters import SunSpecBattery, SunSpecInverter, SunSpecMeter
+from devices.sunspec.client import SunSpecClient
+
+MAX_ABS_POWER_W = 1_000_000.0
+Reading = MeterReading | PvReading | BatteryReading
+
+
+@dataclass(slots=True)
+class PolledDevice:
+    """One configured device, its driver, health and last good reading."""
+
+    member_index: int
+    config: DeviceConfig
+    driver: Any
+    health: DeviceHealth
+    reading: Reading | None = None
+    client: SunSpecClient | None = None
+
+
+def _finite(name: str, value: float | None, low: float, high: float) -> float:
+    if value is None or not math.isfinite(value) or not low <= value <= high:
+        raise DeviceError("garbage", f"{name} = {value!r} (expected {low:g}…{high:g})")
+    return float(value)
+
+
+def check_reading(kind: str, reading: Reading) -> Reading:
+    """Reject readings the dispatch must not see; return the reading if usable."""
+    if isinstance(reading, MeterReading):
+        _finite("meter W", reading.power_w, -MAX_ABS_POWER_W, MAX_ABS_POWER_W)
+    elif isinstance(reading, PvReading):
+        _finite("pv W", reading.power_w, -MAX_ABS_POWER_W, MAX_ABS_POWER_W)
+    else:
+        _finite("battery W", reading.power_w, -MAX_ABS_POWER_W, MAX_ABS_POWER_W)
+        _finite("battery SoC %", reading.soc_pct, 0.0, 100.0)
+        _finite("battery capacity Wh", reading.capacity_wh, 1.0, 10_000_000.0)
+    return reading
+
+
+@dataclass
+class Poller:
+    """Reads every device of a coop and writes battery setpoints back."""
+
+    config: CoopConfig
+    pool: LinkPool = field(init=False)
+    devices: list[PolledDevice] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.pool = LinkPool(self.config.controller.request_timeout_s)
+        self.devices = []
+        for index, member in enumerate(self.config.members):
+            for dev in member.devices:
+                client = SunSpecClient(self.pool.get(dev.host, dev.port), dev.unit)
+                driver = {"meter": SunSpecMeter, "pv": SunSpecInverter, "battery": SunSpecBattery}[
+                    dev.kind
+                ](client)
+                endpoint = f"{dev.host}:{dev.port} unit {dev.unit} ({dev.family})"
+                health = DeviceHealth(f"{member.id}/{dev.kind}", endpoint)
+                self.devices.append(PolledDevice(index, dev, driver, health, client=client))
+
+    async def _read(self, device: PolledDevice, now: float) -> None:
+        if device.health.in_backoff(now):
+            return
+        try:
+            if device.config.kind == "meter":
+                reading: Reading = await device.driver.read_meter()
+            elif device.config.kind == "pv":
+                reading = await device.driver.read_pv()
+            else:
+                reading = await device.driver.read_battery()
+            device.reading = check_reading(device.config.kind, reading)
+        except DeviceError as exc:
+            if device.client is not None and exc.reason in ("garbage", "disconnected"):
+                device.client.forget()
+            device.health.failed(time.monotonic(), str(exc))
+        except Exception as exc:  # noqa: BLE001 - one device must never stop the cycle
+            device.health.failed(time.monotonic(), f"unexpected: {exc!r}")
+        else:
+            device.health.succeeded(time.monotonic())
+
+    async def poll(self) -> None:
+        """Read every device not in back-off, all at once."""
+        now = time.monotonic()
+        await asyncio.gather(*(self._read(d, now) for d in self.devices))
+
+    def freeze(self, timestamp: float) -> ProcessImage:
+        """One consistent snapshot of the last fresh readings (NaN where unknown)."""
+        n = len(self.config.members)
+        stale = self.config.controller.stale_after_s
+        now = time.monotonic()
+        values = {k: np.full(n, np.nan) for k in ProcessImage.ARRAYS}
+        has_pv = np.zeros(n, dtype=bool)
+        has_battery = np.zeros(n, dtype=bool)
+        for d in self.devices:
+            i, kind = d.member_index, d.config.kind
+            if kind == "pv":
+                has_pv[i] = True
+            if kind == "battery":
+                has_battery[i] = True
+            if d.reading is None or not d.health.fresh(now, stale):
+                continue
+            r = d.reading
+            if isinstance(r, MeterReading):
+                values["meter_w"][i] = r.power_w
+            elif isinstance(r, PvReading):
+                values["pv_w"][i] = r.power_w
+            else:
+                values["battery_w"][i] = r.power_w
+                values["soc_pct"][i] = r.soc_pct
+                values["capacity_wh"][i] = r.capacity_wh
+                values["max_charge_w"][i] = r.max_charge_w or 0.0
+                values["max_discharge_w"][i] = r.max_discharge_w or 0.0
+        return ProcessImage(
+            timestamp=timestamp,
+            member_ids=tuple(m.id for m in self.config.members),
+            has_pv=has_pv,
+            has_battery=has_battery,
+            **values,
+        )
+
+    async def write_setpoints(
+        self, power_w: np.ndarray, writable: np.ndarray, expiry_s: int
+    ) -> None:
+        """Send each reachable battery its setpoint (discharge > 0), expiring after ``expiry_s``."""
+        expiry = expiry_s
+        batteries = [d for d in self.devices if d.config.kind == "battery"]
+
+        async def send(d: PolledDevice) -> None:
+            try:
+                await d.driver.write_setpoint(Setpoint(float(power_w[d.member_index]), expiry))
+            except DeviceError as exc:
+                d.health.failed(time.monotonic(), f"setpoint: {exc}")
+            except Exception as exc:  # noqa: BLE001 - a failed write must not stop the cycle
+                d.health.failed(time.monotonic(), f"setpoint: unexpected: {exc!r}")
+
+        await asyncio.gather(*(send(d) for d in batteries if writable[d.member_index]))
+
+    def health(self) -> list[dict[str, object]]:
+        """Health of every device, for the API and the CLI."""
+        now = time.monotonic()
+        stale = self.config.controller.stale_after_s
+        return [d.health.as_dict(now, stale) for d in self.devices]
+
+    def close(self) -> None:
+        """Close every Modbus connection."""
+        self.pool.close()

@@ -1,0 +1,61 @@
+"""The process image: one frozen snapshot of every reading, taken once per cycle.
+
+The dispatch never reads a live value; it reads this. Unknown values are NaN
+and the validity mask says which households can be dispatched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+from numpy.typing import NDArray
+
+FloatArray = NDArray[np.float64]
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessImage:
+    """Readings of all households at one instant, in Commonwatt's sign convention."""
+
+    ARRAYS: ClassVar[tuple[str, ...]] = (
+        "pv_w", "meter_w", "battery_w", "soc_pct", "capacity_wh", "max_charge_w",
+        "max_discharge_w",
+    )
+
+    timestamp: float
+    member_ids: tuple[str, ...]
+    has_pv: NDArray[np.bool_]
+    has_battery: NDArray[np.bool_]
+    pv_w: FloatArray
+    meter_w: FloatArray
+    battery_w: FloatArray
+    soc_pct: FloatArray
+    capacity_wh: FloatArray
+    max_charge_w: FloatArray
+    max_discharge_w: FloatArray
+
+    @property
+    def battery_ok(self) -> NDArray[np.bool_]:
+        """Households whose battery (if any) has a fresh reading."""
+        return ~self.has_battery | np.isfinite(self.soc_pct)
+
+    @property
+    def valid(self) -> NDArray[np.bool_]:
+        """Households whose meter, PV and battery are all known: safe to dispatch."""
+        pv_ok = ~self.has_pv | np.isfinite(self.pv_w)
+        return np.isfinite(self.meter_w) & pv_ok & self.battery_ok
+
+    @property
+    def load_w(self) -> FloatArray:
+        """Household consumption: grid import + PV + battery discharge (0 where unknown)."""
+        load = self.meter_w + np.where(self.has_pv, self.pv_w, 0.0) + np.where(
+            self.has_battery, self.battery_w, 0.0
+        )
+        return np.where(self.valid, np.maximum(load, 0.0), 0.0)
+
+    @property
+    def pv_production_w(self) -> FloatArray:
+        """PV production, 0 where there is none or it is unknown."""
+        return np.where(self.has_pv & np.isfinite(self.pv_w), np.maximum(self.pv_w, 0.0), 0.0)

@@ -1,0 +1,46 @@
+"""The configuration of a simulated coop, as the TOML an installer would write."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from simulators.coop import BATTERY_UNIT, INVERTER_UNIT, METER_UNIT, SimulatedCoop
+
+
+def coop_toml(coop: SimulatedCoop, ledger: Path, api_port: int = 8000,
+              mqtt_port: int | None = None, cycle_s: float = 1.0) -> str:
+    """TOML for a controller that drives ``coop``'s simulated devices."""
+    lines = [
+        'name = "Commonwatt demo coop"',
+        "",
+        "[controller]",
+        f"cycle_s = {cycle_s}",
+        "stale_after_s = 5.0",
+        "setpoint_expiry_s = 10",
+        "",
+        "[policy]",
+        'sharing = "prorata"',
+        "",
+        "[storage]",
+        f'ledger = "{ledger.as_posix()}"',
+        "",
+        "[api]",
+        'host = "127.0.0.1"',
+        f"port = {api_port}",
+    ]
+    if mqtt_port is not None:
+        lines += ["", "[mqtt]", 'host = "127.0.0.1"', f"port = {mqtt_port}"]
+    for h in coop.households:
+        spec, host, port = h.spec, h.server.host, h.server.port
+        lines += ["", "[[members]]", f'id = "{spec.member_id}"', f'name = "{spec.name}"']
+        devices = [("meter", METER_UNIT), ("pv", INVERTER_UNIT)]
+        if h.battery is not None:
+            devices.append(("battery", BATTERY_UNIT))
+        for kind, unit in devices:
+            lines += [
+                "", "  [[members.devices]]", f'  kind = "{kind}"', '  family = "sunspec"',
+                f'  host = "{host}"', f"  port = {port}", f"  unit = {unit}",
+            ]
+            if kind == "battery":
+                lines += ["  reserve_pct = 10", f"  efficiency = {spec.efficiency}"]
+    return "\n".join(lines) + "\n"
