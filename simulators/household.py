@@ -45,7 +45,8 @@ def demo_households(n: int = 10, seed: int = 7) -> list[HouseholdSpec]:
     rng = np.random.default_rng(seed)
     specs = []
     for i in range(n):
-        has_battery = i % 5 != 4  # 8 of 10 own a battery
+        # Six in ten own a battery; every seventh house has no PV (a flat, a shaded roof).
+        has_battery = i % 10 not in (1, 4, 6, 9)
         kwp = 0.0 if i % 7 == 6 else float(rng.choice([3.0, 4.5, 6.0, 7.5, 9.0]))
         specs.append(
             HouseholdSpec(

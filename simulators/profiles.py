@@ -12,6 +12,7 @@ index them for any number of households at once.
 from __future__ import annotations
 
 import os
+import warnings
 from functools import cache
 
 import numpy as np
@@ -84,7 +85,10 @@ def load_w_per_mwh_year(day: int, year: int = 2025) -> NDArray[np.float64]:
 
     start = pd.Timestamp(year=year, month=1, day=1) + pd.Timedelta(days=day)
     index = pd.date_range(start, periods=96, freq="15min")
-    kw_per_gwh = H25(index).to_numpy(dtype=float)
+    with warnings.catch_warnings():
+        # demandlib 0.2 uses pandas' deprecated inplace= keyword; the values are unaffected.
+        warnings.simplefilter("ignore")
+        kw_per_gwh = H25(index).to_numpy(dtype=float)
     w_per_mwh = kw_per_gwh * 1000.0 / 1000.0
     return np.repeat(w_per_mwh, 15)
 

@@ -1,0 +1,1 @@
+"""The HTTP API (FastAPI) and the web pages households and the coop look at."""

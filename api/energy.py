@@ -1,0 +1,45 @@
+"""Turn ledger sums (integer Wh) into the figures the API publishes (kWh)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+def kwh(wh: int) -> float:
+    """Wh as kWh, rounded to the Wh."""
+    return round(wh / 1000.0, 3)
+
+
+def member_figures(t: dict[str, int]) -> dict[str, float | int | None]:
+    """Every published figure of one member (or of the coop) from ledger sums."""
+    from_battery = t["from_battery_coop"] + t["from_battery_grid"]
+    served = t["own_pv_used"] + from_battery + t["from_peers"] + t["from_grid"]
+    liberated = t["own_pv_used"] + t["from_battery_coop"] + t["from_peers"]
+    pv = t["own_pv_used"] + t["to_battery"] + t["to_peers"] + t["to_grid"] + t["curtailed"]
+    return {
+        "liberated_kwh": kwh(liberated),
+        "served_kwh": kwh(served),
+        "load_kwh": kwh(served + t["shed"]),
+        "own_pv_used_kwh": kwh(t["own_pv_used"]),
+        "from_battery_kwh": kwh(from_battery),
+        "from_battery_coop_kwh": kwh(t["from_battery_coop"]),
+        "from_peers_kwh": kwh(t["from_peers"]),
+        "from_grid_kwh": kwh(t["from_grid"]),
+        "shed_kwh": kwh(t["shed"]),
+        "pv_kwh": kwh(pv),
+        "to_battery_kwh": kwh(t["to_battery"]),
+        "to_peers_kwh": kwh(t["to_peers"]),
+        "to_grid_kwh": kwh(t["to_grid"]),
+        "curtailed_kwh": kwh(t["curtailed"]),
+        "losses_kwh": kwh(t["losses"]),
+        "self_sufficiency": round(liberated / served, 4) if served else None,
+        "intervals": t["intervals"],
+    }
+
+
+def jain_index(values: Iterable[float]) -> float | None:
+    """Jain's fairness index: 1 when everyone is equal, 1/n when one has all."""
+    xs = [v for v in values]
+    if not xs or not any(xs):
+        return None
+    return round(sum(xs) ** 2 / (len(xs) * sum(x * x for x in xs)), 4)

@@ -1,0 +1,136 @@
+"""The ``commonwatt`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from controller.config import ConfigError, load_config
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    return host, int(port)
+
+
+def _hour(text: str) -> float:
+    try:
+        hours, minutes = text.split(":")
+        value = int(hours) + int(minutes) / 60.0
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HH:MM, got {text!r}") from None
+    if not 0 <= value < 24:
+        raise argparse.ArgumentTypeError(f"expected a time of day 00:00–23:59, got {text!r}")
+    return value
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number above 0, got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="commonwatt",
+        description="Controller for micro-grid energy cooperatives: balances surplus between "
+        "households, runs the batteries and publishes each member's liberated kWh.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    demo = sub.add_parser("demo", help="run a simulated coop, the controller and the API")
+    demo.add_argument("--speed", type=_positive, default=1.0,
+                      help="simulated seconds per real second (default 1)")
+    demo.add_argument("--port", type=int, default=8000, help="API port (default 8000)")
+    demo.add_argument("--households", type=int, default=10, help="how many (default 10)")
+    demo.add_argument("--start", type=_hour, default=9.0, metavar="HH:MM",
+                      help="simulated time of day to start at (default 09:00)")
+    demo.add_argument("--mqtt", type=_host_port, metavar="HOST:PORT",
+                      help="use this MQTT broker instead of the embedded one")
+    demo.add_argument("--data-dir", type=Path, default=Path("var/demo"),
+                      help="where the demo writes its config and ledger (default var/demo)")
+
+    run = sub.add_parser("run", help="run the controller on a configuration file")
+    run.add_argument("config", type=Path)
+
+    config = sub.add_parser("config", help="work with configuration files")
+    config_sub = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
+    check = config_sub.add_parser("check", help="validate a configuration file")
+    check.add_argument("file", type=Path)
+    return parser
+
+
+def _cmd_config_check(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.file)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    devices = sum(len(m.devices) for m in config.members)
+    print(f"{args.file}: OK: {len(config.members)} members, {devices} devices, "
+          f"sharing {config.policy.sharing}, ledger {config.storage.ledger}")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from controller.demo import DemoOptions, run_demo
+
+    options = DemoOptions(args.speed, args.port, args.households, args.start, args.mqtt,
+                          args.data_dir)
+    asyncio.run(run_demo(options))
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from controller.runtime import Runtime
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        runtime = Runtime(config)
+        task = asyncio.create_task(runtime.run(stop))
+        await runtime.wait_until_serving()
+        print(f"Commonwatt running {len(config.members)} members; "
+              f"API on http://{config.api.host}:{config.api.port}/", flush=True)
+        await task
+
+    asyncio.run(main())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``commonwatt`` console script."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "config":
+        return _cmd_config_check(args)
+    if args.command == "demo":
+        return _cmd_demo(args)
+    if args.command == "run":
+        return _cmd_run(args)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

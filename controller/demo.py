@@ -1,0 +1,114 @@
+"""``commonwatt demo``: a whole simulated coop, controlled and served, with no setup.
+
+Starts ten simulated households (SunSpec over Modbus TCP on 127.0.0.1), an
+embedded MQTT broker (amqtt) unless one is given, the controller with its
+SQLite ledger, and the API on http://127.0.0.1:8000.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from controller.config import parse_config
+from controller.runtime import Runtime
+from simulators.clock import SimClock
+from simulators.coop import SimulatedCoop, free_port
+from simulators.demo_config import coop_toml
+from simulators.household import demo_households
+
+
+@dataclass(frozen=True, slots=True)
+class DemoOptions:
+    """What ``commonwatt demo`` was asked for."""
+
+    speed: float = 1.0
+    api_port: int = 8000
+    households: int = 10
+    start_hour: float = 9.0
+    mqtt: tuple[str, int] | None = None
+    data_dir: Path = Path("var/demo")
+
+
+def _port_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+async def start_embedded_broker(port: int):  # noqa: ANN201 - amqtt's Broker
+    """An amqtt broker bound to 127.0.0.1 only."""
+    from amqtt.broker import Broker
+
+    broker = Broker({
+        "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{port}"}},
+        "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
+    })
+    await broker.start()
+    return broker
+
+
+def sim_day_start(start_hour: float) -> float:
+    """Epoch seconds of today (UTC) at ``start_hour``: the simulated coop keeps UTC."""
+    midnight = time.time() // 86400 * 86400
+    return midnight + start_hour * 3600.0
+
+
+async def run_demo(options: DemoOptions, stop: asyncio.Event | None = None,
+                   ready: asyncio.Event | None = None) -> None:
+    """Run the demo until ``stop`` is set (or Ctrl-C / SIGTERM when ``stop`` is None)."""
+    if stop is None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+    clock = SimClock(start_s=sim_day_start(options.start_hour), speed=options.speed)
+    coop = SimulatedCoop(demo_households(options.households), clock)
+    await coop.start()
+    coop.run_in_background()
+    broker = None
+    mqtt = options.mqtt
+    if mqtt is None:
+        port = 1883 if _port_free(1883) else free_port()
+        broker = await start_embedded_broker(port)
+        mqtt = ("127.0.0.1", port)
+    data_dir = options.data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    ledger = data_dir / "ledger.sqlite"
+    for stale in data_dir.glob("ledger.sqlite*"):
+        stale.unlink()
+    config_path = data_dir / "coop.toml"
+    config_path.write_text(coop_toml(coop, ledger, options.api_port, mqtt[1]), encoding="utf-8")
+    config = parse_config(config_path.read_text(encoding="utf-8"), str(config_path))
+    if config.mqtt is not None and mqtt[0] != "127.0.0.1":
+        config = config.model_copy(update={"mqtt": config.mqtt.model_copy(update={"host": mqtt[0]})})
+    runtime = Runtime(config, clock.now, nominal_dt_s=config.controller.cycle_s * options.speed)
+    task = asyncio.create_task(runtime.run(stop))
+    try:
+        await runtime.wait_until_serving()
+        print(f"Commonwatt demo: {options.households} simulated households, "
+              f"{options.speed:g}x speed", flush=True)
+        print(f"  API and live page: http://127.0.0.1:{options.api_port}/", flush=True)
+        print(f"  OpenAPI docs:      http://127.0.0.1:{options.api_port}/docs", flush=True)
+        print(f"  MQTT:              {mqtt[0]}:{mqtt[1]} (topic commonwatt/#)", flush=True)
+        print(f"  config: {config_path}   ledger: {ledger}", flush=True)
+        print("Press Ctrl-C to stop.", flush=True)
+        if ready is not None:
+            ready.set()
+        await task
+    finally:
+        stop.set()
+        with contextlib.suppress(Exception):
+            await task
+        await coop.stop()
+        if broker is not None:
+            await broker.shutdown()
+        print("Commonwatt demo stopped.", flush=True)
