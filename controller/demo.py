@@ -86,10 +86,8 @@ async def run_demo(options: DemoOptions, stop: asyncio.Event | None = None,
     for stale in data_dir.glob("ledger.sqlite*"):
         stale.unlink()
     config_path = data_dir / "coop.toml"
-    config_path.write_text(coop_toml(coop, ledger, options.api_port, mqtt[1]), encoding="utf-8")
+    config_path.write_text(coop_toml(coop, ledger, options.api_port, mqtt), encoding="utf-8")
     config = parse_config(config_path.read_text(encoding="utf-8"), str(config_path))
-    if config.mqtt is not None and mqtt[0] != "127.0.0.1":
-        config = config.model_copy(update={"mqtt": config.mqtt.model_copy(update={"host": mqtt[0]})})
     runtime = Runtime(config, clock.now, nominal_dt_s=config.controller.cycle_s * options.speed)
     task = asyncio.create_task(runtime.run(stop))
     try:

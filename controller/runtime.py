@@ -127,7 +127,9 @@ class Runtime:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             try:
-                _, writer = await asyncio.open_connection(self.config.api.host, self.config.api.port)
+                _, writer = await asyncio.open_connection(
+                    self.config.api.host, self.config.api.port
+                )
                 writer.close()
                 return
             except OSError:

@@ -8,7 +8,7 @@ from simulators.coop import BATTERY_UNIT, INVERTER_UNIT, METER_UNIT, SimulatedCo
 
 
 def coop_toml(coop: SimulatedCoop, ledger: Path, api_port: int = 8000,
-              mqtt_port: int | None = None, cycle_s: float = 1.0) -> str:
+              mqtt: tuple[str, int] | None = None, cycle_s: float = 1.0) -> str:
     """TOML for a controller that drives ``coop``'s simulated devices."""
     lines = [
         'name = "Commonwatt demo coop"',
@@ -28,8 +28,8 @@ def coop_toml(coop: SimulatedCoop, ledger: Path, api_port: int = 8000,
         'host = "127.0.0.1"',
         f"port = {api_port}",
     ]
-    if mqtt_port is not None:
-        lines += ["", "[mqtt]", 'host = "127.0.0.1"', f"port = {mqtt_port}"]
+    if mqtt is not None:
+        lines += ["", "[mqtt]", f'host = "{mqtt[0]}"', f"port = {mqtt[1]}"]
     for h in coop.households:
         spec, host, port = h.spec, h.server.host, h.server.port
         lines += ["", "[[members]]", f'id = "{spec.member_id}"', f'name = "{spec.name}"']

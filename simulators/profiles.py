@@ -93,7 +93,9 @@ def load_w_per_mwh_year(day: int, year: int = 2025) -> NDArray[np.float64]:
     return np.repeat(w_per_mwh, 15)
 
 
-def at_minute(profile: NDArray[np.float64], minute_of_day: NDArray[np.float64]) -> NDArray[np.float64]:
+def at_minute(
+    profile: NDArray[np.float64], minute_of_day: NDArray[np.float64]
+) -> NDArray[np.float64]:
     """Linear interpolation of a per-minute day profile at fractional minutes (wrapping)."""
     m = np.mod(minute_of_day, MINUTES_PER_DAY)
     lo = np.floor(m).astype(np.int64)

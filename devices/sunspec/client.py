@@ -107,5 +107,6 @@ class SunSpecClient:
             if point.offset != run_start + len(run_regs):
                 await self.link.write(block.address + run_start, run_regs, self.unit)
                 run_start, run_regs = point.offset, []
-            run_regs += encode_point(point, scaled_to_raw(values[point.name], sf.get(point.name, 0)))
+            raw = scaled_to_raw(values[point.name], sf.get(point.name, 0))
+            run_regs += encode_point(point, raw)
         await self.link.write(block.address + run_start, run_regs, self.unit)

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Set up Commonwatt on a fresh Debian machine (Python 3.11+) and run it.
+#
+#   bash bootstrap.sh demo    venv + install, then run the simulated coop (Ctrl-C stops it)
+#   bash bootstrap.sh test    venv + install + system test binaries, then ruff and the full suite
+#   bash bootstrap.sh bench   venv + install, then every benchmark (JSON on stdout)
+#
+# Everything goes into .venv beside this file; system packages come from apt only
+# where the binary is missing.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+PYTHON=${PYTHON:-python3}
+SUDO=""
+if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then SUDO="sudo"; fi
+APT_UPDATED=0
+
+apt_install() {  # apt_install PACKAGE...: install what is missing, updating the index once
+    if ! command -v apt-get >/dev/null 2>&1; then
+        echo "bootstrap: need $* but apt-get is not available; install them by hand" >&2
+        return 1
+    fi
+    if [ "$APT_UPDATED" -eq 0 ]; then
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get update -qq
+        APT_UPDATED=1
+    fi
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$@" >/dev/null
+}
+
+have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/bin/$1" ]; }
+
+make_venv() {
+    if [ ! -x .venv/bin/python ]; then
+        if ! "$PYTHON" -m venv .venv 2>/dev/null; then
+            rm -rf .venv
+            apt_install python3-venv
+            "$PYTHON" -m venv .venv
+        fi
+    fi
+    .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
+    .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[dev]"
+}
+
+command=${1:-}
+case "$command" in
+    demo)
+        make_venv
+        shift
+        exec .venv/bin/commonwatt demo "$@"
+        ;;
+    test)
+        have mosquitto || apt_install mosquitto
+        make_venv
+        .venv/bin/ruff check .
+        exec .venv/bin/python -m pytest -p no:cacheprovider
+        ;;
+    bench)
+        make_venv
+        shift
+        exec .venv/bin/python -m bench "$@"
+        ;;
+    *)
+        echo "usage: bash bootstrap.sh demo|test|bench" >&2
+        exit 2
+        ;;
+esac

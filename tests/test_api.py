@@ -1,0 +1,98 @@
+"""The API contract: bad requests name the field, OpenAPI is served, health reports staleness."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from controller.ledger import Ledger, LedgerReader
+from dispatch import LEDGER_FIELDS
+
+
+@pytest.fixture()
+def client(tmp_path: Path) -> TestClient:
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    ledger.register_members([("h01", "Ada"), ("h02", "Bram")])
+    for i in range(10):
+        booked = {f: np.array([10, 20], dtype=np.int64) for f in LEDGER_FIELDS}
+        booked["to_peers"] = np.array([30, 0])
+        booked["from_peers"] = np.array([0, 30])
+        ledger.commit_interval(1000.0 + 60 * i, 1060.0 + 60 * i, ["h01", "h02"], booked,
+                               {f: np.zeros(2) for f in LEDGER_FIELDS}, {}, 0.0)
+    ledger.close()
+    return TestClient(create_app(LedgerReader(tmp_path / "ledger.sqlite")))
+
+
+def test_members_list(client: TestClient) -> None:
+    assert client.get("/api/v1/members").json() == [{"id": "h01", "name": "Ada"},
+                                                     {"id": "h02", "name": "Bram"}]
+
+
+def test_energy_window(client: TestClient) -> None:
+    whole = client.get("/api/v1/members/h02/energy").json()
+    assert whole["intervals"] == 10
+    assert whole["from_peers_kwh"] == 0.3
+    # own_pv_used + from_battery_coop + from_peers = 20 + 20 + 30 Wh per interval
+    assert whole["liberated_kwh"] == 0.7
+    assert whole["served_kwh"] == round(10 * (20 * 4 + 30) / 1000, 3)
+    assert whole["self_sufficiency"] == round(70 / 110, 4)
+    part = client.get("/api/v1/members/h02/energy",
+                      params={"from": "1970-01-01T00:16:40Z", "to": 1000 + 180}).json()
+    assert part["intervals"] == 3
+
+
+@pytest.mark.parametrize(
+    ("url", "params", "status", "needle"),
+    [
+        ("/api/v1/members/nobody/energy", {}, 404, "member_id 'nobody'"),
+        ("/api/v1/members/h01/energy", {"from": "yesterday"}, 422, "\"query\",\"from\""),
+        ("/api/v1/members/h01/energy", {"to": "2026-13-45"}, 422, "\"query\",\"to\""),
+        ("/api/v1/members/h01/energy", {"from": 2000, "to": 1000}, 422, "'from' must not be"),
+    ],
+)
+def test_bad_requests_name_the_field(client: TestClient, url, params, status, needle) -> None:
+    response = client.get(url, params=params)
+    assert response.status_code == status
+    assert needle in response.text
+
+
+def test_openapi_is_served_and_lists_the_contract(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    assert spec["info"]["version"] == "1.0.0"
+    for path in ("/api/v1/members", "/api/v1/members/{member_id}/energy",
+                 "/api/v1/coop/summary", "/healthz"):
+        assert path in spec["paths"]
+    assert client.get("/docs").status_code == 200
+
+
+def test_summary_and_health_without_a_running_controller(client: TestClient) -> None:
+    summary = client.get("/api/v1/coop/summary").json()
+    assert summary["members"] == 2
+    assert summary["shared_peer_to_peer_kwh"] == summary["from_peers_kwh"] == 0.3
+    assert set(summary["by_member"]) == {"h01", "h02"}
+    health = client.get("/healthz")
+    assert health.status_code == 200 and health.json()["status"] == "ledger-only"
+    assert client.get("/").status_code == 200
+
+
+class _StaleController:
+    cycle_s = 1.0
+
+    def devices(self):
+        return [{"name": "h01/meter", "state": "unknown"}]
+
+    def last_cycle_age_s(self):
+        return 30.0
+
+
+def test_healthz_reports_staleness(tmp_path: Path) -> None:
+    Ledger(tmp_path / "l.sqlite").close()
+    stale = TestClient(create_app(LedgerReader(tmp_path / "l.sqlite"), live=_StaleController()))
+    response = stale.get("/healthz")
+    assert response.status_code == 503
+    assert response.json()["status"] == "stale"
+    assert response.json()["devices"]["unknown"] == 1
