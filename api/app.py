@@ -48,13 +48,18 @@ class Energy(BaseModel):
     from_battery_kwh: float
     from_battery_coop_kwh: float
     from_peers_kwh: float
+    from_coop_battery_kwh: float
     from_grid_kwh: float
     shed_kwh: float
     pv_kwh: float
     to_battery_kwh: float
     to_peers_kwh: float
+    to_coop_battery_kwh: float
     to_grid_kwh: float
     curtailed_kwh: float
+    battery_from_coop_kwh: float = Field(description="neighbours' surplus stored in this battery")
+    battery_to_coop_kwh: float = Field(description="this battery's energy given to neighbours")
+    grid_to_battery_kwh: float
     losses_kwh: float
     self_sufficiency: float | None = Field(description="liberated / served; null with no load")
 

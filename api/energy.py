@@ -12,25 +12,32 @@ def kwh(wh: int) -> float:
 
 def member_figures(t: dict[str, int]) -> dict[str, float | int | None]:
     """Every published figure of one member (or of the coop) from ledger sums."""
-    from_battery = t["from_battery_coop"] + t["from_battery_grid"]
-    served = t["own_pv_used"] + from_battery + t["from_peers"] + t["from_grid"]
-    liberated = t["own_pv_used"] + t["from_battery_coop"] + t["from_peers"]
-    pv = t["own_pv_used"] + t["to_battery"] + t["to_peers"] + t["to_grid"] + t["curtailed"]
+    served = (t["own_pv_used"] + t["from_battery"] + t["from_peers"] + t["from_coop_battery"]
+              + t["from_grid"])
+    liberated = (t["own_pv_used"] + t["from_battery_coop"] + t["from_peers"]
+                 + t["from_coop_battery_coop"])
+    pv = (t["own_pv_used"] + t["to_battery"] + t["to_peers"] + t["to_coop_battery"]
+          + t["to_grid"] + t["curtailed"])
     return {
         "liberated_kwh": kwh(liberated),
         "served_kwh": kwh(served),
         "load_kwh": kwh(served + t["shed"]),
         "own_pv_used_kwh": kwh(t["own_pv_used"]),
-        "from_battery_kwh": kwh(from_battery),
+        "from_battery_kwh": kwh(t["from_battery"]),
         "from_battery_coop_kwh": kwh(t["from_battery_coop"]),
         "from_peers_kwh": kwh(t["from_peers"]),
+        "from_coop_battery_kwh": kwh(t["from_coop_battery"]),
         "from_grid_kwh": kwh(t["from_grid"]),
         "shed_kwh": kwh(t["shed"]),
         "pv_kwh": kwh(pv),
         "to_battery_kwh": kwh(t["to_battery"]),
         "to_peers_kwh": kwh(t["to_peers"]),
+        "to_coop_battery_kwh": kwh(t["to_coop_battery"]),
         "to_grid_kwh": kwh(t["to_grid"]),
         "curtailed_kwh": kwh(t["curtailed"]),
+        "battery_from_coop_kwh": kwh(t["battery_from_coop"]),
+        "battery_to_coop_kwh": kwh(t["battery_to_coop"]),
+        "grid_to_battery_kwh": kwh(t["grid_to_battery"]),
         "losses_kwh": kwh(t["losses"]),
         "self_sufficiency": round(liberated / served, 4) if served else None,
         "intervals": t["intervals"],

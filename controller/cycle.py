@@ -15,7 +15,7 @@ from controller.ledger import Ledger
 from controller.polling import Poller
 from controller.process_image import ProcessImage
 from controller.safety import clamp_setpoints
-from dispatch import Fleet, TickResult, WhBook, dispatch_tick
+from dispatch import Fleet, FleetState, TickResult, WhBook, dispatch_tick
 
 log = logging.getLogger(__name__)
 #: An interval longer than this many nominal cycles is not booked whole: the
@@ -61,6 +61,7 @@ class Controller:
         self.book = WhBook(len(self.member_ids), {k: np.array(v) for k, v in state.carries.items()})
         self.pools_wh = np.array([state.pools_wh.get(m, 0.0) for m in self.member_ids])
         self.last_end_ts = state.last_end_ts
+        self.held = np.zeros(len(self.member_ids), dtype=bool)
         # On a sped-up clock a cycle spans more device time: keep at least 3 cycles of validity.
         self.setpoint_expiry_s = max(
             config.controller.setpoint_expiry_s, math.ceil(3 * self.nominal_dt_s)
@@ -100,13 +101,15 @@ class Controller:
         fleet = self.fleet(image)
         stored = np.nan_to_num(image.soc_pct, nan=0.0) / 100.0 * fleet.capacity_wh
         pools = np.clip(self.pools_wh, 0.0, stored)
+        state = FleetState(stored, pools, self.held)
         start = self._interval_start(now)
         dt = now - start
         result = booked = interval_id = None
         setpoints = np.zeros(len(self.member_ids))
         if dt > 0:
             result = dispatch_tick(
-                fleet, image.pv_production_w, image.load_w, stored, pools, image.valid, dt
+                fleet, state, image.pv_production_w, image.load_w, image.valid, dt,
+                self.config.policy.sharing,
             )
             setpoints = clamp_setpoints(
                 np.where(image.valid, result.battery_w, 0.0),
@@ -121,6 +124,7 @@ class Controller:
         if result is not None:
             booked = self.book.book(result)
             self.pools_wh = np.where(image.valid, result.pool_coop_wh, pools)
+            self.held = result.state.held
             interval_id = self.ledger.commit_interval(
                 start, now, self.member_ids, booked, self.book.carries,
                 dict(zip(self.member_ids, self.pools_wh.tolist(), strict=True)), time.time(),

@@ -46,9 +46,9 @@ CREATE TABLE IF NOT EXISTS state (
 
 #: Derived totals, as SQL over the ledger columns.
 DERIVED = {
-    "served": "own_pv_used + from_battery_coop + from_battery_grid + from_peers + from_grid",
-    "liberated": "own_pv_used + from_battery_coop + from_peers",
-    "pv": "own_pv_used + to_battery + to_peers + to_grid + curtailed",
+    "served": "own_pv_used + from_battery + from_peers + from_coop_battery + from_grid",
+    "liberated": "own_pv_used + from_battery_coop + from_peers + from_coop_battery_coop",
+    "pv": "own_pv_used + to_battery + to_peers + to_coop_battery + to_grid + curtailed",
 }
 
 

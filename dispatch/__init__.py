@@ -12,8 +12,17 @@ Sign and unit conventions used throughout:
   energy to the household) and negative when it charges.
 """
 
-from dispatch.fleet import Fleet
+from dispatch.fleet import POLICIES, CoopLimits, Fleet, FleetState
 from dispatch.rounding import LEDGER_FIELDS, WhBook
 from dispatch.tick import TickResult, dispatch_tick
 
-__all__ = ["LEDGER_FIELDS", "Fleet", "TickResult", "WhBook", "dispatch_tick"]
+__all__ = [
+    "LEDGER_FIELDS",
+    "POLICIES",
+    "CoopLimits",
+    "Fleet",
+    "FleetState",
+    "TickResult",
+    "WhBook",
+    "dispatch_tick",
+]

@@ -1,10 +1,11 @@
 """Integer Wh booking with carried remainders, so no rounding leaks out of a sum.
 
 Each ledger field of each member keeps a sub-Wh carry. Every interval books
-``floor(carry + energy)`` whole Wh and carries the rest forward. Energy to
-peers is booked first; energy from peers is then spread (largest remainder
-first) so that, in every interval, the booked Wh sent to peers equals the
-booked Wh received from peers exactly.
+``floor(carry + energy)`` whole Wh and carries the rest forward. Flows that
+pair up across the coop are booked so that they match to the Wh in every
+interval: what peers receive equals what peers sent, and what neighbours
+draw from or put into offered batteries equals what those batteries gave or
+took. Coop-origin parts are never booked above the flow they are part of.
 """
 
 from __future__ import annotations
@@ -21,17 +22,28 @@ FloatArray = NDArray[np.float64]
 #: sums of these, so the ledger's balances hold by construction.
 LEDGER_FIELDS: tuple[str, ...] = (
     "own_pv_used",
+    "from_battery",
     "from_battery_coop",
-    "from_battery_grid",
     "from_peers",
+    "from_coop_battery",
+    "from_coop_battery_coop",
     "from_grid",
     "shed",
     "to_battery",
     "to_peers",
+    "to_coop_battery",
     "to_grid",
     "curtailed",
+    "battery_from_coop",
+    "battery_to_coop",
+    "grid_to_battery",
     "losses",
 )
+#: receiving field → (sending field): booked so both sum to the same Wh.
+PAIRED = {"from_peers": "to_peers", "from_coop_battery": "battery_to_coop",
+          "battery_from_coop": "to_coop_battery"}
+#: part → whole: a coop-origin part never exceeds its flow.
+PARTS = {"from_battery_coop": "from_battery", "from_coop_battery_coop": "from_coop_battery"}
 
 
 def floor_with_carry(energy: FloatArray, carry: FloatArray) -> tuple[IntArray, FloatArray]:
@@ -79,32 +91,26 @@ class WhBook:
     """
 
     def __init__(self, size: int, carries: dict[str, FloatArray] | None = None) -> None:
+        carries = carries or {}
         self.carries: dict[str, FloatArray] = {
-            field: np.zeros(size) if carries is None or field not in carries
-            else np.asarray(carries[field], dtype=np.float64).copy()
-            for field in LEDGER_FIELDS
+            f: np.asarray(carries[f], dtype=np.float64).copy() if f in carries else np.zeros(size)
+            for f in LEDGER_FIELDS
         }
 
     def book(self, result: TickResult) -> dict[str, IntArray]:
         """Integer Wh for every ledger field, updating the carries."""
-        energies = {
-            "own_pv_used": result.own_pv_used,
-            "from_battery_coop": result.from_battery_coop,
-            "from_battery_grid": result.from_battery - result.from_battery_coop,
-            "from_grid": result.from_grid,
-            "shed": result.shed,
-            "to_battery": result.to_battery,
-            "to_peers": result.to_peers,
-            "to_grid": result.to_grid,
-            "curtailed": result.curtailed,
-            "losses": result.losses,
-        }
         booked: dict[str, IntArray] = {}
-        for field, energy in energies.items():
-            booked[field], self.carries[field] = floor_with_carry(
-                np.maximum(energy, 0.0), self.carries[field]
+        for f in LEDGER_FIELDS:
+            if f in PAIRED:
+                continue
+            energy = np.maximum(getattr(result, f), 0.0)
+            booked[f], self.carries[f] = floor_with_carry(energy, self.carries[f])
+        for f, sender in PAIRED.items():
+            booked[f], self.carries[f] = round_to_total(
+                np.maximum(getattr(result, f), 0.0), self.carries[f], int(booked[sender].sum())
             )
-        booked["from_peers"], self.carries["from_peers"] = round_to_total(
-            result.from_peers, self.carries["from_peers"], int(booked["to_peers"].sum())
-        )
-        return {field: booked[field] for field in LEDGER_FIELDS}
+        for part, whole in PARTS.items():
+            excess = np.maximum(booked[part] - booked[whole], 0)
+            booked[part] -= excess
+            self.carries[part] += excess
+        return {f: booked[f] for f in LEDGER_FIELDS}

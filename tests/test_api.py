@@ -36,10 +36,11 @@ def test_energy_window(client: TestClient) -> None:
     whole = client.get("/api/v1/members/h02/energy").json()
     assert whole["intervals"] == 10
     assert whole["from_peers_kwh"] == 0.3
-    # own_pv_used + from_battery_coop + from_peers = 20 + 20 + 30 Wh per interval
-    assert whole["liberated_kwh"] == 0.7
-    assert whole["served_kwh"] == round(10 * (20 * 4 + 30) / 1000, 3)
-    assert whole["self_sufficiency"] == round(70 / 110, 4)
+    # liberated = own_pv_used + from_battery_coop + from_peers + from_coop_battery_coop
+    assert whole["liberated_kwh"] == round(10 * (20 + 20 + 30 + 20) / 1000, 3)
+    # served = own_pv_used + from_battery + from_peers + from_coop_battery + from_grid
+    assert whole["served_kwh"] == round(10 * (20 + 20 + 30 + 20 + 20) / 1000, 3)
+    assert whole["self_sufficiency"] == round(90 / 110, 4)
     part = client.get("/api/v1/members/h02/energy",
                       params={"from": "1970-01-01T00:16:40Z", "to": 1000 + 180}).json()
     assert part["intervals"] == 3

@@ -1,59 +1,95 @@
-"""Property tests: dispatch conserves energy on random fleets."""
+"""Property tests on random fleets: conservation, limits, references, symmetry."""
 
 from __future__ import annotations
 
 import numpy as np
 from hypothesis import given, settings
-from hypothesis import strategies as st
-from hypothesis.extra.numpy import arrays
 
-from dispatch import Fleet, dispatch_tick
+from dispatch import Fleet, FleetState, dispatch_tick
+from dispatch.reference import FIELDS, reference_tick
+from tests.fleet_strategies import fleet_cases
 
-power = st.floats(0, 20_000, allow_nan=False)
-
-
-@st.composite
-def fleets(draw):
-    n = draw(st.integers(1, 40))
-    def vec(elements):
-        return draw(arrays(np.float64, n, elements=elements))
-    capacity = vec(st.floats(0, 20_000))
-    floor = capacity * vec(st.floats(0, 0.5))
-    stored = floor + (capacity - floor) * vec(st.floats(0, 1))
-    pool = stored * vec(st.floats(0, 1))
-    fleet = Fleet(capacity, floor, vec(st.floats(0, 10_000)), vec(st.floats(0, 10_000)),
-                  vec(st.floats(0.5, 1.0)))
-    valid = draw(arrays(np.bool_, n))
-    return fleet, vec(power), vec(power), stored, pool, valid, draw(st.floats(1, 3600))
+FLOWS = ("own_pv_used", "to_battery", "from_battery", "from_battery_coop", "to_peers",
+         "from_peers", "to_coop_battery", "from_coop_battery", "from_coop_battery_coop",
+         "battery_from_coop", "battery_to_coop", "grid_to_battery", "to_grid", "from_grid",
+         "curtailed", "shed", "losses")
 
 
 @settings(max_examples=300, deadline=None)
-@given(fleets())
-def test_conservation_and_limits(case) -> None:
-    fleet, pv, load, stored, pool, valid, dt = case
-    r = dispatch_tick(fleet, pv, load, stored, pool, valid, dt)
+@given(fleet_cases())
+def test_conservation_limits_and_origin(case) -> None:
+    fleet, state, pv, load, valid, dt, policy, limits = case
+    r = dispatch_tick(fleet, state, pv, load, valid, dt, policy, limits)
     h = dt / 3600
-    scale = max(1.0, float(pv.sum() + load.sum()) * h)
-    tol = 1e-9 * scale
-    flows = ("own_pv_used", "to_battery", "from_battery", "from_battery_coop", "to_peers",
-             "from_peers", "to_grid", "from_grid", "curtailed", "shed", "losses")
-    for name in flows:
+    tol = 1e-9 * max(1.0, float(pv.sum() + load.sum()) * h + float(fleet.capacity_wh.sum()))
+    for name in FLOWS:
         assert (getattr(r, name) >= -tol).all(), name
-    # per household: demand side and generation side balance
+    # per household
     np.testing.assert_allclose(r.load, np.where(valid, load * h, 0), atol=tol)
     np.testing.assert_allclose(r.pv, np.where(valid, pv * h, 0), atol=tol)
-    # per battery: energy in = energy out + change of content + losses
-    np.testing.assert_allclose(r.stored_wh - stored, r.to_battery - r.from_battery - r.losses,
-                               atol=tol)
-    # per coop: everything sent to peers arrives at peers
+    stored = np.clip(state.stored_wh, 0, fleet.capacity_wh)
+    np.testing.assert_allclose(
+        r.stored_wh - stored,
+        r.to_battery + r.battery_from_coop + r.grid_to_battery - r.from_battery
+        - r.battery_to_coop - r.losses, atol=tol)
+    # per coop: what is sent is received
     assert abs(r.to_peers.sum() - r.from_peers.sum()) <= tol
-    # limits: power ratings, SoC floor and ceiling
-    assert (r.to_battery <= fleet.max_charge_w * h + tol).all()
-    assert (r.from_battery <= fleet.max_discharge_w * h + tol).all()
+    assert abs(r.to_coop_battery.sum() - r.battery_from_coop.sum()) <= tol
+    assert abs(r.battery_to_coop.sum() - r.from_coop_battery.sum()) <= tol
+    # limits
+    charge = r.to_battery + r.battery_from_coop + r.grid_to_battery
+    discharge = r.from_battery + r.battery_to_coop
+    assert (charge <= fleet.max_charge_w * h + tol).all()
+    assert (discharge <= fleet.max_discharge_w * h + tol).all()
+    assert ((charge <= tol) | (discharge <= tol)).all(), "never charge and discharge at once"
     assert (r.stored_wh >= np.minimum(fleet.soc_min_wh, stored) - tol).all()
     assert (r.stored_wh <= fleet.capacity_wh + tol).all()
-    # origin: liberated never exceeds served, coop pool never exceeds content
+    if limits.islanded:
+        assert r.from_grid.sum() <= tol and r.to_grid.sum() <= tol
+        assert r.grid_to_battery.sum() <= tol
+    else:
+        assert r.from_grid.sum() + r.grid_to_battery.sum() <= limits.import_cap_w * h + tol
+        assert r.to_grid.sum() <= limits.export_cap_w * h + tol
+        assert r.shed.sum() <= tol or r.from_grid.sum() >= limits.import_cap_w * h - tol
+    # origin: liberated never exceeds served; coop pool never exceeds content
     assert (r.liberated <= r.served + tol).all()
     assert (r.pool_coop_wh <= r.stored_wh + tol).all()
-    # no sharing while both a surplus and a deficit go to the grid
-    assert min(r.to_grid.sum(), r.from_grid.sum()) <= tol
+    # nothing goes to the grid while a neighbour is short of what it could have had
+    assert min(r.to_grid.sum() + r.curtailed.sum(), r.from_grid.sum() + r.shed.sum()) <= tol
+
+
+@settings(max_examples=200, deadline=None)
+@given(fleet_cases())
+def test_numpy_matches_plain_python_reference(case) -> None:
+    fleet, state, pv, load, valid, dt, policy, limits = case
+    fast = dispatch_tick(fleet, state, pv, load, valid, dt, policy, limits)
+    slow = reference_tick(fleet, state, pv.tolist(), load.tolist(), valid.tolist(), dt, policy,
+                          limits)
+    for name in FIELDS:
+        np.testing.assert_allclose(getattr(fast, name), slow[name], rtol=1e-9, atol=1e-9,
+                                   err_msg=name)
+
+
+@settings(max_examples=100, deadline=None)
+@given(fleet_cases())
+def test_deterministic_and_invariant_under_reordering(case) -> None:
+    fleet, state, pv, load, valid, dt, policy, limits = case
+    first = dispatch_tick(fleet, state, pv, load, valid, dt, policy, limits)
+    again = dispatch_tick(fleet, state, pv, load, valid, dt, policy, limits)
+    for name in FLOWS:
+        assert np.array_equal(getattr(first, name), getattr(again, name)), name
+    perm = np.random.default_rng(len(pv)).permutation(len(pv))
+
+    def take(a):
+        return None if a is None else a[perm]
+
+    shuffled_fleet = Fleet(*(take(getattr(fleet, f)) for f in (
+        "capacity_wh", "soc_min_wh", "max_charge_w", "max_discharge_w", "efficiency",
+        "reserve_wh", "hysteresis_wh", "offered", "grid_charge", "tier", "key")))
+    shuffled_state = FleetState(state.stored_wh[perm], state.pool_coop_wh[perm],
+                                state.held[perm])
+    moved = dispatch_tick(shuffled_fleet, shuffled_state, pv[perm], load[perm], valid[perm], dt,
+                          policy, limits)
+    for name in FLOWS:
+        np.testing.assert_allclose(getattr(moved, name), getattr(first, name)[perm],
+                                   rtol=1e-9, atol=1e-9, err_msg=name)

@@ -50,7 +50,8 @@ def test_demo_coop_end_to_end(tmp_path: Path) -> None:
     # liberated never exceeds served, in any row
     bad = db.execute(
         "SELECT COUNT(*) FROM member_energy WHERE own_pv_used + from_battery_coop + from_peers"
-        " > own_pv_used + from_battery_coop + from_battery_grid + from_peers + from_grid"
+        " + from_coop_battery_coop"
+        " > own_pv_used + from_battery + from_peers + from_coop_battery + from_grid"
     ).fetchone()[0]
     assert bad == 0
     # integer ledger follows the float dispatch, with the rest carried (never lost)
@@ -68,8 +69,10 @@ def test_demo_coop_end_to_end(tmp_path: Path) -> None:
             f"SELECT {columns} FROM member_energy WHERE member_id = ?", (member["id"],)
         ).fetchone(), strict=True))
         energy = client.get(f"/api/v1/members/{member['id']}/energy").json()
-        liberated = sums["own_pv_used"] + sums["from_battery_coop"] + sums["from_peers"]
-        served = liberated + sums["from_battery_grid"] + sums["from_grid"]
+        liberated = (sums["own_pv_used"] + sums["from_battery_coop"] + sums["from_peers"]
+                     + sums["from_coop_battery_coop"])
+        served = (sums["own_pv_used"] + sums["from_battery"] + sums["from_peers"]
+                  + sums["from_coop_battery"] + sums["from_grid"])
         assert energy["liberated_kwh"] == round(liberated / 1000, 3)
         assert energy["served_kwh"] == round(served / 1000, 3)
         assert energy["from_peers_kwh"] == round(sums["from_peers"] / 1000, 3)

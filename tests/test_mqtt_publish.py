@@ -64,7 +64,8 @@ def test_runtime_publishes_retained_member_figures(tmp_path: Path, mosquitto: in
                   until=lambda m: wanted <= set(m))
     assert wanted <= set(got), sorted(got)
     totals = runtime.reader.totals("h01")
-    liberated = totals["own_pv_used"] + totals["from_battery_coop"] + totals["from_peers"]
+    liberated = (totals["own_pv_used"] + totals["from_battery_coop"] + totals["from_peers"]
+                 + totals["from_coop_battery_coop"])
     assert got["commonwatt/members/h01/state"]["liberated_kwh"] == round(liberated / 1000, 3)
     assert got["commonwatt/members/h01/state"]["intervals"] == 20
     discovery = got["homeassistant/sensor/commonwatt_h01_liberated_kwh/config"]
