@@ -8,11 +8,12 @@ import pytest
 from dispatch import CoopLimits, Fleet, FleetState, dispatch_tick
 
 HOUR = 3600.0
+NO_LIMITS = CoopLimits()
 
 
 def run(pv, load, cap=None, stored=None, *, floor=None, reserve=None, power=1e9, eff=1.0,
         offered=None, tier=None, key=None, grid_charge=None, pool=None, held=None,
-        policy="prorata", limits=CoopLimits(), valid=None, hysteresis=None):
+        policy="prorata", limits=NO_LIMITS, valid=None, hysteresis=None):
     n = len(pv)
     cap = np.array(cap if cap is not None else [0.0] * n, float)
     fleet = Fleet(cap, np.array(floor or [0.0] * n, float), np.full(n, power), np.full(n, power),
