@@ -93,6 +93,7 @@ def reference_tick(fleet: Fleet, state: FleetState, pv_w: list[float], load_w: l
     r: dict[str, list[float]] = {f: [0.0] * n for f in FIELDS}
     surplus, deficit = [0.0] * n, [0.0] * n
     room_c, room_d, spare, stored, eta, reserve = [0.0] * n, [0.0] * n, [0.0] * n, [], [], []
+    coop_limit: list[tuple[float, float]] = []
     for i in range(n):
         cap = float(fleet.capacity_wh[i])
         e = min(max(float(state.stored_wh[i]), 0.0), cap)
@@ -115,9 +116,7 @@ def reference_tick(fleet: Fleet, state: FleetState, pv_w: list[float], load_w: l
         b = min(d, min(p_out, max(e - floor_own, 0.0) * eta[i]))
         r["own_pv_used"][i], r["to_battery"][i], r["from_battery"][i] = u, c, b
         surplus[i], deficit[i] = s - c, d - b
-        if fleet.offered[i]:
-            room_d[i] = room_c[i] - c if b == 0.0 else 0.0
-            spare[i] = max(min(p_out - b, (e - floor_coop) * eta[i] - b), 0.0) if c == 0.0 else 0.0
+        coop_limit.append((p_out, (e - floor_coop) * eta[i]))
 
     total_s, total_d = sum(surplus), sum(deficit)
     f = _share(total_s, total_d)
@@ -125,8 +124,24 @@ def reference_tick(fleet: Fleet, state: FleetState, pv_w: list[float], load_w: l
     r["from_peers"] = _allocate(min(total_s, total_d), deficit, policy, key, tier, tiered)
     surplus = [a - b for a, b in zip(surplus, r["to_peers"], strict=True)]
     deficit = [a - b for a, b in zip(deficit, r["from_peers"], strict=True)]
+    if total_s > total_d:  # exportable surplus stands in for own-battery discharge
+        moved = min(sum(surplus), sum(r["from_battery"]))
+        if moved > 0.0:
+            fs, fb = _share(sum(surplus), moved), _share(sum(r["from_battery"]), moved)
+            for i in range(n):
+                give, take = surplus[i] * fs, r["from_battery"][i] * fb
+                r["to_peers"][i] += give
+                surplus[i] -= give
+                r["from_peers"][i] += take
+                r["from_battery"][i] -= take
 
     if fleet.any_offered:
+        for i in range(n):
+            if fleet.offered[i]:
+                c, b = r["to_battery"][i], r["from_battery"][i]
+                room_d[i] = room_c[i] - c if b == 0.0 else 0.0
+                p_out, energy_out = coop_limit[i]
+                spare[i] = max(min(p_out - b, energy_out - b), 0.0) if c == 0.0 else 0.0
         charged = min(sum(surplus), sum(room_d))
         fs, fr = _share(sum(surplus), charged), _share(sum(room_d), charged)
         r["to_coop_battery"] = [x * fs for x in surplus]

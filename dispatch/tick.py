@@ -6,8 +6,15 @@ Order of use, all households at once:
 * surplus: own load, own battery, peers, coop batteries, grid export, or
   curtailment when islanded or at the export cap.
 
+Surplus left after peers first replaces own-battery discharge (so batteries
+keep their charge while the coop has energy to spare), then charges offered
+batteries, and only then leaves the coop.
+
 What cannot be imported (islanded, or over the import cap) is shed, tier by
-tier, critical loads last. Nothing here does I/O.
+tier, critical loads last. :class:`DispatchEngine` keeps preallocated buffers
+and works in place, so a tick allocates no per-household temporaries on its
+main path; stages a fleet does not use (coop batteries, caps, grid charging,
+hysteresis) are skipped. Nothing here does I/O.
 """
 
 from __future__ import annotations
@@ -17,11 +24,12 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from dispatch.fleet import BoolArray, CoopLimits, Fleet, FleetState
+from dispatch.fleet import POLICIES, BoolArray, CoopLimits, Fleet, FleetState
 from dispatch.sharing import allocate
 
 FloatArray = NDArray[np.float64]
 NO_LIMITS = CoopLimits()
+_TINY = 1e-300
 
 
 @dataclass(slots=True)
@@ -40,7 +48,8 @@ class TickResult:
     ``sum(battery_to_coop) == sum(from_coop_battery)``.
 
     ``*_coop`` fields are the coop-origin parts of battery energy: the only
-    battery energy that counts as liberated.
+    battery energy that counts as liberated. Arrays of a result from a
+    :class:`DispatchEngine` are its buffers: valid until its next tick.
     """
 
     own_pv_used: FloatArray
@@ -59,11 +68,32 @@ class TickResult:
     from_grid: FloatArray
     curtailed: FloatArray
     shed: FloatArray
-    losses: FloatArray
-    battery_w: FloatArray
     state: FleetState
+    leg_efficiency: FloatArray
+    hours: float
     import_capped_wh: float = 0.0
     export_capped_wh: float = 0.0
+
+    @property
+    def charged_in(self) -> FloatArray:
+        """AC energy into each battery, from any source."""
+        return self.to_battery + self.battery_from_coop + self.grid_to_battery
+
+    @property
+    def drawn_out(self) -> FloatArray:
+        """AC energy out of each battery, to anyone."""
+        return self.from_battery + self.battery_to_coop
+
+    @property
+    def losses(self) -> FloatArray:
+        """Battery conversion losses, booked on the battery's owner."""
+        eta = self.leg_efficiency
+        return self.charged_in * (1.0 - eta) + self.drawn_out * (1.0 / eta - 1.0)
+
+    @property
+    def battery_w(self) -> FloatArray:
+        """Battery setpoint for the tick, W: positive discharges, negative charges."""
+        return (self.drawn_out - self.charged_in) / self.hours
 
     @property
     def stored_wh(self) -> FloatArray:
@@ -103,134 +133,250 @@ def _share(total: float, amount: float) -> float:
     return min(amount, total) / total if total > 0.0 and amount > 0.0 else 0.0
 
 
+_BUFFERS = (
+    "pv", "load", "stored", "own", "surplus", "deficit", "charge_room", "to_battery", "room",
+    "from_battery", "to_peers", "from_peers", "charged", "drawn", "stored_after", "pool",
+    "fraction", "from_battery_coop", "pool_after", "tmp", "zeros",
+)
+
+
+class DispatchEngine:
+    """Dispatches ticks for one fleet, reusing its buffers from tick to tick."""
+
+    def __init__(self, fleet: Fleet, policy: str = "prorata",
+                 limits: CoopLimits = NO_LIMITS) -> None:
+        if policy not in POLICIES:
+            raise ValueError(f"policy {policy!r}: expected one of {', '.join(POLICIES)}")
+        self.fleet, self.policy, self.limits = fleet, policy, limits
+        self.tiered = limits.islanded or policy == "tiers"
+        n = fleet.size
+        self._b = {name: np.zeros(n) for name in _BUFFERS}
+        #: The shared all-zero array returned for flows of stages that did not run.
+        self.zeros = self._b["zeros"]
+        self._held = np.zeros(n, dtype=bool)
+        self.reserve = np.maximum(fleet.soc_min_wh, fleet.reserve_wh)
+        self._hysteresis = bool((fleet.hysteresis_wh > 0).any())
+        self._floor_base = fleet.soc_min_wh if limits.islanded else self.reserve
+        self._capped = limits.islanded or np.isfinite(limits.import_cap_w) or np.isfinite(
+            limits.export_cap_w)
+        self._hours = -1.0
+        self._charge_power = np.zeros(n)
+        self._discharge_power = np.zeros(n)
+
+    def _set_hours(self, hours: float) -> None:
+        if hours != self._hours:
+            np.multiply(self.fleet.max_charge_w, hours, out=self._charge_power)
+            np.multiply(self.fleet.max_discharge_w, hours, out=self._discharge_power)
+            self._hours = hours
+
+    def tick(self, state: FleetState, pv_w: FloatArray, load_w: FloatArray,
+             valid: BoolArray | None, dt_s: float) -> TickResult:
+        """Balance one tick of ``dt_s`` seconds; ``valid=None`` means every household is valid.
+
+        Households whose readings are not valid take no part: their flows are
+        zero and their battery holds. ``state`` is not modified.
+        """
+        f, b = self.fleet, self._b
+        h = dt_s / 3600.0
+        self._set_hours(h)
+        all_valid = valid is None or bool(valid.all())
+        pv, load, stored = b["pv"], b["load"], b["stored"]
+        np.maximum(pv_w, 0.0, out=pv)
+        pv *= h
+        np.maximum(load_w, 0.0, out=load)
+        load *= h
+        charge_power, discharge_power = self._charge_power, self._discharge_power
+        if not all_valid:
+            pv *= valid
+            load *= valid
+            charge_power = charge_power * valid
+            discharge_power = discharge_power * valid
+        np.clip(state.stored_wh, 0.0, f.capacity_wh, out=stored)
+        eta, inv_eta = f.leg_efficiency, f.inverse_leg_efficiency
+
+        own, surplus, deficit = b["own"], b["surplus"], b["deficit"]
+        np.minimum(pv, load, out=own)
+        np.subtract(pv, own, out=surplus)
+        np.subtract(load, own, out=deficit)
+        charge_room, to_battery = b["charge_room"], b["to_battery"]
+        np.subtract(f.capacity_wh, stored, out=charge_room)
+        charge_room *= inv_eta
+        np.minimum(charge_room, charge_power, out=charge_room)
+        np.minimum(surplus, charge_room, out=to_battery)
+        surplus -= to_battery
+        floor_own = self._floor_base
+        if self._hysteresis and not self.limits.islanded:
+            floor_own = self.reserve + np.where(state.held, f.hysteresis_wh, 0.0)
+        room, from_battery = b["room"], b["from_battery"]
+        np.subtract(stored, floor_own, out=room)
+        np.maximum(room, 0.0, out=room)
+        room *= eta
+        np.minimum(room, discharge_power, out=room)
+        np.minimum(deficit, room, out=from_battery)
+        deficit -= from_battery
+
+        to_peers, from_peers = b["to_peers"], b["from_peers"]
+        total_surplus, total_deficit = float(surplus.sum()), float(deficit.sum())
+        np.multiply(surplus, _share(total_surplus, total_deficit), out=to_peers)
+        shared = min(total_surplus, total_deficit)
+        if self.policy == "prorata" and not self.tiered:
+            np.multiply(deficit, _share(total_deficit, shared), out=from_peers)
+        else:
+            from_peers[:] = allocate(shared, deficit, self.policy, f.key, f.tier, self.tiered)
+        surplus -= to_peers
+        deficit -= from_peers
+        if total_surplus > total_deficit:
+            self._spare_batteries(surplus, from_battery, to_peers, from_peers)
+
+        zeros = b["zeros"]
+        coop = (zeros, zeros, zeros, zeros)
+        if f.any_offered:
+            coop = self._coop_batteries(state, surplus, deficit, stored, charge_power,
+                                        discharge_power, floor_own)
+        to_coop_battery, battery_from_coop, from_coop_battery, battery_to_coop = coop
+
+        from_grid, shed, to_grid, curtailed = deficit, zeros, surplus, zeros
+        import_capped = export_capped = 0.0
+        import_left = float("inf")
+        if self._capped:
+            from_grid, shed, to_grid, curtailed, import_capped, export_capped, import_left = (
+                self._caps(deficit, surplus, h))
+        grid_to_battery = zeros
+        if f.any_grid_charge and not self.limits.islanded and import_left > 0.0:
+            grid_to_battery = self._grid_charge(stored, charge_room, import_left, coop)
+
+        charged, drawn = b["charged"], b["drawn"]
+        np.multiply(to_battery, eta, out=charged)
+        np.multiply(from_battery, inv_eta, out=drawn)
+        if f.any_offered:
+            charged += battery_from_coop * eta
+            drawn += battery_to_coop * inv_eta
+        stored_after = b["stored_after"]
+        np.add(stored, charged, out=stored_after)
+        stored_after -= drawn
+        if f.any_grid_charge:
+            stored_after += grid_to_battery * eta
+
+        # Two pools: coop-origin energy leaves in proportion, only coop surplus adds to it.
+        pool, fraction, tmp = b["pool"], b["fraction"], b["tmp"]
+        np.minimum(state.pool_coop_wh, stored, out=pool)
+        np.maximum(pool, 0.0, out=pool)
+        np.maximum(stored, _TINY, out=tmp)
+        np.divide(pool, tmp, out=fraction)
+        from_battery_coop = b["from_battery_coop"]
+        np.multiply(from_battery, fraction, out=from_battery_coop)
+        pool_after = b["pool_after"]
+        np.multiply(drawn, fraction, out=tmp)
+        np.subtract(pool, tmp, out=pool_after)
+        pool_after += charged
+        from_coop_battery_coop = zeros
+        if f.any_offered:
+            delivered = float(battery_to_coop.sum())
+            delivered_coop = float(np.dot(battery_to_coop, fraction))
+            from_coop_battery_coop = from_coop_battery * _share(delivered, delivered_coop)
+
+        held = self._held
+        if self._hysteresis:
+            held = np.where(stored_after <= self.reserve * (1 + 1e-12), True,
+                            np.where(stored_after >= self.reserve + f.hysteresis_wh, False,
+                                     state.held)) & (f.capacity_wh > 0)
+        return TickResult(
+            own_pv_used=own, to_battery=to_battery, from_battery=from_battery,
+            from_battery_coop=from_battery_coop, to_peers=to_peers, from_peers=from_peers,
+            to_coop_battery=to_coop_battery, from_coop_battery=from_coop_battery,
+            from_coop_battery_coop=from_coop_battery_coop, battery_from_coop=battery_from_coop,
+            battery_to_coop=battery_to_coop, grid_to_battery=grid_to_battery, to_grid=to_grid,
+            from_grid=from_grid, curtailed=curtailed, shed=shed,
+            state=FleetState(stored_after, pool_after, held), leg_efficiency=eta, hours=h,
+            import_capped_wh=import_capped, export_capped_wh=export_capped,
+        )
+
+    @staticmethod
+    def _spare_batteries(surplus, from_battery, to_peers, from_peers) -> None:  # noqa: ANN001
+        """Surplus the coop would export replaces own-battery discharge, pro-rata.
+
+        A battery does not empty itself at noon while neighbours export: the
+        members draw that energy from peers instead and keep their battery's
+        charge for the evening.
+        """
+        left, discharging = float(surplus.sum()), float(from_battery.sum())
+        moved = min(left, discharging)
+        if moved <= 0.0:
+            return
+        give = surplus * _share(left, moved)
+        take = from_battery * _share(discharging, moved)
+        to_peers += give
+        surplus -= give
+        from_peers += take
+        from_battery -= take
+
+    def _coop_batteries(self, state, surplus, deficit, stored, charge_power, discharge_power,
+                        floor_own):  # noqa: ANN001, ANN202 - internal stage, arrays throughout
+        """Offered batteries take the surplus left after peers and serve the deficit left."""
+        f, b = self.fleet, self._b
+        to_battery, from_battery = b["to_battery"], b["from_battery"]
+        floor_coop = np.maximum(floor_own, self.reserve)
+        # A battery does not charge and discharge in the same tick.
+        room = np.where(f.offered & (from_battery == 0.0), b["charge_room"] - to_battery, 0.0)
+        spare = np.minimum(discharge_power - from_battery,
+                           (stored - floor_coop) * f.leg_efficiency - from_battery)
+        spare = np.where(f.offered & (to_battery == 0.0), np.maximum(spare, 0.0), 0.0)
+        left_surplus, total_room = float(surplus.sum()), float(room.sum())
+        charged = min(left_surplus, total_room)
+        to_coop_battery = surplus * _share(left_surplus, charged)
+        battery_from_coop = room * _share(total_room, charged)
+        surplus -= to_coop_battery
+        left_deficit, total_spare = float(deficit.sum()), float(spare.sum())
+        delivered = min(left_deficit, total_spare)
+        from_coop_battery = allocate(delivered, deficit, self.policy, f.key, f.tier, self.tiered)
+        battery_to_coop = spare * _share(total_spare, delivered)
+        deficit -= from_coop_battery
+        return to_coop_battery, battery_from_coop, from_coop_battery, battery_to_coop
+
+    def _caps(self, deficit, surplus, h):  # noqa: ANN001, ANN202 - internal stage
+        """Import and export limits at the point of common coupling (zero when islanded)."""
+        island = self.limits.islanded
+        f = self.fleet
+        import_cap = 0.0 if island else self.limits.import_cap_w * h
+        wanted_import = float(deficit.sum())
+        from_grid = deficit.copy()
+        if wanted_import > import_cap:
+            from_grid = allocate(import_cap, deficit, self.policy, f.key, f.tier, True)
+        shed = deficit - from_grid
+        export_cap = 0.0 if island else self.limits.export_cap_w * h
+        wanted_export = float(surplus.sum())
+        to_grid = surplus.copy()
+        if wanted_export > export_cap:
+            to_grid = surplus * _share(wanted_export, export_cap)
+        curtailed = surplus - to_grid
+        import_capped = 0.0 if island else max(wanted_import - import_cap, 0.0)
+        export_capped = 0.0 if island else max(wanted_export - export_cap, 0.0)
+        import_left = import_cap - float(from_grid.sum())
+        return from_grid, shed, to_grid, curtailed, import_capped, export_capped, import_left
+
+    def _grid_charge(self, stored, charge_room, import_left, coop):  # noqa: ANN001, ANN202
+        """Batteries allowed to, and below their reserve, charge from the grid's spare import."""
+        f, b = self.fleet, self._b
+        _, battery_from_coop, _, battery_to_coop = coop
+        to_battery, from_battery = b["to_battery"], b["from_battery"]
+        eta, inv_eta = f.leg_efficiency, f.inverse_leg_efficiency
+        after = stored + (to_battery + battery_from_coop) * eta - from_battery * inv_eta
+        want = np.minimum(np.maximum(self.reserve - after, 0.0) * inv_eta,
+                          charge_room - to_battery - battery_from_coop)
+        want = np.where(f.grid_charge & (from_battery == 0.0) & (battery_to_coop == 0.0),
+                        np.maximum(want, 0.0), 0.0)
+        return want * _share(float(want.sum()), import_left)
+
+
 def dispatch_tick(
     fleet: Fleet,
     state: FleetState,
     pv_w: FloatArray,
     load_w: FloatArray,
-    valid: BoolArray,
+    valid: BoolArray | None,
     dt_s: float,
     policy: str = "prorata",
     limits: CoopLimits = NO_LIMITS,
 ) -> TickResult:
-    """Balance one tick of ``dt_s`` seconds for every household at once.
-
-    Households whose readings are not ``valid`` take no part: their flows are
-    zero and their battery holds. ``state`` is not modified; the new state is
-    in the result.
-    """
-    h = dt_s / 3600.0
-    island = limits.islanded
-    pv = np.where(valid, np.maximum(pv_w, 0.0), 0.0) * h
-    load = np.where(valid, np.maximum(load_w, 0.0), 0.0) * h
-    cap = fleet.capacity_wh
-    stored = np.clip(state.stored_wh, 0.0, cap)
-    eta, inv_eta = fleet.leg_efficiency, fleet.inverse_leg_efficiency
-    tiered = island or policy == "tiers"
-
-    # Floors: on-grid the reserve (held higher by the hysteresis latch) protects
-    # the island; islanded the owner may go down to the hard floor.
-    reserve = np.maximum(fleet.soc_min_wh, fleet.reserve_wh)
-    if island:
-        floor_own = fleet.soc_min_wh
-    else:
-        floor_own = reserve + np.where(state.held, fleet.hysteresis_wh, 0.0)
-    floor_coop = np.maximum(floor_own, reserve)
-    charge_power = np.where(valid, fleet.max_charge_w * h, 0.0)
-    discharge_power = np.where(valid, fleet.max_discharge_w * h, 0.0)
-    charge_room = np.minimum(charge_power, np.maximum(cap - stored, 0.0) * inv_eta)
-
-    own_pv_used = np.minimum(pv, load)
-    surplus = pv - own_pv_used
-    deficit = load - own_pv_used
-    to_battery = np.minimum(surplus, charge_room)
-    surplus -= to_battery
-    own_room = np.minimum(discharge_power, np.maximum(stored - floor_own, 0.0) * eta)
-    from_battery = np.minimum(deficit, own_room)
-    deficit -= from_battery
-
-    total_surplus, total_deficit = float(surplus.sum()), float(deficit.sum())
-    to_peers = surplus * _share(total_surplus, total_deficit)
-    from_peers = allocate(min(total_surplus, total_deficit), deficit, policy, fleet.key,
-                          fleet.tier, tiered)
-    surplus -= to_peers
-    deficit -= from_peers
-
-    zeros = np.zeros_like(pv)
-    to_coop_battery, battery_from_coop = zeros, zeros
-    from_coop_battery, battery_to_coop = zeros, zeros
-    if fleet.any_offered:
-        # A battery does not charge and discharge in the same tick.
-        room = np.where(fleet.offered & (from_battery == 0.0), charge_room - to_battery, 0.0)
-        spare = np.minimum(discharge_power - from_battery,
-                           (stored - floor_coop) * eta - from_battery)
-        spare = np.where(fleet.offered & (to_battery == 0.0), np.maximum(spare, 0.0), 0.0)
-        left_surplus, total_room = float(surplus.sum()), float(room.sum())
-        charged = min(left_surplus, total_room)
-        to_coop_battery = surplus * _share(left_surplus, charged)
-        battery_from_coop = room * _share(total_room, charged)
-        surplus = surplus - to_coop_battery
-        left_deficit, total_spare = float(deficit.sum()), float(spare.sum())
-        delivered = min(left_deficit, total_spare)
-        from_coop_battery = allocate(delivered, deficit, policy, fleet.key, fleet.tier, tiered)
-        battery_to_coop = spare * _share(total_spare, delivered)
-        deficit = deficit - from_coop_battery
-
-    import_cap = 0.0 if island else limits.import_cap_w * h
-    wanted_import = float(deficit.sum())
-    from_grid = deficit
-    if wanted_import > import_cap:
-        from_grid = allocate(import_cap, deficit, policy, fleet.key, fleet.tier, True)
-    shed = deficit - from_grid
-    import_left = import_cap - float(from_grid.sum())
-
-    grid_to_battery = zeros
-    if fleet.any_grid_charge and not island and import_left > 0.0:
-        after = stored + (to_battery + battery_from_coop) * eta - from_battery * inv_eta
-        want = np.minimum(np.maximum(reserve - after, 0.0) * inv_eta,
-                          charge_room - to_battery - battery_from_coop)
-        want = np.where(fleet.grid_charge & (from_battery == 0.0) & (battery_to_coop == 0.0),
-                        np.maximum(want, 0.0), 0.0)
-        grid_to_battery = want * _share(float(want.sum()), import_left)
-
-    export_cap = 0.0 if island else limits.export_cap_w * h
-    wanted_export = float(surplus.sum())
-    to_grid = surplus * _share(wanted_export, export_cap) if wanted_export > export_cap else surplus
-    curtailed = surplus - to_grid
-
-    charged_in = to_battery + battery_from_coop + grid_to_battery
-    drawn_out = from_battery + battery_to_coop
-    drawn = drawn_out * inv_eta
-    stored_after = stored + charged_in * eta - drawn
-    pool = np.clip(state.pool_coop_wh, 0.0, stored)
-    coop_fraction = np.divide(pool, stored, out=np.zeros_like(stored), where=stored > 0.0)
-    delivered_coop = float((battery_to_coop * coop_fraction).sum())
-    delivered_total = float(battery_to_coop.sum())
-    pool_after = pool - drawn * coop_fraction + (to_battery + battery_from_coop) * eta
-    reserve_line = reserve + fleet.hysteresis_wh
-    held = np.where(stored_after <= reserve * (1 + 1e-12), True,
-                    np.where(stored_after >= reserve_line, False, state.held)) & (cap > 0)
-
-    return TickResult(
-        own_pv_used=own_pv_used,
-        to_battery=to_battery,
-        from_battery=from_battery,
-        from_battery_coop=from_battery * coop_fraction,
-        to_peers=to_peers,
-        from_peers=from_peers,
-        to_coop_battery=to_coop_battery,
-        from_coop_battery=from_coop_battery,
-        from_coop_battery_coop=from_coop_battery * _share(delivered_total, delivered_coop),
-        battery_from_coop=battery_from_coop,
-        battery_to_coop=battery_to_coop,
-        grid_to_battery=grid_to_battery,
-        to_grid=to_grid,
-        from_grid=from_grid,
-        curtailed=curtailed,
-        shed=shed,
-        losses=(charged_in - charged_in * eta) + (drawn - drawn_out),
-        battery_w=(drawn_out - charged_in) / h,
-        state=FleetState(stored_after, np.clip(pool_after, 0.0, stored_after), held),
-        import_capped_wh=max(wanted_import - import_cap, 0.0) if not island else 0.0,
-        export_capped_wh=max(wanted_export - export_cap, 0.0) if not island else 0.0,
-    )
+    """Balance one tick of ``dt_s`` seconds for every household (a fresh result each call)."""
+    return DispatchEngine(fleet, policy, limits).tick(state, pv_w, load_w, valid, dt_s)

@@ -73,6 +73,10 @@ CASES = [
         pv=[0, 0], load=[0, 800], cap=[5000, 0], stored=[900, 0], reserve=[500, 0],
         offered=[True, False]),
      {"battery_to_coop": [400, 0], "from_coop_battery": [0, 400], "from_grid": [0, 400]}),
+    ("coop surplus spares a discharging battery", dict(
+        pv=[1000, 0], load=[0, 300], cap=[0, 5000], stored=[0, 2000]),
+     {"from_battery": [0, 0], "from_peers": [0, 300], "to_peers": [300, 0],
+      "to_grid": [700, 0]}),
     ("export cap curtails pro-rata", dict(pv=[600, 200], load=[0, 0],
                                           limits=CoopLimits(export_cap_w=400)),
      {"to_grid": [300, 100], "curtailed": [300, 100]}),
