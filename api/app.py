@@ -11,8 +11,9 @@ from fastapi import FastAPI, HTTPException, Query
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 
-from api.energy import jain_index, member_figures
+from api.energy import member_figures
 from controller.ledger import LedgerReader
+from dispatch.metrics import jain_index
 
 API_VERSION = "1.0.0"
 

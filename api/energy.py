@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 
 def kwh(wh: int) -> float:
     """Wh as kWh, rounded to the Wh."""
@@ -43,10 +41,3 @@ def member_figures(t: dict[str, int]) -> dict[str, float | int | None]:
         "intervals": t["intervals"],
     }
 
-
-def jain_index(values: Iterable[float]) -> float | None:
-    """Jain's fairness index: 1 when everyone is equal, 1/n when one has all."""
-    xs = [v for v in values]
-    if not xs or not any(xs):
-        return None
-    return round(sum(xs) ** 2 / (len(xs) * sum(x * x for x in xs)), 4)

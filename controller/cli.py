@@ -65,6 +65,16 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the controller on a configuration file")
     run.add_argument("config", type=Path)
 
+    sim = sub.add_parser("simulate", help="what-if study: batched dispatch over CSV data")
+    sim.add_argument("--fleet", type=Path, required=True, metavar="FLEET.csv",
+                     help="one row per member: battery size, limits, SoC, efficiency")
+    sim.add_argument("--series", type=Path, required=True, metavar="SERIES.csv",
+                     help="timestamp, member, pv_w, load_w (mean W per step)")
+    sim.add_argument("--policy", choices=["prorata", "equal", "static", "tiers"],
+                     default="prorata", help="sharing policy (default prorata)")
+    sim.add_argument("--island", action="store_true", help="no grid: shed and curtail instead")
+    sim.add_argument("--json", action="store_true", help="print JSON")
+
     config = sub.add_parser("config", help="work with configuration files")
     config_sub = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
     check = config_sub.add_parser("check", help="validate a configuration file")
@@ -81,6 +91,33 @@ def _cmd_config_check(args: argparse.Namespace) -> int:
     devices = sum(len(m.devices) for m in config.members)
     print(f"{args.file}: OK: {len(config.members)} members, {devices} devices, "
           f"sharing {config.policy.sharing}, ledger {config.storage.ledger}")
+    return 0
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    import json
+
+    from controller.simulate import InputError, load_study, run_study
+
+    try:
+        study = load_study(args.fleet, args.series)
+    except InputError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    report = run_study(study, args.policy, args.island)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    coop = report["coop"]
+    print(f"{len(report['members'])} members, {coop['ticks']} steps of {coop['step_s']:g} s, "
+          f"policy {args.policy}{', islanded' if args.island else ''}")
+    header = ("member", "load", "served", "liberated", "from_peers", "to_peers", "from_grid",
+              "to_grid", "shed", "curtailed")
+    print("  ".join(f"{h:>10}" for h in header))
+    for member, m in [*report["members"].items(), ("COOP", coop)]:
+        print("  ".join([f"{member:>10}"] + [f"{m[h]:>10.3f}" for h in header[1:]]))
+    print(f"self-sufficiency {coop['self_sufficiency']}, Jain fairness {coop['jain_fairness']}"
+          " (energies in kWh)")
     return 0
 
 
@@ -129,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
         return _cmd_demo(args)
     if args.command == "run":
         return _cmd_run(args)
+    if args.command == "simulate":
+        return _cmd_simulate(args)
     return 2
 
 
