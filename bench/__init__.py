@@ -1,0 +1,1 @@
+"""Benchmarks: ``python -m bench [dispatch|poll] [--quick]`` prints JSON."""

@@ -1,0 +1,150 @@
+"""Dispatch speed: numpy engine vs plain-Python reference vs LP, and the memory limit."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from bench.timing import median_s
+from dispatch import Fleet, FleetState
+from dispatch.lp import lp_copper_plate_import, lp_tick_import
+from dispatch.reference import reference_tick
+from dispatch.series import run_series
+from dispatch.tick import DispatchEngine
+
+#: Arrays of N float64 a minimal tick must touch: pv, load, stored, pool, capacity,
+#: both leg efficiencies, both power limits, the floor (10 read) and own use,
+#: to/from battery, to/from peers, to/from grid, content, pool, coop part (10 written).
+ARRAYS_TOUCHED = 20
+DT_S = 60.0
+
+
+def fleet_of(n: int, seed: int = 0, offered: bool = False) -> tuple[Fleet, FleetState]:
+    """A mixed fleet: 60 % with a battery, varied PV; deterministic."""
+    rng = np.random.default_rng(seed)
+    cap = rng.choice([5000.0, 10000.0, 13500.0], n) * (rng.random(n) < 0.6)
+    fleet = Fleet(cap, cap * 0.05, np.full(n, 3300.0), np.full(n, 3300.0), np.full(n, 0.9),
+                  offered=np.full(n, offered))
+    return fleet, FleetState.start(cap * 0.5, cap * 0.25)
+
+
+def inputs(n: int, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return rng.uniform(0, 6000, n) * (rng.random(n) < 0.7), rng.uniform(100, 3000, n)
+
+
+def memory_bandwidth_gbs(repeats: int = 3) -> float:
+    """Bytes moved per second by a numpy copy of 10^8 float64 (read + write)."""
+    src = np.ones(100_000_000)
+    dst = np.empty_like(src)
+    seconds = median_s(lambda: np.copyto(dst, src), repeats)
+    return 2 * src.nbytes / seconds / 1e9
+
+
+def bench_tick(sizes: list[int], bandwidth_gbs: float, budget_s: float) -> list[dict]:
+    rows = []
+    for n in sizes:
+        fleet, state = fleet_of(n)
+        pv, load = inputs(n)
+        engine = DispatchEngine(fleet)
+        repeats = max(5, min(200, int(2e7 / n)))
+        t_numpy = median_s(lambda: engine.tick(state, pv, load, None, DT_S), repeats)
+        limit_s = ARRAYS_TOUCHED * 8 * n / (bandwidth_gbs * 1e9)
+        row = {"households": n, "numpy_ms": round(t_numpy * 1e3, 4),
+               "bytes_touched": ARRAYS_TOUCHED * 8 * n,
+               "memory_limit_ms": round(limit_s * 1e3, 4),
+               "fraction_of_limit": round(limit_s / t_numpy, 3)}
+        row |= _references(fleet, state, pv, load, n, t_numpy, budget_s)
+        rows.append(row)
+    return rows
+
+
+def _references(fleet, state, pv, load, n, t_numpy, budget_s) -> dict:  # noqa: ANN001
+    out: dict = {}
+    if n <= 100_000:
+        pv_l, load_l, valid = pv.tolist(), load.tolist(), [True] * n
+        start = time.perf_counter()
+        reference_tick(fleet, state, pv_l, load_l, valid, DT_S)
+        once = time.perf_counter() - start
+        if once * 3 < budget_s:
+            t_py = median_s(lambda: reference_tick(fleet, state, pv_l, load_l, valid, DT_S), 3, 0)
+            out |= {"python_ms": round(t_py * 1e3, 3),
+                    "python_over_numpy": round(t_py / t_numpy, 1)}
+    if n <= 10_000:
+        start = time.perf_counter()
+        lp_tick_import(fleet, state, pv, load, DT_S)
+        once = time.perf_counter() - start
+        if once < budget_s:
+            out |= {"lp_ms": round(once * 1e3, 1), "lp_over_numpy": round(once / t_numpy, 1)}
+    return out
+
+
+def bench_day(n: int, steps: int, repeats: int) -> dict:
+    fleet, state = fleet_of(n)
+    rng = np.random.default_rng(2)
+    sun = np.clip(np.sin((np.arange(steps) / steps * 24 - 6) / 12 * np.pi), 0, None)
+    pv = sun[:, None] * rng.choice([0.0, 3000.0, 6000.0], n)[None, :]
+    load = rng.uniform(100, 1500, (steps, n))
+    seconds = median_s(lambda: run_series(fleet, state, pv, load, DT_S), repeats)
+    return {"households": n, "steps": steps, "median_s": round(seconds, 4),
+            "per_tick_ms": round(seconds / steps * 1e3, 4)}
+
+
+def bench_copper_plate(n: int = 20, step_min: int = 15, seeds: int = 6) -> dict:
+    """Two days (sunny, then cloudy): greedy coop import / multi-period LP lower bound.
+
+    Several random fleets and two PV mixes, so no single fleet decides the figure.
+    """
+    from simulators.profiles import cloudy_day, load_w_per_mwh_year, pv_w_per_kwp, sunny_day
+
+    days = [sunny_day(), cloudy_day()]
+    pv_day = np.concatenate([pv_w_per_kwp(d) for d in days])[::step_min]
+    load_day = np.concatenate([load_w_per_mwh_year(d) for d in days])[::step_min]
+    fleets = []
+    for mix, kwp_choices in (("pv_rich", [0.0, 3.0, 5.0, 8.0]), ("pv_mixed", [0.0, 0.0, 3.0, 5.0])):
+        for seed in range(seeds):
+            rng = np.random.default_rng(seed)
+            pv = pv_day[:, None] * rng.choice(kwp_choices, n)[None, :]
+            load = load_day[:, None] * rng.uniform(3.0, 6.0, n)[None, :]
+            cap = np.where(rng.random(n) < 0.6, rng.choice([5000.0, 10000.0, 13500.0], n), 0.0)
+            row = {"mix": mix, "seed": seed}
+            start = time.perf_counter()
+            bound = lp_copper_plate_import(
+                Fleet(cap, cap * 0.05, np.full(n, 3300.0), np.full(n, 3300.0), np.full(n, 0.9)),
+                cap * 0.3, pv, load, step_min * 60.0)
+            row["lp_s"] = round(time.perf_counter() - start, 3)
+            row["bound_kwh"] = round(bound / 1000, 3)
+            for offered in (True, False):
+                fleet = Fleet(cap, cap * 0.05, np.full(n, 3300.0), np.full(n, 3300.0),
+                              np.full(n, 0.9), offered=np.full(n, offered))
+                greedy = run_series(fleet, FleetState.start(cap * 0.3), pv, load,
+                                    step_min * 60.0).coop["from_grid"]
+                key = "offered" if offered else "not_offered"
+                row[f"greedy_kwh_{key}"] = round(greedy / 1000, 3)
+                row[f"ratio_{key}"] = round(greedy / bound, 4) if bound > 1.0 else None
+            fleets.append(row)
+    ratios = [f["ratio_offered"] for f in fleets if f["ratio_offered"] is not None]
+    meaningful = [f["ratio_offered"] for f in fleets if f["bound_kwh"] >= 20]
+    return {
+        "households": n, "steps": len(pv_day), "step_min": step_min, "fleets": fleets,
+        "median_ratio_offered": round(float(np.median(ratios)), 4),
+        "max_ratio_offered": round(max(ratios), 4),
+        "max_ratio_offered_where_bound_ge_20kwh": round(max(meaningful), 4) if meaningful else None,
+        "max_gap_kwh_offered": round(max(f["greedy_kwh_offered"] - f["bound_kwh"] for f in fleets),
+                                     3),
+    }
+
+
+def run(quick: bool = False) -> dict:
+    """Every dispatch benchmark, as one JSON-ready dict."""
+    bandwidth = memory_bandwidth_gbs()
+    sizes = [1_000, 10_000, 100_000] if quick else [1_000, 10_000, 100_000, 1_000_000]
+    return {
+        "memory_bandwidth_gbs": round(bandwidth, 2),
+        "tick": bench_tick(sizes, bandwidth, budget_s=10.0 if quick else 60.0),
+        "day": bench_day(1_000 if quick else 10_000, 1440, 3),
+        "copper_plate": bench_copper_plate(),
+        "targets": {"tick_1e6_ms": 15, "day_1440x1e4_s": 0.15, "python_over_numpy_1e4": 150,
+                    "copper_plate_ratio_offered": 1.05},
+    }
