@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from functools import partial
 
 import numpy as np
 
@@ -49,7 +50,7 @@ def bench_tick(sizes: list[int], bandwidth_gbs: float, budget_s: float) -> list[
         pv, load = inputs(n)
         engine = DispatchEngine(fleet)
         repeats = max(5, min(200, int(2e7 / n)))
-        t_numpy = median_s(lambda: engine.tick(state, pv, load, None, DT_S), repeats)
+        t_numpy = median_s(partial(engine.tick, state, pv, load, None, DT_S), repeats)
         limit_s = ARRAYS_TOUCHED * 8 * n / (bandwidth_gbs * 1e9)
         row = {"households": n, "numpy_ms": round(t_numpy * 1e3, 4),
                "bytes_touched": ARRAYS_TOUCHED * 8 * n,
@@ -68,7 +69,7 @@ def _references(fleet, state, pv, load, n, t_numpy, budget_s) -> dict:  # noqa: 
         reference_tick(fleet, state, pv_l, load_l, valid, DT_S)
         once = time.perf_counter() - start
         if once * 3 < budget_s:
-            t_py = median_s(lambda: reference_tick(fleet, state, pv_l, load_l, valid, DT_S), 3, 0)
+            t_py = median_s(partial(reference_tick, fleet, state, pv_l, load_l, valid, DT_S), 3, 0)
             out |= {"python_ms": round(t_py * 1e3, 3),
                     "python_over_numpy": round(t_py / t_numpy, 1)}
     if n <= 10_000:
@@ -86,7 +87,7 @@ def bench_day(n: int, steps: int, repeats: int) -> dict:
     sun = np.clip(np.sin((np.arange(steps) / steps * 24 - 6) / 12 * np.pi), 0, None)
     pv = sun[:, None] * rng.choice([0.0, 3000.0, 6000.0], n)[None, :]
     load = rng.uniform(100, 1500, (steps, n))
-    seconds = median_s(lambda: run_series(fleet, state, pv, load, DT_S), repeats)
+    seconds = median_s(partial(run_series, fleet, state, pv, load, DT_S), repeats)
     return {"households": n, "steps": steps, "median_s": round(seconds, 4),
             "per_tick_ms": round(seconds / steps * 1e3, 4)}
 
