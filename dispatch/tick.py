@@ -30,6 +30,8 @@ from dispatch.sharing import allocate
 FloatArray = NDArray[np.float64]
 NO_LIMITS = CoopLimits()
 _TINY = 1e-300
+#: Households per block on the blocked path: a block's working set stays in cache.
+BLOCK = 32_768
 
 
 @dataclass(slots=True)
@@ -160,6 +162,7 @@ class DispatchEngine:
         self._capped = limits.islanded or np.isfinite(limits.import_cap_w) or np.isfinite(
             limits.export_cap_w)
         self._hours = -1.0
+        self._blocks = tuple(slice(i, i + BLOCK) for i in range(0, n, BLOCK)) or (slice(None),)
         self._charge_power = np.zeros(n)
         self._discharge_power = np.zeros(n)
 
@@ -179,62 +182,41 @@ class DispatchEngine:
         f, b = self.fleet, self._b
         h = dt_s / 3600.0
         self._set_hours(h)
-        all_valid = valid is None or bool(valid.all())
-        pv, load, stored = b["pv"], b["load"], b["stored"]
-        np.maximum(pv_w, 0.0, out=pv)
-        pv *= h
-        np.maximum(load_w, 0.0, out=load)
-        load *= h
         charge_power, discharge_power = self._charge_power, self._discharge_power
-        if not all_valid:
-            pv *= valid
-            load *= valid
-            charge_power = charge_power * valid
-            discharge_power = discharge_power * valid
-        np.clip(state.stored_wh, 0.0, f.capacity_wh, out=stored)
-        eta, inv_eta = f.leg_efficiency, f.inverse_leg_efficiency
-
-        own, surplus, deficit = b["own"], b["surplus"], b["deficit"]
-        np.minimum(pv, load, out=own)
-        np.subtract(pv, own, out=surplus)
-        np.subtract(load, own, out=deficit)
-        charge_room, to_battery = b["charge_room"], b["to_battery"]
-        np.subtract(f.capacity_wh, stored, out=charge_room)
-        charge_room *= inv_eta
-        np.minimum(charge_room, charge_power, out=charge_room)
-        np.minimum(surplus, charge_room, out=to_battery)
-        surplus -= to_battery
+        if valid is not None and not valid.all():
+            charge_power, discharge_power = charge_power * valid, discharge_power * valid
+        else:
+            valid = None
         floor_own = self._floor_base
         if self._hysteresis and not self.limits.islanded:
             floor_own = self.reserve + np.where(state.held, f.hysteresis_wh, 0.0)
-        room, from_battery = b["room"], b["from_battery"]
-        np.subtract(stored, floor_own, out=room)
-        np.maximum(room, 0.0, out=room)
-        room *= eta
-        np.minimum(room, discharge_power, out=room)
-        np.minimum(deficit, room, out=from_battery)
-        deficit -= from_battery
-
-        to_peers, from_peers = b["to_peers"], b["from_peers"]
-        total_surplus, total_deficit = float(surplus.sum()), float(deficit.sum())
-        np.multiply(surplus, _share(total_surplus, total_deficit), out=to_peers)
+        # Simple fleets run in cache-sized blocks; extra stages need whole arrays.
+        simple = (valid is None and self.policy == "prorata" and not self.tiered
+                  and not f.any_offered and not self._capped and not f.any_grid_charge)
+        blocks = self._blocks if simple else (slice(None),)
+        sums = np.zeros(3)
+        for sl in blocks:
+            self._own_stage(sl, state, pv_w, load_w, valid, h, charge_power, discharge_power,
+                            floor_own, sums)
+        total_surplus, total_deficit, discharging = sums
         shared = min(total_surplus, total_deficit)
-        if self.policy == "prorata" and not self.tiered:
-            np.multiply(deficit, _share(total_deficit, shared), out=from_peers)
-        else:
-            from_peers[:] = allocate(shared, deficit, self.policy, f.key, f.tier, self.tiered)
-        surplus -= to_peers
-        deficit -= from_peers
-        if total_surplus > total_deficit:
-            self._spare_batteries(surplus, from_battery, to_peers, from_peers)
+        give, take = _share(total_surplus, total_deficit), _share(total_deficit, shared)
+        spare_left = total_surplus - shared
+        moved = min(spare_left, discharging)
+        spare = (_share(spare_left, moved), _share(discharging, moved))
+        if self.policy != "prorata" or self.tiered:
+            b["from_peers"][:] = allocate(shared, b["deficit"], self.policy, f.key, f.tier,
+                                          self.tiered)
+            take = -1.0
+        for sl in blocks:
+            self._peer_stage(sl, give, take, spare)
 
-        zeros = b["zeros"]
+        surplus, deficit, zeros = b["surplus"], b["deficit"], self.zeros
         coop = (zeros, zeros, zeros, zeros)
         if f.any_offered:
-            coop = self._coop_batteries(state, surplus, deficit, stored, charge_power,
+            coop = self._coop_batteries(surplus, deficit, b["stored"], charge_power,
                                         discharge_power, floor_own)
         to_coop_battery, battery_from_coop, from_coop_battery, battery_to_coop = coop
-
         from_grid, shed, to_grid, curtailed = deficit, zeros, surplus, zeros
         import_capped = export_capped = 0.0
         import_left = float("inf")
@@ -243,74 +225,125 @@ class DispatchEngine:
                 self._caps(deficit, surplus, h))
         grid_to_battery = zeros
         if f.any_grid_charge and not self.limits.islanded and import_left > 0.0:
-            grid_to_battery = self._grid_charge(stored, charge_room, import_left, coop)
+            grid_to_battery = self._grid_charge(b["stored"], b["charge_room"], import_left, coop)
+        extra = None if simple else (battery_from_coop, battery_to_coop, grid_to_battery)
+        for sl in blocks:
+            self._state_stage(sl, state, extra)
 
-        charged, drawn = b["charged"], b["drawn"]
-        np.multiply(to_battery, eta, out=charged)
-        np.multiply(from_battery, inv_eta, out=drawn)
-        if f.any_offered:
-            charged += battery_from_coop * eta
-            drawn += battery_to_coop * inv_eta
-        stored_after = b["stored_after"]
-        np.add(stored, charged, out=stored_after)
-        stored_after -= drawn
-        if f.any_grid_charge:
-            stored_after += grid_to_battery * eta
-
-        # Two pools: coop-origin energy leaves in proportion, only coop surplus adds to it.
-        pool, fraction, tmp = b["pool"], b["fraction"], b["tmp"]
-        np.minimum(state.pool_coop_wh, stored, out=pool)
-        np.maximum(pool, 0.0, out=pool)
-        np.maximum(stored, _TINY, out=tmp)
-        np.divide(pool, tmp, out=fraction)
-        from_battery_coop = b["from_battery_coop"]
-        np.multiply(from_battery, fraction, out=from_battery_coop)
-        pool_after = b["pool_after"]
-        np.multiply(drawn, fraction, out=tmp)
-        np.subtract(pool, tmp, out=pool_after)
-        pool_after += charged
         from_coop_battery_coop = zeros
         if f.any_offered:
             delivered = float(battery_to_coop.sum())
-            delivered_coop = float(np.dot(battery_to_coop, fraction))
+            delivered_coop = float(np.dot(battery_to_coop, b["fraction"]))
             from_coop_battery_coop = from_coop_battery * _share(delivered, delivered_coop)
-
+        stored_after = b["stored_after"]
         held = self._held
         if self._hysteresis:
             held = np.where(stored_after <= self.reserve * (1 + 1e-12), True,
                             np.where(stored_after >= self.reserve + f.hysteresis_wh, False,
                                      state.held)) & (f.capacity_wh > 0)
         return TickResult(
-            own_pv_used=own, to_battery=to_battery, from_battery=from_battery,
-            from_battery_coop=from_battery_coop, to_peers=to_peers, from_peers=from_peers,
-            to_coop_battery=to_coop_battery, from_coop_battery=from_coop_battery,
-            from_coop_battery_coop=from_coop_battery_coop, battery_from_coop=battery_from_coop,
-            battery_to_coop=battery_to_coop, grid_to_battery=grid_to_battery, to_grid=to_grid,
-            from_grid=from_grid, curtailed=curtailed, shed=shed,
-            state=FleetState(stored_after, pool_after, held), leg_efficiency=eta, hours=h,
+            own_pv_used=b["own"], to_battery=b["to_battery"], from_battery=b["from_battery"],
+            from_battery_coop=b["from_battery_coop"], to_peers=b["to_peers"],
+            from_peers=b["from_peers"], to_coop_battery=to_coop_battery,
+            from_coop_battery=from_coop_battery, from_coop_battery_coop=from_coop_battery_coop,
+            battery_from_coop=battery_from_coop, battery_to_coop=battery_to_coop,
+            grid_to_battery=grid_to_battery, to_grid=to_grid, from_grid=from_grid,
+            curtailed=curtailed, shed=shed,
+            state=FleetState(stored_after, b["pool_after"], held),
+            leg_efficiency=f.leg_efficiency, hours=h,
             import_capped_wh=import_capped, export_capped_wh=export_capped,
         )
 
-    @staticmethod
-    def _spare_batteries(surplus, from_battery, to_peers, from_peers) -> None:  # noqa: ANN001
-        """Surplus the coop would export replaces own-battery discharge, pro-rata.
+    def _own_stage(self, sl, state, pv_w, load_w, valid, h, charge_power, discharge_power,
+                   floor_own, sums) -> None:  # noqa: ANN001 - arrays and a slice throughout
+        """Own PV, then own battery, for the households in ``sl``; adds to the three sums."""
+        f, b = self.fleet, self._b
+        pv, load, stored = b["pv"][sl], b["load"][sl], b["stored"][sl]
+        np.maximum(pv_w[sl], 0.0, out=pv)
+        pv *= h
+        np.maximum(load_w[sl], 0.0, out=load)
+        load *= h
+        if valid is not None:
+            pv *= valid[sl]
+            load *= valid[sl]
+        cap = f.capacity_wh[sl]
+        np.clip(state.stored_wh[sl], 0.0, cap, out=stored)
+        own, surplus, deficit = b["own"][sl], b["surplus"][sl], b["deficit"][sl]
+        np.minimum(pv, load, out=own)
+        np.subtract(pv, own, out=surplus)
+        np.subtract(load, own, out=deficit)
+        charge_room, to_battery = b["charge_room"][sl], b["to_battery"][sl]
+        np.subtract(cap, stored, out=charge_room)
+        charge_room *= f.inverse_leg_efficiency[sl]
+        np.minimum(charge_room, charge_power[sl], out=charge_room)
+        np.minimum(surplus, charge_room, out=to_battery)
+        surplus -= to_battery
+        room, from_battery = b["room"][sl], b["from_battery"][sl]
+        np.subtract(stored, floor_own[sl], out=room)
+        np.maximum(room, 0.0, out=room)
+        room *= f.leg_efficiency[sl]
+        np.minimum(room, discharge_power[sl], out=room)
+        np.minimum(deficit, room, out=from_battery)
+        deficit -= from_battery
+        sums += (surplus.sum(), deficit.sum(), from_battery.sum())
 
-        A battery does not empty itself at noon while neighbours export: the
-        members draw that energy from peers instead and keep their battery's
-        charge for the evening.
+    def _peer_stage(self, sl, give, take, spare) -> None:  # noqa: ANN001
+        """Peers pro-rata; then surplus that would leave the coop spares discharging batteries.
+
+        A battery does not empty itself at noon while neighbours export: its
+        owner draws that energy from peers instead and keeps the charge.
         """
-        left, discharging = float(surplus.sum()), float(from_battery.sum())
-        moved = min(left, discharging)
-        if moved <= 0.0:
-            return
-        give = surplus * _share(left, moved)
-        take = from_battery * _share(discharging, moved)
-        to_peers += give
-        surplus -= give
-        from_peers += take
-        from_battery -= take
+        b = self._b
+        surplus, deficit = b["surplus"][sl], b["deficit"][sl]
+        to_peers, from_peers = b["to_peers"][sl], b["from_peers"][sl]
+        np.multiply(surplus, give, out=to_peers)
+        surplus -= to_peers
+        if take >= 0.0:
+            np.multiply(deficit, take, out=from_peers)
+        deficit -= from_peers
+        give_spare, take_spare = spare
+        if give_spare > 0.0:
+            tmp, from_battery = b["tmp"][sl], b["from_battery"][sl]
+            np.multiply(surplus, give_spare, out=tmp)
+            to_peers += tmp
+            surplus -= tmp
+            np.multiply(from_battery, take_spare, out=tmp)
+            from_peers += tmp
+            from_battery -= tmp
 
-    def _coop_batteries(self, state, surplus, deficit, stored, charge_power, discharge_power,
+    def _state_stage(self, sl, state, extra) -> None:  # noqa: ANN001
+        """Battery content and the two origin pools after the tick.
+
+        Coop-origin energy leaves in proportion to the content; only coop
+        surplus adds to it, never grid charging.
+        """
+        f, b = self.fleet, self._b
+        eta, inv_eta = f.leg_efficiency[sl], f.inverse_leg_efficiency[sl]
+        stored, charged, drawn = b["stored"][sl], b["charged"][sl], b["drawn"][sl]
+        from_battery = b["from_battery"][sl]
+        np.multiply(b["to_battery"][sl], eta, out=charged)
+        np.multiply(from_battery, inv_eta, out=drawn)
+        if extra is not None:
+            battery_from_coop, battery_to_coop, grid_to_battery = extra
+            charged += battery_from_coop[sl] * eta
+            drawn += battery_to_coop[sl] * inv_eta
+        stored_after = b["stored_after"][sl]
+        np.add(stored, charged, out=stored_after)
+        stored_after -= drawn
+        if extra is not None:
+            stored_after += grid_to_battery[sl] * eta
+        pool, fraction, tmp = b["pool"][sl], b["fraction"][sl], b["tmp"][sl]
+        np.minimum(state.pool_coop_wh[sl], stored, out=pool)
+        np.maximum(pool, 0.0, out=pool)
+        np.maximum(stored, _TINY, out=tmp)
+        np.divide(pool, tmp, out=fraction)
+        np.multiply(from_battery, fraction, out=b["from_battery_coop"][sl])
+        pool_after = b["pool_after"][sl]
+        np.multiply(drawn, fraction, out=tmp)
+        np.subtract(pool, tmp, out=pool_after)
+        pool_after += charged
+
+    def _coop_batteries(self, surplus, deficit, stored, charge_power, discharge_power,
                         floor_own):  # noqa: ANN001, ANN202 - internal stage, arrays throughout
         """Offered batteries take the surplus left after peers and serve the deficit left."""
         f, b = self.fleet, self._b
