@@ -13,10 +13,14 @@ import numpy as np
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("which", nargs="*", choices=["dispatch"], default=[])
+    parser.add_argument("which", nargs="*", metavar="dispatch",
+                        help="benchmarks to run (default: all)")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     args = parser.parse_args(argv)
     which = args.which or ["dispatch"]
+    unknown = sorted(set(which) - {"dispatch"})
+    if unknown:
+        parser.error(f"unknown benchmark {', '.join(unknown)}; choose from: dispatch")
     report: dict = {"machine": {"python": platform.python_version(), "numpy": np.__version__,
                                 "cpus": os.cpu_count()}}
     if "dispatch" in which:
