@@ -75,6 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--island", action="store_true", help="no grid: shed and curtail instead")
     sim.add_argument("--json", action="store_true", help="print JSON")
 
+    read = sub.add_parser("read", help="installer's wiring check: read every device once")
+    read.add_argument("config", type=Path)
+    read.add_argument("--json", action="store_true", help="print JSON")
+
     config = sub.add_parser("config", help="work with configuration files")
     config_sub = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
     check = config_sub.add_parser("check", help="validate a configuration file")
@@ -119,6 +123,21 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     print(f"self-sufficiency {coop['self_sufficiency']}, Jain fairness {coop['jain_fairness']}"
           " (energies in kWh)")
     return 0
+
+
+def _cmd_read(args: argparse.Namespace) -> int:
+    import json
+
+    from controller.wiring import format_report, read_all
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    report = asyncio.run(read_all(config))
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    return 0 if all(entry["ok"] for entry in report) else 1
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -168,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
         return _cmd_run(args)
     if args.command == "simulate":
         return _cmd_simulate(args)
+    if args.command == "read":
+        return _cmd_read(args)
     return 2
 
 

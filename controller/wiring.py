@@ -1,0 +1,61 @@
+"""``commonwatt read``: the installer's wiring check.
+
+Reads every configured device once and reports each value with its unit and
+age, or, for a device that does not answer, its name and the reason (refused,
+timeout, wrong unit id, no SunSpec marker, garbage).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from typing import Any
+
+from controller.config import CoopConfig
+from controller.polling import Poller
+
+UNITS = {"power_w": "W", "import_wh": "Wh", "export_wh": "Wh", "energy_wh": "Wh",
+         "soc_pct": "%", "capacity_wh": "Wh", "max_charge_w": "W", "max_discharge_w": "W"}
+
+
+async def read_all(config: CoopConfig) -> list[dict[str, Any]]:
+    """One read of every device: values with units and age, or the reason it failed."""
+    poller = Poller(config)
+    try:
+        await poller.poll()
+    finally:
+        poller.close()
+    now = time.monotonic()
+    report = []
+    for device in poller.devices:
+        health = device.health
+        ok = health.consecutive_failures == 0 and device.reading is not None
+        entry: dict[str, Any] = {"device": health.name, "endpoint": health.endpoint,
+                                 "ok": ok}
+        if ok:
+            age = round(now - (health.last_good or now), 3)
+            entry["values"] = {
+                name: {"value": value, "unit": UNITS.get(name, ""), "age_s": age}
+                for name, value in asdict(device.reading).items()
+            }
+        else:
+            entry["error"] = health.last_error
+        report.append(entry)
+    return report
+
+
+def format_report(report: list[dict[str, Any]]) -> str:
+    """Plain text, one device per block."""
+    lines = []
+    for entry in report:
+        status = "OK" if entry["ok"] else "FAILED"
+        lines.append(f"{entry['device']:<20} {entry['endpoint']}  {status}")
+        if entry["ok"]:
+            for name, v in entry["values"].items():
+                value = "—" if v["value"] is None else f"{v['value']:g}"
+                lines.append(f"    {name:<16} {value:>12} {v['unit']:<3} (age {v['age_s']:.2f} s)")
+        else:
+            lines.append(f"    {entry['error']}")
+    failed = sum(not e["ok"] for e in report)
+    lines.append(f"{len(report) - failed} of {len(report)} devices answered")
+    return "\n".join(lines)
