@@ -9,7 +9,7 @@ import signal
 import sys
 from pathlib import Path
 
-from controller.config import ConfigError, load_config
+from controller.config import ConfigError, CoopConfig, load_config
 
 
 def _host_port(text: str) -> tuple[str, int]:
@@ -86,11 +86,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _cmd_config_check(args: argparse.Namespace) -> int:
+def _load(path: Path) -> CoopConfig | None:
+    """The validated config, or ``None`` after printing every problem to stderr."""
     try:
-        config = load_config(args.file)
+        return load_config(path)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
+        return None
+
+
+def _cmd_config_check(args: argparse.Namespace) -> int:
+    config = _load(args.file)
+    if config is None:
         return 2
     devices = sum(len(m.devices) for m in config.members)
     print(f"{args.file}: OK: {len(config.members)} members, {devices} devices, "
@@ -130,10 +137,8 @@ def _cmd_read(args: argparse.Namespace) -> int:
 
     from controller.wiring import format_report, read_all
 
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
+    config = _load(args.config)
+    if config is None:
         return 2
     report = asyncio.run(read_all(config))
     print(json.dumps(report, indent=2) if args.json else format_report(report))
@@ -152,10 +157,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from controller.runtime import Runtime
 
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
+    config = _load(args.config)
+    if config is None:
         return 2
 
     async def main() -> None:
@@ -179,17 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if args.command == "config":
-        return _cmd_config_check(args)
-    if args.command == "demo":
-        return _cmd_demo(args)
-    if args.command == "run":
-        return _cmd_run(args)
-    if args.command == "simulate":
-        return _cmd_simulate(args)
-    if args.command == "read":
-        return _cmd_read(args)
-    return 2
+    commands = {"config": _cmd_config_check, "demo": _cmd_demo, "run": _cmd_run,
+                "simulate": _cmd_simulate, "read": _cmd_read}
+    return commands[args.command](args)
 
 
 if __name__ == "__main__":
