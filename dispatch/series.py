@@ -1,10 +1,9 @@
 """Batched dispatch: T ticks × N households, for days and years of simulation.
 
 The loop runs over time only (battery state carries from tick to tick); every
-tick is vectorized over households. Totals that do not depend on the battery
-state (PV, load, own use) are computed over the whole T × N block at once,
-and flows that are the rest of a balance (grid, losses) are derived from the
-accumulated ones instead of being summed tick by tick.
+tick is vectorized over households. Flows that are the rest of a balance
+(grid, losses) are derived from the accumulated ones at the end instead of
+being summed tick by tick.
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ FloatArray = NDArray[np.float64]
 
 #: Flows summed tick by tick; the rest follow from the balances.
 _ACCUMULATED = (
-    "to_battery", "from_battery", "from_battery_coop", "to_peers", "from_peers",
+    "own_pv_used", "to_battery", "from_battery", "from_battery_coop", "to_peers", "from_peers",
     "to_coop_battery", "from_coop_battery", "from_coop_battery_coop", "battery_from_coop",
     "battery_to_coop", "grid_to_battery", "curtailed", "shed",
 )
@@ -60,7 +59,7 @@ def run_series(
                          f"and {load_w.shape}")
     engine = DispatchEngine(fleet, policy, limits)
     n = fleet.size
-    sums = {name: np.zeros(n) for name in _ACCUMULATED}
+    sums = {name: np.zeros(n) for name in (*_ACCUMULATED, "pv", "load")}
     current = state.copy()
     start = np.clip(current.stored_wh, 0.0, fleet.capacity_wh)
     import_capped = export_capped = 0.0
@@ -70,24 +69,22 @@ def run_series(
             flow = getattr(result, name)
             if flow is not engine.zeros:  # a stage this fleet does not use
                 sums[name] += flow
+        sums["pv"] += engine.pv_wh
+        sums["load"] += engine.load_wh
         import_capped += result.import_capped_wh
         export_capped += result.export_capped_wh
         current = result.state
     end_state = current.copy()
     return SeriesResult(
-        _complete(fleet, sums, pv_w, load_w, dt_s, start, end_state.stored_wh),
+        _complete(fleet, sums, start, end_state.stored_wh),
         end_state, pv_w.shape[0], import_capped, export_capped,
     )
 
 
-def _complete(fleet: Fleet, sums: dict[str, FloatArray], pv_w: FloatArray, load_w: FloatArray,
-              dt_s: float, start: FloatArray, end: FloatArray) -> dict[str, FloatArray]:
-    h = dt_s / 3600.0
-    pv_pos, load_pos = np.maximum(pv_w, 0.0), np.maximum(load_w, 0.0)
-    own = np.minimum(pv_pos, load_pos).sum(axis=0) * h
-    pv = pv_pos.sum(axis=0) * h
-    load = load_pos.sum(axis=0) * h
+def _complete(fleet: Fleet, sums: dict[str, FloatArray], start: FloatArray,
+              end: FloatArray) -> dict[str, FloatArray]:
     s = sums
+    own, pv, load = s["own_pv_used"], s["pv"], s["load"]
     to_grid = pv - own - s["to_battery"] - s["to_peers"] - s["to_coop_battery"] - s["curtailed"]
     from_grid = (load - own - s["from_battery"] - s["from_peers"] - s["from_coop_battery"]
                  - s["shed"])
@@ -96,7 +93,7 @@ def _complete(fleet: Fleet, sums: dict[str, FloatArray], pv_w: FloatArray, load_
     drawn = s["from_battery"] + s["battery_to_coop"]
     out = dict(s)
     out.update(
-        pv=pv, load=load, own_pv_used=own, to_grid=np.maximum(to_grid, 0.0),
+        to_grid=np.maximum(to_grid, 0.0),
         from_grid=np.maximum(from_grid, 0.0),
         losses=charged * (1.0 - eta) + drawn * (1.0 / eta - 1.0),
         served=load - s["shed"],

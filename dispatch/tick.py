@@ -166,6 +166,16 @@ class DispatchEngine:
         self._charge_power = np.zeros(n)
         self._discharge_power = np.zeros(n)
 
+    @property
+    def pv_wh(self) -> FloatArray:
+        """PV energy of the last tick as dispatched (negative readings and invalid as 0)."""
+        return self._b["pv"]
+
+    @property
+    def load_wh(self) -> FloatArray:
+        """Load energy of the last tick as dispatched (negative readings and invalid as 0)."""
+        return self._b["load"]
+
     def _set_hours(self, hours: float) -> None:
         if hours != self._hours:
             np.multiply(self.fleet.max_charge_w, hours, out=self._charge_power)
