@@ -44,13 +44,6 @@ CREATE TABLE IF NOT EXISTS state (
 );
 """
 
-#: Derived totals, as SQL over the ledger columns.
-DERIVED = {
-    "served": "own_pv_used + from_battery + from_peers + from_coop_battery + from_grid",
-    "liberated": "own_pv_used + from_battery_coop + from_peers + from_coop_battery_coop",
-    "pv": "own_pv_used + to_battery + to_peers + to_coop_battery + to_grid + curtailed",
-}
-
 
 @dataclass(frozen=True, slots=True)
 class LedgerState:

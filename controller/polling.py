@@ -44,7 +44,7 @@ def _finite(name: str, value: float | None, low: float, high: float) -> float:
     return float(value)
 
 
-def check_reading(kind: str, reading: Reading) -> Reading:
+def check_reading(reading: Reading) -> Reading:
     """Reject readings the dispatch must not see; return the reading if usable."""
     if isinstance(reading, MeterReading):
         _finite("meter W", reading.power_w, -MAX_ABS_POWER_W, MAX_ABS_POWER_W)
@@ -88,7 +88,7 @@ class Poller:
                 reading = await device.driver.read_pv()
             else:
                 reading = await device.driver.read_battery()
-            device.reading = check_reading(device.config.kind, reading)
+            device.reading = check_reading(reading)
         except DeviceError as exc:
             if device.client is not None and exc.reason in ("garbage", "disconnected"):
                 device.client.forget()

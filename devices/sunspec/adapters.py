@@ -18,13 +18,6 @@ INVERTER_MODELS = (103, 102, 101, 113, 112, 111)
 METER_MODELS = (203, 204, 202, 201, 213, 214, 212, 211)
 
 
-def _first(client: SunSpecClient, candidates: tuple[int, ...], kind: str) -> int:
-    for model_id in candidates:
-        if client.has(model_id):
-            return model_id
-    raise DeviceError("missing model", f"no SunSpec {kind} model among {candidates}")
-
-
 def _float(value: object) -> float | None:
     return float(value) if isinstance(value, int | float) else None
 
@@ -37,9 +30,8 @@ class SunSpecInverter:
 
     async def read_pv(self) -> PvReading:
         """AC production in W and lifetime energy in Wh."""
-        if not self.client.models:
-            await self.client.discover()
-        values = await self.client.read_model(_first(self.client, INVERTER_MODELS, "inverter"))
+        model_id = await self.client.first_model(INVERTER_MODELS, "inverter")
+        values = await self.client.read_model(model_id)
         return PvReading(power_w=_float(values["W"]), energy_wh=_float(values["WH"]))
 
 
@@ -51,9 +43,8 @@ class SunSpecMeter:
 
     async def read_meter(self) -> MeterReading:
         """Net power (import > 0) and the import/export energy counters."""
-        if not self.client.models:
-            await self.client.discover()
-        values = await self.client.read_model(_first(self.client, METER_MODELS, "meter"))
+        model_id = await self.client.first_model(METER_MODELS, "meter")
+        values = await self.client.read_model(model_id)
         return MeterReading(
             power_w=_float(values["W"]),
             import_wh=_float(values["TotWhImp"]),
@@ -69,8 +60,6 @@ class SunSpecBattery:
 
     async def read_battery(self) -> BatteryReading:
         """SoC, capacity, power (discharge > 0) and ratings."""
-        if not self.client.models:
-            await self.client.discover()
         storage = await self.client.read_model(124)
         if self.client.has(802):
             battery = await self.client.read_model(802)

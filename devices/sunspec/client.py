@@ -72,13 +72,27 @@ class SunSpecClient:
         """Whether the discovered chain holds ``model_id``."""
         return model_id in self.models
 
-    async def read_model(self, model_id: int) -> dict[str, int | float | str | None]:
-        """Read and decode one model in a single request (split only above 125 registers)."""
+    async def _block(self, model_id: int) -> ModelBlock:
+        """Where ``model_id`` sits, discovering the chain first if it is not cached."""
         if not self.models:
             await self.discover()
         block = self.models.get(model_id)
         if block is None:
             raise DeviceError("missing model", f"device has no SunSpec model {model_id}")
+        return block
+
+    async def first_model(self, candidates: tuple[int, ...], kind: str) -> int:
+        """The first of ``candidates`` the device has (discovering if needed)."""
+        if not self.models:
+            await self.discover()
+        for model_id in candidates:
+            if model_id in self.models:
+                return model_id
+        raise DeviceError("missing model", f"no SunSpec {kind} model among {candidates}")
+
+    async def read_model(self, model_id: int) -> dict[str, int | float | str | None]:
+        """Read and decode one model in a single request (split only above 125 registers)."""
+        block = await self._block(model_id)
         definition = model_def(model_id)
         size = min(block.length, definition.length) + 2
         regs = await self.link.read(block.address, size, self.unit)
@@ -95,11 +109,7 @@ class SunSpecClient:
 
         Only the named points are written, so read-only neighbours are never touched.
         """
-        if not self.models:
-            await self.discover()
-        block = self.models.get(model_id)
-        if block is None:
-            raise DeviceError("missing model", f"device has no SunSpec model {model_id}")
+        block = await self._block(model_id)
         points = model_def(model_id).points
         chosen = sorted((points[name] for name in values), key=lambda p: p.offset)
         run_start, run_regs = chosen[0].offset, []
