@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from devices.validation import format_errors
 
 MemberId = str
 
@@ -136,61 +138,6 @@ class ConfigError(Exception):
     """A configuration file that cannot be used; the message names every problem."""
 
 
-def _path(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(top level)"
-
-
-def _lookup(data: Any, loc: tuple[Any, ...]) -> Any:
-    for part in loc:
-        try:
-            data = data[part]
-        except (KeyError, IndexError, TypeError):
-            return None
-    return data
-
-
-def format_errors(source: str, data: dict[str, Any], error: ValidationError) -> str:
-    """One line per problem: ``file: key.path = value: what was expected``."""
-    lines = []
-    for err in error.errors():
-        loc = tuple(err["loc"])
-        path = _path(loc)
-        if err["type"] == "extra_forbidden":
-            fields = _allowed_keys(loc)
-            hint = f"; allowed keys here: {', '.join(fields)}" if fields else ""
-            lines.append(f"{source}: {path}: unknown key{hint}")
-            continue
-        if err["type"] == "missing":
-            lines.append(f"{source}: {path}: required key is missing")
-            continue
-        value = _lookup(data, loc) if loc else None
-        message = err["msg"].removeprefix("Value error, ")
-        shown = f" = {value!r}" if value is not None and not isinstance(value, dict | list) else ""
-        lines.append(f"{source}: {path}{shown}: {message}")
-    return "\n".join(lines)
-
-
-def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
-    model: type[BaseModel] = CoopConfig
-    for part in loc[:-1]:
-        if isinstance(part, int):
-            continue
-        field = model.model_fields.get(str(part))
-        if field is None:
-            return []
-        annotation = field.annotation
-        args = getattr(annotation, "__args__", ())
-        candidates = [annotation, *args]
-        nested = [c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)]
-        if not nested:
-            return []
-        model = nested[0]
-    return sorted(model.model_fields)
-
-
 def parse_config(text: str, source: str = "<config>") -> CoopConfig:
     """Parse and validate TOML text; raise :class:`ConfigError` naming every problem."""
     try:
@@ -200,7 +147,7 @@ def parse_config(text: str, source: str = "<config>") -> CoopConfig:
     try:
         return CoopConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(format_errors(source, data, exc)) from None
+        raise ConfigError(format_errors(source, data, exc, CoopConfig)) from None
 
 
 def load_config(path: str | Path) -> CoopConfig:

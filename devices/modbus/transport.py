@@ -68,15 +68,22 @@ class ModbusLink:
         if not ok:
             raise DeviceError("refused", f"no Modbus TCP server at {self.name}")
 
-    async def read(self, address: int, count: int, unit: int) -> list[int]:
-        """Read ``count`` holding registers from ``address`` of ``unit``."""
+    async def read(
+        self, address: int, count: int, unit: int, function: str = "holding"
+    ) -> list[int]:
+        """Read ``count`` holding (FC 3) or input (FC 4) registers from ``address`` of ``unit``."""
+        reader = (
+            self._client.read_input_registers
+            if function == "input"
+            else self._client.read_holding_registers
+        )
         registers: list[int] = []
         async with self._lock:
             await self._ensure_connected()
             for start in range(address, address + count, MAX_READ):
                 size = min(MAX_READ, address + count - start)
                 registers += await self._request(
-                    self._client.read_holding_registers(start, count=size, device_id=unit),
+                    reader(start, count=size, device_id=unit),
                     f"read {size} @ {start} unit {unit}",
                 )
         return registers

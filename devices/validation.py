@@ -1,0 +1,71 @@
+"""Turns pydantic validation errors into one line per problem that names the field.
+
+Used for every file a person writes by hand (the coop configuration, device
+templates), so that each mistake reads ``file: key.path = value: expected``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+
+def key_path(loc: tuple[Any, ...]) -> str:
+    """``members[1].devices[0].port`` from a pydantic error location."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _lookup(data: Any, loc: tuple[Any, ...]) -> Any:
+    for part in loc:
+        try:
+            data = data[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return data
+
+
+def _allowed_keys(root: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    model: type[BaseModel] = root
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return []
+        annotation = field.annotation
+        args = getattr(annotation, "__args__", ())
+        candidates = [annotation, *args]
+        for arg in args:
+            candidates += list(getattr(arg, "__args__", ()))
+        nested = [c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)]
+        if not nested:
+            return []
+        model = nested[0]
+    return sorted(model.model_fields)
+
+
+def format_errors(
+    source: str, data: dict[str, Any], error: ValidationError, root: type[BaseModel]
+) -> str:
+    """One line per problem: ``file: key.path = value: what was expected``."""
+    lines = []
+    for err in error.errors():
+        loc = tuple(err["loc"])
+        path = key_path(loc)
+        if err["type"] == "extra_forbidden":
+            fields = _allowed_keys(root, loc)
+            hint = f"; allowed keys here: {', '.join(fields)}" if fields else ""
+            lines.append(f"{source}: {path}: unknown key{hint}")
+            continue
+        if err["type"] == "missing":
+            lines.append(f"{source}: {path}: required key is missing")
+            continue
+        value = _lookup(data, loc) if loc else None
+        message = err["msg"].removeprefix("Value error, ")
+        shown = f" = {value!r}" if value is not None and not isinstance(value, dict | list) else ""
+        lines.append(f"{source}: {path}{shown}: {message}")
+    return "\n".join(lines)
