@@ -1,0 +1,169 @@
+"""MQTT payload formats of common smart-home energy devices (pure parsers).
+
+Each format knows the topics it listens to under a device's base topic, how
+to turn each payload into named values in Commonwatt units (W, Wh, on/off),
+and, for switches, the topic and payload of an on/off command. A payload
+that cannot be used raises :class:`PayloadError` naming the topic and field.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+Values = dict[str, float | bool]
+
+
+class PayloadError(ValueError):
+    """A payload that does not carry the expected values; the message names the field."""
+
+
+def _json(topic: str, payload: bytes) -> Any:
+    try:
+        return json.loads(payload)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise PayloadError(f"{topic}: not JSON ({exc.msg if hasattr(exc, 'msg') else exc})") from None
+
+
+def dig(data: Any, path: str, topic: str) -> Any:
+    """The value at a dotted ``path`` (``ENERGY.Power``; list indices as numbers)."""
+    node = data
+    for part in path.split("."):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            raise PayloadError(f"{topic}: field {path!r} is missing")
+    return node
+
+
+def number(value: Any, field: str, topic: str, scale: float = 1.0) -> float:
+    """A finite number, scaled; anything else is a :class:`PayloadError`."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise PayloadError(f"{topic}: {field} = {value!r}: expected a number")
+    try:
+        out = float(value)
+    except ValueError:
+        raise PayloadError(f"{topic}: {field} = {value!r}: expected a number") from None
+    if not math.isfinite(out):
+        raise PayloadError(f"{topic}: {field} = {value!r}: expected a finite number")
+    return out * scale
+
+
+def on_off(value: Any, field: str, topic: str) -> bool:
+    """``ON``/``OFF``, ``true``/``false`` as a bool."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.upper() in ("ON", "OFF"):
+        return value.upper() == "ON"
+    raise PayloadError(f"{topic}: {field} = {value!r}: expected ON or OFF")
+
+
+Parser = Callable[[str, bytes], Values]
+
+
+def _fields(spec: dict[str, tuple[str, float]]) -> Parser:
+    """A JSON parser taking each value from a dotted path, times a scale."""
+    def parse(topic: str, payload: bytes) -> Values:
+        data = _json(topic, payload)
+        return {name: number(dig(data, path, topic), path, topic, scale)
+                for name, (path, scale) in spec.items()}
+    return parse
+
+
+def _plain(name: str, scale: float = 1.0) -> Parser:
+    def parse(topic: str, payload: bytes) -> Values:
+        return {name: number(payload.decode(errors="replace").strip(), name, topic, scale)}
+    return parse
+
+
+def _shelly_switch(topic: str, payload: bytes) -> Values:
+    data = _json(topic, payload)
+    return {
+        "power_w": number(dig(data, "apower", topic), "apower", topic),
+        "energy_wh": number(dig(data, "aenergy.total", topic), "aenergy.total", topic),
+        "on": on_off(dig(data, "output", topic), "output", topic),
+    }
+
+
+def _z2m(topic: str, payload: bytes) -> Values:
+    data = _json(topic, payload)
+    out: Values = {
+        "power_w": number(dig(data, "power", topic), "power", topic),
+        "on": on_off(dig(data, "state", topic), "state", topic),
+    }
+    if isinstance(data, dict) and "energy" in data:
+        out["energy_wh"] = number(data["energy"], "energy", topic, 1000.0)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Format:
+    """How one device family talks MQTT.
+
+    Attributes:
+        subscriptions: suffix → parser; a topic is ``base + suffix`` (or
+            ``prefix`` + base for Tasmota-style topics, see :meth:`topics`).
+        required: values a reading must have.
+        command: (suffix, on payload, off payload) for switches.
+    """
+
+    name: str
+    kinds: tuple[str, ...]
+    subscriptions: dict[str, Parser]
+    required: tuple[str, ...]
+    command: tuple[str, str, str] | None = None
+    tasmota_style: bool = False
+
+    def topics(self, base: str) -> dict[str, Parser]:
+        """Full topic → parser for a device whose base topic is ``base``."""
+        if self.tasmota_style:
+            return {f"tele/{base}/SENSOR": self.subscriptions["SENSOR"]}
+        return {f"{base}{suffix}": parser for suffix, parser in self.subscriptions.items()}
+
+    def command_topic(self, base: str) -> str | None:
+        """Where an on/off command for ``base`` goes."""
+        if self.command is None:
+            return None
+        return f"cmnd/{base}/POWER" if self.tasmota_style else f"{base}{self.command[0]}"
+
+
+FORMATS: dict[str, Format] = {
+    "shelly-pro3em": Format(
+        "shelly-pro3em", ("meter",),
+        {"/status/em:0": _fields({"power_w": ("total_act_power", 1.0)}),
+         "/status/emdata:0": _fields({"import_wh": ("total_act", 1.0),
+                                      "export_wh": ("total_act_ret", 1.0)})},
+        required=("power_w",),
+    ),
+    "shelly-plug": Format(
+        "shelly-plug", ("load", "pv"), {"/status/switch:0": _shelly_switch},
+        required=("power_w", "on"), command=("/command/switch:0", "on", "off"),
+    ),
+    "tasmota": Format(
+        "tasmota", ("meter", "pv", "load"),
+        {"SENSOR": _fields({"power_w": ("ENERGY.Power", 1.0),
+                            "energy_wh": ("ENERGY.Total", 1000.0)})},
+        required=("power_w",), command=("POWER", "ON", "OFF"), tasmota_style=True,
+    ),
+    "opendtu": Format(
+        "opendtu", ("pv",),
+        {"/0/power": _plain("power_w"), "/0/yieldtotal": _plain("energy_wh", 1000.0)},
+        required=("power_w",),
+    ),
+    "zigbee2mqtt": Format(
+        "zigbee2mqtt", ("load",), {"": _z2m}, required=("power_w", "on"),
+        command=("/set", '{"state": "ON"}', '{"state": "OFF"}'),
+    ),
+}
+
+
+def json_path_format(paths: dict[str, str], scales: dict[str, float]) -> Format:
+    """A generic format: one JSON topic, each value at a dotted path."""
+    spec = {name: (path, scales.get(name, 1.0)) for name, path in paths.items()}
+    return Format("json", ("meter", "pv", "load", "battery"), {"": _fields(spec)},
+                  required=tuple(paths))
