@@ -25,7 +25,7 @@ def _json(topic: str, payload: bytes) -> Any:
     try:
         return json.loads(payload)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise PayloadError(f"{topic}: not JSON ({exc.msg if hasattr(exc, 'msg') else exc})") from None
+        raise PayloadError(f"{topic}: not JSON ({exc})") from None
 
 
 def dig(data: Any, path: str, topic: str) -> Any:
