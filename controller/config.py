@@ -14,6 +14,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from devices.mqtt.formats import FORMATS
+from devices.templates.schema import shipped_templates
 from devices.validation import format_errors
 
 MemberId = str
@@ -24,16 +26,28 @@ class _Strict(BaseModel):
 
 
 class DeviceConfig(_Strict):
-    """One physical device wired to the controller."""
+    """One physical device wired to the controller.
 
-    kind: Literal["meter", "pv", "battery"] = Field(
-        description="what the device is to the coop: grid meter, PV inverter or battery"
+    Modbus devices name a ``family``: ``sunspec`` (discovered) or a shipped
+    template id (``commonwatt devices --templates`` lists them). MQTT devices
+    name a format (``shelly-pro3em``, ``shelly-plug``, ``tasmota``,
+    ``opendtu``, ``zigbee2mqtt`` or ``json`` with ``paths``) and a ``topic``.
+    """
+
+    kind: Literal["meter", "pv", "battery", "load"] = Field(
+        description="what the device is to the coop: grid meter, PV inverter, battery, or a"
+        " switchable load (smart plug)"
     )
-    protocol: Literal["modbus"] = "modbus"
-    family: Literal["sunspec"] = Field("sunspec", description="register-map family")
-    host: str = Field(description="IP address or host name of the Modbus TCP server")
-    port: int = Field(502, ge=1, le=65535)
-    unit: int = Field(1, ge=0, le=255, description="Modbus unit id (device id)")
+    protocol: Literal["modbus", "mqtt"] = "modbus"
+    family: str = Field("sunspec", description="sunspec, a template id, or an MQTT format")
+    host: str | None = Field(None, description="IP address or host name of the Modbus TCP server")
+    port: int | None = Field(None, ge=1, le=65535, description="default: the family's port")
+    unit: int | None = Field(None, ge=0, le=255, description="Modbus unit id (device id)")
+    params: dict[str, float] = Field(default_factory=dict, description="template params")
+    topic: str | None = Field(None, min_length=1, description="MQTT base topic of the device")
+    paths: dict[str, str] = Field(default_factory=dict, description="json: value → JSON path")
+    scales: dict[str, float] = Field(default_factory=dict, description="json: value → factor")
+    fresh_s: float = Field(10.0, gt=0, le=3600, description="MQTT values older than this are stale")
     reserve_pct: float = Field(
         10.0, ge=0, le=100, description="battery SoC floor the controller never discharges below"
     )
@@ -41,6 +55,65 @@ class DeviceConfig(_Strict):
     max_power_w: float | None = Field(
         None, gt=0, description="battery power limit, W; the lower of this and the device rating"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults(cls, data: object) -> object:
+        if not isinstance(data, dict) or data.get("protocol", "modbus") != "modbus":
+            return data
+        family, kind = data.get("family", "sunspec"), data.get("kind")
+        templates = shipped_templates()
+        data = dict(data)
+        if family in templates:
+            t = templates[family]
+            data.setdefault("port", t.default_port)
+            if kind in t.kinds:
+                data.setdefault("unit", t.unit_for(kind))
+        else:
+            data.setdefault("port", 502)
+            data.setdefault("unit", 1)
+        return data
+
+    @model_validator(mode="after")
+    def _check(self) -> DeviceConfig:
+        if self.protocol == "modbus":
+            return self._check_modbus()
+        if self.topic is None:
+            raise ValueError("an MQTT device needs 'topic' (its base topic)")
+        if self.family == "json":
+            if "power_w" not in self.paths:
+                raise ValueError("family 'json' needs paths with at least power_w")
+            return self
+        if self.family not in FORMATS:
+            raise ValueError(f"unknown MQTT family {self.family!r}; known: "
+                             f"{', '.join([*FORMATS, 'json'])}")
+        if self.kind not in FORMATS[self.family].kinds:
+            raise ValueError(f"a {self.family} device cannot be a {self.kind}; it can be "
+                             f"{', '.join(FORMATS[self.family].kinds)}")
+        return self
+
+    def _check_modbus(self) -> DeviceConfig:
+        if not self.host:
+            raise ValueError("a Modbus device needs 'host'")
+        if self.kind == "load":
+            raise ValueError("switchable loads are MQTT devices (protocol = 'mqtt')")
+        templates = shipped_templates()
+        if self.family == "sunspec":
+            return self
+        if self.family not in templates:
+            raise ValueError(f"unknown family {self.family!r}; known: sunspec, "
+                             f"{', '.join(sorted(templates))}")
+        t = templates[self.family]
+        if self.kind not in t.kinds:
+            raise ValueError(f"family {self.family!r} has no {self.kind}; it has {t.kinds}")
+        return self
+
+    @property
+    def endpoint(self) -> str:
+        """Where the device is, for messages: ``host:port unit N (family)`` or the topic."""
+        if self.protocol == "mqtt":
+            return f"mqtt {self.topic} ({self.family})"
+        return f"{self.host}:{self.port} unit {self.unit} ({self.family})"
 
 
 class MemberConfig(_Strict):
@@ -52,7 +125,7 @@ class MemberConfig(_Strict):
 
     @model_validator(mode="after")
     def _one_device_per_kind(self) -> MemberConfig:
-        kinds = [d.kind for d in self.devices]
+        kinds = [d.kind for d in self.devices if d.kind != "load"]
         for kind in set(kinds):
             if kinds.count(kind) > 1:
                 raise ValueError(f"member {self.id!r} has {kinds.count(kind)} {kind} devices; "
@@ -97,7 +170,7 @@ class ApiConfig(_Strict):
 
 
 class MqttConfig(_Strict):
-    """The MQTT broker the controller publishes members' figures to."""
+    """The MQTT broker: members' figures are published to it, MQTT devices are read from it."""
 
     host: str = "127.0.0.1"
     port: int = Field(1883, ge=1, le=65535)
@@ -121,14 +194,20 @@ class CoopConfig(_Strict):
         dupes = sorted({i for i in ids if ids.count(i) > 1})
         if dupes:
             raise ValueError(f"member ids must be unique; repeated: {', '.join(dupes)}")
-        seen: dict[tuple[str, int, int], str] = {}
+        seen: dict[tuple[object, ...], str] = {}
         for m in self.members:
             for d in m.devices:
-                key = (d.host, d.port, d.unit)
+                if d.protocol == "mqtt":
+                    if self.mqtt is None:
+                        raise ValueError(f"{m.id}/{d.kind} is an MQTT device: add an [mqtt] "
+                                         "section naming the broker")
+                    key: tuple[object, ...] = (d.family, d.topic)
+                else:
+                    # One hybrid inverter is pv, meter and battery on the same unit id.
+                    key = (d.host, d.port, d.unit, d.kind if d.family != "sunspec" else "")
                 if key in seen:
                     raise ValueError(
-                        f"{d.host}:{d.port} unit {d.unit} is configured twice "
-                        f"({seen[key]} and {m.id}/{d.kind})"
+                        f"{d.endpoint} is configured twice ({seen[key]} and {m.id}/{d.kind})"
                     )
                 seen[key] = f"{m.id}/{d.kind}"
         return self

@@ -26,6 +26,7 @@ class DeviceHealth:
     reads_total: int = 0
     consecutive_failures: int = 0
     backoff_until: float = 0.0
+    last_event: str | None = None
 
     def succeeded(self, now: float) -> None:
         """Record a good read or write."""
@@ -41,6 +42,10 @@ class DeviceHealth:
         self.last_error = reason
         self.last_error_at = now
         self.backoff_until = now + min(BACKOFF_STEP_S * self.consecutive_failures, BACKOFF_MAX_S)
+
+    def note(self, event: str) -> None:
+        """Record something the installer should see that is not a failure (a counter reset)."""
+        self.last_event = event
 
     def in_backoff(self, now: float) -> bool:
         """Whether the device should be skipped this cycle."""
@@ -68,4 +73,5 @@ class DeviceHealth:
             "reads_total": self.reads_total,
             "consecutive_failures": self.consecutive_failures,
             "backoff_remaining_s": round(max(self.backoff_until - now, 0.0), 3),
+            "last_event": self.last_event,
         }

@@ -15,15 +15,17 @@ from typing import Any
 import numpy as np
 
 from controller.config import CoopConfig, DeviceConfig
+from controller.counters import CounterCheck
+from controller.drivers import READERS, DriverFactory
 from controller.health import DeviceHealth
 from controller.process_image import ProcessImage
 from devices.kinds import BatteryReading, MeterReading, PvReading, Setpoint
-from devices.modbus.transport import DeviceError, LinkPool
-from devices.sunspec.adapters import SunSpecBattery, SunSpecInverter, SunSpecMeter
+from devices.modbus.transport import DeviceError
+from devices.mqtt.hub import LoadReading
 from devices.sunspec.client import SunSpecClient
 
 MAX_ABS_POWER_W = 1_000_000.0
-Reading = MeterReading | PvReading | BatteryReading
+Reading = MeterReading | PvReading | BatteryReading | LoadReading
 
 
 @dataclass(slots=True)
@@ -36,6 +38,7 @@ class PolledDevice:
     health: DeviceHealth
     reading: Reading | None = None
     client: SunSpecClient | None = None
+    counters: CounterCheck = field(default_factory=CounterCheck)
 
 
 def _finite(name: str, value: float | None, low: float, high: float) -> float:
@@ -50,6 +53,8 @@ def check_reading(reading: Reading) -> Reading:
         _finite("meter W", reading.power_w, -MAX_ABS_POWER_W, MAX_ABS_POWER_W)
     elif isinstance(reading, PvReading):
         _finite("pv W", reading.power_w, -MAX_ABS_POWER_W, MAX_ABS_POWER_W)
+    elif isinstance(reading, LoadReading):
+        _finite("load W", reading.power_w, -MAX_ABS_POWER_W, MAX_ABS_POWER_W)
     else:
         _finite("battery W", reading.power_w, -MAX_ABS_POWER_W, MAX_ABS_POWER_W)
         _finite("battery SoC %", reading.soc_pct, 0.0, 100.0)
@@ -62,33 +67,40 @@ class Poller:
     """Reads every device of a coop and writes battery setpoints back."""
 
     config: CoopConfig
-    pool: LinkPool = field(init=False)
+    factory: DriverFactory = field(init=False)
     devices: list[PolledDevice] = field(init=False)
+    started: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
-        self.pool = LinkPool(self.config.controller.request_timeout_s)
+        self.factory = DriverFactory(self.config)
         self.devices = []
         for index, member in enumerate(self.config.members):
+            loads = 0
             for dev in member.devices:
-                client = SunSpecClient(self.pool.get(dev.host, dev.port), dev.unit)
-                driver = {"meter": SunSpecMeter, "pv": SunSpecInverter, "battery": SunSpecBattery}[
-                    dev.kind
-                ](client)
-                endpoint = f"{dev.host}:{dev.port} unit {dev.unit} ({dev.family})"
-                health = DeviceHealth(f"{member.id}/{dev.kind}", endpoint)
+                driver, client = self.factory.build(dev)
+                name = f"{member.id}/{dev.kind}"
+                if dev.kind == "load":
+                    loads += 1
+                    name += str(loads)
+                health = DeviceHealth(name, dev.endpoint)
                 self.devices.append(PolledDevice(index, dev, driver, health, client=client))
+
+    async def start(self) -> None:
+        """Connect to the MQTT broker, if any device needs it (Modbus connects lazily)."""
+        if not self.started and self.factory.hub is not None:
+            await asyncio.to_thread(self.factory.hub.start)
+            await asyncio.to_thread(self.factory.hub.wait_subscribed)
+        self.started = True
 
     async def _read(self, device: PolledDevice, now: float) -> None:
         if device.health.in_backoff(now):
             return
         try:
-            if device.config.kind == "meter":
-                reading: Reading = await device.driver.read_meter()
-            elif device.config.kind == "pv":
-                reading = await device.driver.read_pv()
-            else:
-                reading = await device.driver.read_battery()
+            reading: Reading = await getattr(device.driver, READERS[device.config.kind])()
             device.reading = check_reading(reading)
+            note = device.counters.update(reading, time.monotonic())
+            if note:
+                device.health.note(note)
         except DeviceError as exc:
             if device.client is not None and exc.reason in ("garbage", "disconnected"):
                 device.client.forget()
@@ -100,6 +112,14 @@ class Poller:
 
     async def poll(self) -> None:
         """Read every device not in back-off, all at once."""
+        if not self.started:
+            try:
+                await self.start()
+            except DeviceError as exc:
+                for d in self.devices:
+                    if d.config.protocol == "mqtt":
+                        d.health.failed(time.monotonic(), str(exc))
+                self.started = True
         now = time.monotonic()
         await asyncio.gather(*(self._read(d, now) for d in self.devices))
 
@@ -120,6 +140,8 @@ class Poller:
             if d.reading is None or not d.health.fresh(now, stale):
                 continue
             r = d.reading
+            if isinstance(r, LoadReading):
+                continue
             if isinstance(r, MeterReading):
                 values["meter_w"][i] = r.power_w
             elif isinstance(r, PvReading):
@@ -159,8 +181,9 @@ class Poller:
         """Health of every device, for the API and the CLI."""
         now = time.monotonic()
         stale = self.config.controller.stale_after_s
-        return [d.health.as_dict(now, stale) for d in self.devices]
+        return [{**d.health.as_dict(now, stale), "kind": d.config.kind,
+                 "counters": d.counters.as_dict()} for d in self.devices]
 
     def close(self) -> None:
-        """Close every Modbus connection."""
-        self.pool.close()
+        """Close every Modbus connection and the MQTT hub."""
+        self.factory.close()
