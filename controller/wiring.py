@@ -2,17 +2,19 @@
 
 Reads every configured device once and reports each value with its unit and
 age, or, for a device that does not answer, its name and the reason (refused,
-timeout, wrong unit id, no SunSpec marker, garbage).
+timeout, wrong unit id, no SunSpec marker, stale topic, garbage).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import asdict
 from typing import Any
 
 from controller.config import CoopConfig
 from controller.polling import Poller
+from devices.modbus.transport import DeviceError
 
 UNITS = {"power_w": "W", "import_wh": "Wh", "export_wh": "Wh", "energy_wh": "Wh",
          "soc_pct": "%", "capacity_wh": "Wh", "max_charge_w": "W", "max_discharge_w": "W"}
@@ -22,6 +24,7 @@ async def read_all(config: CoopConfig) -> list[dict[str, Any]]:
     """One read of every device: values with units and age, or the reason it failed."""
     poller = Poller(config)
     try:
+        await _first_messages(poller)
         await poller.poll()
     finally:
         poller.close()
@@ -42,6 +45,28 @@ async def read_all(config: CoopConfig) -> list[dict[str, Any]]:
             entry["error"] = health.last_error
         report.append(entry)
     return report
+
+
+async def _first_messages(poller: Poller) -> None:
+    """MQTT devices publish on their own schedule: wait (up to their freshness) for a first one."""
+    mqtt = [d for d in poller.devices if d.config.protocol == "mqtt"]
+    if not mqtt:
+        return
+    try:
+        await poller.start()
+    except DeviceError:
+        return  # the poll reports the broker as refused, per device
+    deadline = time.monotonic() + min(max(d.config.fresh_s for d in mqtt), 15.0)
+    while time.monotonic() < deadline:
+        waiting = False
+        for d in mqtt:
+            try:
+                d.driver.values()
+            except DeviceError:
+                waiting = True
+        if not waiting:
+            return
+        await asyncio.sleep(0.1)
 
 
 def format_report(report: list[dict[str, Any]]) -> str:
