@@ -79,6 +79,21 @@ def build_parser() -> argparse.ArgumentParser:
     read.add_argument("config", type=Path)
     read.add_argument("--json", action="store_true", help="print JSON")
 
+    scan = sub.add_parser("scan", help="discover what a Modbus TCP device is (reads only)")
+    scan.add_argument("target", metavar="HOST[:PORT]", help="device address (port default 502)")
+    scan.add_argument("--unit", type=int, help="Modbus unit id (default: 1 for SunSpec, "
+                      "each template's own)")
+    scan.add_argument("--timeout", type=_positive, default=1.0, help="seconds per request")
+    scan.add_argument("--json", action="store_true", help="print JSON (schema in README)")
+
+    devices = sub.add_parser("devices", help="health of every device of a running controller")
+    devices.add_argument("--url", help="controller API (default from --config, else "
+                         "http://127.0.0.1:8000)")
+    devices.add_argument("--config", type=Path, help="take the API address from this config")
+    devices.add_argument("--templates", action="store_true",
+                         help="list the shipped device templates instead")
+    devices.add_argument("--json", action="store_true", help="print JSON")
+
     config = sub.add_parser("config", help="work with configuration files")
     config_sub = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
     check = config_sub.add_parser("check", help="validate a configuration file")
@@ -145,6 +160,63 @@ def _cmd_read(args: argparse.Namespace) -> int:
     return 0 if all(entry["ok"] for entry in report) else 1
 
 
+def _target(text: str) -> tuple[str, int] | None:
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        return text, 502
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        return None
+    return host, int(port)
+
+
+def _cmd_scan(args: argparse.Namespace) -> int:
+    import json
+
+    from controller.scan import format_scan, scan
+
+    target = _target(args.target)
+    if target is None:
+        print(f"scan: target = {args.target!r}: expected HOST or HOST:PORT", file=sys.stderr)
+        return 2
+    if args.unit is not None and not 0 <= args.unit <= 255:
+        print(f"scan: --unit = {args.unit}: expected 0…255", file=sys.stderr)
+        return 2
+    result = asyncio.run(scan(*target, unit=args.unit, timeout_s=args.timeout))
+    print(json.dumps(result, indent=2) if args.json else format_scan(result))
+    return 0 if result["suggested"] else 1
+
+
+def _cmd_devices(args: argparse.Namespace) -> int:
+    import json
+
+    from controller.devices_cmd import fetch_devices, format_devices
+
+    if args.templates:
+        from devices.templates.schema import shipped_templates
+
+        rows = [{"family": t.id, "name": t.name, "kinds": t.kinds,
+                 "capabilities": t.capabilities, "default_port": t.default_port,
+                 "default_unit": t.default_unit} for t in shipped_templates().values()]
+        if args.json:
+            print(json.dumps(rows, indent=2))
+        for r in [] if args.json else rows:
+            print(f"{r['family']:<24} {', '.join(r['kinds']):<20} {r['name']}")
+        return 0
+    url = args.url
+    if url is None and args.config is not None:
+        config = _load(args.config)
+        if config is None:
+            return 2
+        url = f"http://{config.api.host}:{config.api.port}"
+    try:
+        devices = fetch_devices(url or "http://127.0.0.1:8000")
+    except ConnectionError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    print(json.dumps(devices, indent=2) if args.json else format_devices(devices))
+    return 0 if all(d["state"] == "ok" for d in devices) else 1
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from controller.demo import DemoOptions, run_demo
 
@@ -183,7 +255,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     commands = {"config": _cmd_config_check, "demo": _cmd_demo, "run": _cmd_run,
-                "simulate": _cmd_simulate, "read": _cmd_read}
+                "simulate": _cmd_simulate, "read": _cmd_read, "scan": _cmd_scan,
+                "devices": _cmd_devices}
     return commands[args.command](args)
 
 

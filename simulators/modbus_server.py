@@ -75,6 +75,13 @@ class SimulatedModbusServer:
             )
             for unit, image in self.images.items()
         ]
+        if 0 not in self.images:
+            # Like a gateway: a unit id nobody answers to gets exception 11, not silence.
+            devices.append(SimDevice(
+                id=0,
+                simdata=[SimData(address=0, values=[0], count=1, datatype=DataType.REGISTERS)],
+                action=self._no_such_unit,
+            ))
         self._server = ModbusTcpServer(devices, address=(self.host, self.port))
         await self._server.serve_forever(background=True)
 
@@ -83,6 +90,9 @@ class SimulatedModbusServer:
         if self._server is not None:
             await self._server.shutdown()
             self._server = None
+
+    async def _no_such_unit(self, *args: object) -> ExcCodes:
+        return ExcCodes.GATEWAY_NO_RESPONSE
 
     async def _action(
         self,

@@ -50,6 +50,12 @@ def test_demo_serves_api_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         assert energy["liberated_kwh"] <= energy["served_kwh"]
         health = get(f"http://127.0.0.1:{port}/healthz")
         assert health["status"] == "ok", health
+        devices = subprocess.run(
+            [sys.executable, "-m", "controller.cli", "devices", "--url",
+             f"http://127.0.0.1:{port}"], cwd=ROOT, capture_output=True, text=True, timeout=30,
+        )
+        assert devices.returncode == 0, devices.stdout + devices.stderr
+        assert "h01/meter" in devices.stdout and "26 of 26 devices ok" in devices.stdout
         assert (tmp_path / "demo" / "coop.toml").exists()
     finally:
         proc.send_signal(signal.SIGINT)

@@ -1,0 +1,46 @@
+"""``commonwatt devices``: the health of every configured device, from the running controller.
+
+Health is live state (last good read, error counts, back-off), so it is read
+from the controller's API rather than by polling the devices a second time,
+which single-client inverters would refuse.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from typing import Any
+
+
+def fetch_devices(base_url: str, timeout_s: float = 5.0) -> list[dict[str, Any]]:
+    """``GET /api/v1/devices`` of a running controller."""
+    url = base_url.rstrip("/") + "/api/v1/devices"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310
+            return list(json.load(response))
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise ConnectionError(f"no controller answered at {url}: {reason}") from None
+
+
+def _age(value: Any) -> str:
+    return "never" if value is None else f"{value:.1f} s ago"
+
+
+def format_devices(devices: list[dict[str, Any]]) -> str:
+    """One line per device, then its last error or event."""
+    header = ("device", "state", "last good", "errors", "backoff")
+    lines = ["{:<16} {:<8} {:<12} {:>6} {:>8}  endpoint".format(*header)]
+    for d in devices:
+        lines.append(
+            f"{d['name']:<16} {d['state']:<8} {_age(d['last_good_age_s']):<12} "
+            f"{d['errors_total']:>6} {d['backoff_remaining_s']:>7.1f}s  {d['endpoint']}"
+        )
+        if d.get("last_error") and d["state"] != "ok":
+            lines.append(f"    last error: {d['last_error']}")
+        if d.get("last_event"):
+            lines.append(f"    note: {d['last_event']}")
+    ok = sum(d["state"] == "ok" for d in devices)
+    lines.append(f"{ok} of {len(devices)} devices ok")
+    return "\n".join(lines)
