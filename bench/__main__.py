@@ -1,4 +1,4 @@
-"""``python -m bench [dispatch] [--quick]``: run benchmarks, print one JSON object."""
+"""``python -m bench [dispatch] [poll] [--quick]``: run benchmarks, print one JSON object."""
 
 from __future__ import annotations
 
@@ -13,20 +13,24 @@ import numpy as np
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("which", nargs="*", metavar="dispatch",
+    parser.add_argument("which", nargs="*", metavar="dispatch|poll",
                         help="benchmarks to run (default: all)")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     args = parser.parse_args(argv)
-    which = args.which or ["dispatch"]
-    unknown = sorted(set(which) - {"dispatch"})
+    which = args.which or ["dispatch", "poll"]
+    unknown = sorted(set(which) - {"dispatch", "poll"})
     if unknown:
-        parser.error(f"unknown benchmark {', '.join(unknown)}; choose from: dispatch")
+        parser.error(f"unknown benchmark {', '.join(unknown)}; choose from: dispatch, poll")
     report: dict = {"machine": {"python": platform.python_version(), "numpy": np.__version__,
                                 "cpus": os.cpu_count()}}
     if "dispatch" in which:
         from bench.dispatch_bench import run as run_dispatch
 
         report["dispatch"] = run_dispatch(args.quick)
+    if "poll" in which:
+        from bench.poll_bench import run as run_poll
+
+        report["poll"] = run_poll(args.quick)
     json.dump(report, sys.stdout, indent=2)
     print()
     return 0

@@ -79,7 +79,7 @@ class SimulatedModbusServer:
             # Like a gateway: a unit id nobody answers to gets exception 11, not silence.
             devices.append(SimDevice(
                 id=0,
-                simdata=[SimData(address=0, values=[0], count=1, datatype=DataType.REGISTERS)],
+                simdata=[SimData(address=0, values=[0], count=65535, datatype=DataType.REGISTERS)],
                 action=self._no_such_unit,
             ))
         self._server = ModbusTcpServer(devices, address=(self.host, self.port))

@@ -50,5 +50,5 @@ def test_read_reports_values_and_names_failures(tmp_path: Path) -> None:
     assert "h01/pv" in out.stdout and "power_w" in out.stdout and " W " in out.stdout
     assert "h02/meter" in out.stdout and "refused" in out.stdout
     battery_block = out.stdout.split("h01/battery")[1].split("\n")[1]
-    assert "exception" in battery_block or "timeout" in battery_block
+    assert "exception 11 (wrong unit id" in battery_block, battery_block
     assert "devices answered" in out.stdout

@@ -35,8 +35,9 @@ class SunSpecInverter:
     async def read_pv(self) -> PvReading:
         """AC production in W and lifetime energy in Wh."""
         model_id = await self.client.first_model(INVERTER_MODELS, "inverter")
-        values = await self.client.read_model(model_id)
-        energy = values["TotWhInj"] if model_id == 701 else values["WH"]
+        energy_point = "TotWhInj" if model_id == 701 else "WH"
+        values = await self.client.read_model(model_id, ("W", energy_point))
+        energy = values[energy_point]
         return PvReading(power_w=_float(values["W"]), energy_wh=_float(energy))
 
 
@@ -49,7 +50,7 @@ class SunSpecMeter:
     async def read_meter(self) -> MeterReading:
         """Net power (import > 0) and the import/export energy counters."""
         model_id = await self.client.first_model(METER_MODELS, "meter")
-        values = await self.client.read_model(model_id)
+        values = await self.client.read_model(model_id, ("W", "TotWhImp", "TotWhExp"))
         return MeterReading(
             power_w=_float(values["W"]),
             import_wh=_float(values["TotWhImp"]),

@@ -90,8 +90,11 @@ class SunSpecClient:
                 return model_id
         raise DeviceError("missing model", f"no SunSpec {kind} model among {candidates}")
 
-    async def read_model(self, model_id: int) -> dict[str, int | float | str | None]:
-        """Read and decode one model in a single request (split only above 125 registers)."""
+    async def read_model(
+        self, model_id: int, names: tuple[str, ...] | None = None
+    ) -> dict[str, int | float | str | None]:
+        """Read one model in a single request (split only above 125 registers) and decode
+        it, or only the points in ``names``."""
         block = await self._block(model_id)
         definition = model_def(model_id)
         size = min(block.length, definition.length) + 2
@@ -100,7 +103,7 @@ class SunSpecClient:
             self.forget()
             raise DeviceError("garbage", f"model {model_id} moved; rediscovering")
         regs += [0] * (definition.length + 2 - len(regs))
-        return decode(definition, regs)
+        return decode(definition, regs, names)
 
     async def write_points(
         self, model_id: int, values: dict[str, float], sf: dict[str, int]

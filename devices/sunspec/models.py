@@ -104,21 +104,33 @@ def _raw(point: Point, regs: list[int]) -> int | float | str | None:
     return None if value == sentinel else value  # type: ignore[return-value]
 
 
-def decode(model: ModelDef, regs: list[int]) -> dict[str, int | float | str | None]:
+def decode(
+    model: ModelDef, regs: list[int], names: tuple[str, ...] | None = None
+) -> dict[str, int | float | str | None]:
     """Decode one model block (starting at its ID register) to scaled values.
 
     A value is ``None`` when its register holds the "not implemented"
-    sentinel or when its scale factor does.
+    sentinel or when its scale factor does. With ``names``, only those points
+    (and their scale factors) are decoded, which is what a poll cycle needs.
     """
-    raw = {name: _raw(point, regs) for name, point in model.points.items()}
+    wanted = model.points if names is None else _with_sf(model.id, names)
+    raw = {name: _raw(model.points[name], regs) for name in wanted}
     values: dict[str, int | float | str | None] = {}
-    for name, point in model.points.items():
+    for name in wanted:
+        point = model.points[name]
         value = raw[name]
         if point.sf and value is not None:
             scale = raw.get(point.sf) if point.sf in raw else _int_or_none(point.sf)
             value = None if scale is None else value * 10.0 ** int(scale)  # type: ignore[operator]
         values[name] = value
     return values
+
+
+@cache
+def _with_sf(model_id: int, names: tuple[str, ...]) -> tuple[str, ...]:
+    model = model_def(model_id)
+    extra = [model.points[n].sf for n in names if model.points[n].sf in model.points]
+    return tuple(dict.fromkeys([*names, *extra]))  # type: ignore[list-item]
 
 
 def _int_or_none(text: str) -> int | None:
