@@ -7,6 +7,7 @@ failed read ("garbage"), never a number that reaches the dispatch.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from devices.kinds import BatteryReading, MeterReading, PvReading, Setpoint
 from devices.modbus.transport import DeviceError
 from devices.mqtt.hub import LoadReading
 from devices.sunspec.client import SunSpecClient
+from devices.templates.driver import TemplateDevice
 
 MAX_ABS_POWER_W = 1_000_000.0
 Reading = MeterReading | PvReading | BatteryReading | LoadReading
@@ -176,6 +178,22 @@ class Poller:
                 d.health.failed(time.monotonic(), f"setpoint: unexpected: {exc!r}")
 
         await asyncio.gather(*(send(d) for d in batteries if writable[d.member_index]))
+
+    async def release_batteries(self) -> None:
+        """On shutdown: hand batteries without a device-side watchdog back to their vendor logic.
+
+        Devices whose commands expire on their own need nothing; the others
+        (``expiry = "controller"`` templates) would otherwise keep the last command.
+        """
+        async def release(d: PolledDevice) -> None:
+            with contextlib.suppress(Exception):  # best effort: we are stopping anyway
+                await asyncio.wait_for(d.driver.write_setpoint(None), 5.0)
+
+        await asyncio.gather(*(
+            release(d) for d in self.devices
+            if isinstance(d.driver, TemplateDevice) and d.config.kind == "battery"
+            and d.driver.kmap.control is not None and d.driver.kmap.control.expiry == "controller"
+        ))
 
     def health(self) -> list[dict[str, object]]:
         """Health of every device, for the API and the CLI."""

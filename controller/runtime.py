@@ -120,6 +120,7 @@ class Runtime:
             await api_task
             if self.publisher is not None:
                 self.publisher.stop()
+            await self.controller.poller.release_batteries()
             self.controller.close()
 
     async def wait_until_serving(self, timeout_s: float = 30.0) -> None:

@@ -185,3 +185,29 @@ def test_wiring_check_names_a_silent_mqtt_device(mosquitto: int) -> None:
             assert next(e for e in report if e["device"] == "a/battery")["ok"]
 
     asyncio.run(run())
+
+
+def test_shutdown_releases_batteries_without_a_device_watchdog() -> None:
+    async def run() -> None:
+        sim = TemplateHousehold(template("goodwe-et"), HOUSE, free_port(), SimClock(speed=0))
+        await sim.start()
+        config = parse_config(f"""
+[[members]]
+id = "a"
+name = "A"
+devices = [
+  {{ kind = "meter", family = "goodwe-et", host = "127.0.0.1", port = {sim.server.port} }},
+  {{ kind = "battery", family = "goodwe-et", host = "127.0.0.1", port = {sim.server.port} }},
+]
+""")
+        poller = Poller(config)
+        try:
+            await poller.write_setpoints(np.array([-1000.0]), np.array([True]), 10)
+            assert sim.last_command is not None and sim.last_command.action == "charge"
+            await poller.release_batteries()
+            assert sim.last_command.action == "release"  # EMS mode 1, auto
+        finally:
+            poller.close()
+            await sim.stop()
+
+    asyncio.run(run())
