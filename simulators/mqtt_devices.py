@@ -15,6 +15,9 @@ import threading
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from simulators.clock import SimClock
+from simulators.household import HouseholdPhysics, HouseholdSpec
+
 
 def payloads(fmt: str, base: str, v: dict[str, float | bool]) -> dict[str, str]:
     """Topic → payload of one status update in ``fmt`` (Commonwatt units in ``v``)."""
@@ -110,3 +113,33 @@ class SimulatedMqttDevice:
         """Disconnect."""
         self._client.disconnect()
         self._client.loop_stop()
+
+
+class MqttHousehold:
+    """A household whose meter and PV report over MQTT, driven by the household physics.
+
+    The grid meter is a Shelly Pro 3EM (or Tasmota) and the PV a Hoymiles
+    micro-inverter behind OpenDTU, the usual retrofit in a flat or terrace.
+    """
+
+    def __init__(self, spec: HouseholdSpec, broker_port: int, clock: SimClock,
+                 meter_format: str = "shelly-pro3em", host: str = "127.0.0.1") -> None:
+        self.clock = clock
+        self.physics = HouseholdPhysics([spec])
+        self.meter = SimulatedMqttDevice(meter_format, f"meter-{spec.member_id}", broker_port,
+                                         host)
+        self.pv = SimulatedMqttDevice("opendtu", f"solar/{spec.member_id}", broker_port, host)
+
+    def step(self) -> None:
+        """Advance the physics to the clock and publish one status message per device."""
+        t = self.clock.now()
+        p = self.physics
+        p.advance_to(t)
+        self.pv.publish(power_w=float(p.pv_w(t)[0]), energy_wh=float(p.pv_wh[0]))
+        self.meter.publish(power_w=float(p.meter_w(t)[0]), import_wh=float(p.import_wh[0]),
+                           export_wh=float(p.export_wh[0]), energy_wh=float(p.import_wh[0]))
+
+    def close(self) -> None:
+        """Disconnect both devices."""
+        self.meter.close()
+        self.pv.close()

@@ -147,3 +147,30 @@ def test_bad_payloads_name_the_field(fmt: str, topic: str, payload: bytes, names
     parser = next(iter(FORMATS[fmt].subscriptions.values()))
     with pytest.raises(PayloadError, match=names):
         parser(topic, payload)
+
+
+@pytest.mark.parametrize("meter_format", ["shelly-pro3em", "tasmota"])
+def test_physics_driven_mqtt_household(mosquitto: int, meter_format: str) -> None:
+    from simulators.clock import SimClock
+    from simulators.household import HouseholdSpec
+    from simulators.mqtt_devices import MqttHousehold
+
+    clock = SimClock(start_s=12 * 3600, speed=0)
+    house = MqttHousehold(HouseholdSpec("f1", "Flat", pv_kwp=0.8, annual_kwh=2000), mosquitto,
+                          clock, meter_format)
+    hub = MqttHub("127.0.0.1", mosquitto)
+    hub.start()
+    meter = MqttDevice(hub, FORMATS[meter_format], "meter-f1", fresh_s=5.0)
+    pv = MqttDevice(hub, FORMATS["opendtu"], "solar/f1", fresh_s=5.0)
+    assert hub.wait_subscribed()
+    try:
+        house.step()
+        clock.advance(600)
+        house.step()
+        t = clock.now()
+        until(reads(pv, "power_w", round(float(house.physics.pv_w(t)[0]), 1)))
+        until(reads(meter, "power_w", float(house.physics.meter_w(t)[0])))
+        assert 0 < pv.values()["power_w"] <= 800
+    finally:
+        house.close()
+        hub.stop()
