@@ -8,7 +8,7 @@ from functools import partial
 import numpy as np
 
 from bench.timing import median_s
-from dispatch import Fleet, FleetState
+from dispatch import Fleet, FleetState, kernel
 from dispatch.lp import lp_copper_plate_import, lp_tick_import
 from dispatch.reference import reference_tick
 from dispatch.series import run_series
@@ -48,7 +48,7 @@ def bench_tick(sizes: list[int], bandwidth_gbs: float, budget_s: float) -> list[
     for n in sizes:
         fleet, state = fleet_of(n)
         pv, load = inputs(n)
-        engine = DispatchEngine(fleet)
+        engine = DispatchEngine(fleet, fused=False)
         repeats = max(5, min(200, int(2e7 / n)))
         t_numpy = median_s(partial(engine.tick, state, pv, load, None, DT_S), repeats)
         limit_s = ARRAYS_TOUCHED * 8 * n / (bandwidth_gbs * 1e9)
@@ -56,6 +56,12 @@ def bench_tick(sizes: list[int], bandwidth_gbs: float, budget_s: float) -> list[
                "bytes_touched": ARRAYS_TOUCHED * 8 * n,
                "memory_limit_ms": round(limit_s * 1e3, 4),
                "fraction_of_limit": round(limit_s / t_numpy, 3)}
+        if kernel.AVAILABLE:
+            fused = DispatchEngine(fleet, fused=True)
+            t_fused = median_s(partial(fused.tick, state, pv, load, None, DT_S), repeats, 3)
+            row |= {"fused_ms": round(t_fused * 1e3, 4),
+                    "fused_fraction_of_limit": round(limit_s / t_fused, 3),
+                    "numpy_over_fused": round(t_numpy / t_fused, 2)}
         row |= _references(fleet, state, pv, load, n, t_numpy, budget_s)
         rows.append(row)
     return rows
@@ -87,9 +93,13 @@ def bench_day(n: int, steps: int, repeats: int) -> dict:
     sun = np.clip(np.sin((np.arange(steps) / steps * 24 - 6) / 12 * np.pi), 0, None)
     pv = sun[:, None] * rng.choice([0.0, 3000.0, 6000.0], n)[None, :]
     load = rng.uniform(100, 1500, (steps, n))
-    seconds = median_s(partial(run_series, fleet, state, pv, load, DT_S), repeats)
-    return {"households": n, "steps": steps, "median_s": round(seconds, 4),
-            "per_tick_ms": round(seconds / steps * 1e3, 4)}
+    seconds = median_s(partial(run_series, fleet, state, pv, load, DT_S, fused=False), repeats)
+    out = {"households": n, "steps": steps, "median_s": round(seconds, 4),
+           "per_tick_ms": round(seconds / steps * 1e3, 4)}
+    if kernel.AVAILABLE:
+        fused = median_s(partial(run_series, fleet, state, pv, load, DT_S, fused=True), repeats)
+        out |= {"fused_median_s": round(fused, 4)}
+    return out
 
 
 def bench_copper_plate(n: int = 20, step_min: int = 15, seeds: int = 6) -> dict:

@@ -50,14 +50,18 @@ def run_series(
     dt_s: float,
     policy: str = "prorata",
     limits: CoopLimits = NO_LIMITS,
+    fused: bool | None = None,
 ) -> SeriesResult:
-    """Dispatch ``pv_w`` and ``load_w`` (shape T × N, mean W per step) tick after tick."""
+    """Dispatch ``pv_w`` and ``load_w`` (shape T × N, mean W per step) tick after tick.
+
+    ``fused`` picks the numba kernel or the numpy path (default: the kernel when installed).
+    """
     pv_w = np.asarray(pv_w, dtype=np.float64)
     load_w = np.asarray(load_w, dtype=np.float64)
     if pv_w.shape != load_w.shape or pv_w.ndim != 2 or pv_w.shape[1] != fleet.size:
         raise ValueError(f"pv_w and load_w must both be T × {fleet.size}; got {pv_w.shape} "
                          f"and {load_w.shape}")
-    engine = DispatchEngine(fleet, policy, limits)
+    engine = DispatchEngine(fleet, policy, limits, fused)
     n = fleet.size
     sums = {name: np.zeros(n) for name in (*_ACCUMULATED, "pv", "load")}
     current = state.copy()

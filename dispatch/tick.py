@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from dispatch import kernel
 from dispatch.fleet import POLICIES, BoolArray, CoopLimits, Fleet, FleetState
 from dispatch.sharing import allocate
 
@@ -149,7 +150,11 @@ class DispatchEngine:
     """Dispatches ticks for one fleet, reusing its buffers from tick to tick."""
 
     def __init__(self, fleet: Fleet, policy: str = "prorata",
-                 limits: CoopLimits = NO_LIMITS) -> None:
+                 limits: CoopLimits = NO_LIMITS, fused: bool | None = None) -> None:
+        """``fused``: use the numba kernel on the common path (default: when installed)."""
+        if fused and not kernel.AVAILABLE:
+            raise ValueError("fused=True needs numba, which is not installed")
+        self.fused = kernel.AVAILABLE if fused is None else fused
         if policy not in POLICIES:
             raise ValueError(f"policy {policy!r}: expected one of {', '.join(POLICIES)}")
         self.fleet, self.policy, self.limits = fleet, policy, limits
@@ -210,9 +215,19 @@ class DispatchEngine:
                   and not f.any_offered and not self._capped and not f.any_grid_charge)
         blocks = self._blocks if simple else (slice(None),)
         sums = np.zeros(3)
-        for sl in blocks:
-            self._own_stage(sl, state, pv_w, load_w, valid, h, charge_power, discharge_power,
-                            floor_own, sums, simple)
+        fused = simple and self.fused
+        if fused:
+            kernel.own_pass(pv_w, load_w, state.stored_wh, f.capacity_wh, f.leg_efficiency,
+                            f.inverse_leg_efficiency, charge_power, discharge_power, floor_own,
+                            h, b["pv"], b["load"], b["own"], b["surplus"], b["deficit"],
+                            b["to_battery"], b["from_battery"])
+            for sl in blocks:  # the same block-wise sums as the numpy path: identical results
+                sums += (b["surplus"][sl].sum(), b["deficit"][sl].sum(),
+                         b["from_battery"][sl].sum())
+        else:
+            for sl in blocks:
+                self._own_stage(sl, state, pv_w, load_w, valid, h, charge_power,
+                                discharge_power, floor_own, sums, simple)
         total_surplus, total_deficit, discharging = sums
         shared = min(total_surplus, total_deficit)
         give, take = _share(total_surplus, total_deficit), _share(total_deficit, shared)
@@ -223,7 +238,13 @@ class DispatchEngine:
             b["from_peers"][:] = allocate(shared, b["deficit"], self.policy, f.key, f.tier,
                                           self.tiered)
             take = -1.0
-        if simple:  # nothing between peers and battery state: one pass while a block is hot
+        if fused:
+            kernel.peer_state_pass(
+                give, take, spare[0], spare[1], state.stored_wh, f.capacity_wh,
+                state.pool_coop_wh, f.leg_efficiency, f.inverse_leg_efficiency, _TINY,
+                b["surplus"], b["deficit"], b["to_battery"], b["from_battery"], b["to_peers"],
+                b["from_peers"], b["from_battery_coop"], b["stored_after"], b["pool_after"])
+        elif simple:  # nothing between peers and battery state: one pass while a block is hot
             for sl in blocks:
                 self._peer_stage(sl, give, take, spare, True)
                 self._state_stage(sl, state, None, True)

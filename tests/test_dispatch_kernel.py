@@ -1,0 +1,69 @@
+"""The optional numba kernel gives bit-identical results to the numpy path."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dispatch import Fleet, FleetState, kernel
+from dispatch.series import run_series
+from dispatch.tick import BLOCK, DispatchEngine
+from tests.fleet_strategies import fleet_cases
+
+pytestmark = pytest.mark.skipif(not kernel.AVAILABLE, reason="numba not installed")
+
+FLOWS = ("own_pv_used", "to_battery", "from_battery", "from_battery_coop", "to_peers",
+         "from_peers", "to_grid", "from_grid", "curtailed", "shed")
+
+
+def simple_fleet(n: int, seed: int) -> tuple[Fleet, FleetState, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    cap = rng.uniform(0, 15_000, n) * (rng.random(n) < 0.6)
+    fleet = Fleet(cap, cap * rng.uniform(0, 0.2, n), rng.uniform(0, 6000, n),
+                  rng.uniform(0, 6000, n), rng.uniform(0.5, 1, n),
+                  reserve_wh=cap * rng.uniform(0, 0.4, n))
+    stored = cap * rng.random(n) * 1.05 - 10  # a little outside [0, cap]: both clip alike
+    state = FleetState.start(stored, np.abs(stored) * rng.random(n))
+    pv = rng.uniform(-50, 9000, n) * (rng.random(n) < 0.7)
+    load = rng.uniform(0, 4000, n)
+    return fleet, state, pv, load
+
+
+def assert_identical(a, b) -> None:  # noqa: ANN001
+    for name in FLOWS:
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+    np.testing.assert_array_equal(a.state.stored_wh, b.state.stored_wh)
+    np.testing.assert_array_equal(a.state.pool_coop_wh, b.state.pool_coop_wh)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 3 * BLOCK + 17), st.integers(0, 2**32 - 1),
+       st.sampled_from([1.0, 60.0, 900.0]))
+def test_fused_tick_is_bit_identical(n: int, seed: int, dt: float) -> None:
+    fleet, state, pv, load = simple_fleet(n, seed)
+    numpy_result = DispatchEngine(fleet, fused=False).tick(state, pv, load, None, dt)
+    fused_result = DispatchEngine(fleet, fused=True).tick(state, pv, load, None, dt)
+    assert_identical(numpy_result, fused_result)
+
+
+@settings(max_examples=40, deadline=None)
+@given(fleet_cases())
+def test_fleets_the_kernel_does_not_cover_still_match(case) -> None:  # noqa: ANN001
+    fleet, state, pv, load, valid, dt, policy, limits = case
+    a = DispatchEngine(fleet, policy, limits, fused=False).tick(state, pv, load, valid, dt)
+    b = DispatchEngine(fleet, policy, limits, fused=True).tick(state, pv, load, valid, dt)
+    assert_identical(a, b)
+
+
+def test_fused_day_is_bit_identical() -> None:
+    fleet, state, _, _ = simple_fleet(2000, 5)
+    rng = np.random.default_rng(9)
+    sun = np.clip(np.sin(np.linspace(-np.pi / 2, 3 * np.pi / 2, 288)), 0, None)
+    pv = sun[:, None] * rng.uniform(0, 7000, 2000)[None, :]
+    load = rng.uniform(100, 2500, (288, 2000))
+    a = run_series(fleet, state, pv, load, 300.0, fused=False)
+    b = run_series(fleet, state, pv, load, 300.0, fused=True)
+    for name, value in a.totals.items():
+        np.testing.assert_array_equal(value, b.totals[name], err_msg=name)
