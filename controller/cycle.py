@@ -61,7 +61,7 @@ class Controller:
         self.book = WhBook(len(self.member_ids), {k: np.array(v) for k, v in state.carries.items()})
         self.pools_wh = np.array([state.pools_wh.get(m, 0.0) for m in self.member_ids])
         self.last_end_ts = state.last_end_ts
-        self.held = np.zeros(len(self.member_ids), dtype=bool)
+        self.held = np.array([m in state.held for m in self.member_ids], dtype=bool)
         # On a sped-up clock a cycle spans more device time: keep at least 3 cycles of validity.
         self.setpoint_expiry_s = max(
             config.controller.setpoint_expiry_s, math.ceil(3 * self.nominal_dt_s)
@@ -128,6 +128,7 @@ class Controller:
             interval_id = self.ledger.commit_interval(
                 start, now, self.member_ids, booked, self.book.carries,
                 dict(zip(self.member_ids, self.pools_wh.tolist(), strict=True)), time.time(),
+                held=[m for m, h in zip(self.member_ids, self.held.tolist(), strict=True) if h],
             )
             self.last_end_ts = now
         report = CycleReport(

@@ -52,6 +52,7 @@ class LedgerState:
     last_end_ts: float | None
     carries: dict[str, list[float]]
     pools_wh: dict[str, float]
+    held: frozenset[str] = frozenset()
 
 
 def connect(path: Path | str, readonly: bool = False) -> sqlite3.Connection:
@@ -104,7 +105,8 @@ class Ledger:
             for field in LEDGER_FIELDS
         }
         last = self._conn.execute("SELECT MAX(end_ts) FROM intervals").fetchone()[0]
-        return LedgerState(last, carries, json.loads(rows.get("pools_wh", "{}")))
+        return LedgerState(last, carries, json.loads(rows.get("pools_wh", "{}")),
+                           frozenset(json.loads(rows.get("held", "[]"))))
 
     def commit_interval(
         self,
@@ -116,8 +118,13 @@ class Ledger:
         pools_wh: dict[str, float],
         committed_at: float,
         islanded: bool = False,
+        held: list[str] | None = None,
     ) -> int:
-        """Write one interval atomically and return its id."""
+        """Write one interval atomically and return its id.
+
+        ``held`` names the members whose battery reserve latch is set, so that a
+        restart does not release a battery that was recharging to its reserve.
+        """
         columns = ", ".join(LEDGER_FIELDS)
         marks = ", ".join("?" for _ in LEDGER_FIELDS)
         stacked = np.stack([booked[f] for f in LEDGER_FIELDS], axis=1).tolist()
@@ -125,6 +132,7 @@ class Ledger:
             "member_ids": json.dumps(member_ids),
             "carries": json.dumps({f: carries[f].tolist() for f in LEDGER_FIELDS}),
             "pools_wh": json.dumps(pools_wh),
+            "held": json.dumps(sorted(held or [])),
         }
         with self._lock:
             cur = self._conn.cursor()

@@ -96,3 +96,19 @@ def test_kill_9_never_loses_a_committed_interval(tmp_path: Path) -> None:
     rows = db.execute("SELECT COUNT(*) FROM member_energy").fetchone()[0]
     assert rows == 2 * count
     assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_reserve_latch_survives_a_restart(tmp_path: Path) -> None:
+    import numpy as np
+
+    from controller.ledger import Ledger
+    from dispatch import LEDGER_FIELDS
+
+    ledger = Ledger(tmp_path / "l.sqlite")
+    ledger.register_members([("a", "A"), ("b", "B")])
+    booked = {f: np.array([1, 2], dtype=np.int64) for f in LEDGER_FIELDS}
+    carries = {f: np.zeros(2) for f in LEDGER_FIELDS}
+    ledger.commit_interval(0, 1, ["a", "b"], booked, carries, {}, 0.0, held=["b"])
+    ledger.close()
+    state = Ledger(tmp_path / "l.sqlite").load_state(["a", "b"])
+    assert state.held == frozenset({"b"})
