@@ -24,8 +24,8 @@ else:
 
     @njit(cache=True, fastmath=False)
     def own_pass(pv_w, load_w, stored_in, cap, eta, inv_eta, charge_power,  # noqa: ANN001, ANN201
-                 discharge_power, floor, h, pv, load, own, surplus, deficit, to_battery,
-                 from_battery):
+                 discharge_power, floor, h, keep_inputs, pv, load, own, surplus, deficit,
+                 to_battery, from_battery):
         """Own PV, then own battery, for every household (in place)."""
         for i in range(pv_w.shape[0]):
             p = max(pv_w[i], 0.0) * h
@@ -38,8 +38,9 @@ else:
             tb = min(su, room_in)
             room_out = min(max(s - floor[i], 0.0) * eta[i], discharge_power[i])
             fb = min(de, room_out)
-            pv[i] = p
-            load[i] = q
+            if keep_inputs:
+                pv[i] = p
+                load[i] = q
             own[i] = o
             surplus[i] = su - tb
             deficit[i] = de - fb

@@ -62,6 +62,7 @@ def run_series(
         raise ValueError(f"pv_w and load_w must both be T × {fleet.size}; got {pv_w.shape} "
                          f"and {load_w.shape}")
     engine = DispatchEngine(fleet, policy, limits, fused)
+    engine.keep_inputs = True
     n = fleet.size
     sums = {name: np.zeros(n) for name in (*_ACCUMULATED, "pv", "load")}
     current = state.copy()

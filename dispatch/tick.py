@@ -143,7 +143,8 @@ _BUFFERS = (
 )
 #: Intermediates that never leave a block on the blocked path: block-sized, so they stay
 #: in cache instead of streaming a whole-fleet array through memory each tick.
-_SCRATCH = ("stored", "charge_room", "room", "tmp", "charged", "drawn", "pool", "fraction")
+_SCRATCH = ("stored", "charge_room", "room", "tmp", "charged", "drawn", "pool", "fraction",
+            "pv", "load")
 
 
 class DispatchEngine:
@@ -155,6 +156,9 @@ class DispatchEngine:
         if fused and not kernel.AVAILABLE:
             raise ValueError("fused=True needs numba, which is not installed")
         self.fused = kernel.AVAILABLE if fused is None else fused
+        #: Keep each tick's PV and load energy in :attr:`pv_wh` / :attr:`load_wh` (batched runs
+        #: need them; a single tick can skip writing two fleet-sized arrays).
+        self.keep_inputs = False
         if policy not in POLICIES:
             raise ValueError(f"policy {policy!r}: expected one of {', '.join(POLICIES)}")
         self.fleet, self.policy, self.limits = fleet, policy, limits
@@ -178,7 +182,10 @@ class DispatchEngine:
 
     @property
     def pv_wh(self) -> FloatArray:
-        """PV energy of the last tick as dispatched (negative readings and invalid as 0)."""
+        """PV energy of the last tick as dispatched (negative readings and invalid as 0).
+
+        Kept on every path only when :attr:`keep_inputs` is set.
+        """
         return self._b["pv"]
 
     @property
@@ -219,8 +226,8 @@ class DispatchEngine:
         if fused:
             kernel.own_pass(pv_w, load_w, state.stored_wh, f.capacity_wh, f.leg_efficiency,
                             f.inverse_leg_efficiency, charge_power, discharge_power, floor_own,
-                            h, b["pv"], b["load"], b["own"], b["surplus"], b["deficit"],
-                            b["to_battery"], b["from_battery"])
+                            h, self.keep_inputs, b["pv"], b["load"], b["own"], b["surplus"],
+                            b["deficit"], b["to_battery"], b["from_battery"])
             for sl in blocks:  # the same block-wise sums as the numpy path: identical results
                 sums += (b["surplus"][sl].sum(), b["deficit"][sl].sum(),
                          b["from_battery"][sl].sum())
@@ -305,7 +312,8 @@ class DispatchEngine:
         """Own PV, then own battery, for the households in ``sl``; adds to the three sums."""
         f, b = self.fleet, self._b
         sl = self._bounded(sl)
-        pv, load = b["pv"][sl], b["load"][sl]
+        keep = self.keep_inputs or not scratch
+        pv, load = self._tmp("pv", sl, not keep), self._tmp("load", sl, not keep)
         stored = self._tmp("stored", sl, scratch)
         np.maximum(pv_w[sl], 0.0, out=pv)
         pv *= h
