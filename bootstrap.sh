@@ -49,7 +49,10 @@ case "$command" in
         exec .venv/bin/commonwatt demo "$@"
         ;;
     test)
-        have mosquitto || apt_install mosquitto
+        missing=""
+        have mosquitto || missing="$missing mosquitto"
+        have victoria-metrics || missing="$missing victoria-metrics"
+        [ -z "$missing" ] || apt_install $missing
         make_venv
         .venv/bin/ruff check .
         exec .venv/bin/python -m pytest -p no:cacheprovider

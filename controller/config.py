@@ -177,6 +177,15 @@ class MqttConfig(_Strict):
     topic_prefix: str = Field("commonwatt", pattern=r"^[A-Za-z0-9_/-]+$")
 
 
+class TimeSeriesConfig(_Strict):
+    """An InfluxDB v2 write API (InfluxDB 2, or VictoriaMetrics) for per-cycle time series."""
+
+    url: str = Field("http://127.0.0.1:8428", pattern=r"^https?://")
+    bucket: str = Field("commonwatt", min_length=1)
+    org: str = "commonwatt"
+    token: str = ""
+
+
 class CoopConfig(_Strict):
     """The whole configuration file."""
 
@@ -186,6 +195,7 @@ class CoopConfig(_Strict):
     storage: StorageConfig = StorageConfig()
     api: ApiConfig = ApiConfig()
     mqtt: MqttConfig | None = None
+    timeseries: TimeSeriesConfig | None = None
     members: list[MemberConfig] = Field(min_length=1)
 
     @model_validator(mode="after")

@@ -17,6 +17,7 @@ from controller.config import CoopConfig
 from controller.cycle import Controller
 from controller.ledger import LedgerReader
 from controller.mqtt_publish import MqttPublisher
+from controller.timeseries import TimeSeriesWriter
 from dispatch.rounding import LEDGER_FIELDS
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,10 @@ class Runtime:
         self.reader = LedgerReader(config.storage.ledger)
         self.app = create_app(self.reader, live=self)
         self.totals = RunningTotals(self.reader, self.controller.member_ids)
+        self.timeseries: TimeSeriesWriter | None = None
+        if config.timeseries is not None:
+            ts = config.timeseries
+            self.timeseries = TimeSeriesWriter(ts.url, ts.bucket, ts.org, ts.token)
         self.publisher: MqttPublisher | None = None
         if config.mqtt is not None:
             self.publisher = MqttPublisher(
@@ -90,6 +95,8 @@ class Runtime:
         except Exception:  # noqa: BLE001 - the loop must survive a bad cycle
             log.exception("cycle failed")
             return
+        if report.booked is not None and self.timeseries is not None:
+            await asyncio.to_thread(self.timeseries.write, report)
         if report.booked is not None:
             self.totals.add(report.booked)
             if self.publisher is not None:
@@ -121,6 +128,8 @@ class Runtime:
             if self.publisher is not None:
                 self.publisher.stop()
             await self.controller.poller.release_batteries()
+            if self.timeseries is not None:
+                self.timeseries.close()
             self.controller.close()
 
     async def wait_until_serving(self, timeout_s: float = 30.0) -> None:

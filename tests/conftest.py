@@ -47,3 +47,23 @@ def mosquitto(tmp_path: Path) -> Iterator[int]:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@pytest.fixture()
+def victoria_metrics(tmp_path: Path) -> Iterator[int]:
+    """A real VictoriaMetrics (InfluxDB v2 write API) on a free 127.0.0.1 port."""
+    binary = shutil.which("victoria-metrics") or "/usr/bin/victoria-metrics"
+    if not Path(binary).exists():
+        pytest.fail("victoria-metrics is not installed: run the README's test command")
+    port = free_port()
+    proc = subprocess.Popen(
+        [binary, f"-httpListenAddr=127.0.0.1:{port}", f"-storageDataPath={tmp_path / 'vm'}",
+         "-retentionPeriod=100y", "-search.latencyOffset=0s"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    try:
+        wait_for_port(port, 30)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
