@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 
 from devices.templates.codec import decode_number, encode_number, encode_string
-from devices.templates.schema import Param, Register, Template, Write
+from devices.templates.schema import WORDS, Param, Register, Template, Write
 from simulators.clock import SimClock
 from simulators.household import HouseholdPhysics, HouseholdSpec
 from simulators.modbus_server import SimulatedModbusServer
@@ -51,7 +51,7 @@ class TemplateImage:
             if reg.sf_address is not None:
                 spans.setdefault(unit, []).append((reg.sf_address, 1))
         for unit, write in self._writes():
-            spans.setdefault(unit, []).append((write.address, _size(write.type)))
+            spans.setdefault(unit, []).append((write.address, WORDS[write.type]))
         self.blocks: dict[int, UnitBlock] = {}
         for unit, items in spans.items():
             low = min(a for a, _ in items)
@@ -116,7 +116,7 @@ class TemplateImage:
         return block.regs[address - block.base : address - block.base + size]
 
     def _number(self, unit: int, reg: Register | Write, address: int) -> float | None:
-        return decode_number(self.words(unit, address, _size(reg.type)), reg.type,
+        return decode_number(self.words(unit, address, WORDS[reg.type]), reg.type,
                              self._order(reg))
 
     def _scale(self, unit: int, reg: Register) -> float:
@@ -193,10 +193,6 @@ class TemplateImage:
                     action = "discharge" if power > 0 else "charge"  # one signed register
                 return Command(action, power, expiry)
         return None
-
-
-def _size(type_: str) -> int:
-    return {"u16": 1, "s16": 1, "u32": 2, "s32": 2, "u64": 4, "s64": 4, "f32": 2}[type_]
 
 
 class TemplateHousehold:
