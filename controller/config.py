@@ -8,15 +8,14 @@ for example::
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from devices.mqtt.formats import FORMATS
 from devices.templates.schema import shipped_templates
-from devices.validation import format_errors
+from devices.validation import parse_toml
 
 MemberId = str
 
@@ -229,14 +228,7 @@ class ConfigError(Exception):
 
 def parse_config(text: str, source: str = "<config>") -> CoopConfig:
     """Parse and validate TOML text; raise :class:`ConfigError` naming every problem."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
-    try:
-        return CoopConfig.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(format_errors(source, data, exc, CoopConfig)) from None
+    return parse_toml(text, source, CoopConfig, ConfigError)
 
 
 def load_config(path: str | Path) -> CoopConfig:

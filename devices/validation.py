@@ -6,9 +6,12 @@ templates), so that each mistake reads ``file: key.path = value: expected``.
 
 from __future__ import annotations
 
-from typing import Any
+import tomllib
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
+
+M = TypeVar("M", bound=BaseModel)
 
 
 def key_path(loc: tuple[Any, ...]) -> str:
@@ -69,3 +72,15 @@ def format_errors(
         shown = f" = {value!r}" if value is not None and not isinstance(value, dict | list) else ""
         lines.append(f"{source}: {path}{shown}: {message}")
     return "\n".join(lines)
+
+
+def parse_toml(text: str, source: str, model: type[M], error: type[Exception]) -> M:
+    """TOML text validated as ``model``; raises ``error`` with one line per problem."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise error(f"{source}: not valid TOML: {exc}") from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise error(format_errors(source, data, exc, model)) from None

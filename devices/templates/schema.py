@@ -13,15 +13,14 @@ The schema is documented for installers in ``devices/templates/README.md``.
 
 from __future__ import annotations
 
-import tomllib
 from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from devices.validation import format_errors
+from devices.validation import parse_toml
 
 RegisterType = Literal["u16", "s16", "u32", "s32", "u64", "s64", "f32", "str"]
 WORDS = {"u16": 1, "s16": 1, "u32": 2, "s32": 2, "u64": 4, "s64": 4, "f32": 2}
@@ -235,14 +234,7 @@ class TemplateError(Exception):
 
 def parse_template(text: str, source: str) -> Template:
     """Parse and validate one template's TOML text."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise TemplateError(f"{source}: not valid TOML: {exc}") from None
-    try:
-        return Template.model_validate(data)
-    except ValidationError as exc:
-        raise TemplateError(format_errors(source, data, exc, Template)) from None
+    return parse_toml(text, source, Template, TemplateError)
 
 
 def load_template(path: str | Path) -> Template:
