@@ -191,8 +191,7 @@ class Poller:
 
         await asyncio.gather(*(
             release(d) for d in self.devices
-            if isinstance(d.driver, TemplateDevice) and d.config.kind == "battery"
-            and d.driver.kmap.control is not None and d.driver.kmap.control.expiry == "controller"
+            if isinstance(d.driver, TemplateDevice) and d.driver.needs_release
         ))
 
     def health(self) -> list[dict[str, object]]:

@@ -302,7 +302,8 @@ class DispatchEngine:
         )
 
     def _tmp(self, name: str, sl: slice, scratch: bool) -> FloatArray:
-        """A working array for ``sl``: block-sized scratch, or a slice of the fleet buffer."""
+        """A working array for ``sl``: block-sized scratch (blocked path, whose slices are
+        bounded), or a slice of the fleet buffer."""
         if scratch:
             return self._scratch[name][: sl.stop - sl.start]
         return self._b[name][sl]
@@ -311,7 +312,6 @@ class DispatchEngine:
                    floor_own, sums, scratch) -> None:  # noqa: ANN001 - arrays and a slice
         """Own PV, then own battery, for the households in ``sl``; adds to the three sums."""
         f, b = self.fleet, self._b
-        sl = self._bounded(sl)
         keep = self.keep_inputs or not scratch
         pv, load = self._tmp("pv", sl, not keep), self._tmp("load", sl, not keep)
         stored = self._tmp("stored", sl, scratch)
@@ -343,9 +343,6 @@ class DispatchEngine:
         deficit -= from_battery
         sums += (surplus.sum(), deficit.sum(), from_battery.sum())
 
-    def _bounded(self, sl: slice) -> slice:
-        return slice(0, self.fleet.size) if sl.stop is None else sl
-
     def _clip_stored(self, state: FleetState, sl: slice, out: FloatArray) -> None:
         # Two ufuncs: np.clip costs about three times as much per element.
         np.maximum(state.stored_wh[sl], 0.0, out=out)
@@ -367,7 +364,7 @@ class DispatchEngine:
         deficit -= from_peers
         give_spare, take_spare = spare
         if give_spare > 0.0:
-            tmp, from_battery = self._tmp("tmp", self._bounded(sl), scratch), b["from_battery"][sl]
+            tmp, from_battery = self._tmp("tmp", sl, scratch), b["from_battery"][sl]
             np.multiply(surplus, give_spare, out=tmp)
             to_peers += tmp
             surplus -= tmp
@@ -382,7 +379,6 @@ class DispatchEngine:
         surplus adds to it, never grid charging.
         """
         f, b = self.fleet, self._b
-        sl = self._bounded(sl)
         eta, inv_eta = f.leg_efficiency[sl], f.inverse_leg_efficiency[sl]
         stored = self._tmp("stored", sl, scratch)
         if scratch:  # recomputing is cheaper than keeping a fleet-sized copy

@@ -166,6 +166,12 @@ class TemplateDevice:
             max_discharge_w=v.get("max_discharge_w"),
         )
 
+    @property
+    def needs_release(self) -> bool:
+        """Whether this battery keeps a command until released (no device-side watchdog)."""
+        control = self.kmap.control
+        return control is not None and control.expiry == "controller"
+
     def control_writes(self, setpoint: Setpoint | None) -> list[tuple[int, int, list[int]]]:
         """The (unit, address, registers) writes for ``setpoint``; ``None`` means release."""
         control = self.kmap.control
