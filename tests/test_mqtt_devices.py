@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import pytest
 
 from devices.modbus.transport import DeviceError
-from devices.mqtt.formats import FORMATS, PayloadError, json_path_format
+from devices.mqtt.formats import FORMATS, Format, PayloadError, json_path_format
 from devices.mqtt.hub import MqttDevice, MqttHub
 from simulators.mqtt_devices import SimulatedMqttDevice
 
@@ -21,6 +22,22 @@ def until(check: Callable[[], bool], timeout_s: float = 5.0) -> None:
             return
         time.sleep(0.02)
     raise AssertionError("condition not met in time")
+
+
+@contextmanager
+def one_device(port: int, sim_format: str, base: str,
+               fmt: Format | None = None) -> Iterator[tuple[MqttDevice, SimulatedMqttDevice]]:
+    """A hub with one device on ``base`` and its simulator, subscribed and ready."""
+    hub = MqttHub("127.0.0.1", port)
+    hub.start()
+    device = MqttDevice(hub, fmt or FORMATS[sim_format], base, fresh_s=5.0)
+    sim = SimulatedMqttDevice(sim_format, base, port)
+    assert hub.wait_subscribed()
+    try:
+        yield device, sim
+    finally:
+        sim.close()
+        hub.stop()
 
 
 def reads(device: MqttDevice, name: str, want: float) -> Callable[[], bool]:
@@ -39,12 +56,7 @@ def reads(device: MqttDevice, name: str, want: float) -> Callable[[], bool]:
      ("zigbee2mqtt", "zigbee2mqtt/washer", "load")],
 )
 def test_formats_read_power_and_energy(mosquitto: int, fmt: str, base: str, kind: str) -> None:
-    hub = MqttHub("127.0.0.1", mosquitto)
-    hub.start()
-    device = MqttDevice(hub, FORMATS[fmt], base, fresh_s=5.0)
-    sim = SimulatedMqttDevice(fmt, base, mosquitto)
-    assert hub.wait_subscribed()
-    try:
+    with one_device(mosquitto, fmt, base) as (device, sim):
         sim.publish(power_w=812.5, energy_wh=123_400.0, import_wh=5000.0, export_wh=700.0)
         until(reads(device, "power_w", 812.5))
         values = device.values()
@@ -54,21 +66,13 @@ def test_formats_read_power_and_energy(mosquitto: int, fmt: str, base: str, kind
             assert (reading.power_w, reading.export_wh) == (812.5, 700.0)
         else:
             assert values["energy_wh"] == pytest.approx(123_400.0)
-    finally:
-        sim.close()
-        hub.stop()
 
 
 @pytest.mark.parametrize(("fmt", "base"), [("shelly-plug", "plug-dryer"),
                                           ("zigbee2mqtt", "zigbee2mqtt/heatpump"),
                                           ("tasmota", "boiler")])
 def test_switches_obey_commands(mosquitto: int, fmt: str, base: str) -> None:
-    hub = MqttHub("127.0.0.1", mosquitto)
-    hub.start()
-    device = MqttDevice(hub, FORMATS[fmt], base, fresh_s=5.0)
-    sim = SimulatedMqttDevice(fmt, base, mosquitto)
-    assert hub.wait_subscribed()
-    try:
+    with one_device(mosquitto, fmt, base) as (device, sim):
         sim.publish(power_w=1500.0, energy_wh=1.0)
         until(reads(device, "power_w", 1500.0))
         asyncio.run(device.switch(False))
@@ -78,25 +82,14 @@ def test_switches_obey_commands(mosquitto: int, fmt: str, base: str) -> None:
             assert asyncio.run(device.read_load()).on is False
         asyncio.run(device.switch(True))
         until(reads(device, "power_w", 1500.0))
-    finally:
-        sim.close()
-        hub.stop()
 
 
 def test_generic_json_path(mosquitto: int) -> None:
-    hub = MqttHub("127.0.0.1", mosquitto)
-    hub.start()
     fmt = json_path_format({"power_w": "data.power", "energy_wh": "data.energy_kwh"},
                            {"energy_wh": 1000.0})
-    device = MqttDevice(hub, fmt, "home/heatpump/state", fresh_s=5.0)
-    sim = SimulatedMqttDevice("json", "home/heatpump/state", mosquitto)
-    assert hub.wait_subscribed()
-    try:
+    with one_device(mosquitto, "json", "home/heatpump/state", fmt) as (device, sim):
         sim.publish(power_w=2100.0, energy_wh=4_500_000.0)
         until(reads(device, "energy_wh", 4_500_000.0))
-    finally:
-        sim.close()
-        hub.stop()
 
 
 def test_stale_topic_and_malformed_payload_mark_the_device_unknown(mosquitto: int) -> None:
