@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dispatch.rounding import LIBERATED_FIELDS
+
 
 def kwh(wh: int) -> float:
     """Wh as kWh, rounded to the Wh."""
@@ -12,8 +14,7 @@ def member_figures(t: dict[str, int]) -> dict[str, float | int | None]:
     """Every published figure of one member (or of the coop) from ledger sums."""
     served = (t["own_pv_used"] + t["from_battery"] + t["from_peers"] + t["from_coop_battery"]
               + t["from_grid"])
-    liberated = (t["own_pv_used"] + t["from_battery_coop"] + t["from_peers"]
-                 + t["from_coop_battery_coop"])
+    liberated = sum(t[f] for f in LIBERATED_FIELDS)
     pv = (t["own_pv_used"] + t["to_battery"] + t["to_peers"] + t["to_coop_battery"]
           + t["to_grid"] + t["curtailed"])
     return {

@@ -17,10 +17,10 @@ from influxdb_client import InfluxDBClient, Point, WritePrecision
 from influxdb_client.client.write_api import SYNCHRONOUS
 
 from controller.cycle import CycleReport
+from dispatch.rounding import LIBERATED_FIELDS
 
 log = logging.getLogger(__name__)
 BOOKED = ("own_pv_used", "from_peers", "to_peers", "from_grid", "to_grid", "shed", "curtailed")
-LIBERATED = ("own_pv_used", "from_peers", "from_battery_coop", "from_coop_battery_coop")
 
 
 def member_points(report: CycleReport) -> list[Point]:
@@ -40,7 +40,7 @@ def member_points(report: CycleReport) -> list[Point]:
             booked = report.booked
             for name in BOOKED:
                 point = point.field(f"{name}_wh", int(booked[name][i]))
-            point = point.field("liberated_wh", int(sum(int(booked[n][i]) for n in LIBERATED)))
+            point = point.field("liberated_wh", sum(int(booked[n][i]) for n in LIBERATED_FIELDS))
         point = point.field("valid", bool(np.asarray(image.valid)[i]))
         out.append(point)
     return out

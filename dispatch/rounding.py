@@ -39,6 +39,8 @@ LEDGER_FIELDS: tuple[str, ...] = (
     "grid_to_battery",
     "losses",
 )
+#: The ledger fields whose sum is a member's liberated energy (served from coop generation).
+LIBERATED_FIELDS = ("own_pv_used", "from_battery_coop", "from_peers", "from_coop_battery_coop")
 #: receiving field → (sending field): booked so both sum to the same Wh.
 PAIRED = {"from_peers": "to_peers", "from_coop_battery": "battery_to_coop",
           "battery_from_coop": "to_coop_battery"}
