@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from dispatch import kernel
 from dispatch.fleet import CoopLimits, Fleet, FleetState
 from dispatch.tick import NO_LIMITS, DispatchEngine
 
@@ -68,7 +69,12 @@ def run_series(
     current = state.copy()
     start = np.clip(current.stored_wh, 0.0, fleet.capacity_wh)
     import_capped = export_capped = 0.0
+    totals = np.zeros((len(kernel.SERIES_ROWS), n))
+    spare = current.copy()  # the kernel writes the next state here, never over its input
     for t in range(pv_w.shape[0]):
+        if engine.tick_totals(current, pv_w[t], load_w[t], dt_s, totals, spare):
+            current, spare = spare, current
+            continue
         result = engine.tick(current, pv_w[t], load_w[t], None, dt_s)
         for name in _ACCUMULATED:
             flow = getattr(result, name)
@@ -79,6 +85,8 @@ def run_series(
         import_capped += result.import_capped_wh
         export_capped += result.export_capped_wh
         current = result.state
+    for row, name in enumerate(kernel.SERIES_ROWS):  # either path ran, never both
+        sums[name] += totals[row]
     end_state = current.copy()
     return SeriesResult(
         _complete(fleet, sums, start, end_state.stored_wh),

@@ -136,6 +136,23 @@ def _share(total: float, amount: float) -> float:
     return min(amount, total) / total if total > 0.0 and amount > 0.0 else 0.0
 
 
+def _coop_shares(surplus: float, deficit: float,
+                 discharging: float) -> tuple[float, float, float, float]:
+    """Pro-rata shares of the coop sums: what each surplus gives to and each deficit takes
+    from peers, then what surplus left over gives to and spares of own-battery discharge."""
+    shared = min(surplus, deficit)
+    spare_left = surplus - shared
+    moved = min(spare_left, discharging)
+    return (_share(surplus, deficit), _share(deficit, shared), _share(spare_left, moved),
+            _share(discharging, moved))
+
+
+#: Flows of stages a tick may skip (coop batteries, caps, grid charging).
+_OPTIONAL_FLOWS = ("to_coop_battery", "from_coop_battery", "from_coop_battery_coop",
+                   "battery_from_coop", "battery_to_coop", "grid_to_battery", "curtailed",
+                   "shed")
+
+
 _BUFFERS = (
     "pv", "load", "stored", "own", "surplus", "deficit", "charge_room", "to_battery", "room",
     "from_battery", "to_peers", "from_peers", "charged", "drawn", "stored_after", "pool",
@@ -144,7 +161,7 @@ _BUFFERS = (
 #: Intermediates that never leave a block on the blocked path: block-sized, so they stay
 #: in cache instead of streaming a whole-fleet array through memory each tick.
 _SCRATCH = ("stored", "charge_room", "room", "tmp", "charged", "drawn", "pool", "fraction",
-            "pv", "load")
+            "pv", "load", "surplus", "deficit")
 
 
 class DispatchEngine:
@@ -179,6 +196,7 @@ class DispatchEngine:
             slice(0, 0),)
         self._charge_power = np.zeros(n)
         self._discharge_power = np.zeros(n)
+        self._shares = np.zeros(4)
 
     @property
     def pv_wh(self) -> FloatArray:
@@ -207,51 +225,32 @@ class DispatchEngine:
         zero and their battery holds. ``state`` is not modified.
         """
         f, b = self.fleet, self._b
-        h = dt_s / 3600.0
-        self._set_hours(h)
-        charge_power, discharge_power = self._charge_power, self._discharge_power
-        if valid is not None and not valid.all():
-            charge_power, discharge_power = charge_power * valid, discharge_power * valid
-        else:
-            valid = None
-        floor_own = self._floor_base
-        if self._hysteresis and not self.limits.islanded:
-            floor_own = self.reserve + np.where(state.held, f.hysteresis_wh, 0.0)
+        h, charge_power, discharge_power, valid, floor_own = self._begin(state, valid, dt_s)
+        simple = self._simple(valid)
+        if simple and self.fused:
+            shares = self._fused_shares(state, pv_w, load_w, h, floor_own)
+            kernel.tick_pass(pv_w, load_w, state.stored_wh, state.pool_coop_wh, f.capacity_wh,
+                             f.leg_efficiency, charge_power, discharge_power, floor_own, h,
+                             shares, _TINY, b["own"], b["to_battery"], b["from_battery"],
+                             b["to_peers"], b["from_peers"], b["surplus"], b["deficit"],
+                             b["from_battery_coop"], b["stored_after"], b["pool_after"])
+            if self.keep_inputs:
+                self._inputs_wh(slice(None), pv_w, load_w, None, h, b["pv"], b["load"])
+            return self._result(state, h)
         # Simple fleets run in cache-sized blocks; extra stages need whole arrays.
-        simple = (valid is None and self.policy == "prorata" and not self.tiered
-                  and not f.any_offered and not self._capped and not f.any_grid_charge)
         blocks = self._blocks if simple else (slice(None),)
         sums = np.zeros(3)
-        fused = simple and self.fused
-        if fused:
-            kernel.own_pass(pv_w, load_w, state.stored_wh, f.capacity_wh, f.leg_efficiency,
-                            f.inverse_leg_efficiency, charge_power, discharge_power, floor_own,
-                            h, self.keep_inputs, b["pv"], b["load"], b["own"], b["surplus"],
-                            b["deficit"], b["to_battery"], b["from_battery"])
-            for sl in blocks:  # the same block-wise sums as the numpy path: identical results
-                sums += (b["surplus"][sl].sum(), b["deficit"][sl].sum(),
-                         b["from_battery"][sl].sum())
-        else:
-            for sl in blocks:
-                self._own_stage(sl, state, pv_w, load_w, valid, h, charge_power,
-                                discharge_power, floor_own, sums, simple)
-        total_surplus, total_deficit, discharging = sums
-        shared = min(total_surplus, total_deficit)
-        give, take = _share(total_surplus, total_deficit), _share(total_deficit, shared)
-        spare_left = total_surplus - shared
-        moved = min(spare_left, discharging)
-        spare = (_share(spare_left, moved), _share(discharging, moved))
+        for sl in blocks:
+            self._own_stage(sl, state, pv_w, load_w, valid, h, charge_power, discharge_power,
+                            floor_own, sums, simple)
+        give, take, give_spare, take_spare = _coop_shares(*sums)
+        shared = min(sums[0], sums[1])
         if self.policy != "prorata" or self.tiered:
             b["from_peers"][:] = allocate(shared, b["deficit"], self.policy, f.key, f.tier,
                                           self.tiered)
             take = -1.0
-        if fused:
-            kernel.peer_state_pass(
-                give, take, spare[0], spare[1], state.stored_wh, f.capacity_wh,
-                state.pool_coop_wh, f.leg_efficiency, f.inverse_leg_efficiency, _TINY,
-                b["surplus"], b["deficit"], b["to_battery"], b["from_battery"], b["to_peers"],
-                b["from_peers"], b["from_battery_coop"], b["stored_after"], b["pool_after"])
-        elif simple:  # nothing between peers and battery state: one pass while a block is hot
+        spare = (give_spare, take_spare)
+        if simple:  # nothing between peers and battery state: one pass while a block is hot
             for sl in blocks:
                 self._peer_stage(sl, give, take, spare, True)
                 self._state_stage(sl, state, None, True)
@@ -282,24 +281,89 @@ class DispatchEngine:
             delivered = float(battery_to_coop.sum())
             delivered_coop = float(np.dot(battery_to_coop, b["fraction"]))
             from_coop_battery_coop = from_coop_battery * _share(delivered, delivered_coop)
+        return self._result(
+            state, h, to_coop_battery=to_coop_battery, from_coop_battery=from_coop_battery,
+            from_coop_battery_coop=from_coop_battery_coop, battery_from_coop=battery_from_coop,
+            battery_to_coop=battery_to_coop, grid_to_battery=grid_to_battery, to_grid=to_grid,
+            from_grid=from_grid, curtailed=curtailed, shed=shed,
+            import_capped_wh=import_capped, export_capped_wh=export_capped)
+
+    def tick_totals(self, state: FleetState, pv_w: FloatArray, load_w: FloatArray,
+                    dt_s: float, totals: FloatArray, after: FleetState) -> bool:
+        """Add one tick's flows to ``totals`` (rows :data:`kernel.SERIES_ROWS`), state to ``after``.
+
+        Only the fused kernel does this, and only for fleets on its path; returns False
+        (and does nothing) otherwise. ``after`` must not share memory with ``state``.
+        """
+        h, charge_power, discharge_power, valid, floor_own = self._begin(state, None, dt_s)
+        if not (self.fused and self._simple(valid)):
+            return False
+        f = self.fleet
+        shares = self._fused_shares(state, pv_w, load_w, h, floor_own)
+        kernel.series_pass(pv_w, load_w, state.stored_wh, state.pool_coop_wh, f.capacity_wh,
+                           f.leg_efficiency, charge_power, discharge_power, floor_own, h, shares,
+                           _TINY, totals, after.stored_wh, after.pool_coop_wh)
+        after.held[:] = self._held_after(after.stored_wh, state)
+        return True
+
+    def _begin(self, state: FleetState, valid: BoolArray | None, dt_s: float):  # noqa: ANN202
+        """Hours, the power limits as energy, ``valid`` (None when all are) and the own floor."""
+        h = dt_s / 3600.0
+        self._set_hours(h)
+        charge_power, discharge_power = self._charge_power, self._discharge_power
+        if valid is not None and not valid.all():
+            charge_power, discharge_power = charge_power * valid, discharge_power * valid
+        else:
+            valid = None
+        floor_own = self._floor_base
+        if self._hysteresis and not self.limits.islanded:
+            floor_own = self.reserve + np.where(state.held, self.fleet.hysteresis_wh, 0.0)
+        return h, charge_power, discharge_power, valid, floor_own
+
+    def _simple(self, valid: BoolArray | None) -> bool:
+        """Whether the tick needs only own use, pro-rata peers and own batteries."""
+        f = self.fleet
+        return (valid is None and self.policy == "prorata" and not self.tiered
+                and not f.any_offered and not self._capped and not f.any_grid_charge)
+
+    def _fused_shares(self, state: FleetState, pv_w: FloatArray, load_w: FloatArray, h: float,
+                      floor_own: FloatArray) -> FloatArray:
+        """The coop-wide shares from block sums taken exactly as on the numpy path."""
+        f, s = self.fleet, self._scratch
+        sums = np.zeros(3)
+        for sl in self._blocks:
+            m = sl.stop - sl.start
+            surplus, deficit, from_battery = s["surplus"][:m], s["deficit"][:m], s["drawn"][:m]
+            kernel.own_block(pv_w[sl], load_w[sl], state.stored_wh[sl], f.capacity_wh[sl],
+                             f.leg_efficiency[sl], self._charge_power[sl],
+                             self._discharge_power[sl], floor_own[sl], h, surplus, deficit,
+                             from_battery)
+            sums += (surplus.sum(), deficit.sum(), from_battery.sum())
+        self._shares[:] = _coop_shares(*sums)
+        return self._shares
+
+    def _held_after(self, stored_after: FloatArray, state: FleetState) -> BoolArray:
+        """The reserve latch: set at the reserve, released ``hysteresis_wh`` above it."""
+        if not self._hysteresis:
+            return self._held
+        f = self.fleet
+        return np.where(stored_after <= self.reserve * (1 + 1e-12), True,
+                        np.where(stored_after >= self.reserve + f.hysteresis_wh, False,
+                                 state.held)) & (f.capacity_wh > 0)
+
+    def _result(self, state: FleetState, h: float, **extra: FloatArray | float) -> TickResult:
+        """The tick's flows from the buffers; stages that did not run give :attr:`zeros`."""
+        b, zeros = self._b, self.zeros
+        flows = dict.fromkeys(_OPTIONAL_FLOWS, zeros) | {"to_grid": b["surplus"],
+                                                          "from_grid": b["deficit"]}
+        flows |= extra
         stored_after = b["stored_after"]
-        held = self._held
-        if self._hysteresis:
-            held = np.where(stored_after <= self.reserve * (1 + 1e-12), True,
-                            np.where(stored_after >= self.reserve + f.hysteresis_wh, False,
-                                     state.held)) & (f.capacity_wh > 0)
         return TickResult(
             own_pv_used=b["own"], to_battery=b["to_battery"], from_battery=b["from_battery"],
             from_battery_coop=b["from_battery_coop"], to_peers=b["to_peers"],
-            from_peers=b["from_peers"], to_coop_battery=to_coop_battery,
-            from_coop_battery=from_coop_battery, from_coop_battery_coop=from_coop_battery_coop,
-            battery_from_coop=battery_from_coop, battery_to_coop=battery_to_coop,
-            grid_to_battery=grid_to_battery, to_grid=to_grid, from_grid=from_grid,
-            curtailed=curtailed, shed=shed,
-            state=FleetState(stored_after, b["pool_after"], held),
-            leg_efficiency=f.leg_efficiency, hours=h,
-            import_capped_wh=import_capped, export_capped_wh=export_capped,
-        )
+            from_peers=b["from_peers"], state=FleetState(
+                stored_after, b["pool_after"], self._held_after(stored_after, state)),
+            leg_efficiency=self.fleet.leg_efficiency, hours=h, **flows)
 
     def _tmp(self, name: str, sl: slice, scratch: bool) -> FloatArray:
         """A working array for ``sl``: block-sized scratch (blocked path, whose slices are
@@ -314,14 +378,8 @@ class DispatchEngine:
         f, b = self.fleet, self._b
         keep = self.keep_inputs or not scratch
         pv, load = self._tmp("pv", sl, not keep), self._tmp("load", sl, not keep)
+        self._inputs_wh(sl, pv_w, load_w, valid, h, pv, load)
         stored = self._tmp("stored", sl, scratch)
-        np.maximum(pv_w[sl], 0.0, out=pv)
-        pv *= h
-        np.maximum(load_w[sl], 0.0, out=load)
-        load *= h
-        if valid is not None:
-            pv *= valid[sl]
-            load *= valid[sl]
         cap = f.capacity_wh[sl]
         self._clip_stored(state, sl, stored)
         own, surplus, deficit = b["own"][sl], b["surplus"][sl], b["deficit"][sl]
@@ -342,6 +400,18 @@ class DispatchEngine:
         np.minimum(deficit, room, out=from_battery)
         deficit -= from_battery
         sums += (surplus.sum(), deficit.sum(), from_battery.sum())
+
+    @staticmethod
+    def _inputs_wh(sl: slice, pv_w: FloatArray, load_w: FloatArray, valid: BoolArray | None,
+                   h: float, pv: FloatArray, load: FloatArray) -> None:
+        """PV and load energy; negative readings and invalid households count as 0."""
+        np.maximum(pv_w[sl], 0.0, out=pv)
+        pv *= h
+        np.maximum(load_w[sl], 0.0, out=load)
+        load *= h
+        if valid is not None:
+            pv *= valid[sl]
+            load *= valid[sl]
 
     def _clip_stored(self, state: FleetState, sl: slice, out: FloatArray) -> None:
         # Two ufuncs: np.clip costs about three times as much per element.
