@@ -67,3 +67,35 @@ def test_fused_day_is_bit_identical() -> None:
     b = run_series(fleet, state, pv, load, 300.0, fused=True)
     for name, value in a.totals.items():
         np.testing.assert_array_equal(value, b.totals[name], err_msg=name)
+
+
+def test_fused_day_with_reserve_hysteresis_is_bit_identical() -> None:
+    """The kernel's running totals and the reserve latch match the numpy path tick by tick."""
+    fleet, state, _, _ = simple_fleet(1500, 11)
+    fleet = Fleet(fleet.capacity_wh, fleet.soc_min_wh, fleet.max_charge_w, fleet.max_discharge_w,
+                  fleet.efficiency, reserve_wh=fleet.reserve_wh,
+                  hysteresis_wh=fleet.capacity_wh * 0.1)
+    rng = np.random.default_rng(3)
+    sun = np.clip(np.sin(np.linspace(-np.pi / 2, 7 * np.pi / 2, 576)), 0, None)
+    pv = sun[:, None] * rng.uniform(0, 5000, 1500)[None, :]
+    load = rng.uniform(100, 2500, (576, 1500))
+    a = run_series(fleet, state, pv, load, 300.0, fused=False)
+    b = run_series(fleet, state, pv, load, 300.0, fused=True)
+    assert a.state.held.any()  # the latch was exercised
+    np.testing.assert_array_equal(a.state.held, b.state.held)
+    np.testing.assert_array_equal(a.state.stored_wh, b.state.stored_wh)
+    for name, value in a.totals.items():
+        np.testing.assert_array_equal(value, b.totals[name], err_msg=name)
+
+
+def test_kernel_totals_only_for_fleets_on_its_path() -> None:
+    fleet, state, pv, load = simple_fleet(100, 2)
+    offered = Fleet(fleet.capacity_wh, fleet.soc_min_wh, fleet.max_charge_w,
+                    fleet.max_discharge_w, fleet.efficiency, offered=np.ones(100, bool))
+    totals, after = np.zeros((len(kernel.SERIES_ROWS), 100)), state.copy()
+    assert DispatchEngine(fleet, fused=True).tick_totals(state, pv, load, 60.0, totals, after)
+    assert totals.any()
+    totals[:] = 0.0
+    assert not DispatchEngine(offered, fused=True).tick_totals(state, pv, load, 60.0, totals, after)
+    assert not DispatchEngine(fleet, fused=False).tick_totals(state, pv, load, 60.0, totals, after)
+    assert not totals.any()
