@@ -8,7 +8,7 @@ from functools import partial
 import numpy as np
 
 from bench.timing import median_s
-from bench.yardsticks import numpy_floor_s, stream_floor_s
+from bench.yardsticks import loop_copy_gbs, numpy_floor_s, stream_floor_s
 from dispatch import Fleet, FleetState, kernel
 from dispatch.lp import lp_copper_plate_import, lp_tick_import
 from dispatch.reference import reference_tick
@@ -194,8 +194,10 @@ def run(quick: bool = False) -> dict:
     """Every dispatch benchmark, as one JSON-ready dict."""
     bandwidth = memory_bandwidth_gbs()
     sizes = [1_000, 10_000, 100_000] if quick else [1_000, 10_000, 100_000, 1_000_000]
+    loop_copy = loop_copy_gbs()
     report = {
         "memory_bandwidth_gbs": round(bandwidth, 2),
+        "loop_copy_bandwidth_gbs": loop_copy and round(loop_copy, 2),
         "tick": bench_tick(sizes, bandwidth, budget_s=10.0 if quick else 60.0),
         "day": bench_day(1_000 if quick else 10_000, 1440, 3),
         "copper_plate": bench_copper_plate(),
