@@ -6,15 +6,16 @@ packages: it takes arrays in and gives arrays out, one element per household.
 Sign and unit conventions used throughout:
 
 * powers are in W, energies in Wh, per household;
-* every flow in a :class:`~dispatch.tick.TickResult` is a non-negative
+* every flow in a :class:`~dispatch.result.TickResult` is a non-negative
   energy over the tick;
 * a battery setpoint is positive when the battery discharges (delivers
   energy to the household) and negative when it charges.
 """
 
 from dispatch.fleet import POLICIES, CoopLimits, Fleet, FleetState
+from dispatch.result import TickResult
 from dispatch.rounding import LEDGER_FIELDS, WhBook
-from dispatch.tick import TickResult, dispatch_tick
+from dispatch.tick import dispatch_tick
 
 __all__ = [
     "LEDGER_FIELDS",

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from dispatch.tick import TickResult
+from dispatch.result import TickResult
 
 IntArray = NDArray[np.int64]
 FloatArray = NDArray[np.float64]

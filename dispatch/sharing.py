@@ -25,6 +25,11 @@ FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 
 
+def capped_fraction(total: float, amount: float) -> float:
+    """``min(amount, total) / total``: the part of ``total`` that ``amount`` takes; 0 if none."""
+    return min(amount, total) / total if total > 0.0 and amount > 0.0 else 0.0
+
+
 def prorata(amount: float, need: FloatArray) -> FloatArray:
     """In proportion to need."""
     total = float(need.sum())

@@ -19,121 +19,20 @@ hysteresis) are skipped. Nothing here does I/O.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 from numpy.typing import NDArray
 
 from dispatch import kernel
 from dispatch.fleet import POLICIES, BoolArray, CoopLimits, Fleet, FleetState
-from dispatch.sharing import allocate
+from dispatch.pcc import pcc_limits
+from dispatch.result import TickResult
+from dispatch.sharing import allocate, capped_fraction
 
 FloatArray = NDArray[np.float64]
 NO_LIMITS = CoopLimits()
 _TINY = 1e-300
 #: Households per block on the blocked path: a block's working set stays in cache.
 BLOCK = 32_768
-
-
-@dataclass(slots=True)
-class TickResult:
-    """Energy split of one tick, in Wh per household; every flow is >= 0.
-
-    Per household::
-
-        load   = own_pv_used + from_battery + from_peers + from_coop_battery + from_grid + shed
-        pv     = own_pv_used + to_battery + to_peers + to_coop_battery + to_grid + curtailed
-        stored_after - stored_before = to_battery + battery_from_coop + grid_to_battery
-                                       - from_battery - battery_to_coop - losses
-
-    Per coop: ``sum(to_peers) == sum(from_peers)``,
-    ``sum(to_coop_battery) == sum(battery_from_coop)`` and
-    ``sum(battery_to_coop) == sum(from_coop_battery)``.
-
-    ``*_coop`` fields are the coop-origin parts of battery energy: the only
-    battery energy that counts as liberated. Arrays of a result from a
-    :class:`DispatchEngine` are its buffers: valid until its next tick.
-    """
-
-    own_pv_used: FloatArray
-    to_battery: FloatArray
-    from_battery: FloatArray
-    from_battery_coop: FloatArray
-    to_peers: FloatArray
-    from_peers: FloatArray
-    to_coop_battery: FloatArray
-    from_coop_battery: FloatArray
-    from_coop_battery_coop: FloatArray
-    battery_from_coop: FloatArray
-    battery_to_coop: FloatArray
-    grid_to_battery: FloatArray
-    to_grid: FloatArray
-    from_grid: FloatArray
-    curtailed: FloatArray
-    shed: FloatArray
-    state: FleetState
-    leg_efficiency: FloatArray
-    hours: float
-    import_capped_wh: float = 0.0
-    export_capped_wh: float = 0.0
-
-    @property
-    def charged_in(self) -> FloatArray:
-        """AC energy into each battery, from any source."""
-        return self.to_battery + self.battery_from_coop + self.grid_to_battery
-
-    @property
-    def drawn_out(self) -> FloatArray:
-        """AC energy out of each battery, to anyone."""
-        return self.from_battery + self.battery_to_coop
-
-    @property
-    def losses(self) -> FloatArray:
-        """Battery conversion losses, booked on the battery's owner."""
-        eta = self.leg_efficiency
-        return self.charged_in * (1.0 - eta) + self.drawn_out * (1.0 / eta - 1.0)
-
-    @property
-    def battery_w(self) -> FloatArray:
-        """Battery setpoint for the tick, W: positive discharges, negative charges."""
-        return (self.drawn_out - self.charged_in) / self.hours
-
-    @property
-    def stored_wh(self) -> FloatArray:
-        """Battery content after the tick."""
-        return self.state.stored_wh
-
-    @property
-    def pool_coop_wh(self) -> FloatArray:
-        """Coop-origin part of the battery content after the tick."""
-        return self.state.pool_coop_wh
-
-    @property
-    def served(self) -> FloatArray:
-        """Load that was supplied, from any source."""
-        return (self.own_pv_used + self.from_battery + self.from_peers + self.from_coop_battery
-                + self.from_grid)
-
-    @property
-    def load(self) -> FloatArray:
-        """Load that was asked for: served plus shed."""
-        return self.served + self.shed
-
-    @property
-    def pv(self) -> FloatArray:
-        """PV generation, wherever it went."""
-        return (self.own_pv_used + self.to_battery + self.to_peers + self.to_coop_battery
-                + self.to_grid + self.curtailed)
-
-    @property
-    def liberated(self) -> FloatArray:
-        """Served load that came from coop generation rather than the grid."""
-        return (self.own_pv_used + self.from_peers + self.from_battery_coop
-                + self.from_coop_battery_coop)
-
-
-def _share(total: float, amount: float) -> float:
-    return min(amount, total) / total if total > 0.0 and amount > 0.0 else 0.0
 
 
 def _coop_shares(surplus: float, deficit: float,
@@ -143,8 +42,8 @@ def _coop_shares(surplus: float, deficit: float,
     shared = min(surplus, deficit)
     spare_left = surplus - shared
     moved = min(spare_left, discharging)
-    return (_share(surplus, deficit), _share(deficit, shared), _share(spare_left, moved),
-            _share(discharging, moved))
+    return (capped_fraction(surplus, deficit), capped_fraction(deficit, shared),
+            capped_fraction(spare_left, moved), capped_fraction(discharging, moved))
 
 
 #: Flows of stages a tick may skip (coop batteries, caps, grid charging).
@@ -268,7 +167,7 @@ class DispatchEngine:
         import_left = float("inf")
         if self._capped:
             from_grid, shed, to_grid, curtailed, import_capped, export_capped, import_left = (
-                self._caps(deficit, surplus, h))
+                pcc_limits(deficit, surplus, h, self.limits, self.policy, f))
         grid_to_battery = zeros
         if f.any_grid_charge and not self.limits.islanded and import_left > 0.0:
             grid_to_battery = self._grid_charge(b["stored"], b["charge_room"], import_left, coop)
@@ -280,7 +179,7 @@ class DispatchEngine:
         if f.any_offered:
             delivered = float(battery_to_coop.sum())
             delivered_coop = float(np.dot(battery_to_coop, b["fraction"]))
-            from_coop_battery_coop = from_coop_battery * _share(delivered, delivered_coop)
+            from_coop_battery_coop = from_coop_battery * capped_fraction(delivered, delivered_coop)
         return self._result(
             state, h, to_coop_battery=to_coop_battery, from_coop_battery=from_coop_battery,
             from_coop_battery_coop=from_coop_battery_coop, battery_from_coop=battery_from_coop,
@@ -491,36 +390,15 @@ class DispatchEngine:
         spare = np.where(f.offered & (to_battery == 0.0), np.maximum(spare, 0.0), 0.0)
         left_surplus, total_room = float(surplus.sum()), float(room.sum())
         charged = min(left_surplus, total_room)
-        to_coop_battery = surplus * _share(left_surplus, charged)
-        battery_from_coop = room * _share(total_room, charged)
+        to_coop_battery = surplus * capped_fraction(left_surplus, charged)
+        battery_from_coop = room * capped_fraction(total_room, charged)
         surplus -= to_coop_battery
         left_deficit, total_spare = float(deficit.sum()), float(spare.sum())
         delivered = min(left_deficit, total_spare)
         from_coop_battery = allocate(delivered, deficit, self.policy, f.key, f.tier, self.tiered)
-        battery_to_coop = spare * _share(total_spare, delivered)
+        battery_to_coop = spare * capped_fraction(total_spare, delivered)
         deficit -= from_coop_battery
         return to_coop_battery, battery_from_coop, from_coop_battery, battery_to_coop
-
-    def _caps(self, deficit, surplus, h):  # noqa: ANN001, ANN202 - internal stage
-        """Import and export limits at the point of common coupling (zero when islanded)."""
-        island = self.limits.islanded
-        f = self.fleet
-        import_cap = 0.0 if island else self.limits.import_cap_w * h
-        wanted_import = float(deficit.sum())
-        from_grid = deficit.copy()
-        if wanted_import > import_cap:
-            from_grid = allocate(import_cap, deficit, self.policy, f.key, f.tier, True)
-        shed = deficit - from_grid
-        export_cap = 0.0 if island else self.limits.export_cap_w * h
-        wanted_export = float(surplus.sum())
-        to_grid = surplus.copy()
-        if wanted_export > export_cap:
-            to_grid = surplus * _share(wanted_export, export_cap)
-        curtailed = surplus - to_grid
-        import_capped = 0.0 if island else max(wanted_import - import_cap, 0.0)
-        export_capped = 0.0 if island else max(wanted_export - export_cap, 0.0)
-        import_left = import_cap - float(from_grid.sum())
-        return from_grid, shed, to_grid, curtailed, import_capped, export_capped, import_left
 
     def _grid_charge(self, stored, charge_room, import_left, coop):  # noqa: ANN001, ANN202
         """Batteries allowed to, and below their reserve, charge from the grid's spare import."""
@@ -533,7 +411,7 @@ class DispatchEngine:
                           charge_room - to_battery - battery_from_coop)
         want = np.where(f.grid_charge & (from_battery == 0.0) & (battery_to_coop == 0.0),
                         np.maximum(want, 0.0), 0.0)
-        return want * _share(float(want.sum()), import_left)
+        return want * capped_fraction(float(want.sum()), import_left)
 
 
 def dispatch_tick(
