@@ -60,7 +60,7 @@ _BUFFERS = (
 #: Intermediates that never leave a block on the blocked path: block-sized, so they stay
 #: in cache instead of streaming a whole-fleet array through memory each tick.
 _SCRATCH = ("stored", "charge_room", "room", "tmp", "charged", "drawn", "pool", "fraction",
-            "pv", "load", "surplus", "deficit")
+            "pv", "load", "surplus", "deficit", "from_battery")
 
 
 class DispatchEngine:
@@ -232,7 +232,8 @@ class DispatchEngine:
         sums = np.zeros(3)
         for sl in self._blocks:
             m = sl.stop - sl.start
-            surplus, deficit, from_battery = s["surplus"][:m], s["deficit"][:m], s["drawn"][:m]
+            surplus, deficit, from_battery = (s[name][:m] for name in
+                                              ("surplus", "deficit", "from_battery"))
             kernel.own_block(pv_w[sl], load_w[sl], state.stored_wh[sl], f.capacity_wh[sl],
                              f.leg_efficiency[sl], self._charge_power[sl],
                              self._discharge_power[sl], floor_own[sl], h, surplus, deficit,
