@@ -4,6 +4,11 @@
 and a time series from CSV, runs the batched dispatch, and reports per-member
 and coop totals in kWh. Every input error names the file, the row and the
 column.
+
+Accounting: a battery's starting charge has unknown origin, so it counts as not
+liberated (as the controller does: its coop-origin pool starts empty). Self-
+sufficiency is ``liberated / load``: shed load counts against it, so an island
+that keeps a member in the dark does not report that member as self-sufficient.
 """
 
 from __future__ import annotations
@@ -21,6 +26,9 @@ from dispatch.series import run_series
 FLEET_COLUMNS = ("member", "battery_wh", "battery_max_charge_w", "battery_max_discharge_w",
                  "soc_start_pct", "soc_min_pct", "efficiency")
 FLEET_OPTIONAL = {"tier": 0, "key": 1.0, "offered": 0}
+#: Optional fleet columns a sharing policy cannot do without, and what they hold.
+POLICY_COLUMNS = {"static": ("key", "each member's sharing key"),
+                  "tiers": ("tier", "each member's load priority, 0 = critical")}
 SERIES_COLUMNS = ("timestamp", "member", "pv_w", "load_w")
 REPORTED = ("load", "served", "shed", "liberated", "own_pv_used", "from_peers", "to_peers",
             "from_battery", "to_battery", "from_grid", "to_grid", "curtailed", "losses",
@@ -73,9 +81,19 @@ def _numbers(path: Path, frame: pd.DataFrame, column: str, low: float | None = N
     return values
 
 
-def read_fleet(path: Path) -> tuple[list[str], Fleet, np.ndarray]:
-    """Members, their fleet parameters and starting battery content (Wh)."""
+def read_fleet(path: Path, policy: str = "prorata") -> tuple[list[str], Fleet, np.ndarray]:
+    """Members, their fleet parameters and starting battery content (Wh).
+
+    ``policy`` is the sharing policy the fleet will be run with: ``static`` needs
+    a ``key`` column and ``tiers`` a ``tier`` column, instead of silently using
+    the defaults (which would make them plain ``equal`` and ``prorata``).
+    """
     frame = _read(path, FLEET_COLUMNS)
+    if policy in POLICY_COLUMNS:
+        column, meaning = POLICY_COLUMNS[policy]
+        if column not in frame.columns:
+            raise InputError(f"{path}: missing column {column}: --policy {policy} needs "
+                             f"{meaning} (columns are: {', '.join(frame.columns)})")
     members = [m.strip() for m in frame["member"]]
     for i, m in enumerate(members):
         if not m:
@@ -152,33 +170,41 @@ def read_series(path: Path, members: list[str]) -> tuple[np.ndarray, np.ndarray,
     return pv_w, load_w, step
 
 
-def load_study(fleet_csv: Path, series_csv: Path) -> Study:
-    """Read and check both files."""
-    members, fleet, soc_start = read_fleet(fleet_csv)
+def load_study(fleet_csv: Path, series_csv: Path, policy: str = "prorata") -> Study:
+    """Read and check both files; ``policy`` is checked against the fleet's columns."""
+    members, fleet, soc_start = read_fleet(fleet_csv, policy)
     pv, load, step = read_series(series_csv, members)
     return Study(members, fleet, soc_start, pv, load, step)
 
 
+def _ratio(numerator: float, denominator: float) -> float | None:
+    return round(numerator / denominator, 6) if denominator > 0 else None
+
+
 def run_study(study: Study, policy: str = "prorata", island: bool = False) -> dict:
-    """Per-member and coop totals in kWh, as ``{"members": {...}, "coop": {...}}``."""
-    result = run_series(study.fleet, FleetState.start(study.soc_start_wh, study.soc_start_wh),
+    """Per-member and coop totals in kWh, as ``{"members": {...}, "coop": {...}}``.
+
+    Every member and the coop also get ``self_sufficiency`` = liberated / load
+    (``None`` without load); the coop's ``jain_fairness`` is Jain's index over the
+    self-sufficiency of the members that have load. Starting battery charge is of
+    unknown origin: it is never counted as liberated.
+    """
+    result = run_series(study.fleet, FleetState.start(study.soc_start_wh),
                         study.pv_w, study.load_w, study.step_s, policy,
                         CoopLimits(islanded=island))
     totals = result.totals
     totals["from_battery"] = totals["from_battery"] + totals["from_coop_battery"]
     totals["to_battery"] = totals["to_battery"] + totals["to_coop_battery"]
+    liberated, load = totals["liberated"], totals["load"]
     members = {
         m: {k: round(float(totals[k][i]) / 1000, 6) for k in REPORTED}
+        | {"self_sufficiency": _ratio(float(liberated[i]), float(load[i]))}
         for i, m in enumerate(study.members)
     }
     coop = {k: round(float(totals[k].sum()) / 1000, 6) for k in REPORTED}
-    served = totals["served"]
-    sufficiency = np.divide(totals["liberated"], served, out=np.zeros_like(served),
-                            where=served > 0)
-    coop["self_sufficiency"] = (
-        round(coop["liberated"] / coop["served"], 6) if coop["served"] else None
-    )
-    coop["jain_fairness"] = jain_index(sufficiency[served > 0].tolist())
+    coop["self_sufficiency"] = _ratio(float(liberated.sum()), float(load.sum()))
+    has_load = load > 0
+    coop["jain_fairness"] = jain_index((liberated[has_load] / load[has_load]).tolist())
     coop["ticks"] = result.ticks
     coop["step_s"] = study.step_s
     return {"members": members, "coop": coop}

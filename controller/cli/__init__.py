@@ -1,0 +1,41 @@
+"""The ``commonwatt`` command line.
+
+Each command group is one module of this package with a
+``register(sub: argparse._SubParsersAction) -> None`` function that adds its
+parsers to the top-level subparsers and gives each runnable parser
+``set_defaults(func=...)``: a function of the parsed arguments that returns the
+exit code. To add a command group, write the module and list it in
+:data:`COMMAND_GROUPS` (its position there is its position in ``--help``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from controller.cli import config_cmd, installer, run_cmd, simulate_cmd
+
+#: Command-group modules, in the order their commands appear in ``--help``.
+COMMAND_GROUPS = (run_cmd, simulate_cmd, installer, config_cmd)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="commonwatt",
+        description="Controller for micro-grid energy cooperatives: balances surplus between "
+        "households, runs the batteries and publishes each member's liberated kWh.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for group in COMMAND_GROUPS:
+        group.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``commonwatt`` console script."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return args.func(args)

@@ -1,0 +1,28 @@
+"""``commonwatt config check``: validate a configuration file."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from controller.cli.common import load_or_report
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``config`` and its actions to the top-level subparsers."""
+    config = sub.add_parser("config", help="work with configuration files")
+    config_sub = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
+    check = config_sub.add_parser("check", help="validate a configuration file")
+    check.add_argument("file", type=Path)
+    check.set_defaults(func=config_check)
+
+
+def config_check(args: argparse.Namespace) -> int:
+    """Print a one-line summary of a valid config (0), or its problems to stderr (2)."""
+    config = load_or_report(args.file)
+    if config is None:
+        return 2
+    devices = sum(len(m.devices) for m in config.members)
+    print(f"{args.file}: OK: {len(config.members)} members, {devices} devices, "
+          f"sharing {config.policy.sharing}, ledger {config.storage.ledger}")
+    return 0

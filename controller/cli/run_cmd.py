@@ -1,0 +1,64 @@
+"""``commonwatt demo`` and ``commonwatt run``: the controller, simulated or on real devices."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+from pathlib import Path
+
+from controller.cli.common import host_port, load_or_report, positive, time_of_day
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``demo`` and ``run`` to the top-level subparsers."""
+    demo = sub.add_parser("demo", help="run a simulated coop, the controller and the API")
+    demo.add_argument("--speed", type=positive, default=1.0,
+                      help="simulated seconds per real second (default 1)")
+    demo.add_argument("--port", type=int, default=8000, help="API port (default 8000)")
+    demo.add_argument("--households", type=int, default=10, help="how many (default 10)")
+    demo.add_argument("--start", type=time_of_day, default=9.0, metavar="HH:MM",
+                      help="simulated time of day to start at (default 09:00)")
+    demo.add_argument("--mqtt", type=host_port, metavar="HOST:PORT",
+                      help="use this MQTT broker instead of the embedded one")
+    demo.add_argument("--data-dir", type=Path, default=Path("var/demo"),
+                      help="where the demo writes its config and ledger (default var/demo)")
+    demo.set_defaults(func=demo_command)
+
+    run = sub.add_parser("run", help="run the controller on a configuration file")
+    run.add_argument("config", type=Path)
+    run.set_defaults(func=run_command)
+
+
+def demo_command(args: argparse.Namespace) -> int:
+    """Run the simulated coop, the controller and the API until interrupted."""
+    from controller.demo import DemoOptions, run_demo
+
+    options = DemoOptions(args.speed, args.port, args.households, args.start, args.mqtt,
+                          args.data_dir)
+    asyncio.run(run_demo(options))
+    return 0
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run the controller and API on a config until SIGINT or SIGTERM; 2 if the config is bad."""
+    from controller.runtime import Runtime
+
+    config = load_or_report(args.config)
+    if config is None:
+        return 2
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        runtime = Runtime(config)
+        task = asyncio.create_task(runtime.run(stop))
+        await runtime.wait_until_serving()
+        print(f"Commonwatt running {len(config.members)} members; "
+              f"API on http://{config.api.host}:{config.api.port}/", flush=True)
+        await task
+
+    asyncio.run(main())
+    return 0
