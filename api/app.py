@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 
 from api.energy import member_figures
+from controller.config import CoopConfig
 from controller.ledger import LedgerReader
 from dispatch.metrics import jain_index
 
@@ -22,10 +23,17 @@ class LiveView(Protocol):
     """What the running controller shows the API besides the ledger."""
 
     cycle_s: float
+    settlement_s: int
 
     def devices(self) -> list[dict[str, Any]]: ...
 
     def last_cycle_age_s(self) -> float | None: ...
+
+    def ledger_status(self) -> dict[str, object]: ...
+
+    def unwritten_wh(self, after_ts: int | None) -> dict[str, dict[str, int]]: ...
+
+    def open_interval_start(self) -> int | None: ...
 
 
 class Member(BaseModel):
@@ -63,6 +71,18 @@ class Energy(BaseModel):
     grid_to_battery_kwh: float
     losses_kwh: float
     self_sufficiency: float | None = Field(description="liberated / served; null with no load")
+    gap_hours: float = Field(description="time the dispatch did not book this member "
+                             "(controller down, or a device unknown)")
+    unknown_hours: float = Field(description="part of the gap with no meter counter: energy "
+                                 "unknown, never taken as zero")
+    unallocated_import_kwh: float = Field(description="grid import the meter counted during "
+                                          "gaps; never liberated")
+    unallocated_export_kwh: float
+    unallocated_pv_kwh: float
+    provisional: bool = Field(False, description="includes the open settlement interval, "
+                              "which is not committed yet")
+    committed_until: float | None = Field(None, description="end of the last committed "
+                                          "interval; later figures are provisional")
 
     model_config = {"populate_by_name": True}
 
@@ -75,7 +95,14 @@ def _epoch(value: datetime | None) -> float | None:
     return value.timestamp()
 
 
-def create_app(reader: LedgerReader, live: LiveView | None = None) -> FastAPI:
+def _with_unwritten(totals: dict, extra: dict[str, int] | None) -> dict:
+    if not extra:
+        return totals
+    return {k: (v or 0) + extra.get(k, 0) if k in extra else v for k, v in totals.items()}
+
+
+def create_app(reader: LedgerReader, live: LiveView | None = None,
+               config: CoopConfig | None = None) -> FastAPI:
     """The API over a ledger, with live controller status when one is running."""
     app = FastAPI(
         title="Commonwatt",
@@ -110,15 +137,32 @@ def create_app(reader: LedgerReader, live: LiveView | None = None) -> FastAPI:
         start, end = _epoch(from_), _epoch(to)
         if start is not None and end is not None and start > end:
             raise HTTPException(422, "query parameter 'from' must not be after 'to'")
+        last_end = reader.span()[1]
         totals = reader.totals(member_id, start, end)
-        return Energy(member_id=member_id, from_=from_, to=to, **member_figures(totals))
+        provisional = live is not None and end is None
+        if provisional:
+            totals = _with_unwritten(totals, live.unwritten_wh(last_end).get(member_id))
+        return Energy(member_id=member_id, from_=from_, to=to, provisional=provisional,
+                      committed_until=last_end, **member_figures(totals))
 
     @app.get("/api/v1/coop/summary", tags=["coop"])
     def coop_summary() -> dict[str, Any]:
-        """Coop-wide totals and the sovereignty figures."""
-        per_member = {m: member_figures(reader.totals(m)) for m, _ in reader.members()}
-        coop = member_figures(reader.totals())
+        """Coop-wide totals and the sovereignty figures, from the lifetime rollups.
+
+        While the controller runs, the figures include the open settlement
+        interval (``provisional: true``); committed figures never change.
+        """
         first, last, count = reader.span()
+        by_member = reader.totals_by_member()
+        coop_totals = reader.totals()
+        extra = live.unwritten_wh(last) if live is not None else {}
+        per_member = {m: member_figures(_with_unwritten(t, extra.get(m)) | {"intervals": count})
+                      for m, t in by_member.items()}
+        coop_extra: dict[str, int] = {}
+        for sums in extra.values():
+            for k, v in sums.items():
+                coop_extra[k] = coop_extra.get(k, 0) + v
+        coop = member_figures(_with_unwritten(coop_totals, coop_extra) | {"intervals": count})
         sufficiency = [
             f["self_sufficiency"] for f in per_member.values() if f["self_sufficiency"] is not None
         ]
@@ -127,11 +171,17 @@ def create_app(reader: LedgerReader, live: LiveView | None = None) -> FastAPI:
             **coop,
             "shared_peer_to_peer_kwh": coop["to_peers_kwh"],
             "unserved_kwh": coop["shed_kwh"],
-            "hours_islanded": round(reader.islanded_seconds() / 3600.0, 3),
+            "hours_islanded": round((coop_totals.get("islanded_s") or 0) / 3600.0, 3),
             "jain_fairness": jain_index(sufficiency),  # type: ignore[arg-type]
             "first_interval_start": first,
             "last_interval_end": last,
             "intervals": count,
+            "settlement_s": reader.step,
+            "provisional": live is not None,
+            "committed_until": last,
+            "open_interval_start": live.open_interval_start() if live is not None else None,
+            "cycles": coop_totals.get("cycles"),
+            "controller_down_hours": round((coop_totals.get("gap_s_coop") or 0) / 3600.0, 3),
             "by_member": per_member,
         }
 
@@ -148,6 +198,9 @@ def create_app(reader: LedgerReader, live: LiveView | None = None) -> FastAPI:
                                 "checked_at": time.time()}
         status = 200
         if live is not None:
+            ledger = live.ledger_status()
+            body["ledger"] = ledger["state"]
+            body["ledger_detail"] = ledger
             age = live.last_cycle_age_s()
             states = [d["state"] for d in live.devices()]
             body |= {
@@ -157,8 +210,10 @@ def create_app(reader: LedgerReader, live: LiveView | None = None) -> FastAPI:
             }
             stale = age is None or age > 3 * live.cycle_s + 2
             degraded = any(s != "ok" for s in states)
-            body["status"] = "stale" if stale else ("degraded" if degraded else "ok")
-            status = 503 if stale else 200
+            failing = ledger["state"] != "ok"
+            body["status"] = ("stale" if stale else "ledger-failing" if failing
+                              else "degraded" if degraded else "ok")
+            status = 503 if stale or failing else 200
         else:
             body["status"] = "ledger-only"
         return JSONResponse(body, status_code=status)

@@ -40,5 +40,17 @@ def member_figures(t: dict[str, int]) -> dict[str, float | int | None]:
         "losses_kwh": kwh(t["losses"]),
         "self_sufficiency": round(liberated / served, 4) if served else None,
         "intervals": t["intervals"],
+        **gap_figures(t),
+    }
+
+
+def gap_figures(t: dict) -> dict[str, float | None]:
+    """What the dispatch did not book: gap hours, and what the meters counted meanwhile."""
+    return {
+        "gap_hours": round((t.get("gap_s") or 0) / 3600.0, 3),
+        "unknown_hours": round((t.get("unknown_s") or 0) / 3600.0, 3),
+        "unallocated_import_kwh": kwh(t.get("unallocated_import") or 0),
+        "unallocated_export_kwh": kwh(t.get("unallocated_export") or 0),
+        "unallocated_pv_kwh": kwh(t.get("unallocated_pv") or 0),
     }
 

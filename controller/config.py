@@ -161,6 +161,29 @@ class StorageConfig(_Strict):
     ledger: Path = Path("var/ledger.sqlite")
 
 
+class LedgerConfig(_Strict):
+    """How the ledger books: per settlement interval, aligned to the UTC clock."""
+
+    settlement_s: Literal[60, 300, 900, 1800, 3600] = Field(
+        900, description="settlement interval, s; divides an hour (15 min as in FR/AT/BE)")
+    drift_threshold_pct: float = Field(
+        3.0, ge=0, le=100,
+        description="flag a member whose booked grid energy and meter counters differ by more")
+    drift_min_wh: int = Field(100, ge=0, description="smaller drifts are never flagged")
+
+
+class TariffConfig(_Strict):
+    """Prices for the budget, per kWh, in the coop's currency."""
+
+    currency: str = Field("EUR", min_length=1, max_length=8)
+    peer_price_per_kwh: float = Field(
+        ge=0, description="what a member pays per kWh received from peers (and its giver earns)")
+    grid_import_per_kwh: float = Field(ge=0, description="what the utility charges per kWh")
+    grid_export_per_kwh: float = Field(ge=0, description="what the utility pays per kWh")
+    coop_fee_per_kwh: float = Field(
+        0.0, ge=0, description="fee per kWh received from peers, paid to the coop's own fund")
+
+
 class ApiConfig(_Strict):
     """Where the HTTP API listens."""
 
@@ -183,6 +206,11 @@ class TimeSeriesConfig(_Strict):
     bucket: str = Field("commonwatt", min_length=1)
     org: str = "commonwatt"
     token: str = ""
+    #: Where unsent points wait while the server is down; ``None``: the caller
+    #: picks a directory beside the ledger.
+    spool_dir: Path | None = None
+    #: The spool's bound; past it the oldest points are dropped (and counted).
+    max_spool_mb: float = Field(64, gt=0)
 
 
 class CoopConfig(_Strict):
@@ -192,6 +220,8 @@ class CoopConfig(_Strict):
     controller: ControllerConfig = ControllerConfig()
     policy: PolicyConfig = PolicyConfig()
     storage: StorageConfig = StorageConfig()
+    ledger: LedgerConfig = LedgerConfig()
+    tariff: TariffConfig | None = None
     api: ApiConfig = ApiConfig()
     mqtt: MqttConfig | None = None
     timeseries: TimeSeriesConfig | None = None

@@ -11,15 +11,17 @@ from dataclasses import dataclass
 import numpy as np
 
 from controller.config import CoopConfig
-from controller.ledger import Ledger
+from controller.ledger import CommittedInterval, CycleEnergy, IntervalBook, LedgerWriter
+from controller.ledger.accumulator import unpack_state
 from controller.polling import Poller
 from controller.process_image import ProcessImage
 from controller.safety import clamp_setpoints
-from dispatch import Fleet, FleetState, TickResult, WhBook, dispatch_tick
+from dispatch import LEDGER_FIELDS, Fleet, FleetState, TickResult, dispatch_tick
 
 log = logging.getLogger(__name__)
-#: An interval longer than this many nominal cycles is not booked whole: the
-#: controller was stopped or stalled, and the readings say nothing about the gap.
+#: A cycle longer than this many nominal cycles is not dispatched whole: the
+#: controller was stopped or stalled, and the readings say nothing about the
+#: time before. That time is booked as a gap (from the meters' counters).
 MAX_GAP_CYCLES = 5
 
 
@@ -31,9 +33,8 @@ class CycleReport:
     start_ts: float
     end_ts: float
     result: TickResult | None
-    booked: dict[str, np.ndarray] | None
     setpoints_w: np.ndarray
-    interval_id: int | None
+    committed: list[CommittedInterval]
     duration_s: float
 
 
@@ -53,15 +54,21 @@ class Controller:
         self.config = config
         self.clock = clock
         self.nominal_dt_s = nominal_dt_s or config.controller.cycle_s
-        self.member_ids = [m.id for m in config.members]
-        self.poller = Poller(config)
-        self.ledger = Ledger(config.storage.ledger)
-        self.ledger.register_members([(m.id, m.name) for m in config.members])
-        state = self.ledger.load_state(self.member_ids)
-        self.book = WhBook(len(self.member_ids), {k: np.array(v) for k, v in state.carries.items()})
-        self.pools_wh = np.array([state.pools_wh.get(m, 0.0) for m in self.member_ids])
-        self.last_end_ts = state.last_end_ts
-        self.held = np.array([m in state.held for m in self.member_ids], dtype=bool)
+        self.member_ids = tuple(m.id for m in config.members)
+        # The ledger first: a second controller on the same ledger stops here.
+        self.writer = LedgerWriter(config.storage.ledger, config.ledger.settlement_s,
+                                   [(m.id, m.name) for m in config.members])
+        try:
+            self.poller = Poller(config)
+        except BaseException:
+            self.writer.close()
+            raise
+        parts, last_committed = self.writer.saved_parts()
+        acc, carry = unpack_state(parts.get("acc"), parts.get("carry"), self.member_ids)
+        if last_committed is not None and (acc is None or acc.start_ts < last_committed):
+            acc = None  # the saved accumulators were committed already
+            carry.end_ts = max(carry.end_ts or last_committed, last_committed)
+        self.book = IntervalBook(self.member_ids, config.ledger.settlement_s, acc, carry)
         # On a sped-up clock a cycle spans more device time: keep at least 3 cycles of validity.
         self.setpoint_expiry_s = max(
             config.controller.setpoint_expiry_s, math.ceil(3 * self.nominal_dt_s)
@@ -75,6 +82,11 @@ class Controller:
             [b.max_power_w if b and b.max_power_w else np.inf for b in batteries]
         )
 
+    @property
+    def last_end_ts(self) -> float | None:
+        """Time up to which the ledger has booked."""
+        return self.book.carry.end_ts
+
     def fleet(self, image: ProcessImage) -> Fleet:
         """Battery parameters for this cycle: device ratings capped by the configured limits."""
         usable = image.has_battery & np.isfinite(image.capacity_wh)
@@ -87,10 +99,11 @@ class Controller:
             efficiency=self._efficiency,
         )
 
-    def _interval_start(self, now: float) -> float:
-        if self.last_end_ts is None or now - self.last_end_ts > MAX_GAP_CYCLES * self.nominal_dt_s:
+    def _cycle_start(self, now: float) -> float:
+        end = self.last_end_ts
+        if end is None or now - end > MAX_GAP_CYCLES * self.nominal_dt_s:
             return now - self.nominal_dt_s
-        return self.last_end_ts
+        return end
 
     async def cycle(self) -> CycleReport:
         """Run one full cycle and return what it did."""
@@ -99,17 +112,17 @@ class Controller:
         now = self.clock()
         image = self.poller.freeze(now)
         fleet = self.fleet(image)
+        carry = self.book.carry
         stored = np.nan_to_num(image.soc_pct, nan=0.0) / 100.0 * fleet.capacity_wh
-        pools = np.clip(self.pools_wh, 0.0, stored)
-        state = FleetState(stored, pools, self.held)
-        start = self._interval_start(now)
-        dt = now - start
-        result = booked = interval_id = None
+        pools = np.clip(carry.pools_wh, 0.0, stored)
+        start = self._cycle_start(now)
+        result = None
+        committed: list[CommittedInterval] = []
         setpoints = np.zeros(len(self.member_ids))
-        if dt > 0:
+        if now > start and (self.last_end_ts is None or now > self.last_end_ts):
             result = dispatch_tick(
-                fleet, state, image.pv_production_w, image.load_w, image.valid, dt,
-                self.config.policy.sharing,
+                fleet, FleetState(stored, pools, carry.held), image.pv_production_w,
+                image.load_w, image.valid, now - start, self.config.policy.sharing,
             )
             setpoints = clamp_setpoints(
                 np.where(image.valid, result.battery_w, 0.0),
@@ -122,24 +135,23 @@ class Controller:
             setpoints, image.has_battery & image.battery_ok, self.setpoint_expiry_s
         )
         if result is not None:
-            booked = self.book.book(result)
-            self.pools_wh = np.where(image.valid, result.pool_coop_wh, pools)
-            self.held = result.state.held
-            interval_id = self.ledger.commit_interval(
-                start, now, self.member_ids, booked, self.book.carries,
-                dict(zip(self.member_ids, self.pools_wh.tolist(), strict=True)), time.time(),
-                held=[m for m, h in zip(self.member_ids, self.held.tolist(), strict=True) if h],
-            )
-            self.last_end_ts = now
-        report = CycleReport(
-            image, start, now, result, booked, setpoints, interval_id,
-            time.perf_counter() - wall0,
-        )
+            carry.pools_wh = np.where(image.valid, result.pool_coop_wh, pools)
+            carry.held = result.state.held.copy()
+            flows = {f: np.maximum(getattr(result, f), 0.0) for f in LEDGER_FIELDS}
+            closed = self.book.add_cycle(CycleEnergy(
+                start, now, flows, image.valid.copy(), image.counters,
+                missing=tuple(self.poller.unknown_devices())))
+            for interval, parts in closed:
+                self.writer.commit(interval, parts)
+                committed.append(interval)
+            self.writer.save(self.book.open_parts())
+        report = CycleReport(image, start, now, result, setpoints, committed,
+                             time.perf_counter() - wall0)
         self.last_report = report
         self.last_cycle_wall = time.monotonic()
         return report
 
     def close(self) -> None:
-        """Close device connections and the ledger."""
+        """Close device connections; write what the ledger still holds, then release it."""
         self.poller.close()
-        self.ledger.close()
+        self.writer.close()

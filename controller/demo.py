@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from controller.config import parse_config
+from controller.ledger import LedgerMissingError, LedgerReader
 from controller.runtime import Runtime
 from simulators.clock import SimClock
 from simulators.coop import SimulatedCoop, free_port
@@ -33,6 +34,7 @@ class DemoOptions:
     start_hour: float = 9.0
     mqtt: tuple[str, int] | None = None
     data_dir: Path = Path("var/demo")
+    fresh: bool = False
 
 
 def _port_free(port: int, host: str = "127.0.0.1") -> bool:
@@ -56,6 +58,16 @@ async def start_embedded_broker(port: int):  # noqa: ANN201 - amqtt's Broker
     return broker
 
 
+def booked_until(ledger: Path) -> float | None:
+    """Simulated time up to which an existing demo ledger has booked, if any."""
+    if not ledger.exists():
+        return None
+    try:
+        return LedgerReader(ledger).booked_until()
+    except LedgerMissingError:
+        return None
+
+
 def sim_day_start(start_hour: float) -> float:
     """Epoch seconds of today (UTC) at ``start_hour``: the simulated coop keeps UTC."""
     midnight = time.time() // 86400 * 86400
@@ -70,7 +82,16 @@ async def run_demo(options: DemoOptions, stop: asyncio.Event | None = None,
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-    clock = SimClock(start_s=sim_day_start(options.start_hour), speed=options.speed)
+    data_dir = options.data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    ledger = data_dir / "ledger.sqlite"
+    if options.fresh:
+        for old in data_dir.glob("ledger.sqlite*"):
+            old.unlink()
+    # A restart continues the ledger's chain on the simulated clock where it stopped.
+    resume = booked_until(ledger)
+    start_s = sim_day_start(options.start_hour) if resume is None else resume
+    clock = SimClock(start_s=start_s, speed=options.speed)
     coop = SimulatedCoop(demo_households(options.households), clock)
     await coop.start()
     coop.run_in_background()
@@ -80,11 +101,6 @@ async def run_demo(options: DemoOptions, stop: asyncio.Event | None = None,
         port = 1883 if _port_free(1883) else free_port()
         broker = await start_embedded_broker(port)
         mqtt = ("127.0.0.1", port)
-    data_dir = options.data_dir
-    data_dir.mkdir(parents=True, exist_ok=True)
-    ledger = data_dir / "ledger.sqlite"
-    for stale in data_dir.glob("ledger.sqlite*"):
-        stale.unlink()
     config_path = data_dir / "coop.toml"
     config_path.write_text(coop_toml(coop, ledger, options.api_port, mqtt), encoding="utf-8")
     config = parse_config(config_path.read_text(encoding="utf-8"), str(config_path))
@@ -97,7 +113,8 @@ async def run_demo(options: DemoOptions, stop: asyncio.Event | None = None,
         print(f"  API and live page: http://127.0.0.1:{options.api_port}/", flush=True)
         print(f"  OpenAPI docs:      http://127.0.0.1:{options.api_port}/docs", flush=True)
         print(f"  MQTT:              {mqtt[0]}:{mqtt[1]} (topic commonwatt/#)", flush=True)
-        print(f"  config: {config_path}   ledger: {ledger}", flush=True)
+        print(f"  config: {config_path}   ledger: {ledger}"
+              f"{' (continued)' if resume is not None else ''}", flush=True)
         print("Press Ctrl-C to stop.", flush=True)
         if ready is not None:
             ready.set()

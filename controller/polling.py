@@ -49,6 +49,11 @@ def _finite(name: str, value: float | None, low: float, high: float) -> float:
     return float(value)
 
 
+def _counter(value: float | None) -> float:
+    """A counter value for the process image: NaN where the device has none."""
+    return float(value) if value is not None and math.isfinite(value) and value >= 0 else np.nan
+
+
 def check_reading(reading: Reading) -> Reading:
     """Reject readings the dispatch must not see; return the reading if usable."""
     if isinstance(reading, MeterReading):
@@ -146,8 +151,11 @@ class Poller:
                 continue
             if isinstance(r, MeterReading):
                 values["meter_w"][i] = r.power_w
+                values["import_wh"][i] = _counter(r.import_wh)
+                values["export_wh"][i] = _counter(r.export_wh)
             elif isinstance(r, PvReading):
                 values["pv_w"][i] = r.power_w
+                values["pv_energy_wh"][i] = _counter(r.energy_wh)
             else:
                 values["battery_w"][i] = r.power_w
                 values["soc_pct"][i] = r.soc_pct
@@ -193,6 +201,12 @@ class Poller:
             release(d) for d in self.devices
             if isinstance(d.driver, TemplateDevice) and d.driver.needs_release
         ))
+
+    def unknown_devices(self) -> list[str]:
+        """Names of the devices whose readings are not fresh now."""
+        now = time.monotonic()
+        stale = self.config.controller.stale_after_s
+        return [d.health.name for d in self.devices if not d.health.fresh(now, stale)]
 
     def health(self) -> list[dict[str, object]]:
         """Health of every device, for the API and the CLI."""

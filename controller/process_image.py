@@ -21,7 +21,7 @@ class ProcessImage:
 
     ARRAYS: ClassVar[tuple[str, ...]] = (
         "pv_w", "meter_w", "battery_w", "soc_pct", "capacity_wh", "max_charge_w",
-        "max_discharge_w",
+        "max_discharge_w", "import_wh", "export_wh", "pv_energy_wh",
     )
 
     timestamp: float
@@ -35,6 +35,16 @@ class ProcessImage:
     capacity_wh: FloatArray
     max_charge_w: FloatArray
     max_discharge_w: FloatArray
+    #: Lifetime energy counters (Wh) of the meter and the PV inverter; NaN where
+    #: the device has none or is unknown.
+    import_wh: FloatArray
+    export_wh: FloatArray
+    pv_energy_wh: FloatArray
+
+    @property
+    def counters(self) -> FloatArray:
+        """The counters as rows (import, export, pv), as the ledger takes them."""
+        return np.stack([self.import_wh, self.export_wh, self.pv_energy_wh])
 
     @property
     def battery_ok(self) -> NDArray[np.bool_]:

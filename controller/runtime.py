@@ -1,4 +1,4 @@
-"""Runs the controller: the cycle loop, the API server and the MQTT publisher together."""
+"""Runs the controller: the cycle loop, the API server, MQTT and the time series together."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import uvicorn
@@ -14,11 +15,12 @@ import uvicorn
 from api.app import create_app
 from api.energy import member_figures
 from controller.config import CoopConfig
-from controller.cycle import Controller
+from controller.cycle import Controller, CycleReport
 from controller.ledger import LedgerReader
+from controller.ledger.schema import MEMBER_AMOUNTS
 from controller.mqtt_publish import MqttPublisher
-from controller.timeseries import TimeSeriesWriter
-from dispatch.rounding import LEDGER_FIELDS
+from controller.timeseries import TimeSeriesWriter, interval_points, live_points
+from dispatch.metrics import jain_index
 
 log = logging.getLogger(__name__)
 
@@ -30,31 +32,6 @@ class _ApiServer(uvicorn.Server):
         return contextlib.nullcontext()
 
 
-class RunningTotals:
-    """Cumulative integer Wh per member and ledger field, for publishing."""
-
-    def __init__(self, reader: LedgerReader, member_ids: list[str]) -> None:
-        self.member_ids = member_ids
-        self.wh = np.array(
-            [[reader.totals(m)[f] for f in LEDGER_FIELDS] for m in member_ids], dtype=np.int64
-        ).reshape(len(member_ids), len(LEDGER_FIELDS))
-        self.intervals = reader.span()[2]
-
-    def add(self, booked: dict[str, np.ndarray]) -> None:
-        """Add one committed interval."""
-        self.wh += np.stack([booked[f] for f in LEDGER_FIELDS], axis=1)
-        self.intervals += 1
-
-    def figures(self) -> tuple[dict[str, dict], dict]:
-        """Per-member and coop figures in kWh."""
-        def fig(row: np.ndarray) -> dict:
-            return member_figures(
-                dict(zip(LEDGER_FIELDS, row.tolist(), strict=True)) | {"intervals": self.intervals}
-            )
-
-        return {m: fig(self.wh[i]) for i, m in enumerate(self.member_ids)}, fig(self.wh.sum(0))
-
-
 class Runtime:
     """One running coop controller; also the API's live view."""
 
@@ -64,20 +41,24 @@ class Runtime:
     ) -> None:
         self.config = config
         self.cycle_s = config.controller.cycle_s
+        self.settlement_s = config.ledger.settlement_s
         self.controller = Controller(config, clock, nominal_dt_s)
         self.reader = LedgerReader(config.storage.ledger)
-        self.app = create_app(self.reader, live=self)
-        self.totals = RunningTotals(self.reader, self.controller.member_ids)
+        self.app = create_app(self.reader, live=self, config=config)
         self.timeseries: TimeSeriesWriter | None = None
         if config.timeseries is not None:
             ts = config.timeseries
-            self.timeseries = TimeSeriesWriter(ts.url, ts.bucket, ts.org, ts.token)
+            spool = ts.spool_dir or config.storage.ledger.parent / "timeseries-spool"
+            self.timeseries = TimeSeriesWriter(ts.url, ts.bucket, ts.org, ts.token, spool,
+                                               int(ts.max_spool_mb * 2**20))
         self.publisher: MqttPublisher | None = None
         if config.mqtt is not None:
             self.publisher = MqttPublisher(
                 config.mqtt.host, config.mqtt.port, config.mqtt.topic_prefix,
                 [(m.id, m.name) for m in config.members],
             )
+
+    # -- the API's live view ---------------------------------------------------------
 
     def devices(self) -> list[dict]:
         """Device health, for the API."""
@@ -88,19 +69,84 @@ class Runtime:
         last = self.controller.last_cycle_wall
         return None if last is None else time.monotonic() - last
 
-    async def cycle_once(self) -> None:
+    def ledger_status(self) -> dict[str, object]:
+        """The ledger writer's state: ``ok`` or ``failing`` with the reason."""
+        return self.controller.writer.status()
+
+    def unwritten_wh(self, after_ts: int | None) -> dict[str, dict[str, int]]:
+        """Per member, Wh booked but not on disk at or after ``after_ts``: intervals
+        waiting for the writer and the open interval's provisional Wh."""
+        ids = self.controller.member_ids
+        total = np.zeros((len(MEMBER_AMOUNTS), len(ids)), dtype=np.int64)
+        for interval in self.controller.writer.pending():
+            if after_ts is None or interval.start_ts >= after_ts:
+                total += interval.values[:len(MEMBER_AMOUNTS)]
+        open_wh = self.controller.book.provisional()
+        for k, name in enumerate(MEMBER_AMOUNTS):
+            if name in open_wh:
+                total[k] += open_wh[name]
+        return {m: dict(zip(MEMBER_AMOUNTS, total[:, j].tolist(), strict=True))
+                for j, m in enumerate(ids)}
+
+    def open_interval_start(self) -> int | None:
+        """Start of the settlement interval still open."""
+        acc = self.controller.book.acc
+        return None if acc is None else acc.start_ts
+
+    # -- figures for MQTT ------------------------------------------------------------
+
+    def figures(self) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+        """Every member's and the coop's running figures, the open interval included."""
+        committed = self.reader.totals_by_member()
+        last_end = self.reader.span()[1]
+        extra = self.unwritten_wh(last_end)
+        per_member, coop_sum = {}, dict.fromkeys(MEMBER_AMOUNTS, 0)
+        for m in self.controller.member_ids:
+            sums = {k: (committed.get(m, {}).get(k) or 0) + extra[m][k] for k in MEMBER_AMOUNTS}
+            for k in MEMBER_AMOUNTS:
+                coop_sum[k] += sums[k]
+            per_member[m] = member_figures(sums | {"intervals": 0}) | {"provisional": True}
+        coop = member_figures(coop_sum | {"intervals": 0}) | {"provisional": True}
+        coop["jain_fairness"] = jain_index(
+            [f["self_sufficiency"] for f in per_member.values()
+             if f["self_sufficiency"] is not None])
+        return per_member, coop
+
+    def _live_values(self, report: CycleReport) -> dict[str, dict[str, float | None]]:
+        image = report.image
+
+        def value(x: float) -> float | None:
+            return round(float(x), 1) if np.isfinite(x) else None
+
+        load = np.where(image.valid, image.load_w, np.nan)
+        return {m: {"pv_w": value(image.pv_w[i]), "load_w": value(load[i]),
+                    "grid_w": value(image.meter_w[i]), "battery_w": value(image.battery_w[i]),
+                    "soc_pct": value(image.soc_pct[i])}
+                for i, m in enumerate(image.member_ids)}
+
+    # -- the loop --------------------------------------------------------------------
+
+    async def cycle_once(self) -> CycleReport | None:
         """One cycle, then publish; an unexpected error is logged and the loop goes on."""
         try:
             report = await self.controller.cycle()
         except Exception:  # noqa: BLE001 - the loop must survive a bad cycle
             log.exception("cycle failed")
-            return
-        if report.booked is not None and self.timeseries is not None:
-            await asyncio.to_thread(self.timeseries.write, report)
-        if report.booked is not None:
-            self.totals.add(report.booked)
-            if self.publisher is not None:
-                self.publisher.publish(*self.totals.figures())
+            return None
+        if self.timeseries is not None:
+            image = report.image
+            points = live_points(report.end_ts, image.member_ids, {
+                "pv_w": image.pv_w, "meter_w": image.meter_w, "battery_w": image.battery_w,
+                "soc_pct": image.soc_pct, "setpoint_w": report.setpoints_w}, image.valid)
+            for interval in report.committed:
+                points += interval_points(interval.start_ts, interval.end_ts,
+                                          interval.member_ids, interval.booked)
+            self.timeseries.submit(points)
+        if self.publisher is not None:
+            per_member, coop = await asyncio.to_thread(self.figures)
+            self.publisher.publish(per_member, coop, provisional=True)
+            self.publisher.publish_live(self._live_values(report))
+        return report
 
     async def run(self, stop: asyncio.Event) -> None:
         """Cycle every ``cycle_s`` and serve the API until ``stop`` is set."""
@@ -125,12 +171,16 @@ class Runtime:
         finally:
             api.should_exit = True
             await api_task
-            if self.publisher is not None:
-                self.publisher.stop()
-            await self.controller.poller.release_batteries()
-            if self.timeseries is not None:
-                self.timeseries.close()
-            self.controller.close()
+            await self.close()
+
+    async def close(self) -> None:
+        """Stop publishing, hand batteries back, write what the ledger holds."""
+        if self.publisher is not None:
+            self.publisher.stop()
+        await self.controller.poller.release_batteries()
+        if self.timeseries is not None:
+            await asyncio.to_thread(self.timeseries.close)
+        await asyncio.to_thread(self.controller.close)
 
     async def wait_until_serving(self, timeout_s: float = 30.0) -> None:
         """Wait until the API accepts connections."""

@@ -8,7 +8,8 @@ from simulators.coop import BATTERY_UNIT, INVERTER_UNIT, METER_UNIT, SimulatedCo
 
 
 def coop_toml(coop: SimulatedCoop, ledger: Path, api_port: int = 8000,
-              mqtt: tuple[str, int] | None = None, cycle_s: float = 1.0) -> str:
+              mqtt: tuple[str, int] | None = None, cycle_s: float = 1.0,
+              settlement_s: int = 900) -> str:
     """TOML for a controller that drives ``coop``'s simulated devices."""
     lines = [
         'name = "Commonwatt demo coop"',
@@ -23,6 +24,9 @@ def coop_toml(coop: SimulatedCoop, ledger: Path, api_port: int = 8000,
         "",
         "[storage]",
         f'ledger = "{ledger.as_posix()}"',
+        "",
+        "[ledger]",
+        f"settlement_s = {settlement_s}",
         "",
         "[api]",
         'host = "127.0.0.1"',

@@ -37,12 +37,13 @@ class Harness:
 
 
 async def start_harness(tmp: Path, households: int = 10, start_hour: float = 16.0,
-                        dt_s: float = 30.0, **toml_overrides: str) -> Harness:
+                        dt_s: float = 30.0, settlement_s: int = 900,
+                        **toml_overrides: str) -> Harness:
     """Start the simulated coop on 127.0.0.1 and a controller for it."""
     clock = SimClock(start_s=DAY0 + start_hour * 3600, speed=0)
     coop = SimulatedCoop(demo_households(households), clock)
     await coop.start()
-    text = coop_toml(coop, tmp / "ledger.sqlite")
+    text = coop_toml(coop, tmp / "ledger.sqlite", settlement_s=settlement_s)
     for old, new in toml_overrides.items():
         text = text.replace(old, new)
     config = parse_config(text, "harness.toml")

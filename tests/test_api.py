@@ -9,27 +9,29 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from controller.ledger import Ledger, LedgerReader
+from controller.ledger import LedgerReader, LedgerWriter
 from dispatch import LEDGER_FIELDS
+from tests.ledger_helpers import write_ledger
+
+
+def _cycle() -> dict[str, np.ndarray]:
+    flows = {f: np.array([10.0, 20.0]) for f in LEDGER_FIELDS}
+    flows["to_peers"] = np.array([30.0, 0.0])
+    flows["from_peers"] = np.array([0.0, 30.0])
+    return flows
 
 
 @pytest.fixture()
 def client(tmp_path: Path) -> TestClient:
-    ledger = Ledger(tmp_path / "ledger.sqlite")
-    ledger.register_members([("h01", "Ada"), ("h02", "Bram")])
-    for i in range(10):
-        booked = {f: np.array([10, 20], dtype=np.int64) for f in LEDGER_FIELDS}
-        booked["to_peers"] = np.array([30, 0])
-        booked["from_peers"] = np.array([0, 30])
-        ledger.commit_interval(1000.0 + 60 * i, 1060.0 + 60 * i, ["h01", "h02"], booked,
-                               {f: np.zeros(2) for f in LEDGER_FIELDS}, {}, 0.0)
-    ledger.close()
+    # 10 one-minute cycles in a 60 s settlement ledger: each closes its interval
+    write_ledger(tmp_path / "ledger.sqlite", ("h01", "h02"), 60, 1020.0, 60.0,
+                 [_cycle() for _ in range(10)])
     return TestClient(create_app(LedgerReader(tmp_path / "ledger.sqlite")))
 
 
 def test_members_list(client: TestClient) -> None:
-    assert client.get("/api/v1/members").json() == [{"id": "h01", "name": "Ada"},
-                                                     {"id": "h02", "name": "Bram"}]
+    assert client.get("/api/v1/members").json() == [{"id": "h01", "name": "H01"},
+                                                     {"id": "h02", "name": "H02"}]
 
 
 def test_energy_window(client: TestClient) -> None:
@@ -42,7 +44,7 @@ def test_energy_window(client: TestClient) -> None:
     assert whole["served_kwh"] == round(10 * (20 + 20 + 30 + 20 + 20) / 1000, 3)
     assert whole["self_sufficiency"] == round(90 / 110, 4)
     part = client.get("/api/v1/members/h02/energy",
-                      params={"from": "1970-01-01T00:16:40Z", "to": 1000 + 180}).json()
+                      params={"from": "1970-01-01T00:16:40Z", "to": 1000 + 200}).json()
     assert part["intervals"] == 3
 
 
@@ -82,6 +84,7 @@ def test_summary_and_health_without_a_running_controller(client: TestClient) -> 
 
 class _StaleController:
     cycle_s = 1.0
+    settlement_s = 900
 
     def devices(self):
         return [{"name": "h01/meter", "state": "unknown"}]
@@ -89,9 +92,18 @@ class _StaleController:
     def last_cycle_age_s(self):
         return 30.0
 
+    def ledger_status(self):
+        return {"state": "ok", "reason": None}
+
+    def unwritten_wh(self, after_ts):
+        return {}
+
+    def open_interval_start(self):
+        return None
+
 
 def test_healthz_reports_staleness(tmp_path: Path) -> None:
-    Ledger(tmp_path / "l.sqlite").close()
+    LedgerWriter(tmp_path / "l.sqlite", 900, []).close()
     stale = TestClient(create_app(LedgerReader(tmp_path / "l.sqlite"), live=_StaleController()))
     response = stale.get("/healthz")
     assert response.status_code == 503

@@ -45,7 +45,7 @@ def test_failing_meter_marks_household_unknown_and_recovers(tmp_path: Path, faul
             # every other household kept cycling with valid data
             for r in reports:
                 assert r.image.valid[1:].all()
-                assert r.interval_id is not None
+                assert r.result is not None
             last = reports[-1]
             assert last.setpoints_w[0] == 0.0, "the sick household's battery holds"
             assert h.coop.physics.setpoint_w[0] == 0.0

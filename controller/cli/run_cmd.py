@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+import sys
 from pathlib import Path
 
 from controller.cli.common import host_port, load_or_report, positive, time_of_day
@@ -23,6 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                       help="use this MQTT broker instead of the embedded one")
     demo.add_argument("--data-dir", type=Path, default=Path("var/demo"),
                       help="where the demo writes its config and ledger (default var/demo)")
+    demo.add_argument("--fresh", action="store_true",
+                      help="start a new ledger instead of continuing the one in --data-dir")
     demo.set_defaults(func=demo_command)
 
     run = sub.add_parser("run", help="run the controller on a configuration file")
@@ -33,15 +36,21 @@ def register(sub: argparse._SubParsersAction) -> None:
 def demo_command(args: argparse.Namespace) -> int:
     """Run the simulated coop, the controller and the API until interrupted."""
     from controller.demo import DemoOptions, run_demo
+    from controller.ledger import LedgerLockedError, LedgerSchemaError
 
     options = DemoOptions(args.speed, args.port, args.households, args.start, args.mqtt,
-                          args.data_dir)
-    asyncio.run(run_demo(options))
+                          args.data_dir, args.fresh)
+    try:
+        asyncio.run(run_demo(options))
+    except (LedgerLockedError, LedgerSchemaError) as exc:
+        print(f"demo: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
 def run_command(args: argparse.Namespace) -> int:
     """Run the controller and API on a config until SIGINT or SIGTERM; 2 if the config is bad."""
+    from controller.ledger import LedgerLockedError, LedgerSchemaError
     from controller.runtime import Runtime
 
     config = load_or_report(args.config)
@@ -60,5 +69,9 @@ def run_command(args: argparse.Namespace) -> int:
               f"API on http://{config.api.host}:{config.api.port}/", flush=True)
         await task
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except (LedgerLockedError, LedgerSchemaError) as exc:
+        print(f"run: {exc}", file=sys.stderr)
+        return 1
     return 0

@@ -1,0 +1,211 @@
+"""Reading the ledger: totals over any range from rollups, series for charts, raw rows.
+
+A ``[from, to]`` query is cut into the coarsest whole periods that fit
+(months, days, hours) plus single settlement intervals at the edges
+(:func:`~controller.ledger.periods.plan_range`), so its cost does not grow
+with the ledger's age, and it sums to exactly the same integers as the raw
+intervals would.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+from controller.ledger import schema, store
+from controller.ledger.periods import ALL, INTERVAL, align_range, plan_range
+from controller.ledger.schema import INTERVAL_COUNTS, MEMBER_COLUMNS, METER_FIELDS
+
+_SUMS = ", ".join(f"SUM({c})" for c in MEMBER_COLUMNS)
+LEVEL_BY_STEP = {"hour": 1, "day": 2, "month": 3}
+
+
+class LedgerMissingError(FileNotFoundError):
+    """No ledger at the configured path (the controller has not run yet)."""
+
+
+def _totals(row: tuple, names: tuple[str, ...]) -> dict[str, int | None]:
+    return {n: (None if v is None else int(v)) for n, v in zip(names, row, strict=True)}
+
+
+class LedgerReader:
+    """Read-only queries, safe from the API's threads (one connection per thread)."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        if not self.path.exists():
+            raise LedgerMissingError(f"{self.path}: no ledger here yet (run the controller "
+                                     "first, or check [storage] ledger in the config)")
+        self._local = threading.local()
+        conn = self._conn()
+        if schema.version(conn) != schema.SCHEMA_VERSION:
+            raise LedgerMissingError(f"{self.path}: ledger schema {schema.version(conn)}; "
+                                     "start the controller once to upgrade it")
+        self.step = store.ledger_settlement_s(conn) or 900
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = store.connect(self.path, readonly=True)
+            self._local.conn = conn
+        return conn
+
+    def members(self) -> list[tuple[str, str]]:
+        """``(id, name)`` of every member, by id."""
+        return self._conn().execute("SELECT id, name FROM members ORDER BY id").fetchall()
+
+    def member_numbers(self) -> dict[str, int]:
+        """Member id → the small number rows use."""
+        return dict(self._conn().execute("SELECT id, no FROM members").fetchall())
+
+    def span(self) -> tuple[int | None, int | None, int]:
+        """First start, last end and number of committed intervals."""
+        row = self._conn().execute(
+            "SELECT MIN(start_ts), MAX(end_ts), COUNT(*) FROM intervals").fetchone()
+        return row[0], row[1], int(row[2])
+
+    def booked_until(self) -> float | None:
+        """Time up to which the ledger has booked: the open interval's end, else the last commit."""
+        row = self._conn().execute(
+            "SELECT header FROM open_interval WHERE part = 'acc'").fetchone()
+        end = json.loads(row[0]).get("end_ts") if row else None
+        last = self.span()[1]
+        if end is None:
+            return None if last is None else float(last)
+        return max(float(end), float(last or 0))
+
+    def _plan(self, start: float | None, end: float | None) -> list[tuple[int, int, int]]:
+        first, last, count = self.span()
+        if not count:
+            return []
+        lo, hi = align_range(start, end, self.step, first, last)
+        if lo <= first and hi >= last:
+            return [(ALL, 0, 1)]
+        return plan_range(lo, hi, self.step)
+
+    def totals(self, member_id: str | None = None, start: float | None = None,
+               end: float | None = None) -> dict[str, int | None]:
+        """Sums of every column over the whole intervals inside ``[start, end]``.
+
+        For a member: its columns; for the coop (``member_id=None``): the coop's
+        sums plus ``cycles``, ``covered_s``, ``gap_s_coop``, ``islanded_s``. Both
+        have ``intervals``, the number of committed intervals summed.
+        """
+        conn = self._conn()
+        no = None if member_id is None else self.member_numbers().get(member_id)
+        names = (*MEMBER_COLUMNS, "intervals", *INTERVAL_COUNTS)
+        acc: dict[str, int | None] = {n: None if n in METER_FIELDS else 0 for n in names}
+        for level, a, b in self._plan(start, end):
+            if level == INTERVAL:
+                if no is None:
+                    row = conn.execute(
+                        f"SELECT {_SUMS}, COUNT(*), "
+                        f"{', '.join(f'SUM({c})' for c in INTERVAL_COUNTS)} FROM intervals "
+                        "WHERE start_ts >= ? AND start_ts < ?", (a, b)).fetchone()
+                else:
+                    starts = list(range(a, b, self.step))
+                    row = conn.execute(
+                        f"SELECT {_SUMS}, COUNT(*) FROM member_energy WHERE member_no = ? AND "
+                        f"start_ts IN ({', '.join('?' * len(starts))})", (no, *starts)).fetchone()
+            elif no is None:
+                row = conn.execute(
+                    f"SELECT {_SUMS}, SUM(intervals), "
+                    f"{', '.join(f'SUM({c})' for c in INTERVAL_COUNTS)} FROM rollup_coop "
+                    "WHERE level = ? AND start_ts >= ? AND start_ts < ?", (level, a, b)).fetchone()
+            else:
+                row = conn.execute(
+                    f"SELECT {_SUMS}, NULL FROM rollup_member WHERE level = ? AND member_no = ? "
+                    "AND start_ts >= ? AND start_ts < ?", (level, no, a, b)).fetchone()
+            _add(acc, _totals(row, names[:len(row)]))
+        if no is not None:
+            acc["intervals"] = self._count_intervals(start, end)
+            for c in INTERVAL_COUNTS:
+                acc.pop(c)
+        return acc
+
+    def _count_intervals(self, start: float | None, end: float | None) -> int:
+        first, last, count = self.span()
+        if not count:
+            return 0
+        lo, hi = align_range(start, end, self.step, first, last)
+        return int(self._conn().execute(
+            "SELECT COUNT(*) FROM intervals WHERE start_ts >= ? AND start_ts < ?",
+            (lo, hi)).fetchone()[0])
+
+    def totals_by_member(self, start: float | None = None, end: float | None = None,
+                         ) -> dict[str, dict[str, int | None]]:
+        """Every member's sums over ``[start, end]`` (rollups and edge intervals)."""
+        conn = self._conn()
+        by_no = {no: m for m, no in self.member_numbers().items()}
+        out = {m: {c: None if c in METER_FIELDS else 0 for c in MEMBER_COLUMNS}
+               for m in by_no.values()}
+        for level, a, b in self._plan(start, end):
+            if level == INTERVAL:
+                rows = conn.execute(
+                    f"SELECT member_no, {_SUMS} FROM member_energy WHERE start_ts >= ? AND "
+                    "start_ts < ? GROUP BY member_no", (a, b)).fetchall()
+            else:
+                rows = conn.execute(
+                    f"SELECT member_no, {_SUMS} FROM rollup_member WHERE level = ? AND "
+                    "start_ts >= ? AND start_ts < ? GROUP BY member_no", (level, a, b)).fetchall()
+            for no, *values in rows:
+                _add(out[by_no[no]], _totals(tuple(values), MEMBER_COLUMNS))
+        return out
+
+    def series(self, member_id: str | None, start: float, end: float, step: str,
+               ) -> list[tuple[int, dict[str, int | None]]]:
+        """``(period start, sums)`` per interval, hour, day or month inside ``[start, end]``."""
+        conn = self._conn()
+        no = None if member_id is None else self.member_numbers().get(member_id)
+        if step == "interval":
+            if no is None:
+                rows = conn.execute(f"SELECT start_ts, {', '.join(MEMBER_COLUMNS)} FROM "
+                                    "intervals WHERE start_ts >= ? AND end_ts <= ? ORDER BY "
+                                    "start_ts", (start, end)).fetchall()
+            else:
+                rows = conn.execute(f"SELECT start_ts, {', '.join(MEMBER_COLUMNS)} FROM "
+                                    "member_energy WHERE member_no = ? AND start_ts >= ? AND "
+                                    "start_ts + ? <= ? ORDER BY start_ts",
+                                    (no, start, self.step, end)).fetchall()
+        else:
+            level = LEVEL_BY_STEP[step]
+            table, key = ("rollup_coop", "") if no is None else ("rollup_member",
+                                                                  "member_no = ? AND ")
+            args = (level,) + (() if no is None else (no,)) + (start, end)
+            rows = conn.execute(f"SELECT start_ts, {', '.join(MEMBER_COLUMNS)} FROM {table} "
+                                f"WHERE level = ? AND {key}start_ts >= ? AND start_ts < ? "
+                                "ORDER BY start_ts", args).fetchall()
+        return [(int(r[0]), _totals(r[1:], MEMBER_COLUMNS)) for r in rows]
+
+    def intervals(self, start: float | None = None, end: float | None = None,
+                  ) -> list[dict[str, object]]:
+        """Committed intervals' coop rows (counts, what was missing), oldest first."""
+        rows = self._conn().execute(
+            f"SELECT start_ts, end_ts, missing, {', '.join(INTERVAL_COUNTS)} FROM intervals "
+            "WHERE start_ts >= ? AND end_ts <= ? ORDER BY start_ts",
+            (start or 0, end if end is not None else 2**62)).fetchall()
+        return [{"start_ts": r[0], "end_ts": r[1], "missing": r[2],
+                 **dict(zip(INTERVAL_COUNTS, r[3:], strict=True))} for r in rows]
+
+    def raw_rows(self, start: float | None = None, end: float | None = None,
+                 ) -> Iterator[tuple]:
+        """``(start_ts, member id, *MEMBER_COLUMNS)`` for every member and interval, in order."""
+        yield from self._conn().execute(
+            f"SELECT e.start_ts, m.id, {', '.join('e.' + c for c in MEMBER_COLUMNS)} "
+            "FROM member_energy e JOIN members m ON m.no = e.member_no "
+            "WHERE e.start_ts >= ? AND e.start_ts + ? <= ? ORDER BY e.start_ts, m.id",
+            (start or 0, self.step, end if end is not None else 2**62))
+
+    def islanded_seconds(self, start: float | None = None, end: float | None = None) -> float:
+        """Seconds run off-grid inside the range."""
+        return float(self.totals(None, start, end).get("islanded_s") or 0)
+
+
+def _add(acc: dict[str, int | None], more: dict[str, int | None]) -> None:
+    for k, v in more.items():
+        if v is None:
+            continue
+        acc[k] = v if acc.get(k) is None else acc[k] + v  # type: ignore[operator]

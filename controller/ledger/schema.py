@@ -1,0 +1,135 @@
+"""The ledger's tables (schema version 2) and the upgrade from version 1.
+
+Version 1 wrote one row per member per control cycle. Version 2 books per
+settlement interval and keeps hour, day, month and lifetime rollups in the
+same transaction. Every amount is an integer: Wh, or seconds for ``*_s``.
+
+Tables:
+
+* ``members``: a small integer ``no`` per member id, so rows stay small;
+* ``intervals``: one row per committed settlement interval, with the coop's
+  sums and what was missing in it (cycles booked, seconds not covered,
+  seconds islanded, devices that were unknown);
+* ``member_energy``: one row per member and interval, never updated;
+* ``rollup_member`` / ``rollup_coop``: sums per hour, day, month and lifetime;
+* ``open_interval``: part ``acc`` holds the accumulators of the interval still
+  open, rewritten every cycle in one small write; part ``carry`` holds the
+  sub-Wh carries and battery pools, rewritten with each committed interval;
+* ``meta``: the settlement step the ledger was written with, and the salt of
+  the pseudonyms used in open-data exports.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+
+from dispatch.rounding import LEDGER_FIELDS
+
+SCHEMA_VERSION = 2
+
+#: Per-member amounts besides the dispatch's flows.
+#: ``gap_s``: seconds of the interval in which the member was not booked (controller
+#: down, or a device of the member unknown). ``unknown_s``: the part of the gap for
+#: which no meter counter exists, so its energy is unknown (never zero).
+#: ``unallocated_*``: Wh that the meters' counters recorded over gaps, booked when
+#: read; never liberated. ``meter_*``: the meter's own import/export counters over
+#: the interval (NULL where the meter has none), beside the booked grid flows.
+GAP_FIELDS = ("gap_s", "unknown_s", "unallocated_import", "unallocated_export",
+              "unallocated_pv")
+METER_FIELDS = ("meter_import", "meter_export")
+MEMBER_AMOUNTS = (*LEDGER_FIELDS, *GAP_FIELDS)
+MEMBER_COLUMNS = (*MEMBER_AMOUNTS, *METER_FIELDS)
+#: Coop-level columns of an interval besides the member sums.
+INTERVAL_COUNTS = ("cycles", "covered_s", "gap_s_coop", "islanded_s")
+
+_member_cols = ", ".join(
+    [f"{c} INTEGER NOT NULL" for c in MEMBER_AMOUNTS] + [f"{c} INTEGER" for c in METER_FIELDS]
+)
+_sum_cols = ", ".join(
+    [f"{c} INTEGER NOT NULL DEFAULT 0" for c in MEMBER_AMOUNTS]
+    + [f"{c} INTEGER" for c in METER_FIELDS]
+)
+_count_cols = ", ".join(f"{c} INTEGER NOT NULL DEFAULT 0" for c in INTERVAL_COUNTS)
+
+DDL = f"""
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS members (
+    no INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS intervals (
+    start_ts INTEGER PRIMARY KEY,
+    end_ts INTEGER NOT NULL,
+    missing TEXT,
+    committed_at REAL NOT NULL,
+    {_count_cols},
+    {_sum_cols}
+);
+CREATE TABLE IF NOT EXISTS member_energy (
+    start_ts INTEGER NOT NULL,
+    member_no INTEGER NOT NULL,
+    {_member_cols},
+    PRIMARY KEY (start_ts, member_no)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS rollup_member (
+    level INTEGER NOT NULL,
+    member_no INTEGER NOT NULL,
+    start_ts INTEGER NOT NULL,
+    {_sum_cols},
+    PRIMARY KEY (level, member_no, start_ts)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS rollup_coop (
+    level INTEGER NOT NULL,
+    start_ts INTEGER NOT NULL,
+    intervals INTEGER NOT NULL DEFAULT 0,
+    {_count_cols},
+    {_sum_cols},
+    PRIMARY KEY (level, start_ts)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS open_interval (
+    part TEXT PRIMARY KEY,
+    header TEXT NOT NULL,
+    arrays BLOB NOT NULL
+);
+"""
+
+
+def _add_nullable(col: str) -> str:
+    """``col`` plus ``excluded.col`` where NULL means "no counter" on either side."""
+    return (f"{col} = CASE WHEN excluded.{col} IS NULL THEN {col} "
+            f"ELSE COALESCE({col}, 0) + excluded.{col} END")
+
+
+def upsert_sums(key: tuple[str, ...], extra: tuple[str, ...] = ()) -> str:
+    """``ON CONFLICT`` clause adding every amount of the new row to the stored one."""
+    adds = [f"{c} = {c} + excluded.{c}" for c in (*extra, *MEMBER_AMOUNTS)]
+    adds += [_add_nullable(c) for c in METER_FIELDS]
+    return f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {', '.join(adds)}"
+
+
+def version(conn: sqlite3.Connection) -> int:
+    """Schema version of an open ledger: 0 (empty), 1 (per-cycle rows) or 2."""
+    user_version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if user_version:
+        return int(user_version)
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    if "member_energy" in tables:
+        cols = {r[1] for r in conn.execute("PRAGMA table_info(member_energy)")}
+        return 1 if "interval_id" in cols else SCHEMA_VERSION
+    return 0
+
+
+def create(conn: sqlite3.Connection, settlement_s: int) -> None:
+    """Create the version 2 tables in an empty ledger (inside the caller's transaction)."""
+    for statement in DDL.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+    conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('settlement_s', ?)",
+                 (str(settlement_s),))
+    # Open-data exports name members by a keyed hash: stable for this ledger, but not
+    # recomputable from a member id by someone who only has the export.
+    conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('pseudonym_salt', ?)",
+                 (secrets.token_hex(16),))
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
