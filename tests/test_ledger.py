@@ -28,10 +28,10 @@ from controller.ledger.accumulator import CarryState, unpack_state
 from dispatch import LEDGER_FIELDS
 from dispatch.rounding import LIBERATED_FIELDS
 from tests.coop_harness import start_harness
-from tests.ledger_helpers import random_flows, write_ledger
+from tests.ledger_helpers import random_flows
 
 ROOT = Path(__file__).resolve().parents[1]
-T0 = 1_780_000_200.0  # 00:30 past a UTC midnight... aligned to 900 s
+T0 = 1_780_000_200.0  # on a 900 s boundary (UTC)
 
 
 def test_restart_resumes_carries_pools_and_interval_chain(tmp_path: Path) -> None:

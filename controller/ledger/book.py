@@ -89,7 +89,9 @@ class IntervalBook:
         """Book one cycle; return the intervals that closed, each with the state after it."""
         carry, n = self.carry, len(self.member_ids)
         prev_end = carry.end_ts
-        window_start = c.start if prev_end is None else min(prev_end, c.start)
+        # A ledger's very first interval starts before its first cycle: that part is a gap.
+        window_start = (c.start // self.step * self.step if prev_end is None
+                        else min(prev_end, c.start))
         counter_ts_before = carry.counters_ts.copy()
         deltas, spans = self._counter_deltas(c)
         has_counter = np.isfinite(carry.counters[0])
