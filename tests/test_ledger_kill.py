@@ -131,7 +131,8 @@ def test_sigkill_across_boundaries_loses_and_doubles_nothing(tmp_path: Path) -> 
     gaps = [g for *_, g, _ in intervals]
     assert sum(1 for g in gaps if g > 0) >= KILLS - 1, "the kills show as gaps"
     members = db.execute("SELECT COUNT(*) FROM members").fetchone()[0]
-    assert db.execute("SELECT COUNT(*) FROM member_energy").fetchone()[0] == len(intervals) * members
+    rows = db.execute("SELECT COUNT(*) FROM member_energy").fetchone()[0]
+    assert rows == len(intervals) * members
 
     # Energy exchanged with the utility: books (dispatched flows at the meter, plus what
     # the counters recorded over gaps) against the meters' own counters.

@@ -115,7 +115,8 @@ def _raw(reader: LedgerReader, member: str | None, lo: float, hi: float) -> dict
     return {**dict(zip(MEMBER_COLUMNS, row, strict=False)), "intervals": row[-1]}
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=80, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(lo=st.floats(-3 * 86400, 2 * 86400), length=st.floats(0, 3 * 86400),
        member=st.sampled_from([None, *IDS]))
 def test_any_range_from_rollups_equals_the_raw_intervals(ledger, lo, length, member) -> None:
