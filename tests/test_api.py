@@ -109,3 +109,51 @@ def test_healthz_reports_staleness(tmp_path: Path) -> None:
     assert response.status_code == 503
     assert response.json()["status"] == "stale"
     assert response.json()["devices"]["unknown"] == 1
+
+
+class _LiveController(_StaleController):
+    """A running controller whose open interval holds 500 Wh from peers for h02."""
+
+    def __init__(self, ledger_state: str = "ok") -> None:
+        self.state = ledger_state
+
+    def devices(self):
+        return [{"name": "h01/meter", "state": "ok"}]
+
+    def last_cycle_age_s(self):
+        return 0.5
+
+    def ledger_status(self):
+        return {"state": self.state, "reason": None if self.state == "ok" else
+                "OperationalError: database or disk is full"}
+
+    def unwritten_wh(self, after_ts):
+        return {"h02": {"from_peers": 500}, "h01": {"to_peers": 500}}
+
+    def open_interval_start(self):
+        return 1620
+
+
+def test_live_totals_include_the_open_interval_marked_provisional(tmp_path: Path) -> None:
+    write_ledger(tmp_path / "l.sqlite", ("h01", "h02"), 60, 1020.0, 60.0,
+                 [_cycle() for _ in range(10)])
+    live = TestClient(create_app(LedgerReader(tmp_path / "l.sqlite"), live=_LiveController()))
+    summary = live.get("/api/v1/coop/summary").json()
+    assert summary["provisional"] is True and summary["committed_until"] == 1620
+    assert summary["from_peers_kwh"] == 0.3 + 0.5 == summary["to_peers_kwh"]
+    assert summary["by_member"]["h02"]["from_peers_kwh"] == 0.8
+    energy = live.get("/api/v1/members/h02/energy").json()
+    assert energy["provisional"] and energy["from_peers_kwh"] == 0.8
+    # a window that ends in the past is committed only
+    closed = live.get("/api/v1/members/h02/energy", params={"to": 1620}).json()
+    assert not closed["provisional"] and closed["from_peers_kwh"] == 0.3
+
+
+def test_healthz_says_when_the_ledger_is_failing(tmp_path: Path) -> None:
+    LedgerWriter(tmp_path / "l.sqlite", 900, []).close()
+    live = TestClient(create_app(LedgerReader(tmp_path / "l.sqlite"),
+                                 live=_LiveController("failing")))
+    response = live.get("/healthz")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["ledger"] == "failing" and "disk is full" in body["ledger_detail"]["reason"]
