@@ -17,6 +17,7 @@ from pathlib import Path
 
 from controller.config import parse_config
 from controller.ledger import LedgerMissingError, LedgerReader
+from controller.ledger.lock import WriterLock
 from controller.runtime import Runtime
 from simulators.clock import SimClock
 from simulators.coop import SimulatedCoop, free_port
@@ -85,9 +86,12 @@ async def run_demo(options: DemoOptions, stop: asyncio.Event | None = None,
     data_dir = options.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
     ledger = data_dir / "ledger.sqlite"
+    # Fail fast, before deleting anything or starting devices, if a demo already runs here.
+    WriterLock(ledger).release()
     if options.fresh:
         for old in data_dir.glob("ledger.sqlite*"):
-            old.unlink()
+            if not old.name.endswith(".lock"):
+                old.unlink()
     # A restart continues the ledger's chain on the simulated clock where it stopped.
     resume = booked_until(ledger)
     start_s = sim_day_start(options.start_hour) if resume is None else resume
@@ -104,9 +108,11 @@ async def run_demo(options: DemoOptions, stop: asyncio.Event | None = None,
     config_path = data_dir / "coop.toml"
     config_path.write_text(coop_toml(coop, ledger, options.api_port, mqtt), encoding="utf-8")
     config = parse_config(config_path.read_text(encoding="utf-8"), str(config_path))
-    runtime = Runtime(config, clock.now, nominal_dt_s=config.controller.cycle_s * options.speed)
-    task = asyncio.create_task(runtime.run(stop))
+    task: asyncio.Task[None] | None = None
     try:
+        runtime = Runtime(config, clock.now,
+                          nominal_dt_s=config.controller.cycle_s * options.speed)
+        task = asyncio.create_task(runtime.run(stop))
         await runtime.wait_until_serving()
         print(f"Commonwatt demo: {options.households} simulated households, "
               f"{options.speed:g}x speed", flush=True)
@@ -121,8 +127,9 @@ async def run_demo(options: DemoOptions, stop: asyncio.Event | None = None,
         await task
     finally:
         stop.set()
-        with contextlib.suppress(Exception):
-            await task
+        if task is not None:
+            with contextlib.suppress(Exception):
+                await task
         await coop.stop()
         if broker is not None:
             await broker.shutdown()

@@ -114,12 +114,6 @@ def book_interval(acc: OpenInterval, carry: CarryState, member_ids: tuple[str, .
                              acc.meter_known.copy(), counts, tuple(sorted(acc.missing)))
 
 
-def provisional(acc: OpenInterval, carry: CarryState) -> dict[str, NDArray[np.int64]]:
-    """What the open interval would book now, per field (for live figures; marked provisional)."""
-    return {f: np.floor(np.maximum(acc.row(f) + carry.carries[f], 0.0)).astype(np.int64)
-            for f in LEDGER_FIELDS}
-
-
 def _pack(header: dict, arrays: list[np.ndarray]) -> tuple[str, bytes]:
     header["shapes"] = [list(a.shape) for a in arrays]
     blob = b"".join(np.ascontiguousarray(a, dtype=np.float64).tobytes() for a in arrays)

@@ -16,6 +16,7 @@ as ``unknown_s``.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,9 +30,9 @@ from controller.ledger.accumulator import (
     book_interval,
     pack_carries,
     pack_open,
-    provisional,
 )
 from controller.ledger.periods import split_span
+from controller.ledger.schema import MEMBER_AMOUNTS
 from dispatch.rounding import LEDGER_FIELDS
 
 FloatArray = NDArray[np.float64]
@@ -160,7 +161,12 @@ class IntervalBook:
         return {"acc": pack_open(self.acc, self.carry, self.member_ids)}
 
     def provisional(self) -> dict[str, NDArray[np.int64]]:
-        """Whole Wh the open interval holds so far, per ledger field (marked provisional)."""
+        """Whole Wh the open interval would book now, per column (marked provisional).
+
+        Booked as a commit would be, on copies, so paired flows pair here too.
+        """
         if self.acc is None:
             return {f: np.zeros(len(self.member_ids), dtype=np.int64) for f in LEDGER_FIELDS}
-        return provisional(self.acc, self.carry)
+        carry = copy.deepcopy(self.carry)
+        interval = book_interval(copy.deepcopy(self.acc), carry, self.member_ids, self.step)
+        return {name: interval.column(name) for name in MEMBER_AMOUNTS}
