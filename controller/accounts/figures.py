@@ -1,0 +1,209 @@
+"""Figures of a period from ledger sums, metered drift, and the month and time arguments.
+
+Everything here is a pure function of integer Wh sums as
+:class:`~controller.ledger.LedgerReader` returns them (one member's or the
+coop's). Energy is published in kWh rounded to the Wh, so a figure is exactly
+its ledger sum divided by 1000.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from controller.ledger.periods import next_month
+from dispatch.rounding import LEDGER_FIELDS, LIBERATED_FIELDS
+
+Sums = Mapping[str, int | None]
+
+#: Sums of ledger fields: what a member was served and what its PV produced.
+SERVED_FIELDS = ("own_pv_used", "from_battery", "from_peers", "from_coop_battery", "from_grid")
+PV_FIELDS = ("own_pv_used", "to_battery", "to_peers", "to_coop_battery", "to_grid", "curtailed")
+UNALLOCATED = ("unallocated_import", "unallocated_export", "unallocated_pv")
+
+#: Every energy figure of a period (kWh in published form), with what it means.
+ENERGY_DOCS: dict[str, str] = {
+    "load": "what the member's loads asked for: served + shed",
+    "served": "load served: own PV, own battery, peers, coop batteries and the grid",
+    "liberated": "load served from the coop's own generation (never from the grid)",
+    "pv": "PV produced: used, stored, given, exported or curtailed",
+    "own_pv_used": "own PV used directly by own loads",
+    "from_battery": "drawn from the member's own battery",
+    "from_battery_coop": "part of from_battery that was coop PV when stored",
+    "from_peers": "received from neighbours' PV",
+    "from_coop_battery": "received from neighbours' offered batteries",
+    "from_coop_battery_coop": "part of from_coop_battery that was coop PV when stored",
+    "from_grid": "imported from the grid for the loads",
+    "shed": "load not served (unserved energy)",
+    "to_battery": "own PV into own battery",
+    "to_peers": "own PV given to neighbours",
+    "to_coop_battery": "own PV stored in neighbours' offered batteries",
+    "to_grid": "exported to the grid",
+    "curtailed": "PV that could not be used, stored or exported",
+    "battery_from_coop": "neighbours' PV stored in this member's battery",
+    "battery_to_coop": "this member's battery's energy given to neighbours",
+    "grid_to_battery": "imported from the grid into the battery",
+    "losses": "battery and conversion losses",
+    "unallocated_import": "grid import counted by the meter during gaps; never liberated",
+    "unallocated_export": "grid export counted by the meter during gaps",
+    "unallocated_pv": "PV counted during gaps",
+}
+ENERGY = tuple(ENERGY_DOCS)
+#: Figures besides the energies: ratio, seconds, meter counters and drift.
+OTHER_DOCS: dict[str, str] = {
+    "self_sufficiency": "liberated / served; null without load served",
+    "gap_s": "seconds not booked by the dispatch (controller down, or a device unknown)",
+    "unknown_s": "part of gap_s with no meter counter: energy unknown, never taken as zero",
+    "meter_import_kwh": "the meter's import counter over the period; null without counters",
+    "meter_export_kwh": "the meter's export counter over the period; null without counters",
+    "import_drift_kwh": "meter_import - (from_grid + grid_to_battery + unallocated_import)",
+    "export_drift_kwh": "meter_export - (to_grid + unallocated_export)",
+}
+assert set(ENERGY) >= set(LEDGER_FIELDS)
+
+
+class AccountsInputError(ValueError):
+    """A month, time or member argument that cannot be used; the message names the field."""
+
+
+class UnknownMemberError(AccountsInputError):
+    """A member id that is not in the ledger."""
+
+    def __init__(self, member_id: str, known: list[str]) -> None:
+        super().__init__(f"member {member_id!r} is not in this coop "
+                         f"(members: {', '.join(known) or 'none'})")
+        self.member_id = member_id
+
+
+def kwh(wh: int | None) -> float | None:
+    """Wh as kWh (exact to the Wh); ``None`` stays ``None``."""
+    return None if wh is None else round(wh / 1000.0, 3)
+
+
+def _v(s: Sums, name: str) -> int:
+    return int(s.get(name) or 0)
+
+
+def energy_wh(s: Sums) -> dict[str, int]:
+    """Every energy figure in Wh (see :data:`ENERGY_DOCS`) from ledger sums."""
+    served = sum(_v(s, f) for f in SERVED_FIELDS)
+    out = {"load": served + _v(s, "shed"), "served": served,
+           "liberated": sum(_v(s, f) for f in LIBERATED_FIELDS),
+           "pv": sum(_v(s, f) for f in PV_FIELDS)}
+    out.update({f: _v(s, f) for f in (*LEDGER_FIELDS, *UNALLOCATED)})
+    return {k: out[k] for k in ENERGY}
+
+
+def self_sufficiency(liberated: int, served: int) -> float | None:
+    """``liberated / served`` to 4 decimals; ``None`` when nothing was served."""
+    return round(liberated / served, 4) if served else None
+
+
+def import_booked(s: Sums) -> int:
+    """Grid import the ledger booked: what the import counter should have counted."""
+    return _v(s, "from_grid") + _v(s, "grid_to_battery") + _v(s, "unallocated_import")
+
+
+def export_booked(s: Sums) -> int:
+    """Grid export the ledger booked: what the export counter should have counted."""
+    return _v(s, "to_grid") + _v(s, "unallocated_export")
+
+
+def figures(s: Sums) -> dict[str, float | int | None]:
+    """The published figures of a period: kWh, self-sufficiency, gap seconds, meter drift."""
+    wh = energy_wh(s)
+    out: dict[str, float | int | None] = {f"{k}_kwh": kwh(v) for k, v in wh.items()}
+    out["self_sufficiency"] = self_sufficiency(wh["liberated"], wh["served"])
+    out["gap_s"] = _v(s, "gap_s")
+    out["unknown_s"] = _v(s, "unknown_s")
+    meter_import, meter_export = s.get("meter_import"), s.get("meter_export")
+    out["meter_import_kwh"] = kwh(meter_import)
+    out["meter_export_kwh"] = kwh(meter_export)
+    out["import_drift_kwh"] = (None if meter_import is None
+                               else kwh(meter_import - import_booked(s)))
+    out["export_drift_kwh"] = (None if meter_export is None
+                               else kwh(meter_export - export_booked(s)))
+    return out
+
+
+FIGURES = (*(f"{k}_kwh" for k in ENERGY), *OTHER_DOCS)
+
+
+@dataclass(frozen=True, slots=True)
+class Drift:
+    """A meter counter against the grid energy the ledger booked (Wh)."""
+
+    metered: int | None
+    booked: int
+    limit: int
+    flagged: bool
+
+    @property
+    def drift(self) -> int | None:
+        """``metered - booked``; ``None`` where the meter has no counter."""
+        return None if self.metered is None else self.metered - self.booked
+
+    def as_dict(self) -> dict[str, float | bool | None]:
+        """Published form, in kWh."""
+        return {"metered_kwh": kwh(self.metered), "booked_kwh": kwh(self.booked),
+                "drift_kwh": kwh(self.drift), "limit_kwh": kwh(self.limit),
+                "flagged": self.flagged}
+
+
+def drift(metered: int | None, booked: int, threshold_pct: float, min_wh: int) -> Drift:
+    """Flag ``|metered - booked| > max(min_wh, threshold_pct % of metered)``."""
+    limit = max(int(min_wh), math.floor(abs(metered or 0) * threshold_pct / 100.0))
+    flagged = metered is not None and abs(metered - booked) > limit
+    return Drift(metered, booked, limit, flagged)
+
+
+def meter_drift(s: Sums, threshold_pct: float, min_wh: int) -> dict[str, Drift]:
+    """Import and export drift of one member's sums."""
+    return {"import": drift(s.get("meter_import"), import_booked(s), threshold_pct, min_wh),
+            "export": drift(s.get("meter_export"), export_booked(s), threshold_pct, min_wh)}
+
+
+_MONTH = re.compile(r"(\d{4})-(\d{2})")
+
+
+def parse_month(text: str, field: str = "--month") -> tuple[int, int]:
+    """``YYYY-MM`` as the month's ``[start, end)`` in Unix seconds (UTC)."""
+    m = _MONTH.fullmatch(text.strip())
+    if m is None or not 1 <= int(m.group(2)) <= 12 or int(m.group(1)) < 1970:
+        raise AccountsInputError(f"{field} = {text!r}: expected YYYY-MM")
+    start = int(datetime(int(m.group(1)), int(m.group(2)), 1, tzinfo=UTC).timestamp())
+    return start, next_month(start)
+
+
+def month_label(start: float) -> str:
+    """``YYYY-MM`` of the month containing ``start`` (UTC)."""
+    return datetime.fromtimestamp(start, UTC).strftime("%Y-%m")
+
+
+def iso(ts: float) -> str:
+    """Unix seconds as ISO 8601 UTC, ``2026-01-31T23:45:00Z``."""
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(text: str, field: str) -> float:
+    """ISO 8601 date or time (UTC when it has no offset) or Unix seconds."""
+    value = text.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        pass
+    else:
+        if math.isfinite(seconds):
+            return seconds
+        raise AccountsInputError(f"{field} = {text!r}: expected a finite time")
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise AccountsInputError(f"{field} = {text!r}: expected an ISO 8601 date or time "
+                                 "(UTC without an offset) or Unix seconds") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.timestamp()

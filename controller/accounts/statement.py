@@ -1,0 +1,200 @@
+"""One member's month: energy, gaps, metered drift, money, and a row per day.
+
+Totals come from the ledger's rollups (:meth:`LedgerReader.totals`), the day
+rows from the day rollups, the money from the whole coop's month
+(:func:`~controller.accounts.budget.month_budget`), so a statement agrees to
+the Wh with the API and to the cent with every other member's statement.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TextIO
+
+from controller.accounts.budget import TRANSFERS, MemberMoney, money, month_budget
+from controller.accounts.figures import (
+    FIGURES,
+    Drift,
+    UnknownMemberError,
+    figures,
+    iso,
+    kwh,
+    meter_drift,
+    month_label,
+)
+from controller.config import LedgerConfig, TariffConfig
+from controller.ledger import LedgerReader
+from controller.ledger.periods import next_month
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """A member's month as booked (integer Wh sums; see :func:`statement_dict`)."""
+
+    member_id: str
+    name: str
+    start: int
+    end: int
+    settlement_s: int
+    totals: dict[str, int | None]
+    days: list[tuple[int, dict[str, int | None]]]
+    drift: dict[str, Drift]
+    money: MemberMoney | None
+    currency: str | None
+
+    @property
+    def month(self) -> str:
+        """``YYYY-MM``."""
+        return month_label(self.start)
+
+
+def known_member(reader: LedgerReader, member_id: str) -> str:
+    """The member's display name; :class:`UnknownMemberError` if it is not in the ledger."""
+    names = dict(reader.members())
+    if member_id not in names:
+        raise UnknownMemberError(member_id, sorted(names))
+    return str(names[member_id])
+
+
+def member_statement(reader: LedgerReader, member_id: str, month_start: int,
+                     ledger: LedgerConfig | None = None,
+                     tariff: TariffConfig | None = None) -> Statement:
+    """The statement of ``member_id`` for the calendar month starting at ``month_start``.
+
+    ``ledger`` gives the drift thresholds (defaults when ``None``); with a
+    ``tariff`` the statement carries the member's money lines.
+    """
+    name = known_member(reader, member_id)
+    ledger = ledger or LedgerConfig()
+    end = next_month(month_start)
+    totals = reader.totals(member_id, month_start, end)
+    days = reader.series(member_id, month_start, end, "day")
+    drift = meter_drift(totals, ledger.drift_threshold_pct, ledger.drift_min_wh)
+    lines = None
+    if tariff is not None:
+        lines = month_budget(reader.totals_by_member(month_start, end), tariff).members[member_id]
+    return Statement(member_id, name, month_start, end, reader.step, totals, days, drift,
+                     lines, None if tariff is None else tariff.currency)
+
+
+def _day(ts: int) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")
+
+
+def statement_dict(st: Statement) -> dict[str, object]:
+    """The statement as plain data (what ``--format json`` prints and the API serves)."""
+    return {
+        "member_id": st.member_id,
+        "name": st.name,
+        "month": st.month,
+        "from": iso(st.start),
+        "to": iso(st.end),
+        "settlement_s": st.settlement_s,
+        "intervals": st.totals.get("intervals") or 0,
+        "totals": figures(st.totals),
+        "drift": {k: d.as_dict() for k, d in st.drift.items()},
+        "drift_flagged": any(d.flagged for d in st.drift.values()),
+        "money": None if st.money is None else {"currency": st.currency,
+                                                **st.money.as_dict()},
+        "days": [{"day": _day(ts), **figures(sums)} for ts, sums in st.days],
+    }
+
+
+def render_json(st: Statement) -> str:
+    """``--format json``."""
+    return json.dumps(statement_dict(st), indent=2)
+
+
+def _csv_cell(value: object) -> object:
+    return "" if value is None else value
+
+
+def render_csv(st: Statement, out: TextIO | None = None) -> str:
+    """``--format csv``: one row per day and a ``total`` row, every figure a column."""
+    buffer = out if out is not None else io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["day", *FIGURES])
+    for ts, sums in st.days:
+        f = figures(sums)
+        writer.writerow([_day(ts), *(_csv_cell(f[k]) for k in FIGURES)])
+    total = figures(st.totals)
+    writer.writerow(["total", *(_csv_cell(total[k]) for k in FIGURES)])
+    return buffer.getvalue() if out is None else ""
+
+
+def _num(value: float | int | None, width: int = 10) -> str:
+    if value is None:
+        return f"{'-':>{width}}"
+    if isinstance(value, float):
+        return f"{value:>{width}.3f}"
+    return f"{value:>{width}}"
+
+
+_LINES = (
+    ("load", "load"), ("served", "served"), ("liberated", "liberated"),
+    ("own PV used", "own_pv_used"), ("from peers", "from_peers"), ("to peers", "to_peers"),
+    ("from own battery", "from_battery"), ("own PV to own battery", "to_battery"),
+    ("from coop batteries", "from_coop_battery"),
+    ("own PV to neighbours' batteries", "to_coop_battery"),
+    ("neighbours' PV into own battery", "battery_from_coop"),
+    ("own battery to neighbours", "battery_to_coop"),
+    ("from the grid", "from_grid"), ("grid to battery", "grid_to_battery"),
+    ("to the grid", "to_grid"), ("shed (unserved)", "shed"), ("curtailed PV", "curtailed"),
+    ("losses", "losses"),
+)
+_DAY_COLUMNS = ("load", "served", "liberated", "from_peers", "to_peers", "from_grid",
+                "to_grid", "shed", "curtailed")
+
+
+def render_text(st: Statement) -> str:
+    """``--format text``: the month's lines, gaps, drift, money, then a table of days."""
+    t = figures(st.totals)
+    lines = [f"Statement of {st.member_id} ({st.name}) for {st.month} "
+             f"[{iso(st.start)}, {iso(st.end)}), {_count(st.totals, 'intervals')} intervals "
+             f"of {st.settlement_s} s", "", "Energy (kWh)"]
+    lines += [f"  {label:<32}{_num(t[f'{key}_kwh'])}" for label, key in _LINES]
+    ss = t["self_sufficiency"]
+    lines.append(f"  {'self-sufficiency':<32}{'-' if ss is None else f'{ss:.1%}':>10}"
+                 "  (liberated / served)")
+    lines += ["", "Gaps",
+              f"  not booked {st.totals.get('gap_s') or 0} s, of which no meter counter "
+              f"{st.totals.get('unknown_s') or 0} s",
+              f"  unallocated (meters during gaps): import {t['unallocated_import_kwh']:.3f}, "
+              f"export {t['unallocated_export_kwh']:.3f}, PV {t['unallocated_pv_kwh']:.3f} kWh",
+              "", "Meter drift (meter counters against booked grid energy)"]
+    for direction, d in st.drift.items():
+        if d.metered is None:
+            lines.append(f"  {direction}: no meter counter")
+            continue
+        lines.append(f"  {direction}: metered {kwh(d.metered):.3f}, booked {kwh(d.booked):.3f},"
+                     f" drift {kwh(d.drift):+.3f} kWh (limit {kwh(d.limit):.3f})"
+                     f"{'  FLAGGED' if d.flagged else ''}")
+    if st.money is not None and st.currency is not None:
+        c, m = st.currency, st.money
+        lines += ["", f"Money ({c})"]
+        for kind in TRANSFERS:
+            lines.append(f"  {kind.replace('_', ' '):<14} paid {money(m.paid[kind], c):>14}   "
+                         f"earned {money(m.earned[kind], c):>14}")
+        lines += [f"  coop fee            {money(m.coop_fee, c):>14}",
+                  f"  between members net {money(m.net_between_members, c):>14}",
+                  f"  grid import bill    {money(m.grid_import, c):>14}",
+                  f"  grid export revenue {money(m.grid_export, c):>14}",
+                  f"  net                 {money(m.net, c):>14}"]
+    lines += ["", "Per day (kWh)",
+              "  " + f"{'day':<10}" + "".join(f"{h:>11}" for h in _DAY_COLUMNS) + "  self-suff"]
+    for ts, sums in st.days:
+        f = figures(sums)
+        ss = f["self_sufficiency"]
+        lines.append("  " + f"{_day(ts):<10}"
+                     + "".join(" " + _num(f[f"{k}_kwh"]) for k in _DAY_COLUMNS)
+                     + f"{'-' if ss is None else f'{ss:.1%}':>11}")
+    return "\n".join(lines) + "\n"
+
+
+def _count(sums: dict[str, int | None], key: str) -> int:
+    """An integer sum, 0 when absent."""
+    return int(sums.get(key) or 0)
