@@ -98,15 +98,17 @@ class Runtime:
     def figures(self) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
         """Every member's and the coop's running figures, the open interval included."""
         committed = self.reader.totals_by_member()
-        last_end = self.reader.span()[1]
+        _, last_end, count = self.reader.span()
+        count += sum(1 for i in self.controller.writer.pending()
+                     if last_end is None or i.start_ts >= last_end)
         extra = self.unwritten_wh(last_end)
         per_member, coop_sum = {}, dict.fromkeys(MEMBER_AMOUNTS, 0)
         for m in self.controller.member_ids:
             sums = {k: (committed.get(m, {}).get(k) or 0) + extra[m][k] for k in MEMBER_AMOUNTS}
             for k in MEMBER_AMOUNTS:
                 coop_sum[k] += sums[k]
-            per_member[m] = member_figures(sums | {"intervals": 0}) | {"provisional": True}
-        coop = member_figures(coop_sum | {"intervals": 0}) | {"provisional": True}
+            per_member[m] = member_figures(sums | {"intervals": count}) | {"provisional": True}
+        coop = member_figures(coop_sum | {"intervals": count}) | {"provisional": True}
         coop["jain_fairness"] = jain_index(
             [f["self_sufficiency"] for f in per_member.values()
              if f["self_sufficiency"] is not None])
