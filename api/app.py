@@ -11,8 +11,10 @@ from fastapi import FastAPI, HTTPException, Query
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 
+from api.accounts import accounts_router
 from api.energy import member_figures
-from controller.config import CoopConfig
+from controller.accounts.figures import meter_drift
+from controller.config import CoopConfig, LedgerConfig
 from controller.ledger import LedgerReader
 from dispatch.metrics import jain_index
 
@@ -187,8 +189,26 @@ def create_app(reader: LedgerReader, live: LiveView | None = None,
 
     @app.get("/api/v1/devices", tags=["installer"])
     def devices() -> list[dict[str, Any]]:
-        """Health of every configured device: last good read, errors, back-off."""
-        return live.devices() if live else []
+        """Health of every configured device: last good read, errors, back-off.
+
+        Each meter also carries ``drift``: its energy counters against what the
+        ledger booked through it over the last 24 hours, ``flagged`` past
+        ``[ledger] drift_threshold_pct`` (and ``drift_min_wh``).
+        """
+        if not live:
+            return []
+        out = live.devices()
+        ledger_cfg = config.ledger if config is not None else LedgerConfig()
+        day = time.time() - 86400
+        for device in out:
+            if device.get("kind") != "meter":
+                continue
+            member = str(device["name"]).split("/")[0]
+            drifts = meter_drift(reader.totals(member, day, None),
+                                 ledger_cfg.drift_threshold_pct, ledger_cfg.drift_min_wh)
+            device["drift"] = {k: d.as_dict() for k, d in drifts.items()}
+            device["drift_flagged"] = any(d.flagged for d in drifts.values())
+        return out
 
     @app.get("/healthz", tags=["ops"])
     def healthz() -> JSONResponse:
@@ -217,6 +237,8 @@ def create_app(reader: LedgerReader, live: LiveView | None = None,
         else:
             body["status"] = "ledger-only"
         return JSONResponse(body, status_code=status)
+
+    app.include_router(accounts_router(reader, config))
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def dashboard() -> str:

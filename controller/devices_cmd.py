@@ -41,6 +41,12 @@ def format_devices(devices: list[dict[str, Any]]) -> str:
             lines.append(f"    last error: {d['last_error']}")
         if d.get("last_event"):
             lines.append(f"    note: {d['last_event']}")
+        for direction, drift in (d.get("drift") or {}).items():
+            if drift.get("flagged"):
+                lines.append(f"    DRIFT {direction}: meter counted {drift['metered_kwh']} kWh, "
+                             f"ledger booked {drift['booked_kwh']} kWh over 24 h "
+                             f"(limit {drift['limit_kwh']} kWh): check the meter's wiring, "
+                             "sign and scale")
     ok = sum(d["state"] == "ok" for d in devices)
     lines.append(f"{ok} of {len(devices)} devices ok")
     return "\n".join(lines)

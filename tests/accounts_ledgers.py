@@ -66,9 +66,12 @@ def build_ledger(path: Path, members: tuple[str, ...] = ("a", "b", "c"), *, seed
                 t += gap
             valid = rng.random(n) >= invalid_prob
             flows = random_flows(rng, valid)
-            imported = flows["from_grid"] + flows["grid_to_battery"]
+            # what passes the meter: peers' energy comes in and goes out through it too
+            imported = sum(flows[f] for f in ("from_grid", "grid_to_battery", "from_peers",
+                                              "from_coop_battery", "battery_from_coop"))
             counters[0] += imported * (1 + np.asarray(import_error))
-            counters[1] += flows["to_grid"]
+            counters[1] += sum(flows[f] for f in ("to_grid", "to_peers", "to_coop_battery",
+                                                  "battery_to_coop"))
             counters[2] += sum(flows[f] for f in ("own_pv_used", "to_battery", "to_peers",
                                                   "to_coop_battery", "to_grid"))
             counters += np.where(~valid & has, rng.uniform(0.0, 20.0, (3, n)), 0.0)

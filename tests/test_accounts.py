@@ -93,8 +93,10 @@ def test_statement_totals_are_the_raw_rows(reader: LedgerReader, member: str,
     if expected["meter_import"] is None:
         assert totals["import_drift_kwh"] is None and not st.drift["import"].flagged
     else:
-        booked = expected["from_grid"] + expected["grid_to_battery"] + expected[
-            "unallocated_import"]
+        # everything that passes the member's meter, peers' energy included
+        booked = sum(expected[f] for f in ("from_grid", "grid_to_battery", "from_peers",
+                                           "from_coop_battery", "battery_from_coop",
+                                           "unallocated_import"))
         assert st.drift["import"].drift == expected["meter_import"] - booked
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from controller.ledger import LedgerReader, LedgerWriter
+from controller.ledger import CycleEnergy, IntervalBook, LedgerReader, LedgerWriter
+from controller.ledger.accumulator import CarryState
 from dispatch import LEDGER_FIELDS
 from tests.ledger_helpers import write_ledger
 
@@ -157,3 +159,43 @@ def test_healthz_says_when_the_ledger_is_failing(tmp_path: Path) -> None:
     assert response.status_code == 503
     body = response.json()
     assert body["ledger"] == "failing" and "disk is full" in body["ledger_detail"]["reason"]
+
+
+def test_the_installer_view_flags_a_meter_whose_counters_drift(tmp_path: Path) -> None:
+    """h01's import counter ran 30 % fast for the last day; h02's agrees with the books."""
+    now = time.time() // 60 * 60
+    flows = _cycle()
+    counters = np.array([[0.0, 0.0], [0.0, 0.0], [np.nan, np.nan]])
+    path = tmp_path / "l.sqlite"
+    writer = LedgerWriter(path, 60, [("h01", "H01"), ("h02", "H02")])
+    book = IntervalBook(("h01", "h02"), 60, None, CarryState.fresh(2))
+    meter_in = ("from_grid", "grid_to_battery", "from_peers", "from_coop_battery",
+                "battery_from_coop")
+    t = now - 3600
+    for _ in range(60):
+        counters[0] += sum(flows[f] for f in meter_in) * np.array([1.3, 1.0])
+        counters[1] += sum(flows[f] for f in ("to_grid", "to_peers", "to_coop_battery",
+                                              "battery_to_coop"))
+        for interval, parts in book.add_cycle(CycleEnergy(t, t + 60, flows, np.ones(2, bool),
+                                                          counters.copy())):
+            writer.commit(interval, parts)
+        t += 60
+    writer.close()
+
+    class _Installer(_LiveController):
+        def devices(self):
+            return [{"name": "h01/meter", "kind": "meter", "state": "ok"},
+                    {"name": "h02/meter", "kind": "meter", "state": "ok"},
+                    {"name": "h02/pv", "kind": "pv", "state": "ok"}]
+
+    view = TestClient(create_app(LedgerReader(path), live=_Installer())).get("/api/v1/devices")
+    by_name = {d["name"]: d for d in view.json()}
+    assert by_name["h01/meter"]["drift_flagged"] is True
+    assert by_name["h01/meter"]["drift"]["import"]["drift_kwh"] > 0
+    assert by_name["h02/meter"]["drift_flagged"] is False
+    assert "drift" not in by_name["h02/pv"]
+    from controller.devices_cmd import format_devices
+
+    text = format_devices([{**d, "last_good_age_s": 0.1, "errors_total": 0,
+                            "backoff_remaining_s": 0.0, "endpoint": "x"} for d in view.json()])
+    assert "DRIFT import" in text and text.count("DRIFT") == 1

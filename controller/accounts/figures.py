@@ -102,14 +102,25 @@ def self_sufficiency(liberated: int, served: int) -> float | None:
     return round(liberated / served, 4) if served else None
 
 
+#: Booked flows that physically pass the member's grid meter. Peer sharing is
+#: bookkeeping over the shared grid: energy a member receives from a neighbour (or
+#: from a neighbour's battery, or into its battery from neighbours) still comes in
+#: through its own meter, and what it gives goes out through it.
+METER_IN = ("from_grid", "grid_to_battery", "from_peers", "from_coop_battery",
+            "battery_from_coop", "unallocated_import")
+METER_OUT = ("to_grid", "to_peers", "to_coop_battery", "battery_to_coop", "unallocated_export")
+
+
 def import_booked(s: Sums) -> int:
-    """Grid import the ledger booked: what the import counter should have counted."""
-    return _v(s, "from_grid") + _v(s, "grid_to_battery") + _v(s, "unallocated_import")
+    """Energy the books say came in through the member's meter: what its import counter
+    should have counted."""
+    return sum(_v(s, f) for f in METER_IN)
 
 
 def export_booked(s: Sums) -> int:
-    """Grid export the ledger booked: what the export counter should have counted."""
-    return _v(s, "to_grid") + _v(s, "unallocated_export")
+    """Energy the books say went out through the member's meter: what its export counter
+    should have counted."""
+    return sum(_v(s, f) for f in METER_OUT)
 
 
 def figures(s: Sums) -> dict[str, float | int | None]:
