@@ -72,7 +72,8 @@ class Energy(BaseModel):
     battery_to_coop_kwh: float = Field(description="this battery's energy given to neighbours")
     grid_to_battery_kwh: float
     losses_kwh: float
-    self_sufficiency: float | None = Field(description="liberated / served; null with no load")
+    self_sufficiency: float | None = Field(
+        description="liberated / load (shed load counts against it); null with no load")
     gap_hours: float = Field(description="time the dispatch did not book this member "
                              "(controller down, or a device unknown)")
     unknown_hours: float = Field(description="part of the gap with no meter counter: energy "

@@ -38,7 +38,9 @@ def member_figures(t: dict[str, int]) -> dict[str, float | int | None]:
         "battery_to_coop_kwh": kwh(t["battery_to_coop"]),
         "grid_to_battery_kwh": kwh(t["grid_to_battery"]),
         "losses_kwh": kwh(t["losses"]),
-        "self_sufficiency": round(liberated / served, 4) if served else None,
+        # Served out of load: shed load (islanded) counts against self-sufficiency.
+        "self_sufficiency": round(liberated / (served + t["shed"]), 4)
+        if served + t["shed"] else None,
         "intervals": t["intervals"],
         **gap_figures(t),
     }

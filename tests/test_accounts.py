@@ -88,7 +88,7 @@ def test_statement_totals_are_the_raw_rows(reader: LedgerReader, member: str,
     assert totals["served_kwh"] == served / 1000
     assert totals["load_kwh"] == (served + expected["shed"]) / 1000
     assert totals["liberated_kwh"] == liberated / 1000
-    assert totals["self_sufficiency"] == round(liberated / served, 4)
+    assert totals["self_sufficiency"] == round(liberated / (served + expected["shed"]), 4)
     assert totals["gap_s"] == expected["gap_s"]
     if expected["meter_import"] is None:
         assert totals["import_drift_kwh"] is None and not st.drift["import"].flagged
@@ -153,7 +153,7 @@ def test_report_is_the_raw_rows_summed(reader: LedgerReader, month: int) -> None
     member_wh = {m: energy_wh(s) for m, s in per_member.items()}
     assert d["members_served"] == sum(1 for w in member_wh.values() if w["load"] > 0)
     assert d["jain_fairness"] == jain_index(
-        round(w["liberated"] / w["served"], 4) for w in member_wh.values() if w["served"])
+        round(w["liberated"] / w["load"], 4) for w in member_wh.values() if w["load"])
     committed = starts(reader, month, report.end)
     db = sqlite3.connect(reader.path)
     where = "FROM intervals WHERE start_ts >= ? AND start_ts < ?"

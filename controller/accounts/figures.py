@@ -97,9 +97,9 @@ def energy_wh(s: Sums) -> dict[str, int]:
     return {k: out[k] for k in ENERGY}
 
 
-def self_sufficiency(liberated: int, served: int) -> float | None:
-    """``liberated / served`` to 4 decimals; ``None`` when nothing was served."""
-    return round(liberated / served, 4) if served else None
+def self_sufficiency(liberated: int, load: int) -> float | None:
+    """``liberated / load`` to 4 decimals (shed load counts against it); ``None`` without load."""
+    return round(liberated / load, 4) if load else None
 
 
 #: Booked flows that physically pass the member's grid meter. Peer sharing is
@@ -127,7 +127,7 @@ def figures(s: Sums) -> dict[str, float | int | None]:
     """The published figures of a period: kWh, self-sufficiency, gap seconds, meter drift."""
     wh = energy_wh(s)
     out: dict[str, float | int | None] = {f"{k}_kwh": kwh(v) for k, v in wh.items()}
-    out["self_sufficiency"] = self_sufficiency(wh["liberated"], wh["served"])
+    out["self_sufficiency"] = self_sufficiency(wh["liberated"], wh["load"])
     out["gap_s"] = _v(s, "gap_s")
     out["unknown_s"] = _v(s, "unknown_s")
     meter_import, meter_export = s.get("meter_import"), s.get("meter_export")

@@ -118,7 +118,7 @@ def report_dict(r: CoopReport) -> dict[str, object]:
         members.append({"member_id": m, "name": r.names.get(m, m),
                         "load_kwh": kwh(wh["load"]), "served_kwh": kwh(wh["served"]),
                         "liberated_kwh": kwh(wh["liberated"]), "shed_kwh": kwh(wh["shed"]),
-                        "self_sufficiency": self_sufficiency(wh["liberated"], wh["served"]),
+                        "self_sufficiency": self_sufficiency(wh["liberated"], wh["load"]),
                         "net_cents": None if r.budget is None else r.budget.members[m].net})
     sufficiency = [x["self_sufficiency"] for x in members if x["self_sufficiency"] is not None]
     gap_s = int(r.totals.get("gap_s_coop") or 0) + r.absent * r.settlement_s
@@ -132,7 +132,7 @@ def report_dict(r: CoopReport) -> dict[str, object]:
         "liberated_kwh": kwh(coop["liberated"]),
         "shared_peer_to_peer_kwh": kwh(coop["to_peers"]),
         "shared_via_coop_batteries_kwh": kwh(coop["battery_to_coop"]),
-        "self_sufficiency": self_sufficiency(coop["liberated"], coop["served"]),
+        "self_sufficiency": self_sufficiency(coop["liberated"], coop["load"]),
         "hours_islanded": round(int(r.totals.get("islanded_s") or 0) / 3600.0, 3),
         "unserved_kwh": kwh(coop["shed"]),
         "curtailed_kwh": kwh(coop["curtailed"]),
