@@ -48,8 +48,19 @@ class DeviceConfig(_Strict):
     scales: dict[str, float] = Field(default_factory=dict, description="json: value → factor")
     fresh_s: float = Field(10.0, gt=0, le=3600, description="MQTT values older than this are stale")
     reserve_pct: float = Field(
-        10.0, ge=0, le=100, description="battery SoC floor the controller never discharges below"
-    )
+        10.0, ge=0, le=100, description="battery: emergency reserve kept for islanding; on-grid"
+        " the controller never discharges below it")
+    reserve_hysteresis_pct: float = Field(
+        5.0, ge=0, le=50, description="battery: once at its reserve it holds until charged this"
+        " far above it again")
+    floor_pct: float | None = Field(
+        None, ge=0, le=100, description="battery: hard SoC floor, never crossed, islanded or"
+        " not; default the lower of 5 % and reserve_pct")
+    offered: bool = Field(
+        False, description="battery: the owner offers it to the coop (charged from neighbours'"
+        " surplus, serves neighbours down to its reserve)")
+    grid_charging: bool = Field(
+        False, description="battery: may charge from the grid, on-grid, to restore its reserve")
     efficiency: float = Field(0.92, gt=0, le=1, description="battery round-trip efficiency")
     max_power_w: float | None = Field(
         None, gt=0, description="battery power limit, W; the lower of this and the device rating"
@@ -91,6 +102,18 @@ class DeviceConfig(_Strict):
                              f"{', '.join(FORMATS[self.family].kinds)}")
         return self
 
+    @model_validator(mode="after")
+    def _floor_below_reserve(self) -> DeviceConfig:
+        if self.floor_pct is not None and self.floor_pct > self.reserve_pct:
+            raise ValueError(f"floor_pct = {self.floor_pct:g} is above reserve_pct = "
+                             f"{self.reserve_pct:g}; the floor must be at or below the reserve")
+        return self
+
+    @property
+    def soc_floor_pct(self) -> float:
+        """The hard floor in use."""
+        return self.floor_pct if self.floor_pct is not None else min(5.0, self.reserve_pct)
+
     def _check_modbus(self) -> DeviceConfig:
         if not self.host:
             raise ValueError("a Modbus device needs 'host'")
@@ -120,6 +143,10 @@ class MemberConfig(_Strict):
 
     id: MemberId = Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")
     name: str = Field(min_length=1, max_length=80)
+    key: float = Field(1.0, ge=0, description="static sharing key (policy 'static')")
+    tier: Literal["critical", "essential", "flexible"] = Field(
+        "essential", description="load priority of the household's unswitchable load:"
+        " critical is served first and shed last")
     devices: list[DeviceConfig] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -152,7 +179,16 @@ class ControllerConfig(_Strict):
 class PolicyConfig(_Strict):
     """How surplus is shared among members."""
 
-    sharing: Literal["prorata"] = "prorata"
+    sharing: Literal["prorata", "equal", "static", "tiers"] = Field(
+        "prorata", description="prorata: to each deficit; equal: water-filling; static: by each"
+        " member's key; tiers: critical first")
+
+
+class GridConfig(_Strict):
+    """Limits at the point of common coupling (the coop's connection to the utility)."""
+
+    import_cap_w: float | None = Field(None, gt=0, description="most the coop may draw, W")
+    export_cap_w: float | None = Field(None, ge=0, description="most the coop may feed in, W")
 
 
 class StorageConfig(_Strict):
@@ -219,6 +255,7 @@ class CoopConfig(_Strict):
     name: str = "Commonwatt coop"
     controller: ControllerConfig = ControllerConfig()
     policy: PolicyConfig = PolicyConfig()
+    grid: GridConfig = GridConfig()
     storage: StorageConfig = StorageConfig()
     ledger: LedgerConfig = LedgerConfig()
     tariff: TariffConfig | None = None

@@ -16,7 +16,7 @@ from controller.ledger.accumulator import unpack_state
 from controller.polling import Poller
 from controller.process_image import ProcessImage
 from controller.safety import clamp_setpoints
-from dispatch import LEDGER_FIELDS, Fleet, FleetState, TickResult, dispatch_tick
+from dispatch import LEDGER_FIELDS, CoopLimits, Fleet, FleetState, TickResult, dispatch_tick
 
 log = logging.getLogger(__name__)
 #: A cycle longer than this many nominal cycles is not dispatched whole: the
@@ -77,10 +77,22 @@ class Controller:
         self.last_cycle_wall: float | None = None
         batteries = [m.device("battery") for m in config.members]
         self._reserve_pct = np.array([b.reserve_pct if b else 0.0 for b in batteries])
+        self._hysteresis_pct = np.array([b.reserve_hysteresis_pct if b else 0.0
+                                         for b in batteries])
+        self._floor_pct = np.array([b.soc_floor_pct if b else 0.0 for b in batteries])
+        self._offered = np.array([bool(b and b.offered) for b in batteries])
+        self._grid_charge = np.array([bool(b and b.grid_charging) for b in batteries])
         self._efficiency = np.array([b.efficiency if b else 1.0 for b in batteries])
         self._limit_w = np.array(
             [b.max_power_w if b and b.max_power_w else np.inf for b in batteries]
         )
+        tiers = {"critical": 0, "essential": 1, "flexible": 2}
+        self._tier = np.array([tiers[m.tier] for m in config.members], dtype=np.int64)
+        self._key = np.array([m.key for m in config.members])
+        grid = config.grid
+        self.islanded = False  # the grid state machine sets this
+        self._caps = (grid.import_cap_w or float("inf"), grid.export_cap_w
+                      if grid.export_cap_w is not None else float("inf"))
 
     @property
     def last_end_ts(self) -> float | None:
@@ -93,11 +105,21 @@ class Controller:
         capacity = np.where(usable, image.capacity_wh, 0.0)
         return Fleet(
             capacity_wh=capacity,
-            soc_min_wh=capacity * self._reserve_pct / 100.0,
+            soc_min_wh=capacity * self._floor_pct / 100.0,
             max_charge_w=np.where(usable, np.minimum(image.max_charge_w, self._limit_w), 0.0),
             max_discharge_w=np.where(usable, np.minimum(image.max_discharge_w, self._limit_w), 0.0),
             efficiency=self._efficiency,
+            reserve_wh=capacity * self._reserve_pct / 100.0,
+            hysteresis_wh=capacity * self._hysteresis_pct / 100.0,
+            offered=self._offered & usable,
+            grid_charge=self._grid_charge & usable,
+            tier=self._tier,
+            key=self._key,
         )
+
+    def limits(self) -> CoopLimits:
+        """The point of common coupling's caps, and whether the coop is islanded now."""
+        return CoopLimits(*self._caps, islanded=self.islanded)
 
     def _cycle_start(self, now: float) -> float:
         end = self.last_end_ts
@@ -120,14 +142,16 @@ class Controller:
         committed: list[CommittedInterval] = []
         setpoints = np.zeros(len(self.member_ids))
         if now > start and (self.last_end_ts is None or now > self.last_end_ts):
+            limits = self.limits()
             result = dispatch_tick(
                 fleet, FleetState(stored, pools, carry.held), image.pv_production_w,
-                image.load_w, image.valid, now - start, self.config.policy.sharing,
+                image.load_w, image.valid, now - start, self.config.policy.sharing, limits,
             )
+            # Safety wins over the dispatch: the reserve on-grid, the hard floor islanded.
             setpoints = clamp_setpoints(
                 np.where(image.valid, result.battery_w, 0.0),
                 image.soc_pct,
-                self._reserve_pct,
+                self._floor_pct if limits.islanded else self._reserve_pct,
                 fleet.max_charge_w,
                 fleet.max_discharge_w,
             )
@@ -139,7 +163,7 @@ class Controller:
             carry.held = result.state.held.copy()
             flows = {f: np.maximum(getattr(result, f), 0.0) for f in LEDGER_FIELDS}
             closed = self.book.add_cycle(CycleEnergy(
-                start, now, flows, image.valid.copy(), image.counters,
+                start, now, flows, image.valid.copy(), image.counters, islanded=limits.islanded,
                 missing=tuple(self.poller.unknown_devices())))
             for interval, parts in closed:
                 self.writer.commit(interval, parts)
