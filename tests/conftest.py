@@ -67,3 +67,52 @@ def victoria_metrics(tmp_path: Path) -> Iterator[int]:
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+class RestartableVictoriaMetrics:
+    """A real VictoriaMetrics that a test can stop and start again on the same port and data."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.binary = shutil.which("victoria-metrics") or "/usr/bin/victoria-metrics"
+        if not Path(self.binary).exists():
+            pytest.fail("victoria-metrics is not installed: run the README's test command")
+        self.port = free_port()
+        self.data_dir = data_dir
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        """The base URL, for the InfluxDB v2 write API."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        """Start (again) and wait until it listens."""
+        assert self.proc is None, "already running"
+        # The log goes to a file, not a pipe nobody reads (a full pipe would
+        # stall the server), and shows why a start failed.
+        with open(self.data_dir.parent / "vm-restartable.log", "ab") as log:
+            self.proc = subprocess.Popen(
+                [self.binary, f"-httpListenAddr=127.0.0.1:{self.port}",
+                 f"-storageDataPath={self.data_dir}", "-retentionPeriod=100y",
+                 "-search.latencyOffset=0s"],
+                stdout=subprocess.DEVNULL, stderr=log,
+            )
+        wait_for_port(self.port, 30)
+
+    def stop(self) -> None:
+        """Terminate (SIGTERM: VictoriaMetrics flushes what it acknowledged) and wait."""
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=20)
+            self.proc = None
+
+
+@pytest.fixture()
+def victoria_metrics_restartable(tmp_path: Path) -> Iterator[RestartableVictoriaMetrics]:
+    """A running :class:`RestartableVictoriaMetrics`; stopped at the end if still running."""
+    vm = RestartableVictoriaMetrics(tmp_path / "vm-restartable")
+    vm.start()
+    try:
+        yield vm
+    finally:
+        vm.stop()
