@@ -18,6 +18,8 @@ from devices.templates.schema import shipped_templates
 from devices.validation import parse_toml
 
 MemberId = str
+#: Ids that name the coop itself in published data.
+RESERVED_IDS = frozenset({"coop", "_coop"})
 
 
 class _Strict(BaseModel):
@@ -148,6 +150,13 @@ class MemberConfig(_Strict):
         "essential", description="load priority of the household's unswitchable load:"
         " critical is served first and shed last")
     devices: list[DeviceConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _not_reserved(self) -> MemberConfig:
+        if self.id.lower() in RESERVED_IDS:
+            raise ValueError(f"member id {self.id!r} is reserved (it names the coop as a whole in"
+                             " MQTT, Home Assistant and the time series); choose another")
+        return self
 
     @model_validator(mode="after")
     def _one_device_per_kind(self) -> MemberConfig:

@@ -93,3 +93,14 @@ def test_config_check_missing_file(tmp_path: Path) -> None:
     out = run_cli("config", "check", str(tmp_path / "nope.toml"))
     assert out.returncode != 0
     assert "nope.toml: cannot read" in out.stderr
+
+
+def test_a_member_cannot_take_the_coops_own_id() -> None:
+    import pytest
+
+    from controller.config import ConfigError, parse_config
+
+    text = ('[[members]]\nid = "_coop"\nname = "X"\n[[members.devices]]\nkind = "meter"\n'
+            'host = "127.0.0.1"\n')
+    with pytest.raises(ConfigError, match=r"members\[0\].*'_coop' is reserved"):
+        parse_config(text, "c.toml")
