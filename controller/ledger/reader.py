@@ -9,6 +9,7 @@ intervals would.
 
 from __future__ import annotations
 
+import itertools
 import json
 import sqlite3
 import threading
@@ -16,8 +17,23 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from controller.ledger import schema, store
-from controller.ledger.periods import ALL, INTERVAL, align_range, plan_range
-from controller.ledger.schema import INTERVAL_COUNTS, MEMBER_COLUMNS, METER_FIELDS
+from controller.ledger.periods import (
+    ALL,
+    INTERVAL,
+    align_range,
+    period_end,
+    period_start,
+    plan_range,
+)
+from controller.ledger.schema import (
+    INTERVAL_COUNTS,
+    MEMBER_BITS,
+    MEMBER_COLUMNS,
+    MEMBER_MASK,
+    METER_FIELDS,
+    key_range,
+    row_key,
+)
 
 _SUMS = ", ".join(f"SUM({c})" for c in MEMBER_COLUMNS)
 LEVEL_BY_STEP = {"hour": 1, "day": 2, "month": 3}
@@ -106,19 +122,21 @@ class LedgerReader:
                         f"{', '.join(f'SUM({c})' for c in INTERVAL_COUNTS)} FROM intervals "
                         "WHERE start_ts >= ? AND start_ts < ?", (a, b)).fetchone()
                 else:
-                    starts = list(range(a, b, self.step))
+                    keys = [row_key(t, no, self.step) for t in range(a, b, self.step)]
                     row = conn.execute(
-                        f"SELECT {_SUMS}, COUNT(*) FROM member_energy WHERE member_no = ? AND "
-                        f"start_ts IN ({', '.join('?' * len(starts))})", (no, *starts)).fetchone()
+                        f"SELECT {_SUMS}, COUNT(*) FROM member_wh WHERE key IN "
+                        f"({', '.join('?' * len(keys))})", keys).fetchone()
             elif no is None:
                 row = conn.execute(
                     f"SELECT {_SUMS}, SUM(intervals), "
                     f"{', '.join(f'SUM({c})' for c in INTERVAL_COUNTS)} FROM rollup_coop "
                     "WHERE level = ? AND start_ts >= ? AND start_ts < ?", (level, a, b)).fetchone()
             else:
+                starts = period_starts(level, a, b)
                 row = conn.execute(
                     f"SELECT {_SUMS}, NULL FROM rollup_member WHERE level = ? AND member_no = ? "
-                    "AND start_ts >= ? AND start_ts < ?", (level, no, a, b)).fetchone()
+                    f"AND start_ts IN ({', '.join('?' * len(starts))})",
+                    (level, no, *starts)).fetchone()
             _add(acc, _totals(row, names[:len(row)]))
         if no is not None:
             acc["intervals"] = self._count_intervals(start, end)
@@ -145,8 +163,9 @@ class LedgerReader:
         for level, a, b in self._plan(start, end):
             if level == INTERVAL:
                 rows = conn.execute(
-                    f"SELECT member_no, {_SUMS} FROM member_energy WHERE start_ts >= ? AND "
-                    "start_ts < ? GROUP BY member_no", (a, b)).fetchall()
+                    f"SELECT key & {MEMBER_MASK}, {_SUMS} FROM member_wh WHERE key >= ? AND "
+                    f"key < ? GROUP BY key & {MEMBER_MASK}",
+                    key_range(a, b, self.step)).fetchall()
             else:
                 rows = conn.execute(
                     f"SELECT member_no, {_SUMS} FROM rollup_member WHERE level = ? AND "
@@ -166,18 +185,23 @@ class LedgerReader:
                                     "intervals WHERE start_ts >= ? AND end_ts <= ? ORDER BY "
                                     "start_ts", (start, end)).fetchall()
             else:
-                rows = conn.execute(f"SELECT start_ts, {', '.join(MEMBER_COLUMNS)} FROM "
-                                    "member_energy WHERE member_no = ? AND start_ts >= ? AND "
-                                    "start_ts + ? <= ? ORDER BY start_ts",
-                                    (no, start, self.step, end)).fetchall()
+                first = -(-int(start) // self.step) * self.step
+                keys = [row_key(t, no, self.step)
+                        for t in range(first, int(end) - self.step + 1, self.step)]
+                rows = [(((k >> MEMBER_BITS) * self.step), *r) for k, *r in _chunked(
+                    conn, f"SELECT key, {', '.join(MEMBER_COLUMNS)} FROM member_wh "
+                    "WHERE key IN ({}) ORDER BY key", keys)]
+        elif no is None:
+            rows = conn.execute(f"SELECT start_ts, {', '.join(MEMBER_COLUMNS)} FROM rollup_coop "
+                                "WHERE level = ? AND start_ts >= ? AND start_ts < ? "
+                                "ORDER BY start_ts", (LEVEL_BY_STEP[step], start, end)).fetchall()
         else:
             level = LEVEL_BY_STEP[step]
-            table, key = ("rollup_coop", "") if no is None else ("rollup_member",
-                                                                  "member_no = ? AND ")
-            args = (level,) + (() if no is None else (no,)) + (start, end)
-            rows = conn.execute(f"SELECT start_ts, {', '.join(MEMBER_COLUMNS)} FROM {table} "
-                                f"WHERE level = ? AND {key}start_ts >= ? AND start_ts < ? "
-                                "ORDER BY start_ts", args).fetchall()
+            starts = period_starts(level, period_start(level, start), end)
+            starts = [t for t in starts if t >= start]
+            rows = _chunked(conn, f"SELECT start_ts, {', '.join(MEMBER_COLUMNS)} FROM "
+                            f"rollup_member WHERE level = {level} AND member_no = {int(no)} AND "
+                            "start_ts IN ({}) ORDER BY start_ts", starts)
         return [(int(r[0]), _totals(r[1:], MEMBER_COLUMNS)) for r in rows]
 
     def intervals(self, start: float | None = None, end: float | None = None,
@@ -193,15 +217,41 @@ class LedgerReader:
     def raw_rows(self, start: float | None = None, end: float | None = None,
                  ) -> Iterator[tuple]:
         """``(start_ts, member id, *MEMBER_COLUMNS)`` for every member and interval, in order."""
-        yield from self._conn().execute(
-            f"SELECT e.start_ts, m.id, {', '.join('e.' + c for c in MEMBER_COLUMNS)} "
-            "FROM member_energy e JOIN members m ON m.no = e.member_no "
-            "WHERE e.start_ts >= ? AND e.start_ts + ? <= ? ORDER BY e.start_ts, m.id",
-            (start or 0, self.step, end if end is not None else 2**62))
+        lo = -(-int(start or 0) // self.step) * self.step
+        hi = (int(end) // self.step * self.step) if end is not None else 2**40
+        names = {no: m for m, no in self.member_numbers().items()}
+        cursor = self._conn().execute(
+            f"SELECT key, {', '.join(MEMBER_COLUMNS)} FROM member_wh WHERE key >= ? AND "
+            "key < ? ORDER BY key", key_range(lo, hi, self.step))
+        for start_ts, rows in itertools.groupby(
+                cursor, key=lambda r: (r[0] >> MEMBER_BITS) * self.step):
+            for row in sorted(rows, key=lambda r: names[r[0] & MEMBER_MASK]):
+                yield (start_ts, names[row[0] & MEMBER_MASK], *row[1:])
 
     def islanded_seconds(self, start: float | None = None, end: float | None = None) -> float:
         """Seconds run off-grid inside the range."""
         return float(self.totals(None, start, end).get("islanded_s") or 0)
+
+
+def period_starts(level: int, start: int, end: int) -> list[int]:
+    """Starts of the ``level`` periods from ``start`` (a period start) up to ``end``."""
+    if level == ALL:
+        return [0]
+    out, t = [], int(start)
+    while t < end:
+        out.append(t)
+        t = period_end(level, t)
+    return out
+
+
+def _chunked(conn: sqlite3.Connection, sql: str, values: list[int], size: int = 500,
+             ) -> list[tuple]:
+    """Run ``sql`` with ``IN ({})`` over ``values`` in chunks (SQLite limits parameters)."""
+    out: list[tuple] = []
+    for i in range(0, len(values), size):
+        chunk = values[i:i + size]
+        out += conn.execute(sql.format(", ".join("?" * len(chunk))), chunk).fetchall()
+    return out
 
 
 def _add(acc: dict[str, int | None], more: dict[str, int | None]) -> None:

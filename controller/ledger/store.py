@@ -121,7 +121,7 @@ _MARKS = ", ".join("?" for _ in MEMBER_COLUMNS)
 _COLS = ", ".join(MEMBER_COLUMNS)
 
 
-def _rows(interval: CommittedInterval, numbers: dict[str, int]) -> list[tuple]:
+def _rows(interval: CommittedInterval, numbers: dict[str, int], step: int) -> list[tuple]:
     values = interval.values.T.tolist()
     meter = [MEMBER_COLUMNS.index(c) for c in METER_FIELDS]
     out = []
@@ -130,7 +130,7 @@ def _rows(interval: CommittedInterval, numbers: dict[str, int]) -> list[tuple]:
         if not interval.meter_known[j]:
             for k in meter:
                 row[k] = None
-        out.append((interval.start_ts, numbers[member], *row))
+        out.append((schema.row_key(interval.start_ts, numbers[member], step), *row))
     return out
 
 
@@ -174,17 +174,20 @@ def _insert_interval(conn: sqlite3.Connection, interval: CommittedInterval,
         (interval.start_ts, interval.end_ts,
          json.dumps(list(interval.missing)) if interval.missing else None, time.time(),
          *counts, *sums))
-    conn.executemany(f"INSERT INTO member_energy(start_ts, member_no, {_COLS}) "
-                     f"VALUES (?, ?, {_MARKS})", _rows(interval, numbers))
-    member_upsert = schema.upsert_sums(("level", "member_no", "start_ts"))
+    step = interval.end_ts - interval.start_ts
+    # Sorted keys: the rows append in order to the end of the table.
+    conn.executemany(f"INSERT INTO member_wh(key, {_COLS}) VALUES (?, {_MARKS})",
+                     sorted(_rows(interval, numbers, step)))
+    lo, hi = schema.key_range(interval.start_ts, interval.end_ts, step)
+    member_upsert = schema.upsert_sums(("level", "start_ts", "member_no"))
     coop_upsert = schema.upsert_sums(("level", "start_ts"), ("intervals", *INTERVAL_COUNTS))
     for level in LEVELS:
         start = period_start(level, interval.start_ts)
         # "AND true" tells SQLite's parser the ON CONFLICT is an upsert, not a join's ON.
         conn.execute(
-            f"INSERT INTO rollup_member(level, member_no, start_ts, {_COLS}) "
-            f"SELECT ?, member_no, ?, {_COLS} FROM member_energy WHERE start_ts = ? "
-            f"AND true {member_upsert}", (level, start, interval.start_ts))
+            f"INSERT INTO rollup_member(level, start_ts, member_no, {_COLS}) "
+            f"SELECT ?, ?, key & {schema.MEMBER_MASK}, {_COLS} FROM member_wh "
+            f"WHERE key >= ? AND key < ? AND true {member_upsert}", (level, start, lo, hi))
         conn.execute(
             f"INSERT INTO rollup_coop(level, start_ts, intervals, {', '.join(INTERVAL_COUNTS)}, "
             f"{_COLS}) VALUES (?, ?, 1, {count_marks}, {_MARKS}) {coop_upsert}",
