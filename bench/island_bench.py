@@ -1,0 +1,93 @@
+"""``python -m bench island``: how long the 24-hour island plan takes for 100 and 1,000 members.
+
+A synthetic coop at 45.8° N (Lyon) on an overcast winter solstice (the
+``cloudy`` scenario: a hard day, on which flexible load is shed and batteries
+run empty, so the LP has limits to bind), PV of 0-9 kWp per member in a few
+orientations, H25 load (2,200-5,500 kWh/a) with the default tier shares, and
+six in ten members with a battery (5-13.5 kWh, 2.5-5 kW) at 20-80 % SoC. The
+timed part is :func:`plan_island`: the plan's LP, the two required-start LPs,
+autonomy and the binding limits. The forecasts are built once, outside that
+timing (``forecast_s``). Each size reports the median of a few runs beside
+its target.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from datetime import datetime
+
+import numpy as np
+
+from controller.island.forecast import h25_load_w, pv_forecast_w
+from controller.island.plan import Problem, plan_island
+from controller.island.site import ArrayConfig, SiteConfig
+from dispatch.fleet import Fleet
+
+#: Members → target plan time, s (issue "The 24-hour energy island").
+TARGETS_S = {100: 5.0, 1000: 60.0}
+STEPS = 96
+
+
+def synthetic_problem(members: int, seed: int = 3) -> Problem:
+    """A coop of ``members`` for one overcast winter day, forecasts included."""
+    rng = np.random.default_rng(seed)
+    ids = [f"m{i:05d}" for i in range(members)]
+    kwp = rng.choice([0.0, 3.0, 4.5, 6.0, 7.5, 9.0], size=members)
+    tilt = rng.choice([15.0, 30.0, 45.0], size=members)
+    azimuth = rng.choice([90.0, 135.0, 180.0, 225.0, 270.0], size=members)
+    site = SiteConfig(latitude=45.76, longitude=4.84, tz="Europe/Paris", arrays=[
+        ArrayConfig(member=ids[i], kwp=float(kwp[i]), tilt=float(tilt[i]),
+                    azimuth=float(azimuth[i])) for i in range(members) if kwp[i] > 0])
+    start = datetime(2026, 12, 21, tzinfo=site.tzinfo)
+    pv = pv_forecast_w(site, ids, start, STEPS, "cloudy")
+    load = h25_load_w(start, STEPS, site.tzinfo, rng.uniform(2200, 5500, size=members))
+    owners = np.flatnonzero(rng.random(members) < 0.6)
+    b = owners.size
+    capacity = rng.choice([5000.0, 7700.0, 10000.0, 13500.0], size=b)
+    power = rng.choice([2500.0, 3300.0, 5000.0], size=b)
+    fleet = Fleet(capacity_wh=capacity, soc_min_wh=0.05 * capacity, max_charge_w=power,
+                  max_discharge_w=power, efficiency=np.full(b, 0.92))
+    stored = rng.uniform(0.2, 0.8, size=b) * capacity
+    return Problem.from_shares(pv, load, np.full(members, 0.15), np.full(members, 0.35), fleet,
+                               stored, owners, member_ids=ids,
+                               start_ts=start.timestamp())
+
+
+def time_plan(members: int, runs: int) -> dict:
+    """Median wall time of :func:`plan_island` over ``runs`` for a coop of ``members``."""
+    began = time.perf_counter()
+    problem = synthetic_problem(members)
+    forecast_s = time.perf_counter() - began
+    times = []
+    plan = None
+    for _ in range(runs):
+        began = time.perf_counter()
+        plan = plan_island(problem)
+        times.append(time.perf_counter() - began)
+    assert plan is not None
+    return {
+        "members": members,
+        "batteries": problem.fleet.size,
+        "steps": STEPS,
+        "runs": runs,
+        "median_s": round(statistics.median(times), 3),
+        "max_s": round(max(times), 3),
+        "forecast_s": round(forecast_s, 3),
+        "feasible": plan.feasible,
+        "shed_kwh": {k: round(v / 1000.0, 2) for k, v in plan.shed_by_tier_wh().items()},
+    }
+
+
+def run(quick: bool = False, sizes: tuple[int, ...] | None = None) -> dict:
+    """The plan half of the island benchmark: each size's median beside its target."""
+    sizes = sizes or ((10, 30) if quick else tuple(TARGETS_S))
+    rows = []
+    for members in sizes:
+        row = time_plan(members, runs=3)
+        target = TARGETS_S.get(members)
+        if target is not None:
+            row["target_s"] = target
+            row["met"] = row["median_s"] < target
+        rows.append(row)
+    return {"plan": rows}

@@ -1,0 +1,141 @@
+"""``commonwatt island``: plan for a day without the grid.
+
+``island plan CONFIG --start ISO [--hours 24] [--scenario clear|typical|cloudy] [--json]``
+forecasts PV and load per member (see :mod:`controller.island.forecast`),
+solves the island plan (:mod:`controller.island.plan`) and prints whether
+each load tier holds, the starting SoC each battery and the coop need, the
+shed schedule, hours of autonomy and the limits that bind.
+
+The config file needs a ``[site]`` table and, for batteries and loads, an
+``[island]`` table (:mod:`controller.island.site`); they are read beside the
+coop's own tables. Load history comes from the config's ledger when it
+exists. Bad input exits 2 with a message naming the field.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime, timedelta, tzinfo
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
+
+    from controller.config import CoopConfig
+    from controller.island.site import Coop
+
+    History = tuple[NDArray[np.int64], NDArray[np.float64]]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``island`` group and its ``plan`` action to the top-level subparsers."""
+    island = sub.add_parser("island", help="plan and rehearse a day without the grid")
+    actions = island.add_subparsers(dest="island_command", metavar="ACTION", required=True)
+    plan = actions.add_parser(
+        "plan", help="forecast the next hours and plan batteries, shedding and curtailment")
+    plan.add_argument("config", type=Path)
+    plan.add_argument("--start", required=True, metavar="ISO",
+                      help="first step, ISO 8601; without an offset it is the site's local "
+                      "time ([site] tz); rounded down to the quarter hour")
+    plan.add_argument("--hours", type=_hours, default=24, help="horizon, 1-168 (default 24)")
+    plan.add_argument("--scenario", choices=["clear", "typical", "cloudy"], default="typical",
+                      help="PV: clear sky, the typical year's day, or an overcast one")
+    plan.add_argument("--soc", type=_pct, default=None, metavar="PCT",
+                      help="assume every battery is at this SoC now (default: each "
+                      "[[island.batteries]] soc_pct)")
+    plan.add_argument("--json", action="store_true", help="print the whole plan as JSON")
+    plan.set_defaults(func=plan_command)
+
+
+def _hours(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 168:
+        raise argparse.ArgumentTypeError(f"expected whole hours from 1 to 168, got {text!r}")
+    return int(text)
+
+
+def _pct(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a percentage, got {text!r}") from None
+    if not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"expected 0 to 100, got {text!r}")
+    return value
+
+
+def parse_start(text: str, tz: tzinfo) -> datetime:
+    """``--start``: an aware datetime on the quarter hour; naive input is the site's time."""
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"--start = {text!r}: expected ISO 8601 such as 2026-06-21T06:00 "
+                         "or 2026-06-21T06:00+02:00") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=tz)
+    return when - timedelta(minutes=when.minute % 15, seconds=when.second,
+                            microseconds=when.microsecond)
+
+
+def _history(config: CoopConfig, coop: Coop, start: datetime,
+             ) -> tuple[History | None, str | None]:
+    """The ledger's hourly load per member, or ``None`` and why not."""
+    import sqlite3
+
+    from controller.island.forecast import read_history
+    from controller.ledger import LedgerMissingError, LedgerReader
+
+    path = config.storage.ledger
+    try:
+        reader = LedgerReader(path)
+    except LedgerMissingError:
+        return None, f"no ledger at {path}: every member's load is the H25 profile"
+    except sqlite3.DatabaseError as exc:
+        return None, f"[storage] ledger = {path}: not readable ({exc}); using H25 profiles"
+    return read_history(reader, coop.member_ids, start, coop.site.tzinfo), None
+
+
+def plan_command(args: argparse.Namespace) -> int:
+    """Print the island plan; 2 on bad input."""
+    from controller.config import ConfigError
+    from controller.island.forecast import load_forecast_w, pv_forecast_w
+    from controller.island.plan import Problem, plan_island
+    from controller.island.plan_render import Context, render_text, to_dict
+    from controller.island.site import load_island_config, resolve
+
+    try:
+        config, site, island = load_island_config(args.config)
+        coop = resolve(config, site, island, str(args.config))
+        start = parse_start(args.start, site.tzinfo)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f"island plan: {exc}", file=sys.stderr)
+        return 2
+    steps = args.hours * 4
+    history, note = _history(config, coop, start)
+    load, from_history = load_forecast_w(start, steps, site.tzinfo, coop.annual_kwh, history)
+    pv = pv_forecast_w(site, coop.member_ids, start, steps, args.scenario)
+    stored = coop.stored_wh
+    if args.soc is not None:
+        stored = coop.fleet.capacity_wh * args.soc / 100.0
+    problem = Problem.from_shares(pv, load, coop.critical_share, coop.essential_share,
+                                  coop.fleet, stored, coop.battery_member,
+                                  member_ids=coop.member_ids, start_ts=start.timestamp())
+    plan = plan_island(problem)
+    ctx = Context(coop.name, site.tzinfo, site.tz, args.scenario,
+                  [m for m, h in zip(coop.member_ids, from_history, strict=True) if h])
+    if args.json:
+        out = to_dict(plan, ctx)
+        out["notes"] = [note] if note else []
+        json.dump(out, sys.stdout)
+        print()
+    else:
+        sys.stdout.write(render_text(plan, ctx))
+        if note:
+            print(f"\nNote: {note}")
+    return 0
