@@ -1,7 +1,8 @@
-"""``python -m bench [dispatch] [poll] [island] [--quick]``: run benchmarks, print one JSON object.
+"""``python -m bench [dispatch] [poll] [ledger] [island] [--quick]``: run benchmarks, print JSON.
 
-``island`` runs only when named: it plans a day for 100 and 1,000 members,
-three times each (about a minute).
+``ledger`` runs only when named: at its default size it builds a ~2 GB ledger
+(a year of 1,000 members) under /tmp, which takes several minutes. ``island``
+too: it plans a day for 100 and 1,000 members, three times each (about a minute).
 """
 
 from __future__ import annotations
@@ -17,15 +18,19 @@ import numpy as np
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("which", nargs="*", metavar="dispatch|poll|island",
+    parser.add_argument("which", nargs="*", metavar="dispatch|poll|ledger|island",
                         help="benchmarks to run (default: dispatch and poll)")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    parser.add_argument("--members", type=int, default=None,
+                        help="ledger: members (default 1000; 50 with --quick)")
+    parser.add_argument("--days", type=int, default=None,
+                        help="ledger: days of 15-min intervals (default 365; 7 with --quick)")
     args = parser.parse_args(argv)
     which = args.which or ["dispatch", "poll"]
-    unknown = sorted(set(which) - {"dispatch", "poll", "island"})
+    unknown = sorted(set(which) - {"dispatch", "poll", "ledger", "island"})
     if unknown:
         parser.error(f"unknown benchmark {', '.join(unknown)}; "
-                     "choose from: dispatch, poll, island")
+                     "choose from: dispatch, poll, ledger, island")
     report: dict = {"machine": {"python": platform.python_version(), "numpy": np.__version__,
                                 "cpus": os.cpu_count()}}
     if "dispatch" in which:
@@ -36,6 +41,12 @@ def main(argv: list[str] | None = None) -> int:
         from bench.poll_bench import run as run_poll
 
         report["poll"] = run_poll(args.quick)
+    if "ledger" in which:
+        from bench.ledger_bench import run as run_ledger
+
+        members = args.members or (50 if args.quick else 1000)
+        days = args.days or (7 if args.quick else 365)
+        report["ledger"] = run_ledger(members, days)
     if "island" in which:
         from bench.island_bench import run as run_island
 
