@@ -60,6 +60,23 @@ class Setpoint:
     expires_s: int
 
 
+@dataclass(frozen=True, slots=True)
+class PvLimit:
+    """A cap on a PV inverter's AC output that expires on its own.
+
+    Attributes:
+        limit_w: the most AC power the inverter may produce, in W; ``None``
+            means "no limit" and is the same as releasing the limit.
+        revert_s: seconds after which the inverter drops the limit by itself
+            unless the command is refreshed (its revert timer). Drivers never
+            write a limit without it, so a controller that dies cannot leave
+            panels throttled.
+    """
+
+    limit_w: float | None
+    revert_s: int
+
+
 @runtime_checkable
 class Meter(Protocol):
     """A grid-connection meter."""
@@ -72,6 +89,32 @@ class PvInverter(Protocol):
     """A PV inverter."""
 
     async def read_pv(self) -> PvReading: ...
+
+
+@runtime_checkable
+class CurtailablePvInverter(PvInverter, Protocol):
+    """A PV inverter whose AC output can be capped through its active-power limit.
+
+    ``write_limit(PvLimit(limit_w, revert_s))`` caps production at
+    ``limit_w`` (clamped to ``0 … rated power``) and arms the inverter's own
+    revert timer with ``revert_s``; the controller refreshes the command
+    before it runs out. ``write_limit(None)`` (or a limit of ``None``)
+    releases the cap at once.
+
+    Most inverters take the limit as a percentage of their rated power, so
+    drivers divide by it: a SunSpec device's nameplate (model 121 ``WMax``
+    or 120 ``WRtg``; on IEEE 1547 DER devices 702 ``WMax`` or ``WMaxRtg``),
+    or a template's ``params.rated_w``. The percentage is rounded *down* to
+    the register's resolution, so the inverter never produces more than
+    asked; 0 W is written as 0 % (some inverters answer that by going to
+    standby, which is what an island with nothing to absorb PV needs).
+    ``revert_s`` is clamped to what the timer register holds, at least 1 s,
+    because 0 means "never revert" on most devices. A device that holds a
+    limit until it is released (a template with ``expiry = "controller"``)
+    says so through its driver (``limit_needs_release``).
+    """
+
+    async def write_limit(self, limit: PvLimit | None) -> None: ...
 
 
 @runtime_checkable

@@ -3,7 +3,10 @@
 Each household gets one Modbus TCP port on 127.0.0.1 (like a household
 gateway) with three unit ids behind it:
 
-* unit 1: PV inverter, SunSpec models 1 + 103;
+* unit 1: PV inverter, SunSpec models 1 + 103 + 120 (nameplate) + 123
+  (immediate controls): a ``WMaxLimPct`` limit caps the simulated PV at
+  that share of ``WRtg`` until ``WMaxLimPct_RvrtTms`` runs out on the
+  simulated clock, then the inverter sets ``WMaxLim_Ena`` back to 0;
 * unit 2: grid-connection meter, models 1 + 203 (import > 0);
 * unit 3: battery, models 1 + 124 (control) + 802 (state), when it has one.
 """
@@ -21,6 +24,8 @@ from simulators.modbus_server import SimulatedModbusServer
 from simulators.sunspec_image import SunSpecImage
 
 INVERTER_UNIT, METER_UNIT, BATTERY_UNIT = 1, 2, 3
+#: SunSpec 103 St values: producing at the maximum power point, or throttled.
+ST_MPPT, ST_THROTTLED = 4, 5
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -35,12 +40,18 @@ def _common(spec: HouseholdSpec, model: str, serial: str) -> tuple[int, dict]:
 
 
 def inverter_image(spec: HouseholdSpec) -> SunSpecImage:
-    """SunSpec inverter (1 + 103) of one household."""
+    """SunSpec inverter (1 + 103 + 120 + 123) of one household; ``WRtg`` is its kWp."""
+    rated, rated_sf = round(spec.pv_kwp * 1000), 0
+    while rated > 0xFFFE:
+        rated, rated_sf = round(rated / 10), rated_sf + 1
     return SunSpecImage([
         _common(spec, "PV-3P", f"INV-{spec.member_id}"),
-        (103, {"W_SF": 0, "WH_SF": 0, "Hz_SF": -2, "Hz": 5000, "St": 4, "A_SF": -2,
+        (103, {"W_SF": 0, "WH_SF": 0, "Hz_SF": -2, "Hz": 5000, "St": ST_MPPT, "A_SF": -2,
                "V_SF": -1, "VA_SF": 0, "VAr_SF": 0, "PF_SF": -2, "DCA_SF": -2,
                "DCV_SF": -1, "DCW_SF": 0, "Tmp_SF": -1}),
+        (120, {"DERTyp": 4, "WRtg": rated, "WRtg_SF": rated_sf}),
+        (123, {"Conn": 1, "WMaxLimPct_SF": -2, "WMaxLimPct": 10000, "WMaxLimPct_WinTms": 0,
+               "WMaxLimPct_RvrtTms": 0, "WMaxLimPct_RmpTms": 0, "WMaxLim_Ena": 0}),
     ])
 
 
@@ -108,12 +119,26 @@ class SimulatedCoop:
 
     def _write_hook(self, household: SimulatedHousehold):  # noqa: ANN202
         def on_write(unit: int, offset: int, values: list[int]) -> None:
+            if unit == INVERTER_UNIT and household.inverter.model_at(offset) == 123:
+                self._apply_pv_limit(household.index, household.inverter)
+                return
             image = household.battery
             if unit != BATTERY_UNIT or image is None or image.model_at(offset) != 124:
                 return
             self._apply_battery_command(household.index, image)
 
         return on_write
+
+    def _apply_pv_limit(self, index: int, image: SunSpecImage) -> None:
+        """Model 123 as the inverter reads it: enabled → cap at WMaxLimPct % of WRtg,
+        reverting after WMaxLimPct_RvrtTms (0 = never); disabled → no cap."""
+        if image.get_raw(123, "WMaxLim_Ena") != 1:
+            self.physics.limit_pv(index, None, -float("inf"))
+            return
+        limit_w = image.get(123, "WMaxLimPct") / 100.0 * image.get(120, "WRtg")
+        revert_s = image.get_raw(123, "WMaxLimPct_RvrtTms")
+        expiry = self.clock.now() + revert_s if revert_s > 0 else float("inf")
+        self.physics.limit_pv(index, limit_w, expiry)
 
     def _apply_battery_command(self, index: int, image: SunSpecImage) -> None:
         rating = image.get(124, "WChaMax")
@@ -154,8 +179,12 @@ class SimulatedCoop:
         physics = self.physics
         physics.advance_to(t)
         pv_w, meter_w, soc = physics.pv_w(t), physics.meter_w(t), physics.soc_pct()
+        limited = physics.pv_limited(t)
         for h in self.households:
             i = h.index
+            if not limited[i] and h.inverter.get_raw(123, "WMaxLim_Ena") == 1:
+                h.inverter.set_raw(123, "WMaxLim_Ena", 0)  # the revert timer ran out
+            h.inverter.set_raw(103, "St", ST_THROTTLED if limited[i] else ST_MPPT)
             h.inverter.set(103, "W", pv_w[i])
             h.inverter.set(103, "WH", max(physics.pv_wh[i], 1.0))
             h.meter.set(203, "W", meter_w[i])

@@ -3,7 +3,9 @@
 PV follows a pvlib typical-year day, load follows the BDEW H25 profile with a
 per-household shift and ripple, and each battery follows its last setpoint
 within its power ratings, SoC limits and efficiency, reverting to idle when
-the setpoint expires.
+the setpoint expires. PV can be curtailed: a per-household cap on AC output
+(the inverter's active-power limit) that lapses at its expiry, like a real
+inverter's revert timer.
 """
 
 from __future__ import annotations
@@ -84,15 +86,37 @@ class HouseholdPhysics:
         self.ripple_phase = rng.uniform(0, 2 * np.pi, size=(len(specs), 3))
         self.setpoint_w = np.zeros(len(specs))
         self.setpoint_expiry_s = np.full(len(specs), -np.inf)
+        self.pv_limit_w = np.full(len(specs), np.inf)
+        self.pv_limit_expiry_s = np.full(len(specs), -np.inf)
         self.battery_w = np.zeros(len(specs))
         self.pv_wh = np.zeros(len(specs))
         self.import_wh = np.zeros(len(specs))
         self.export_wh = np.zeros(len(specs))
         self.time_s: float | None = None
 
-    def pv_w(self, t_s: float) -> FloatArray:
-        """PV AC power of every household at simulated time ``t_s``."""
+    def pv_available_w(self, t_s: float) -> FloatArray:
+        """PV AC power the panels could give at ``t_s``, before any curtailment."""
         return self.kwp * at_minute(self._pv_profile, np.full(len(self.kwp), t_s / 60.0))
+
+    def pv_w(self, t_s: float) -> FloatArray:
+        """PV AC power of every household at ``t_s``: available power, capped by any
+        PV limit that has not expired."""
+        available = self.pv_available_w(t_s)
+        cap = np.where(self.pv_limit_expiry_s >= t_s, self.pv_limit_w, np.inf)
+        return np.minimum(available, cap)
+
+    def pv_limited(self, t_s: float) -> NDArray[np.bool_]:
+        """Which households have a PV limit in force at ``t_s``."""
+        return (self.pv_limit_expiry_s >= t_s) & np.isfinite(self.pv_limit_w)
+
+    def limit_pv(self, index: int, limit_w: float | None, expires_at_s: float) -> None:
+        """Cap household ``index``'s PV at ``limit_w`` until ``expires_at_s``; ``None`` lifts it."""
+        if limit_w is None:
+            self.pv_limit_w[index] = np.inf
+            self.pv_limit_expiry_s[index] = -np.inf
+            return
+        self.pv_limit_w[index] = max(limit_w, 0.0)
+        self.pv_limit_expiry_s[index] = expires_at_s
 
     def load_w(self, t_s: float) -> FloatArray:
         """Household load at ``t_s``: H25 shifted per household, with a slow ripple."""

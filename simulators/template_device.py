@@ -3,9 +3,13 @@
 :class:`TemplateImage` lays out every register a template names (per unit
 id) and stores engineering values in them the way the vendor encodes them.
 It also reads control writes back: which action (charge, discharge, idle,
-release) the registers now hold, and at what power and expiry.
+release) the registers now hold, and at what power and expiry, and whether
+the ``[pv_limit]`` registers hold a limit (and which) or its release.
 :class:`TemplateHousehold` serves one household's hybrid device on a
-127.0.0.1 port, driven by :class:`~simulators.household.HouseholdPhysics`.
+127.0.0.1 port, driven by :class:`~simulators.household.HouseholdPhysics`:
+a PV limit caps the simulated PV, and with ``expiry = "device"`` it lapses
+when its revert time runs out on the simulated clock, the registers going
+back to their release values as a real inverter's would.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from simulators.household import HouseholdPhysics, HouseholdSpec
 from simulators.modbus_server import SimulatedModbusServer
 
 ACTIONS = ("charge", "discharge", "idle", "release")
+#: What scale-factor registers of limit writes hold: 0.01 % steps, as Fronius documents.
+LIMIT_SF = -2
 
 
 @dataclass(slots=True)
@@ -39,6 +45,16 @@ class Command:
     expiry_s: float | None
 
 
+@dataclass(frozen=True, slots=True)
+class LimitState:
+    """A PV limit decoded from the ``[pv_limit]`` registers (``released`` = no limit)."""
+
+    released: bool
+    limit_w: float | None = None
+    limit_pct: float | None = None
+    expiry_s: float | None = None
+
+
 class TemplateImage:
     """Every register of one template device, all unit ids."""
 
@@ -50,8 +66,10 @@ class TemplateImage:
                 spans.setdefault(unit, []).append((address, reg.size))
             if reg.sf_address is not None:
                 spans.setdefault(unit, []).append((reg.sf_address, 1))
-        for unit, write in self._writes():
+        for unit, write in self._writes() + self._limit_writes():
             spans.setdefault(unit, []).append((write.address, WORDS[write.type]))
+            if write.sf_address is not None:
+                spans.setdefault(unit, []).append((write.sf_address, 1))
         self.blocks: dict[int, UnitBlock] = {}
         for unit, items in spans.items():
             low = min(a for a, _ in items)
@@ -60,6 +78,10 @@ class TemplateImage:
             if reg.type != "str":
                 for address in reg.addresses:
                     self._put(unit, address, encode_number(None, reg.type, self._order(reg)))
+        for unit, write in self._limit_writes():
+            if write.sf_address is not None:
+                self._put(unit, write.sf_address, encode_number(LIMIT_SF, "s16", "big"))
+        self.release_limit()
         for name, text in (identity or {}).items():
             reg = getattr(template.identity, name)
             if reg is not None:
@@ -105,6 +127,66 @@ class TemplateImage:
             for action in ACTIONS
             for w in getattr(kmap.control, action)
         ]
+
+    def _limit_writes(self) -> list[tuple[int, Write]]:
+        control = self.template.pv_limit
+        if control is None:
+            return []
+        unit = self.template.unit_for("pv")
+        return [(unit if w.unit is None else w.unit, w) for w in (*control.set, *control.release)]
+
+    def limit_addresses(self) -> set[tuple[int, int]]:
+        """Every (unit, register) a ``[pv_limit]`` write touches."""
+        return {(unit, w.address + i) for unit, w in self._limit_writes()
+                for i in range(WORDS[w.type])}
+
+    def _write_scale(self, unit: int, write: Write) -> float:
+        """Register value per engineering unit: ``scale``, divided by 10^sf if it has one."""
+        if write.sf_address is None:
+            return write.scale
+        sf = decode_number(self.words(unit, write.sf_address, 1), "s16", "big") or 0.0
+        return write.scale / 10.0 ** int(sf)
+
+    def release_limit(self) -> None:
+        """Store the release writes, as an inverter does when it drops its limit."""
+        control = self.template.pv_limit
+        if control is None:
+            return
+        unit0 = self.template.unit_for("pv")
+        params = self.template.params
+        for w in control.release:
+            unit = unit0 if w.unit is None else w.unit
+            value = float(params[w.value]) if isinstance(w.value, str) else float(w.value)
+            raw = value * self._write_scale(unit, w)
+            self._put(unit, w.address, encode_number(raw, w.type, self._order(w)))
+
+    def pv_limit(self) -> LimitState | None:
+        """The PV limit the ``[pv_limit]`` registers now hold: release is checked first."""
+        control = self.template.pv_limit
+        if control is None:
+            return None
+        unit0 = self.template.unit_for("pv")
+        for action in ("release", "set"):
+            found: dict[str, float | None] = {}
+            for w in getattr(control, action):
+                unit = unit0 if w.unit is None else w.unit
+                raw = self._number(unit, w, w.address)
+                value = None if raw is None else raw / self._write_scale(unit, w)
+                if isinstance(w.value, int | float) or w.value in self.template.params:
+                    want = (float(self.template.params[w.value]) if isinstance(w.value, str)
+                            else float(w.value))
+                    if value is None or not math.isclose(value, want, abs_tol=0.5):
+                        break
+                else:
+                    found[w.value] = value
+            else:
+                if action == "release":
+                    return LimitState(released=True)
+                expiry = found.get("expiry_s")
+                if found.get("expiry_min") is not None:
+                    expiry = 60.0 * found["expiry_min"]  # type: ignore[operator]
+                return LimitState(False, found.get("limit_w"), found.get("limit_pct"), expiry)
+        return None
 
     def _put(self, unit: int, address: int, words: list[int]) -> None:
         block = self.blocks[unit]
@@ -201,6 +283,7 @@ class TemplateHousehold:
     def __init__(
         self, template: Template, spec: HouseholdSpec, port: int, clock: SimClock,
         identity: dict[str, str] | None = None, host: str = "127.0.0.1",
+        rated_w: float | None = None,
     ) -> None:
         self.template = template
         self.clock = clock
@@ -208,8 +291,15 @@ class TemplateHousehold:
         self.image = TemplateImage(template, identity)
         self.server = SimulatedModbusServer(port, self.image.blocks, self._on_write, host=host)
         self.last_command: Command | None = None
+        self.last_limit: LimitState | None = None
+        self.rated_w = spec.pv_kwp * 1000.0 if rated_w is None else rated_w
+        self._limit_registers = self.image.limit_addresses()
 
     def _on_write(self, unit: int, offset: int, values: list[int]) -> None:
+        address = self.image.blocks[unit].base + offset
+        if any((unit, address + i) in self._limit_registers for i in range(len(values))):
+            self._apply_limit()
+            return
         command = self.image.command()
         if command is None:
             return
@@ -224,6 +314,23 @@ class TemplateHousehold:
             device_expiry = False
         expires = now + command.expiry_s if device_expiry and command.expiry_s else math.inf
         self.physics.command(0, command.power_w, expires)
+
+    def _apply_limit(self) -> None:
+        """Cap the simulated PV as the ``[pv_limit]`` registers now say."""
+        state = self.image.pv_limit()
+        control = self.template.pv_limit
+        if state is None or control is None:
+            return  # half-way through a sequence of writes
+        self.last_limit = state
+        if state.released:
+            self.physics.limit_pv(0, None, -math.inf)
+            return
+        limit_w = state.limit_w
+        if limit_w is None and state.limit_pct is not None:
+            limit_w = state.limit_pct / 100.0 * self.rated_w
+        device = control.expiry == "device" and state.expiry_s
+        expires = self.clock.now() + state.expiry_s if device else math.inf  # type: ignore[operator]
+        self.physics.limit_pv(0, limit_w, expires)
 
     async def start(self) -> None:
         """Publish the first values and start serving."""
@@ -247,6 +354,10 @@ class TemplateHousehold:
             image.set("battery", "max_charge_w", float(p.max_w[0]))
             image.set("battery", "max_discharge_w", float(p.max_w[0]))
         if "pv" in kinds:
+            state = self.last_limit
+            if state is not None and not state.released and not p.pv_limited(t)[0]:
+                image.release_limit()  # the inverter's revert timer ran out
+                self.last_limit = LimitState(released=True)
             image.set("pv", "power_w", float(p.pv_w(t)[0]))
             image.set("pv", "energy_wh", float(p.pv_wh[0]))
         if "meter" in kinds:

@@ -61,7 +61,7 @@ def test_scan_finds_sunspec_models_identity_and_values(capsys) -> None:
     assert code == 0 and code_text == 0
     s = result["sunspec"]
     assert s["found"] and s["base"] == 40000 and s["serial"] == "INV-h01"
-    assert s["models"] == [1, 103]
+    assert s["models"] == [1, 103, 120, 123]  # common, inverter, nameplate, immediate controls
     assert s["kinds"]["pv"]["power_w"] > 0
     assert result["templates"] == []
     assert result["suggested"] == [{"kind": "pv", "family": "sunspec", "host": host,

@@ -10,15 +10,28 @@
   limits as a setpoint and ``InOutWRte_RvrtTms`` as its expiry, so the device
   reverts on its own. A DER without 124 is controlled through model 704's
   active-power setpoint (``WSet``, watts) with ``WSetRvrtTms`` as the expiry.
+* PV curtailment: model 123 (immediate controls: ``WMaxLimPct`` in % of
+  ``WMax``, ``WMaxLimPct_RvrtTms``, ``WMaxLim_Ena``) or, on DER devices,
+  model 704 (``WMaxLimPctEna``, ``WMaxLimPct``, ``WMaxLimPctRvrt``,
+  ``WMaxLimPctEnaRvrt``, ``WMaxLimPctRvrtTms``). Point names, types and
+  scale factors are pysunspec2's ``sunspec2/models/json/model_123.json``
+  and ``model_704.json`` (the SunSpec Alliance's own definitions); every
+  limit carries its revert time, and release disables the limit.
 """
 
 from __future__ import annotations
 
-from devices.kinds import BatteryReading, MeterReading, PvReading, Setpoint
+import math
+
+from devices.kinds import BatteryReading, MeterReading, PvLimit, PvReading, Setpoint
 from devices.modbus.transport import DeviceError
 from devices.sunspec.client import SunSpecClient
 
 INVERTER_MODELS = (103, 102, 101, 113, 112, 111, 701)
+#: Limit models, preferred first (123 is the one most inverters implement).
+LIMIT_MODELS = (123, 704)
+#: Largest revert time each limit model's timer register holds (uint16 / uint32).
+MAX_REVERT_S = {123: 0xFFFF, 704: 0xFFFFFFFF}
 METER_MODELS = (203, 204, 202, 201, 213, 214, 212, 211)
 
 
@@ -27,10 +40,15 @@ def _float(value: object) -> float | None:
 
 
 class SunSpecInverter:
-    """A SunSpec PV inverter."""
+    """A SunSpec PV inverter, curtailable through model 123 or 704.
 
-    def __init__(self, client: SunSpecClient) -> None:
+    ``rated_w`` overrides the nameplate as the base of the percentage limit
+    (for devices whose nameplate models are missing or wrong).
+    """
+
+    def __init__(self, client: SunSpecClient, rated_w: float | None = None) -> None:
         self.client = client
+        self.rated_w = rated_w
 
     async def read_pv(self) -> PvReading:
         """AC production in W and lifetime energy in Wh."""
@@ -39,6 +57,63 @@ class SunSpecInverter:
         values = await self.client.read_model(model_id, ("W", energy_point))
         energy = values[energy_point]
         return PvReading(power_w=_float(values["W"]), energy_wh=_float(energy))
+
+    async def write_limit(self, limit: PvLimit | None) -> None:
+        """Cap AC output at ``limit.limit_w`` until ``limit.revert_s`` runs out; ``None`` releases.
+
+        Model 123 gets ``WMaxLimPct``, ``WMaxLimPct_WinTms = 0`` and
+        ``WMaxLimPct_RvrtTms`` in one request and ``WMaxLim_Ena = 1`` after
+        them; model 704 gets ``WMaxLimPctEna = 1``, the percentage, and a
+        reversion to "disabled, 100 %" after ``WMaxLimPctRvrtTms``. Release
+        writes only the enable point (0).
+        """
+        model_id = await self.client.first_model(LIMIT_MODELS, "power-limit")
+        enable = "WMaxLim_Ena" if model_id == 123 else "WMaxLimPctEna"
+        if limit is None or limit.limit_w is None:
+            await self.client.write_points(model_id, {enable: 0}, sf={})
+            return
+        rated = await self.rated_power_w()
+        values = await self.client.read_model(model_id, ("WMaxLimPct_SF",))
+        sf = int(values["WMaxLimPct_SF"] or 0)
+        percent = _floor_to(100.0 * min(max(limit.limit_w, 0.0), rated) / rated, sf)
+        revert = min(max(int(limit.revert_s), 1), MAX_REVERT_S[model_id])
+        if model_id == 123:
+            await self.client.write_points(
+                123, {"WMaxLimPct": percent, "WMaxLimPct_WinTms": 0,
+                      "WMaxLimPct_RvrtTms": revert, enable: 1},
+                sf={"WMaxLimPct": sf},
+            )
+            return
+        await self.client.write_points(
+            704, {enable: 1, "WMaxLimPct": percent, "WMaxLimPctRvrt": 100.0,
+                  "WMaxLimPctEnaRvrt": 0, "WMaxLimPctRvrtTms": revert},
+            sf={"WMaxLimPct": sf, "WMaxLimPctRvrt": sf},
+        )
+
+    async def rated_power_w(self) -> float:
+        """The base of the percentage limit: ``rated_w``, else the device's ``WMax``
+        setting (121 / 702), else its rating (120 ``WRtg`` / 702 ``WMaxRtg``)."""
+        if self.rated_w is None:
+            candidates: list[tuple[int, str]] = [
+                (121, "WMax"), (702, "WMax"), (120, "WRtg"), (702, "WMaxRtg")]
+            if not self.client.models:
+                await self.client.discover()
+            for model_id, point in candidates:
+                if self.client.has(model_id):
+                    value = _float((await self.client.read_model(model_id, (point,)))[point])
+                    if value:
+                        self.rated_w = value
+                        break
+        if not self.rated_w or self.rated_w <= 0:
+            raise DeviceError("missing model", "no rated power (121/702 WMax, 120 WRtg, 702"
+                                               " WMaxRtg) to turn a limit into a percentage")
+        return self.rated_w
+
+
+def _floor_to(percent: float, sf: int) -> float:
+    """``percent`` rounded down to the resolution of scale factor ``sf`` (10^sf)."""
+    step = 10.0**sf
+    return math.floor(percent / step + 1e-9) * step
 
 
 class SunSpecMeter:

@@ -1,4 +1,4 @@
-"""A device driven entirely by its template: reads, identity and battery control.
+"""A device driven entirely by its template: reads, identity, battery control and PV limits.
 
 Reads are planned once per kind: every register the kind needs is grouped by
 unit id and register bank, and adjacent registers are fetched in one request
@@ -11,7 +11,7 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass
 
-from devices.kinds import BatteryReading, MeterReading, PvReading, Setpoint
+from devices.kinds import BatteryReading, MeterReading, PvLimit, PvReading, Setpoint
 from devices.modbus.transport import MAX_READ, DeviceError, ModbusLink
 from devices.templates.codec import decode_number, decode_string, encode_number
 from devices.templates.schema import Param, Register, Template, Write
@@ -207,14 +207,74 @@ class TemplateDevice:
         Writes go out in template order; address-adjacent writes to one unit
         are merged into one request.
         """
+        await self._send(self.control_writes(setpoint))
+
+    async def _send(self, writes: list[tuple[int, int, list[int]]]) -> None:
         merged: list[tuple[int, int, list[int]]] = []
-        for unit, address, regs in self.control_writes(setpoint):
+        for unit, address, regs in writes:
             if merged and merged[-1][0] == unit and merged[-1][1] + len(merged[-1][2]) == address:
                 merged[-1][2].extend(regs)
             else:
                 merged.append((unit, address, list(regs)))
         for unit, address, regs in merged:
             await self.link.write(address, regs, unit)
+
+    @property
+    def limit_needs_release(self) -> bool:
+        """Whether a PV limit stays until released (the inverter has no revert timer)."""
+        control = self.template.pv_limit
+        return control is not None and control.expiry == "controller"
+
+    async def limit_writes(self, limit: PvLimit | None) -> list[tuple[int, int, list[int]]]:
+        """The (unit, address, registers) writes for ``limit``; ``None`` means release.
+
+        ``limit_w`` is clamped to ``0 … params.rated_w``; ``limit_pct`` is
+        ``limit_w`` in % of ``params.rated_w``. Limit values are rounded down
+        to the register's resolution (after ``scale`` and any ``sf_address``
+        scale factor, read from the device), so the inverter never produces
+        more than asked. ``revert_s`` is at least 1 s.
+        """
+        control = self.template.pv_limit
+        if control is None or self.kind != "pv":
+            raise DeviceError("not controllable", f"template {self.template.id} has no pv_limit")
+        quantities = dict(self.params)
+        if limit is None or limit.limit_w is None:
+            action = control.release
+        else:
+            action = control.set
+            rated = self.params.get("rated_w")
+            if not rated and any(w.value == "limit_pct" for w in action):
+                raise DeviceError("not configured", f"template {self.template.id}: set"
+                                  " params.rated_w (the inverter's rated AC power in W)")
+            limit_w = max(limit.limit_w, 0.0) if not rated else min(max(limit.limit_w, 0.0), rated)
+            revert = max(1, int(limit.revert_s))
+            quantities.update(limit_w=limit_w, limit_pct=100.0 * limit_w / rated if rated else 0.0,
+                              expiry_s=float(revert), expiry_min=float(math.ceil(revert / 60)))
+        writes = []
+        for w in action:
+            value = quantities[w.value] if isinstance(w.value, str) else float(w.value)
+            scale = w.scale
+            if w.sf_address is not None:
+                words = await self.link.read(w.sf_address, 1, self._unit(w))
+                sf = decode_number(words, "s16", "big")
+                if sf is None or not -10 <= sf <= 10:
+                    raise DeviceError("garbage", f"no scale factor at {w.sf_address}")
+                scale /= 10.0 ** int(sf)
+            raw = value * scale
+            if w.value in ("limit_w", "limit_pct") and w.type != "f32" and scale > 0:
+                raw = math.floor(raw + 1e-6)
+            order = w.word_order or self.template.word_order
+            writes.append((self._unit(w), w.address, encode_number(raw, w.type, order)))
+        return writes
+
+    async def write_limit(self, limit: PvLimit | None) -> None:
+        """Cap PV output at ``limit.limit_w`` for ``limit.revert_s``; ``None`` releases it.
+
+        With ``expiry = "device"`` the inverter drops the limit on its own when
+        the revert time runs out; with ``"controller"`` it holds it until
+        released (see :attr:`limit_needs_release`).
+        """
+        await self._send(await self.limit_writes(limit))
 
     async def identify(self) -> dict[str, str | None]:
         """Manufacturer, model and serial as far as the template can read them."""

@@ -6,7 +6,9 @@ register bank, word order and scale. Values are converted to Commonwatt's
 units and sign convention (see :mod:`devices.kinds`) by the template, so a
 driver never holds vendor knowledge. Battery control is a list of register
 writes per action (charge, discharge, idle, release), each value either a
-constant or one of :data:`WRITE_QUANTITIES`.
+constant or one of :data:`WRITE_QUANTITIES`. PV curtailment (``[pv_limit]``)
+is two lists of writes, ``set`` and ``release``, whose values may be one of
+:data:`LIMIT_QUANTITIES`.
 
 The schema is documented for installers in ``devices/templates/README.md``.
 """
@@ -27,6 +29,9 @@ WORDS = {"u16": 1, "s16": 1, "u32": 2, "s32": 2, "u64": 4, "s64": 4, "f32": 2}
 
 #: Quantities a control write may carry instead of a constant.
 WRITE_QUANTITIES = ("charge_w", "discharge_w", "power_w", "expiry_s", "expiry_min")
+#: Quantities a PV-limit write may carry: the limit in W, or in % of
+#: ``params.rated_w``, and the revert time.
+LIMIT_QUANTITIES = ("limit_w", "limit_pct", "expiry_s", "expiry_min")
 
 #: The data points each kind may declare, with their Commonwatt unit.
 KIND_POINTS: dict[str, dict[str, str]] = {
@@ -43,6 +48,7 @@ KIND_POINTS: dict[str, dict[str, str]] = {
 REQUIRED_POINTS = {"pv": ("power_w",), "meter": ("power_w",), "battery": ("power_w", "soc_pct")}
 CAPABILITIES = (
     "pv", "meter", "battery", "battery-control", "device-expiry", "sunspec", "hybrid",
+    "pv-limit",
 )
 
 
@@ -117,6 +123,10 @@ class Write(_Strict):
         " or the name of a template param"
     )
     scale: float = 1.0
+    sf_address: int | None = Field(
+        None, ge=0, le=65535,
+        description="SunSpec-style int16 scale-factor register: the value is divided by 10^sf",
+    )
     word_order: Literal["big", "little"] | None = None
     unit: int | None = Field(None, ge=0, le=255)
 
@@ -132,6 +142,17 @@ class Control(_Strict):
     discharge: list[Write] = Field(min_length=1)
     idle: list[Write] = Field(min_length=1)
     release: list[Write] = Field(min_length=1, description="hand control back to the vendor")
+
+
+class PvLimitControl(_Strict):
+    """How a PV inverter's active-power limit is written. Each list is written in order."""
+
+    expiry: Literal["device", "controller"] = Field(
+        description="device: the inverter drops the limit on its own when the revert time"
+        " (expiry_s / expiry_min) runs out; controller: Commonwatt must write 'release'"
+    )
+    set: list[Write] = Field(min_length=1, description="writes that apply a limit")
+    release: list[Write] = Field(min_length=1, description="writes that remove the limit")
 
 
 class KindMap(_Strict):
@@ -172,6 +193,9 @@ class Template(_Strict):
     pv: KindMap | None = None
     meter: KindMap | None = None
     battery: KindMap | None = None
+    pv_limit: PvLimitControl | None = Field(
+        None, description="PV curtailment through the inverter's active-power limit"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Template:
@@ -199,17 +223,29 @@ class Template(_Strict):
                 self._check_writes(kmap.control)
         if not self.kinds:
             raise ValueError("a template needs at least one of pv, meter, battery")
+        if self.pv_limit is not None:
+            if self.pv is None:
+                raise ValueError("pv_limit: the template has no [pv] to limit")
+            for action in ("set", "release"):
+                self._check_values(f"pv_limit.{action}", getattr(self.pv_limit, action),
+                                   LIMIT_QUANTITIES)
         return self
 
     def _check_writes(self, control: Control) -> None:
         for action in ("charge", "discharge", "idle", "release"):
-            for i, write in enumerate(getattr(control, action)):
-                value = write.value
-                if isinstance(value, str) and value not in (*WRITE_QUANTITIES, *self.params):
-                    raise ValueError(
-                        f"battery.control.{action}[{i}].value = {value!r}: expected a number,"
-                        f" one of {', '.join(WRITE_QUANTITIES)} or a param"
-                    )
+            writes = getattr(control, action)
+            self._check_values(f"battery.control.{action}", writes, WRITE_QUANTITIES)
+            if any(w.sf_address is not None for w in writes):
+                raise ValueError(f"battery.control.{action}: sf_address is for pv_limit writes")
+
+    def _check_values(self, where: str, writes: list[Write], quantities: tuple[str, ...]) -> None:
+        for i, write in enumerate(writes):
+            value = write.value
+            if isinstance(value, str) and value not in (*quantities, *self.params):
+                raise ValueError(
+                    f"{where}[{i}].value = {value!r}: expected a number,"
+                    f" one of {', '.join(quantities)} or a param"
+                )
 
     def kind(self, kind: str) -> KindMap | None:
         """The map of ``kind`` (``pv``, ``meter`` or ``battery``), if the family has it."""
