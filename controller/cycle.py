@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from controller.config import CoopConfig
+from controller.island.curtail import pv_limits
 from controller.ledger import CommittedInterval, CycleEnergy, IntervalBook, LedgerWriter
 from controller.ledger.accumulator import unpack_state
 from controller.polling import Poller
@@ -91,6 +92,10 @@ class Controller:
         self._key = np.array([m.key for m in config.members])
         grid = config.grid
         self.islanded = False  # the grid state machine sets this
+        pvs = [m.device("pv") for m in config.members]
+        self._pv_rated_w = np.array([(p.params.get("rated_w") if p else None) or np.inf
+                                     for p in pvs])
+        self.pv_caps_w = np.full(len(config.members), np.nan)  # caps in force
         self._caps = (grid.import_cap_w or float("inf"), grid.export_cap_w
                       if grid.export_cap_w is not None else float("inf"))
 
@@ -159,6 +164,8 @@ class Controller:
             setpoints, image.has_battery & image.battery_ok, self.setpoint_expiry_s
         )
         if result is not None:
+            await self._curtail(image, result, now - start)
+        if result is not None:
             carry.pools_wh = np.where(image.valid, result.pool_coop_wh, pools)
             carry.held = result.state.held.copy()
             flows = {f: np.maximum(getattr(result, f), 0.0) for f in LEDGER_FIELDS}
@@ -174,6 +181,14 @@ class Controller:
         self.last_report = report
         self.last_cycle_wall = time.monotonic()
         return report
+
+    async def _curtail(self, image: ProcessImage, result: TickResult, dt_s: float) -> None:
+        """Cap inverters whose PV nothing can absorb (islanded, or past the export cap)."""
+        curtailed_w = np.where(image.valid, result.curtailed / (dt_s / 3600.0), 0.0)
+        caps = pv_limits(image.pv_w, curtailed_w, self.pv_caps_w, self._pv_rated_w)
+        if np.isfinite(caps).any() or np.isfinite(self.pv_caps_w).any():
+            await self.poller.write_pv_limits(caps, self.pv_caps_w, self.setpoint_expiry_s)
+        self.pv_caps_w = caps
 
     def close(self) -> None:
         """Close device connections; write what the ledger still holds, then release it."""

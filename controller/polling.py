@@ -20,7 +20,7 @@ from controller.counters import CounterCheck
 from controller.drivers import READERS, DriverFactory
 from controller.health import DeviceHealth
 from controller.process_image import ProcessImage
-from devices.kinds import BatteryReading, MeterReading, PvReading, Setpoint
+from devices.kinds import BatteryReading, MeterReading, PvLimit, PvReading, Setpoint
 from devices.modbus.transport import DeviceError
 from devices.mqtt.hub import LoadReading
 from devices.sunspec.client import SunSpecClient
@@ -187,6 +187,38 @@ class Poller:
 
         await asyncio.gather(*(send(d) for d in batteries if writable[d.member_index]))
 
+    def can_limit_pv(self, d: PolledDevice) -> bool:
+        """Whether ``d`` is a PV inverter whose output Commonwatt can cap."""
+        if d.config.kind != "pv" or not hasattr(d.driver, "write_limit"):
+            return False
+        return not isinstance(d.driver, TemplateDevice) or d.driver.template.pv_limit is not None
+
+    async def write_pv_limits(self, caps_w: np.ndarray, previous_w: np.ndarray,
+                              expiry_s: int) -> None:
+        """Cap each curtailable inverter at ``caps_w`` (W; NaN: none) with a revert timer.
+
+        A cap is refreshed every cycle so its timer never runs out while it is
+        wanted; a cap no longer wanted is released at once.
+        """
+        async def send(d: PolledDevice, cap: float | None) -> None:
+            try:
+                await d.driver.write_limit(None if cap is None else PvLimit(cap, expiry_s))
+            except DeviceError as exc:
+                d.health.failed(time.monotonic(), f"pv limit: {exc}")
+            except Exception as exc:  # noqa: BLE001 - a failed write must not stop the cycle
+                d.health.failed(time.monotonic(), f"pv limit: unexpected: {exc!r}")
+
+        jobs = []
+        for d in self.devices:
+            if not self.can_limit_pv(d):
+                continue
+            i = d.member_index
+            if math.isfinite(caps_w[i]):
+                jobs.append(send(d, float(caps_w[i])))
+            elif math.isfinite(previous_w[i]):
+                jobs.append(send(d, None))
+        await asyncio.gather(*jobs)
+
     async def release_batteries(self) -> None:
         """On shutdown: hand batteries without a device-side watchdog back to their vendor logic.
 
@@ -201,6 +233,14 @@ class Poller:
             release(d) for d in self.devices
             if isinstance(d.driver, TemplateDevice) and d.driver.needs_release
         ))
+
+    async def release_pv_limits(self) -> None:
+        """On shutdown: release every PV cap (those without a revert timer would stay)."""
+        async def release(d: PolledDevice) -> None:
+            with contextlib.suppress(Exception):  # best effort: we are stopping anyway
+                await asyncio.wait_for(d.driver.write_limit(None), 5.0)
+
+        await asyncio.gather(*(release(d) for d in self.devices if self.can_limit_pv(d)))
 
     def unknown_devices(self) -> list[str]:
         """Names of the devices whose readings are not fresh now."""

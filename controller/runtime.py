@@ -180,6 +180,7 @@ class Runtime:
         if self.publisher is not None:
             self.publisher.stop()
         await self.controller.poller.release_batteries()
+        await self.controller.poller.release_pv_limits()
         if self.timeseries is not None:
             await asyncio.to_thread(self.timeseries.close)
         await asyncio.to_thread(self.controller.close)

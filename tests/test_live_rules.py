@@ -121,3 +121,33 @@ def test_the_readme_policies_are_all_accepted() -> None:
 
     for policy in ("prorata", "equal", "static", "tiers"):
         assert PolicyConfig(sharing=policy).sharing == policy
+
+
+def test_past_the_export_cap_the_inverters_are_capped_for_real(tmp_path: Path) -> None:
+    """PV nothing can absorb is curtailed through the inverters' model 123 limit, which
+    the controller refreshes while needed and releases when it stops."""
+    seen: dict[str, object] = {}
+
+    async def go() -> None:
+        h = await start_harness(tmp_path, start_hour=13.0, settlement_s=300,
+                                **{"[ledger]": "[grid]\nexport_cap_w = 300\n\n[ledger]"})
+        try:
+            for _ in range(CYCLES):
+                report = await h.step()
+            t = h.clock.now()
+            seen["caps"] = h.controller.pv_caps_w.copy()
+            seen["limited"] = h.coop.physics.pv_limited(t).copy()
+            seen["pv"] = report.image.pv_w.copy()
+            seen["available"] = h.coop.physics.pv_available_w(t).copy()
+            await h.controller.poller.release_pv_limits()
+            h.coop.step()
+            seen["after_release"] = h.coop.physics.pv_limited(h.clock.now()).copy()
+        finally:
+            await h.close()
+
+    asyncio.run(go())
+    caps, limited = seen["caps"], seen["limited"]
+    assert np.isfinite(caps).any(), "the controller capped some inverters"
+    assert (limited == np.isfinite(caps)).all(), "exactly those inverters are capped"
+    assert (seen["pv"][limited] < seen["available"][limited]).all(), "they produce less"
+    assert not seen["after_release"].any(), "released on stop"
