@@ -3,7 +3,7 @@
 The ledger is built with the bulk path of :mod:`bench.ledger_data` (the same
 rows as committing interval by interval) in a temporary directory under
 ``/tmp``, measured, and deleted. Every read is timed beside a naive query of
-the raw ``member_energy`` rows on the same file, and their results compared
+the raw member rows (``member_wh``) of the same time range, and their results compared
 (``rollup_equals_raw``). The writes are timed on the full-size file, with
 commits appended after the year. Medians after a warm-up; slow naive scans
 stop repeating once their time budget is spent (their run count is reported).
@@ -26,9 +26,10 @@ from bench.progress import Progress
 from controller.ledger import store
 from controller.ledger.periods import month_start, next_month
 from controller.ledger.reader import LedgerReader
-from controller.ledger.schema import MEMBER_COLUMNS
+from controller.ledger.schema import MEMBER_BITS, MEMBER_COLUMNS, MEMBER_MASK, key_range
 
 _SUMS = ", ".join(f"SUM({c})" for c in MEMBER_COLUMNS)
+_MEMBER = f"(key & {MEMBER_MASK})"
 BATCH_INTERVALS = 96
 CYCLE_S = 60
 #: (name, target, unit, where the measurement is in the report)
@@ -77,33 +78,40 @@ def _same(fast: dict[str, Any], raw: dict[str, Any]) -> bool:
 
 
 class Naive:
-    """Plain queries of the raw ``member_energy`` rows, the way one would without rollups."""
+    """Sums of the raw rows of a time range, the way one would without rollups.
+
+    They read ``member_wh`` by the key range of the time range and filter the
+    member (``key & MEMBER_MASK``): the plain ``member_energy`` view with
+    ``start_ts BETWEEN`` would scan every row of the ledger instead.
+    """
 
     def __init__(self, path: Path, step: int) -> None:
         self.conn = store.connect(path, readonly=True)
         self.step = step
 
+    def _where(self, no: int | None) -> str:
+        who = "" if no is None else f" AND {_MEMBER} = {int(no)}"
+        return f"WHERE key >= ? AND key < ?{who}"
+
     def totals(self, no: int | None, a: int, b: int) -> tuple[dict, int]:
         """Sums (and row count) of one member, or of every member, over ``[a, b)``."""
-        who = "" if no is None else "member_no = ? AND "
-        row = self.conn.execute(
-            f"SELECT {_SUMS}, COUNT(*) FROM member_energy WHERE {who}start_ts BETWEEN ? AND ?",
-            (() if no is None else (no,)) + (a, b - self.step)).fetchone()
+        row = self.conn.execute(f"SELECT {_SUMS}, COUNT(*) FROM member_wh {self._where(no)}",
+                                key_range(a, b, self.step)).fetchone()
         return _row_dict(row), int(row[-1])
 
     def by_member(self, a: int, b: int) -> dict[int, dict]:
         """Every member's sums over ``[a, b)``."""
         rows = self.conn.execute(
-            f"SELECT member_no, {_SUMS} FROM member_energy WHERE start_ts BETWEEN ? AND ? "
-            "GROUP BY member_no", (a, b - self.step)).fetchall()
+            f"SELECT {_MEMBER}, {_SUMS} FROM member_wh {self._where(None)} GROUP BY {_MEMBER}",
+            key_range(a, b, self.step)).fetchall()
         return {r[0]: _row_dict(r[1:]) for r in rows}
 
     def series(self, no: int, a: int, b: int, period_s: int) -> list[tuple[int, dict]]:
         """One member's sums per hour or day over ``[a, b)``."""
+        start = f"(key >> {MEMBER_BITS}) * {self.step}"
         rows = self.conn.execute(
-            f"SELECT start_ts / {period_s} * {period_s} AS p, {_SUMS} FROM member_energy "
-            "WHERE member_no = ? AND start_ts BETWEEN ? AND ? GROUP BY p ORDER BY p",
-            (no, a, b - self.step)).fetchall()
+            f"SELECT {start} / {period_s} * {period_s} AS p, {_SUMS} FROM member_wh "
+            f"{self._where(no)} GROUP BY p ORDER BY p", key_range(a, b, self.step)).fetchall()
         return [(int(r[0]), _row_dict(r[1:])) for r in rows]
 
 
@@ -240,8 +248,13 @@ def bench_writes(conn: sqlite3.Connection, gen: CoopGenerator, numbers: dict[str
     }
 
 
-def disk_usage(conn: sqlite3.Connection, path: Path, members: int, days: int) -> dict[str, Any]:
-    """File size after a checkpoint, per member-year, and per table (``dbstat``)."""
+def disk_usage(conn: sqlite3.Connection, path: Path, members: int, days: int,
+               member_rows: int) -> dict[str, Any]:
+    """File size after a checkpoint, per member-year, and per table (``dbstat``).
+
+    ``cells`` counts a b-tree's cells as ``dbstat`` does: a rowid table's interior
+    cells too. ``member_rows``: how many rows ``member_wh`` holds (members x intervals).
+    """
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     size = os.path.getsize(path)
     member_years = members * days / 365
@@ -258,31 +271,42 @@ def disk_usage(conn: sqlite3.Connection, path: Path, members: int, days: int) ->
     out["tables"] = {name: {"bytes": pages, "mb_per_member_year": round(
         pages / member_years / 1e6, 4), "payload_bytes": payload, "fill": round(
         1 - unused / pages, 3), "cells": cells} for name, pages, payload, unused, cells in rows}
-    out["member_energy_row"] = row_bytes(conn, out["tables"].get("member_energy"))
+    step = int(conn.execute("SELECT value FROM meta WHERE key = 'settlement_s'").fetchone()[0])
+    out["member_wh_row"] = row_bytes(conn, out["tables"].get("member_wh"), step, member_rows)
     return out
 
 
-def row_bytes(conn: sqlite3.Connection, table: dict | None) -> dict[str, Any]:
-    """Where a ``member_energy`` row's bytes go, from its record format (one middle day)."""
+def _varint_len(v: int) -> int:
+    return max(1, -(-v.bit_length() // 7))
+
+
+def row_bytes(conn: sqlite3.Connection, table: dict | None, step: int, rows: int,
+              ) -> dict[str, Any]:
+    """Where a ``member_wh`` row's bytes go, from SQLite's record format (one middle day).
+
+    A cell is the payload length and the rowid (the key) as varints, then the
+    record: a header of one serial type per column (the key column, an alias
+    of the rowid, is stored as NULL) and the values; 0 and 1 take no bytes.
+    """
     size = ("CASE WHEN {c} IS NULL OR {c} IN (0, 1) THEN 0 WHEN {c} BETWEEN -128 AND 127 "
             "THEN 1 WHEN {c} BETWEEN -32768 AND 32767 THEN 2 WHEN {c} BETWEEN -8388608 AND "
             "8388607 THEN 3 WHEN {c} BETWEEN -2147483648 AND 2147483647 THEN 4 ELSE 6 END")
-    cols = ("start_ts", "member_no", *MEMBER_COLUMNS)
     first, last = conn.execute("SELECT MIN(start_ts), MAX(start_ts) FROM intervals").fetchone()
     day = (first + last) // 2 // 86_400 * 86_400
+    lo, hi = key_range(day, day + 86_400, step)
     avg = conn.execute(
-        f"SELECT {', '.join('AVG(' + size.format(c=c) + ')' for c in cols)}, "
+        f"SELECT {', '.join('AVG(' + size.format(c=c) + ')' for c in MEMBER_COLUMNS)}, "
         f"AVG({' + '.join(f'({c} IS NULL OR {c} = 0)' for c in MEMBER_COLUMNS)}) "
-        "FROM member_energy WHERE start_ts >= ? AND start_ts < ?", (day, day + 86_400)).fetchone()
-    out: dict[str, Any] = {"record_header": 1 + len(cols), "key": round(avg[0] + avg[1], 2),
-                           "values": round(sum(avg[2:-1]), 2),
+        "FROM member_wh WHERE key >= ? AND key < ?", (lo, hi)).fetchone()
+    out: dict[str, Any] = {"record_header": 2 + len(MEMBER_COLUMNS),
+                           "rowid_varint": _varint_len(hi), "values": round(sum(avg[:-1]), 2),
                            "zero_or_null_columns": round(avg[-1], 2),
                            "columns": len(MEMBER_COLUMNS),
                            "value_bytes_by_column": {c: round(v, 2) for c, v in
-                                                     zip(MEMBER_COLUMNS, avg[2:-1], strict=True)}}
-    if table:
-        out["on_disk_per_row"] = round(table["bytes"] / table["cells"], 1)
-        out["payload_per_row"] = round(table["payload_bytes"] / table["cells"], 1)
+                                                     zip(MEMBER_COLUMNS, avg[:-1], strict=True)}}
+    if table and rows:
+        out["on_disk_per_row"] = round(table["bytes"] / rows, 1)
+        out["payload_per_row"] = round(table["payload_bytes"] / rows, 1)
     return out
 
 
@@ -335,7 +359,8 @@ def run(members: int = 1000, days: int = 365, repeats: int = 21, naive_budget_s:
                 "generator": GENERATOR, "build": build(conn, gen, numbers, days * 86_400 // STEP_S),
             }
             Progress.say("disk: checkpoint, dbstat")
-            report["disk"] = disk_usage(conn, path, members, days)
+            report["disk"] = disk_usage(conn, path, members, days,
+                                        report["build"]["member_rows"])
             report["reads"] = bench_reads(path, gen.member_ids, repeats, naive_budget_s)
             report["writes"] = bench_writes(conn, gen, numbers, repeats)
         finally:

@@ -147,7 +147,7 @@ class CoopGenerator:
 
 _COLS = ", ".join(MEMBER_COLUMNS)
 _SUMS = ", ".join(f"SUM({c})" for c in MEMBER_COLUMNS)
-_METER_AT = [2 + MEMBER_COLUMNS.index(c) for c in METER_FIELDS]
+_METER_AT = [1 + MEMBER_COLUMNS.index(c) for c in METER_FIELDS]
 #: Rollup period start of a settlement start, in SQL (as periods.period_start does).
 PERIOD_SQL = {
     HOUR: "start_ts / 3600 * 3600",
@@ -158,16 +158,19 @@ PERIOD_SQL = {
 
 
 def member_rows(batch: Sequence[Booked], numbers: dict[str, int]) -> list[list]:
-    """``(start_ts, member_no, *MEMBER_COLUMNS)`` of every member of every interval."""
+    """``(key, *MEMBER_COLUMNS)`` of every member of every interval, in key order."""
     out: list[list] = []
     for interval, _ in batch:
         n = len(interval.member_ids)
-        block = np.empty((n, 2 + len(MEMBER_COLUMNS)), dtype=np.int64)
-        block[:, 0] = interval.start_ts
-        block[:, 1] = [numbers[m] for m in interval.member_ids]
-        block[:, 2:] = interval.values.T
-        rows = block.tolist()
-        for j in np.flatnonzero(~interval.meter_known):
+        step = interval.end_ts - interval.start_ts
+        block = np.empty((n, 1 + len(MEMBER_COLUMNS)), dtype=np.int64)
+        block[:, 0] = [schema.row_key(interval.start_ts, numbers[m], step)
+                       for m in interval.member_ids]
+        block[:, 1:] = interval.values.T
+        order = np.argsort(block[:, 0], kind="stable")
+        rows = block[order].tolist()
+        known = interval.meter_known[order]
+        for j in np.flatnonzero(~known):
             for k in _METER_AT:
                 rows[j][k] = None
         out.extend(rows)
@@ -199,9 +202,9 @@ def bulk_write(conn: sqlite3.Connection, batch: Sequence[Booked],
             f"INSERT INTO intervals(start_ts, end_ts, missing, committed_at, {counts}, {_COLS}) "
             f"VALUES (?, ?, ?, ?, {', '.join('?' for _ in INTERVAL_COUNTS)}, {marks})",
             [interval_row(i) for i, _ in batch])
-        conn.executemany(f"INSERT INTO member_energy(start_ts, member_no, {_COLS}) "
-                         f"VALUES (?, ?, {marks})", member_rows(batch, numbers))
-        _rollups(conn, first, last)
+        conn.executemany(f"INSERT INTO member_wh(key, {_COLS}) VALUES (?, {marks})",
+                         member_rows(batch, numbers))
+        _rollups(conn, first, last, batch[0][0].end_ts - first)
         conn.executemany("INSERT OR REPLACE INTO open_interval(part, header, arrays) "
                          "VALUES (?, ?, ?)", [(k, h, b) for k, (h, b) in batch[-1][1].items()])
         conn.execute("COMMIT")
@@ -210,24 +213,25 @@ def bulk_write(conn: sqlite3.Connection, batch: Sequence[Booked],
         raise
 
 
-def _rollups(conn: sqlite3.Connection, first: int, last: int) -> None:
+def _rollups(conn: sqlite3.Connection, first: int, last: int, step: int) -> None:
     """Upsert every level's sums of the rows in ``[first, last)`` (inside the transaction).
 
     Member hours are summed from the raw rows once, into a temporary table;
     days, months and the lifetime row are summed from those hours (the same
     integers, and NULL where every meter value is NULL, as summing raw rows).
     """
-    member_upsert = schema.upsert_sums(("level", "member_no", "start_ts"))
+    member_upsert = schema.upsert_sums(("level", "start_ts", "member_no"))
     coop_upsert = schema.upsert_sums(("level", "start_ts"), ("intervals", *INTERVAL_COUNTS))
     counts = ", ".join(INTERVAL_COUNTS)
     count_sums = ", ".join(f"SUM({c})" for c in INTERVAL_COUNTS)
     conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS batch_hours (member_no INTEGER, "
                  f"start_ts INTEGER, {_COLS})")
     conn.execute("DELETE FROM temp.batch_hours")
-    hour = PERIOD_SQL[HOUR]
-    conn.execute(f"INSERT INTO temp.batch_hours SELECT member_no, {hour}, {_SUMS} "
-                 f"FROM member_energy WHERE start_ts >= ? AND start_ts < ? "
-                 f"GROUP BY member_no, {hour}", (first, last))
+    member = f"key & {schema.MEMBER_MASK}"
+    hour = f"(key >> {schema.MEMBER_BITS}) * {int(step)} / 3600 * 3600"
+    conn.execute(f"INSERT INTO temp.batch_hours SELECT {member}, {hour}, {_SUMS} "
+                 f"FROM member_wh WHERE key >= ? AND key < ? GROUP BY {hour}, {member}",
+                 schema.key_range(first, last, step))
     for level in LEVELS:
         period = PERIOD_SQL[level]
         # A literal in GROUP BY is a column number: the lifetime row groups by nothing.
@@ -238,7 +242,7 @@ def _rollups(conn: sqlite3.Connection, first: int, last: int) -> None:
         conn.execute(
             f"INSERT INTO rollup_member(level, member_no, start_ts, {_COLS}) "
             f"SELECT {level}, member_no, {period}, {sums} FROM temp.batch_hours WHERE true "
-            f"{group} {member_upsert}")
+            f"{group} ORDER BY 3, 2 {member_upsert}")
         conn.execute(
             f"INSERT INTO rollup_coop(level, start_ts, intervals, {counts}, {_COLS}) "
             f"SELECT {level}, {period}, COUNT(*), {count_sums}, {_SUMS} FROM intervals "
