@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 
 from api.accounts import accounts_router
 from api.energy import member_figures
+from api.island import island_router
 from controller.accounts.figures import meter_drift
 from controller.config import CoopConfig, LedgerConfig
 from controller.ledger import LedgerReader
@@ -240,6 +241,8 @@ def create_app(reader: LedgerReader, live: LiveView | None = None,
         return JSONResponse(body, status_code=status)
 
     app.include_router(accounts_router(reader, config))
+    app.include_router(island_router(reader, live if hasattr(live, "grid_supervisor")
+                                     else None))  # type: ignore[arg-type]
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def dashboard() -> str:

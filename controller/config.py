@@ -63,6 +63,9 @@ class DeviceConfig(_Strict):
         " surplus, serves neighbours down to its reserve)")
     grid_charging: bool = Field(
         False, description="battery: may charge from the grid, on-grid, to restore its reserve")
+    grid_forming: bool = Field(
+        False, description="battery: its inverter forms the grid when the coop is islanded, and"
+        " reports whether the utility is connected (SunSpec 701 ConnSt)")
     efficiency: float = Field(0.92, gt=0, le=1, description="battery round-trip efficiency")
     max_power_w: float | None = Field(
         None, gt=0, description="battery power limit, W; the lower of this and the device rating"

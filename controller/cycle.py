@@ -12,6 +12,8 @@ import numpy as np
 
 from controller.config import CoopConfig
 from controller.island.curtail import pv_limits
+from controller.island.grid_model import TransitionRecord
+from controller.island.live import GridSupervisor
 from controller.ledger import CommittedInterval, CycleEnergy, IntervalBook, LedgerWriter
 from controller.ledger.accumulator import unpack_state
 from controller.polling import Poller
@@ -91,13 +93,18 @@ class Controller:
         self._tier = np.array([tiers[m.tier] for m in config.members], dtype=np.int64)
         self._key = np.array([m.key for m in config.members])
         grid = config.grid
-        self.islanded = False  # the grid state machine sets this
+        self.grid = GridSupervisor(on_record=self._record_transition)
+        self.islanded = False
         pvs = [m.device("pv") for m in config.members]
         self._pv_rated_w = np.array([(p.params.get("rated_w") if p else None) or np.inf
                                      for p in pvs])
         self.pv_caps_w = np.full(len(config.members), np.nan)  # caps in force
         self._caps = (grid.import_cap_w or float("inf"), grid.export_cap_w
                       if grid.export_cap_w is not None else float("inf"))
+
+    def _record_transition(self, record: TransitionRecord) -> None:
+        self.writer.record((record.ts, record.from_state.name, record.to_state.name,
+                            record.cause, record.requested_by, int(record.refused)))
 
     @property
     def last_end_ts(self) -> float | None:
@@ -138,6 +145,10 @@ class Controller:
         await self.poller.poll()
         now = self.clock()
         image = self.poller.freeze(now)
+        device_grid, former_ok = self.poller.grid_view()
+        stale = tuple(n for n in self.poller.unknown_devices() if n.endswith("/meter"))
+        self.islanded = self.grid.update(
+            self.grid.inputs_from(image, device_grid, former_ok, stale), now)
         fleet = self.fleet(image)
         carry = self.book.carry
         stored = np.nan_to_num(image.soc_pct, nan=0.0) / 100.0 * fleet.capacity_wh

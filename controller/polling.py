@@ -242,6 +242,19 @@ class Poller:
 
         await asyncio.gather(*(release(d) for d in self.devices if self.can_limit_pv(d)))
 
+    def grid_view(self) -> tuple[str, bool]:
+        """What the grid-forming inverters say of the utility ("on", "off" or "unknown"),
+        and whether one of them is present and healthy."""
+        now = time.monotonic()
+        stale = self.config.controller.stale_after_s
+        formers = [d for d in self.devices
+                   if d.config.kind == "battery" and d.config.grid_forming]
+        fresh = [d for d in formers if d.health.fresh(now, stale) and d.reading is not None]
+        views = {getattr(d.reading, "grid", None) for d in fresh} - {None}
+        # Two formers that disagree say nothing certain: unknown, never off.
+        grid = views.pop() if len(views) == 1 else "unknown"
+        return grid, bool(fresh)
+
     def unknown_devices(self) -> list[str]:
         """Names of the devices whose readings are not fresh now."""
         now = time.monotonic()

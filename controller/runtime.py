@@ -69,6 +69,14 @@ class Runtime:
         last = self.controller.last_cycle_wall
         return None if last is None else time.monotonic() - last
 
+    def grid_supervisor(self):  # noqa: ANN201 - controller.island.live.GridSupervisor
+        """The grid state machine of the running controller."""
+        return self.controller.grid
+
+    def now(self) -> float:
+        """The controller's clock (simulated in the demo)."""
+        return self.controller.clock()
+
     def ledger_status(self) -> dict[str, object]:
         """The ledger writer's state: ``ok`` or ``failing`` with the reason."""
         return self.controller.writer.status()

@@ -44,6 +44,9 @@ class BatteryReading:
     capacity_wh: float | None
     max_charge_w: float | None
     max_discharge_w: float | None
+    #: A grid-forming inverter's view of the utility: "on" (connected), "off"
+    #: (islanded), or None where the device does not say.
+    grid: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -65,7 +65,9 @@ def meter_image(spec: HouseholdSpec) -> SunSpecImage:
 
 
 def battery_image(spec: HouseholdSpec) -> SunSpecImage:
-    """SunSpec storage (1 + 124 + 802) of one household's battery."""
+    """SunSpec storage (1 + 124 + 802) of one household's battery; a grid-forming one
+    also serves 701, whose ``ConnSt`` says whether it is connected to the utility."""
+    extra = [(701, {"ConnSt": 1, "W_SF": 0})] if spec.grid_forming else []
     return SunSpecImage([
         _common(spec, "Battery", f"BAT-{spec.member_id}"),
         (124, {"WChaMax_SF": 0, "WChaDisChaGra_SF": 0, "VAChaMax_SF": 0, "MinRsvPct_SF": -1,
@@ -78,6 +80,7 @@ def battery_image(spec: HouseholdSpec) -> SunSpecImage:
                "WChaRteMax": round(spec.battery_max_w),
                "WDisChaRteMax": round(spec.battery_max_w),
                "SoCMin": round(spec.soc_min_pct * 10), "SoCMax": 1000, "SoH": 100}),
+        *extra,
     ])
 
 
@@ -116,6 +119,8 @@ class SimulatedCoop:
             server.on_write = self._write_hook(household)
             self.households.append(household)
         self._ticker: asyncio.Task[None] | None = None
+        #: Whether the coop's breaker at the point of common coupling is closed.
+        self.grid_connected = True
 
     def _write_hook(self, household: SimulatedHousehold):  # noqa: ANN202
         def on_write(unit: int, offset: int, values: list[int]) -> None:
@@ -195,6 +200,8 @@ class SimulatedCoop:
                 h.battery.set(802, "SoC", soc[i])
                 h.battery.set(802, "W", physics.battery_w[i])
                 h.battery.set(124, "ChaState", soc[i])
+                if h.spec.grid_forming:
+                    h.battery.set_raw(701, "ConnSt", 1 if self.grid_connected else 0)
 
     def _expire(self, household: SimulatedHousehold, t: float) -> None:
         """A setpoint that was not refreshed reverts: rates back to 0, like a real watchdog."""

@@ -47,4 +47,6 @@ def coop_toml(coop: SimulatedCoop, ledger: Path, api_port: int = 8000,
             ]
             if kind == "battery":
                 lines += ["  reserve_pct = 10", f"  efficiency = {spec.efficiency}"]
+                if spec.grid_forming:
+                    lines += ["  grid_forming = true"]
     return "\n".join(lines) + "\n"

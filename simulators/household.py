@@ -34,6 +34,9 @@ class HouseholdSpec:
     soc_start_pct: float = 50.0
     soc_min_pct: float = 5.0
     load_shift_min: float = 0.0
+    #: The battery's inverter forms the grid when the coop is islanded (reports its
+    #: grid connection in SunSpec 701 ``ConnSt``).
+    grid_forming: bool = False
 
 
 DEMO_NAMES = (
@@ -60,6 +63,7 @@ def demo_households(n: int = 10, seed: int = 7) -> list[HouseholdSpec]:
                 battery_max_w=float(rng.choice([2500, 3300, 5000])) if has_battery else 0.0,
                 soc_start_pct=float(rng.uniform(20, 80)),
                 load_shift_min=float(rng.uniform(-50, 50)),
+                grid_forming=i == 0,  # the first house's battery inverter forms the island
             )
         )
     return specs

@@ -228,6 +228,14 @@ class LedgerReader:
             for row in sorted(rows, key=lambda r: names[r[0] & MEMBER_MASK]):
                 yield (start_ts, names[row[0] & MEMBER_MASK], *row[1:])
 
+    def grid_transitions(self, limit: int = 1000) -> list[dict[str, object]]:
+        """The last ``limit`` grid transitions and refused commands, oldest first."""
+        rows = self._conn().execute(
+            "SELECT ts, from_state, to_state, cause, requested_by, refused FROM "
+            "grid_transitions ORDER BY rowid DESC LIMIT ?", (limit,)).fetchall()
+        keys = ("ts", "from", "to", "cause", "requested_by", "refused")
+        return [dict(zip(keys, (*r[:5], bool(r[5])), strict=True)) for r in reversed(rows)]
+
     def islanded_seconds(self, start: float | None = None, end: float | None = None) -> float:
         """Seconds run off-grid inside the range."""
         return float(self.totals(None, start, end).get("islanded_s") or 0)

@@ -19,6 +19,8 @@ Tables:
 * ``open_interval``: part ``acc`` holds the accumulators of the interval still
   open, rewritten every cycle in one small write; part ``carry`` holds the
   sub-Wh carries and battery pools, rewritten with each committed interval;
+* ``grid_transitions``: every change of the grid state and every refused island
+  command, with time, cause and who asked;
 * ``meta``: the settlement step the ledger was written with, and the salt of
   the pseudonyms used in open-data exports.
 """
@@ -90,6 +92,14 @@ CREATE TABLE IF NOT EXISTS rollup_coop (
     {_sum_cols},
     PRIMARY KEY (level, start_ts)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS grid_transitions (
+    ts REAL NOT NULL,
+    from_state TEXT NOT NULL,
+    to_state TEXT NOT NULL,
+    cause TEXT NOT NULL,
+    requested_by TEXT,
+    refused INTEGER NOT NULL DEFAULT 0
+);
 CREATE TABLE IF NOT EXISTS open_interval (
     part TEXT PRIMARY KEY,
     header TEXT NOT NULL,
@@ -139,6 +149,10 @@ def version(conn: sqlite3.Connection) -> int:
         cols = {r[1] for r in conn.execute("PRAGMA table_info(member_energy)")}
         return 1 if "interval_id" in cols else 0
     return 0
+
+
+_start = DDL.index("CREATE TABLE IF NOT EXISTS grid_transitions")
+GRID_TRANSITIONS_DDL = DDL[_start:DDL.index(";", _start)]
 
 
 def create(conn: sqlite3.Connection, settlement_s: int) -> None:

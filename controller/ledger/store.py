@@ -63,6 +63,7 @@ def open_writer(path: Path, settlement_s: int) -> tuple[sqlite3.Connection, Writ
         elif found > schema.SCHEMA_VERSION:
             raise LedgerSchemaError(f"{path}: schema version {found} is newer than this "
                                     f"Commonwatt ({schema.SCHEMA_VERSION}); upgrade Commonwatt")
+        conn.execute(schema.GRID_TRANSITIONS_DDL)  # ledgers from before the table existed
         stored = ledger_settlement_s(conn)
         if stored is not None and stored != settlement_s:
             raise LedgerSchemaError(
@@ -110,6 +111,12 @@ def save_open(conn: sqlite3.Connection, parts: dict[str, tuple[str, bytes]]) -> 
     except BaseException:
         rollback(conn)
         raise
+
+
+def record_transition(conn: sqlite3.Connection, row: tuple) -> None:
+    """Append one grid transition (or refusal): ``(ts, from, to, cause, by, refused)``."""
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("INSERT INTO grid_transitions VALUES (?, ?, ?, ?, ?, ?)", row)
 
 
 def _put_parts(conn: sqlite3.Connection, parts: dict[str, tuple[str, bytes]]) -> None:

@@ -40,6 +40,7 @@ class LedgerWriter:
         self.numbers = store.register_members(self._conn, members)
         self._commits: deque[tuple[CommittedInterval, Parts]] = deque()
         self._save: Parts | None = None
+        self._events: deque[tuple] = deque()
         self._cv = threading.Condition()
         self._stopping = False
         self._busy = False
@@ -58,6 +59,12 @@ class LedgerWriter:
         """Queue an interval (and the state right after it) to be committed, in order."""
         with self._cv:
             self._commits.append((interval, parts))
+            self._cv.notify()
+
+    def record(self, row: tuple) -> None:
+        """Queue one grid transition row for the ``grid_transitions`` table."""
+        with self._cv:
+            self._events.append(row)
             self._cv.notify()
 
     def save(self, parts: Parts) -> None:
@@ -83,7 +90,7 @@ class LedgerWriter:
         """Wait until everything queued is written; ``False`` on timeout."""
         deadline = time.monotonic() + timeout_s
         with self._cv:
-            while self._commits or self._save is not None or self._busy:
+            while self._commits or self._events or self._save is not None or self._busy:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
@@ -104,7 +111,8 @@ class LedgerWriter:
 
     def _next(self) -> tuple[str, object] | None:
         with self._cv:
-            while not (self._commits or self._save is not None or self._stopping):
+            while not (self._commits or self._events or self._save is not None
+                       or self._stopping):
                 self._cv.wait()
             if self._stopping:
                 return None
@@ -112,6 +120,8 @@ class LedgerWriter:
             # A save taken after a commit must not land before it: commits go first.
             if self._commits:
                 return "commit", self._commits[0]
+            if self._events:
+                return "event", self._events[0]
             return "save", self._save
 
     def _run(self) -> None:
@@ -122,6 +132,8 @@ class LedgerWriter:
                 if kind == "commit":
                     interval, parts = payload  # type: ignore[misc]
                     store.write_commit(self._conn, interval, self.numbers, parts)
+                elif kind == "event":
+                    store.record_transition(self._conn, payload)  # type: ignore[arg-type]
                 else:
                     store.save_open(self._conn, payload)  # type: ignore[arg-type]
             except (sqlite3.Error, OSError) as exc:
@@ -136,6 +148,8 @@ class LedgerWriter:
                 if kind == "commit":
                     self._commits.popleft()
                     self.committed += 1
+                elif kind == "event":
+                    self._events.popleft()
                 elif self._save is payload:
                     self._save = None
                 self._busy = False

@@ -143,6 +143,7 @@ class SunSpecBattery:
         """SoC, capacity, power (discharge > 0) and ratings."""
         await self.client.first_model((124, 802, 713), "storage")
         storage = await self.client.read_model(124) if self.client.has(124) else {}
+        grid = await self._grid() if self.client.has(701) else None
         if self.client.has(802):
             battery = await self.client.read_model(802)
             return BatteryReading(
@@ -151,6 +152,7 @@ class SunSpecBattery:
                 capacity_wh=_float(battery["WHRtg"]),
                 max_charge_w=_float(battery["WChaRteMax"]),
                 max_discharge_w=_float(battery["WDisChaRteMax"]),
+                grid=grid,
             )
         if self.client.has(713):
             capacity = await self.client.read_model(713)
@@ -162,6 +164,7 @@ class SunSpecBattery:
                 capacity_wh=_float(capacity["WHRtg"]),
                 max_charge_w=rating,
                 max_discharge_w=rating,
+                grid=grid,
             )
         return BatteryReading(
             power_w=None,
@@ -170,6 +173,11 @@ class SunSpecBattery:
             max_charge_w=_float(storage.get("WChaMax")),
             max_discharge_w=_float(storage.get("WChaMax")),
         )
+
+    async def _grid(self) -> str | None:
+        """701 ``ConnSt`` (pysunspec2 model_701.json: 0 DISCONNECTED, 1 CONNECTED)."""
+        state = (await self.client.read_model(701, ("ConnSt",)))["ConnSt"]
+        return {0: "off", 1: "on"}.get(state) if isinstance(state, int) else None
 
     async def write_setpoint(self, setpoint: Setpoint) -> None:
         """Command charge or discharge (124 rates, or 704 watts), reverting after ``expires_s``."""

@@ -1,0 +1,107 @@
+"""The grid state in the running controller, over Modbus: an island command with its
+preconditions, the grid-former's report, an islanded dispatch, the lapse and the return."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from controller.ledger import LedgerReader
+from tests.coop_harness import start_harness
+
+
+class _Live:
+    """The API's view of a harness controller (what Runtime provides)."""
+
+    cycle_s = 1.0
+    settlement_s = 300
+
+    def __init__(self, harness) -> None:
+        self.h = harness
+
+    def grid_supervisor(self):
+        return self.h.controller.grid
+
+    def now(self) -> float:
+        return self.h.clock.now()
+
+    def devices(self):
+        return self.h.controller.poller.health()
+
+    def last_cycle_age_s(self):
+        return 0.1
+
+    def ledger_status(self):
+        return self.h.controller.writer.status()
+
+    def unwritten_wh(self, after_ts):
+        return {}
+
+    def open_interval_start(self):
+        return None
+
+
+def test_an_island_runs_from_command_to_lapse(tmp_path: Path) -> None:
+    states: list[str] = []
+    results = []
+
+    async def go() -> None:
+        h = await start_harness(tmp_path, start_hour=12.0, settlement_s=300)
+        api = TestClient(create_app(LedgerReader(tmp_path / "ledger.sqlite"), live=_Live(h)))
+        try:
+            await h.step()
+            await h.step()
+            assert api.get("/api/v1/island").json()["state"] == "ON_GRID"
+            # refused: the plan needs more SoC than the coop has; the reason is named
+            refused = api.post("/api/v1/island/command", json={
+                "requested_by": "Ada (coordinator)", "hours": 1, "required_soc_pct": 99.5})
+            assert refused.status_code == 409 and "below the plan" in refused.text
+            ok = api.post("/api/v1/island/command", json={
+                "requested_by": "Ada (coordinator)", "hours": 1, "required_soc_pct": 0})
+            assert ok.status_code == 202, ok.text
+            await h.step()
+            states.append(h.controller.grid.machine.state.name)
+            assert states[-1] == "GOING_OFF_GRID"  # waiting for the grid-former to confirm
+            h.coop.grid_connected = False  # the PCC breaker opens; the grid-former islands
+            for _ in range(120):  # 1 h of 30 s cycles: the command lapses
+                report = await h.step()
+                states.append(h.controller.grid.machine.state.name)
+                if states[-1] == "OFF_GRID":
+                    results.append(report.result)
+                if states[-1] == "RETURNING":
+                    h.coop.grid_connected = True  # the breaker closes again
+            rows = api.get("/api/v1/island/transitions").json()
+        finally:
+            await h.close()
+        causes = [r["cause"] for r in rows]
+        assert any(r["refused"] and r["requested_by"] == "Ada (coordinator)" for r in rows)
+        assert any("lapsed" in c for c in causes), causes
+
+    asyncio.run(go())
+    assert "OFF_GRID" in states and states[-1] == "ON_GRID", states
+    assert results, "the dispatch ran islanded"
+    for r in results:  # islanded: nothing from or to the utility
+        assert r.from_grid.sum() == 0 and r.to_grid.sum() == 0 and r.grid_to_battery.sum() == 0
+    reader = LedgerReader(tmp_path / "ledger.sqlite")
+    assert reader.totals()["islanded_s"] > 0
+
+
+def test_without_a_grid_former_the_state_stays_undefined_and_never_islands(
+        tmp_path: Path) -> None:
+    async def go() -> list[str]:
+        h = await start_harness(tmp_path, start_hour=12.0, settlement_s=300,
+                                **{"  grid_forming = true\n": ""})
+        try:
+            out = []
+            for _ in range(5):
+                report = await h.step()
+                out.append(h.controller.grid.machine.state.name)
+                assert report.result.from_grid.sum() + report.result.to_grid.sum() >= 0
+            return out
+        finally:
+            await h.close()
+
+    assert set(asyncio.run(go())) == {"UNDEFINED"}
