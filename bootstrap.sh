@@ -2,7 +2,8 @@
 # Set up Commonwatt on a fresh Debian machine (Python 3.11+) and run it.
 #
 #   bash bootstrap.sh demo    venv + install, then run the simulated coop (Ctrl-C stops it)
-#   bash bootstrap.sh test    venv + install + system test binaries, then ruff and the full suite
+#   bash bootstrap.sh test    venv + install + system test binaries (mosquitto, victoria-metrics,
+#                             chromium, chromium-driver), then ruff and the full suite
 #   bash bootstrap.sh bench   venv + install, then every benchmark (JSON on stdout)
 #
 # Everything goes into .venv beside this file; system packages come from apt only
@@ -21,10 +22,23 @@ apt_install() {  # apt_install PACKAGE...: install what is missing, updating the
         return 1
     fi
     if [ "$APT_UPDATED" -eq 0 ]; then
-        DEBIAN_FRONTEND=noninteractive $SUDO apt-get update -qq
+        apt_retry update -qq
         APT_UPDATED=1
     fi
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$@" >/dev/null
+    apt_retry install -y -qq "$@" >/dev/null
+}
+
+apt_retry() {  # apt_retry ARGS...: apt-get, waiting while another apt or dpkg holds the lock
+    local tries=0
+    until DEBIAN_FRONTEND=noninteractive $SUDO apt-get -o DPkg::Lock::Timeout=120 "$@"; do
+        tries=$((tries + 1))
+        if [ "$tries" -ge 10 ]; then
+            echo "bootstrap: apt-get $* failed $tries times" >&2
+            return 1
+        fi
+        echo "bootstrap: apt-get busy or failing; retrying in 15 s ($tries/10)" >&2
+        sleep 15
+    done
 }
 
 have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/bin/$1" ]; }
@@ -52,6 +66,8 @@ case "$command" in
         missing=""
         have mosquitto || missing="$missing mosquitto"
         have victoria-metrics || missing="$missing victoria-metrics"
+        have chromium || missing="$missing chromium"
+        have chromedriver || missing="$missing chromium-driver"
         [ -z "$missing" ] || apt_install $missing
         make_venv
         .venv/bin/ruff check .
