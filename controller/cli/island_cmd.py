@@ -6,7 +6,12 @@ solves the island plan (:mod:`controller.island.plan`) and prints whether
 each load tier holds, the starting SoC each battery and the coop need, the
 shed schedule, hours of autonomy and the limits that bind.
 
-The config file needs a ``[site]`` table and, for batteries and loads, an
+``island report CONFIG --out DIR [--ledger PATH] [--plan PLAN.json] [--from ISO] [--to ISO]``
+writes what the island day did, as booked, against its plan: ``report.html``
+(self-contained), ``summary.json`` and the PNG charts
+(:mod:`controller.island.report`).
+
+For ``plan`` the config file needs a ``[site]`` table and, for batteries and loads, an
 ``[island]`` table (:mod:`controller.island.site`); they are read beside the
 coop's own tables. Load history comes from the config's ledger when it
 exists. Bad input exits 2 with a message naming the field.
@@ -32,7 +37,7 @@ if TYPE_CHECKING:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add the ``island`` group and its ``plan`` action to the top-level subparsers."""
+    """Add the ``island`` group and its ``plan`` and ``report`` actions to the subparsers."""
     island = sub.add_parser("island", help="plan and rehearse a day without the grid")
     actions = island.add_subparsers(dest="island_command", metavar="ACTION", required=True)
     plan = actions.add_parser(
@@ -49,6 +54,24 @@ def register(sub: argparse._SubParsersAction) -> None:
                       "[[island.batteries]] soc_pct)")
     plan.add_argument("--json", action="store_true", help="print the whole plan as JSON")
     plan.set_defaults(func=plan_command)
+
+    report = actions.add_parser(
+        "report", help="after an island day: what happened, against the plan (HTML, charts, "
+        "JSON)")
+    report.add_argument("config", type=Path)
+    report.add_argument("--ledger", type=Path, metavar="PATH",
+                        help="the ledger to read (default: the config's [storage] ledger)")
+    report.add_argument("--plan", type=Path, metavar="PLAN.json",
+                        help="a plan saved from 'island plan --json', drawn against the day")
+    report.add_argument("--from", dest="from_", metavar="ISO",
+                        help="window start, ISO 8601 (site time without an offset) or Unix "
+                        "seconds (default: the ledger's last islanded intervals, else its "
+                        "last 24 h)")
+    report.add_argument("--to", metavar="ISO", help="window end, same forms; one of --from "
+                        "and --to alone means 24 h")
+    report.add_argument("--out", type=Path, required=True, metavar="DIR",
+                        help="directory for report.html, summary.json and the PNG charts")
+    report.set_defaults(func=report_command)
 
 
 def _hours(text: str) -> int:
@@ -139,3 +162,10 @@ def plan_command(args: argparse.Namespace) -> int:
         if note:
             print(f"\nNote: {note}")
     return 0
+
+
+def report_command(args: argparse.Namespace) -> int:
+    """Write the island report; 2 on bad input."""
+    from controller.island.report import main
+
+    return main(args.config, args.out, args.ledger, args.plan, args.from_, args.to)
