@@ -70,6 +70,26 @@ class DeviceConfig(_Strict):
     max_power_w: float | None = Field(
         None, gt=0, description="battery power limit, W; the lower of this and the device rating"
     )
+    tier: Literal["critical", "essential", "flexible"] | None = Field(
+        None, description="load: priority of what the plug feeds (default flexible); islanded,"
+        " flexible plugs are switched off first, critical ones only when that tier is shed")
+    rated_w: float | None = Field(
+        None, gt=0, description="load: power assumed while the plug reports none, W")
+    min_on_s: float = Field(
+        0.0, ge=0, le=86400, description="load: Commonwatt never switches it off sooner after on")
+    min_off_s: float = Field(
+        0.0, ge=0, le=86400, description="load: Commonwatt never switches it on sooner after off")
+    contactor: bool = Field(
+        False, description="load: the household contactor, cutting the whole member; switched"
+        " off last, only when every plug of the member is off and the member's tier is shed")
+
+    @model_validator(mode="after")
+    def _load_fields(self) -> DeviceConfig:
+        used = [k for k in ("tier", "rated_w", "contactor")
+                if getattr(self, k) not in (None, False)]
+        if self.kind != "load" and used:
+            raise ValueError(f"{', '.join(used)}: only for a switchable load (kind = 'load')")
+        return self
 
     @model_validator(mode="before")
     @classmethod

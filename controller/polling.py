@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -254,6 +255,42 @@ class Poller:
         # Two formers that disagree say nothing certain: unknown, never off.
         grid = views.pop() if len(views) == 1 else "unknown"
         return grid, bool(fresh)
+
+    def load_readings(self) -> dict[str, LoadReading]:
+        """Fresh readings of the switchable loads by device name (``member/loadN``).
+
+        The shedding planner's input (:meth:`ShedPlanner.plan`); a stale plug is left out.
+        """
+        now, stale = time.monotonic(), self.config.controller.stale_after_s
+        return {d.health.name: d.reading for d in self.devices
+                if isinstance(d.reading, LoadReading) and d.health.fresh(now, stale)}
+
+    async def switch_loads(self, actions: Sequence[Any], mandate_s: int) -> dict[str, str]:
+        """Send each shedding action (``load_id``, ``on``) to its plug; errors by load id.
+
+        An off asks the plug to switch itself back on after ``mandate_s`` where
+        its format can, so a plug stays off only while the controller lives:
+        Shelly Gen2 (``Switch.Set`` with ``toggle_after``) and Tasmota
+        (``RuleTimer8``, with the rule ``devices.mqtt.formats.TASMOTA_REVERT_RULE``
+        installed once on the plug). Zigbee2MQTT has no such command (its
+        ``on_time`` only turns a plug off after an on): such a plug stays off
+        until Commonwatt switches it on, when the mandate lapses or on stop
+        (``ShedPlanner.release_all``); if the controller dies first, by hand.
+        """
+        by_name = {d.health.name: d for d in self.devices if d.config.kind == "load"}
+        errors: dict[str, str] = {}
+
+        async def send(load_id: str, on: bool) -> None:
+            device = by_name.get(load_id)
+            try:
+                if device is None:
+                    raise DeviceError("not controllable", f"no switchable load {load_id!r}")
+                await device.driver.switch(on, None if on else int(mandate_s))
+            except Exception as exc:  # noqa: BLE001 - one plug must never stop the others
+                errors[load_id] = str(exc)
+
+        await asyncio.gather(*(send(a.load_id, a.on) for a in actions))
+        return errors
 
     def unknown_devices(self) -> list[str]:
         """Names of the devices whose readings are not fresh now."""

@@ -5,11 +5,17 @@ status JSON, Tasmota ``tele/…/SENSOR``, OpenDTU plain values, Zigbee2MQTT
 JSON, or a generic JSON document) and obeys on/off commands like the real
 relay. Faults: ``stale`` stops publishing, :meth:`publish_malformed` sends a
 broken payload, and a lower energy value than before is a counter reset.
+
+Plugs also obey the timed commands Commonwatt sheds with: a Shelly
+``Switch.Set`` with ``toggle_after`` on ``<base>/rpc``, and a Tasmota
+``Backlog0`` of ``Power``/``RuleTimer8`` with the revert rule installed
+(``tasmota_rule``). The revert happens on the device's clock (:meth:`tick`).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import threading
 
 import paho.mqtt.client as mqtt
@@ -56,10 +62,15 @@ COMMANDS = {
 class SimulatedMqttDevice:
     """One simulated device on a broker."""
 
-    def __init__(self, fmt: str, base: str, port: int, host: str = "127.0.0.1") -> None:
+    def __init__(self, fmt: str, base: str, port: int, host: str = "127.0.0.1",
+                 clock: SimClock | None = None, tasmota_rule: bool = True) -> None:
         self.fmt, self.base = fmt, base
         self.values: dict[str, float | bool] = {"on": True}
         self.stale = False
+        self.clock = clock or SimClock(start_s=0.0)
+        self.tasmota_rule = tasmota_rule
+        self.revert: tuple[float, bool] | None = None  # (clock time, relay state then)
+        self._lock = threading.Lock()
         self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"sim-{fmt}-{base}")
         self._client.on_message = self._on_command
         self._ready = threading.Event()
@@ -75,21 +86,59 @@ class SimulatedMqttDevice:
         suffix = COMMANDS[self.fmt][0]
         return f"cmnd/{self.base}/POWER" if self.fmt == "tasmota" else f"{self.base}{suffix}"
 
+    def _timed_topic(self) -> str | None:
+        if self.fmt == "shelly-plug":
+            return f"{self.base}/rpc"
+        return f"cmnd/{self.base}/Backlog0" if self.fmt == "tasmota" else None
+
     def _subscribe(self) -> None:
-        topic = self._command_topic()
-        if topic:
-            self._client.subscribe(topic, qos=1)
+        for topic in (self._command_topic(), self._timed_topic()):
+            if topic:
+                self._client.subscribe(topic, qos=1)
         self._ready.set()
 
     def _on_command(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
         text = msg.payload.decode(errors="replace").strip()
-        table = COMMANDS[self.fmt][1]
-        if table is None:
-            state = json.loads(text).get("state", "")
-            self.values["on"] = str(state).upper() == "ON"
-        elif text in table:
-            self.values["on"] = table[text]
+        with self._lock:
+            if msg.topic == self._timed_topic():
+                self._timed(text)
+            else:
+                table = COMMANDS[self.fmt][1]
+                if table is None:
+                    state = json.loads(text).get("state", "")
+                    self._set(str(state).upper() == "ON")
+                elif text in table:
+                    self._set(table[text])
         self._send(wait=False)  # on paho's thread: waiting here would deadlock
+
+    def _set(self, on: bool, revert_s: float | None = None) -> None:
+        """Switch the relay; a new command replaces a pending revert."""
+        self.values["on"] = on
+        self.revert = None if revert_s is None else (self.clock.now() + revert_s, not on)
+
+    def _timed(self, text: str) -> None:
+        if self.fmt == "shelly-plug":  # {"method": "Switch.Set", "params": {...}}
+            frame = json.loads(text)
+            if frame.get("method") == "Switch.Set":
+                params = frame["params"]
+                self._set(bool(params["on"]), params.get("toggle_after"))
+            return
+        for command in (c.strip() for c in text.split(";")):  # Tasmota Backlog0
+            if m := re.fullmatch(r"Power1? (ON|OFF)", command, re.IGNORECASE):
+                self.values["on"] = m.group(1).upper() == "ON"
+            elif m := re.fullmatch(r"RuleTimer8 (\d+)", command, re.IGNORECASE):
+                seconds = int(m.group(1))
+                self.revert = ((self.clock.now() + seconds, True)
+                               if seconds and self.tasmota_rule else None)
+
+    def tick(self) -> bool:
+        """Apply a revert that is due on the clock (and publish); True if one was."""
+        with self._lock:
+            if self.revert is None or self.clock.now() < self.revert[0]:
+                return False
+            self.values["on"], self.revert = self.revert[1], None
+        self._send(wait=True)
+        return True
 
     def publish(self, **values: float | bool) -> None:
         """Update values and publish a status message, unless the device is stale."""

@@ -101,6 +101,44 @@ def _z2m(topic: str, payload: bytes) -> Values:
     return out
 
 
+#: (base topic, on, revert after s or None) → (topic, payload) of a switch command.
+TimedCommand = Callable[[str, bool, int | None], tuple[str, str]]
+
+#: Tasmota rule timer that switches a shed plug back on (see :func:`_tasmota_timed`).
+TASMOTA_REVERT_TIMER = 8
+#: The rule a Tasmota plug needs, once, for that (console: ``Rule3 <this>``, then ``Rule3 1``).
+TASMOTA_REVERT_RULE = f"ON Rules#Timer={TASMOTA_REVERT_TIMER} DO Power1 ON ENDON"
+
+
+def _shelly_timed(base: str, on: bool, revert_s: int | None) -> tuple[str, str]:
+    """Shelly Gen2 ``Switch.Set`` over the MQTT RPC channel (``<topic_prefix>/rpc``).
+
+    ``toggle_after`` is the device's own "flip-back timer in seconds" (Shelly
+    API docs, gen2/ComponentsAndServices/Switch, Switch.Set; the RPC channel over
+    MQTT: gen2/ComponentsAndServices/Mqtt, ``enable_rpc``, on by default).
+    """
+    params: dict[str, object] = {"id": 0, "on": on}
+    if revert_s is not None:
+        params["toggle_after"] = revert_s
+    return f"{base}/rpc", json.dumps({"id": 1, "src": "commonwatt", "method": "Switch.Set",
+                                      "params": params})
+
+
+def _tasmota_timed(base: str, on: bool, revert_s: int | None) -> tuple[str, str]:
+    """``Backlog0`` of ``Power`` and ``RuleTimer8``; the plug needs :data:`TASMOTA_REVERT_RULE`.
+
+    Tasmota docs (tasmota/docs, Commands.md): ``PulseTime`` only turns a relay
+    OFF after it was switched ON, so it cannot bring a shed plug back;
+    ``RuleTimer<x> 0..65535`` is a countdown in seconds that fires the rule
+    trigger ``Rules#Timer=<x>`` (Rules.md). Without the rule the timer fires
+    into nothing and the plug stays off until Commonwatt switches it on.
+    """
+    timer = f"RuleTimer{TASMOTA_REVERT_TIMER}"
+    if on or revert_s is None:
+        return f"cmnd/{base}/Backlog0", f"{timer} 0; Power {'ON' if on else 'OFF'}"
+    return f"cmnd/{base}/Backlog0", f"Power OFF; {timer} {revert_s}"
+
+
 @dataclass(frozen=True, slots=True)
 class Format:
     """How one device family talks MQTT.
@@ -110,6 +148,8 @@ class Format:
             ``prefix`` + base for Tasmota-style topics, see :meth:`topics`).
         required: values a reading must have.
         command: (suffix, on payload, off payload) for switches.
+        timed: a switch command the device reverts by itself after some
+            seconds, where the format has one (``None``: it has none).
     """
 
     name: str
@@ -118,6 +158,7 @@ class Format:
     required: tuple[str, ...]
     command: tuple[str, str, str] | None = None
     tasmota_style: bool = False
+    timed: TimedCommand | None = None
 
     def topics(self, base: str) -> dict[str, Parser]:
         """Full topic → parser for a device whose base topic is ``base``."""
@@ -143,18 +184,22 @@ FORMATS: dict[str, Format] = {
     "shelly-plug": Format(
         "shelly-plug", ("load", "pv"), {"/status/switch:0": _shelly_switch},
         required=("power_w", "on"), command=("/command/switch:0", "on", "off"),
+        timed=_shelly_timed,
     ),
     "tasmota": Format(
         "tasmota", ("meter", "pv", "load"),
         {"SENSOR": _fields({"power_w": ("ENERGY.Power", 1.0),
                             "energy_wh": ("ENERGY.Total", 1000.0)})},
         required=("power_w",), command=("POWER", "ON", "OFF"), tasmota_style=True,
+        timed=_tasmota_timed,
     ),
     "opendtu": Format(
         "opendtu", ("pv",),
         {"/0/power": _plain("power_w"), "/0/yieldtotal": _plain("energy_wh", 1000.0)},
         required=("power_w",),
     ),
+    # No revert of an OFF: Zigbee2MQTT's on_time/off_wait_time ("on with timed
+    # off", zigbee2mqtt.io device pages) only turns a plug OFF after an ON.
     "zigbee2mqtt": Format(
         "zigbee2mqtt", ("load",), {"": _z2m}, required=("power_w", "on"),
         command=("/set", '{"state": "ON"}', '{"state": "OFF"}'),

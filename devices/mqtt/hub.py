@@ -182,9 +182,20 @@ class MqttDevice:
         return LoadReading(self._get(v, "power_w"), self._get(v, "energy_wh"),
                            on if isinstance(on, bool) else None)
 
-    async def switch(self, on: bool) -> None:
-        """Turn the relay on or off (load shedding)."""
+    async def switch(self, on: bool, revert_after_s: int | None = None) -> bool:
+        """Turn the relay on or off (load shedding); True if the device will revert by itself.
+
+        With ``revert_after_s`` an off (or on) is sent as the format's timed
+        command, which the device undoes after that many seconds (Shelly
+        ``toggle_after``, Tasmota ``RuleTimer``); an on cancels a pending
+        revert. A format without one gets the plain command and returns False.
+        """
+        timed = self.format.timed
+        if timed is not None and (revert_after_s is not None or on):
+            self.hub.publish(*timed(self.base, on, revert_after_s))
+            return revert_after_s is not None
         topic = self.format.command_topic(self.base)
         if topic is None or self.format.command is None:
             raise DeviceError("not controllable", f"{self.format.name} devices cannot switch")
         self.hub.publish(topic, self.format.command[1] if on else self.format.command[2])
+        return False
