@@ -14,6 +14,7 @@ from controller.config import CoopConfig
 from controller.island.curtail import pv_limits
 from controller.island.grid_model import TransitionRecord
 from controller.island.live import GridSupervisor
+from controller.island.shedding import ShedPlanner
 from controller.ledger import CommittedInterval, CycleEnergy, IntervalBook, LedgerWriter
 from controller.ledger.accumulator import unpack_state
 from controller.polling import Poller
@@ -22,6 +23,8 @@ from controller.safety import clamp_setpoints
 from dispatch import LEDGER_FIELDS, CoopLimits, Fleet, FleetState, TickResult, dispatch_tick
 
 log = logging.getLogger(__name__)
+#: How long a load switched off by Commonwatt stays off unless the mandate is renewed.
+SHED_MANDATE_S = 300
 #: A cycle longer than this many nominal cycles is not dispatched whole: the
 #: controller was stopped or stalled, and the readings say nothing about the
 #: time before. That time is booked as a gap (from the meters' counters).
@@ -99,6 +102,12 @@ class Controller:
         self._pv_rated_w = np.array([(p.params.get("rated_w") if p else None) or np.inf
                                      for p in pvs])
         self.pv_caps_w = np.full(len(config.members), np.nan)  # caps in force
+        has_loads = any(d.kind == "load" for m in config.members for d in m.devices)
+        self.mandate_s = max(SHED_MANDATE_S, math.ceil(3 * self.nominal_dt_s))
+        self.shedder = (ShedPlanner.from_config(config, mandate_s=self.mandate_s)
+                        if has_loads else None)
+        #: Per member, shed that no switch could realise: an outage on an island.
+        self.unrealised_shed_w = np.zeros(len(config.members))
         self._caps = (grid.import_cap_w or float("inf"), grid.export_cap_w
                       if grid.export_cap_w is not None else float("inf"))
 
@@ -159,9 +168,13 @@ class Controller:
         setpoints = np.zeros(len(self.member_ids))
         if now > start and (self.last_end_ts is None or now > self.last_end_ts):
             limits = self.limits()
+            # Plugs Commonwatt holds off still belong to the demand: the dispatch sees
+            # them, books them as shed, and so knows when there is room to bring them back.
+            held = self.shedder.held_w() if self.shedder is not None else 0.0
             result = dispatch_tick(
                 fleet, FleetState(stored, pools, carry.held), image.pv_production_w,
-                image.load_w, image.valid, now - start, self.config.policy.sharing, limits,
+                np.where(image.valid, image.load_w + held, 0.0), image.valid, now - start,
+                self.config.policy.sharing, limits,
             )
             # Safety wins over the dispatch: the reserve on-grid, the hard floor islanded.
             setpoints = clamp_setpoints(
@@ -176,6 +189,7 @@ class Controller:
         )
         if result is not None:
             await self._curtail(image, result, now - start)
+            await self._shed(result, now, now - start)
         if result is not None:
             carry.pools_wh = np.where(image.valid, result.pool_coop_wh, pools)
             carry.held = result.state.held.copy()
@@ -200,6 +214,23 @@ class Controller:
         if np.isfinite(caps).any() or np.isfinite(self.pv_caps_w).any():
             await self.poller.write_pv_limits(caps, self.pv_caps_w, self.setpoint_expiry_s)
         self.pv_caps_w = caps
+
+    async def _shed(self, result: TickResult, now: float, dt_s: float) -> None:
+        """Switch plugs (flexible first) to realise the shed the dispatch decided."""
+        if self.shedder is None:
+            return
+        plan = self.shedder.plan(now, result.shed / (dt_s / 3600.0),
+                                 self.poller.load_readings())
+        if plan.actions:
+            await self.poller.switch_loads(plan.actions, self.mandate_s)
+        self.unrealised_shed_w = plan.unrealised_w
+
+    async def release_loads(self) -> None:
+        """On stop: switch back on every load Commonwatt switched off."""
+        if self.shedder is not None:
+            actions = self.shedder.release_all(self.clock())
+            if actions:
+                await self.poller.switch_loads(actions, self.mandate_s)
 
     def close(self) -> None:
         """Close device connections; write what the ledger still holds, then release it."""

@@ -189,6 +189,7 @@ class Runtime:
             self.publisher.stop()
         await self.controller.poller.release_batteries()
         await self.controller.poller.release_pv_limits()
+        await self.controller.release_loads()
         if self.timeseries is not None:
             await asyncio.to_thread(self.timeseries.close)
         await asyncio.to_thread(self.controller.close)

@@ -105,3 +105,49 @@ def test_without_a_grid_former_the_state_stays_undefined_and_never_islands(
             await h.close()
 
     assert set(asyncio.run(go())) == {"UNDEFINED"}
+
+
+def test_islanded_the_shed_switches_a_plug_off_and_back_on(tmp_path: Path, mosquitto: int) -> None:
+    """A house with no battery and no sun at night, islanded: the dispatch sheds it, and its
+    flexible plug (a simulated Shelly on a real mosquitto) is switched off, then back on."""
+    from simulators.mqtt_devices import SimulatedMqttDevice
+
+    plug_toml = ('\n[[members.devices]]\nkind = "load"\nprotocol = "mqtt"\n'
+                 'family = "shelly-plug"\ntopic = "plug-h05"\ntier = "flexible"\nfresh_s = 600\n')
+    seen: dict[str, list] = {"on": [], "shed": []}
+
+    async def go() -> None:
+        h = await start_harness(
+            tmp_path, start_hour=22.0, settlement_s=300,
+            **{"name = \"Emeka's house\"": "name = \"Emeka's house\"" + plug_toml,
+               "[ledger]": f"[mqtt]\nport = {mosquitto}\n\n[ledger]"})
+        plug = SimulatedMqttDevice("shelly-plug", "plug-h05", mosquitto, clock=h.clock)
+        try:
+            for _ in range(3):
+                plug.publish(power_w=1500.0, energy_wh=100.0)
+                await h.step()
+                await asyncio.sleep(0.2)
+            assert h.controller.grid.request_island("Ada", h.clock.now(),
+                                                    h.clock.now() + 1800, 0.0, h.clock.now())
+            await h.step()
+            h.coop.grid_connected = False
+            for _ in range(70):
+                plug.publish(power_w=1500.0 if plug.values.get("on", True) else 0.0,
+                             energy_wh=100.0)  # a plug reports every few seconds
+                report = await h.step()
+                await asyncio.sleep(0.05)
+                seen["on"].append(plug.values["on"])
+                seen["shed"].append(float(report.result.shed[4]))
+                if h.controller.grid.machine.state.name == "RETURNING":
+                    h.coop.grid_connected = True
+            await h.controller.release_loads()
+            await asyncio.sleep(0.5)
+            seen["after_stop"] = [plug.values["on"]]
+        finally:
+            plug.close()
+            await h.close()
+
+    asyncio.run(go())
+    assert max(seen["shed"]) > 0, "islanded at night, the house without a battery is shed"
+    assert False in seen["on"], "its flexible plug was switched off"
+    assert seen["on"][-1] is True or seen["after_stop"] == [True], "and back on"
