@@ -248,4 +248,8 @@ def create_app(reader: LedgerReader, live: LiveView | None = None,
     def dashboard() -> str:
         return (resources.files("api") / "static" / "index.html").read_text(encoding="utf-8")
 
+    @app.get("/island", response_class=HTMLResponse, include_in_schema=False)
+    def island_page() -> str:
+        return (resources.files("api") / "static" / "island.html").read_text(encoding="utf-8")
+
     return app
