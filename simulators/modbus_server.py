@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import socket
 from collections.abc import Callable
 from functools import partial
 from typing import Protocol
@@ -82,11 +83,20 @@ class SimulatedModbusServer:
                 simdata=[SimData(address=0, values=[0], count=65535, datatype=DataType.REGISTERS)],
                 action=self._no_such_unit,
             ))
-        self._server = ModbusTcpServer(devices, address=(self.host, self.port))
-        await self._server.serve_forever(background=True)
+        for attempt in range(5):
+            self._server = ModbusTcpServer(devices, address=(self.host, self.port))
+            try:
+                await self._server.serve_forever(background=True)
+                return
+            except RuntimeError:
+                # The free port picked earlier was taken meanwhile (the kernel also hands
+                # ephemeral ports to outgoing connections): take another one.
+                if attempt == 4:
+                    raise
+                self.port = _another_port(self.host)
 
     async def stop(self) -> None:
-        """Stop listening and drop connections."""
+        """Stop listening and drop connections (call :meth:`start` before reading ``port``)."""
         if self._server is not None:
             await self._server.shutdown()
             self._server = None
@@ -127,3 +137,9 @@ class SimulatedModbusServer:
             if self.on_write is not None:
                 self.on_write(unit, offset, written)
         return None
+
+
+def _another_port(host: str) -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
