@@ -9,6 +9,13 @@ gateway) with three unit ids behind it:
   simulated clock, then the inverter sets ``WMaxLim_Ena`` back to 0;
 * unit 2: grid-connection meter, models 1 + 203 (import > 0);
 * unit 3: battery, models 1 + 124 (control) + 802 (state), when it has one.
+
+``grid_connected`` is the coop's breaker at the point of common coupling:
+opened, the coop is an island (see :mod:`simulators.household`) and the
+grid-forming battery reports it in SunSpec 701 ``ConnSt``. Events can be
+injected: clouds (:meth:`HouseholdPhysics.add_cloud` on ``physics``) and a
+device that drops out from a time on (:meth:`SimulatedCoop.add_dropout`: it
+stops answering Modbus, through :class:`~simulators.modbus_server.Fault`).
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from dataclasses import dataclass
 
 from simulators.clock import SimClock
 from simulators.household import HouseholdPhysics, HouseholdSpec
-from simulators.modbus_server import SimulatedModbusServer
+from simulators.modbus_server import Fault, SimulatedModbusServer
 from simulators.sunspec_image import SunSpecImage
 
 INVERTER_UNIT, METER_UNIT, BATTERY_UNIT = 1, 2, 3
@@ -119,8 +126,26 @@ class SimulatedCoop:
             server.on_write = self._write_hook(household)
             self.households.append(household)
         self._ticker: asyncio.Task[None] | None = None
-        #: Whether the coop's breaker at the point of common coupling is closed.
-        self.grid_connected = True
+        #: (time, household index, unit, fault): devices that fail from a time on.
+        self.dropouts: list[tuple[float, int, int, Fault]] = []
+
+    @property
+    def grid_connected(self) -> bool:
+        """Whether the coop's breaker at the point of common coupling is closed."""
+        return self.physics.grid_connected
+
+    @grid_connected.setter
+    def grid_connected(self, closed: bool) -> None:
+        self.physics.grid_connected = bool(closed)
+
+    def add_dropout(self, index: int, at_s: float, unit: int = BATTERY_UNIT,
+                    fault: Fault = Fault.TIMEOUT) -> None:
+        """From simulated time ``at_s`` on, household ``index``'s ``unit`` shows ``fault``
+        (by default it stops answering); applied by :meth:`step`. A battery that no
+        longer hears its setpoint idles when the setpoint expires, like a real one."""
+        if unit not in self.households[index].server.images:
+            raise ValueError(f"household {index} has no unit {unit}")
+        self.dropouts.append((at_s, index, unit, fault))
 
     def _write_hook(self, household: SimulatedHousehold):  # noqa: ANN202
         def on_write(unit: int, offset: int, values: list[int]) -> None:
@@ -181,9 +206,12 @@ class SimulatedCoop:
     def step(self) -> None:
         """Advance the physics to the clock's time and refresh every register image."""
         t = self.clock.now()
+        for at_s, index, unit, fault in self.dropouts:
+            if t >= at_s:
+                self.households[index].server.faults[unit] = fault
         physics = self.physics
         physics.advance_to(t)
-        pv_w, meter_w, soc = physics.pv_w(t), physics.meter_w(t), physics.soc_pct()
+        pv_w, meter_w, soc = physics.pv_out_w(t), physics.meter_w(t), physics.soc_pct()
         limited = physics.pv_limited(t)
         for h in self.households:
             i = h.index

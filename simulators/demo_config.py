@@ -37,6 +37,8 @@ def coop_toml(coop: SimulatedCoop, ledger: Path, api_port: int = 8000,
     for h in coop.households:
         spec, host, port = h.spec, h.server.host, h.server.port
         lines += ["", "[[members]]", f'id = "{spec.member_id}"', f'name = "{spec.name}"']
+        if spec.tier != "essential":  # the default
+            lines.append(f'tier = "{spec.tier}"')
         devices = [("meter", METER_UNIT), ("pv", INVERTER_UNIT)]
         if h.battery is not None:
             devices.append(("battery", BATTERY_UNIT))

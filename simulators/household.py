@@ -6,6 +6,21 @@ within its power ratings, SoC limits and efficiency, reverting to idle when
 the setpoint expires. PV can be curtailed: a per-household cap on AC output
 (the inverter's active-power limit) that lapses at its expiry, like a real
 inverter's revert timer.
+
+**Islanded** (``grid_connected`` False: the coop's breaker at the point of
+common coupling is open) there is no utility. The grid-forming battery covers
+each instant's imbalance, Σ over households of load − PV − the other
+batteries' output, within its power rating and its SoC. Beyond that, as a
+real island's frequency would make them: a deficit first holds back the other
+batteries' charging, then drops load (:meth:`HouseholdPhysics.island_split`:
+flexible, essential, critical households in that order, pro rata within a
+tier), counted per household in ``unserved_wh``; a surplus first holds back
+the other batteries' discharging, then curtails PV pro rata (``island_curtailed_wh``).
+No battery goes below its floor (``soc_min_pct``). The meters measure what the
+houses actually drew and fed in.
+
+Events: :meth:`HouseholdPhysics.add_cloud` scales PV by a factor over a window
+of simulated time (on-grid or not).
 """
 
 from __future__ import annotations
@@ -18,6 +33,8 @@ from numpy.typing import NDArray
 from simulators.profiles import at_minute, load_w_per_mwh_year, pv_w_per_kwp, sunny_day
 
 FloatArray = NDArray[np.float64]
+#: Islanded load drop order: higher first.
+TIER_RANK = {"critical": 0, "essential": 1, "flexible": 2}
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +54,9 @@ class HouseholdSpec:
     #: The battery's inverter forms the grid when the coop is islanded (reports its
     #: grid connection in SunSpec 701 ``ConnSt``).
     grid_forming: bool = False
+    #: Load priority (as ``[[members]] tier``): islanded, unserved power is dropped
+    #: from flexible households first and from critical ones last.
+    tier: str = "essential"
 
 
 DEMO_NAMES = (
@@ -64,9 +84,28 @@ def demo_households(n: int = 10, seed: int = 7) -> list[HouseholdSpec]:
                 soc_start_pct=float(rng.uniform(20, 80)),
                 load_shift_min=float(rng.uniform(-50, 50)),
                 grid_forming=i == 0,  # the first house's battery inverter forms the island
+                tier="critical" if i == 1 else "essential",  # a medical device at home
             )
         )
     return specs
+
+
+def drop_by_tier(load: FloatArray, amount_w: float, rank: NDArray[np.int64]) -> FloatArray:
+    """Load dropped to shed ``amount_w``: the highest ``rank`` (least critical) first,
+    pro rata to load within a rank, never more than a household draws."""
+    dropped = np.zeros_like(load)
+    left = amount_w
+    for level in sorted(set(rank.tolist()), reverse=True):
+        if left <= 0:
+            break
+        mine = np.where(rank == level, load, 0.0)
+        total = float(mine.sum())
+        if total <= 0:
+            continue
+        take = min(left, total)
+        dropped += mine * (take / total)
+        left -= take
+    return dropped
 
 
 class HouseholdPhysics:
@@ -97,10 +136,44 @@ class HouseholdPhysics:
         self.import_wh = np.zeros(len(specs))
         self.export_wh = np.zeros(len(specs))
         self.time_s: float | None = None
+        #: Whether the point of common coupling is closed (the utility is there).
+        self.grid_connected = True
+        former = [i for i, sp in enumerate(specs) if sp.grid_forming and sp.battery_wh > 0]
+        #: Index of the grid-forming battery's household, None without one.
+        self.former: int | None = former[0] if former else None
+        self.tier_rank = arr([TIER_RANK.get(s.tier, 1) for s in specs], dtype=np.int64)
+        self.clouds: list[tuple[float, float, float]] = []
+        n = len(specs)
+        self.unserved_w = np.zeros(n)  # islanded: load dropped at the last step, W
+        self.island_curtailed_w = np.zeros(n)  # islanded: PV the island could not take, W
+        self.unserved_wh = np.zeros(n)
+        self.island_curtailed_wh = np.zeros(n)
+        self.served_wh = np.zeros(n)  # load the houses drew
+
+    def add_cloud(self, start_s: float, end_s: float, factor: float) -> None:
+        """PV at ``factor`` (0-1) of its clear-day output from ``start_s`` to ``end_s``."""
+        if not 0.0 <= factor <= 1.0 or end_s <= start_s:
+            raise ValueError(f"cloud ({start_s}, {end_s}, {factor}): expected start < end and "
+                             "a factor from 0 to 1")
+        self.clouds.append((start_s, end_s, factor))
+
+    def cloud_factor(self, t_s: float) -> float:
+        """The product of the cloud factors in force at ``t_s`` (1 in clear sky)."""
+        factor = 1.0
+        for start, end, f in self.clouds:
+            if start <= t_s < end:
+                factor *= f
+        return factor
+
+    def pv_clear_w(self, t_s: float) -> FloatArray:
+        """PV AC power of the day's profile at ``t_s``, without injected clouds."""
+        return self.kwp * at_minute(self._pv_profile, np.full(len(self.kwp), t_s / 60.0))
 
     def pv_available_w(self, t_s: float) -> FloatArray:
-        """PV AC power the panels could give at ``t_s``, before any curtailment."""
-        return self.kwp * at_minute(self._pv_profile, np.full(len(self.kwp), t_s / 60.0))
+        """PV AC power the panels could give at ``t_s`` (clouds included), before any
+        curtailment."""
+        clear = self.pv_clear_w(t_s)
+        return clear * self.cloud_factor(t_s) if self.clouds else clear
 
     def pv_w(self, t_s: float) -> FloatArray:
         """PV AC power of every household at ``t_s``: available power, capped by any
@@ -108,6 +181,11 @@ class HouseholdPhysics:
         available = self.pv_available_w(t_s)
         cap = np.where(self.pv_limit_expiry_s >= t_s, self.pv_limit_w, np.inf)
         return np.minimum(available, cap)
+
+    def pv_out_w(self, t_s: float) -> FloatArray:
+        """PV AC power the inverters deliver at ``t_s``: :meth:`pv_w` less what the island
+        could not take at the last step."""
+        return self.pv_w(t_s) - self.island_curtailed_w
 
     def pv_limited(self, t_s: float) -> NDArray[np.bool_]:
         """Which households have a PV limit in force at ``t_s``."""
@@ -142,24 +220,87 @@ class HouseholdPhysics:
         dt_h = max(t_s - self.time_s, 0.0) / 3600.0
         active = np.where(self.setpoint_expiry_s >= t_s, self.setpoint_w, 0.0)
         power = np.clip(active, -self.max_w, self.max_w)
+        load, pv = self.load_w(t_s), self.pv_w(t_s)
+        max_out, max_in = self._power_room(dt_h)
         if dt_h > 0:
-            max_out = np.maximum(self.stored_wh - self.soc_min_wh, 0.0) * self.leg_eta / dt_h
-            max_in = np.maximum(self.capacity_wh - self.stored_wh, 0.0) / self.leg_eta / dt_h
             power = np.clip(power, -max_in, max_out)
+        if self.grid_connected:
+            self.unserved_w = np.zeros_like(load)
+            self.island_curtailed_w = np.zeros_like(load)
+        else:
+            power, self.unserved_w, self.island_curtailed_w = self.island_split(
+                load, pv, power, max_out, max_in)
+        if dt_h > 0:
             self.stored_wh += np.where(
                 power > 0, -power / self.leg_eta, -power * self.leg_eta
             ) * dt_h
-            pv = self.pv_w(t_s)
-            net = self.load_w(t_s) - pv - power
-            self.pv_wh += pv * dt_h
+            pv_out = pv - self.island_curtailed_w
+            served = load - self.unserved_w
+            net = served - pv_out - power
+            self.pv_wh += pv_out * dt_h
             self.import_wh += np.maximum(net, 0.0) * dt_h
             self.export_wh += np.maximum(-net, 0.0) * dt_h
+            self.served_wh += served * dt_h
+            self.unserved_wh += self.unserved_w * dt_h
+            self.island_curtailed_wh += self.island_curtailed_w * dt_h
         self.battery_w = power
         self.time_s = t_s
 
+    def _power_room(self, dt_h: float) -> tuple[FloatArray, FloatArray]:
+        """How far each battery may discharge and charge now (W): its rating, and over
+        ``dt_h`` its content above the floor and its room below full."""
+        if dt_h <= 0:
+            out = np.where(self.stored_wh > self.soc_min_wh, self.max_w, 0.0)
+            return out, np.where(self.stored_wh < self.capacity_wh, self.max_w, 0.0)
+        max_out = np.maximum(self.stored_wh - self.soc_min_wh, 0.0) * self.leg_eta / dt_h
+        max_in = np.maximum(self.capacity_wh - self.stored_wh, 0.0) / self.leg_eta / dt_h
+        return np.minimum(max_out, self.max_w), np.minimum(max_in, self.max_w)
+
+    def island_split(self, load: FloatArray, pv: FloatArray, power: FloatArray,
+                     max_out: FloatArray, max_in: FloatArray,
+                     ) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """Balance the island at one instant: battery power (the grid-former's is the
+        slack), unserved load and curtailed PV, W per household.
+
+        ``power`` holds the batteries' setpoints within their limits; ``max_out`` and
+        ``max_in`` how far each may discharge and charge now.
+        """
+        power = power.copy()
+        g = self.former
+        if g is not None:
+            power[g] = 0.0
+        imbalance = float(load.sum() - pv.sum() - power.sum())
+        slack = 0.0
+        if g is not None:
+            slack = min(max(imbalance, -float(max_in[g])), float(max_out[g]))
+            power[g] = slack
+        unserved, curtailed = np.zeros_like(load), np.zeros_like(pv)
+        rest = imbalance - slack
+        if rest > 0:  # short: the others stop charging, then load is dropped
+            charging = np.where(power < 0, -power, 0.0)
+            if g is not None:
+                charging[g] = 0.0
+            held = min(rest, float(charging.sum()))
+            if held > 0:
+                power += charging * (held / float(charging.sum()))
+            unserved = drop_by_tier(load, rest - held, self.tier_rank)
+        elif rest < 0:  # long: the others stop discharging, then PV is curtailed
+            discharging = np.where(power > 0, power, 0.0)
+            if g is not None:
+                discharging[g] = 0.0
+            held = min(-rest, float(discharging.sum()))
+            if held > 0:
+                power -= discharging * (held / float(discharging.sum()))
+            excess = -rest - held
+            total_pv = float(pv.sum())
+            if excess > 0 and total_pv > 0:
+                curtailed = pv * min(excess / total_pv, 1.0)
+        return power, unserved, curtailed
+
     def meter_w(self, t_s: float) -> FloatArray:
-        """Net power at each household's grid connection, import > 0."""
-        return self.load_w(t_s) - self.pv_w(t_s) - self.battery_w
+        """Net power at each household's grid connection, import > 0: what the house drew
+        (load less any dropped islanded) less PV delivered and battery output."""
+        return (self.load_w(t_s) - self.unserved_w) - self.pv_out_w(t_s) - self.battery_w
 
     def soc_pct(self) -> FloatArray:
         """State of charge of each battery in % (0 where there is none)."""

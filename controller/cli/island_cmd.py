@@ -11,6 +11,11 @@ writes what the island day did, as booked, against its plan: ``report.html``
 (self-contained), ``summary.json`` and the PNG charts
 (:mod:`controller.island.report`).
 
+``island rehearse [--hours 24] [--speed 1440] [--start HH:MM] [--out DIR] [--households N]``
+runs the island day on the simulated coop with the real controller, over
+Modbus TCP, in about a minute, then writes the report and ``rehearsal.json``
+into DIR (:mod:`controller.island.rehearse`).
+
 For ``plan`` the config file needs a ``[site]`` table and, for batteries and loads, an
 ``[island]`` table (:mod:`controller.island.site`); they are read beside the
 coop's own tables. Load history comes from the config's ledger when it
@@ -22,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -37,7 +43,7 @@ if TYPE_CHECKING:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add the ``island`` group and its ``plan`` and ``report`` actions to the subparsers."""
+    """Add the ``island`` group and its ``plan``, ``report`` and ``rehearse`` actions."""
     island = sub.add_parser("island", help="plan and rehearse a day without the grid")
     actions = island.add_subparsers(dest="island_command", metavar="ACTION", required=True)
     plan = actions.add_parser(
@@ -73,11 +79,41 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="directory for report.html, summary.json and the PNG charts")
     report.set_defaults(func=report_command)
 
+    rehearse = actions.add_parser(
+        "rehearse", help="rehearse the island day on the simulated coop with the real "
+        "controller, in about a minute, and write its report")
+    rehearse.add_argument("--hours", type=_island_hours, default=24.0,
+                          help="island length in simulated hours, up to 48 (default 24)")
+    rehearse.add_argument("--speed", type=float, default=1440.0,
+                          help="simulated seconds per wall second (default 1440: a day a minute)")
+    rehearse.add_argument("--start", default="00:00", metavar="HH:MM",
+                          help="when the island starts on the simulated clock, UTC (default "
+                          "00:00); the cloudy afternoon is 13:00-17:00, the second battery "
+                          "drops out at 14:00")
+    rehearse.add_argument("--out", type=Path, default=Path("var/rehearsal"), metavar="DIR",
+                          help="directory for the ledger, plan, report and rehearsal.json "
+                          "(default var/rehearsal; its ledger is started afresh)")
+    rehearse.add_argument("--households", type=int, default=10,
+                          help="simulated households, 2-16 (default 10)")
+    rehearse.add_argument("--no-events", action="store_true",
+                          help="a clear day with every battery answering")
+    rehearse.set_defaults(func=rehearse_command)
+
 
 def _hours(text: str) -> int:
     if not text.isdigit() or not 1 <= int(text) <= 168:
         raise argparse.ArgumentTypeError(f"expected whole hours from 1 to 168, got {text!r}")
     return int(text)
+
+
+def _island_hours(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected hours, got {text!r}") from None
+    if not 0 < value <= 48:
+        raise argparse.ArgumentTypeError(f"expected more than 0 and at most 48 h, got {text!r}")
+    return value
 
 
 def _pct(text: str) -> float:
@@ -169,3 +205,32 @@ def report_command(args: argparse.Namespace) -> int:
     from controller.island.report import main
 
     return main(args.config, args.out, args.ledger, args.plan, args.from_, args.to)
+
+
+def rehearse_command(args: argparse.Namespace) -> int:
+    """Run the rehearsal and print its outcome; 2 on bad input, 1 if it could not run."""
+    import asyncio
+
+    from controller.island.rehearse import RehearsalError, RehearsalOptions, rehearse
+    from controller.island.rehearse_report import render_text
+    from controller.ledger.lock import LedgerLockedError
+
+    if not 2 <= args.households <= 16 or args.speed <= 0:
+        print("island rehearse: --households from 2 to 16 and a --speed above 0, please",
+              file=sys.stderr)
+        return 2
+    options = RehearsalOptions(hours=args.hours, speed=args.speed, start=args.start,
+                               out=args.out, households=args.households,
+                               progress=sys.stderr.isatty())
+    if args.no_events:
+        options = replace(options, cloud=None, dropout_hour=None)
+    try:
+        result = asyncio.run(rehearse(options))
+    except ValueError as exc:
+        print(f"island rehearse: {exc}", file=sys.stderr)
+        return 2
+    except (RehearsalError, LedgerLockedError) as exc:
+        print(f"island rehearse: {exc}", file=sys.stderr)
+        return 1
+    sys.stdout.write(render_text(result))
+    return 0

@@ -1,0 +1,399 @@
+"""``commonwatt island rehearse``: the 24-hour energy island, rehearsed on the simulated coop.
+
+Before islanding for real, the coop runs the whole day on the demo's simulated
+coop (:mod:`simulators.coop`, SunSpec over real Modbus TCP on 127.0.0.1) with
+the real controller (:class:`~controller.runtime.Runtime`, its API on a free
+port) on a sped-up :class:`~simulators.clock.SimClock`, in about a minute:
+
+1. the simulated coop starts (the first battery forms the grid, one member is
+   ``critical``), with the day's events injected: a cloudy afternoon (PV × 0.3
+   from 13:00 to 17:00) and the second battery dropping out at 14:00 (it stops
+   answering Modbus, :meth:`~simulators.coop.SimulatedCoop.add_dropout`);
+2. the island is planned from the simulator's own day without those events
+   (:mod:`controller.island.rehearse_plan`) and the batteries are charged to the
+   plan's required starting SoC; the plan is written to ``DIR/plan.json``;
+3. the controller starts on a fresh ``DIR/ledger.sqlite`` with the simulated
+   clock held at ``--start``; once it reports ``ON_GRID`` the island is asked
+   for through its own API (``POST /api/v1/island/command`` on 127.0.0.1, for
+   ``--hours``, with the plan's required SoC) and the clock is released;
+4. after each cycle the rehearsal plays the coupling: it opens the simulated
+   PCC breaker when the state is ``GOING_OFF_GRID`` and closes it when it is
+   ``RETURNING`` (the command lapsing by itself); once ``ON_GRID`` again the
+   controller is stopped cleanly;
+5. the island report (:mod:`controller.island.report`) is written into
+   ``DIR`` beside ``rehearsal.json``: the run's own figures (wall time,
+   cycles, cycles missed, cycle times, what the simulator could not serve,
+   every battery's lowest SoC against its floor, the dispatch's tier order).
+
+**Timing.** The controller's nominal cycle is ``cycle_s × speed`` simulated
+seconds, as in the demo. At 1440× the config's 1 s cycle would stand for 24
+simulated minutes, longer than a 15-minute settlement interval and coarse for
+a day whose load and PV move within minutes; the rehearsal runs
+``cycle_s`` = :data:`CYCLE_S` (0.05 s wall, 72 simulated seconds at 1440×):
+measured on 10 households, a cycle (poll 28 devices, dispatch, setpoints,
+ledger) takes ~15 ms median and ~25 ms p99, so 24 h run in ~60 s with about
+1 % of the cycles missed (mostly the dropped battery's read timeouts).
+Device timeouts are scaled with it (``stale_after_s`` 10 cycles,
+``request_timeout_s`` 2 cycles, wall time). The garbage collector's objects are frozen
+once started, so a full collection does not stall a cycle.
+
+**Config.** The demo's TOML (:func:`simulators.demo_config.coop_toml`) with
+every battery ``offered``: the plan pools the coop's batteries, so the island
+must too. No MQTT broker: the simulated devices speak Modbus only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import math
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from controller.config import CoopConfig, parse_config
+from controller.cycle import CycleReport
+from controller.island.grid_model import GridState
+from controller.island.rehearse_plan import (
+    Preparation,
+    day_start,
+    inject_events,
+    plan_json,
+    prepare,
+)
+from controller.island.rehearse_report import finish, progress_bar
+from controller.ledger import LedgerReader
+from controller.ledger.lock import WriterLock
+from controller.runtime import Runtime
+from simulators.clock import SimClock
+from simulators.coop import SimulatedCoop, free_port
+from simulators.demo_config import coop_toml
+from simulators.household import demo_households
+
+#: Wall seconds per controller cycle in a rehearsal (see the module's docstring).
+CYCLE_S = 0.05
+#: Device timeouts in cycles (wall time, as in production's 1 s cycles with 5 s and 1 s):
+#: a battery that stops answering costs a cycle its read and its write timeout, which
+#: must stay below the controller's MAX_GAP_CYCLES or the whole coop is booked a gap.
+STALE_AFTER_CYCLES = 10
+REQUEST_TIMEOUT_CYCLES = 2
+REQUESTED_BY = "commonwatt island rehearse"
+
+
+class RehearsalError(RuntimeError):
+    """The rehearsal could not run (the island was refused, the controller did not start)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RehearsalOptions:
+    """What ``commonwatt island rehearse`` was asked for.
+
+    ``cloud`` is (from hour, to hour, PV factor) on the simulated clock, ``dropout_hour``
+    when the second battery stops answering; each at its first occurrence at or after
+    ``start``. None leaves the event out.
+    """
+
+    hours: float = 24.0
+    speed: float = 1440.0
+    start: str = "00:00"
+    out: Path = Path("var/rehearsal")
+    households: int = 10
+    cycle_s: float = CYCLE_S
+    cloud: tuple[float, float, float] | None = (13.0, 17.0, 0.3)
+    dropout_hour: float | None = 14.0
+    progress: bool = True
+
+
+@dataclass
+class CycleLog:
+    """What every cycle after the start did (dispatch arrays are copies, Wh per member)."""
+
+    end_ts: list[float] = field(default_factory=list)
+    duration_s: list[float] = field(default_factory=list)
+    missed: int = 0
+    shed: list[np.ndarray] = field(default_factory=list)
+    received: list[np.ndarray] = field(default_factory=list)  # from peers + coop batteries
+    islanded: list[bool] = field(default_factory=list)
+
+
+@dataclass
+class Rehearsal:
+    """A finished rehearsal: where it wrote, and what it measured."""
+
+    options: RehearsalOptions
+    out: Path
+    config_path: Path
+    ledger: Path
+    plan_path: Path
+    prep: Preparation
+    member_ids: list[str]
+    tiers: list[str]
+    events: list[dict]
+    wall_s: float
+    start_ts: float
+    end_ts: float
+    cycles: CycleLog
+    soc_t: np.ndarray  # simulator's SoC history: times
+    soc_pct: np.ndarray  # … and SoC, times × households
+    served_cum_wh: np.ndarray  # … and the load the houses had drawn by then, Wh
+    floor_pct: np.ndarray
+    has_battery: np.ndarray
+    unserved_wh: np.ndarray
+    island_curtailed_wh: np.ndarray
+    served_wh: np.ndarray
+    notes: list[str] = field(default_factory=list)
+    device_errors: dict[str, int] = field(default_factory=dict)
+    report_files: list[Path] = field(default_factory=list)
+    summary: dict = field(default_factory=dict)
+
+    def served_between_wh(self, start_ts: float, end_ts: float) -> np.ndarray:
+        """Load each house drew between two simulated times, from the simulator's history."""
+        t = self.soc_t
+        return np.array([np.interp(end_ts, t, c) - np.interp(start_ts, t, c)
+                         for c in self.served_cum_wh.T])
+
+    def cycle_ms(self) -> dict[str, float]:
+        """Median, p99 and max of the controller's cycle durations, ms."""
+        d = np.asarray(self.cycles.duration_s) * 1000.0
+        if d.size == 0:
+            return {"median": 0.0, "p99": 0.0, "max": 0.0}
+        return {"median": round(float(np.median(d)), 2),
+                "p99": round(float(np.percentile(d, 99)), 2), "max": round(float(d.max()), 2)}
+
+
+class HeldClock(SimClock):
+    """A :class:`SimClock` that stands still at ``start_s`` until :meth:`release`."""
+
+    held: bool = True
+
+    def now(self) -> float:
+        """Simulated time: ``start_s`` while held."""
+        return self.start_s + self._offset if self.held else SimClock.now(self)
+
+    def release(self) -> None:
+        """Let simulated time run from now on, at ``speed``."""
+        self._wall0 = time.monotonic()
+        self.held = False
+
+
+class _ObservedRuntime(Runtime):
+    """The controller's runtime, with every cycle's report handed to an observer."""
+
+    def __init__(self, config: CoopConfig, clock: Callable[[], float], nominal_dt_s: float,
+                 observe: Callable[[CycleReport], None]) -> None:
+        super().__init__(config, clock, nominal_dt_s)
+        self._observe = observe
+
+    async def cycle_once(self) -> CycleReport | None:
+        """One cycle of the controller, then the observer."""
+        report = await super().cycle_once()
+        if report is not None:
+            self._observe(report)
+        return report
+
+
+def _post(url: str, body: dict) -> tuple[int, dict]:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - loopback
+            return response.status, json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
+def rehearsal_toml(coop: SimulatedCoop, ledger: Path, api_port: int, cycle_s: float) -> str:
+    """The demo's TOML for the rehearsal: its cycle, scaled timeouts, batteries offered."""
+    text = coop_toml(coop, ledger, api_port, None, cycle_s=cycle_s)
+    batteries = sum(1 for h in coop.households if h.battery is not None)
+    edits = (("stale_after_s = 5.0\n", f"stale_after_s = {STALE_AFTER_CYCLES * cycle_s:g}\n"
+              f"request_timeout_s = {REQUEST_TIMEOUT_CYCLES * cycle_s:g}\n", 1),
+             ("  reserve_pct = 10\n", "  reserve_pct = 10\n  offered = true\n", batteries))
+    for old, new, count in edits:
+        if text.count(old) != count:  # the demo's TOML changed under us: say so, loudly
+            raise RehearsalError(f"the demo config has {text.count(old)} x {old.strip()!r}, "
+                                 f"expected {count}")
+        text = text.replace(old, new)
+    return text
+
+
+class _Session:
+    """One rehearsal in flight: the coop, the controller, the breaker and the log."""
+
+    def __init__(self, options: RehearsalOptions, coop: SimulatedCoop, clock: HeldClock,
+                 progress) -> None:  # noqa: ANN001 - rich.progress.Progress or None
+        self.options, self.coop, self.clock, self.progress = options, coop, clock, progress
+        self.log = CycleLog()
+        self.done = asyncio.Event()
+        self.state = GridState.UNDEFINED
+        self.seen: list[GridState] = []
+        self.soc_t: list[float] = []
+        self.soc: list[np.ndarray] = []
+        self.served: list[np.ndarray] = []
+        self.runtime: _ObservedRuntime | None = None
+        self.task_id = None
+        self.deadline = math.inf
+        self.device_errors: dict[str, int] = {}
+
+    def observe(self, report: CycleReport) -> None:
+        """After each cycle: record it, and play the PCC breaker to the grid state."""
+        assert self.runtime is not None
+        self.state = state = self.runtime.controller.grid.machine.state
+        if not self.seen or self.seen[-1] is not state:
+            self.seen.append(state)
+        if self.clock.held:
+            return
+        log = self.log
+        nominal = self.runtime.controller.nominal_dt_s
+        log.end_ts.append(report.end_ts)
+        log.duration_s.append(report.duration_s)
+        log.missed += max(0, round((report.end_ts - report.start_ts) / nominal) - 1)
+        if report.result is not None:
+            r = report.result
+            log.shed.append(r.shed.copy())
+            log.received.append(r.from_peers + r.from_coop_battery)
+            log.islanded.append(self.runtime.controller.islanded)
+        if state is GridState.GOING_OFF_GRID and self.coop.grid_connected:
+            self.coop.grid_connected = False  # the grid-former opens the coupling
+        elif state is GridState.RETURNING and not self.coop.grid_connected:
+            self.coop.grid_connected = True  # resynchronised: the breaker closes
+        elif (state is GridState.ON_GRID and GridState.RETURNING in self.seen) or (
+                report.end_ts > self.deadline):
+            self.done.set()
+        if self.progress is not None:
+            self.progress.update(
+                self.task_id, completed=min(report.end_ts - self.clock.start_s,
+                                            self.options.hours * 3600.0),
+                clock=datetime.fromtimestamp(report.end_ts, UTC).strftime("%H:%M"),
+                state=state.name, missed=log.missed)
+
+    async def tick(self, interval_s: float) -> None:
+        """The simulated coop's physics, and its SoC history, every ``interval_s`` wall."""
+        while True:
+            self.coop.step()
+            if not self.clock.held:
+                self.soc_t.append(self.clock.now())
+                self.soc.append(self.coop.physics.soc_pct())
+                self.served.append(self.coop.physics.served_wh.copy())
+            await asyncio.sleep(interval_s)
+
+    async def wait_for_state(self, state: GridState, timeout_s: float) -> None:
+        """Wait (wall time) until the controller reports ``state``."""
+        deadline = time.monotonic() + timeout_s
+        while self.state is not state:
+            if time.monotonic() > deadline:
+                raise RehearsalError(f"the controller did not reach {state.name} within "
+                                     f"{timeout_s:g} s (it is {self.state.name})")
+            await asyncio.sleep(0.02)
+
+
+async def _run(options: RehearsalOptions, session: _Session, config_path: Path,
+               required_pct: float) -> tuple[float, list[str]]:
+    """Start the controller, command the island, run the day; wall seconds and notes."""
+    config = parse_config(config_path.read_text(encoding="utf-8"), str(config_path))
+    runtime = _ObservedRuntime(config, session.clock.now, options.cycle_s * options.speed,
+                               session.observe)
+    session.runtime = runtime
+    stop = asyncio.Event()
+    ticker = asyncio.create_task(session.tick(min(options.cycle_s / 2, 0.05)))
+    task = asyncio.create_task(runtime.run(stop))
+    notes: list[str] = []
+    began = time.monotonic()
+    try:
+        await runtime.wait_until_serving()
+        await session.wait_for_state(GridState.ON_GRID, 30.0)
+        url = f"http://127.0.0.1:{config.api.port}/api/v1/island/command"
+        status, body = await asyncio.to_thread(_post, url, {
+            "requested_by": REQUESTED_BY, "hours": options.hours,
+            "required_soc_pct": math.floor(required_pct * 10) / 10})
+        if status != 202:
+            raise RehearsalError(f"the island command was refused ({status}): {body}")
+        session.deadline = float(body["end_ts"]) + max(3600.0, 20 * runtime.controller.nominal_dt_s)
+        gc.collect()
+        gc.freeze()  # a full collection of the imports' objects stalls a cycle ~0.2 s
+        began = time.monotonic()
+        session.clock.release()
+        waiter = asyncio.create_task(session.done.wait())
+        await asyncio.wait({waiter, task}, return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        if task.done():
+            raise RehearsalError("the controller stopped before the rehearsal ended")
+        if GridState.RETURNING not in session.seen:
+            notes.append(f"the island did not end by its deadline (last state "
+                         f"{session.state.name})")
+    finally:
+        wall_s = time.monotonic() - began
+        session.device_errors = {d["name"]: int(d["errors_total"]) for d in runtime.devices()
+                                 if d["errors_total"]}
+        stop.set()
+        try:
+            await task
+        finally:
+            ticker.cancel()
+            gc.unfreeze()
+    if GridState.OFF_GRID not in session.seen:
+        notes.append("the grid-former never confirmed the island: nothing ran islanded")
+    return wall_s, notes
+
+
+def _fresh_ledger(out: Path) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    ledger = out / "ledger.sqlite"
+    WriterLock(ledger).release()  # fail fast if a controller runs on it
+    for old in out.glob("ledger.sqlite*"):
+        if not old.name.endswith(".lock"):
+            old.unlink()
+    return ledger
+
+
+async def rehearse(options: RehearsalOptions) -> Rehearsal:
+    """Run the whole rehearsal and write ``DIR`` (see the module's docstring)."""
+    if not 0 < options.hours <= 48:
+        raise ValueError(f"--hours = {options.hours:g}: expected more than 0, at most 48")
+    if options.households < 2:
+        raise ValueError("--households: expected at least 2 (a grid-former and a neighbour)")
+    out = options.out
+    ledger = _fresh_ledger(out)
+    start_ts = day_start(options.start)
+    clock = HeldClock(start_s=start_ts, speed=options.speed)
+    coop = SimulatedCoop(demo_households(options.households), clock)
+    events = inject_events(coop, start_ts, options)
+    prep = await asyncio.to_thread(prepare, coop, start_ts, options.hours)
+    config_path, plan_path = out / "coop.toml", out / "plan.json"
+    plan_path.write_text(json.dumps(plan_json(prep, "Commonwatt rehearsal coop")) + "\n",
+                         encoding="utf-8")
+    progress = progress_bar(options) if options.progress else None
+    await coop.start()
+    session = _Session(options, coop, clock, progress)
+    try:
+        config_path.write_text(rehearsal_toml(coop, ledger, free_port(), options.cycle_s),
+                               encoding="utf-8")
+        if progress is not None:
+            progress.start()
+            session.task_id = progress.add_task("island rehearsal", total=options.hours * 3600,
+                                                clock=options.start, state="UNDEFINED", missed=0)
+        wall_s, notes = await _run(options, session, config_path, prep.required_soc_pct)
+    finally:
+        if progress is not None:
+            progress.stop()
+        await coop.stop()
+    physics = coop.physics
+    specs = physics.specs
+    result = Rehearsal(
+        options, out, config_path, ledger, plan_path, prep,
+        [s.member_id for s in specs], [s.tier for s in specs], events, wall_s, start_ts,
+        clock.now(), session.log,
+        np.asarray(session.soc_t), np.asarray(session.soc).reshape(-1, len(specs)),
+        np.asarray(session.served).reshape(-1, len(specs)),
+        np.array([s.soc_min_pct for s in specs]), physics.capacity_wh > 0,
+        physics.unserved_wh.copy(), physics.island_curtailed_wh.copy(),
+        physics.served_wh.copy(), notes, session.device_errors)
+    await asyncio.to_thread(finish, result, LedgerReader(ledger))
+    return result

@@ -1,0 +1,171 @@
+"""What a rehearsal shows: its progress bar, the island report and ``rehearsal.json``.
+
+``rehearsal.json`` holds what the ledger cannot: the run's wall time, cycles
+and cycles missed (a cycle whose span is *k* nominal cycles missed *k* − 1),
+the controller's cycle times, the events injected, how the batteries were
+prepared, what the simulator could not serve (``unserved``) or had to curtail
+to keep the island balanced, every battery's lowest SoC on the simulator
+against its floor, and whether the dispatch kept the tier order (no member
+shed while a less critical one received shared energy, cycle by cycle).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from controller.island.plan import TIERS
+from simulators.household import TIER_RANK
+
+#: Wh of a cycle below which a flow counts as none (the dispatch's float noise).
+TOL_WH = 1e-6
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+    from controller.island.rehearse import Rehearsal, RehearsalOptions
+    from controller.ledger import LedgerReader
+
+
+def tier_order_violations(shed: np.ndarray, received: np.ndarray, rank: np.ndarray,
+                          tol_wh: float = TOL_WH) -> list[int]:
+    """Cycles (rows of ``shed``/``received``, cycles × members) in which a member was shed
+    while a member of a less critical tier (higher ``rank``) received shared energy."""
+    out = []
+    for k in range(shed.shape[0]):
+        shed_ranks = rank[shed[k] > tol_wh]
+        fed_ranks = rank[received[k] > tol_wh]
+        if shed_ranks.size and fed_ranks.size and fed_ranks.max() > shed_ranks.min():
+            out.append(k)
+    return out
+
+
+def tier_ranks(tiers: list[str]) -> np.ndarray:
+    """Each tier's drop order (critical 0, essential 1, flexible 2)."""
+    return np.array([TIER_RANK[t] for t in tiers], dtype=np.int64)
+
+
+def progress_bar(options: RehearsalOptions) -> Progress:
+    """A ``rich`` bar over simulated time with the clock, the grid state and cycles missed."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(),
+        TextColumn("sim {task.fields[clock]}"), TextColumn("{task.fields[state]:<14}"),
+        TextColumn("missed {task.fields[missed]}"), TimeElapsedColumn(),
+        console=Console(stderr=True), refresh_per_second=4)
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat()
+
+
+def _kwh(wh: float) -> float:
+    return round(float(wh) / 1000.0, 3)
+
+
+def summary(result: Rehearsal, reader: LedgerReader) -> dict:
+    """``rehearsal.json``'s content."""
+    o, log, prep = result.options, result.cycles, result.prep
+    ids = result.member_ids
+    shed = np.array(log.shed).reshape(-1, len(ids))
+    received = np.array(log.received).reshape(-1, len(ids))
+    violations = tier_order_violations(shed, received, tier_ranks(result.tiers))
+    soc = result.soc_pct
+    owners = [int(i) for i in prep.owners]
+    transitions = reader.grid_transitions(10_000)
+    plan = prep.plan
+    return {
+        "options": {"hours": o.hours, "speed": o.speed, "start": o.start,
+                    "households": o.households, "cycle_s": o.cycle_s,
+                    "nominal_cycle_s": o.cycle_s * o.speed},
+        "simulated": {"from": _iso(result.start_ts), "to": _iso(result.end_ts),
+                      "hours": round((result.end_ts - result.start_ts) / 3600.0, 3)},
+        "wall_s": round(result.wall_s, 2),
+        "cycles": len(log.duration_s),
+        "cycles_missed": log.missed,
+        "cycle_ms": result.cycle_ms(),
+        "device_errors": result.device_errors,
+        "events": [{k: (_iso(v) if k.endswith("_ts") else v) for k, v in e.items()}
+                   for e in result.events],
+        "plan": {
+            "file": str(result.plan_path), "level": prep.level,
+            "required_soc_pct": round(prep.required_soc_pct, 2),
+            "feasible": {t: plan.feasible[t] for t in TIERS},
+            "shed_kwh": {t: _kwh(v) for t, v in plan.shed_by_tier_wh().items()},
+            "batteries": {ids[m]: {"before_pct": round(float(b), 2),
+                                   "start_pct": round(float(a), 2)}
+                          for m, b, a in zip(owners, prep.before_pct, prep.after_pct,
+                                             strict=True)},
+        },
+        "grid": {"islanded_hours": round(reader.islanded_seconds() / 3600.0, 3),
+                 "transitions": [{**t, "time": _iso(float(t["ts"]))} for t in transitions]},
+        "simulator": {
+            "unserved_kwh": {m: _kwh(result.unserved_wh[i]) for i, m in enumerate(ids)},
+            "island_curtailed_kwh": {m: _kwh(result.island_curtailed_wh[i])
+                                     for i, m in enumerate(ids)},
+            "served_kwh": {m: _kwh(result.served_wh[i]) for i, m in enumerate(ids)},
+            "batteries": {ids[i]: {
+                "min_soc_pct": round(float(soc[:, i].min()), 3) if soc.size else None,
+                "floor_pct": float(result.floor_pct[i]),
+                "above_floor": bool(soc[:, i].min() >= result.floor_pct[i] - 1e-6)
+                if soc.size else None} for i in owners},
+        },
+        "dispatch": {
+            "tiers": dict(zip(ids, result.tiers, strict=True)),
+            "cycles_islanded": int(sum(log.islanded)),
+            "cycles_with_shed": int((shed.sum(axis=1) > 0).sum()) if shed.size else 0,
+            "shed_kwh": {m: _kwh(shed[:, i].sum()) for i, m in enumerate(ids)}
+            if shed.size else {},
+            "tier_order_kept": not violations,
+            "tier_order_violations": len(violations),
+        },
+        "report": [p.name for p in result.report_files],
+        "notes": result.notes,
+    }
+
+
+def finish(result: Rehearsal, reader: LedgerReader) -> None:
+    """Write the island report and ``rehearsal.json`` into the rehearsal's directory."""
+    from controller.island.report import run as write_island_report
+    from controller.island.report_inputs import ReportInputError
+
+    try:
+        report = write_island_report(result.config_path, result.out, result.ledger,
+                                     result.plan_path)
+    except ReportInputError as exc:
+        result.notes.append(f"no island report: {exc}")
+    else:
+        result.report_files = sorted(p for p in result.out.iterdir()
+                                     if p.suffix in (".html", ".png") or p.name == "summary.json")
+        result.notes.extend(f"report: {n}" for n in report.summary.get("notes", []))
+    result.summary = summary(result, reader)
+    (result.out / "rehearsal.json").write_text(
+        json.dumps(result.summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def render_text(result: Rehearsal) -> str:
+    """The few lines the command prints at the end."""
+    s = result.summary
+    sim = result.cycles
+    lines = [
+        f"Island rehearsal: {s['simulated']['hours']:g} simulated h from "
+        f"{s['simulated']['from'][11:16]} UTC in {s['wall_s']:g} s wall "
+        f"({result.options.speed:g}x)",
+        f"  cycles {s['cycles']} (missed {sim.missed}), cycle median "
+        f"{s['cycle_ms']['median']:g} ms, p99 {s['cycle_ms']['p99']:g} ms",
+        f"  islanded {s['grid']['islanded_hours']:g} h; plan level {s['plan']['level']} "
+        f"(required coop SoC {s['plan']['required_soc_pct']:g} %)",
+        f"  unserved on the simulator: "
+        f"{sum(s['simulator']['unserved_kwh'].values()):.2f} kWh; batteries above their floor: "
+        f"{all(b['above_floor'] for b in s['simulator']['batteries'].values())}; "
+        f"tier order kept: {s['dispatch']['tier_order_kept']}",
+        f"  written to {result.out}/: report.html, summary.json, rehearsal.json, plan.json, "
+        "the charts and ledger.sqlite",
+    ]
+    lines += [f"  note: {n}" for n in s["notes"]]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,194 @@
+"""The island rehearsal: the simulated island's physics, and the whole rehearsal over Modbus.
+
+The acceptance run is a hard evening (6 simulated hours from 16:00 at 4000x, four
+households): the afternoon goes cloudy (PV x 0.2 from 16:00 to 19:00), which the plan
+does not know, and the second battery stops answering at 18:00.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from controller.accounts.figures import energy_wh, kwh
+from controller.config import parse_config
+from controller.island.rehearse import Rehearsal, RehearsalOptions, rehearse
+from controller.island.rehearse_report import tier_order_violations, tier_ranks
+from controller.ledger import LedgerReader
+from controller.ledger.schema import MEMBER_COLUMNS
+from dispatch.rounding import LEDGER_FIELDS, PAIRED, PARTS
+from simulators.household import HouseholdPhysics, HouseholdSpec, drop_by_tier
+
+ROOT = Path(__file__).resolve().parents[1]
+NIGHT = 2 * 3600.0  # 02:00 on the simulated clock: no PV
+
+
+def _coop(former_w: float = 5000.0) -> HouseholdPhysics:
+    specs = [
+        HouseholdSpec("h01", "former", 0.0, 3000, battery_wh=10_000, battery_max_w=former_w,
+                      soc_start_pct=50, grid_forming=True),
+        HouseholdSpec("h02", "critical", 0.0, 3000, tier="critical"),
+        HouseholdSpec("h03", "essential", 0.0, 3000),
+    ]
+    return HouseholdPhysics(specs)
+
+
+def test_drop_by_tier_sheds_the_least_critical_first_and_pro_rata_within_a_tier() -> None:
+    load = np.array([100.0, 200.0, 300.0])
+    rank = np.array([0, 1, 1])
+    assert np.allclose(drop_by_tier(load, 250.0, rank), [0.0, 100.0, 150.0])
+    assert np.allclose(drop_by_tier(load, 550.0, rank), [50.0, 200.0, 300.0])
+    assert np.allclose(drop_by_tier(load, 900.0, rank), load)  # never more than drawn
+
+
+def test_islanded_the_grid_former_covers_the_imbalance_and_the_meters_balance() -> None:
+    p = _coop()
+    p.grid_connected = False
+    p.advance_to(NIGHT)
+    p.advance_to(NIGHT + 60)
+    load = p.load_w(NIGHT + 60)
+    assert p.battery_w[0] == pytest.approx(load.sum())  # the former is the slack
+    assert p.unserved_w.sum() == 0.0
+    assert p.meter_w(NIGHT + 60).sum() == pytest.approx(0.0, abs=1e-9)  # no utility
+
+
+def test_beyond_the_former_load_is_dropped_by_tier_and_no_battery_crosses_its_floor() -> None:
+    p = _coop(former_w=400.0)
+    p.grid_connected = False
+    t = NIGHT
+    asked = np.zeros(3)
+    for k in range(2000):  # 2000 min islanded at night: the battery runs down to its floor
+        p.advance_to(t)
+        load = p.load_w(t)
+        asked += load / 60.0 if k else 0.0
+        if p.unserved_w.sum() > 0 and p.stored_wh[0] > p.soc_min_wh[0] + 1.0:
+            # short of power, not energy: essential load goes first, the critical house is whole
+            assert p.unserved_w[1] == 0.0 or p.unserved_w[2] == pytest.approx(load[2])
+            assert p.battery_w[0] == pytest.approx(400.0)
+        assert p.stored_wh[0] >= p.soc_min_wh[0] - 1e-6
+        t += 60.0
+    assert p.soc_pct()[0] == pytest.approx(5.0, abs=0.01)
+    assert p.unserved_wh.sum() > 0 and p.unserved_wh[2] > p.unserved_wh[1]
+    # every Wh of load was either drawn or recorded as unserved
+    assert p.served_wh + p.unserved_wh == pytest.approx(asked)
+    assert p.meter_w(t - 60).sum() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_clouds_scale_pv_in_their_window_only_and_on_grid_meters_are_unchanged() -> None:
+    p = HouseholdPhysics([HouseholdSpec("h01", "a", 5.0, 3000)])
+    noon = 12 * 3600.0
+    clear = p.pv_available_w(noon)[0]
+    p.add_cloud(noon - 60, noon + 60, 0.3)
+    assert p.pv_available_w(noon)[0] == pytest.approx(0.3 * clear)
+    assert p.pv_available_w(noon + 120)[0] == pytest.approx(p.pv_clear_w(noon + 120)[0])
+    p.advance_to(noon)
+    assert p.meter_w(noon)[0] == p.load_w(noon)[0] - p.pv_w(noon)[0] - p.battery_w[0]
+    with pytest.raises(ValueError):
+        p.add_cloud(noon, noon - 1, 0.5)
+
+
+# ------------------------------------------------------------------ the whole rehearsal
+@pytest.fixture(scope="module")
+def rehearsal(tmp_path_factory: pytest.TempPathFactory) -> Rehearsal:
+    out = tmp_path_factory.mktemp("rehearsal")
+    options = RehearsalOptions(hours=6, speed=4000, start="16:00", out=out, households=4,
+                               cloud=(16.0, 19.0, 0.2), dropout_hour=18.0, progress=False)
+    return asyncio.run(rehearse(options))
+
+
+def test_the_rehearsal_islands_and_returns_and_writes_its_report(rehearsal: Rehearsal) -> None:
+    out = rehearsal.out
+    for name in ("report.html", "summary.json", "rehearsal.json", "plan.json", "coop.toml"):
+        assert (out / name).is_file(), name
+    assert list(out.glob("*.png"))
+    reader = LedgerReader(rehearsal.ledger)
+    assert reader.islanded_seconds() > 3 * 3600
+    steps = [(t["from"], t["to"]) for t in reader.grid_transitions()]
+    assert ("GOING_OFF_GRID", "OFF_GRID") in steps and steps[-1] == ("RETURNING", "ON_GRID")
+    assert any("lapsed" in t["cause"] for t in reader.grid_transitions())
+    s = json.loads((out / "rehearsal.json").read_text())
+    assert s["cycles"] > 50 and s["cycle_ms"]["p99"] > 0 and s["wall_s"] > 0
+    assert [e["kind"] for e in s["events"]] == ["cloud", "battery_dropout"]
+    assert s["device_errors"].get("h03/battery", 0) > 0, "the second battery stopped answering"
+
+
+def test_the_ledger_conserves_energy_per_member_and_interval(rehearsal: Rehearsal) -> None:
+    reader = LedgerReader(rehearsal.ledger)
+    col = {f: MEMBER_COLUMNS.index(f) for f in MEMBER_COLUMNS}
+    by_interval: dict[int, list[list[int]]] = {}
+    for ts, _member, *values in reader.raw_rows():
+        by_interval.setdefault(ts, []).append(values)
+        for f in LEDGER_FIELDS:
+            assert values[col[f]] >= 0, (ts, f)
+        for part, whole in PARTS.items():
+            assert values[col[part]] <= values[col[whole]]
+    islanded = {r["start_ts"] for r in reader.intervals() if r["islanded_s"] == reader.step}
+    assert islanded
+    for ts, rows in by_interval.items():
+        for receiving, sending in PAIRED.items():
+            assert sum(r[col[receiving]] for r in rows) == sum(r[col[sending]] for r in rows)
+        if ts in islanded:
+            for f in ("from_grid", "to_grid", "grid_to_battery"):
+                assert all(r[col[f]] == 0 for r in rows), (ts, f)
+    # load = served + shed, as booked, and as the houses drew it on the simulator
+    first, last, _ = reader.span()
+    start = int(rehearsal.start_ts)
+    totals = reader.totals_by_member(start, last)
+    drawn = rehearsal.served_between_wh(start, last)
+    for i, m in enumerate(rehearsal.member_ids):
+        wh = energy_wh(totals[m])
+        assert wh["load"] == wh["served"] + wh["shed"]
+        if totals[m]["gap_s"] == 0:  # booked every second: the books hold what was drawn
+            assert wh["load"] == pytest.approx(drawn[i], rel=0.05, abs=30), m
+
+
+def test_no_battery_goes_below_its_floor(rehearsal: Rehearsal) -> None:
+    soc = rehearsal.soc_pct[:, rehearsal.has_battery]
+    assert soc.shape[0] > 100
+    assert (soc.min(axis=0) >= rehearsal.floor_pct[rehearsal.has_battery] - 1e-6).all()
+
+
+def test_the_dispatch_never_sheds_a_member_while_a_less_critical_one_is_fed(
+        rehearsal: Rehearsal) -> None:
+    config = parse_config(rehearsal.config_path.read_text(), str(rehearsal.config_path))
+    tiers = [m.tier for m in config.members]
+    assert "critical" in tiers and tiers.count("critical") < len(tiers)
+    log = rehearsal.cycles
+    n = len(tiers)
+    shed = np.array(log.shed).reshape(-1, n)
+    received = np.array(log.received).reshape(-1, n)
+    assert sum(log.islanded) > 50
+    assert tier_order_violations(shed, received, tier_ranks(tiers)) == []
+
+
+def test_the_report_totals_are_the_ledger_totals(rehearsal: Rehearsal) -> None:
+    summary = json.loads((rehearsal.out / "summary.json").read_text())
+    window = summary["window"]
+    reader = LedgerReader(rehearsal.ledger)
+    coop = energy_wh(reader.totals(None, window["from_ts"], window["to_ts"]))
+    by_member = reader.totals_by_member(window["from_ts"], window["to_ts"])
+    for key in ("load", "served", "shed", "liberated", "pv", "curtailed"):
+        assert summary["coop"][f"{key}_kwh"] == kwh(coop[key]), key
+        for m, figures in summary["members"].items():
+            assert figures[f"{key}_kwh"] == kwh(energy_wh(by_member[m])[key]), (m, key)
+    islanded_s = reader.totals(None, window["from_ts"], window["to_ts"])["islanded_s"]
+    assert summary["coop"]["hours_islanded"] == round(islanded_s / 3600, 3) > 0
+
+
+def test_cli_rehearse_writes_the_report(tmp_path: Path) -> None:
+    out = tmp_path / "day"
+    done = subprocess.run(
+        [sys.executable, "-m", "controller.cli", "island", "rehearse", "--hours", "2",
+         "--speed", "4000", "--out", str(out), "--households", "3"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "Island rehearsal" in done.stdout
+    assert (out / "report.html").is_file() and (out / "summary.json").is_file()
+    assert list(out.glob("*.png"))
+    assert json.loads((out / "rehearsal.json").read_text())["grid"]["islanded_hours"] > 0
