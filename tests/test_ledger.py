@@ -300,3 +300,40 @@ def test_a_v1_ledger_is_upgraded_in_place_without_losing_a_wh(tmp_path: Path) ->
     assert coop["cycles"] + acc.counts["cycles"] == 399
     assert coop["islanded_s"] > 0
     assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 2
+
+
+def test_another_process_holding_the_lock_never_stalls_the_caller(tmp_path: Path) -> None:
+    """A second process holds the database's write lock for 3 s: handing intervals to the
+    writer still returns at once, and everything is committed once the lock is free."""
+    ids = ("a", "b")
+    path = tmp_path / "l.sqlite"
+    writer = LedgerWriter(path, 60, [(m, m) for m in ids])
+    book = IntervalBook(ids, 60, None, CarryState.fresh(2))
+    holder = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import sqlite3, time
+            db = sqlite3.connect({str(path)!r}, isolation_level=None)
+            db.execute("BEGIN IMMEDIATE")
+            print("locked", flush=True)
+            time.sleep(3)
+            db.execute("COMMIT")
+        """)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        rng = np.random.default_rng(5)
+        t, slowest = 1_780_000_020.0, 0.0
+        for _ in range(6):
+            started = time.perf_counter()
+            _book(book, writer, CycleEnergy(t, t + 60, random_flows(rng, 2),
+                                            np.ones(2, dtype=bool), np.full((3, 2), np.nan)))
+            slowest = max(slowest, time.perf_counter() - started)
+            t += 60
+        assert slowest < 0.05, f"a cycle's hand-over took {slowest:.3f} s"
+        time.sleep(2.5)
+        assert writer.status()["state"] == "failing"
+        assert "locked" in writer.status()["reason"]
+    finally:
+        holder.wait(10)
+    assert writer.flush(15)
+    writer.close()
+    assert LedgerReader(path).span()[2] == 6
