@@ -130,7 +130,9 @@ class Controller:
             max_charge_w=np.where(usable, np.minimum(image.max_charge_w, self._limit_w), 0.0),
             max_discharge_w=np.where(usable, np.minimum(image.max_discharge_w, self._limit_w), 0.0),
             efficiency=self._efficiency,
-            reserve_wh=capacity * self._reserve_pct / 100.0,
+            # The reserve is kept *for* the island: islanded, it is there to be used,
+            # down to the hard floor (the island plan counts on it the same way).
+            reserve_wh=capacity * (self._floor_pct if self.islanded else self._reserve_pct) / 100.0,
             hysteresis_wh=capacity * self._hysteresis_pct / 100.0,
             offered=self._offered & usable,
             grid_charge=self._grid_charge & usable,
