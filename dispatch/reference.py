@@ -135,6 +135,17 @@ def reference_tick(fleet: Fleet, state: FleetState, pv_w: list[float], load_w: l
                 r["from_peers"][i] += take
                 r["from_battery"][i] -= take
 
+    if fleet.any_offered and island:  # an offered battery's own surplus goes to those short
+        charging = [r["to_battery"][i] if fleet.offered[i] else 0.0 for i in range(n)]
+        moved = min(sum(charging), sum(deficit))
+        if moved > 0.0:
+            fc = _share(sum(charging), moved)
+            take = _allocate(moved, deficit, policy, key, tier, tiered)
+            for i in range(n):
+                r["to_battery"][i] -= charging[i] * fc
+                r["to_peers"][i] += charging[i] * fc
+                r["from_peers"][i] += take[i]
+                deficit[i] -= take[i]
     if fleet.any_offered:
         for i in range(n):
             if fleet.offered[i]:

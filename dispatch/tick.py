@@ -384,6 +384,8 @@ class DispatchEngine:
         f, b = self.fleet, self._b
         to_battery, from_battery = b["to_battery"], b["from_battery"]
         floor_coop = np.maximum(floor_own, self.reserve)
+        if self.limits.islanded:
+            self._surplus_to_neighbours(deficit)
         # A battery does not charge and discharge in the same tick.
         room = np.where(f.offered & (from_battery == 0.0), b["charge_room"] - to_battery, 0.0)
         spare = np.minimum(discharge_power - from_battery,
@@ -400,6 +402,24 @@ class DispatchEngine:
         battery_to_coop = spare * capped_fraction(total_spare, delivered)
         deficit -= from_coop_battery
         return to_coop_battery, battery_from_coop, from_coop_battery, battery_to_coop
+
+    def _surplus_to_neighbours(self, deficit: FloatArray) -> None:
+        """Islanded, neighbours short of energy would be shed: an offered battery charging
+        from its owner's surplus gives that surplus to them (as peers' energy) instead, which
+        also leaves the battery free to serve them (it never charges and discharges at once).
+        """
+        f, b = self.fleet, self._b
+        charging = np.where(f.offered, b["to_battery"], 0.0)
+        total, short = float(charging.sum()), float(deficit.sum())
+        moved = min(total, short)
+        if moved <= 0.0:
+            return
+        give = charging * capped_fraction(total, moved)
+        take = allocate(moved, deficit, self.policy, f.key, f.tier, self.tiered)
+        b["to_battery"] -= give
+        b["to_peers"] += give
+        b["from_peers"] += take
+        deficit -= take
 
     def _grid_charge(self, stored, charge_room, import_left, coop):  # noqa: ANN001, ANN202
         """Batteries allowed to, and below their reserve, charge from the grid's spare import."""

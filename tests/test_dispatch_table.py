@@ -125,3 +125,20 @@ def test_grid_origin_energy_never_becomes_liberated() -> None:
 def test_unknown_policy_is_named() -> None:
     with pytest.raises(ValueError, match="policy 'fair'"):
         run([100, 0], [0, 100], policy="fair")
+
+
+def test_islanded_an_offered_battery_is_not_blocked_by_its_owners_trickle_of_sun() -> None:
+    """Dusk, islanded: the owner's 2 W of PV used to charge its own offered battery, which
+    then (never charging and discharging at once) served nobody, and the critical neighbour
+    was shed. Now the trickle goes to the neighbour and the battery serves the rest."""
+    cap = np.array([0.0, 7700.0])
+    fleet = Fleet(cap, cap * 0.05, np.array([0.0, 3300.0]), np.array([0.0, 3300.0]),
+                  np.array([1.0, 0.92]), offered=np.array([False, True]),
+                  tier=np.array([0, 1]))
+    state = FleetState(np.array([0.0, 0.272 * 7700]), np.zeros(2), np.zeros(2, dtype=bool))
+    r = dispatch_tick(fleet, state, np.array([0.0, 2.0]), np.array([596.0, 0.0]), None, 3600.0,
+                      "prorata", CoopLimits(islanded=True))
+    assert r.shed.sum() == 0.0
+    assert r.from_peers[0] == pytest.approx(2.0) and r.to_peers[1] == pytest.approx(2.0)
+    assert r.from_coop_battery[0] == pytest.approx(594.0) == r.battery_to_coop[1]
+    assert r.to_battery[1] == 0.0

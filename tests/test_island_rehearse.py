@@ -165,6 +165,10 @@ def test_the_dispatch_never_sheds_a_member_while_a_less_critical_one_is_fed(
     received = np.array(log.received).reshape(-1, n)
     assert sum(log.islanded) > 50
     assert tier_order_violations(shed, received, tier_ranks(tiers)) == []
+    plan = json.loads((rehearsal.out / "plan.json").read_text())
+    if plan["feasible"]["critical"]:  # the plan said the critical tier holds: it does
+        critical = [i for i, t in enumerate(tiers) if t == "critical"]
+        assert shed[:, critical].sum() < 1e-6, shed[:, critical].sum()
 
 
 def test_the_report_totals_are_the_ledger_totals(rehearsal: Rehearsal) -> None:
