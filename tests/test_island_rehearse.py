@@ -97,7 +97,7 @@ def test_clouds_scale_pv_in_their_window_only_and_on_grid_meters_are_unchanged()
 @pytest.fixture(scope="module")
 def rehearsal(tmp_path_factory: pytest.TempPathFactory) -> Rehearsal:
     out = tmp_path_factory.mktemp("rehearsal")
-    options = RehearsalOptions(hours=6, speed=4000, start="16:00", out=out, households=4,
+    options = RehearsalOptions(hours=6, speed=2000, start="16:00", out=out, households=4,
                                cloud=(16.0, 19.0, 0.2), dropout_hour=18.0, progress=False)
     return asyncio.run(rehearse(options))
 

@@ -47,7 +47,9 @@ ISLAND_END = ISLAND_START + 86400
 STEP, CYCLE = 900, 300
 FLEET = Fleet(capacity_wh=[10_000.0, 5_000.0, 0.0], soc_min_wh=[500.0, 250.0, 0.0],
               max_charge_w=[3000.0, 2500.0, 0.0], max_discharge_w=[3000.0, 2500.0, 0.0],
-              efficiency=[0.92] * 3, offered=[True, True, False], tier=[0, 1, 2])
+              efficiency=[0.92] * 3, offered=[False, True, False], tier=[0, 1, 2])
+# Ada (critical) keeps her battery to herself: with it offered, the islanded dispatch now
+# serves the others from it, and the day would no longer be hard enough to shed anyone.
 KWP = np.array([5.0, 3.0, 0.0])
 SUMMARY_KEYS = {"plan", "coop", "members", "tiers", "batteries"}
 COOP_KEYS = {"load_kwh", "served_kwh", "shed_kwh", "liberated_kwh", "pv_kwh", "curtailed_kwh",
