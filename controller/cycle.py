@@ -12,7 +12,7 @@ import numpy as np
 
 from controller.config import CoopConfig
 from controller.island.curtail import pv_limits
-from controller.island.grid_model import TransitionRecord
+from controller.island.grid_model import DEFAULT_TIMEOUTS, GridTimeouts, TransitionRecord
 from controller.island.live import GridSupervisor
 from controller.island.shedding import ShedPlanner
 from controller.ledger import CommittedInterval, CycleEnergy, IntervalBook, LedgerWriter
@@ -96,7 +96,12 @@ class Controller:
         self._tier = np.array([tiers[m.tier] for m in config.members], dtype=np.int64)
         self._key = np.array([m.key for m in config.members])
         grid = config.grid
-        self.grid = GridSupervisor(on_record=self._record_transition)
+        # The grid's timeouts span at least 3 cycles, as the setpoints' do: on a sped-up
+        # clock a cycle can be longer than the time a grid-former gets to confirm.
+        dt3 = 3 * self.nominal_dt_s
+        self.grid = GridSupervisor(self._record_transition, GridTimeouts(
+            max(DEFAULT_TIMEOUTS.unknown_s, dt3), max(DEFAULT_TIMEOUTS.confirm_s, dt3),
+            max(DEFAULT_TIMEOUTS.return_s, dt3)))
         self.islanded = False
         pvs = [m.device("pv") for m in config.members]
         self._pv_rated_w = np.array([(p.params.get("rated_w") if p else None) or np.inf

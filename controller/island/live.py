@@ -17,8 +17,10 @@ import numpy as np
 
 from controller.island.grid_log import TransitionLog
 from controller.island.grid_model import (
+    DEFAULT_TIMEOUTS,
     GridInputs,
     GridMachine,
+    GridTimeouts,
     IslandCommand,
     Refusal,
     ReturnCommand,
@@ -37,8 +39,10 @@ class GridSupervisor:
             e.g. to persist it in the ledger.
     """
 
-    def __init__(self, on_record: Callable[[TransitionRecord], None] | None = None) -> None:
+    def __init__(self, on_record: Callable[[TransitionRecord], None] | None = None,
+                 timeouts: GridTimeouts = DEFAULT_TIMEOUTS) -> None:
         self.machine = GridMachine()
+        self.timeouts = timeouts
         self.log = TransitionLog()
         self.command: IslandCommand | ReturnCommand | None = None
         self.inputs: GridInputs | None = None
@@ -70,7 +74,7 @@ class GridSupervisor:
     def update(self, inputs: GridInputs, now: float) -> bool:
         """Step the machine once; return whether the coop is islanded now."""
         self.inputs = inputs
-        transition = step(self.machine, inputs, now)
+        transition = step(self.machine, inputs, now, self.timeouts)
         self.machine = transition.machine
         self._record(transition.record)
         if isinstance(self.command, ReturnCommand) and not self.machine.in_force:

@@ -262,8 +262,10 @@ class _Session:
             log.islanded.append(self.runtime.controller.islanded)
         if state is GridState.GOING_OFF_GRID and self.coop.grid_connected:
             self.coop.grid_connected = False  # the grid-former opens the coupling
+            self.coop.step()  # its registers say so before the next cycle reads them
         elif state is GridState.RETURNING and not self.coop.grid_connected:
             self.coop.grid_connected = True  # resynchronised: the breaker closes
+            self.coop.step()
         elif (state is GridState.ON_GRID and GridState.RETURNING in self.seen) or (
                 report.end_ts > self.deadline):
             self.done.set()
