@@ -12,12 +12,11 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 
 from api.accounts import accounts_router
-from api.energy import member_figures
+from api.energy import member_figures, running_figures
 from api.island import island_router
 from controller.accounts.figures import meter_drift
 from controller.config import CoopConfig, LedgerConfig
 from controller.ledger import LedgerReader
-from dispatch.metrics import jain_index
 
 API_VERSION = "1.0.0"
 
@@ -160,23 +159,13 @@ def create_app(reader: LedgerReader, live: LiveView | None = None,
         by_member = reader.totals_by_member()
         coop_totals = reader.totals()
         extra = live.unwritten_wh(last) if live is not None else {}
-        per_member = {m: member_figures(_with_unwritten(t, extra.get(m)) | {"intervals": count})
-                      for m, t in by_member.items()}
-        coop_extra: dict[str, int] = {}
-        for sums in extra.values():
-            for k, v in sums.items():
-                coop_extra[k] = coop_extra.get(k, 0) + v
-        coop = member_figures(_with_unwritten(coop_totals, coop_extra) | {"intervals": count})
-        sufficiency = [
-            f["self_sufficiency"] for f in per_member.values() if f["self_sufficiency"] is not None
-        ]
+        per_member, coop = running_figures(by_member, extra, count)
         return {
             "members": len(per_member),
             **coop,
             "shared_peer_to_peer_kwh": coop["to_peers_kwh"],
             "unserved_kwh": coop["shed_kwh"],
             "hours_islanded": round((coop_totals.get("islanded_s") or 0) / 3600.0, 3),
-            "jain_fairness": jain_index(sufficiency),  # type: ignore[arg-type]
             "first_interval_start": first,
             "last_interval_end": last,
             "intervals": count,

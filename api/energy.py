@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from dispatch.rounding import LIBERATED_FIELDS
+from collections.abc import Mapping
+
+from dispatch.metrics import jain_index
+from dispatch.rounding import LEDGER_FIELDS, LIBERATED_FIELDS
 
 
 def kwh(wh: int) -> float:
@@ -56,3 +59,24 @@ def gap_figures(t: dict) -> dict[str, float | None]:
         "unallocated_pv_kwh": kwh(t.get("unallocated_pv") or 0),
     }
 
+
+
+def running_figures(by_member: Mapping[str, Mapping[str, int | None]],
+                    unwritten: Mapping[str, Mapping[str, int]], intervals: int,
+                    ) -> tuple[dict[str, dict], dict]:
+    """Each member's and the coop's figures from committed sums plus the Wh not on disk yet
+    (``unwritten``: intervals waiting for the writer and the open interval), with Jain's
+    index over the members' self-sufficiency in the coop's figures."""
+    per_member: dict[str, dict] = {}
+    coop: dict[str, int] = dict.fromkeys(LEDGER_FIELDS, 0)
+    for member, committed in by_member.items():
+        sums = {k: v or 0 for k, v in committed.items()}
+        for k, v in unwritten.get(member, {}).items():
+            sums[k] = sums.get(k, 0) + v
+        for k, v in sums.items():
+            coop[k] = coop.get(k, 0) + v
+        per_member[member] = member_figures(sums | {"intervals": intervals})
+    figures = member_figures(coop | {"intervals": intervals})
+    figures["jain_fairness"] = jain_index(
+        [f["self_sufficiency"] for f in per_member.values() if f["self_sufficiency"] is not None])
+    return per_member, figures

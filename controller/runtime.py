@@ -13,14 +13,13 @@ import numpy as np
 import uvicorn
 
 from api.app import create_app
-from api.energy import member_figures
+from api.energy import running_figures
 from controller.config import CoopConfig
 from controller.cycle import Controller, CycleReport
 from controller.ledger import LedgerReader
 from controller.ledger.schema import MEMBER_AMOUNTS
 from controller.mqtt_publish import MqttPublisher
 from controller.timeseries import TimeSeriesWriter, interval_points, live_points
-from dispatch.metrics import jain_index
 
 log = logging.getLogger(__name__)
 
@@ -109,17 +108,10 @@ class Runtime:
         _, last_end, count = self.reader.span()
         count += sum(1 for i in self.controller.writer.pending()
                      if last_end is None or i.start_ts >= last_end)
-        extra = self.unwritten_wh(last_end)
-        per_member, coop_sum = {}, dict.fromkeys(MEMBER_AMOUNTS, 0)
-        for m in self.controller.member_ids:
-            sums = {k: (committed.get(m, {}).get(k) or 0) + extra[m][k] for k in MEMBER_AMOUNTS}
-            for k in MEMBER_AMOUNTS:
-                coop_sum[k] += sums[k]
-            per_member[m] = member_figures(sums | {"intervals": count}) | {"provisional": True}
-        coop = member_figures(coop_sum | {"intervals": count}) | {"provisional": True}
-        coop["jain_fairness"] = jain_index(
-            [f["self_sufficiency"] for f in per_member.values()
-             if f["self_sufficiency"] is not None])
+        committed = {m: committed.get(m, {}) for m in self.controller.member_ids}
+        per_member, coop = running_figures(committed, self.unwritten_wh(last_end), count)
+        for figures in (*per_member.values(), coop):
+            figures["provisional"] = True
         return per_member, coop
 
     def _live_values(self, report: CycleReport) -> dict[str, dict[str, float | None]]:
