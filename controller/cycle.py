@@ -162,7 +162,8 @@ class Controller:
         now = self.clock()
         image = self.poller.freeze(now)
         device_grid, former_ok = self.poller.grid_view()
-        stale = tuple(n for n in self.poller.unknown_devices() if n.endswith("/meter"))
+        unknown = tuple(self.poller.unknown_devices())
+        stale = tuple(n for n in unknown if n.endswith("/meter"))
         self.islanded = self.grid.update(
             self.grid.inputs_from(image, device_grid, former_ok, stale), now)
         fleet = self.fleet(image)
@@ -203,7 +204,7 @@ class Controller:
             flows = {f: np.maximum(getattr(result, f), 0.0) for f in LEDGER_FIELDS}
             closed = self.book.add_cycle(CycleEnergy(
                 start, now, flows, image.valid.copy(), image.counters, islanded=limits.islanded,
-                missing=tuple(self.poller.unknown_devices())))
+                missing=unknown))
             for interval, parts in closed:
                 self.writer.commit(interval, parts)
                 committed.append(interval)
