@@ -13,6 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from controller.island.site_config import IslandConfig, SiteConfig
 from devices.mqtt.formats import FORMATS
 from devices.templates.schema import shipped_templates
 from devices.validation import parse_toml
@@ -294,6 +295,8 @@ class CoopConfig(_Strict):
     api: ApiConfig = ApiConfig()
     mqtt: MqttConfig | None = None
     timeseries: TimeSeriesConfig | None = None
+    site: SiteConfig | None = None
+    island: IslandConfig = IslandConfig()
     members: list[MemberConfig] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -318,6 +321,15 @@ class CoopConfig(_Strict):
                         f"{d.endpoint} is configured twice ({seen[key]} and {m.id}/{d.kind})"
                     )
                 seen[key] = f"{m.id}/{d.kind}"
+        known = set(ids)
+        named = [(f"site.arrays[{i}]", a.member) for i, a in
+                 enumerate(self.site.arrays if self.site else [])]
+        named += [(f"island.members[{i}]", m.member) for i, m in enumerate(self.island.members)]
+        named += [(f"island.batteries[{i}]", b.member)
+                  for i, b in enumerate(self.island.batteries)]
+        for key, member in named:
+            if member not in known:
+                raise ValueError(f"{key}.member = {member!r}: not a member of the coop")
         return self
 
 

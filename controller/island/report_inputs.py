@@ -16,21 +16,18 @@ from __future__ import annotations
 
 import json
 import math
-import tomllib
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
-from pydantic import BaseModel, ConfigDict, ValidationError
 
 from controller.accounts.figures import parse_time
-from controller.config import ConfigError, CoopConfig
+from controller.config import CoopConfig, load_config
 from controller.island.plan import TIERS
-from controller.island.site import IslandConfig, load_island_config
+from controller.island.site_config import IslandConfig
 from controller.ledger import LedgerReader
-from devices.validation import format_errors
 
 FloatArray = NDArray[np.float64]
 
@@ -54,40 +51,12 @@ class ReportConfig:
     site_tz: bool = False  # the time zone is the [site]'s (else UTC)
 
 
-class _IslandOnly(BaseModel):
-    """``[island]`` of a file without ``[site]`` (the plan needs the site, the report not)."""
-
-    model_config = ConfigDict(extra="ignore")
-    island: IslandConfig
-
-
 def load_report_config(path: str | Path) -> ReportConfig:
     """The coop config with its optional ``[site]``/``[island]``; :class:`ConfigError` if bad."""
-    path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    island = None
-    if "site" in data:
-        coop, site, island = load_island_config(path)
-        return ReportConfig(coop, island if "island" in data else None, site.tzinfo, site.tz,
-                            True)
-    own = {k: v for k, v in data.items() if k != "island" or "island" in CoopConfig.model_fields}
-    problems = []
-    try:
-        coop = CoopConfig.model_validate(own)
-    except ValidationError as exc:
-        problems.append(format_errors(str(path), own, exc, CoopConfig))
-    if "island" in data:
-        try:
-            island = _IslandOnly.model_validate(data).island
-        except ValidationError as exc:
-            problems.append(format_errors(str(path), data, exc, _IslandOnly))
-    if problems:
-        raise ConfigError("\n".join(problems))
+    coop = load_config(path)
+    island = coop.island if "island" in coop.model_fields_set else None
+    if coop.site is not None:
+        return ReportConfig(coop, island, coop.site.tzinfo, coop.site.tz, True)
     return ReportConfig(coop, island, UTC, "UTC")
 
 

@@ -31,126 +31,36 @@ An installer writes, beside the rest of the coop's configuration file::
 A battery's efficiency, hard floor and power limit default to its battery
 device's ``efficiency``, ``floor_pct`` and ``max_power_w`` in ``[[members]]``.
 
-:class:`SiteConfig` and :class:`IslandConfig` are plain models, ready to become
-``CoopConfig.site`` and ``CoopConfig.island``. Until they are,
-:func:`load_island_config` reads them from the same file itself: it validates
-the coop's tables with :class:`~controller.config.CoopConfig` and these two
-tables with the models here, so every error still names the file and the key.
+:class:`SiteConfig` and :class:`IslandConfig` (in :mod:`.site_config`) are
+``CoopConfig.site`` and ``CoopConfig.island``: ``config check`` validates them
+with the rest of the file, and every error names the file and the key. Islanded,
+the running controller re-plans every ``[island] replan_min`` minutes
+(:mod:`.pilot`) from the plan in ``[island] plan_file`` (default ``plan.json``
+beside the ledger).
 """
 
 from __future__ import annotations
 
-import re
-import tomllib
 from dataclasses import dataclass
-from datetime import timedelta, timezone, tzinfo
 from pathlib import Path
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 from numpy.typing import NDArray
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from controller.config import ConfigError, CoopConfig
-from devices.validation import format_errors
+from controller.config import ConfigError as ConfigError
+from controller.config import CoopConfig, load_config
+from controller.island.site_config import (
+    ArrayConfig,
+    BatteryPlanConfig,
+    IslandConfig,
+    MemberLoadConfig,
+    SiteConfig,
+    parse_tz,
+)
 from dispatch.fleet import Fleet
 
-_OFFSET = re.compile(r"^(?:UTC)?([+-])(\d{2}):(\d{2})$")
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def parse_tz(text: str) -> tzinfo:
-    """An IANA zone (``Europe/Paris``) or a fixed offset (``+01:00``, ``UTC-05:00``)."""
-    match = _OFFSET.match(text)
-    if match:
-        sign, hours, minutes = match.groups()
-        offset = timedelta(hours=int(hours), minutes=int(minutes))
-        if offset > timedelta(hours=14):
-            raise ValueError(f"offset {text} is beyond ±14:00")
-        return timezone(-offset if sign == "-" else offset)
-    try:
-        return ZoneInfo(text)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError("expected an IANA time zone name such as 'Europe/Paris' or a fixed "
-                         "offset such as '+01:00'") from None
-
-
-class ArrayConfig(_Strict):
-    """One PV array on a member's roof."""
-
-    member: str = Field(description="id of the member whose meter the array is behind")
-    kwp: float = Field(gt=0, le=10_000, description="peak power, kWp (DC, at STC)")
-    tilt: float = Field(30.0, ge=0, le=90, description="degrees from horizontal")
-    azimuth: float = Field(180.0, ge=0, lt=360, description="degrees clockwise from north")
-
-
-class SiteConfig(_Strict):
-    """Where the coop is: the sun's path over it and its PV arrays."""
-
-    latitude: float = Field(ge=-90, le=90)
-    longitude: float = Field(ge=-180, le=180)
-    tz: str = Field(description="IANA time zone name or fixed offset such as '+01:00'")
-    altitude_m: float = Field(0.0, ge=-500, le=9000, description="for the clear-sky model")
-    arrays: list[ArrayConfig] = Field(default_factory=list)
-
-    @field_validator("tz")
-    @classmethod
-    def _tz(cls, value: str) -> str:
-        parse_tz(value)
-        return value
-
-    @property
-    def tzinfo(self) -> tzinfo:
-        """The site's time zone."""
-        return parse_tz(self.tz)
-
-
-class MemberLoadConfig(_Strict):
-    """A member's consumption and how it splits into priority tiers."""
-
-    member: str
-    annual_kwh: float | None = Field(None, gt=0, le=1_000_000, description="for the H25 profile")
-    critical_share: float | None = Field(None, ge=0, le=1)
-    essential_share: float | None = Field(None, ge=0, le=1)
-
-
-class BatteryPlanConfig(_Strict):
-    """A battery the island plan may use (its capacity is not in the device config)."""
-
-    member: str
-    capacity_kwh: float = Field(gt=0, le=100_000, description="usable energy at 100 % SoC")
-    soc_pct: float = Field(50.0, ge=0, le=100, description="last known state of charge")
-    max_charge_w: float | None = Field(None, gt=0, description="default: device max_power_w")
-    max_discharge_w: float | None = Field(None, gt=0, description="default: device max_power_w")
-    efficiency: float | None = Field(None, gt=0, le=1, description="round trip; default: device")
-    floor_pct: float | None = Field(None, ge=0, le=100, description="default: device floor")
-
-
-class IslandConfig(_Strict):
-    """What the coop's members need when the grid is gone."""
-
-    annual_kwh: float = Field(3500.0, gt=0, le=1_000_000)
-    critical_share: float = Field(0.15, ge=0, le=1)
-    essential_share: float = Field(0.35, ge=0, le=1)
-    members: list[MemberLoadConfig] = Field(default_factory=list)
-    batteries: list[BatteryPlanConfig] = Field(default_factory=list)
-
-    @model_validator(mode="after")
-    def _shares(self) -> IslandConfig:
-        if self.critical_share + self.essential_share > 1:
-            raise ValueError("critical_share + essential_share is above 1")
-        return self
-
-
-class _IslandFile(BaseModel):
-    """The two tables, validated against the whole file so errors carry their full key."""
-
-    model_config = ConfigDict(extra="ignore")
-    site: SiteConfig
-    island: IslandConfig = IslandConfig()
+__all__ = ["ArrayConfig", "BatteryPlanConfig", "Coop", "IslandConfig", "MemberLoadConfig",
+           "SiteConfig", "load_island_config", "parse_tz", "resolve"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,34 +87,13 @@ class Coop:
 
 
 def load_island_config(path: str | Path) -> tuple[CoopConfig, SiteConfig, IslandConfig]:
-    """The coop's config and its ``[site]``/``[island]`` tables; :class:`ConfigError` if bad."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-        data = tomllib.loads(text)
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    ours = {"site", "island"} - set(CoopConfig.model_fields)
-    problems = []
-    coop = None
-    try:
-        coop = CoopConfig.model_validate({k: v for k, v in data.items() if k not in ours})
-    except ValidationError as exc:
-        problems.append(format_errors(str(path), data, exc, CoopConfig))
-    tables = None
-    if "site" not in data:
-        problems.append(f"{path}: site: required table is missing (latitude, longitude, tz "
-                        "and the PV arrays; see controller/island/site.py)")
-    else:
-        try:
-            tables = _IslandFile.model_validate(data)
-        except ValidationError as exc:
-            problems.append(format_errors(str(path), data, exc, _IslandFile))
-    if problems or coop is None or tables is None:
-        raise ConfigError("\n".join(problems))
-    return coop, tables.site, tables.island
+    """The coop's config and its ``[site]``/``[island]`` tables; :class:`ConfigError` if bad
+    or if the file has no ``[site]`` (the plan cannot forecast PV without it)."""
+    config = load_config(path)
+    if config.site is None:
+        raise ConfigError(f"{path}: site: required table is missing (latitude, longitude, tz "
+                          "and the PV arrays; see controller/island/site.py)")
+    return config, config.site, config.island
 
 
 def resolve(config: CoopConfig, site: SiteConfig, island: IslandConfig,
