@@ -230,8 +230,9 @@ def create_app(reader: LedgerReader, live: LiveView | None = None,
         return JSONResponse(body, status_code=status)
 
     app.include_router(accounts_router(reader, config))
-    app.include_router(island_router(reader, live if hasattr(live, "grid_supervisor")
-                                     else None))  # type: ignore[arg-type]
+    app.include_router(island_router(
+        reader, live if hasattr(live, "grid_supervisor") else None,  # type: ignore[arg-type]
+        config.plan_path if config is not None else None))
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def dashboard() -> str:

@@ -332,6 +332,14 @@ class CoopConfig(_Strict):
                 raise ValueError(f"{key}.member = {member!r}: not a member of the coop")
         return self
 
+    @property
+    def plan_path(self) -> Path:
+        """The island plan the controller follows: ``[island] plan_file``, or ``plan.json``
+        beside the ledger."""
+        if self.island.plan_file is not None:
+            return Path(self.island.plan_file)
+        return self.storage.ledger.parent / "plan.json"
+
 
 class ConfigError(Exception):
     """A configuration file that cannot be used; the message names every problem."""

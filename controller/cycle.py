@@ -12,8 +12,15 @@ import numpy as np
 
 from controller.config import CoopConfig
 from controller.island.curtail import pv_limits
-from controller.island.grid_model import DEFAULT_TIMEOUTS, GridTimeouts, TransitionRecord
+from controller.island.follow import PlanFollower
+from controller.island.grid_model import (
+    DEFAULT_TIMEOUTS,
+    GridTimeouts,
+    IslandCommand,
+    TransitionRecord,
+)
 from controller.island.live import GridSupervisor
+from controller.island.pilot import Readings
 from controller.island.shedding import ShedPlanner
 from controller.ledger import CommittedInterval, CycleEnergy, IntervalBook, LedgerWriter
 from controller.ledger.accumulator import unpack_state
@@ -87,6 +94,7 @@ class Controller:
                                          for b in batteries])
         self._floor_pct = np.array([b.soc_floor_pct if b else 0.0 for b in batteries])
         self._offered = np.array([bool(b and b.offered) for b in batteries])
+        self._grid_forming = np.array([bool(b and b.grid_forming) for b in batteries])
         self._grid_charge = np.array([bool(b and b.grid_charging) for b in batteries])
         self._efficiency = np.array([b.efficiency if b else 1.0 for b in batteries])
         self._limit_w = np.array(
@@ -113,6 +121,13 @@ class Controller:
                         if has_loads else None)
         #: Per member, shed that no switch could realise: an outage on an island.
         self.unrealised_shed_w = np.zeros(len(config.members))
+        #: Each member's demand before the grid-former last reported an overload, W.
+        self._demand_before_w = np.zeros(len(config.members))
+        #: Islanded load dropped by an overloaded grid-former (estimated), Wh so far.
+        self.dropped_wh_total = 0.0
+        #: Islanded, the plan followed and re-planned (controller/island/pilot.py).
+        self.follower = PlanFollower(config.plan_path, list(self.member_ids),
+                                     config.island.replan_min * 60.0)
         self._caps = (grid.import_cap_w or float("inf"), grid.export_cap_w
                       if grid.export_cap_w is not None else float("inf"))
 
@@ -139,7 +154,9 @@ class Controller:
             # down to the hard floor (the island plan counts on it the same way).
             reserve_wh=capacity * (self._floor_pct if self.islanded else self._reserve_pct) / 100.0,
             hysteresis_wh=capacity * self._hysteresis_pct / 100.0,
-            offered=self._offered & usable,
+            # Islanded, the grid-forming battery is every house's slack whatever the config
+            # says: it serves the neighbours physically, so the books say so too.
+            offered=(self._offered | (self._grid_forming & self.islanded)) & usable,
             grid_charge=self._grid_charge & usable,
             tier=self._tier,
             key=self._key,
@@ -174,16 +191,24 @@ class Controller:
         result = None
         committed: list[CommittedInterval] = []
         setpoints = np.zeros(len(self.member_ids))
+        # Plugs Commonwatt holds off still belong to the demand: the dispatch sees them,
+        # books them as shed, and so knows when there is room to bring them back.
+        held = self.shedder.held_w() if self.shedder is not None else np.zeros(len(stored))
+        demand = np.where(image.valid, image.load_w + held, 0.0)
+        self._follow_plan(image, now, stored, demand)
+        planned = self.follower.shed_w(now, self.islanded)
+        # What the plan sheds and a plug already holds off is not served: booked as shed
+        # before the dispatch shares what is left.
+        pre_shed = np.where(image.valid, np.minimum(held, planned), 0.0)
+        dropped = self._dropped_w(demand, image.valid)
         if now > start and (self.last_end_ts is None or now > self.last_end_ts):
             limits = self.limits()
-            # Plugs Commonwatt holds off still belong to the demand: the dispatch sees
-            # them, books them as shed, and so knows when there is room to bring them back.
-            held = self.shedder.held_w() if self.shedder is not None else 0.0
             result = dispatch_tick(
                 fleet, FleetState(stored, pools, carry.held), image.pv_production_w,
-                np.where(image.valid, image.load_w + held, 0.0), image.valid, now - start,
-                self.config.policy.sharing, limits,
+                demand - pre_shed, image.valid, now - start, self.config.policy.sharing, limits,
             )
+            # A new array: flows of stages that did not run share one zeros buffer.
+            result.shed = result.shed + (pre_shed + dropped) * ((now - start) / 3600.0)
             # Safety wins over the dispatch: the reserve on-grid, the hard floor islanded.
             setpoints = clamp_setpoints(
                 np.where(image.valid, result.battery_w, 0.0),
@@ -197,7 +222,8 @@ class Controller:
         )
         if result is not None:
             await self._curtail(image, result, now - start)
-            await self._shed(result, now, now - start)
+            await self._shed(result, now, now - start,
+                             np.maximum(planned - pre_shed, 0.0) + dropped)
         if result is not None:
             carry.pools_wh = np.where(image.valid, result.pool_coop_wh, pools)
             carry.held = result.state.held.copy()
@@ -223,15 +249,41 @@ class Controller:
             await self.poller.write_pv_limits(caps, self.pv_caps_w, self.setpoint_expiry_s)
         self.pv_caps_w = caps
 
-    async def _shed(self, result: TickResult, now: float, dt_s: float) -> None:
-        """Switch plugs (flexible first) to realise the shed the dispatch decided."""
+    def _dropped_w(self, demand: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        """Islanded, load the grid-former drops (an outage): per member, the demand before
+        the overload less what the meters see now. The meters only see what was served, so
+        the demand is the last one measured before the grid-former said it was overloaded
+        (an estimate: it is booked as unserved, never as served)."""
+        if self.islanded and self.poller.grid_overloaded():
+            dropped = np.where(valid, np.maximum(self._demand_before_w - demand, 0.0), 0.0)
+        else:
+            dropped = np.zeros_like(demand)
+            self._demand_before_w = np.where(valid, demand, self._demand_before_w)
+        self.dropped_wh_total += float(dropped.sum()) * self.nominal_dt_s / 3600.0
+        return dropped
+
+    def _follow_plan(self, image: ProcessImage, now: float, stored: np.ndarray,
+                     demand: np.ndarray) -> None:
+        """Islanded, keep the island plan current (re-planned from these readings)."""
+        command = self.grid.command
+        end_ts = command.end_ts if isinstance(command, IslandCommand) else None
+        readings = Readings(np.where(image.has_battery, stored, np.nan),
+                            image.has_battery & image.battery_ok,
+                            np.where(image.valid, image.pv_production_w, 0.0), demand)
+        self.follower.step(now, self.islanded, readings, end_ts)
+
+    async def _shed(self, result: TickResult, now: float, dt_s: float,
+                    planned_more_w: np.ndarray) -> None:
+        """Switch plugs (flexible first) to realise the shed the dispatch decided, and what
+        the island plan sheds beyond what plugs already hold off (``planned_more_w``)."""
         if self.shedder is None:
             return
-        plan = self.shedder.plan(now, result.shed / (dt_s / 3600.0),
-                                 self.poller.load_readings())
+        need = result.shed / (dt_s / 3600.0) + planned_more_w
+        plan = self.shedder.plan(now, need, self.poller.load_readings())
         if plan.actions:
             await self.poller.switch_loads(plan.actions, self.mandate_s)
-        self.unrealised_shed_w = plan.unrealised_w
+        # What no switch realises of the plan's own shed is simply served (no outage).
+        self.unrealised_shed_w = np.maximum(plan.unrealised_w - planned_more_w, 0.0)
 
     async def release_loads(self) -> None:
         """On stop: switch back on every load Commonwatt switched off."""
@@ -242,5 +294,6 @@ class Controller:
 
     def close(self) -> None:
         """Close device connections; write what the ledger still holds, then release it."""
+        self.follower.close()
         self.poller.close()
         self.writer.close()

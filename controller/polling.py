@@ -256,6 +256,14 @@ class Poller:
         grid = views.pop() if len(views) == 1 else "unknown"
         return grid, bool(fresh)
 
+    def grid_overloaded(self) -> bool:
+        """Whether a fresh grid-forming inverter reports more load than it can carry."""
+        now = time.monotonic()
+        stale = self.config.controller.stale_after_s
+        return any(getattr(d.reading, "overloaded", False) for d in self.devices
+                   if d.config.kind == "battery" and d.config.grid_forming
+                   and d.health.fresh(now, stale))
+
     def load_readings(self) -> dict[str, LoadReading]:
         """Fresh readings of the switchable loads by device name (``member/loadN``).
 

@@ -47,6 +47,9 @@ class BatteryReading:
     #: A grid-forming inverter's view of the utility: "on" (connected), "off"
     #: (islanded), or None where the device does not say.
     grid: str | None = None
+    #: A grid-forming inverter that cannot hold the island's frequency (SunSpec 701
+    #: ``Alrm`` bit 9, UNDER_FREQUENCY): more load than it can carry, some is dropped.
+    overloaded: bool = False
 
 
 @dataclass(frozen=True, slots=True)

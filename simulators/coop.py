@@ -25,10 +25,14 @@ import contextlib
 import socket
 from dataclasses import dataclass
 
+from devices.sunspec.adapters import UNDER_FREQUENCY_BIT
 from simulators.clock import SimClock
 from simulators.household import HouseholdPhysics, HouseholdSpec
 from simulators.modbus_server import Fault, SimulatedModbusServer
 from simulators.sunspec_image import SunSpecImage
+
+#: Dropped load below this (W) is rounding, not an overload.
+UNSERVED_TOL_W = 1.0
 
 INVERTER_UNIT, METER_UNIT, BATTERY_UNIT = 1, 2, 3
 #: SunSpec 103 St values: producing at the maximum power point, or throttled.
@@ -74,7 +78,7 @@ def meter_image(spec: HouseholdSpec) -> SunSpecImage:
 def battery_image(spec: HouseholdSpec) -> SunSpecImage:
     """SunSpec storage (1 + 124 + 802) of one household's battery; a grid-forming one
     also serves 701, whose ``ConnSt`` says whether it is connected to the utility."""
-    extra = [(701, {"ConnSt": 1, "W_SF": 0})] if spec.grid_forming else []
+    extra = [(701, {"ConnSt": 1, "W_SF": 0, "Alrm": 0})] if spec.grid_forming else []
     return SunSpecImage([
         _common(spec, "Battery", f"BAT-{spec.member_id}"),
         (124, {"WChaMax_SF": 0, "WChaDisChaGra_SF": 0, "VAChaMax_SF": 0, "MinRsvPct_SF": -1,
@@ -230,6 +234,9 @@ class SimulatedCoop:
                 h.battery.set(124, "ChaState", soc[i])
                 if h.spec.grid_forming:
                     h.battery.set_raw(701, "ConnSt", 1 if self.grid_connected else 0)
+                    # Load dropped because the grid-former is at its limit: its frequency sags.
+                    h.battery.set_raw(701, "Alrm", UNDER_FREQUENCY_BIT if physics.unserved_w.sum()
+                                      > UNSERVED_TOL_W else 0)
 
     def _expire(self, household: SimulatedHousehold, t: float) -> None:
         """A setpoint that was not refreshed reverts: rates back to 0, like a real watchdog."""

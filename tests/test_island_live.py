@@ -108,8 +108,8 @@ def test_without_a_grid_former_the_state_stays_undefined_and_never_islands(
 
 
 def test_islanded_the_shed_switches_a_plug_off_and_back_on(tmp_path: Path, mosquitto: int) -> None:
-    """A house with no battery and no sun at night, islanded: the dispatch sheds it, and its
-    flexible plug (a simulated Shelly on a real mosquitto) is switched off, then back on."""
+    """A house with no battery and no sun at night, islanded with an empty grid-former: the
+    dispatch sheds it, and its flexible plug (a simulated Shelly on a real mosquitto) is switched off, then back on."""
     from simulators.mqtt_devices import SimulatedMqttDevice
 
     plug_toml = ('\n[[members.devices]]\nkind = "load"\nprotocol = "mqtt"\n'
@@ -127,6 +127,10 @@ def test_islanded_the_shed_switches_a_plug_off_and_back_on(tmp_path: Path, mosqu
                 plug.publish(power_w=1500.0, energy_wh=100.0)
                 await h.step()
                 await asyncio.sleep(0.2)
+            # The grid-former's battery at its floor: islanded it is every house's slack, and
+            # here it has nothing to give, so the house without a battery must be shed.
+            physics = h.coop.physics
+            physics.stored_wh[physics.former] = physics.soc_min_wh[physics.former]
             assert h.controller.grid.request_island("Ada", h.clock.now(),
                                                     h.clock.now() + 1800, 0.0, h.clock.now())
             await h.step()

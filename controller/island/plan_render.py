@@ -12,6 +12,7 @@ from datetime import datetime, tzinfo
 import numpy as np
 
 from controller.island.limits import AUTONOMY_CAP_H, TOL_WH
+from controller.island.pilot import problem_json
 from controller.island.plan import LEVELS, TIERS, Plan
 
 LIMIT_TEXT = {
@@ -143,6 +144,8 @@ def to_dict(plan: Plan, ctx: Context) -> dict:
                      "end": iso(x.end), "energy_kwh": x.energy_wh / 1000.0,
                      "saves": x.saves, "saves_per_kwh": x.per_kwh} for x in plan.binding],
         "solve_s": plan.solve_s,
+        # What the running controller re-plans from when it islands (controller/island/pilot.py).
+        "inputs": problem_json(p),
     }
 
 

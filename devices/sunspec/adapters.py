@@ -27,6 +27,8 @@ from devices.kinds import BatteryReading, MeterReading, PvLimit, PvReading, Setp
 from devices.modbus.transport import DeviceError
 from devices.sunspec.client import SunSpecClient
 
+#: SunSpec 701 ``Alrm`` UNDER_FREQUENCY (pysunspec2 model_701.json, symbol value 9).
+UNDER_FREQUENCY_BIT = 1 << 9
 INVERTER_MODELS = (103, 102, 101, 113, 112, 111, 701)
 #: Limit models, preferred first (123 is the one most inverters implement).
 LIMIT_MODELS = (123, 704)
@@ -143,7 +145,7 @@ class SunSpecBattery:
         """SoC, capacity, power (discharge > 0) and ratings."""
         await self.client.first_model((124, 802, 713), "storage")
         storage = await self.client.read_model(124) if self.client.has(124) else {}
-        grid = await self._grid() if self.client.has(701) else None
+        grid, overloaded = await self._grid() if self.client.has(701) else (None, False)
         if self.client.has(802):
             battery = await self.client.read_model(802)
             return BatteryReading(
@@ -153,6 +155,7 @@ class SunSpecBattery:
                 max_charge_w=_float(battery["WChaRteMax"]),
                 max_discharge_w=_float(battery["WDisChaRteMax"]),
                 grid=grid,
+                overloaded=overloaded,
             )
         if self.client.has(713):
             capacity = await self.client.read_model(713)
@@ -165,6 +168,7 @@ class SunSpecBattery:
                 max_charge_w=rating,
                 max_discharge_w=rating,
                 grid=grid,
+                overloaded=overloaded,
             )
         return BatteryReading(
             power_w=None,
@@ -174,10 +178,16 @@ class SunSpecBattery:
             max_discharge_w=_float(storage.get("WChaMax")),
         )
 
-    async def _grid(self) -> str | None:
-        """701 ``ConnSt`` (pysunspec2 model_701.json: 0 DISCONNECTED, 1 CONNECTED)."""
-        state = (await self.client.read_model(701, ("ConnSt",)))["ConnSt"]
-        return {0: "off", 1: "on"}.get(state) if isinstance(state, int) else None
+    async def _grid(self) -> tuple[str | None, bool]:
+        """701 ``ConnSt`` (pysunspec2 model_701.json: 0 DISCONNECTED, 1 CONNECTED) and
+        whether ``Alrm`` has UNDER_FREQUENCY (bit 9) set."""
+        points = await self.client.read_model(701, ("ConnSt", "Alrm"))
+        state, alarm = points["ConnSt"], points.get("Alrm")
+        grid = {0: "off", 1: "on"}.get(state) if isinstance(state, int) else None
+        # 0xFFFFFFFF is SunSpec's "not implemented" for a bitfield32.
+        under_frequency = isinstance(alarm, int) and alarm != 0xFFFFFFFF and bool(
+            alarm & UNDER_FREQUENCY_BIT)
+        return grid, under_frequency
 
     async def write_setpoint(self, setpoint: Setpoint) -> None:
         """Command charge or discharge (124 rates, or 704 watts), reverting after ``expires_s``."""

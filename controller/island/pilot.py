@@ -1,0 +1,250 @@
+"""Following the island plan in the running controller (pure: no I/O, time passed in).
+
+``commonwatt island plan --json`` (and the rehearsal) save the plan with its
+inputs: per member and 15-minute step the PV forecast and the load of each tier,
+and the batteries it may use. Islanded, the controller's :class:`IslandPilot`
+plans the rest of the island again every ``[island] replan_min`` minutes from
+fresh readings:
+
+* each battery's content now (a battery that does not answer is left out: a
+  dropped battery is not planned on);
+* the forecast from the current step on, corrected by what the meters see now:
+  the ratio of measured to forecast coop PV (and load) is applied now and fades
+  towards the forecast over :data:`FADE_S` (a cloud now says little about
+  tomorrow morning).
+
+The controller follows the plan's battery targets the only way an island can
+steer its batteries' content, through the demand: each cycle it sheds what the
+plan sheds in the current step (:meth:`IslandPilot.shed_w`), flexible loads
+first, even while the batteries could still carry them, so the content stays
+on the planned path that gets the critical loads through the night. Safety is
+not the plan's: the hard floors stay in the dispatch and the setpoint clamp,
+and what the batteries and sun cannot cover is shed anyway.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from controller.island.plan import TIERS, Plan, Problem
+from dispatch.fleet import Fleet
+
+FloatArray = NDArray[np.float64]
+#: How long a measured deviation from the forecast keeps weight (e-folding time), s.
+FADE_S = 3 * 3600.0
+#: Forecast coop power below this (W) is too small to scale by (night PV, say).
+MIN_SCALE_W = 50.0
+#: Measured/forecast ratios are kept within this range: one odd reading must not
+#: plan a day on ten times the sun.
+RATIO_RANGE = (0.0, 2.0)
+_FLEET_KEYS = ("capacity_wh", "soc_min_wh", "max_charge_w", "max_discharge_w", "efficiency")
+
+
+def problem_json(problem: Problem) -> dict[str, Any]:
+    """A plan's inputs, JSON-ready (W rounded to 0.1), for :meth:`BaseForecast.from_json`."""
+    fleet = problem.fleet
+    return {
+        "start_ts": problem.start_ts,
+        "step_s": problem.step_s,
+        "member_ids": list(problem.member_ids),
+        "pv_w": np.round(problem.pv_w, 1).tolist(),
+        "tier_load_w": np.round(problem.tier_load_w, 1).tolist(),
+        "battery_member": problem.battery_member.tolist(),
+        "batteries": {k: getattr(fleet, k).tolist() for k in _FLEET_KEYS},
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class BaseForecast:
+    """The saved plan's forecast and batteries, which every re-plan starts from."""
+
+    start_ts: float
+    step_s: float
+    member_ids: list[str]
+    pv_w: FloatArray  # T × N
+    tier_load_w: FloatArray  # 3 × T × N
+    battery_member: NDArray[np.int64]  # B
+    fleet: Fleet  # B
+
+    @classmethod
+    def from_json(cls, data: object) -> BaseForecast:
+        """From a saved plan (its ``inputs``); :class:`ValueError` naming the key if bad."""
+        if not isinstance(data, dict) or not isinstance(data.get("inputs"), dict):
+            raise ValueError("inputs: missing (plan saved before Commonwatt saved its inputs; "
+                             "make it again with 'commonwatt island plan --json')")
+        raw = data["inputs"]
+        try:
+            ids = [str(m) for m in raw["member_ids"]]
+            pv = np.asarray(raw["pv_w"], dtype=np.float64).reshape(-1, len(ids))
+            load = np.asarray(raw["tier_load_w"], dtype=np.float64).reshape(3, -1, len(ids))
+            owners = np.asarray(raw["battery_member"], dtype=np.int64).reshape(-1)
+            fleet = Fleet(**{k: np.asarray(raw["batteries"][k], dtype=np.float64)
+                             for k in _FLEET_KEYS})
+            start, step = float(raw["start_ts"]), float(raw["step_s"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"inputs: {type(exc).__name__}: {exc}") from None
+        if load.shape[1] != pv.shape[0] or fleet.size != owners.size or not (
+                math.isfinite(start) and step > 0):
+            raise ValueError("inputs: shapes or times do not agree")
+        if not (np.isfinite(pv).all() and np.isfinite(load).all()):
+            raise ValueError("inputs: pv_w and tier_load_w must be finite")
+        if owners.size and not ((owners >= 0) & (owners < len(ids))).all():
+            raise ValueError("inputs.battery_member: index outside member_ids")
+        return cls(start, step, ids, pv, load, owners, fleet)
+
+    @property
+    def end_ts(self) -> float:
+        """End of the forecast."""
+        return self.start_ts + self.pv_w.shape[0] * self.step_s
+
+
+def _fade(steps: int, step_s: float, ratio: float) -> FloatArray:
+    """Per step, the factor that takes ``ratio`` now back to 1 over :data:`FADE_S`."""
+    weight = np.exp(-np.arange(steps) * step_s / FADE_S)
+    return 1.0 + (ratio - 1.0) * weight
+
+
+def _ratio(measured: float, forecast: float) -> float:
+    if forecast < MIN_SCALE_W or not math.isfinite(measured):
+        return 1.0
+    return float(np.clip(measured / forecast, *RATIO_RANGE))
+
+
+@dataclass(frozen=True, slots=True)
+class Readings:
+    """Fresh readings, per member of the running controller (its order).
+
+    Attributes:
+        stored_wh: battery content now (NaN where unknown).
+        battery_ok: whether the member's battery answers and may be planned on.
+        pv_w, demand_w: now; demand includes loads Commonwatt holds off.
+    """
+
+    stored_wh: FloatArray
+    battery_ok: NDArray[np.bool_]
+    pv_w: FloatArray
+    demand_w: FloatArray
+
+
+class IslandPilot:
+    """Re-plans the island from fresh readings and says what the plan sheds now.
+
+    Args:
+        base: the saved plan's inputs.
+        member_ids: the running controller's members, in its order.
+        replan_s: how often to plan again, s (``[island] replan_min`` × 60).
+    """
+
+    def __init__(self, base: BaseForecast, member_ids: list[str], replan_s: float) -> None:
+        self.base = base
+        self.replan_s = replan_s
+        index = {m: i for i, m in enumerate(member_ids)}
+        #: For each of the base's members, its index in the controller (-1: not there).
+        self._to_live = np.array([index.get(m, -1) for m in base.member_ids], dtype=np.int64)
+        self.n = len(member_ids)
+        self.plan: Plan | None = None
+        self.planned_at: float | None = None
+        self.plans_made = 0
+        #: Index into the base's batteries of each battery in :attr:`plan`.
+        self._batteries = np.zeros(0, dtype=np.int64)
+        self._pending = self._batteries
+
+    def due(self, now: float) -> bool:
+        """Whether a new plan is due (none yet, or the last is ``replan_s`` old)."""
+        return self.planned_at is None or now - self.planned_at >= self.replan_s
+
+    def problem(self, now: float, readings: Readings, end_ts: float | None = None
+                ) -> Problem | None:
+        """The rest of the island from ``now`` (to ``end_ts`` or the forecast's end) as a
+        planning problem from ``readings``; None when less than a step is left."""
+        base = self.base
+        first = int((now - base.start_ts) // base.step_s)
+        last = base.pv_w.shape[0]
+        if end_ts is not None:
+            last = min(last, math.ceil((end_ts - base.start_ts) / base.step_s))
+        first = max(first, 0)
+        if last - first < 1:
+            return None
+        live = self._to_live
+        here = live >= 0
+        pv = base.pv_w[first:last].copy()
+        load = base.tier_load_w[:, first:last].copy()
+        steps = last - first
+        pv_ratio = _ratio(float(readings.pv_w[live[here]].sum()), float(pv[0, here].sum()))
+        load_ratio = _ratio(float(readings.demand_w[live[here]].sum()),
+                            float(load[:, 0][:, here].sum()))
+        pv *= _fade(steps, base.step_s, pv_ratio)[:, None]
+        load *= _fade(steps, base.step_s, load_ratio)[None, :, None]
+        owners_live = live[base.battery_member]
+        content = np.full(base.fleet.size, np.nan)
+        known = owners_live >= 0
+        content[known] = readings.stored_wh[owners_live[known]]
+        ok = known & np.isfinite(content)
+        ok[known] &= readings.battery_ok[owners_live[known]]
+        keep = np.flatnonzero(ok)
+        f = base.fleet
+        fleet = Fleet(**{k: getattr(f, k)[keep] for k in _FLEET_KEYS})
+        stored = np.clip(content[keep], fleet.soc_min_wh, fleet.capacity_wh)
+        self._pending = keep
+        return Problem(pv, load, fleet, stored, base.battery_member[keep], base.step_s,
+                       list(base.member_ids), now)
+
+    def adopt(self, plan: Plan, now: float) -> None:
+        """Follow ``plan`` (made by :meth:`problem` at ``now``) from now on."""
+        self.plan, self.planned_at = plan, now
+        self._batteries = self._pending
+        self.plans_made += 1
+
+    def _step(self, now: float) -> int | None:
+        plan = self.plan
+        if plan is None:
+            return None
+        k = int((now - plan.problem.start_ts) // plan.problem.step_s)
+        return k if 0 <= k < plan.shed_wh.shape[1] else None
+
+    def shed_w(self, now: float) -> FloatArray:
+        """Per controller member, the power the plan sheds now (all tiers), W."""
+        out = np.zeros(self.n)
+        k = self._step(now)
+        if k is None:
+            return out
+        plan = self.plan
+        assert plan is not None
+        per_member = plan.shed_wh[:, k, :].sum(axis=0) / (plan.problem.step_s / 3600.0)
+        here = self._to_live >= 0
+        out[self._to_live[here]] = per_member[here]
+        return out
+
+    def targets_wh(self, now: float) -> dict[int, float]:
+        """Per controller member with a planned battery, the plan's content at ``now``."""
+        k = self._step(now)
+        plan = self.plan
+        if k is None or plan is None:
+            return {}
+        p = plan.problem
+        frac = (now - p.start_ts - k * p.step_s) / p.step_s
+        at = plan.stored_wh[k] + (plan.stored_wh[k + 1] - plan.stored_wh[k]) * frac
+        owners = self._to_live[p.battery_member]
+        return {int(m): float(e) for m, e in zip(owners, at, strict=True) if m >= 0}
+
+    def status(self, now: float) -> dict[str, Any]:
+        """For the API: when the plan was made, what it sheds now and holds."""
+        plan = self.plan
+        if plan is None:
+            return {"planned_at": None, "plans_made": self.plans_made}
+        shed = self.shed_w(now)
+        return {
+            "planned_at": self.planned_at,
+            "plans_made": self.plans_made,
+            "replan_s": self.replan_s,
+            "feasible": plan.feasible,
+            "autonomy_h": plan.autonomy_h,
+            "shed_now_w": float(shed.sum()),
+            "shed_tiers_kwh": {t: float(plan.shed_wh[i].sum()) / 1000.0
+                               for i, t in enumerate(TIERS)},
+        }
