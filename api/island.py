@@ -267,10 +267,14 @@ def island_router(reader: LedgerReader, live: IslandLive | None,
     def island_status() -> dict[str, Any]:
         """The grid state (UNDEFINED, ON_GRID, GOING_OFF_GRID, OFF_GRID, RETURNING), the
         command in force, the grid-former's view and the coop's SoC; ``now`` on the
-        controller's clock and ``autonomy`` (:func:`coop_autonomy`, null before the
-        controller's first cycle)."""
+        controller's clock, ``autonomy`` (:func:`coop_autonomy`, null before the
+        controller's first cycle) and ``plan_followed``: islanded, the plan the controller
+        re-plans and follows (when it was made, what it sheds now, its feasibility)."""
         status = supervisor().status()
-        return status | {"now": clock(), "autonomy": _autonomy(live)}
+        controller = getattr(live, "controller", None)
+        follower = getattr(controller, "follower", None)
+        return status | {"now": clock(), "autonomy": _autonomy(live),
+                         "plan_followed": follower.status(clock()) if follower else None}
 
     @router.get("/plan")
     def plan() -> Response:
