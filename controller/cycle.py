@@ -20,6 +20,7 @@ from controller.island.grid_model import (
     TransitionRecord,
 )
 from controller.island.live import GridSupervisor
+from controller.island.outage import dropped_load_w
 from controller.island.pilot import Readings
 from controller.island.shedding import ShedPlanner
 from controller.ledger import CommittedInterval, CycleEnergy, IntervalBook, LedgerWriter
@@ -49,6 +50,9 @@ class CycleReport:
     setpoints_w: np.ndarray
     committed: list[CommittedInterval]
     duration_s: float
+    #: Per member, load an overloaded grid-former dropped (estimated), Wh: part of
+    #: ``result.shed``, but not a decision of the dispatch.
+    dropped_wh: np.ndarray | None = None
 
 
 class Controller:
@@ -123,8 +127,6 @@ class Controller:
         self.unrealised_shed_w = np.zeros(len(config.members))
         #: Each member's demand before the grid-former last reported an overload, W.
         self._demand_before_w = np.zeros(len(config.members))
-        #: Islanded load dropped by an overloaded grid-former (estimated), Wh so far.
-        self.dropped_wh_total = 0.0
         #: Islanded, the plan followed and re-planned (controller/island/pilot.py).
         self.follower = PlanFollower(config.plan_path, list(self.member_ids),
                                      config.island.replan_min * 60.0)
@@ -236,7 +238,7 @@ class Controller:
                 committed.append(interval)
             self.writer.save(self.book.open_parts())
         report = CycleReport(image, start, now, result, setpoints, committed,
-                             time.perf_counter() - wall0)
+                             time.perf_counter() - wall0, dropped * ((now - start) / 3600.0))
         self.last_report = report
         self.last_cycle_wall = time.monotonic()
         return report
@@ -250,17 +252,12 @@ class Controller:
         self.pv_caps_w = caps
 
     def _dropped_w(self, demand: np.ndarray, valid: np.ndarray) -> np.ndarray:
-        """Islanded, load the grid-former drops (an outage): per member, the demand before
-        the overload less what the meters see now. The meters only see what was served, so
-        the demand is the last one measured before the grid-former said it was overloaded
-        (an estimate: it is booked as unserved, never as served)."""
+        """Islanded, load the grid-former drops (an outage), estimated from the demand
+        before it reported the overload (:mod:`controller.island.outage`)."""
         if self.islanded and self.poller.grid_overloaded():
-            dropped = np.where(valid, np.maximum(self._demand_before_w - demand, 0.0), 0.0)
-        else:
-            dropped = np.zeros_like(demand)
-            self._demand_before_w = np.where(valid, demand, self._demand_before_w)
-        self.dropped_wh_total += float(dropped.sum()) * self.nominal_dt_s / 3600.0
-        return dropped
+            return dropped_load_w(self._demand_before_w, demand, valid, self._tier)
+        self._demand_before_w = np.where(valid, demand, self._demand_before_w)
+        return np.zeros_like(demand)
 
     def _follow_plan(self, image: ProcessImage, now: float, stored: np.ndarray,
                      demand: np.ndarray) -> None:

@@ -8,12 +8,14 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
+from controller.island.outage import dropped_load_w
 from controller.island.pilot import problem_json
 from controller.island.plan import Problem
 from controller.ledger import LedgerReader
 from dispatch.fleet import Fleet
-from tests.coop_harness import DAY0, start_harness
+from tests.coop_harness import start_harness
 
 PLUG_TOML = ('\n[[members.devices]]\nkind = "load"\nprotocol = "mqtt"\n'
              'family = "shelly-plug"\ntopic = "plug-h05"\ntier = "flexible"\nfresh_s = 600\n')
@@ -121,3 +123,22 @@ def test_load_an_overloaded_grid_former_drops_is_booked_as_unserved(tmp_path: Pa
     assert unserved.sum() > 200, "the simulator dropped load"
     # Booked a cycle later than it happened (the alarm is read the next cycle): within 15 %.
     assert abs(sum(booked) - unserved.sum()) < 0.15 * unserved.sum(), (sum(booked), unserved)
+
+
+@pytest.mark.parametrize(("before", "now", "tier", "expected"), [
+    # nothing fell: nothing dropped
+    ([500, 400], [500, 400], [0, 1], [0, 0]),
+    # 300 W fell at the critical house, but the island drops essential first
+    ([500, 400], [200, 400], [0, 1], [0, 300]),
+    # more fell than the essential house drew: the rest is the critical house's
+    ([500, 400], [0, 300], [0, 1], [200, 400]),
+    # pro rata within a tier, flexible before essential
+    ([100, 300, 400], [100, 100, 300], [1, 2, 2], [0, 100, 200]),
+    # a demand that rose does not offset another's drop
+    ([500, 400], [900, 100], [1, 1], [300 * 5 / 9, 300 * 4 / 9]),
+])
+def test_dropped_load_is_attributed_by_tier(before: list, now: list, tier: list,
+                                            expected: list) -> None:
+    out = dropped_load_w(np.array(before, float), np.array(now, float),
+                         np.ones(len(before), bool), np.array(tier))
+    np.testing.assert_allclose(out, expected, atol=1e-9)

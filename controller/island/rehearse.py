@@ -257,7 +257,10 @@ class _Session:
         log.missed += max(0, round((report.end_ts - report.start_ts) / nominal) - 1)
         if report.result is not None:
             r = report.result
-            log.shed.append(r.shed.copy())
+            # The dispatch's own shed: the load an overloaded grid-former dropped is booked
+            # as shed too, but the island dropped it, not the dispatch.
+            dropped = report.dropped_wh if report.dropped_wh is not None else 0.0
+            log.shed.append(r.shed - dropped)
             log.received.append(r.from_peers + r.from_coop_battery)
             log.islanded.append(self.runtime.controller.islanded)
         if state is GridState.GOING_OFF_GRID and self.coop.grid_connected:
