@@ -132,8 +132,8 @@ def test_load_an_overloaded_grid_former_drops_is_booked_as_unserved(tmp_path: Pa
     ([500, 400], [200, 400], [0, 1], [0, 300]),
     # more fell than the essential house drew: the rest is the critical house's
     ([500, 400], [0, 300], [0, 1], [200, 400]),
-    # pro rata within a tier, flexible before essential
-    ([100, 300, 400], [100, 100, 300], [1, 2, 2], [0, 100, 200]),
+    # flexible before essential, pro rata to the demand before within a tier
+    ([100, 300, 400], [100, 100, 300], [1, 2, 2], [0, 300 * 3 / 7, 300 * 4 / 7]),
     # a demand that rose does not offset another's drop
     ([500, 400], [900, 100], [1, 1], [300 * 5 / 9, 300 * 4 / 9]),
 ])

@@ -109,7 +109,8 @@ def test_without_a_grid_former_the_state_stays_undefined_and_never_islands(
 
 def test_islanded_the_shed_switches_a_plug_off_and_back_on(tmp_path: Path, mosquitto: int) -> None:
     """A house with no battery and no sun at night, islanded with an empty grid-former: the
-    dispatch sheds it, and its flexible plug (a simulated Shelly on a real mosquitto) is switched off, then back on."""
+    dispatch sheds it, and its flexible plug (a simulated Shelly on a real mosquitto) is
+    switched off, then back on."""
     from simulators.mqtt_devices import SimulatedMqttDevice
 
     plug_toml = ('\n[[members.devices]]\nkind = "load"\nprotocol = "mqtt"\n'
