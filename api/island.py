@@ -55,8 +55,10 @@ class IslandRequest(BaseModel):
     requested_by: str = Field(min_length=1, max_length=80, description="who asks (recorded)")
     start: datetime | None = Field(None, description="when to start; now if absent")
     hours: float = Field(gt=0, le=MAX_ISLAND_S / 3600, description="how long; it lapses then")
-    required_soc_pct: float = Field(
-        0.0, ge=0, le=100, description="the plan's required starting coop SoC")
+    required_soc_pct: float | None = Field(
+        None, ge=0, le=100, allow_inf_nan=False, description=(
+            "the required starting coop SoC; by default the saved plan's (for every tier "
+            "to hold where it can, else critical and essential)"))
 
 
 class ReturnRequest(BaseModel):
@@ -234,6 +236,27 @@ class _PlanFile:
             return self._raw, self._plan
 
 
+def _plan_required_pct(plan_store: _PlanFile) -> float:
+    """The saved plan's required starting coop SoC: the level at which every tier holds
+    where it can hold at all, else the one at which critical and essential loads hold."""
+    try:
+        _, plan = plan_store.read()
+    except HTTPException as exc:
+        raise HTTPException(409, {"refused": [
+            f"required_soc_pct: not given, and {exc.detail}"]}) from None
+    try:
+        levels = plan["required_start"]
+        level = "flexible" if levels["flexible"]["holds"] else "essential"
+        value = float(levels[level]["coop_pct"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise HTTPException(500, f"island plan {plan_store.path.name}: required_start: "
+                            f"{exc}") from None
+    if not 0 <= value <= 100:  # NaN too: a plan that cannot say refuses the island
+        raise HTTPException(409, {"refused": [
+            f"the saved plan's required starting SoC is {value}: make a new plan"]})
+    return value
+
+
 def _loopback_only(request: Request) -> None:
     # No hidden power: until coordinator tokens exist, only someone on the controller's
     # own host may island the coop, and every request is recorded with its author.
@@ -309,9 +332,11 @@ def island_router(reader: LedgerReader, live: IslandLive | None,
         now = live.now() if live is not None else time.time()
         start = now if body.start is None else (
             body.start if body.start.tzinfo else body.start.replace(tzinfo=UTC)).timestamp()
+        required = body.required_soc_pct
+        if required is None:
+            required = _plan_required_pct(plan_store)
         answer = supervisor().request_island(body.requested_by, start,
-                                             start + body.hours * 3600, body.required_soc_pct,
-                                             now)
+                                             start + body.hours * 3600, required, now)
         if isinstance(answer, Refusal):
             raise HTTPException(409, {"refused": list(answer.reasons)})
         return {"accepted": True, "start_ts": answer.start_ts, "end_ts": answer.end_ts}

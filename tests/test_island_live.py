@@ -4,6 +4,7 @@ preconditions, the grid-former's report, an islanded dispatch, the lapse and the
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 from fastapi.testclient import TestClient
@@ -55,6 +56,16 @@ def test_an_island_runs_from_command_to_lapse(tmp_path: Path) -> None:
             await h.step()
             await h.step()
             assert api.get("/api/v1/island").json()["state"] == "ON_GRID"
+            # without a plan and without a required SoC: refused, naming the field
+            bare = {"requested_by": "Ada (coordinator)", "hours": 1}
+            refused = api.post("/api/v1/island/command", json=bare)
+            assert refused.status_code == 409 and "required_soc_pct: not given" in refused.text
+            # the saved plan's requirement is the default
+            (tmp_path / "plan.json").write_text(json.dumps({"required_start": {
+                "flexible": {"holds": True, "coop_pct": 99.5},
+                "essential": {"holds": True, "coop_pct": 40.0}}}))
+            refused = api.post("/api/v1/island/command", json=bare)
+            assert refused.status_code == 409 and "below the plan" in refused.text
             # refused: the plan needs more SoC than the coop has; the reason is named
             refused = api.post("/api/v1/island/command", json={
                 "requested_by": "Ada (coordinator)", "hours": 1, "required_soc_pct": 99.5})
