@@ -150,6 +150,8 @@ class Rehearsal:
     served_wh: np.ndarray
     notes: list[str] = field(default_factory=list)
     device_errors: dict[str, int] = field(default_factory=dict)
+    #: What the controller's plan follower did islanded (controller/island/follow.py).
+    plan_followed: dict = field(default_factory=dict)
     report_files: list[Path] = field(default_factory=list)
     summary: dict = field(default_factory=dict)
 
@@ -241,6 +243,7 @@ class _Session:
         self.task_id = None
         self.deadline = math.inf
         self.device_errors: dict[str, int] = {}
+        self.plan_followed: dict = {}
 
     def observe(self, report: CycleReport) -> None:
         """After each cycle: record it, and play the PCC breaker to the grid state."""
@@ -337,6 +340,7 @@ async def _run(options: RehearsalOptions, session: _Session, config_path: Path,
         wall_s = time.monotonic() - began
         session.device_errors = {d["name"]: int(d["errors_total"]) for d in runtime.devices()
                                  if d["errors_total"]}
+        session.plan_followed = runtime.controller.follower.status(session.clock.now())
         stop.set()
         try:
             await task
@@ -399,6 +403,6 @@ async def rehearse(options: RehearsalOptions) -> Rehearsal:
         np.asarray(session.served).reshape(-1, len(specs)),
         np.array([s.soc_min_pct for s in specs]), physics.capacity_wh > 0,
         physics.unserved_wh.copy(), physics.island_curtailed_wh.copy(),
-        physics.served_wh.copy(), notes, session.device_errors)
+        physics.served_wh.copy(), notes, session.device_errors, session.plan_followed)
     await asyncio.to_thread(finish, result, LedgerReader(ledger))
     return result

@@ -102,6 +102,8 @@ def summary(result: Rehearsal, reader: LedgerReader) -> dict:
                           for m, b, a in zip(owners, prep.before_pct, prep.after_pct,
                                              strict=True)},
         },
+        "plan_followed": {k: v for k, v in result.plan_followed.items()
+                          if k in ("plans_made", "replan_s", "problem")},
         "grid": {"islanded_hours": round(reader.islanded_seconds() / 3600.0, 3),
                  "transitions": [{**t, "time": _iso(float(t["ts"]))} for t in transitions]},
         "simulator": {
