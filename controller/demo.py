@@ -96,15 +96,16 @@ async def run_demo(options: DemoOptions, stop: asyncio.Event | None = None,
     resume = booked_until(ledger)
     start_s = sim_day_start(options.start_hour) if resume is None else resume
     clock = SimClock(start_s=start_s, speed=options.speed)
-    coop = SimulatedCoop(demo_households(options.households), clock)
-    await coop.start()
-    coop.run_in_background()
     broker = None
     mqtt = options.mqtt
     if mqtt is None:
         port = 1883 if _port_free(1883) else free_port()
         broker = await start_embedded_broker(port)
         mqtt = ("127.0.0.1", port)
+    # Every third house has a flexible appliance behind a smart plug on the broker.
+    coop = SimulatedCoop(demo_households(options.households, plugs=True), clock, mqtt=mqtt)
+    await coop.start()
+    coop.run_in_background()
     config_path = data_dir / "coop.toml"
     config_path.write_text(coop_toml(coop, ledger, options.api_port, mqtt), encoding="utf-8")
     config = parse_config(config_path.read_text(encoding="utf-8"), str(config_path))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -21,6 +22,9 @@ from controller.ledger.schema import MEMBER_AMOUNTS
 from controller.mqtt_publish import MqttPublisher
 from controller.timeseries import TimeSeriesWriter, interval_points, live_points
 
+#: Figures go to MQTT at most this often (wall s): a rehearsal cycles 20 times a
+#: second, and Home Assistant gains nothing from more than one update a second.
+PUBLISH_MIN_S = 1.0
 log = logging.getLogger(__name__)
 
 
@@ -51,6 +55,10 @@ class Runtime:
             self.timeseries = TimeSeriesWriter(ts.url, ts.bucket, ts.org, ts.token, spool,
                                                int(ts.max_spool_mb * 2**20))
         self.publisher: MqttPublisher | None = None
+        self._published = -math.inf  # wall time of the last MQTT publication
+        # Only a controller that cycles faster than that is held back (each cycle is
+        # published otherwise).
+        self._publish_min_s = PUBLISH_MIN_S if config.controller.cycle_s < PUBLISH_MIN_S else 0.0
         if config.mqtt is not None:
             self.publisher = MqttPublisher(
                 config.mqtt.host, config.mqtt.port, config.mqtt.topic_prefix,
@@ -144,7 +152,9 @@ class Runtime:
                 points += interval_points(interval.start_ts, interval.end_ts,
                                           interval.member_ids, interval.booked)
             self.timeseries.submit(points)
-        if self.publisher is not None:
+        if self.publisher is not None and (
+                time.monotonic() - self._published >= self._publish_min_s):
+            self._published = time.monotonic()
             per_member, coop = await asyncio.to_thread(self.figures)
             self.publisher.publish(per_member, coop, provisional=True)
             self.publisher.publish_live(self._live_values(report))

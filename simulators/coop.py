@@ -23,20 +23,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import time
 from dataclasses import dataclass
+
+import numpy as np
 
 from devices.sunspec.adapters import UNDER_FREQUENCY_BIT
 from simulators.clock import SimClock
 from simulators.household import HouseholdPhysics, HouseholdSpec
 from simulators.modbus_server import Fault, SimulatedModbusServer
+from simulators.mqtt_devices import SimulatedMqttDevice
 from simulators.sunspec_image import SunSpecImage
 
+#: A smart plug reports at least this often (wall seconds), and whenever it changes.
+PLUG_REPORT_S = 0.5
 #: Dropped load below this (W) is rounding, not an overload.
 UNSERVED_TOL_W = 1.0
 
 INVERTER_UNIT, METER_UNIT, BATTERY_UNIT = 1, 2, 3
 #: SunSpec 103 St values: producing at the maximum power point, or throttled.
 ST_MPPT, ST_THROTTLED = 4, 5
+
+
+def plug_topic(member_id: str) -> str:
+    """The MQTT base topic of ``member_id``'s simulated smart plug."""
+    return f"plug-{member_id}"
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -112,9 +123,14 @@ class SimulatedCoop:
 
     def __init__(
         self, specs: list[HouseholdSpec], clock: SimClock, host: str = "127.0.0.1",
-        day: int | None = None,
+        day: int | None = None, mqtt: tuple[str, int] | None = None,
     ) -> None:
         self.clock = clock
+        #: The broker the smart plugs (households with ``plug_w``) publish to; None: no plugs.
+        self.mqtt = mqtt
+        #: Household index → its simulated Shelly Plug, once :meth:`start` connected them.
+        self.plugs: dict[int, SimulatedMqttDevice] = {}
+        self._plug_sent: dict[int, tuple[tuple[bool, int], float]] = {}
         self.host = host
         self.physics = HouseholdPhysics(specs, day=day)
         self.households: list[SimulatedHousehold] = []
@@ -184,7 +200,15 @@ class SimulatedCoop:
         self.physics.command(index, power, expiry)
 
     async def start(self) -> None:
-        """Start every household's server and publish the first values."""
+        """Start every household's server and plug, and publish the first values."""
+        if self.mqtt is not None:
+            host, port = self.mqtt
+            for h in self.households:
+                if h.spec.plug_w > 0:
+                    # Off the loop: the plug waits for its broker, which may be on this loop.
+                    self.plugs[h.index] = await asyncio.to_thread(
+                        SimulatedMqttDevice, "shelly-plug", plug_topic(h.spec.member_id), port,
+                        host, self.clock)
         self.step()
         for household in self.households:
             await household.server.start()
@@ -197,6 +221,9 @@ class SimulatedCoop:
                 await self._ticker
         for household in self.households:
             await household.server.stop()
+        for plug in self.plugs.values():
+            plug.close()
+        self.plugs.clear()
 
     def run_in_background(self, interval_s: float = 0.1) -> None:
         """Advance the physics on the clock every ``interval_s`` wall seconds."""
@@ -214,7 +241,11 @@ class SimulatedCoop:
             if t >= at_s:
                 self.households[index].server.faults[unit] = fault
         physics = self.physics
+        for i, plug in self.plugs.items():
+            plug.tick(wait=False)
+            physics.plug_on[i] = bool(plug.values["on"])
         physics.advance_to(t)
+        self._publish_plugs(t)
         pv_w, meter_w, soc = physics.pv_out_w(t), physics.meter_w(t), physics.soc_pct()
         limited = physics.pv_limited(t)
         for h in self.households:
@@ -237,6 +268,21 @@ class SimulatedCoop:
                     # Load dropped because the grid-former is at its limit: its frequency sags.
                     h.battery.set_raw(701, "Alrm", UNDER_FREQUENCY_BIT if physics.unserved_w.sum()
                                       > UNSERVED_TOL_W else 0)
+
+    def _publish_plugs(self, t: float) -> None:
+        """Each plug's status, on a change of relay or power and at least every
+        :data:`PLUG_REPORT_S` wall seconds (a real plug reports on change and periodically)."""
+        if not self.plugs:
+            return
+        power = np.where(self.physics.plug_on, self.physics.appliance_w(t), 0.0)
+        wall = time.monotonic()
+        for i, plug in self.plugs.items():
+            state = (bool(plug.values["on"]), round(float(power[i])))
+            last = self._plug_sent.get(i)
+            if last is None or last[0] != state or wall - last[1] >= PLUG_REPORT_S:
+                plug.publish(wait=False, power_w=float(power[i]),
+                             energy_wh=float(self.physics.plug_wh[i]))
+                self._plug_sent[i] = (state, wall)
 
     def _expire(self, household: SimulatedHousehold, t: float) -> None:
         """A setpoint that was not refreshed reverts: rates back to 0, like a real watchdog."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from simulators.coop import BATTERY_UNIT, INVERTER_UNIT, METER_UNIT, SimulatedCoop
+from simulators.coop import BATTERY_UNIT, INVERTER_UNIT, METER_UNIT, SimulatedCoop, plug_topic
 
 
 def coop_toml(coop: SimulatedCoop, ledger: Path, api_port: int = 8000,
@@ -51,4 +51,8 @@ def coop_toml(coop: SimulatedCoop, ledger: Path, api_port: int = 8000,
                 lines += ["  reserve_pct = 10", f"  efficiency = {spec.efficiency}"]
                 if spec.grid_forming:
                     lines += ["  grid_forming = true"]
+        if spec.plug_w > 0 and mqtt is not None:  # a flexible appliance, shed first
+            lines += ["", "  [[members.devices]]", '  kind = "load"', '  protocol = "mqtt"',
+                      '  family = "shelly-plug"', f'  topic = "{plug_topic(spec.member_id)}"',
+                      '  tier = "flexible"', f"  rated_w = {spec.plug_w:g}"]
     return "\n".join(lines) + "\n"

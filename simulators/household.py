@@ -57,6 +57,14 @@ class HouseholdSpec:
     #: Load priority (as ``[[members]] tier``): islanded, unserved power is dropped
     #: from flexible households first and from critical ones last.
     tier: str = "essential"
+    #: A flexible appliance behind a smart plug (a Shelly Plug over MQTT), W while it
+    #: runs (see :data:`APPLIANCE_HOURS`); 0: none. Part of :meth:`HouseholdPhysics.load_w`.
+    plug_w: float = 0.0
+
+
+#: When a plugged appliance runs (a washing machine, a water heater), UTC hours of the
+#: simulated day, shifted per household like its load.
+APPLIANCE_HOURS = ((7.0, 8.5), (18.0, 21.0))
 
 
 DEMO_NAMES = (
@@ -65,8 +73,9 @@ DEMO_NAMES = (
 )
 
 
-def demo_households(n: int = 10, seed: int = 7) -> list[HouseholdSpec]:
-    """A varied neighbourhood: PV from 0 to 9 kWp, most households with a battery."""
+def demo_households(n: int = 10, seed: int = 7, plugs: bool = False) -> list[HouseholdSpec]:
+    """A varied neighbourhood: PV from 0 to 9 kWp, most households with a battery; with
+    ``plugs``, every third house has a 2 kW flexible appliance behind a smart plug."""
     rng = np.random.default_rng(seed)
     specs = []
     for i in range(n):
@@ -85,6 +94,7 @@ def demo_households(n: int = 10, seed: int = 7) -> list[HouseholdSpec]:
                 load_shift_min=float(rng.uniform(-50, 50)),
                 grid_forming=i == 0,  # the first house's battery inverter forms the island
                 tier="critical" if i == 1 else "essential",  # a medical device at home
+                plug_w=2000.0 if plugs and i % 3 == 2 else 0.0,
             )
         )
     return specs
@@ -149,6 +159,10 @@ class HouseholdPhysics:
         self.unserved_wh = np.zeros(n)
         self.island_curtailed_wh = np.zeros(n)
         self.served_wh = np.zeros(n)  # load the houses drew
+        self.plug_w = arr([s.plug_w for s in specs])
+        #: Each smart plug's relay (True where there is none): an appliance runs only if on.
+        self.plug_on = np.ones(n, dtype=bool)
+        self.plug_wh = np.zeros(n)  # what the plugged appliances drew (the plug's counter)
 
     def add_cloud(self, start_s: float, end_s: float, factor: float) -> None:
         """PV at ``factor`` (0-1) of its clear-day output from ``start_s`` to ``end_s``."""
@@ -200,13 +214,26 @@ class HouseholdPhysics:
         self.pv_limit_w[index] = max(limit_w, 0.0)
         self.pv_limit_expiry_s[index] = expires_at_s
 
-    def load_w(self, t_s: float) -> FloatArray:
-        """Household load at ``t_s``: H25 shifted per household, with a slow ripple."""
+    def base_load_w(self, t_s: float) -> FloatArray:
+        """Household load at ``t_s`` without plugged appliances: H25 shifted per household,
+        with a slow ripple."""
         minutes = t_s / 60.0 - self.shift_min
         base = self.annual_mwh * at_minute(self._load_profile, minutes)
         periods = np.array([7.0, 23.0, 61.0])  # minutes: appliances cycling on and off
         ripple = np.sin(2 * np.pi * minutes[:, None] / periods + self.ripple_phase).sum(axis=1)
         return np.maximum(base * (1.0 + 0.15 * ripple), 30.0)
+
+    def appliance_w(self, t_s: float) -> FloatArray:
+        """What each plugged appliance would draw at ``t_s`` with its plug on, W."""
+        hour = ((t_s / 60.0 - self.shift_min) / 60.0) % 24.0
+        running = np.zeros(len(self.plug_w), dtype=bool)
+        for start, end in APPLIANCE_HOURS:
+            running |= (hour >= start) & (hour < end)
+        return np.where(running, self.plug_w, 0.0)
+
+    def load_w(self, t_s: float) -> FloatArray:
+        """Household load at ``t_s``: the base load and the appliances whose plug is on."""
+        return self.base_load_w(t_s) + np.where(self.plug_on, self.appliance_w(t_s), 0.0)
 
     def command(self, index: int, power_w: float, expires_at_s: float) -> None:
         """A battery setpoint (discharge > 0) valid until ``expires_at_s``."""
@@ -241,6 +268,7 @@ class HouseholdPhysics:
             self.import_wh += np.maximum(net, 0.0) * dt_h
             self.export_wh += np.maximum(-net, 0.0) * dt_h
             self.served_wh += served * dt_h
+            self.plug_wh += np.where(self.plug_on, self.appliance_w(t_s), 0.0) * dt_h
             self.unserved_wh += self.unserved_w * dt_h
             self.island_curtailed_wh += self.island_curtailed_w * dt_h
         self.battery_w = power

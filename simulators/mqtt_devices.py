@@ -131,19 +131,22 @@ class SimulatedMqttDevice:
                 self.revert = ((self.clock.now() + seconds, True)
                                if seconds and self.tasmota_rule else None)
 
-    def tick(self) -> bool:
-        """Apply a revert that is due on the clock (and publish); True if one was."""
+    def tick(self, wait: bool = True) -> bool:
+        """Apply a revert that is due on the clock (and publish); True if one was.
+
+        ``wait=False`` on an event loop that also runs the broker (waiting would block it)."""
         with self._lock:
             if self.revert is None or self.clock.now() < self.revert[0]:
                 return False
             self.values["on"], self.revert = self.revert[1], None
-        self._send(wait=True)
+        self._send(wait=wait)
         return True
 
-    def publish(self, **values: float | bool) -> None:
-        """Update values and publish a status message, unless the device is stale."""
+    def publish(self, wait: bool = True, **values: float | bool) -> None:
+        """Update values and publish a status message, unless the device is stale
+        (``wait=False``: see :meth:`tick`)."""
         self.values.update(values)
-        self._send(wait=True)
+        self._send(wait=wait)
 
     def _send(self, wait: bool) -> None:
         if self.stale:

@@ -55,7 +55,9 @@ def test_demo_serves_api_and_stops_on_ctrl_c(tmp_path: Path) -> None:
              f"http://127.0.0.1:{port}"], cwd=ROOT, capture_output=True, text=True, timeout=30,
         )
         assert devices.returncode == 0, devices.stdout + devices.stderr
-        assert "h01/meter" in devices.stdout and "26 of 26 devices ok" in devices.stdout
+        # 26 Modbus devices and 3 smart plugs over MQTT (every third house)
+        assert "h01/meter" in devices.stdout and "29 of 29 devices ok" in devices.stdout
+        assert "h03/load" in devices.stdout, devices.stdout
         assert (tmp_path / "demo" / "coop.toml").exists()
     finally:
         proc.send_signal(signal.SIGINT)

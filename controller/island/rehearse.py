@@ -39,7 +39,9 @@ once started, so a full collection does not stall a cycle.
 
 **Config.** The demo's TOML (:func:`simulators.demo_config.coop_toml`) with
 every battery ``offered``: the plan pools the coop's batteries, so the island
-must too. No MQTT broker: the simulated devices speak Modbus only.
+must too. An embedded MQTT broker (amqtt, on 127.0.0.1) carries every third
+house's smart plug (a simulated Shelly Plug with a 2 kW flexible appliance),
+which the controller switches off when the plan or the dispatch sheds.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ import numpy as np
 
 from controller.config import CoopConfig, parse_config
 from controller.cycle import CycleReport
+from controller.demo import start_embedded_broker
 from controller.island.grid_model import GridState
 from controller.island.rehearse_plan import (
     Preparation,
@@ -211,9 +214,11 @@ def _post(url: str, body: dict) -> tuple[int, dict]:
         return exc.code, json.loads(exc.read() or b"{}")
 
 
-def rehearsal_toml(coop: SimulatedCoop, ledger: Path, api_port: int, cycle_s: float) -> str:
-    """The demo's TOML for the rehearsal: its cycle, scaled timeouts, batteries offered."""
-    text = coop_toml(coop, ledger, api_port, None, cycle_s=cycle_s)
+def rehearsal_toml(coop: SimulatedCoop, ledger: Path, api_port: int, cycle_s: float,
+                   mqtt: tuple[str, int] | None = None) -> str:
+    """The demo's TOML for the rehearsal: its cycle, scaled timeouts, batteries offered,
+    the smart plugs on ``mqtt``."""
+    text = coop_toml(coop, ledger, api_port, mqtt, cycle_s=cycle_s)
     batteries = sum(1 for h in coop.households if h.battery is not None)
     edits = (("stale_after_s = 5.0\n", f"stale_after_s = {STALE_AFTER_CYCLES * cycle_s:g}\n"
               f"request_timeout_s = {REQUEST_TIMEOUT_CYCLES * cycle_s:g}\n", 1),
@@ -372,18 +377,21 @@ async def rehearse(options: RehearsalOptions) -> Rehearsal:
     ledger = _fresh_ledger(out)
     start_ts = day_start(options.start)
     clock = HeldClock(start_s=start_ts, speed=options.speed)
-    coop = SimulatedCoop(demo_households(options.households), clock)
+    broker_port = free_port()
+    broker = await start_embedded_broker(broker_port)
+    coop = SimulatedCoop(demo_households(options.households, plugs=True), clock,
+                         mqtt=("127.0.0.1", broker_port))
     events = inject_events(coop, start_ts, options)
     prep = await asyncio.to_thread(prepare, coop, start_ts, options.hours)
     config_path, plan_path = out / "coop.toml", out / "plan.json"
     plan_path.write_text(json.dumps(plan_json(prep, "Commonwatt rehearsal coop")) + "\n",
                          encoding="utf-8")
     progress = progress_bar(options) if options.progress else None
-    await coop.start()
     session = _Session(options, coop, clock, progress)
     try:
-        config_path.write_text(rehearsal_toml(coop, ledger, free_port(), options.cycle_s),
-                               encoding="utf-8")
+        await coop.start()
+        config_path.write_text(rehearsal_toml(coop, ledger, free_port(), options.cycle_s,
+                                              ("127.0.0.1", broker_port)), encoding="utf-8")
         if progress is not None:
             progress.start()
             session.task_id = progress.add_task("island rehearsal", total=options.hours * 3600,
@@ -393,6 +401,7 @@ async def rehearse(options: RehearsalOptions) -> Rehearsal:
         if progress is not None:
             progress.stop()
         await coop.stop()
+        await broker.shutdown()
     physics = coop.physics
     specs = physics.specs
     result = Rehearsal(

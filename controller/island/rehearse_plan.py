@@ -10,10 +10,9 @@ mean over each 15-minute step (sampled every minute). The plan does not know
 the events (a cloudy afternoon, a battery dropping out): the rehearsal shows
 what they do to a day that was planned without them.
 
-Each member's whole load is in its ``[[members]] tier`` (the dispatch sheds
-whole members by tier, and the report attributes them so without an
-``[island]`` table). Batteries, floors, ratings and efficiencies are the
-simulated devices' own.
+Each member's load is in its ``[[members]] tier``, except a plugged appliance
+(a smart plug's), which is ``flexible``: the plan sheds it first, and the
+running controller switches its plug off to follow the plan.
 
 Like a coop charging its batteries before a real island, :func:`prepare`
 raises each battery to the plan's required starting SoC (plus a margin) where
@@ -30,7 +29,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from controller.island.plan import LEVELS, Plan, Problem, plan_island
+from controller.island.plan import LEVELS, TIERS, Plan, Problem, plan_island
 from controller.island.plan_render import Context, to_dict
 from dispatch.fleet import Fleet
 from simulators.coop import SimulatedCoop
@@ -87,25 +86,26 @@ def simulated_problem(coop: SimulatedCoop, start_ts: float, hours: float) -> Pro
     steps = max(int(round(hours * 3600 / STEP_S)), 1)
     offsets = (np.arange(SAMPLES_PER_STEP) + 0.5) * STEP_S / SAMPLES_PER_STEP
     n = len(specs)
-    pv, load = np.zeros((steps, n)), np.zeros((steps, n))
+    pv, base, appliance = (np.zeros((steps, n)) for _ in range(3))
     for k in range(steps):
         for dt in offsets:
             t = start_ts + k * STEP_S + dt
             pv[k] += physics.pv_clear_w(t)
-            load[k] += physics.load_w(t)
-    pv /= SAMPLES_PER_STEP
-    load /= SAMPLES_PER_STEP
+            base[k] += physics.base_load_w(t)
+            appliance[k] += physics.appliance_w(t)
     owners = np.array([i for i, s in enumerate(specs) if s.battery_wh > 0], dtype=np.int64)
     cap = physics.capacity_wh[owners]
     fleet = Fleet(capacity_wh=cap, soc_min_wh=physics.soc_min_wh[owners],
                   max_charge_w=physics.max_w[owners], max_discharge_w=physics.max_w[owners],
                   efficiency=np.array([specs[i].efficiency for i in owners]))
-    tiers = [s.tier for s in specs]
-    critical = np.array([t == "critical" for t in tiers], dtype=float)
-    essential = np.array([t == "essential" for t in tiers], dtype=float)
-    return Problem.from_shares(pv, load, critical, essential, fleet,
-                               physics.stored_wh[owners].copy(), owners, step_s=STEP_S,
-                               member_ids=[s.member_id for s in specs], start_ts=start_ts)
+    # A member's load is in its tier; a plugged appliance is flexible (shed first).
+    tier_load = np.zeros((3, steps, n))
+    for i, spec in enumerate(specs):
+        tier_load[TIERS.index(spec.tier), :, i] += base[:, i] / SAMPLES_PER_STEP
+    tier_load[TIERS.index("flexible")] += appliance / SAMPLES_PER_STEP
+    return Problem(pv / SAMPLES_PER_STEP, tier_load, fleet, physics.stored_wh[owners].copy(),
+                   owners, step_s=STEP_S, member_ids=[s.member_id for s in specs],
+                   start_ts=start_ts)
 
 
 @dataclass(frozen=True, slots=True)
