@@ -12,7 +12,8 @@ what they do to a day that was planned without them.
 
 Each member's load is in its ``[[members]] tier``, except a plugged appliance
 (a smart plug's), which is ``flexible``: the plan sheds it first, and the
-running controller switches its plug off to follow the plan.
+running controller switches its plug off to follow the plan. Batteries, floors,
+ratings and efficiencies are the simulated devices' own.
 
 Like a coop charging its batteries before a real island, :func:`prepare`
 raises each battery to the plan's required starting SoC (plus a margin) where
