@@ -37,8 +37,9 @@ Device timeouts are scaled with it: ``request_timeout_s`` 2 cycles of wall
 time (network I/O), ``stale_after_s`` written as 10 wall cycles, which the
 controller scales to its clock (:func:`controller.health.scaled_stale_after_s`).
 Device back-off runs on the controller's clock (:class:`controller.health.DeviceClock`),
-so a failed read is retried within a few cycles, not after seconds of wall time. The garbage collector's objects are frozen
-once started, so a full collection does not stall a cycle.
+so a failed read is retried within a few cycles, not after seconds of wall time.
+The garbage collector's objects are frozen once started, so a full collection
+does not stall a cycle.
 
 **Config.** The demo's TOML (:func:`simulators.demo_config.coop_toml`) with
 every battery ``offered``: the plan pools the coop's batteries, so the island
