@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import struct
+from pathlib import Path
 
 import pytest
 from pymodbus.client import AsyncModbusTcpClient
 
+from controller.config import parse_config
+from controller.wiring import read_all
 from devices.modbus.transport import LinkPool
 from devices.templates.driver import TemplateDevice
-from devices.templates.schema import template
+from devices.templates.schema import shipped_templates, template
 from simulators.clock import SimClock
 from simulators.household import HouseholdSpec
 from simulators.template_device import TemplateHousehold
@@ -87,3 +90,53 @@ def test_the_two_em24_maps_are_told_apart_in_their_notes() -> None:
     assert any("carlo-gavazzi-em24" in n and "RS485" in n for n in ethernet.notes)
     for t in (rs485, ethernet):
         assert len(t.sources) >= 2 and any("Checked against" in s for s in t.sources)
+
+
+# ------------------------------------------------------------------ night-time sentinels
+def sma_config(port: int, ledger: str) -> str:
+    return f"""
+[storage]
+ledger = "{ledger}"
+[[members]]
+id = "a"
+name = "House A"
+devices = [
+  {{ kind = "pv", family = "sma-sunny-boy-storage", host = "127.0.0.1", port = {port} }},
+  {{ kind = "meter", family = "sma-sunny-boy-storage", host = "127.0.0.1", port = {port} }},
+]
+"""
+
+
+def test_sma_asleep_at_night_reads_0_w_and_read_does_not_fail_it(tmp_path: Path) -> None:
+    async def run() -> None:
+        sim = TemplateHousehold(template("sma-sunny-boy-storage"), SPEC, free_port(),
+                                SimClock(speed=0))
+        await sim.start()
+        pool = LinkPool(2.0)
+        try:
+            sim.image.set("meter", "power_w", 300.0)
+            sim.image.set("pv", "power_w", None)  # the inverter sleeps: SMA's NaN
+            # SMA Modbus TI: GridMs.TotW, register 30775 (S32), NaN = 0x80000000
+            assert await read_raw(sim.server.port, 3, 30775, 2, fc=3) == [0x8000, 0x0000]
+            device = TemplateDevice(pool.get("127.0.0.1", sim.server.port),
+                                    template("sma-sunny-boy-storage"), "pv")
+            assert (await device.read_pv()).power_w == 0.0
+            config = parse_config(sma_config(sim.server.port, str(tmp_path / "l.sqlite")))
+            report = {e["device"]: e for e in await read_all(config)}
+            assert report["a/pv"]["ok"], report["a/pv"]
+            assert report["a/pv"]["values"]["power_w"]["value"] == 0.0
+            assert report["a/meter"]["ok"]
+        finally:
+            pool.close()
+            await sim.stop()
+
+    asyncio.run(run())
+
+
+def test_only_documented_night_sentinels_read_as_zero() -> None:
+    zeroed = {(t.id, kind, name)
+              for t in shipped_templates().values() for kind in t.kinds
+              for name, reg in t.kind(kind).points.items() if getattr(reg, "nan_zero", False)}
+    assert zeroed == {("sma-sunny-boy-storage", "pv", "power_w")}
+    sma = template("sma-sunny-boy-storage")
+    assert any("0x80000000" in s and "evcc" in s and "openWB" in s for s in sma.sources)
