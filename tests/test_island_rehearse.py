@@ -197,5 +197,5 @@ def test_cli_rehearse_writes_the_report(tmp_path: Path) -> None:
     assert "Island rehearsal" in done.stdout
     assert (out / "report.html").is_file() and (out / "summary.json").is_file()
     assert list(out.glob("*.png"))
-    # whether this short run islands depends on the wall-clock back-off (see the fixture)
-    assert "islanded_hours" in json.loads((out / "rehearsal.json").read_text())["grid"]
+    # the short run islands too, now that a hiccup cannot back the grid-former off
+    assert json.loads((out / "rehearsal.json").read_text())["grid"]["islanded_hours"] > 0
