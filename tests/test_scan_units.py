@@ -152,3 +152,19 @@ def test_scan_of_a_refused_port_is_one_line() -> None:
     code, out, err, _ = cli("scan", f"127.0.0.1:{free_port()}")
     assert code == 1 and err == ""
     assert out.strip().count("\n") == 0 and out.strip().endswith(": connection refused")
+
+
+def test_read_prints_no_pymodbus_output_either(tmp_path: Path) -> None:
+    with tcp_server(b"HTTP/1.1 400 Bad Request\r\n\r\n") as port:
+        config = tmp_path / "coop.toml"
+        config.write_text(f"""
+[storage]
+ledger = "{(tmp_path / 'l.sqlite').as_posix()}"
+[[members]]
+id = "a"
+name = "A"
+devices = [{{ kind = "meter", family = "eastron-sdm630", host = "127.0.0.1", port = {port} }}]
+""")
+        code, out, err, _ = cli("read", str(config))
+    assert code == 1 and "a/meter" in out and "FAILED" in out
+    assert err == "", err
