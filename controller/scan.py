@@ -158,6 +158,10 @@ async def probe_template(link: ModbusLink, t: Template,
     # Zeros decode as plausible readings anywhere; a real identity register is the tie-breaker.
     if not any(identity.get(k) not in (None, "", "0") for k in ("model", "serial")):
         return None
+    # A model code outside the family's (two maps behind one code register) rules it out.
+    codes = t.identity.model_codes
+    if codes is not None and identity.get("model") not in {str(c) for c in codes}:
+        return None
     # A manufacturer register that names another maker rules the template out.
     if t.identity.manufacturer is not None and not manufacturer_matches(
             identity.get("manufacturer"), t.manufacturer):

@@ -16,9 +16,12 @@ from pathlib import Path
 import pytest
 
 from controller.scan import COMMON_UNITS, manufacturer_matches
+from devices.templates.schema import template
+from simulators.clock import SimClock
 from simulators.household import HouseholdSpec
 from simulators.modbus_server import SimulatedModbusServer
 from simulators.sunspec_image import SunSpecImage
+from simulators.template_device import TemplateHousehold
 from tests.conftest import free_port
 from tests.test_scan_cli import serving
 
@@ -168,3 +171,17 @@ devices = [{{ kind = "meter", family = "eastron-sdm630", host = "127.0.0.1", por
         code, out, err, _ = cli("read", str(config))
     assert code == 1 and "a/meter" in out and "FAILED" in out
     assert err == "", err
+
+
+@pytest.mark.parametrize(("code", "family"), [(71, "carlo-gavazzi-em24"),
+                                              (1650, "carlo-gavazzi-em24-ethernet")])
+def test_scan_tells_the_two_em24_maps_apart_by_identification_code(code: int,
+                                                                  family: str) -> None:
+    make = lambda: TemplateHousehold(  # noqa: E731
+        template(family), SPEC, free_port(), SimClock(speed=0), {"model": str(code)})
+    with serving(make) as sim:
+        sim.image.set("meter", "power_w", 640.0)
+        _, out, err, _ = cli("scan", f"127.0.0.1:{sim.server.port}", "--json")
+    result = json.loads(out)
+    assert err == ""
+    assert [t["family"] for t in result["templates"]] == [family]

@@ -174,6 +174,10 @@ class Identity(_Strict):
     manufacturer: Register | None = None
     model: Register | None = None
     serial: Register | None = None
+    model_codes: list[int] | None = Field(
+        None, description="numeric model codes this family covers (a code register, e.g. "
+        "Carlo Gavazzi's identification code); scan rejects a device with another code",
+    )
 
 
 class Template(_Strict):
