@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from controller.config import CoopConfig
+from controller.health import DeviceClock, scaled_stale_after_s
 from controller.island.curtail import pv_limits
 from controller.island.follow import PlanFollower
 from controller.island.grid_model import (
@@ -76,7 +77,11 @@ class Controller:
         self.writer = LedgerWriter(config.storage.ledger, config.ledger.settlement_s,
                                    [(m.id, m.name) for m in config.members])
         try:
-            self.poller = Poller(config)
+            # Device health on this clock, not the wall's: at 2000x a wall-clock back-off
+            # keeps a device (the grid-former's confirmation) out for dozens of cycles.
+            self.poller = Poller(config, clock=DeviceClock(clock), stale_after_s=(
+                scaled_stale_after_s(config.controller.stale_after_s, config.controller.cycle_s,
+                                     self.nominal_dt_s)))
         except BaseException:
             self.writer.close()
             raise

@@ -3,10 +3,19 @@
 A failing device is retried after 2 s × consecutive failures, capped at
 5 minutes (the policy OpenEMS uses for defective components), so one dead
 inverter never slows the cycle for everyone else.
+
+Every time here is on the *controller's* clock (:class:`DeviceClock` over
+``Controller.clock``), not the wall clock: on a simulated clock at 2000× a
+wall-clock back-off of 2 s would keep a device out for 4000 simulated seconds,
+dozens of cycles, after a single hiccup. Only the network I/O itself (a Modbus
+request's timeout) is measured in wall time.
 """
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 BACKOFF_STEP_S = 2.0
@@ -15,7 +24,10 @@ BACKOFF_MAX_S = 300.0
 
 @dataclass(slots=True)
 class DeviceHealth:
-    """What the controller knows about one device's reliability (wall-clock seconds)."""
+    """What the controller knows about one device's reliability.
+
+    Every ``now`` and timestamp is in seconds of the controller's clock.
+    """
 
     name: str
     endpoint: str
@@ -75,3 +87,56 @@ class DeviceHealth:
             "backoff_remaining_s": round(max(self.backoff_until - now, 0.0), 3),
             "last_event": self.last_event,
         }
+
+
+class DeviceClock:
+    """The clock device health runs on: the controller's clock, never slower than wall time.
+
+    Each call advances by the larger of the controller clock's increase and the
+    monotonic wall clock's increase since the last call:
+
+    * sped-up simulated clock (the demo, ``island rehearse``): the controller's
+      clock wins, so a back-off of 2 s is 2 simulated seconds, a cycle or less;
+    * real time: both increase alike, so health behaves as on the wall clock; an
+      NTP step back of the wall clock (``time.time``) is not seen (the monotonic
+      increase wins), so back-off deadlines cannot stretch by the step;
+    * a held or stepped clock (tests, a rehearsal before its start): wall time
+      still passes, so a device backed off while the clock stands still is retried
+      after at most its wall-clock back-off, as before.
+
+    Args:
+        clock: the controller's clock, seconds.
+        wall: a monotonic wall clock (injectable for tests).
+    """
+
+    def __init__(self, clock: Callable[[], float],
+                 wall: Callable[[], float] = time.monotonic) -> None:
+        self._clock, self._wall = clock, wall
+        self._lock = threading.Lock()  # the API may ask for health from another thread
+        self._last = (clock(), wall())
+        self._now = self._last[0]
+
+    def __call__(self) -> float:
+        """Seconds of device time."""
+        with self._lock:
+            raw, wall = self._clock(), self._wall()
+            self._now += max(raw - self._last[0], wall - self._last[1], 0.0)
+            self._last = (raw, wall)
+            return self._now
+
+
+def scaled_stale_after_s(stale_after_s: float, cycle_s: float, nominal_dt_s: float) -> float:
+    """``stale_after_s`` on a clock whose cycle stands for ``nominal_dt_s`` seconds.
+
+    The configured staleness is meant for the configured cycle (5 s = 5 cycles of
+    1 s). On a sped-up or stepped clock one cycle covers ``nominal_dt_s`` clock
+    seconds, so the same number of cycles is ``stale_after_s × nominal_dt_s /
+    cycle_s`` clock seconds; in real time (``nominal_dt_s == cycle_s``) it is
+    unchanged. The back-off is deliberately not scaled: it is a policy in clock
+    seconds, so on a fast clock a failed device is retried within a few cycles.
+    """
+    for name, value in (("stale_after_s", stale_after_s), ("cycle_s", cycle_s),
+                        ("nominal_dt_s", nominal_dt_s)):
+        if not value > 0:
+            raise ValueError(f"{name} must be > 0, got {value!r}")
+    return stale_after_s * nominal_dt_s / cycle_s

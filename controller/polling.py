@@ -2,6 +2,10 @@
 
 Readings are checked on the way in: a missing, NaN or absurd value is a
 failed read ("garbage"), never a number that reaches the dispatch.
+
+Device health (freshness, back-off, the counters' integration) runs on the
+poller's ``clock``: the controller's clock when a :class:`~controller.cycle.Controller`
+owns the poller, the monotonic wall clock for a standalone one (``commonwatt read``).
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ import asyncio
 import contextlib
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,14 +76,27 @@ def check_reading(reading: Reading) -> Reading:
 
 @dataclass
 class Poller:
-    """Reads every device of a coop and writes battery setpoints back."""
+    """Reads every device of a coop and writes battery setpoints back.
+
+    Args:
+        config: the validated configuration.
+        clock: seconds for device health; the controller passes a
+            :class:`~controller.health.DeviceClock` over its own clock.
+        stale_after_s: a reading older than this (``clock`` seconds) is unknown;
+            None: the configured ``stale_after_s``.
+    """
 
     config: CoopConfig
+    clock: Callable[[], float] = time.monotonic
+    stale_after_s: float | None = None
+    stale_s: float = field(init=False)
     factory: DriverFactory = field(init=False)
     devices: list[PolledDevice] = field(init=False)
     started: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
+        self.stale_s = (self.config.controller.stale_after_s if self.stale_after_s is None
+                        else self.stale_after_s)
         self.factory = DriverFactory(self.config)
         self.devices = []
         for index, member in enumerate(self.config.members):
@@ -106,17 +123,18 @@ class Poller:
         try:
             reading: Reading = await getattr(device.driver, READERS[device.config.kind])()
             device.reading = check_reading(reading)
-            note = device.counters.update(reading, time.monotonic())
+            # Device time, not wall time: the counters advance on the device's clock.
+            note = device.counters.update(reading, self.clock())
             if note:
                 device.health.note(note)
         except DeviceError as exc:
             if device.client is not None and exc.reason in ("garbage", "disconnected"):
                 device.client.forget()
-            device.health.failed(time.monotonic(), str(exc))
+            device.health.failed(self.clock(), str(exc))
         except Exception as exc:  # noqa: BLE001 - one device must never stop the cycle
-            device.health.failed(time.monotonic(), f"unexpected: {exc!r}")
+            device.health.failed(self.clock(), f"unexpected: {exc!r}")
         else:
-            device.health.succeeded(time.monotonic())
+            device.health.succeeded(self.clock())
 
     async def poll(self) -> None:
         """Read every device not in back-off, all at once."""
@@ -126,16 +144,16 @@ class Poller:
             except DeviceError as exc:
                 for d in self.devices:
                     if d.config.protocol == "mqtt":
-                        d.health.failed(time.monotonic(), str(exc))
+                        d.health.failed(self.clock(), str(exc))
                 self.started = True
-        now = time.monotonic()
+        now = self.clock()
         await asyncio.gather(*(self._read(d, now) for d in self.devices))
 
     def freeze(self, timestamp: float) -> ProcessImage:
         """One consistent snapshot of the last fresh readings (NaN where unknown)."""
         n = len(self.config.members)
-        stale = self.config.controller.stale_after_s
-        now = time.monotonic()
+        stale = self.stale_s
+        now = self.clock()
         values = {k: np.full(n, np.nan) for k in ProcessImage.ARRAYS}
         has_pv = np.zeros(n, dtype=bool)
         has_battery = np.zeros(n, dtype=bool)
@@ -182,9 +200,9 @@ class Poller:
             try:
                 await d.driver.write_setpoint(Setpoint(float(power_w[d.member_index]), expiry))
             except DeviceError as exc:
-                d.health.failed(time.monotonic(), f"setpoint: {exc}")
+                d.health.failed(self.clock(), f"setpoint: {exc}")
             except Exception as exc:  # noqa: BLE001 - a failed write must not stop the cycle
-                d.health.failed(time.monotonic(), f"setpoint: unexpected: {exc!r}")
+                d.health.failed(self.clock(), f"setpoint: unexpected: {exc!r}")
 
         await asyncio.gather(*(send(d) for d in batteries if writable[d.member_index]))
 
@@ -205,9 +223,9 @@ class Poller:
             try:
                 await d.driver.write_limit(None if cap is None else PvLimit(cap, expiry_s))
             except DeviceError as exc:
-                d.health.failed(time.monotonic(), f"pv limit: {exc}")
+                d.health.failed(self.clock(), f"pv limit: {exc}")
             except Exception as exc:  # noqa: BLE001 - a failed write must not stop the cycle
-                d.health.failed(time.monotonic(), f"pv limit: unexpected: {exc!r}")
+                d.health.failed(self.clock(), f"pv limit: unexpected: {exc!r}")
 
         jobs = []
         for d in self.devices:
@@ -246,8 +264,8 @@ class Poller:
     def grid_view(self) -> tuple[str, bool]:
         """What the grid-forming inverters say of the utility ("on", "off" or "unknown"),
         and whether one of them is present and healthy."""
-        now = time.monotonic()
-        stale = self.config.controller.stale_after_s
+        now = self.clock()
+        stale = self.stale_s
         formers = [d for d in self.devices
                    if d.config.kind == "battery" and d.config.grid_forming]
         fresh = [d for d in formers if d.health.fresh(now, stale) and d.reading is not None]
@@ -269,7 +287,7 @@ class Poller:
 
         The shedding planner's input (:meth:`ShedPlanner.plan`); a stale plug is left out.
         """
-        now, stale = time.monotonic(), self.config.controller.stale_after_s
+        now, stale = self.clock(), self.stale_s
         return {d.health.name: d.reading for d in self.devices
                 if isinstance(d.reading, LoadReading) and d.health.fresh(now, stale)}
 
@@ -302,14 +320,14 @@ class Poller:
 
     def unknown_devices(self) -> list[str]:
         """Names of the devices whose readings are not fresh now."""
-        now = time.monotonic()
-        stale = self.config.controller.stale_after_s
+        now = self.clock()
+        stale = self.stale_s
         return [d.health.name for d in self.devices if not d.health.fresh(now, stale)]
 
     def health(self) -> list[dict[str, object]]:
         """Health of every device, for the API and the CLI."""
-        now = time.monotonic()
-        stale = self.config.controller.stale_after_s
+        now = self.clock()
+        stale = self.stale_s
         return [{**d.health.as_dict(now, stale), "kind": d.config.kind,
                  "counters": d.counters.as_dict()} for d in self.devices]
 

@@ -96,19 +96,12 @@ def test_clouds_scale_pv_in_their_window_only_and_on_grid_meters_are_unchanged()
 # ------------------------------------------------------------------ the whole rehearsal
 @pytest.fixture(scope="module")
 def rehearsal(tmp_path_factory: pytest.TempPathFactory) -> Rehearsal:
-    # Known weakness, not hidden: device back-off and staleness run on the wall clock, so
-    # at 2000x one Modbus hiccup (a 0.1 s request timeout on a loaded machine) can keep the
-    # grid-former's confirmation out for longer than the island command waits, and the
-    # island never starts. Such a run says nothing about the books, so it is run again
-    # (at most twice); a run that islands is then checked in full.
-    for attempt in range(3):
-        out = tmp_path_factory.mktemp("rehearsal")
-        options = RehearsalOptions(hours=6, speed=2000, start="16:00", out=out, households=4,
-                                   cloud=(16.0, 19.0, 0.2), dropout_hour=18.0, progress=False)
-        result = asyncio.run(rehearse(options))
-        if LedgerReader(result.ledger).islanded_seconds() > 0 or attempt == 2:
-            return result
-    raise AssertionError("unreachable")
+    # One run, no retry: device back-off runs on the controller's clock (DeviceClock), so
+    # a Modbus hiccup at 2000x costs the grid-former a cycle or two, not its confirmation.
+    out = tmp_path_factory.mktemp("rehearsal")
+    options = RehearsalOptions(hours=6, speed=2000, start="16:00", out=out, households=4,
+                               cloud=(16.0, 19.0, 0.2), dropout_hour=18.0, progress=False)
+    return asyncio.run(rehearse(options))
 
 
 def test_the_rehearsal_islands_and_returns_and_writes_its_report(rehearsal: Rehearsal) -> None:
@@ -212,5 +205,5 @@ def test_cli_rehearse_writes_the_report(tmp_path: Path) -> None:
     assert "Island rehearsal" in done.stdout
     assert (out / "report.html").is_file() and (out / "summary.json").is_file()
     assert list(out.glob("*.png"))
-    # whether this short run islands depends on the wall-clock back-off (see the fixture)
-    assert "islanded_hours" in json.loads((out / "rehearsal.json").read_text())["grid"]
+    # the short run islands too, now that a hiccup cannot back the grid-former off
+    assert json.loads((out / "rehearsal.json").read_text())["grid"]["islanded_hours"] > 0

@@ -21,8 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     scan = sub.add_parser("scan", help="discover what a Modbus TCP device is (reads only)")
     scan.add_argument("target", metavar="HOST[:PORT]", help="device address (port default 502)")
-    scan.add_argument("--unit", type=int, help="Modbus unit id (default: 1 for SunSpec, "
-                      "each template's own)")
+    scan.add_argument("--unit", type=int, help="Modbus unit id (default: sweep the common "
+                      "ones, 1 2 3 100 126 200 201 240 247; templates at their own)")
     scan.add_argument("--timeout", type=positive, default=1.0, help="seconds per request")
     scan.add_argument("--json", action="store_true", help="print JSON (schema in README)")
     scan.set_defaults(func=scan_command)
@@ -40,7 +40,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def read_command(args: argparse.Namespace) -> int:
     """Read every configured device once; 0 if all answered, 1 if not, 2 on a bad config."""
     from controller.wiring import format_report, read_all
+    from devices.modbus.transport import quiet_pymodbus
 
+    quiet_pymodbus()
     config = load_or_report(args.config)
     if config is None:
         return 2
@@ -61,6 +63,7 @@ def _target(text: str) -> tuple[str, int] | None:
 def scan_command(args: argparse.Namespace) -> int:
     """Probe a Modbus TCP device; 0 if a template or model fits, 1 if not, 2 on bad options."""
     from controller.scan import format_scan, scan
+    from devices.modbus.transport import quiet_pymodbus
 
     target = _target(args.target)
     if target is None:
@@ -69,6 +72,7 @@ def scan_command(args: argparse.Namespace) -> int:
     if args.unit is not None and not 0 <= args.unit <= 255:
         print(f"scan: --unit = {args.unit}: expected 0…255", file=sys.stderr)
         return 2
+    quiet_pymodbus()
     result = asyncio.run(scan(*target, unit=args.unit, timeout_s=args.timeout))
     print(json.dumps(result, indent=2) if args.json else format_scan(result))
     return 0 if result["suggested"] else 1

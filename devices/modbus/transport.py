@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import warnings
 
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
@@ -26,6 +27,19 @@ _EXCEPTION_REASONS = {
     10: "gateway path unavailable",
     11: "wrong unit id (gateway target did not respond)",
 }
+
+
+def quiet_pymodbus() -> None:
+    """Keep pymodbus's own output off an installer's terminal (``scan``, ``read``).
+
+    pymodbus logs frame hex dumps and "no response" warnings through its
+    ``pymodbus`` logger; every failure it reports also reaches Commonwatt as a
+    :class:`DeviceError`, whose reason is what the installer sees, once.
+    """
+    logger = logging.getLogger("pymodbus")
+    logger.setLevel(logging.CRITICAL + 1)
+    logger.propagate = False
+    warnings.filterwarnings("ignore", module=r"pymodbus(\..*)?")
 
 
 class DeviceError(Exception):

@@ -117,6 +117,8 @@ class TemplateDevice:
         for address in reg.addresses:
             words = snapshot.words(unit, reg.function, address, reg.size)
             value = decode_number(words, reg.type, order, nan)
+            if value is None and reg.nan_zero:
+                value = 0.0  # asleep, not broken: see Register.nan_zero
             if value is None:
                 return None
             total += value

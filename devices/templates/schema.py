@@ -81,6 +81,10 @@ class Register(_Strict):
     add: list[Register] = Field(
         default_factory=list, description="further registers added to this value, each scaled"
     )
+    nan_zero: bool = Field(
+        False, description="the 'not available' sentinel means 0: the device reports no value "
+        "while it produces nothing (an SMA inverter asleep at night)",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Register:
@@ -170,6 +174,10 @@ class Identity(_Strict):
     manufacturer: Register | None = None
     model: Register | None = None
     serial: Register | None = None
+    model_codes: list[int] | None = Field(
+        None, description="numeric model codes this family covers (a code register, e.g. "
+        "Carlo Gavazzi's identification code); scan rejects a device with another code",
+    )
 
 
 class Template(_Strict):
