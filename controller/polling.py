@@ -276,8 +276,7 @@ class Poller:
 
     def grid_overloaded(self) -> bool:
         """Whether a fresh grid-forming inverter reports more load than it can carry."""
-        now = time.monotonic()
-        stale = self.config.controller.stale_after_s
+        now, stale = self.clock(), self.stale_s
         return any(getattr(d.reading, "overloaded", False) for d in self.devices
                    if d.config.kind == "battery" and d.config.grid_forming
                    and d.health.fresh(now, stale))
