@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import numpy as np
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, HTTPException, Request
 from sse_starlette import EventSourceResponse
 
 #: Per-member keys of a snapshot, W (battery: positive discharging; grid: positive import).
@@ -32,6 +32,9 @@ FLOW_KEYS = ("own_pv_used", "to_peers", "from_grid", "to_grid", "to_battery",
              "from_battery", "curtailed", "shed")
 #: Seconds between keep-alive comments: below the 60 s idle timeout of common proxies.
 PING_S = 15
+#: Open streams at most: each holds a connection and a task; past this, 503 (a page
+#: falls back to polling) rather than let one client exhaust the controller.
+MAX_STREAMS = 256
 #: Which member a request may see live figures of; ``None``: the public view.
 MemberOf = Callable[[Request], "str | None"]
 
@@ -118,6 +121,12 @@ class LiveHub:
         self.latest: dict[str, Any] | None = None
         self.closed = False
 
+    @property
+    def open_streams(self) -> int:
+        """How many streams are subscribed now."""
+        with self._lock:
+            return len(self._subscribers)
+
     def publish(self, report: Any, grid: dict[str, Any] | None) -> dict[str, Any]:
         """Snapshot ``report`` now and wake every stream; returns the snapshot."""
         with self._lock:
@@ -181,8 +190,12 @@ def live_router(hub: LiveHub, member_of: MemberOf = public_viewer) -> APIRouter:
                                  "description": "one `cycle` event a cycle"}})
     async def stream(request: Request) -> EventSourceResponse:
         """Server-Sent Events: a ``cycle`` event every cycle, its data the JSON of
-        ``GET /api/v1/live`` and its id the cycle's sequence number."""
+        ``GET /api/v1/live`` and its id the cycle's sequence number; 503 past
+        ``MAX_STREAMS`` open streams."""
         member_id = member_of(request)
+        if hub.open_streams >= MAX_STREAMS:
+            raise HTTPException(503, f"{MAX_STREAMS} live streams are open already; poll "
+                                "/api/v1/live instead")
 
         async def events() -> AsyncIterator[dict[str, str]]:
             async for snapshot in hub.snapshots():

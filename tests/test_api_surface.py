@@ -204,3 +204,10 @@ def test_an_unexpected_error_keeps_the_shape(ledger: Path, monkeypatch) -> None:
     answer = TestClient(app, raise_server_exceptions=False).get("/api/v1/coop/summary")
     assert answer.status_code == 500
     assert answer.json() == {"detail": "internal error (LinAlgError); see the controller's log"}
+
+
+def test_live_streams_are_capped(ledger: Path, monkeypatch) -> None:
+    monkeypatch.setattr("api.live_stream.MAX_STREAMS", 0)
+    answer = TestClient(create_app(LedgerReader(ledger))).get("/api/v1/live/stream")
+    assert answer.status_code == 503
+    assert "poll /api/v1/live" in answer.json()["detail"]
