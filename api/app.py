@@ -13,7 +13,9 @@ from pydantic import BaseModel, Field
 
 from api.accounts import accounts_router
 from api.energy import member_figures, running_figures
+from api.errors import bad_query
 from api.island import island_router
+from api.surface import install_surface
 from controller.accounts.figures import meter_drift
 from controller.config import CoopConfig, LedgerConfig
 from controller.ledger import LedgerReader
@@ -111,7 +113,9 @@ def create_app(reader: LedgerReader, live: LiveView | None = None,
         title="Commonwatt",
         version=API_VERSION,
         description="Every member's liberated kWh, checkable to the Wh.",
+        docs_url=None, redoc_url=None,  # served without a CDN by install_surface
     )
+    install_surface(app, reader, live)
 
     def known_member(member_id: str) -> str:
         ids = {m for m, _ in reader.members()}
@@ -139,7 +143,7 @@ def create_app(reader: LedgerReader, live: LiveView | None = None,
         known_member(member_id)
         start, end = _epoch(from_), _epoch(to)
         if start is not None and end is not None and start > end:
-            raise HTTPException(422, "query parameter 'from' must not be after 'to'")
+            raise bad_query("from", "query parameter 'from' must not be after 'to'", from_)
         last_end = reader.span()[1]
         totals = reader.totals(member_id, start, end)
         provisional = live is not None and end is None

@@ -15,6 +15,7 @@ import uvicorn
 
 from api.app import create_app
 from api.energy import running_figures
+from api.surface import close_streams, cycle_done
 from controller.config import CoopConfig
 from controller.cycle import Controller, CycleReport
 from controller.ledger import LedgerReader
@@ -142,7 +143,9 @@ class Runtime:
             report = await self.controller.cycle()
         except Exception:  # noqa: BLE001 - the loop must survive a bad cycle
             log.exception("cycle failed")
+            cycle_done(self.app, None)
             return None
+        cycle_done(self.app, report, self.controller.grid.status())
         if self.timeseries is not None:
             image = report.image
             points = live_points(report.end_ts, image.member_ids, {
@@ -165,6 +168,8 @@ class Runtime:
         api = _ApiServer(uvicorn.Config(
             self.app, host=self.config.api.host, port=self.config.api.port,
             log_level="warning", lifespan="off",
+            # Open live streams must not hold the shutdown up (they are closed first).
+            timeout_graceful_shutdown=5,
         ))
         api_task = asyncio.create_task(api.serve())
         if self.publisher is not None:
@@ -181,6 +186,7 @@ class Runtime:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), delay)
         finally:
+            close_streams(self.app)
             api.should_exit = True
             await api_task
             await self.close()
