@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from controller.config import CoopConfig
-from controller.health import DeviceClock, scaled_stale_after_s
+from controller.health import DeviceClock, scaled_backoff_max_s, scaled_stale_after_s
 from controller.island.curtail import pv_limits
 from controller.island.follow import PlanFollower
 from controller.island.grid_model import (
@@ -81,7 +81,8 @@ class Controller:
             # keeps a device (the grid-former's confirmation) out for dozens of cycles.
             self.poller = Poller(config, clock=DeviceClock(clock), stale_after_s=(
                 scaled_stale_after_s(config.controller.stale_after_s, config.controller.cycle_s,
-                                     self.nominal_dt_s)))
+                                     self.nominal_dt_s)),
+                backoff_max_s=scaled_backoff_max_s(config.controller.cycle_s, self.nominal_dt_s))
         except BaseException:
             self.writer.close()
             raise

@@ -19,7 +19,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 BACKOFF_STEP_S = 2.0
+#: Failures in a row after which a device is taken for dead rather than hiccuping: its
+#: back-off doubles from then on (2, 4, … 10 s, then 20, 40, … s).
+BACKOFF_LINEAR = 5
 BACKOFF_MAX_S = 300.0
+
+
+def backoff_s(failures: int, max_s: float = BACKOFF_MAX_S) -> float:
+    """Seconds to wait after ``failures`` failures in a row: 2 s more per failure while it
+    may be a hiccup (so one is retried at once), doubling once it looks dead, capped."""
+    if failures <= BACKOFF_LINEAR:
+        return min(BACKOFF_STEP_S * failures, max_s)
+    doublings = min(failures - BACKOFF_LINEAR, 64)  # 2**64 s is past any cap
+    return min(BACKOFF_STEP_S * BACKOFF_LINEAR * 2.0 ** doublings, max_s)
 
 
 @dataclass(slots=True)
@@ -39,6 +51,9 @@ class DeviceHealth:
     consecutive_failures: int = 0
     backoff_until: float = 0.0
     last_event: str | None = None
+    #: The longest back-off, clock seconds (a sped-up clock's is longer: see
+    #: :func:`scaled_backoff_max_s`).
+    backoff_max_s: float = BACKOFF_MAX_S
 
     def succeeded(self, now: float) -> None:
         """Record a good read or write."""
@@ -53,7 +68,7 @@ class DeviceHealth:
         self.consecutive_failures += 1
         self.last_error = reason
         self.last_error_at = now
-        self.backoff_until = now + min(BACKOFF_STEP_S * self.consecutive_failures, BACKOFF_MAX_S)
+        self.backoff_until = now + backoff_s(self.consecutive_failures, self.backoff_max_s)
 
     def note(self, event: str) -> None:
         """Record something the installer should see that is not a failure (a counter reset)."""
@@ -125,6 +140,15 @@ class DeviceClock:
             return self._now
 
 
+def scaled_backoff_max_s(cycle_s: float, nominal_dt_s: float) -> float:
+    """The longest back-off on a clock whose cycle stands for ``nominal_dt_s`` seconds:
+    :data:`BACKOFF_MAX_S` is 300 cycles of 1 s in real time, and stays 300 cycles on a
+    sped-up clock, so a dead device (a battery that dropped out) does not cost a read
+    timeout every few cycles. The first back-offs are not scaled: a hiccup is retried at
+    once (the grid-former's confirmation must not wait)."""
+    return BACKOFF_MAX_S * max(nominal_dt_s / cycle_s, 1.0)
+
+
 def scaled_stale_after_s(stale_after_s: float, cycle_s: float, nominal_dt_s: float) -> float:
     """``stale_after_s`` on a clock whose cycle stands for ``nominal_dt_s`` seconds.
 
@@ -132,8 +156,9 @@ def scaled_stale_after_s(stale_after_s: float, cycle_s: float, nominal_dt_s: flo
     1 s). On a sped-up or stepped clock one cycle covers ``nominal_dt_s`` clock
     seconds, so the same number of cycles is ``stale_after_s × nominal_dt_s /
     cycle_s`` clock seconds; in real time (``nominal_dt_s == cycle_s``) it is
-    unchanged. The back-off is deliberately not scaled: it is a policy in clock
-    seconds, so on a fast clock a failed device is retried within a few cycles.
+    unchanged. The back-off's first steps are deliberately not scaled: it is a policy
+    in clock seconds, so on a fast clock a failed device is retried within a few
+    cycles; only its cap is (:func:`scaled_backoff_max_s`).
     """
     for name, value in (("stale_after_s", stale_after_s), ("cycle_s", cycle_s),
                         ("nominal_dt_s", nominal_dt_s)):

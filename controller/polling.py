@@ -23,7 +23,7 @@ import numpy as np
 from controller.config import CoopConfig, DeviceConfig
 from controller.counters import CounterCheck
 from controller.drivers import READERS, DriverFactory
-from controller.health import DeviceHealth
+from controller.health import BACKOFF_MAX_S, DeviceHealth
 from controller.process_image import ProcessImage
 from devices.kinds import BatteryReading, MeterReading, PvLimit, PvReading, Setpoint
 from devices.modbus.transport import DeviceError
@@ -89,6 +89,7 @@ class Poller:
     config: CoopConfig
     clock: Callable[[], float] = time.monotonic
     stale_after_s: float | None = None
+    backoff_max_s: float = BACKOFF_MAX_S
     stale_s: float = field(init=False)
     factory: DriverFactory = field(init=False)
     devices: list[PolledDevice] = field(init=False)
@@ -107,7 +108,7 @@ class Poller:
                 if dev.kind == "load":
                     loads += 1
                     name += str(loads)
-                health = DeviceHealth(name, dev.endpoint)
+                health = DeviceHealth(name, dev.endpoint, backoff_max_s=self.backoff_max_s)
                 self.devices.append(PolledDevice(index, dev, driver, health, client=client))
 
     async def start(self) -> None:

@@ -21,6 +21,8 @@ from controller.health import (
     BACKOFF_MAX_S,
     DeviceClock,
     DeviceHealth,
+    backoff_s,
+    scaled_backoff_max_s,
     scaled_stale_after_s,
 )
 from simulators.clock import SimClock
@@ -41,6 +43,8 @@ HEALTH_CASES = [
     ("back-off ends at its deadline", [(0.0, "fail")], 2.0, ("unknown", False, 0.0, 1)),
     ("grows 2 s per failure", [(0.0, "fail"), (2.0, "fail"), (6.0, "fail")], 7.0,
      ("backoff", True, 5.0, 3)),
+    ("doubles once it looks dead", [(t, "fail") for t in (0.0, 2.0, 6.0, 12.0, 20.0, 30.0)],
+     31.0, ("backoff", True, 19.0, 6)),
     ("capped at 5 minutes", [(float(t), "fail") for t in range(200)], 199.0,
      ("backoff", True, BACKOFF_MAX_S, 200)),
     ("a good read clears it", [(0.0, "fail"), (2.0, "fail"), (6.0, "ok")], 6.5,
@@ -154,7 +158,8 @@ def test_a_device_recovers_within_a_few_cycles_on_a_sped_up_clock(
             assert failures >= 5, meter()
             assert meter()["state"] in ("unknown", "backoff")
             coop.households[0].server.faults[METER_UNIT] = Fault.NONE
-            bound = math.ceil(BACKOFF_MAX_S / (CYCLE_S * SPEED)) + 1
+            # however far the back-off has grown, the meter is read again once it ends
+            bound = math.ceil(meter()["backoff_remaining_s"] / (CYCLE_S * SPEED)) + 2
             for _ in range(bound):
                 if await cycle():
                     break
@@ -166,3 +171,15 @@ def test_a_device_recovers_within_a_few_cycles_on_a_sped_up_clock(
             await coop.stop()
 
     asyncio.run(run())
+
+
+def test_a_sped_up_clock_scales_only_the_longest_back_off() -> None:
+    """300 cycles of back-off at most, on any clock; the first steps stay in seconds."""
+    assert scaled_backoff_max_s(1.0, 1.0) == BACKOFF_MAX_S
+    assert scaled_backoff_max_s(0.05, 72.0) == BACKOFF_MAX_S * 1440
+    assert scaled_backoff_max_s(1.0, 0.5) == BACKOFF_MAX_S  # never shorter
+    health = DeviceHealth("h03/battery", "127.0.0.1:502/3", backoff_max_s=3000.0)
+    for t in range(200):
+        health.failed(float(t), "timeout")
+    assert health.backoff_until - 199.0 == 3000.0
+    assert [backoff_s(n) for n in range(1, 10)] == [2, 4, 6, 8, 10, 20, 40, 80, 160]
