@@ -21,7 +21,12 @@ from controller.island.grid_model import (
     TransitionRecord,
 )
 from controller.island.live import GridSupervisor
-from controller.island.outage import dropped_load_w
+from controller.island.outage import (
+    anchor,
+    demand_before_w,
+    dropped_load_w,
+    smooth_anchor,
+)
 from controller.island.pilot import Readings
 from controller.island.shedding import ShedPlanner
 from controller.ledger import CommittedInterval, CycleEnergy, IntervalBook, LedgerWriter
@@ -133,6 +138,8 @@ class Controller:
         self.unrealised_shed_w = np.zeros(len(config.members))
         #: Each member's demand before the grid-former last reported an overload, W.
         self._demand_before_w = np.zeros(len(config.members))
+        #: … and its ratio to the plan's demand forecast then (NaN: none).
+        self._demand_ratio = np.full(len(config.members), np.nan)
         #: Islanded, the plan followed and re-planned (controller/island/pilot.py).
         self.follower = PlanFollower(config.plan_path, list(self.member_ids),
                                      config.island.replan_min * 60.0)
@@ -260,9 +267,15 @@ class Controller:
     def _dropped_w(self, demand: np.ndarray, valid: np.ndarray) -> np.ndarray:
         """Islanded, load the grid-former drops (an outage), estimated from the demand
         before it reported the overload (:mod:`controller.island.outage`)."""
-        if self.islanded and self.poller.grid_overloaded():
-            return dropped_load_w(self._demand_before_w, demand, valid, self._tier)
-        self._demand_before_w = np.where(valid, demand, self._demand_before_w)
+        overloaded = self.poller.grid_overloaded()
+        forecast = self.follower.demand_forecast_w(self.clock()) if self.islanded else None
+        if self.islanded and overloaded:
+            before = demand_before_w(self._demand_before_w, self._demand_ratio, forecast)
+            return dropped_load_w(before, demand, valid, self._tier)
+        if overloaded is not None or not self.islanded:  # a silent grid-former says nothing
+            self._demand_before_w = np.where(valid, demand, self._demand_before_w)
+            self._demand_ratio = smooth_anchor(self._demand_ratio, anchor(demand, forecast),
+                                               valid, self.nominal_dt_s)
         return np.zeros_like(demand)
 
     def _follow_plan(self, image: ProcessImage, now: float, stored: np.ndarray,

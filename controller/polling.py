@@ -275,12 +275,15 @@ class Poller:
         grid = views.pop() if len(views) == 1 else "unknown"
         return grid, bool(fresh)
 
-    def grid_overloaded(self) -> bool:
-        """Whether a fresh grid-forming inverter reports more load than it can carry."""
+    def grid_overloaded(self) -> bool | None:
+        """Whether a fresh grid-forming inverter reports more load than it can carry; None
+        when no grid-former is fresh (nothing is known)."""
         now, stale = self.clock(), self.stale_s
-        return any(getattr(d.reading, "overloaded", False) for d in self.devices
-                   if d.config.kind == "battery" and d.config.grid_forming
-                   and d.health.fresh(now, stale))
+        fresh = [d for d in self.devices if d.config.kind == "battery" and d.config.grid_forming
+                 and d.reading is not None and d.health.fresh(now, stale)]
+        if not fresh:
+            return None
+        return any(getattr(d.reading, "overloaded", False) for d in fresh)
 
     def load_readings(self) -> dict[str, LoadReading]:
         """Fresh readings of the switchable loads by device name (``member/loadN``).

@@ -37,6 +37,9 @@ from simulators.sunspec_image import SunSpecImage
 
 #: A smart plug reports at least this often (wall seconds), and whenever it changes.
 PLUG_REPORT_S = 0.5
+#: The grid-former's UNDER_FREQUENCY alarm stays up this long after the island last
+#: dropped load, simulated seconds.
+ALARM_HOLD_S = 60.0
 #: Dropped load below this (W) is rounding, not an overload.
 UNSERVED_TOL_W = 1.0
 
@@ -131,6 +134,7 @@ class SimulatedCoop:
         #: Household index → its simulated Shelly Plug, once :meth:`start` connected them.
         self.plugs: dict[int, SimulatedMqttDevice] = {}
         self._plug_sent: dict[int, tuple[tuple[bool, int], float]] = {}
+        self._overloaded_at = -float("inf")  # simulated time the island last dropped load
         self.host = host
         self.physics = HouseholdPhysics(specs, day=day)
         self.households: list[SimulatedHousehold] = []
@@ -265,9 +269,12 @@ class SimulatedCoop:
                 h.battery.set(124, "ChaState", soc[i])
                 if h.spec.grid_forming:
                     h.battery.set_raw(701, "ConnSt", 1 if self.grid_connected else 0)
-                    # Load dropped because the grid-former is at its limit: its frequency sags.
-                    h.battery.set_raw(701, "Alrm", UNDER_FREQUENCY_BIT if physics.unserved_w.sum()
-                                      > UNSERVED_TOL_W else 0)
+                    # Load dropped because the grid-former is at its limit: its frequency sags,
+                    # and the alarm stays up ALARM_HOLD_S after (a poll must not miss it).
+                    if physics.unserved_w.sum() > UNSERVED_TOL_W:
+                        self._overloaded_at = t
+                    h.battery.set_raw(701, "Alrm", UNDER_FREQUENCY_BIT
+                                      if t - self._overloaded_at <= ALARM_HOLD_S else 0)
 
     def _publish_plugs(self, t: float) -> None:
         """Each plug's status, on a change of relay or power and at least every

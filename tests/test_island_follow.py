@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from controller.island.outage import dropped_load_w
+from controller.island.outage import anchor, demand_before_w, dropped_load_w, smooth_anchor
 from controller.island.pilot import problem_json
 from controller.island.plan import Problem
 from controller.ledger import LedgerReader
@@ -142,3 +142,21 @@ def test_dropped_load_is_attributed_by_tier(before: list, now: list, tier: list,
     out = dropped_load_w(np.array(before, float), np.array(now, float),
                          np.ones(len(before), bool), np.array(tier))
     np.testing.assert_allclose(out, expected, atol=1e-9)
+
+
+def test_a_long_overload_follows_the_forecast_from_an_averaged_anchor() -> None:
+    nan = float("nan")
+    # measured 300 W against a forecast of 200 W: 1.5; unknown forecast: NaN
+    np.testing.assert_allclose(anchor(np.array([300.0, 50.0]), np.array([200.0, nan])),
+                               [1.5, nan])
+    assert np.isnan(anchor(np.array([300.0]), None)).all()
+    # the anchor moves a cycle's share of an hour towards each new ratio
+    got = smooth_anchor(np.array([1.0, nan, 2.0]), np.array([2.0, 3.0, nan]),
+                        np.array([True, True, True]), 360.0)
+    np.testing.assert_allclose(got, [1.1, 3.0, 2.0])
+    # the demand before: the forecast now times the anchor, else what was measured
+    before = demand_before_w(np.array([400.0, 400.0]), np.array([1.5, nan]),
+                             np.array([600.0, 600.0]))
+    np.testing.assert_allclose(before, [900.0, 400.0])
+    np.testing.assert_allclose(demand_before_w(np.array([400.0]), np.array([1.5]), None),
+                               [400.0])

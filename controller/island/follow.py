@@ -100,6 +100,11 @@ class PlanFollower:
             return np.zeros(len(self.member_ids))
         return self.pilot.shed_w(now)
 
+    def demand_forecast_w(self, now: float) -> np.ndarray | None:
+        """The followed plan's demand forecast at ``now`` per member (see
+        :meth:`IslandPilot.demand_forecast_w`), None without one."""
+        return None if self.pilot is None else self.pilot.demand_forecast_w(now)
+
     def status(self, now: float) -> dict[str, Any]:
         """For the API and the island page."""
         out: dict[str, Any] = {"plan_file": str(self.path), "problem": self.problem_text,

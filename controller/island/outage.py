@@ -9,6 +9,11 @@ coop's total is what the members' demand fell by, and it is attributed by tier
 as the island drops it (least critical first, pro rata to demand within a
 tier, never more than a member's demand). It is booked as unserved, never as
 served, so an estimate errs only between members' shed and never creates energy.
+
+An overload can last hours (batteries empty at night), while the demand it
+cuts follows the evening. Where the island plan's forecast is at hand
+(:func:`demand_before_w`), the demand "before" follows the forecast's profile,
+anchored to each member's measured demand in the last cycle before the overload.
 """
 
 from __future__ import annotations
@@ -43,3 +48,43 @@ def dropped_load_w(before_w: FloatArray, demand_w: FloatArray, valid: NDArray[np
         out += room * (take / available)
         total -= take
     return out
+
+
+#: A member's measured/forecast demand ratio is kept within this range.
+ANCHOR_RANGE = (0.2, 5.0)
+#: The anchor ratio is a moving average over about this long (s): one reading catches
+#: appliances mid-cycle, an hour says how this house compares with its forecast.
+ANCHOR_TAU_S = 3600.0
+#: Forecast demand below this (W) is too small to anchor a ratio to.
+MIN_FORECAST_W = 10.0
+
+
+def anchor(demand_w: FloatArray, forecast_w: FloatArray | None) -> FloatArray:
+    """Per member, measured demand over forecast demand (NaN where it cannot be said)."""
+    if forecast_w is None:
+        return np.full_like(demand_w, np.nan)
+    ok = np.isfinite(forecast_w) & (forecast_w >= MIN_FORECAST_W)
+    ratio = np.divide(demand_w, forecast_w, out=np.full_like(demand_w, np.nan),
+                      where=ok)
+    return np.where(ok, np.clip(ratio, *ANCHOR_RANGE), np.nan)
+
+
+def demand_before_w(measured_before_w: FloatArray, ratio: FloatArray,
+                    forecast_w: FloatArray | None) -> FloatArray:
+    """The demand an overload cuts into: the forecast now times each member's anchor
+    ratio where both are known, else the demand measured before the overload."""
+    if forecast_w is None:
+        return measured_before_w
+    follow = np.isfinite(ratio) & np.isfinite(forecast_w)
+    return np.where(follow, np.nan_to_num(forecast_w) * np.nan_to_num(ratio),
+                    measured_before_w)
+
+
+def smooth_anchor(previous: FloatArray, ratio: FloatArray, valid: NDArray[np.bool_],
+                  dt_s: float) -> FloatArray:
+    """The moving average of :func:`anchor` over :data:`ANCHOR_TAU_S` (the first value
+    where there was none; unchanged where the member or the ratio is unknown)."""
+    alpha = min(dt_s / ANCHOR_TAU_S, 1.0)
+    known = valid & np.isfinite(ratio)
+    blended = np.where(np.isfinite(previous), previous + alpha * (ratio - previous), ratio)
+    return np.where(known, blended, previous)
