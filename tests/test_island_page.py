@@ -37,7 +37,7 @@ from controller.ledger import CycleEnergy, IntervalBook, LedgerReader, LedgerWri
 from controller.ledger.accumulator import CarryState
 from controller.process_image import ProcessImage
 from dispatch.fleet import Fleet
-from tests.auth_helpers import public_app
+from tests.auth_helpers import bearer, public_app
 from tests.coop_harness import DAY0, start_harness
 from tests.ledger_helpers import random_flows
 
@@ -229,14 +229,17 @@ def test_autonomy_is_none_when_not_discharging() -> None:
 
 def test_plan_route_returns_the_saved_plan_or_404(world: World, app: FastAPI,
                                                   tmp_path: Path) -> None:
-    api = TestClient(app)
+    # the whole plan holds every household's forecast: coordinators and installers only
+    assert TestClient(app).get("/api/v1/island/plan").status_code == 401
+    api = TestClient(app, headers=bearer(LedgerReader(world.ledger), "coordinator"))
     saved = (world.ledger.parent / "plan.json").read_text(encoding="utf-8")
     answer = api.get("/api/v1/island/plan")
     assert answer.status_code == 200 and answer.json() == json.loads(saved)
     # a ledger with no plan beside it
     other = tmp_path / "ledger.sqlite"
     shutil.copy(world.ledger, other)
-    none = TestClient(public_app(LedgerReader(other), live=world.live))
+    none = TestClient(public_app(LedgerReader(other), live=world.live),
+                      headers=bearer(LedgerReader(other), "installer"))
     gone = none.get("/api/v1/island/plan")
     assert gone.status_code == 404 and "plan.json" in gone.json()["detail"]
     assert none.get("/api/v1/island/plan/progress").status_code == 404

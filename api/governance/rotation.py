@@ -13,9 +13,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 
+from api.auth.tokens import Role, Token, TokenStore
+from api.governance.audit import AuditLog
+from api.governance.terms import MandateError, issue, max_lifetime_s, term_refusal
+from controller.config import GovernanceConfig
 from controller.ledger import LedgerReader
 
 
@@ -76,3 +81,47 @@ def draw_from_ledger(reader: LedgerReader, candidates: list[str], day: date) -> 
     seed = seed_of(digest, day)
     return Draw(start, digest, day.isoformat(), seed, tuple(sorted(set(candidates))),
                 draw(seed, candidates))
+
+
+class RotationRefused(Exception):
+    """No candidate may take the mandate; ``str()`` says why for each."""
+
+
+def rotate(reader: LedgerReader, store: TokenStore, audit: AuditLog, gov: GovernanceConfig,
+           role: Role, candidates: list[str], by: str, now: float | None = None,
+           lifetime_s: float | None = None) -> tuple[Draw, Token, str]:
+    """Draw the next holder of ``role`` by lot and hand over the mandate.
+
+    Candidates past the term limit are left out of the draw (and named in the
+    audit row); the draw is among the others. The holders of ``role`` still in
+    office are revoked, then the winner's token is issued. Everything goes into
+    the audit log: the draw with its seed, each revocation, the new token.
+    RotationRefused (recorded) when nobody may take it.
+    """
+    now = time.time() if now is None else now
+    if lifetime_s is not None and lifetime_s > max_lifetime_s(role, gov):
+        # Checked before anyone is revoked: a handover must not leave the office empty.
+        raise MandateError(f"a {role} token lives at most "
+                           f"{max_lifetime_s(role, gov) / 86400:g} days")
+    tokens = store.all()
+    excluded = {c: why for c in sorted(set(candidates))
+                if role == "coordinator" and (why := term_refusal(tokens, c, gov))}
+    eligible = [c for c in sorted(set(candidates)) if c not in excluded]
+    what: dict[str, object] = {"role": role, "candidates": sorted(set(candidates)),
+                               "excluded": excluded}
+    if not eligible:
+        reason = "; ".join(excluded.values()) or "no candidates"
+        audit.append(by, "cli", "rotate", what, f"refused: {reason}", now)
+        raise RotationRefused(reason)
+    chosen = draw_from_ledger(reader, eligible, datetime.fromtimestamp(now, UTC).date())
+    audit.append(by, "cli", "rotate", what | chosen.as_dict(), f"drawn: {chosen.winner}", now)
+    for old in tokens:
+        if old.role == role and old.state(now) == "active":
+            store.revoke(old.id, now)
+            audit.append(by, "cli", "token.revoke", {"id": old.id, "role": old.role,
+                                                     "label": old.label, "why": "rotation"},
+                         "done", now)
+    token, secret = issue(store, audit, gov, role=role, member=None, label=chosen.winner,
+                          lifetime_s=lifetime_s, by=by, now=now,
+                          detail={"rotation_seed": chosen.seed})
+    return chosen, token, secret
