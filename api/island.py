@@ -12,6 +12,11 @@ shed run, then on "nothing".
 once the config carries it), by default ``plan.json`` beside the ledger; 404 without
 one. ``GET /api/v1/island/plan/progress`` sets it against what the ledger has booked
 since its start (small: no per-battery arrays).
+
+``POST /api/v1/island/command`` and ``/return`` take a coordinator token, or no
+token at all from the controller's own host with no proxy header (``commonwatt
+island rehearse`` posts that way); every answer is written to the audit log,
+under the token's label or, from the host, under ``requested_by``.
 """
 
 from __future__ import annotations

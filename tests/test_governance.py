@@ -209,3 +209,12 @@ def test_the_api_and_the_cli_report_a_broken_chain(config: Path) -> None:
     assert not verdict["ok"] and "seq 1" in verdict["problems"][0]
     code, out, _ = run("audit", "verify", str(config))
     assert code == 1 and "BROKEN" in out
+
+
+def test_a_changed_config_is_noted_once(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "audit.sqlite")
+    assert log.record_config('{"a": 1}') and not log.record_config('{"a": 1}')
+    assert log.record_config('{"a": 2}')
+    rows = log.rows()
+    assert [r["action"] for r in rows] == ["config.change"] * 2
+    assert json.loads(rows[1]["detail"])["previous"] == json.loads(rows[0]["detail"])["sha256"]

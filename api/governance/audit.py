@@ -146,6 +146,32 @@ class AuditLog:
                             "(rows were cut off the end, or it was rewritten)")
         return Verdict(not problems, count, prev, tuple(problems))
 
+    def last(self, action: str) -> dict[str, Any] | None:
+        """The latest row of ``action``, if any."""
+        if not self.path.exists():
+            return None
+        conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=10)
+        try:
+            row = conn.execute("SELECT * FROM audit WHERE action = ? ORDER BY seq DESC "
+                               "LIMIT 1", (action,)).fetchone()
+        except sqlite3.OperationalError:  # a file without the table yet
+            row = None
+        finally:
+            conn.close()
+        return None if row is None else dict(zip(_COLUMNS, row, strict=True))
+
+    def record_config(self, text: str, who: str = "controller") -> bool:
+        """Note a configuration the controller starts with, when it differs from the last one
+        noted (by SHA-256 of its validated form); whether a row was added."""
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        last = self.last("config.change")
+        previous = None if last is None else _maybe_json(last["detail"]).get("sha256")
+        if previous == digest:
+            return False
+        self.append(who, "controller", "config.change", {"sha256": digest,
+                                                         "previous": previous}, "loaded")
+        return True
+
     def head(self) -> tuple[int, str]:
         """The last row's seq and hash (0 and :data:`GENESIS` when empty)."""
         if not self.path.exists():
