@@ -99,10 +99,16 @@ def test_rotation_is_reproducible_from_the_published_seed_and_respects_term_limi
     # anyone with the ledger recomputes the seed and the winner
     start, digest = interval_digest(reader)
     assert (start, digest) == (drawn["interval_start"], drawn["interval_digest"])
+    assert interval_digest(reader, start) == (start, digest)  # as checked once it is older
+    with pytest.raises(LookupError, match="no committed interval"):
+        interval_digest(reader, start + 7)
     day = datetime.now(UTC).date()
     assert seed_of(digest, day) == drawn["seed"]
     winner = draw(drawn["seed"], ["bruno", "cleo", "ana"])  # order typed does not matter
     assert winner == drawn["winner"] and f"drawn: {winner}" in out
+    seq = next(r["seq"] for r in audit.rows() if r["action"] == "rotate")
+    code, checked, _ = run("audit", "draw", str(config), str(seq))
+    assert code == 0 and checked.count("matches") == 3
     store = TokenStore.beside(reader.path)
     first = store.resolve(out.splitlines()[-1])
     assert first.role == "coordinator" and first.label == winner

@@ -42,23 +42,28 @@ class Draw:
                 "winner": self.winner}
 
 
-def interval_digest(reader: LedgerReader) -> tuple[int, str]:
-    """The last committed interval's start and the SHA-256 of its rows.
+def interval_digest(reader: LedgerReader, start: int | None = None) -> tuple[int, str]:
+    """The start and the SHA-256 of the rows of the interval starting at ``start``, by
+    default the last committed one (a later check passes the start the audit row names,
+    since the ledger has gone on since).
 
     The rows are the coop row (:meth:`LedgerReader.intervals`, without its
     commit time, which no one else can know) and every member's row
     (:meth:`LedgerReader.raw_rows`, ordered by member id), each one line of
-    compact JSON. LookupError on an empty ledger.
+    compact JSON. LookupError on an empty ledger or an interval it does not hold.
     """
     _, last_end, count = reader.span()
     if not count or last_end is None:
         raise LookupError(f"{reader.path}: the ledger has no committed interval yet, so "
                           "there is no seed to draw from")
-    start = last_end - reader.step
+    start = last_end - reader.step if start is None else int(start)
+    if not reader.intervals(start, start + reader.step):
+        raise LookupError(f"{reader.path}: no committed interval starts at {start}")
+    end = start + reader.step
     lines = [json.dumps(row, sort_keys=True, separators=(",", ":"))
-             for row in reader.intervals(start, last_end)]
+             for row in reader.intervals(start, end)]
     lines += [json.dumps(list(row), separators=(",", ":"))
-              for row in reader.raw_rows(start, last_end)]
+              for row in reader.raw_rows(start, end)]
     return start, hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 

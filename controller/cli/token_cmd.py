@@ -12,7 +12,8 @@ coordinator by lot (:mod:`api.governance.rotation`), revokes the one in
 office and prints the new token last.
 
 ``audit verify CONFIG [--head HASH]`` recomputes the audit log's hash chain
-(exit 1 when a row was deleted or edited); ``audit show CONFIG`` prints it.
+(exit 1 when a row was deleted or edited); ``audit draw CONFIG SEQ`` recomputes
+a rotation's draw from the ledger; ``audit show CONFIG`` prints the log.
 
 Every token made, refused or revoked is written to the audit log under the
 name of the user running the command.
@@ -90,6 +91,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     verify.add_argument("config", type=Path)
     verify.add_argument("--head", metavar="HASH", help="a head hash noted earlier")
     verify.set_defaults(func=verify_command)
+    check = audit_actions.add_parser("draw", help="recompute a recorded rotation draw from "
+                                     "the ledger (exit 1 if it does not match)")
+    check.add_argument("config", type=Path)
+    check.add_argument("seq", type=int, help="the audit row of the draw (action 'rotate')")
+    check.set_defaults(func=draw_command)
     show = audit_actions.add_parser("show", help="print the audit log, one JSON row a line")
     show.add_argument("config", type=Path)
     show.set_defaults(func=show_command)
@@ -249,3 +255,38 @@ def show_command(args: argparse.Namespace) -> int:
             print(json.dumps(row, ensure_ascii=False))
         after = rows[-1]["seq"]
     return 0
+
+
+def draw_command(args: argparse.Namespace) -> int:
+    """Recompute a draw: the interval digest, the seed and the winner (0 if all match)."""
+    from datetime import date
+
+    from api.governance import draw, interval_digest, seed_of
+    from controller.ledger import LedgerMissingError, LedgerReader
+
+    opened = _open(args.config)
+    if opened is None:
+        return 2
+    config, auth = opened
+    row = next(iter(auth.audit.rows(args.seq - 1, 1)), None)
+    if row is None or row["seq"] != args.seq or row["action"] != "rotate":
+        print(f"audit draw: row {args.seq} is not a rotation draw", file=sys.stderr)
+        return 2
+    recorded = json.loads(row["detail"])
+    if "seed" not in recorded:
+        print(f"audit draw: row {args.seq} is a refused rotation: no draw", file=sys.stderr)
+        return 2
+    try:
+        _, digest = interval_digest(LedgerReader(config.storage.ledger),
+                                    recorded["interval_start"])
+    except (LedgerMissingError, LookupError) as exc:
+        print(f"audit draw: {exc}", file=sys.stderr)
+        return 2
+    seed = seed_of(digest, date.fromisoformat(recorded["day"]))
+    winner = draw(seed, recorded["candidates"])
+    checks = {"interval digest": digest == recorded["interval_digest"],
+              "seed": seed == recorded["seed"], "winner": winner == recorded["winner"]}
+    for what, ok in checks.items():
+        print(f"{what}: {'matches' if ok else 'DOES NOT MATCH'}")
+    print(f"recomputed: seed {seed}, winner {winner}")
+    return 0 if all(checks.values()) else 1
