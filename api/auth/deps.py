@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
+from typing import Annotated
 
-from fastapi import HTTPException, Request
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.auth.policy import (
     ISLAND_COMMAND,
@@ -36,6 +38,7 @@ from controller.ledger import LedgerReader
 
 #: The login cookie (a session secret, never the token itself).
 COOKIE = "commonwatt_session"
+_BEARER = HTTPBearer(auto_error=False, description="a token from 'commonwatt token create'")
 
 
 def hidden_member(member_id: str) -> HTTPException:
@@ -112,8 +115,13 @@ class Authority:
                                 {"WWW-Authenticate": 'Bearer error="invalid_token"'}) from None
         return Principal(token.role, token.member, token.label, token.id, loopback)
 
-    def authorize(self, request: Request) -> Viewer:
-        """The app-wide dependency: the caller's :class:`Viewer`, or the refusal."""
+    def authorize(self, request: Request,
+                  _: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)] = None,
+                  ) -> Viewer:
+        """The app-wide dependency: the caller's :class:`Viewer`, or the refusal.
+
+        (``_`` only declares the bearer scheme in OpenAPI, for the docs' Authorize
+        button; the header is read and judged here, with the cookie.)"""
         cached = getattr(request.state, "viewer", None)
         if cached is not None:
             return cached
