@@ -270,12 +270,13 @@ def island_router(reader: LedgerReader, live: IslandLive | None,
         return live.grid_supervisor()
 
     @router.get("")
-    def island_status() -> dict[str, Any]:
+    def island_status(request: Request) -> dict[str, Any]:
         """The grid state (UNDEFINED, ON_GRID, GOING_OFF_GRID, OFF_GRID, RETURNING), the
         command in force, the grid-former's view and the coop's SoC; ``now`` on the
         controller's clock and ``autonomy`` (:func:`coop_autonomy`, null before the
         controller's first cycle)."""
         status = supervisor().status()
+        status = viewer_of(request).scrub(status)  # refusals name meters, so members
         return status | {"now": clock(), "autonomy": _autonomy(live)}
 
     @router.get("/plan")
@@ -306,9 +307,9 @@ def island_router(reader: LedgerReader, live: IslandLive | None,
             raise HTTPException(500, f"island plan {plan_store.path.name}: {detail}") from None
 
     @router.get("/transitions")
-    def transitions(limit: int = 200) -> list[dict[str, Any]]:
+    def transitions(request: Request, limit: int = 200) -> list[dict[str, Any]]:
         """Every change of grid state and every refused command, oldest first."""
-        rows = reader.grid_transitions(min(max(limit, 1), 10_000))
+        rows = viewer_of(request).scrub(reader.grid_transitions(min(max(limit, 1), 10_000)))
         return [r | {"time": datetime.fromtimestamp(float(r["ts"]), UTC).isoformat()}
                 for r in rows]
 

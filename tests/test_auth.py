@@ -309,3 +309,27 @@ def test_over_http_login_links_are_one_time_and_no_secret_reaches_the_log(
     text = "\n".join(log)
     assert "/login?once=" in text and "[redacted]" in text
     assert code not in text and bearer not in text
+
+
+def test_the_public_audit_view_names_no_hidden_member(
+        coop: tuple[LedgerReader, CoopConfig], app: FastAPI) -> None:
+    from api.governance import AuditLog, issue
+
+    reader, config = coop
+    log = AuditLog.beside(reader.path)
+    store = TokenStore.beside(reader.path)
+    _, secret = issue(store, log, config.governance, role="member", member="h02",
+                      label="Ada Lovelace", lifetime_s=3600, by="cli:test")
+    log.append("Ana", "coordinator", "island.command", {"requested_by": "Ana"},
+               "refused: meters not fresh: h03/meter, h01/meter")
+    public = TestClient(app).get("/api/v1/audit")
+    text = public.text
+    assert "h02" not in text and "h03" not in text and "Ada" not in text
+    assert "h01/meter" in text  # h01 is public
+    salt = pseudonym_salt(reader)
+    rows = public.json()["rows"]
+    assert rows[0]["redacted"] and rows[0]["detail"]["member"] == pseudonym(salt, "h02")
+    assert f"{pseudonym(salt, 'h03')}/meter" in rows[1]["outcome"]
+    own = TestClient(app, headers=_headers(secret)).get("/api/v1/audit").json()["rows"]
+    assert own[0]["detail"]["label"] == "Ada Lovelace" and "redacted" not in own[0]
+    assert TestClient(app).get("/api/v1/audit/verify").json()["ok"]  # on the raw rows

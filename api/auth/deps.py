@@ -16,6 +16,8 @@ created or revoked from the CLI counts at once.
 from __future__ import annotations
 
 import ipaddress
+import re
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -29,6 +31,7 @@ from api.auth.policy import (
     ROUTE_POLICY,
     Principal,
     Viewer,
+    id_pattern,
 )
 from api.auth.tokens import TokenError, TokenStore
 from api.governance.audit import AuditLog
@@ -70,6 +73,8 @@ class Authority:
         self.public_members = public_members
         self.governance = governance or GovernanceConfig()
         self._salt: str | None = None
+        self._ids: tuple[frozenset[str], re.Pattern[str] | None] | None = None
+        self._ids_checked = 0.0
 
     @classmethod
     def beside(cls, ledger: Path, reader: LedgerReader | None = None,
@@ -87,6 +92,17 @@ class Authority:
             except LookupError:
                 self._salt = ""
         return self._salt
+
+    def member_pattern(self) -> re.Pattern[str] | None:
+        """The member-id regex for :meth:`Viewer.scrub`; the ledger's members are read again
+        at most every few seconds (a member added while the controller runs)."""
+        now = time.monotonic()
+        if self._ids is None or now - self._ids_checked > 5.0:
+            self._ids_checked = now
+            ids = frozenset(m for m, _ in self.reader.members()) if self.reader else frozenset()
+            if self._ids is None or self._ids[0] != ids:
+                self._ids = (ids, id_pattern(ids))
+        return self._ids[1]
 
     def principal(self, request: Request) -> Principal:
         """Who sends the request; 401 for a bad token."""
@@ -129,7 +145,7 @@ class Authority:
         route = request.scope.get("route")
         method = "GET" if request.method == "HEAD" else request.method
         policy = ROUTE_POLICY.get((method, getattr(route, "path", "")))
-        viewer = Viewer(principal, self.public_members, self.salt())
+        viewer = Viewer(principal, self.public_members, self.salt(), self.member_pattern())
         if policy is None:
             raise HTTPException(403, "this route has no access policy, so nobody may call it")
         if policy != PUBLIC and principal.refused:

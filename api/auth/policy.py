@@ -15,6 +15,8 @@ slip through unnoticed). A policy is one of:
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,6 +89,8 @@ class Viewer:
     principal: Principal
     public_members: frozenset[str] = frozenset()
     salt: str = ""
+    #: Matches any member id as a whole word, for :meth:`scrub`.
+    member_ids: re.Pattern[str] | None = None
     _cache: dict[str, str] = field(default_factory=dict, compare=False)
 
     def sees(self, member_id: str) -> bool:
@@ -118,6 +122,19 @@ class Viewer:
         member, sep, rest = name.partition("/")
         return self.name(member) + sep + rest
 
+    def scrub(self, value: Any) -> Any:
+        """``value`` (JSON-like) with every hidden member id in its strings replaced by the
+        pseudonym: free text such as "meters not fresh: h02/meter" names members too."""
+        if self.member_ids is None:
+            return value
+        if isinstance(value, str):
+            return self.member_ids.sub(lambda m: self.name(m.group(0)), value)
+        if isinstance(value, dict):
+            return {self.scrub(k): self.scrub(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.scrub(v) for v in value]
+        return value
+
     def report(self, report: dict[str, Any]) -> dict[str, Any]:
         """The coop report (:func:`controller.accounts.report_dict`) as this viewer sees it."""
         out = dict(report)
@@ -131,3 +148,12 @@ class Viewer:
         if out.get("budget"):
             out["budget"] = {**out["budget"], "members": self.keyed(out["budget"]["members"])}
         return out
+
+
+def id_pattern(member_ids: Iterable[str]) -> re.Pattern[str] | None:
+    """One regex matching any of ``member_ids`` not inside a longer id (longest first)."""
+    ids = sorted(set(member_ids), key=len, reverse=True)
+    if not ids:
+        return None
+    return re.compile(r"(?<![A-Za-z0-9_-])(?:" + "|".join(map(re.escape, ids))
+                      + r")(?![A-Za-z0-9_-])")

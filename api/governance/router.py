@@ -4,10 +4,25 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
+from api.auth import Viewer, viewer_of
 from api.governance.audit import AuditLog, merged
 from controller.ledger import LedgerReader
+
+
+def shown(row: dict[str, Any], viewer: Viewer) -> dict[str, Any]:
+    """A row as ``viewer`` may see it: hidden members under their pseudonyms, and a member
+    token's label (often a person's name) replaced too; such rows say ``redacted``, and
+    their hash can only be checked on the raw log (``/verify`` or ``audit verify``)."""
+    out = viewer.scrub(row)
+    detail, raw = out.get("detail"), row.get("detail")
+    if (isinstance(detail, dict) and isinstance(raw, dict) and raw.get("member")
+            and not viewer.sees(str(raw["member"]))):
+        detail["label"] = viewer.name(str(raw["member"]))
+    if out != row:
+        out["redacted"] = True
+    return out
 
 
 def audit_router(log: AuditLog, reader: LedgerReader | None) -> APIRouter:
@@ -16,6 +31,7 @@ def audit_router(log: AuditLog, reader: LedgerReader | None) -> APIRouter:
 
     @router.get("")
     def audit(
+        request: Request,
         limit: Annotated[int, Query(ge=1, le=10_000, description="most rows")] = 500,
         after: Annotated[int, Query(ge=0, description="only audit rows after this seq")] = 0,
     ) -> dict[str, Any]:
@@ -28,7 +44,9 @@ def audit_router(log: AuditLog, reader: LedgerReader | None) -> APIRouter:
         if rows and after:
             transitions = [t for t in transitions if float(t["ts"]) >= rows[0]["ts"]]
         seq, head = log.head()
-        return {"head": {"seq": seq, "hash": head}, "rows": merged(rows, transitions)[-limit:]}
+        viewer = viewer_of(request)
+        return {"head": {"seq": seq, "hash": head},
+                "rows": [shown(r, viewer) for r in merged(rows, transitions)[-limit:]]}
 
     @router.get("/verify")
     def verify(

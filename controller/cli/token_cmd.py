@@ -194,6 +194,7 @@ def revoke_command(args: argparse.Namespace) -> int:
         print(f"token revoke: {exc}", file=sys.stderr)
         return 1
     auth.audit.append(_user(), "cli", "token.revoke", {"id": token.id, "role": token.role,
+                                                       "member": token.member,
                                                        "label": token.label}, "done")
     print(f"token {token.id} ({token.role}, {token.label!r}) revoked")
     return 0
