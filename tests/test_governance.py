@@ -60,7 +60,11 @@ def test_token_create_list_revoke_and_the_store_holds_only_hashes(config: Path) 
                        "--expires", "2h", "--link")
     assert code == 0
     secret = out.splitlines()[-1]
-    assert "/login?once=" in out and len(secret) >= 40
+    assert "http://127.0.0.1:8000/login?once=" in out and len(secret) >= 40
+    code, out, _ = run("token", "create", str(config), "--role", "installer", "--link",
+                       "https://coop.example/", "--expires", "1h")
+    assert "https://coop.example/login?once=" in out
+    run("token", "revoke", str(config), out.split()[1].rstrip(":"))
     ledger = LedgerReader(config.parent / "ledger.sqlite")
     store_bytes = (config.parent / "tokens.sqlite").read_bytes()
     assert secret.encode() not in store_bytes  # only its hash is kept
@@ -68,10 +72,10 @@ def test_token_create_list_revoke_and_the_store_holds_only_hashes(config: Path) 
     assert token.member == "h01" and token.label == "h01"
     assert 7100 < token.expires_ts - time.time() <= 7200
     code, out, _ = run("token", "list", str(config))
-    fields = out.split()
+    fields = out.splitlines()[0].split()
     assert fields[:4] == [token.id, "member", "h01", "'h01'"] and fields[-1] == "active"
     assert run("token", "revoke", str(config), token.id)[0] == 0
-    assert run("token", "list", str(config))[1].split()[-1] == "revoked"
+    assert run("token", "list", str(config))[1].splitlines()[0].split()[-1] == "revoked"
     assert run("token", "revoke", str(config), token.id)[0] == 1
     assert run("token", "revoke", str(config), "nope")[0] == 2
     # default lifetime: 90 days; a coordinator's is capped at 30
@@ -84,7 +88,8 @@ def test_token_create_list_revoke_and_the_store_holds_only_hashes(config: Path) 
     code, _, err = run("token", "create", str(config), "--role", "member", "--member", "zz")
     assert code == 2 and "h01, h02" in err
     actions = [(r["action"], r["outcome"][:7]) for r in AuditLog.beside(ledger.path).rows()]
-    assert actions == [("token.create", "done"), ("token.revoke", "done"),
+    assert actions == [("token.create", "done"), ("token.create", "done"),
+                       ("token.revoke", "done"), ("token.revoke", "done"),
                        ("token.create", "done"), ("token.create", "refused")]
 
 

@@ -61,8 +61,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "[governance] token_max_days, coordinator_max_days for coordinators)")
     create.add_argument("--label", help="who holds it (default: the member id, else the "
                         "role); coordinator terms are counted by label")
-    create.add_argument("--link", action="store_true",
-                        help="also print a one-time web login link (valid 15 minutes)")
+    create.add_argument("--link", nargs="?", const="", metavar="BASE_URL",
+                        help="also print a one-time web login link (valid 15 minutes), on "
+                        "BASE_URL (default: the config's [api] host and port)")
     create.set_defaults(func=create_command)
 
     listing = actions.add_parser("list", help="every token: id, role, member, label, expiry, "
@@ -152,12 +153,12 @@ def create_command(args: argparse.Namespace) -> int:
           f"label {token.label!r}, expires {_iso(token.expires_ts)}")
     print("Send it as 'Authorization: Bearer <token>', or paste it at /login. It is shown "
           "only now.")
-    if args.link:
+    if args.link is not None:
         from api.auth.tokens import ONCE_TTL_S
 
         code = auth.store.add_secret(token.id, "once", ONCE_TTL_S)
-        print(f"one-time login link (15 min): http://{config.api.host}:{config.api.port}"
-              f"/login?once={code}")
+        base = args.link.rstrip("/") or f"http://{config.api.host}:{config.api.port}"
+        print(f"one-time login link (15 min): {base}/login?once={code}")
     print(secret)
     return 0
 
