@@ -11,10 +11,11 @@ import math
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from api.auth import viewer_of
 from controller.accounts import (
     AccountsInputError,
     UnknownMemberError,
@@ -228,9 +229,11 @@ def accounts_router(reader: LedgerReader, config: CoopConfig | None) -> APIRoute
         return statement_dict(st)
 
     @router.get("/api/v1/coop/report", response_model=Report)
-    def report(month: Month) -> dict[str, object]:
-        """The coop's month: liberated kWh, fairness, missing intervals, the budget."""
-        return report_dict(coop_report(reader, _month(month), tariff, ledger))
+    def report(month: Month, request: Request) -> dict[str, object]:
+        """The coop's month: liberated kWh, fairness, missing intervals, the budget; members
+        that are not public (nor the caller's own) under their pseudonyms."""
+        return viewer_of(request).report(
+            report_dict(coop_report(reader, _month(month), tariff, ledger)))
 
     @router.get("/api/v1/members/{member_id}/series", response_model=Series)
     def series(

@@ -7,13 +7,16 @@ from datetime import UTC, datetime
 from importlib import resources
 from typing import Annotated, Any, Protocol
 
-from fastapi import FastAPI, HTTPException, Query
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 
 from api.accounts import accounts_router
+from api.auth import Authority, viewer_of
+from api.auth.login import login_router
 from api.energy import member_figures, running_figures
 from api.errors import bad_query
+from api.governance.router import audit_router
 from api.island import island_router
 from api.surface import install_surface
 from controller.accounts.figures import meter_drift
@@ -107,13 +110,19 @@ def _with_unwritten(totals: dict, extra: dict[str, int] | None) -> dict:
 
 
 def create_app(reader: LedgerReader, live: LiveView | None = None,
-               config: CoopConfig | None = None) -> FastAPI:
-    """The API over a ledger, with live controller status when one is running."""
+               config: CoopConfig | None = None, auth: Authority | None = None) -> FastAPI:
+    """The API over a ledger, with live controller status when one is running.
+
+    Access follows :data:`api.auth.policy.ROUTE_POLICY`, with the tokens and the
+    audit log beside the ledger unless ``auth`` says otherwise.
+    """
+    auth = auth if auth is not None else Authority.beside(reader.path, reader, config)
     app = FastAPI(
         title="Commonwatt",
         version=API_VERSION,
         description="Every member's liberated kWh, checkable to the Wh.",
         docs_url=None, redoc_url=None,  # served without a CDN by install_surface
+        dependencies=[Depends(auth.authorize)],
     )
     install_surface(app, reader, live)
 
@@ -124,9 +133,10 @@ def create_app(reader: LedgerReader, live: LiveView | None = None,
         return member_id
 
     @app.get("/api/v1/members", response_model=list[Member], tags=["members"])
-    def members() -> list[Member]:
-        """Every member with its id and display name."""
-        return [Member(id=i, name=n) for i, n in reader.members()]
+    def members(request: Request) -> list[Member]:
+        """Every member with its id and display name; a member that is not public and not
+        the caller's own appears under its pseudonym, as id and as name."""
+        return [Member(id=i, name=n) for i, n in viewer_of(request).members(reader.members())]
 
     @app.get("/api/v1/members/{member_id}/energy", response_model=Energy, tags=["members"])
     def member_energy(
@@ -153,7 +163,7 @@ def create_app(reader: LedgerReader, live: LiveView | None = None,
                       committed_until=last_end, **member_figures(totals))
 
     @app.get("/api/v1/coop/summary", tags=["coop"])
-    def coop_summary() -> dict[str, Any]:
+    def coop_summary(request: Request) -> dict[str, Any]:
         """Coop-wide totals and the sovereignty figures, from the lifetime rollups.
 
         While the controller runs, the figures include the open settlement
@@ -179,7 +189,7 @@ def create_app(reader: LedgerReader, live: LiveView | None = None,
             "open_interval_start": live.open_interval_start() if live is not None else None,
             "cycles": coop_totals.get("cycles"),
             "controller_down_hours": round((coop_totals.get("gap_s_coop") or 0) / 3600.0, 3),
-            "by_member": per_member,
+            "by_member": viewer_of(request).keyed(per_member),
         }
 
     @app.get("/api/v1/devices", tags=["installer"])
@@ -236,7 +246,9 @@ def create_app(reader: LedgerReader, live: LiveView | None = None,
     app.include_router(accounts_router(reader, config))
     app.include_router(island_router(
         reader, live if hasattr(live, "grid_supervisor") else None,  # type: ignore[arg-type]
-        config.plan_path if config is not None else None))
+        config.plan_path if config is not None else None, audit=auth.audit))
+    app.include_router(audit_router(auth.audit, reader))
+    app.include_router(login_router(auth))
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def dashboard() -> str:

@@ -12,11 +12,15 @@ shed run, then on "nothing".
 once the config carries it), by default ``plan.json`` beside the ledger; 404 without
 one. ``GET /api/v1/island/plan/progress`` sets it against what the ledger has booked
 since its start (small: no per-battery arrays).
+
+``POST /api/v1/island/command`` and ``/return`` take a coordinator token, or no
+token at all from the controller's own host with no proxy header (``commonwatt
+island rehearse`` posts that way); every answer is written to the audit log,
+under the token's label or, from the host, under ``requested_by``.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import math
 import threading
@@ -29,7 +33,9 @@ import numpy as np
 from fastapi import APIRouter, HTTPException, Request, Response
 from pydantic import BaseModel, Field
 
+from api.auth import viewer_of
 from api.energy import member_figures
+from api.governance.audit import AuditLog
 from controller.island.grid_model import MAX_ISLAND_S, Refusal
 from controller.island.live import GridSupervisor
 from controller.ledger import LedgerReader
@@ -257,23 +263,23 @@ def _plan_required_pct(plan_store: _PlanFile) -> float:
     return value
 
 
-def _loopback_only(request: Request) -> None:
-    # No hidden power: until coordinator tokens exist, only someone on the controller's
-    # own host may island the coop, and every request is recorded with its author.
-    host = request.client.host if request.client else ""
-    try:
-        local = ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        local = host in ("testclient", "localhost")
-    if not local:
-        raise HTTPException(403, "island commands are taken only on the controller's own host"
-                                 " until coordinator tokens exist")
+def _author(request: Request, requested_by: str) -> tuple[str, str]:
+    """Who the command is recorded under, and in which role.
+
+    Access was checked by :meth:`api.auth.Authority.authorize`: a coordinator
+    token, or no token from the controller's own host (the local rehearsal).
+    With a token, its label is the author, whatever the body says.
+    """
+    principal = viewer_of(request).principal
+    if principal.token_id is not None:
+        return principal.label, principal.role
+    return requested_by, "loopback"
 
 
 def island_router(reader: LedgerReader, live: IslandLive | None,
-                  plan_file: Path | None = None) -> APIRouter:
+                  plan_file: Path | None = None, audit: AuditLog | None = None) -> APIRouter:
     """Routes under ``/api/v1/island``; the plan from ``plan_file``, by default
-    :data:`PLAN_FILE_NAME` beside the ledger."""
+    :data:`PLAN_FILE_NAME` beside the ledger; commands recorded in ``audit``."""
     router = APIRouter(prefix="/api/v1/island", tags=["island"])
     plan_store = _PlanFile(plan_file if plan_file is not None
                            else reader.path.parent / PLAN_FILE_NAME)
@@ -287,13 +293,14 @@ def island_router(reader: LedgerReader, live: IslandLive | None,
         return live.grid_supervisor()
 
     @router.get("")
-    def island_status() -> dict[str, Any]:
+    def island_status(request: Request) -> dict[str, Any]:
         """The grid state (UNDEFINED, ON_GRID, GOING_OFF_GRID, OFF_GRID, RETURNING), the
         command in force, the grid-former's view and the coop's SoC; ``now`` on the
         controller's clock, ``autonomy`` (:func:`coop_autonomy`, null before the
         controller's first cycle) and ``plan_followed``: islanded, the plan the controller
         re-plans and follows (when it was made, what it sheds now, its feasibility)."""
         status = supervisor().status()
+        status = viewer_of(request).scrub(status)  # refusals name meters, so members
         controller = getattr(live, "controller", None)
         follower = getattr(controller, "follower", None)
         return status | {"now": clock(), "autonomy": _autonomy(live),
@@ -306,49 +313,65 @@ def island_router(reader: LedgerReader, live: IslandLive | None,
         raw, _ = plan_store.read()
         return Response(raw, media_type="application/json")
 
+    def record(who: tuple[str, str], action: str, detail: dict[str, Any], outcome: str) -> None:
+        if audit is not None:
+            audit.append(who[0], who[1], action, detail, outcome)
+
     @router.get("/plan/progress")
-    def progress() -> dict[str, Any]:
+    def progress(request: Request) -> dict[str, Any]:
         """The plan against what the ledger booked since its start (committed intervals
         only), the next planned shed, and the planned coop SoC per step; 404 without a
         plan."""
         _, saved = plan_store.read()
         try:
-            return plan_progress(saved, reader, clock())
+            answer = plan_progress(saved, reader, clock())
+            if answer["next_shed"] is not None:
+                answer["next_shed"]["members"] = viewer_of(request).keyed(
+                    answer["next_shed"]["members"])
+            return answer
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             detail = f"missing key {exc}" if isinstance(exc, KeyError) else str(exc)
             raise HTTPException(500, f"island plan {plan_store.path.name}: {detail}") from None
 
     @router.get("/transitions")
-    def transitions(limit: int = 200) -> list[dict[str, Any]]:
+    def transitions(request: Request, limit: int = 200) -> list[dict[str, Any]]:
         """Every change of grid state and every refused command, oldest first."""
-        rows = reader.grid_transitions(min(max(limit, 1), 10_000))
+        rows = viewer_of(request).scrub(reader.grid_transitions(min(max(limit, 1), 10_000)))
         return [r | {"time": datetime.fromtimestamp(float(r["ts"]), UTC).isoformat()}
                 for r in rows]
 
     @router.post("/command", status_code=202)
     def command(body: IslandRequest, request: Request) -> dict[str, Any]:
-        """Ask for an island; 409 names every failing precondition."""
-        _loopback_only(request)
+        """Ask for an island (a coordinator token, or no token from the controller's own
+        host); 409 names every failing precondition."""
+        who = _author(request, body.requested_by)
         now = live.now() if live is not None else time.time()
         start = now if body.start is None else (
             body.start if body.start.tzinfo else body.start.replace(tzinfo=UTC)).timestamp()
         required = body.required_soc_pct
         if required is None:
             required = _plan_required_pct(plan_store)
-        answer = supervisor().request_island(body.requested_by, start,
-                                             start + body.hours * 3600, required, now)
+        detail = {"requested_by": body.requested_by, "start_ts": start,
+                  "end_ts": start + body.hours * 3600, "required_soc_pct": required}
+        answer = supervisor().request_island(who[0], start, start + body.hours * 3600,
+                                             required, now)
         if isinstance(answer, Refusal):
+            record(who, "island.command", detail, "refused: " + "; ".join(answer.reasons))
             raise HTTPException(409, {"refused": list(answer.reasons)})
+        record(who, "island.command", detail, "accepted")
         return {"accepted": True, "start_ts": answer.start_ts, "end_ts": answer.end_ts}
 
     @router.post("/return", status_code=202)
     def end_island(body: ReturnRequest, request: Request) -> dict[str, Any]:
         """End the island early; 409 when there is none to end."""
-        _loopback_only(request)
+        who = _author(request, body.requested_by)
         now = live.now() if live is not None else time.time()
-        answer = supervisor().request_return(body.requested_by, now)
+        answer = supervisor().request_return(who[0], now)
+        detail = {"requested_by": body.requested_by}
         if isinstance(answer, Refusal):
+            record(who, "island.return", detail, "refused: " + "; ".join(answer.reasons))
             raise HTTPException(409, {"refused": list(answer.reasons)})
+        record(who, "island.return", detail, "accepted")
         return {"accepted": True}
 
     return router

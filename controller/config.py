@@ -174,6 +174,9 @@ class MemberConfig(_Strict):
         "essential", description="load priority of the household's unswitchable load:"
         " critical is served first and shed last")
     devices: list[DeviceConfig] = Field(min_length=1)
+    public: bool = Field(
+        False, description="the household publishes its own figures under its id and name;"
+        " otherwise the public sees them only under a stable pseudonym")
 
     @model_validator(mode="after")
     def _not_reserved(self) -> MemberConfig:
@@ -260,6 +263,17 @@ class ApiConfig(_Strict):
     port: int = Field(8000, ge=1, le=65535)
 
 
+class GovernanceConfig(_Strict):
+    """Mandates: how long access tokens live and how often one person may coordinate."""
+
+    token_max_days: float = Field(
+        90, gt=0, le=3650, description="the longest any token may live, days (also the default)")
+    coordinator_max_days: float = Field(
+        30, gt=0, le=3650, description="the longest a coordinator token may live, days")
+    max_consecutive_terms: int = Field(
+        2, ge=1, le=100, description="coordinator mandates one label may hold in a row")
+
+
 class MqttConfig(_Strict):
     """The MQTT broker: members' figures are published to it, MQTT devices are read from it."""
 
@@ -293,6 +307,7 @@ class CoopConfig(_Strict):
     ledger: LedgerConfig = LedgerConfig()
     tariff: TariffConfig | None = None
     api: ApiConfig = ApiConfig()
+    governance: GovernanceConfig = GovernanceConfig()
     mqtt: MqttConfig | None = None
     timeseries: TimeSeriesConfig | None = None
     site: SiteConfig | None = None

@@ -13,12 +13,21 @@ import urllib.request
 from typing import Any
 
 
-def fetch_devices(base_url: str, timeout_s: float = 5.0) -> list[dict[str, Any]]:
-    """``GET /api/v1/devices`` of a running controller."""
+def fetch_devices(base_url: str, timeout_s: float = 5.0,
+                  token: str | None = None) -> list[dict[str, Any]]:
+    """``GET /api/v1/devices`` of a running controller, with an installer or coordinator
+    ``token`` (the route refuses the public)."""
     url = base_url.rstrip("/") + "/api/v1/devices"
+    request = urllib.request.Request(url)
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
     try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:  # noqa: S310
             return list(json.load(response))
+    except urllib.error.HTTPError as exc:
+        detail = exc.read().decode(errors="replace")
+        raise ConnectionError(f"the controller at {url} refused: {exc.code} {detail} (set "
+                              "COMMONWATT_TOKEN to an installer token)") from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise ConnectionError(f"no controller answered at {url}: {reason}") from None

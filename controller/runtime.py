@@ -15,6 +15,7 @@ import uvicorn
 
 from api.app import create_app
 from api.energy import running_figures
+from api.governance.audit import AuditLog
 from api.surface import close_streams, cycle_done
 from controller.config import CoopConfig
 from controller.cycle import Controller, CycleReport
@@ -49,6 +50,8 @@ class Runtime:
         self.controller = Controller(config, clock, nominal_dt_s)
         self.reader = LedgerReader(config.storage.ledger)
         self.app = create_app(self.reader, live=self, config=config)
+        # A changed config is a change of the coop's rules: it goes into the audit log.
+        AuditLog.beside(config.storage.ledger).record_config(config.model_dump_json())
         self.timeseries: TimeSeriesWriter | None = None
         if config.timeseries is not None:
             ts = config.timeseries

@@ -8,7 +8,7 @@ from collections import defaultdict
 from datetime import UTC, datetime
 
 import pytest
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.testclient import TestClient
 
 from api.accounts import MAX_POINTS, accounts_router
@@ -30,6 +30,7 @@ from controller.ledger.schema import MEMBER_COLUMNS, METER_FIELDS
 from dispatch.metrics import jain_index
 from dispatch.rounding import LIBERATED_FIELDS
 from tests.accounts_ledgers import build_ledger, config_text
+from tests.auth_helpers import public_authority
 
 MEMBERS = ("a", "b", "c")
 TARIFF = TariffConfig(peer_price_per_kwh=0.15, grid_import_per_kwh=0.30,
@@ -206,7 +207,7 @@ def test_unknown_member_names_the_members(reader: LedgerReader) -> None:
 
 @pytest.fixture(scope="module")
 def client(reader: LedgerReader) -> TestClient:
-    app = FastAPI()
+    app = FastAPI(dependencies=[Depends(public_authority(reader).authorize)])
     app.include_router(accounts_router(reader, config_for(reader)))
     return TestClient(app)
 
@@ -247,9 +248,9 @@ def test_api_series_sums_to_the_statement(reader: LedgerReader, client: TestClie
 
 def test_statement_equals_the_energy_endpoint(reader: LedgerReader) -> None:
     """The app's own ``/energy`` over the same month gives the statement's totals."""
-    from api.app import create_app
+    from tests.auth_helpers import public_app
 
-    energy_client = TestClient(create_app(reader))
+    energy_client = TestClient(public_app(reader))
     for month in MONTHS:
         st = member_statement(reader, "a", month)
         d = statement_dict(st)
@@ -309,7 +310,7 @@ def test_api_series_default_is_the_whole_ledger_by_day(reader: LedgerReader,
 
 
 def test_api_without_tariff_has_no_money(reader: LedgerReader) -> None:
-    app = FastAPI()
+    app = FastAPI(dependencies=[Depends(public_authority(reader).authorize)])
     app.include_router(accounts_router(reader, None))
     c = TestClient(app)
     assert c.get("/api/v1/members/a/statement", params={"month": "2026-02"}).json()[

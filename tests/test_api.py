@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from api.app import create_app
 from controller.ledger import CycleEnergy, IntervalBook, LedgerReader, LedgerWriter
 from controller.ledger.accumulator import CarryState
 from dispatch import LEDGER_FIELDS
+from tests.auth_helpers import bearer, public_app
 from tests.ledger_helpers import write_ledger
 
 
@@ -28,7 +28,7 @@ def client(tmp_path: Path) -> TestClient:
     # 10 one-minute cycles in a 60 s settlement ledger: each closes its interval
     write_ledger(tmp_path / "ledger.sqlite", ("h01", "h02"), 60, 1020.0, 60.0,
                  [_cycle() for _ in range(10)])
-    return TestClient(create_app(LedgerReader(tmp_path / "ledger.sqlite")))
+    return TestClient(public_app(LedgerReader(tmp_path / "ledger.sqlite")))
 
 
 def test_members_list(client: TestClient) -> None:
@@ -106,7 +106,7 @@ class _StaleController:
 
 def test_healthz_reports_staleness(tmp_path: Path) -> None:
     LedgerWriter(tmp_path / "l.sqlite", 900, []).close()
-    stale = TestClient(create_app(LedgerReader(tmp_path / "l.sqlite"), live=_StaleController()))
+    stale = TestClient(public_app(LedgerReader(tmp_path / "l.sqlite"), live=_StaleController()))
     response = stale.get("/healthz")
     assert response.status_code == 503
     assert response.json()["status"] == "stale"
@@ -139,7 +139,7 @@ class _LiveController(_StaleController):
 def test_live_totals_include_the_open_interval_marked_provisional(tmp_path: Path) -> None:
     write_ledger(tmp_path / "l.sqlite", ("h01", "h02"), 60, 1020.0, 60.0,
                  [_cycle() for _ in range(10)])
-    live = TestClient(create_app(LedgerReader(tmp_path / "l.sqlite"), live=_LiveController()))
+    live = TestClient(public_app(LedgerReader(tmp_path / "l.sqlite"), live=_LiveController()))
     summary = live.get("/api/v1/coop/summary").json()
     assert summary["provisional"] is True and summary["committed_until"] == 1620
     assert summary["from_peers_kwh"] == 0.3 + 0.5 == summary["to_peers_kwh"]
@@ -153,7 +153,7 @@ def test_live_totals_include_the_open_interval_marked_provisional(tmp_path: Path
 
 def test_healthz_says_when_the_ledger_is_failing(tmp_path: Path) -> None:
     LedgerWriter(tmp_path / "l.sqlite", 900, []).close()
-    live = TestClient(create_app(LedgerReader(tmp_path / "l.sqlite"),
+    live = TestClient(public_app(LedgerReader(tmp_path / "l.sqlite"),
                                  live=_LiveController("failing")))
     response = live.get("/healthz")
     assert response.status_code == 503
@@ -188,7 +188,9 @@ def test_the_installer_view_flags_a_meter_whose_counters_drift(tmp_path: Path) -
                     {"name": "h02/meter", "kind": "meter", "state": "ok"},
                     {"name": "h02/pv", "kind": "pv", "state": "ok"}]
 
-    view = TestClient(create_app(LedgerReader(path), live=_Installer())).get("/api/v1/devices")
+    reader = LedgerReader(path)
+    view = TestClient(public_app(reader, live=_Installer())).get(
+        "/api/v1/devices", headers=bearer(reader, "installer"))
     by_name = {d["name"]: d for d in view.json()}
     assert by_name["h01/meter"]["drift_flagged"] is True
     assert by_name["h01/meter"]["drift"]["import"]["drift_kwh"] > 0

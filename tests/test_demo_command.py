@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -50,9 +51,16 @@ def test_demo_serves_api_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         assert energy["liberated_kwh"] <= energy["served_kwh"]
         health = get(f"http://127.0.0.1:{port}/healthz")
         assert health["status"] == "ok", health
+        # a token made while the demo runs counts at once
+        config = str(tmp_path / "demo" / "coop.toml")
+        made = subprocess.run(
+            [sys.executable, "-m", "controller.cli", "token", "create", config, "--role",
+             "installer", "--label", "test installer", "--expires", "10m"],
+            cwd=ROOT, capture_output=True, text=True, timeout=30, check=True)
         devices = subprocess.run(
             [sys.executable, "-m", "controller.cli", "devices", "--url",
              f"http://127.0.0.1:{port}"], cwd=ROOT, capture_output=True, text=True, timeout=30,
+            env={**os.environ, "COMMONWATT_TOKEN": made.stdout.splitlines()[-1]},
         )
         assert devices.returncode == 0, devices.stdout + devices.stderr
         # 26 Modbus devices and 3 smart plugs over MQTT (every third house)

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 from fastapi.testclient import TestClient
 
-from api.app import create_app
 from controller.ledger import LedgerReader
 from dispatch import LEDGER_FIELDS
+from tests.auth_helpers import public_app
 from tests.coop_harness import start_harness
 
 CYCLES = 120
@@ -71,7 +71,7 @@ def test_demo_coop_end_to_end(tmp_path: Path) -> None:
         assert abs(float_total - booked - provisional[field].sum()) < 2 * n, field
 
     # the API's totals equal the ledger's
-    client = TestClient(create_app(LedgerReader(tmp_path / "ledger.sqlite")))
+    client = TestClient(public_app(LedgerReader(tmp_path / "ledger.sqlite")))
     members = client.get("/api/v1/members").json()
     assert [m["id"] for m in members] == [f"h{i:02d}" for i in range(1, 11)]
     columns = ", ".join(f"SUM({f})" for f in LEDGER_FIELDS)

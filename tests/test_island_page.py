@@ -28,7 +28,6 @@ import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from api.app import create_app
 from api.island import NOT_DISCHARGING_W, coop_autonomy, planned_coop_soc
 from controller.island.grid_model import GridInputs, IslandCommand, TransitionRecord
 from controller.island.live import GridSupervisor
@@ -38,6 +37,7 @@ from controller.ledger import CycleEnergy, IntervalBook, LedgerReader, LedgerWri
 from controller.ledger.accumulator import CarryState
 from controller.process_image import ProcessImage
 from dispatch.fleet import Fleet
+from tests.auth_helpers import bearer, public_app
 from tests.coop_harness import DAY0, start_harness
 from tests.ledger_helpers import random_flows
 
@@ -182,7 +182,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
 
 @pytest.fixture(scope="module")
 def app(world: World) -> FastAPI:
-    return create_app(LedgerReader(world.ledger), live=world.live)
+    return public_app(LedgerReader(world.ledger), live=world.live)
 
 
 # ------------------------------------------------------------------ the page and its API
@@ -229,14 +229,17 @@ def test_autonomy_is_none_when_not_discharging() -> None:
 
 def test_plan_route_returns_the_saved_plan_or_404(world: World, app: FastAPI,
                                                   tmp_path: Path) -> None:
-    api = TestClient(app)
+    # the whole plan holds every household's forecast: coordinators and installers only
+    assert TestClient(app).get("/api/v1/island/plan").status_code == 401
+    api = TestClient(app, headers=bearer(LedgerReader(world.ledger), "coordinator"))
     saved = (world.ledger.parent / "plan.json").read_text(encoding="utf-8")
     answer = api.get("/api/v1/island/plan")
     assert answer.status_code == 200 and answer.json() == json.loads(saved)
     # a ledger with no plan beside it
     other = tmp_path / "ledger.sqlite"
     shutil.copy(world.ledger, other)
-    none = TestClient(create_app(LedgerReader(other), live=world.live))
+    none = TestClient(public_app(LedgerReader(other), live=world.live),
+                      headers=bearer(LedgerReader(other), "installer"))
     gone = none.get("/api/v1/island/plan")
     assert gone.status_code == 404 and "plan.json" in gone.json()["detail"]
     assert none.get("/api/v1/island/plan/progress").status_code == 404
@@ -309,7 +312,7 @@ def test_autonomy_from_a_running_controller(tmp_path: Path) -> None:
 
     async def go() -> tuple[dict[str, Any], dict[str, Any], ProcessImage, np.ndarray]:
         h = await start_harness(tmp_path, households=4, start_hour=20.0, settlement_s=300)
-        api = TestClient(create_app(LedgerReader(tmp_path / "ledger.sqlite"), live=Live(h)))
+        api = TestClient(public_app(LedgerReader(tmp_path / "ledger.sqlite"), live=Live(h)))
         try:
             before = api.get("/api/v1/island").json()
             report = await h.step()
@@ -481,7 +484,7 @@ def test_page_without_a_controller_or_a_plan(browser: Any, world: World,
     ledger = tmp_path / "ledger.sqlite"
     shutil.copy(world.ledger, ledger)
     browser.set_window_size(390, 844)
-    with serve(create_app(LedgerReader(ledger))) as url:
+    with serve(public_app(LedgerReader(ledger))) as url:
         browser.get(url + "/island")
         WebDriverWait(browser, 20).until(lambda d: d.execute_script(
             "return document.querySelectorAll('#members tr').length === 3"))

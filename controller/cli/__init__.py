@@ -13,10 +13,19 @@ from __future__ import annotations
 import argparse
 import logging
 
-from controller.cli import accounts_cmd, config_cmd, installer, island_cmd, run_cmd, simulate_cmd
+from controller.cli import (
+    accounts_cmd,
+    config_cmd,
+    installer,
+    island_cmd,
+    run_cmd,
+    simulate_cmd,
+    token_cmd,
+)
 
 #: Command-group modules, in the order their commands appear in ``--help``.
-COMMAND_GROUPS = (run_cmd, simulate_cmd, installer, config_cmd, accounts_cmd, island_cmd)
+COMMAND_GROUPS = (run_cmd, simulate_cmd, installer, config_cmd, accounts_cmd, island_cmd,
+                  token_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -34,6 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     devices.add_argument("--templates", action="store_true",
                          help="list the shipped device templates instead")
     devices.add_argument("--json", action="store_true", help="print JSON")
+    devices.epilog = ("needs an installer or coordinator token in the environment variable "
+                      "COMMONWATT_TOKEN ('commonwatt token create CONFIG --role installer')")
     devices.set_defaults(func=devices_command)
 
 
@@ -101,7 +104,9 @@ def devices_command(args: argparse.Namespace) -> int:
             return 2
         url = f"http://{config.api.host}:{config.api.port}"
     try:
-        devices = fetch_devices(url or "http://127.0.0.1:8000")
+        # From the environment, not an option: a command line is visible to every user.
+        devices = fetch_devices(url or "http://127.0.0.1:8000",
+                                token=os.environ.get("COMMONWATT_TOKEN"))
     except ConnectionError as exc:
         print(exc, file=sys.stderr)
         return 2
