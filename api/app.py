@@ -109,6 +109,12 @@ def _with_unwritten(totals: dict, extra: dict[str, int] | None) -> dict:
     return {k: (v or 0) + extra.get(k, 0) if k in extra else v for k, v in totals.items()}
 
 
+def _own_member(request: Request) -> str | None:
+    """The member whose own figures a live stream may carry: a member token's own."""
+    principal = viewer_of(request).principal
+    return principal.member if principal.role == "member" else None
+
+
 def create_app(reader: LedgerReader, live: LiveView | None = None,
                config: CoopConfig | None = None, auth: Authority | None = None) -> FastAPI:
     """The API over a ledger, with live controller status when one is running.
@@ -124,7 +130,7 @@ def create_app(reader: LedgerReader, live: LiveView | None = None,
         docs_url=None, redoc_url=None,  # served without a CDN by install_surface
         dependencies=[Depends(auth.authorize)],
     )
-    install_surface(app, reader, live)
+    install_surface(app, reader, live, member_of=_own_member)
 
     def known_member(member_id: str) -> str:
         ids = {m for m, _ in reader.members()}

@@ -349,10 +349,14 @@ def island_router(reader: LedgerReader, live: IslandLive | None,
         start = now if body.start is None else (
             body.start if body.start.tzinfo else body.start.replace(tzinfo=UTC)).timestamp()
         required = body.required_soc_pct
-        if required is None:
-            required = _plan_required_pct(plan_store)
         detail = {"requested_by": body.requested_by, "start_ts": start,
                   "end_ts": start + body.hours * 3600, "required_soc_pct": required}
+        if required is None:
+            try:
+                required = detail["required_soc_pct"] = _plan_required_pct(plan_store)
+            except HTTPException as exc:  # refused before the grid state machine: kept too
+                record(who, "island.command", detail, f"refused: {exc.detail}")
+                raise
         answer = supervisor().request_island(who[0], start, start + body.hours * 3600,
                                              required, now)
         if isinstance(answer, Refusal):

@@ -51,6 +51,11 @@ ROUTE_POLICY: dict[tuple[str, str], Policy] = {
     ("GET", "/api/v1/island"): PUBLIC,
     ("GET", "/api/v1/island/transitions"): PUBLIC,
     ("GET", "/api/v1/island/plan/progress"): PUBLIC,
+    # Live flows, coop-wide (a member token's stream adds that member's own figures),
+    # and the controller's operational figures (no household in them).
+    ("GET", "/api/v1/live"): PUBLIC,
+    ("GET", "/api/v1/live/stream"): PUBLIC,
+    ("GET", "/metrics"): PUBLIC,
     # One household's figures.
     ("GET", "/api/v1/members/{member_id}/energy"): MEMBER_DATA,
     ("GET", "/api/v1/members/{member_id}/statement"): MEMBER_DATA,
