@@ -17,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from api.app import create_app
 from api.surface import cycle_done
 from controller.ledger import LedgerReader
+from tests.auth_helpers import public_app
 from tests.ledger_helpers import write_ledger
 from tests.test_api import _cycle
 
@@ -123,7 +124,7 @@ def test_metrics_with_the_ledger_only(ledger: Path) -> None:
 
 @pytest.mark.parametrize("page", ["/docs", "/redoc"])
 def test_docs_load_only_local_assets(ledger: Path, page: str) -> None:
-    api = TestClient(create_app(LedgerReader(ledger)))
+    api = TestClient(public_app(LedgerReader(ledger)))
     html = api.get(page)
     assert html.status_code == 200 and "text/html" in html.headers["content-type"]
     urls = re.findall(r"""(?:src|href)\s*=\s*["']([^"']+)["']""", html.text)
@@ -173,7 +174,7 @@ BAD = [
 def test_bad_requests_have_one_shape(ledger: Path, method: str, url: str,
                                      params: dict[str, Any], status: int,
                                      name: str | None) -> None:
-    api = TestClient(create_app(LedgerReader(ledger)))
+    api = TestClient(public_app(LedgerReader(ledger)))
     answer = api.request(method, url, params=params)
     assert answer.status_code == status, answer.text
     if status == 200:
