@@ -201,6 +201,7 @@ class Controller:
         fleet = self.fleet(image)
         carry = self.book.carry
         stored = np.nan_to_num(image.soc_pct, nan=0.0) / 100.0 * fleet.capacity_wh
+        pools_before = np.asarray(carry.pools_wh, dtype=float).copy()
         pools = np.clip(carry.pools_wh, 0.0, stored)
         start = self._cycle_start(now)
         result = None
@@ -240,7 +241,12 @@ class Controller:
             await self._shed(result, now, now - start,
                              np.maximum(planned - pre_shed, 0.0) + dropped)
         if result is not None:
-            carry.pools_wh = np.where(image.valid, result.pool_coop_wh, pools)
+            # An idling battery that does not answer keeps its coop-origin pool for its return.
+            idle = image.battery_assumed_idle
+            if idle is None:
+                idle = np.zeros(len(pools), dtype=bool)
+            carry.pools_wh = np.where(image.valid & ~idle, result.pool_coop_wh,
+                                      np.where(idle, pools_before, pools))
             carry.held = result.state.held.copy()
             flows = {f: np.maximum(getattr(result, f), 0.0) for f in LEDGER_FIELDS}
             closed = self.book.add_cycle(CycleEnergy(

@@ -46,6 +46,8 @@ class PolledDevice:
     reading: Reading | None = None
     client: SunSpecClient | None = None
     counters: CounterCheck = field(default_factory=CounterCheck)
+    #: Clock time at which the last setpoint the battery accepted lapses on the device.
+    setpoint_until: float = -math.inf
 
 
 def _finite(name: str, value: float | None, low: float, high: float) -> float:
@@ -158,6 +160,7 @@ class Poller:
         values = {k: np.full(n, np.nan) for k in ProcessImage.ARRAYS}
         has_pv = np.zeros(n, dtype=bool)
         has_battery = np.zeros(n, dtype=bool)
+        idle = np.zeros(n, dtype=bool)
         for d in self.devices:
             i, kind = d.member_index, d.config.kind
             if kind == "pv":
@@ -165,6 +168,12 @@ class Poller:
             if kind == "battery":
                 has_battery[i] = True
             if d.reading is None or not d.health.fresh(now, stale):
+                if kind == "battery" and now > d.setpoint_until:
+                    # Unknown, but its last setpoint has lapsed: by the revert timer's
+                    # contract it idles (its safe state). The member's meter and PV still
+                    # say what the house drew; the battery is left out of the dispatch.
+                    has_battery[i] = False
+                    idle[i] = True
                 continue
             r = d.reading
             if isinstance(r, LoadReading):
@@ -188,6 +197,7 @@ class Poller:
             has_pv=has_pv,
             has_battery=has_battery,
             **values,
+            battery_assumed_idle=idle & ~has_battery,
         )
 
     async def write_setpoints(
@@ -200,6 +210,7 @@ class Poller:
         async def send(d: PolledDevice) -> None:
             try:
                 await d.driver.write_setpoint(Setpoint(float(power_w[d.member_index]), expiry))
+                d.setpoint_until = self.clock() + expiry
             except DeviceError as exc:
                 d.health.failed(self.clock(), f"setpoint: {exc}")
             except Exception as exc:  # noqa: BLE001 - a failed write must not stop the cycle

@@ -40,6 +40,9 @@ class ProcessImage:
     import_wh: FloatArray
     export_wh: FloatArray
     pv_energy_wh: FloatArray
+    #: Batteries that do not answer but whose last setpoint has lapsed, so they idle:
+    #: left out (``has_battery`` False) while the household is still booked.
+    battery_assumed_idle: NDArray[np.bool_] | None = None
 
     @property
     def counters(self) -> FloatArray:

@@ -53,6 +53,11 @@ def plug_topic(member_id: str) -> str:
     return f"plug-{member_id}"
 
 
+def contactor_topic(member_id: str) -> str:
+    """The MQTT base topic of ``member_id``'s simulated household contactor."""
+    return f"contactor-{member_id}"
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port that is free on ``host`` right now."""
     with socket.socket() as sock:
@@ -133,7 +138,9 @@ class SimulatedCoop:
         self.mqtt = mqtt
         #: Household index → its simulated Shelly Plug, once :meth:`start` connected them.
         self.plugs: dict[int, SimulatedMqttDevice] = {}
-        self._plug_sent: dict[int, tuple[tuple[bool, int], float]] = {}
+        #: Household index → its simulated household contactor (a relay over MQTT).
+        self.contactors: dict[int, SimulatedMqttDevice] = {}
+        self._plug_sent: dict[tuple[str, int], tuple[tuple[bool, int], float]] = {}
         self._overloaded_at = -float("inf")  # simulated time the island last dropped load
         self.host = host
         self.physics = HouseholdPhysics(specs, day=day)
@@ -208,11 +215,15 @@ class SimulatedCoop:
         if self.mqtt is not None:
             host, port = self.mqtt
             for h in self.households:
+                # Off the loop: a device waits for its broker, which may be on this loop.
                 if h.spec.plug_w > 0:
-                    # Off the loop: the plug waits for its broker, which may be on this loop.
                     self.plugs[h.index] = await asyncio.to_thread(
                         SimulatedMqttDevice, "shelly-plug", plug_topic(h.spec.member_id), port,
                         host, self.clock)
+                if h.spec.contactor:
+                    self.contactors[h.index] = await asyncio.to_thread(
+                        SimulatedMqttDevice, "shelly-plug", contactor_topic(h.spec.member_id),
+                        port, host, self.clock)
         self.step()
         for household in self.households:
             await household.server.start()
@@ -225,9 +236,10 @@ class SimulatedCoop:
                 await self._ticker
         for household in self.households:
             await household.server.stop()
-        for plug in self.plugs.values():
-            plug.close()
+        for device in (*self.plugs.values(), *self.contactors.values()):
+            device.close()
         self.plugs.clear()
+        self.contactors.clear()
 
     def run_in_background(self, interval_s: float = 0.1) -> None:
         """Advance the physics on the clock every ``interval_s`` wall seconds."""
@@ -248,6 +260,9 @@ class SimulatedCoop:
         for i, plug in self.plugs.items():
             plug.tick(wait=False)
             physics.plug_on[i] = bool(plug.values["on"])
+        for i, relay in self.contactors.items():
+            relay.tick(wait=False)
+            physics.house_on[i] = bool(relay.values["on"])
         physics.advance_to(t)
         self._publish_plugs(t)
         pv_w, meter_w, soc = physics.pv_out_w(t), physics.meter_w(t), physics.soc_pct()
@@ -277,19 +292,24 @@ class SimulatedCoop:
                                       if t - self._overloaded_at <= ALARM_HOLD_S else 0)
 
     def _publish_plugs(self, t: float) -> None:
-        """Each plug's status, on a change of relay or power and at least every
-        :data:`PLUG_REPORT_S` wall seconds (a real plug reports on change and periodically)."""
-        if not self.plugs:
+        """Each plug's and contactor's status, on a change of relay or power and at least
+        every :data:`PLUG_REPORT_S` wall seconds (a real one reports on change and
+        periodically). A contactor measures the whole house."""
+        if not self.plugs and not self.contactors:
             return
-        power = np.where(self.physics.plug_on, self.physics.appliance_w(t), 0.0)
+        physics = self.physics
+        plug_w = np.where(physics.plug_on & physics.house_on, physics.appliance_w(t), 0.0)
+        house_w = physics.load_w(t) - physics.unserved_w
+        devices = [(("plug", i), d, plug_w[i], physics.plug_wh[i]) for i, d in self.plugs.items()]
+        devices += [(("house", i), d, house_w[i], physics.house_wh[i])
+                    for i, d in self.contactors.items()]
         wall = time.monotonic()
-        for i, plug in self.plugs.items():
-            state = (bool(plug.values["on"]), round(float(power[i])))
-            last = self._plug_sent.get(i)
+        for key, device, power, energy in devices:
+            state = (bool(device.values["on"]), round(float(power)))
+            last = self._plug_sent.get(key)
             if last is None or last[0] != state or wall - last[1] >= PLUG_REPORT_S:
-                plug.publish(wait=False, power_w=float(power[i]),
-                             energy_wh=float(self.physics.plug_wh[i]))
-                self._plug_sent[i] = (state, wall)
+                device.publish(wait=False, power_w=float(power), energy_wh=float(energy))
+                self._plug_sent[key] = (state, wall)
 
     def _expire(self, household: SimulatedHousehold, t: float) -> None:
         """A setpoint that was not refreshed reverts: rates back to 0, like a real watchdog."""

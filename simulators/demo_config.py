@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from simulators.coop import BATTERY_UNIT, INVERTER_UNIT, METER_UNIT, SimulatedCoop, plug_topic
+from simulators.coop import (
+    BATTERY_UNIT,
+    INVERTER_UNIT,
+    METER_UNIT,
+    SimulatedCoop,
+    contactor_topic,
+    plug_topic,
+)
 
 
 def coop_toml(coop: SimulatedCoop, ledger: Path, api_port: int = 8000,
@@ -55,4 +62,8 @@ def coop_toml(coop: SimulatedCoop, ledger: Path, api_port: int = 8000,
             lines += ["", "  [[members.devices]]", '  kind = "load"', '  protocol = "mqtt"',
                       '  family = "shelly-plug"', f'  topic = "{plug_topic(spec.member_id)}"',
                       '  tier = "flexible"', f"  rated_w = {spec.plug_w:g}"]
+        if spec.contactor and mqtt is not None:  # the whole house, switched off last
+            lines += ["", "  [[members.devices]]", '  kind = "load"', '  protocol = "mqtt"',
+                      '  family = "shelly-plug"', f'  topic = "{contactor_topic(spec.member_id)}"',
+                      "  contactor = true"]
     return "\n".join(lines) + "\n"

@@ -60,6 +60,9 @@ class HouseholdSpec:
     #: A flexible appliance behind a smart plug (a Shelly Plug over MQTT), W while it
     #: runs (see :data:`APPLIANCE_HOURS`); 0: none. Part of :meth:`HouseholdPhysics.load_w`.
     plug_w: float = 0.0
+    #: A household contactor (a relay on the house's main circuit, over MQTT): switched
+    #: off, the whole house draws nothing. Its own PV and battery stay connected.
+    contactor: bool = False
 
 
 #: When a plugged appliance runs (a washing machine, a water heater), UTC hours of the
@@ -73,9 +76,11 @@ DEMO_NAMES = (
 )
 
 
-def demo_households(n: int = 10, seed: int = 7, plugs: bool = False) -> list[HouseholdSpec]:
+def demo_households(n: int = 10, seed: int = 7, plugs: bool = False,
+                    contactors: bool = False) -> list[HouseholdSpec]:
     """A varied neighbourhood: PV from 0 to 9 kWp, most households with a battery; with
-    ``plugs``, every third house has a 2 kW flexible appliance behind a smart plug."""
+    ``plugs``, every third house has a 2 kW flexible appliance behind a smart plug; with
+    ``contactors``, every house that is not critical has a household contactor."""
     rng = np.random.default_rng(seed)
     specs = []
     for i in range(n):
@@ -95,6 +100,7 @@ def demo_households(n: int = 10, seed: int = 7, plugs: bool = False) -> list[Hou
                 grid_forming=i == 0,  # the first house's battery inverter forms the island
                 tier="critical" if i == 1 else "essential",  # a medical device at home
                 plug_w=2000.0 if plugs and i % 3 == 2 else 0.0,
+                contactor=contactors and i != 1,
             )
         )
     return specs
@@ -163,6 +169,9 @@ class HouseholdPhysics:
         #: Each smart plug's relay (True where there is none): an appliance runs only if on.
         self.plug_on = np.ones(n, dtype=bool)
         self.plug_wh = np.zeros(n)  # what the plugged appliances drew (the plug's counter)
+        #: Each household contactor (True where there is none): off, the house draws nothing.
+        self.house_on = np.ones(n, dtype=bool)
+        self.house_wh = np.zeros(n)  # what each house drew through its contactor
 
     def add_cloud(self, start_s: float, end_s: float, factor: float) -> None:
         """PV at ``factor`` (0-1) of its clear-day output from ``start_s`` to ``end_s``."""
@@ -232,8 +241,10 @@ class HouseholdPhysics:
         return np.where(running, self.plug_w, 0.0)
 
     def load_w(self, t_s: float) -> FloatArray:
-        """Household load at ``t_s``: the base load and the appliances whose plug is on."""
-        return self.base_load_w(t_s) + np.where(self.plug_on, self.appliance_w(t_s), 0.0)
+        """Household load at ``t_s``: the base load and the appliances whose plug is on;
+        nothing where the household contactor is off."""
+        load = self.base_load_w(t_s) + np.where(self.plug_on, self.appliance_w(t_s), 0.0)
+        return np.where(self.house_on, load, 0.0)
 
     def command(self, index: int, power_w: float, expires_at_s: float) -> None:
         """A battery setpoint (discharge > 0) valid until ``expires_at_s``."""
@@ -268,7 +279,9 @@ class HouseholdPhysics:
             self.import_wh += np.maximum(net, 0.0) * dt_h
             self.export_wh += np.maximum(-net, 0.0) * dt_h
             self.served_wh += served * dt_h
-            self.plug_wh += np.where(self.plug_on, self.appliance_w(t_s), 0.0) * dt_h
+            self.plug_wh += np.where(self.plug_on & self.house_on, self.appliance_w(t_s),
+                                     0.0) * dt_h
+            self.house_wh += served * dt_h
             self.unserved_wh += self.unserved_w * dt_h
             self.island_curtailed_wh += self.island_curtailed_w * dt_h
         self.battery_w = power

@@ -160,3 +160,33 @@ def test_a_long_overload_follows_the_forecast_from_an_averaged_anchor() -> None:
     np.testing.assert_allclose(before, [900.0, 400.0])
     np.testing.assert_allclose(demand_before_w(np.array([400.0]), np.array([1.5]), None),
                                [400.0])
+
+
+def test_a_battery_that_stops_answering_leaves_its_house_booked(tmp_path: Path) -> None:
+    """h03's battery stops answering: its house is a gap only until the battery's last
+    setpoint has lapsed (then it idles, by its revert timer); after that the house is
+    booked from its meter and PV, the battery is named missing, and the island's other
+    batteries serve it (the grid-former is not drained in secret)."""
+    from simulators.coop import BATTERY_UNIT
+    from simulators.modbus_server import Fault
+
+    async def go() -> list:
+        h = await start_harness(tmp_path, start_hour=20.0, settlement_s=300, dt_s=10.0)
+        try:
+            for _ in range(3):
+                await h.step()
+            h.coop.households[2].server.faults[BATTERY_UNIT] = Fault.TIMEOUT
+            reports = [await h.step() for _ in range(60)]
+            return [(r.image.valid[2], bool(r.image.battery_assumed_idle[2]),
+                     float(r.result.load[2]) if r.result is not None else 0.0)
+                    for r in reports]
+        finally:
+            await h.close()
+
+    rows = asyncio.run(go())
+    # the setpoint lasts 3 cycles of 10 s (30 s) plus a stale window: afterwards, booked
+    assert rows[-1][0] and rows[-1][1], rows[-5:]
+    assert sum(1 for valid, _, _ in rows if not valid) <= 8, rows
+    assert rows[-1][2] > 0, "the house's load is booked"
+    intervals = LedgerReader(tmp_path / "ledger.sqlite").intervals()
+    assert any("h03/battery" in (r.get("missing") or "") for r in intervals), intervals[-1]

@@ -50,7 +50,10 @@ does not stall a cycle.
 every battery ``offered``: the plan pools the coop's batteries, so the island
 must too. An embedded MQTT broker (amqtt, on 127.0.0.1) carries every third
 house's smart plug (a simulated Shelly Plug with a 2 kW flexible appliance),
-which the controller switches off when the plan or the dispatch sheds.
+which the controller switches off when the plan or the dispatch sheds, and every
+house that is not critical a household contactor (switched off last, when the
+house's own tier is shed), so the plan's shed can be realised and the critical
+house kept on.
 """
 
 from __future__ import annotations
@@ -389,8 +392,8 @@ async def rehearse(options: RehearsalOptions) -> Rehearsal:
     clock = HeldClock(start_s=start_ts, speed=options.speed)
     broker_port = free_port()
     broker = await start_embedded_broker(broker_port)
-    coop = SimulatedCoop(demo_households(options.households, plugs=True), clock,
-                         mqtt=("127.0.0.1", broker_port))
+    coop = SimulatedCoop(demo_households(options.households, plugs=True, contactors=True),
+                         clock, mqtt=("127.0.0.1", broker_port))
     events = inject_events(coop, start_ts, options)
     prep = await asyncio.to_thread(prepare, coop, start_ts, options.hours)
     config_path, plan_path = out / "coop.toml", out / "plan.json"
