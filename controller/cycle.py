@@ -217,14 +217,27 @@ class Controller:
         # before the dispatch shares what is left.
         pre_shed = np.where(image.valid, np.minimum(held, planned), 0.0)
         dropped = self._dropped_w(demand, image.valid)
+        need_w = None
         if now > start and (self.last_end_ts is None or now > self.last_end_ts):
             limits = self.limits()
-            result = dispatch_tick(
-                fleet, FleetState(stored, pools, carry.held), image.pv_production_w,
-                demand - pre_shed, image.valid, now - start, self.config.policy.sharing, limits,
-            )
+            hours = (now - start) / 3600.0
+
+            def tick(load_w: np.ndarray) -> TickResult:
+                return dispatch_tick(fleet, FleetState(stored, pools, carry.held),
+                                     image.pv_production_w, load_w, image.valid, now - start,
+                                     self.config.policy.sharing, limits)
+
+            result = tick(demand - pre_shed)
+            # What the coop must shed, held plugs counted as demand (so the planner knows
+            # when there is room to bring them back) ...
+            need_w = result.shed / hours + np.maximum(planned - pre_shed, 0.0) + dropped
+            held_off = np.where(image.valid, held, 0.0)
+            if held_off.any():
+                # ... but what is booked and set is what happens: a load held off is off.
+                result = tick(demand - held_off)
+                pre_shed = held_off
             # A new array: flows of stages that did not run share one zeros buffer.
-            result.shed = result.shed + (pre_shed + dropped) * ((now - start) / 3600.0)
+            result.shed = result.shed + (pre_shed + dropped) * hours
             # Safety wins over the dispatch: the reserve on-grid, the hard floor islanded.
             setpoints = clamp_setpoints(
                 np.where(image.valid, result.battery_w, 0.0),
@@ -238,8 +251,7 @@ class Controller:
         )
         if result is not None:
             await self._curtail(image, result, now - start)
-            await self._shed(result, now, now - start,
-                             np.maximum(planned - pre_shed, 0.0) + dropped)
+            await self._shed(need_w, now)
         if result is not None:
             # An idling battery that does not answer keeps its coop-origin pool for its return.
             idle = image.battery_assumed_idle
@@ -294,18 +306,15 @@ class Controller:
                             np.where(image.valid, image.pv_production_w, 0.0), demand)
         self.follower.step(now, self.islanded, readings, end_ts)
 
-    async def _shed(self, result: TickResult, now: float, dt_s: float,
-                    planned_more_w: np.ndarray) -> None:
-        """Switch plugs (flexible first) to realise the shed the dispatch decided, and what
-        the island plan sheds beyond what plugs already hold off (``planned_more_w``)."""
-        if self.shedder is None:
+    async def _shed(self, need_w: np.ndarray | None, now: float) -> None:
+        """Switch plugs (flexible first) so that what is held off covers ``need_w``: the
+        dispatch's shed, what the island plan sheds beyond it, and dropped load."""
+        if self.shedder is None or need_w is None:
             return
-        need = result.shed / (dt_s / 3600.0) + planned_more_w
-        plan = self.shedder.plan(now, need, self.poller.load_readings())
+        plan = self.shedder.plan(now, need_w, self.poller.load_readings())
         if plan.actions:
             await self.poller.switch_loads(plan.actions, self.mandate_s)
-        # What no switch realises of the plan's own shed is simply served (no outage).
-        self.unrealised_shed_w = np.maximum(plan.unrealised_w - planned_more_w, 0.0)
+        self.unrealised_shed_w = plan.unrealised_w
 
     async def release_loads(self) -> None:
         """On stop: switch back on every load Commonwatt switched off."""

@@ -167,8 +167,14 @@ class Poller:
                 has_pv[i] = True
             if kind == "battery":
                 has_battery[i] = True
-            if d.reading is None or not d.health.fresh(now, stale):
-                if kind == "battery" and now > d.setpoint_until:
+            # A battery read before its last setpoint lapsed, and silent since, has
+            # reverted: its last reading no longer says what it does.
+            lapsed = (kind == "battery" and d.health.last_good is not None
+                      and d.health.last_good < d.setpoint_until <= now)
+            if d.reading is None or not d.health.fresh(now, stale) or lapsed:
+                # The grid-former never idles islanded (it is the island's slack): unknown
+                # stays unknown.
+                if kind == "battery" and now > d.setpoint_until and not d.config.grid_forming:
                     # Unknown, but its last setpoint has lapsed: by the revert timer's
                     # contract it idles (its safe state). The member's meter and PV still
                     # say what the house drew; the battery is left out of the dispatch.

@@ -172,6 +172,8 @@ class HouseholdPhysics:
         #: Each household contactor (True where there is none): off, the house draws nothing.
         self.house_on = np.ones(n, dtype=bool)
         self.house_wh = np.zeros(n)  # what each house drew through its contactor
+        #: Demand that a relay (plug or contactor) held off: shed by a switch, Wh.
+        self.switched_off_wh = np.zeros(n)
 
     def add_cloud(self, start_s: float, end_s: float, factor: float) -> None:
         """PV at ``factor`` (0-1) of its clear-day output from ``start_s`` to ``end_s``."""
@@ -282,6 +284,7 @@ class HouseholdPhysics:
             self.plug_wh += np.where(self.plug_on & self.house_on, self.appliance_w(t_s),
                                      0.0) * dt_h
             self.house_wh += served * dt_h
+            self.switched_off_wh += (self.base_load_w(t_s) + self.appliance_w(t_s) - load) * dt_h
             self.unserved_wh += self.unserved_w * dt_h
             self.island_curtailed_wh += self.island_curtailed_w * dt_h
         self.battery_w = power

@@ -168,6 +168,8 @@ class Rehearsal:
     device_errors: dict[str, int] = field(default_factory=dict)
     #: What the controller's plan follower did islanded (controller/island/follow.py).
     plan_followed: dict = field(default_factory=dict)
+    #: Per household, demand a plug or contactor held off on the simulator, Wh.
+    switched_off_wh: np.ndarray = field(default_factory=lambda: np.zeros(0))
     report_files: list[Path] = field(default_factory=list)
     summary: dict = field(default_factory=dict)
 
@@ -425,6 +427,7 @@ async def rehearse(options: RehearsalOptions) -> Rehearsal:
         np.asarray(session.served).reshape(-1, len(specs)),
         np.array([s.soc_min_pct for s in specs]), physics.capacity_wh > 0,
         physics.unserved_wh.copy(), physics.island_curtailed_wh.copy(),
-        physics.served_wh.copy(), notes, session.device_errors, session.plan_followed)
+        physics.served_wh.copy(), notes, session.device_errors, session.plan_followed,
+        physics.switched_off_wh.copy())
     await asyncio.to_thread(finish, result, LedgerReader(ledger))
     return result

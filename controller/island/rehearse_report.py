@@ -108,6 +108,7 @@ def summary(result: Rehearsal, reader: LedgerReader) -> dict:
                  "transitions": [{**t, "time": _iso(float(t["ts"]))} for t in transitions]},
         "simulator": {
             "unserved_kwh": {m: _kwh(result.unserved_wh[i]) for i, m in enumerate(ids)},
+            "switched_off_kwh": {m: _kwh(result.switched_off_wh[i]) for i, m in enumerate(ids)},
             "island_curtailed_kwh": {m: _kwh(result.island_curtailed_wh[i])
                                      for i, m in enumerate(ids)},
             "served_kwh": {m: _kwh(result.served_wh[i]) for i, m in enumerate(ids)},
