@@ -7,8 +7,9 @@ port) on a sped-up :class:`~simulators.clock.SimClock`, in about a minute:
 
 1. the simulated coop starts (the first battery forms the grid, one member is
    ``critical``), with the day's events injected: a cloudy afternoon (PV × 0.3
-   from 13:00 to 17:00) and the second battery dropping out at 14:00 (it stops
-   answering Modbus, :meth:`~simulators.coop.SimulatedCoop.add_dropout`);
+   from 13:00 to 17:00) and the second battery dropping out at 14:00 (its gateway
+   answers every request with a Modbus exception,
+   :meth:`~simulators.coop.SimulatedCoop.add_dropout`);
 2. the island is planned from the simulator's own day without those events
    (:mod:`controller.island.rehearse_plan`) and the batteries are charged to the
    plan's required starting SoC; the plan is written to ``DIR/plan.json``;
@@ -137,6 +138,9 @@ class CycleLog:
     shed: list[np.ndarray] = field(default_factory=list)
     received: list[np.ndarray] = field(default_factory=list)  # from peers + coop batteries
     islanded: list[bool] = field(default_factory=list)
+    #: Whether the plan in force (the latest re-plan) held the critical tier; None
+    #: before the first re-plan.
+    plan_critical_holds: list[bool | None] = field(default_factory=list)
 
 
 @dataclass
@@ -286,6 +290,10 @@ class _Session:
             log.shed.append(r.shed - dropped)
             log.received.append(r.from_peers + r.from_coop_battery)
             log.islanded.append(self.runtime.controller.islanded)
+            pilot = self.runtime.controller.follower.pilot
+            followed = pilot.plan if pilot is not None else None
+            log.plan_critical_holds.append(
+                None if followed is None else bool(followed.feasible["critical"]))
         if state is GridState.GOING_OFF_GRID and self.coop.grid_connected:
             self.coop.grid_connected = False  # the grid-former opens the coupling
             self.coop.step()  # its registers say so before the next cycle reads them

@@ -34,6 +34,7 @@ from controller.island.plan import LEVELS, TIERS, Plan, Problem, plan_island
 from controller.island.plan_render import Context, to_dict
 from dispatch.fleet import Fleet
 from simulators.coop import SimulatedCoop
+from simulators.modbus_server import Fault
 
 if TYPE_CHECKING:
     from controller.island.rehearse import RehearsalOptions
@@ -74,10 +75,14 @@ def inject_events(coop: SimulatedCoop, start_ts: float, options: RehearsalOption
     owners = [h.index for h in coop.households if h.battery is not None]
     if options.dropout_hour is not None and len(owners) >= 2:
         at = _at_or_after(start_ts, options.dropout_hour)
-        coop.add_dropout(owners[1], at)
+        # The battery behind its household gateway drops out: the gateway answers each
+        # request with a Modbus exception (as a real one answers 0x0B "target device
+        # failed to respond"), so the failure is quick, not a timeout that stalls a cycle
+        # of a sped-up day for longer than its setpoints last.
+        coop.add_dropout(owners[1], at, fault=Fault.EXCEPTION)
         events.append({"kind": "battery_dropout", "at_ts": at,
                        "member": coop.households[owners[1]].spec.member_id,
-                       "how": "stops answering Modbus (timeout)"})
+                       "how": "stops answering Modbus (its gateway answers with an exception)"})
     return events
 
 
