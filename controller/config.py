@@ -8,13 +8,25 @@ for example::
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from controller.island.site_config import IslandConfig, SiteConfig
-from devices.mqtt.formats import FORMATS
+from devices.mqtt.access import MqttAccess
+from devices.mqtt.formats import FORMATS, json_path_format
 from devices.templates.schema import shipped_templates
 from devices.validation import parse_toml
 
@@ -23,8 +35,44 @@ MemberId = str
 RESERVED_IDS = frozenset({"coop", "_coop"})
 
 
+#: One DNS label (RFC 1123): letters, digits and inner hyphens, at most 63 characters.
+_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+
+
+def _host(value: str) -> str:
+    """An IPv4/IPv6 address or a host name; not a URL, not ``host:port``, no spaces."""
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        pass
+    else:
+        return value
+    labels = value.removesuffix(".").split(".")
+    if len(value) > 253 or not all(_LABEL.match(label) for label in labels):
+        raise ValueError("expected an IP address or a host name (letters, digits, hyphens and"
+                         " dots; no scheme, port or spaces)")
+    return value
+
+
+#: A host to connect to or listen on: an IP address or a valid host name.
+HostName = Annotated[str, AfterValidator(_host)]
+#: A path in the TOML file (a string there; strict mode would want a Path object).
+FilePath = Annotated[Path, Field(strict=False)]
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names this machine only: ``localhost`` or a loopback address."""
+    if host.lower().removesuffix(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: "502" is not a port and true is not an efficiency; no inf or nan anywhere.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class DeviceConfig(_Strict):
@@ -42,7 +90,8 @@ class DeviceConfig(_Strict):
     )
     protocol: Literal["modbus", "mqtt"] = "modbus"
     family: str = Field("sunspec", description="sunspec, a template id, or an MQTT format")
-    host: str | None = Field(None, description="IP address or host name of the Modbus TCP server")
+    host: HostName | None = Field(
+        None, description="IP address or host name of the Modbus TCP server")
     port: int | None = Field(None, ge=1, le=65535, description="default: the family's port")
     unit: int | None = Field(None, ge=0, le=255, description="Modbus unit id (device id)")
     params: dict[str, float] = Field(default_factory=dict, description="template params")
@@ -83,6 +132,17 @@ class DeviceConfig(_Strict):
     contactor: bool = Field(
         False, description="load: the household contactor, cutting the whole member; switched"
         " off last, only when every plug of the member is off and the member's tier is shed")
+
+    @property
+    def rating_w(self) -> float | None:
+        """The device's own power rating, W, if configured: a PV template's
+        ``params.rated_w`` or a battery's ``max_power_w`` (a plug's ``rated_w`` is only
+        an assumption, not a rating)."""
+        if self.kind == "battery":
+            return self.max_power_w
+        if self.kind == "pv":
+            return self.params.get("rated_w")
+        return None
 
     @model_validator(mode="after")
     def _load_fields(self) -> DeviceConfig:
@@ -177,6 +237,9 @@ class MemberConfig(_Strict):
     public: bool = Field(
         False, description="the household publishes its own figures under its id and name;"
         " otherwise the public sees them only under a stable pseudonym")
+    max_import_w: float = Field(
+        43_500.0, gt=0, le=10_000_000, description="the main fuse, W (default 3 × 63 A ×"
+        " 230 V): a reading beyond it (or beyond a device's own rating) is refused as bad")
 
     @model_validator(mode="after")
     def _not_reserved(self) -> MemberConfig:
@@ -230,7 +293,7 @@ class GridConfig(_Strict):
 class StorageConfig(_Strict):
     """Where the ledger lives."""
 
-    ledger: Path = Path("var/ledger.sqlite")
+    ledger: FilePath = Path("var/ledger.sqlite")
 
 
 class LedgerConfig(_Strict):
@@ -257,10 +320,21 @@ class TariffConfig(_Strict):
 
 
 class ApiConfig(_Strict):
-    """Where the HTTP API listens."""
+    """Where the HTTP API listens: loopback only, unless ``public = true``."""
 
-    host: str = "127.0.0.1"
+    # Declared before host, so that host's check sees it.
+    public: bool = Field(
+        False, description="listen beyond loopback (behind a TLS reverse proxy, say)")
+    host: HostName = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
+
+    @field_validator("host")
+    @classmethod
+    def _loopback_unless_public(cls, host: str, info: ValidationInfo) -> str:
+        if not info.data.get("public", False) and not is_loopback(host):
+            raise ValueError("not a loopback address: the API serves every member's data, so"
+                             " listening beyond this machine needs [api] public = true")
+        return host
 
 
 class GovernanceConfig(_Strict):
@@ -277,9 +351,51 @@ class GovernanceConfig(_Strict):
 class MqttConfig(_Strict):
     """The MQTT broker: members' figures are published to it, MQTT devices are read from it."""
 
-    host: str = "127.0.0.1"
+    host: HostName = "127.0.0.1"
     port: int = Field(1883, ge=1, le=65535)
     topic_prefix: str = Field("commonwatt", pattern=r"^[A-Za-z0-9_/-]+$")
+    username: str | None = Field(None, min_length=1, description="broker login")
+    # SecretStr: the config is written to the audit log and must not carry the password.
+    password: SecretStr | None = Field(None, strict=False, description="broker password")
+    password_file: FilePath | None = Field(
+        None, description="a file holding the broker password (instead of password)")
+    tls: bool = Field(False, description="TLS with the system's CAs (on by itself with tls_ca)")
+    tls_ca: FilePath | None = Field(None, description="CA certificate (PEM) of the broker")
+    tls_cert: FilePath | None = Field(None, description="client certificate (PEM)")
+    tls_key: FilePath | None = Field(None, description="client certificate's key (PEM)")
+    tls_insecure: bool = Field(
+        False, description="skip the host name check of the broker's certificate (tests only)")
+
+    @model_validator(mode="after")
+    def _login(self) -> MqttConfig:
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("password and password_file: give one, not both")
+        if (self.password is not None or self.password_file is not None) and not self.username:
+            raise ValueError("a password needs a username")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together (client certificate and key)")
+        return self
+
+    @property
+    def uses_tls(self) -> bool:
+        """Whether the broker is reached over TLS."""
+        return self.tls or self.tls_ca is not None or self.tls_cert is not None
+
+    def access(self) -> MqttAccess:
+        """The login and TLS settings for every client; reads ``password_file``.
+
+        Raises:
+            ConfigError: the password file cannot be read.
+        """
+        password = None if self.password is None else self.password.get_secret_value()
+        if self.password_file is not None:
+            try:
+                password = self.password_file.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(f"mqtt.password_file = '{self.password_file}': cannot read:"
+                                  f" {exc.strerror}") from None
+        paths = [None if p is None else str(p) for p in (self.tls_ca, self.tls_cert, self.tls_key)]
+        return MqttAccess(self.username, password, self.uses_tls, *paths, self.tls_insecure)
 
 
 class TimeSeriesConfig(_Strict):
@@ -291,7 +407,7 @@ class TimeSeriesConfig(_Strict):
     token: str = ""
     #: Where unsent points wait while the server is down; ``None``: the caller
     #: picks a directory beside the ledger.
-    spool_dir: Path | None = None
+    spool_dir: FilePath | None = None
     #: The spool's bound; past it the oldest points are dropped (and counted).
     max_spool_mb: float = Field(64, gt=0)
 
@@ -316,26 +432,38 @@ class CoopConfig(_Strict):
 
     @model_validator(mode="after")
     def _unique(self) -> CoopConfig:
-        ids = [m.id for m in self.members]
-        dupes = sorted({i for i in ids if ids.count(i) > 1})
-        if dupes:
-            raise ValueError(f"member ids must be unique; repeated: {', '.join(dupes)}")
+        problems = []
+        first: dict[str, int] = {}
+        for i, m in enumerate(self.members):
+            if m.id in first:
+                problems.append(f"members[{i}].id = {m.id!r}: repeated; members[{first[m.id]}]"
+                                ".id has it already (member ids must be unique)")
+            first.setdefault(m.id, i)
         seen: dict[tuple[object, ...], str] = {}
-        for m in self.members:
-            for d in m.devices:
+        for i, m in enumerate(self.members):
+            for j, d in enumerate(m.devices):
+                path = f"members[{i}].devices[{j}]"
                 if d.protocol == "mqtt":
                     if self.mqtt is None:
-                        raise ValueError(f"{m.id}/{d.kind} is an MQTT device: add an [mqtt] "
-                                         "section naming the broker")
-                    key: tuple[object, ...] = (d.family, d.topic)
+                        problems.append(f"{path}: {m.id}/{d.kind} is an MQTT device: add an"
+                                        " [mqtt] section naming the broker")
+                        continue
+                    # Any formats: two devices on one topic would read each other's values.
+                    keys: list[tuple[object, ...]] = [("mqtt", t) for t in _topics(d)]
                 else:
                     # One hybrid inverter is pv, meter and battery on the same unit id.
-                    key = (d.host, d.port, d.unit, d.kind if d.family != "sunspec" else "")
-                if key in seen:
-                    raise ValueError(
-                        f"{d.endpoint} is configured twice ({seen[key]} and {m.id}/{d.kind})"
-                    )
-                seen[key] = f"{m.id}/{d.kind}"
+                    keys = [(d.host, d.port, d.unit, d.kind if d.family != "sunspec" else "")]
+                for key in keys:
+                    if key in seen:
+                        what = f"topic {key[1]!r}" if d.protocol == "mqtt" else d.endpoint
+                        problems.append(f"{path}: {what} is configured twice ({seen[key]} and"
+                                        f" {path}); each device may be configured once")
+                        break
+                for key in keys:
+                    seen.setdefault(key, path)
+        if problems:
+            raise ValueError("\n".join(problems))
+        ids = list(first)
         known = set(ids)
         named = [(f"site.arrays[{i}]", a.member) for i, a in
                  enumerate(self.site.arrays if self.site else [])]
@@ -354,6 +482,13 @@ class CoopConfig(_Strict):
         if self.island.plan_file is not None:
             return Path(self.island.plan_file)
         return self.storage.ledger.parent / "plan.json"
+
+
+def _topics(device: DeviceConfig) -> list[str]:
+    """Every topic an MQTT device is read from."""
+    fmt = (json_path_format(device.paths, device.scales) if device.family == "json"
+           else FORMATS[device.family])
+    return list(fmt.topics(str(device.topic)))
 
 
 class ConfigError(Exception):
