@@ -8,24 +8,20 @@ for example::
 
 from __future__ import annotations
 
-import ipaddress
-import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    SecretStr,
-    ValidationInfo,
-    field_validator,
-    model_validator,
+from pydantic import Field, model_validator
+
+from controller.config_network import (
+    ApiConfig,
+    FilePath,
+    HostName,
+    MqttConfig,
+    Strict,
+    is_loopback,
 )
-
 from controller.island.site_config import IslandConfig, SiteConfig
-from devices.mqtt.access import MqttAccess
 from devices.mqtt.formats import FORMATS, json_path_format
 from devices.templates.schema import shipped_templates
 from devices.validation import parse_toml
@@ -33,49 +29,13 @@ from devices.validation import parse_toml
 MemberId = str
 #: Ids that name the coop itself in published data.
 RESERVED_IDS = frozenset({"coop", "_coop"})
+__all__ = ["ApiConfig", "ConfigError", "CoopConfig", "DeviceConfig", "MemberConfig",
+           "MqttConfig", "is_loopback", "load_config", "parse_config"]
 
 
-#: One DNS label (RFC 1123): letters, digits and inner hyphens, at most 63 characters.
-_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 
 
-def _host(value: str) -> str:
-    """An IPv4/IPv6 address or a host name; not a URL, not ``host:port``, no spaces."""
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        pass
-    else:
-        return value
-    labels = value.removesuffix(".").split(".")
-    if len(value) > 253 or not all(_LABEL.match(label) for label in labels):
-        raise ValueError("expected an IP address or a host name (letters, digits, hyphens and"
-                         " dots; no scheme, port or spaces)")
-    return value
-
-
-#: A host to connect to or listen on: an IP address or a valid host name.
-HostName = Annotated[str, AfterValidator(_host)]
-#: A path in the TOML file (a string there; strict mode would want a Path object).
-FilePath = Annotated[Path, Field(strict=False)]
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` names this machine only: ``localhost`` or a loopback address."""
-    if host.lower().removesuffix(".") == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-class _Strict(BaseModel):
-    # strict: "502" is not a port and true is not an efficiency; no inf or nan anywhere.
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
-
-
-class DeviceConfig(_Strict):
+class DeviceConfig(Strict):
     """One physical device wired to the controller.
 
     Modbus devices name a ``family``: ``sunspec`` (discovered) or a shipped
@@ -224,7 +184,7 @@ class DeviceConfig(_Strict):
         return f"{self.host}:{self.port} unit {self.unit} ({self.family})"
 
 
-class MemberConfig(_Strict):
+class MemberConfig(Strict):
     """A coop member (a household) and its devices."""
 
     id: MemberId = Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")
@@ -264,7 +224,7 @@ class MemberConfig(_Strict):
         return next((d for d in self.devices if d.kind == kind), None)
 
 
-class ControllerConfig(_Strict):
+class ControllerConfig(Strict):
     """Timing of the control cycle."""
 
     cycle_s: float = Field(1.0, gt=0, le=3600, description="seconds between cycles")
@@ -275,7 +235,7 @@ class ControllerConfig(_Strict):
     request_timeout_s: float = Field(1.0, gt=0, le=60)
 
 
-class PolicyConfig(_Strict):
+class PolicyConfig(Strict):
     """How surplus is shared among members."""
 
     sharing: Literal["prorata", "equal", "static", "tiers"] = Field(
@@ -283,20 +243,20 @@ class PolicyConfig(_Strict):
         " member's key; tiers: critical first")
 
 
-class GridConfig(_Strict):
+class GridConfig(Strict):
     """Limits at the point of common coupling (the coop's connection to the utility)."""
 
     import_cap_w: float | None = Field(None, gt=0, description="most the coop may draw, W")
     export_cap_w: float | None = Field(None, ge=0, description="most the coop may feed in, W")
 
 
-class StorageConfig(_Strict):
+class StorageConfig(Strict):
     """Where the ledger lives."""
 
     ledger: FilePath = Path("var/ledger.sqlite")
 
 
-class LedgerConfig(_Strict):
+class LedgerConfig(Strict):
     """How the ledger books: per settlement interval, aligned to the UTC clock."""
 
     settlement_s: Literal[60, 300, 900, 1800, 3600] = Field(
@@ -307,7 +267,7 @@ class LedgerConfig(_Strict):
     drift_min_wh: int = Field(100, ge=0, description="smaller drifts are never flagged")
 
 
-class TariffConfig(_Strict):
+class TariffConfig(Strict):
     """Prices for the budget, per kWh, in the coop's currency."""
 
     currency: str = Field("EUR", min_length=1, max_length=8)
@@ -319,25 +279,7 @@ class TariffConfig(_Strict):
         0.0, ge=0, description="fee per kWh received from peers, paid to the coop's own fund")
 
 
-class ApiConfig(_Strict):
-    """Where the HTTP API listens: loopback only, unless ``public = true``."""
-
-    # Declared before host, so that host's check sees it.
-    public: bool = Field(
-        False, description="listen beyond loopback (behind a TLS reverse proxy, say)")
-    host: HostName = "127.0.0.1"
-    port: int = Field(8000, ge=1, le=65535)
-
-    @field_validator("host")
-    @classmethod
-    def _loopback_unless_public(cls, host: str, info: ValidationInfo) -> str:
-        if not info.data.get("public", False) and not is_loopback(host):
-            raise ValueError("not a loopback address: the API serves every member's data, so"
-                             " listening beyond this machine needs [api] public = true")
-        return host
-
-
-class GovernanceConfig(_Strict):
+class GovernanceConfig(Strict):
     """Mandates: how long access tokens live and how often one person may coordinate."""
 
     token_max_days: float = Field(
@@ -348,57 +290,7 @@ class GovernanceConfig(_Strict):
         2, ge=1, le=100, description="coordinator mandates one label may hold in a row")
 
 
-class MqttConfig(_Strict):
-    """The MQTT broker: members' figures are published to it, MQTT devices are read from it."""
-
-    host: HostName = "127.0.0.1"
-    port: int = Field(1883, ge=1, le=65535)
-    topic_prefix: str = Field("commonwatt", pattern=r"^[A-Za-z0-9_/-]+$")
-    username: str | None = Field(None, min_length=1, description="broker login")
-    # SecretStr: the config is written to the audit log and must not carry the password.
-    password: SecretStr | None = Field(None, strict=False, description="broker password")
-    password_file: FilePath | None = Field(
-        None, description="a file holding the broker password (instead of password)")
-    tls: bool = Field(False, description="TLS with the system's CAs (on by itself with tls_ca)")
-    tls_ca: FilePath | None = Field(None, description="CA certificate (PEM) of the broker")
-    tls_cert: FilePath | None = Field(None, description="client certificate (PEM)")
-    tls_key: FilePath | None = Field(None, description="client certificate's key (PEM)")
-    tls_insecure: bool = Field(
-        False, description="skip the host name check of the broker's certificate (tests only)")
-
-    @model_validator(mode="after")
-    def _login(self) -> MqttConfig:
-        if self.password is not None and self.password_file is not None:
-            raise ValueError("password and password_file: give one, not both")
-        if (self.password is not None or self.password_file is not None) and not self.username:
-            raise ValueError("a password needs a username")
-        if (self.tls_cert is None) != (self.tls_key is None):
-            raise ValueError("tls_cert and tls_key go together (client certificate and key)")
-        return self
-
-    @property
-    def uses_tls(self) -> bool:
-        """Whether the broker is reached over TLS."""
-        return self.tls or self.tls_ca is not None or self.tls_cert is not None
-
-    def access(self) -> MqttAccess:
-        """The login and TLS settings for every client; reads ``password_file``.
-
-        Raises:
-            ConfigError: the password file cannot be read.
-        """
-        password = None if self.password is None else self.password.get_secret_value()
-        if self.password_file is not None:
-            try:
-                password = self.password_file.read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise ConfigError(f"mqtt.password_file = '{self.password_file}': cannot read:"
-                                  f" {exc.strerror}") from None
-        paths = [None if p is None else str(p) for p in (self.tls_ca, self.tls_cert, self.tls_key)]
-        return MqttAccess(self.username, password, self.uses_tls, *paths, self.tls_insecure)
-
-
-class TimeSeriesConfig(_Strict):
+class TimeSeriesConfig(Strict):
     """An InfluxDB v2 write API (InfluxDB 2, or VictoriaMetrics) for per-cycle time series."""
 
     url: str = Field("http://127.0.0.1:8428", pattern=r"^https?://")
@@ -412,7 +304,7 @@ class TimeSeriesConfig(_Strict):
     max_spool_mb: float = Field(64, gt=0)
 
 
-class CoopConfig(_Strict):
+class CoopConfig(Strict):
     """The whole configuration file."""
 
     name: str = "Commonwatt coop"
