@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from api.auth import viewer_of
+from api.query_time import QueryTime
 from controller.accounts import (
     AccountsInputError,
     UnknownMemberError,
@@ -238,10 +239,10 @@ def accounts_router(reader: LedgerReader, config: CoopConfig | None) -> APIRoute
     @router.get("/api/v1/members/{member_id}/series", response_model=Series)
     def series(
         member_id: str,
-        from_: Annotated[datetime | None, Query(
+        from_: Annotated[QueryTime | None, Query(
             alias="from", description="start, ISO 8601 or Unix seconds (UTC if naive); "
             "default: the ledger's first interval")] = None,
-        to: Annotated[datetime | None, Query(
+        to: Annotated[QueryTime | None, Query(
             description="end, same forms; default: the ledger's last interval end")] = None,
         step: Annotated[Literal["interval", "hour", "day", "month"], Query(
             description="period length; a period is in the series when it overlaps "

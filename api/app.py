@@ -18,6 +18,7 @@ from api.energy import member_figures, running_figures
 from api.errors import bad_query
 from api.governance.router import audit_router
 from api.island import island_router
+from api.query_time import QueryTime
 from api.surface import install_surface
 from controller.accounts.figures import meter_drift
 from controller.config import CoopConfig, LedgerConfig
@@ -148,11 +149,11 @@ def create_app(reader: LedgerReader, live: LiveView | None = None,
     def member_energy(
         member_id: str,
         from_: Annotated[
-            datetime | None,
+            QueryTime | None,
             Query(alias="from", description="start, ISO 8601 or Unix seconds (UTC if naive)"),
         ] = None,
         to: Annotated[
-            datetime | None, Query(description="end, ISO 8601 or Unix seconds (UTC if naive)")
+            QueryTime | None, Query(description="end, ISO 8601 or Unix seconds (UTC if naive)")
         ] = None,
     ) -> Energy:
         """A member's energy split over the intervals inside ``[from, to]``."""
@@ -223,7 +224,8 @@ def create_app(reader: LedgerReader, live: LiveView | None = None,
 
     @app.get("/healthz", tags=["ops"])
     def healthz() -> JSONResponse:
-        """200 while cycles run on time; 503 when the controller is stale."""
+        """200 while cycles run on time; 503 when the controller is stale, the ledger is
+        failing or no device is ok."""
         _, last_end, count = reader.span()
         body: dict[str, Any] = {"ledger_intervals": count, "ledger_last_end": last_end,
                                 "checked_at": time.time()}
@@ -242,9 +244,11 @@ def create_app(reader: LedgerReader, live: LiveView | None = None,
             stale = age is None or age > 3 * live.cycle_s + 2
             degraded = any(s != "ok" for s in states)
             failing = ledger["state"] != "ok"
+            blind = "ok" not in states  # the controller cycles, but on no reading at all
             body["status"] = ("stale" if stale else "ledger-failing" if failing
-                              else "degraded" if degraded else "ok")
-            status = 503 if stale or failing else 200
+                              else "no-device-ok" if blind else "degraded" if degraded
+                              else "ok")
+            status = 503 if stale or failing or blind else 200
         else:
             body["status"] = "ledger-only"
         return JSONResponse(body, status_code=status)

@@ -11,23 +11,31 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
+from controller.config_network import (
+    ApiConfig,
+    FilePath,
+    HostName,
+    MqttConfig,
+    Strict,
+    is_loopback,
+)
 from controller.island.site_config import IslandConfig, SiteConfig
-from devices.mqtt.formats import FORMATS
+from devices.mqtt.formats import FORMATS, json_path_format
 from devices.templates.schema import shipped_templates
 from devices.validation import parse_toml
 
 MemberId = str
 #: Ids that name the coop itself in published data.
 RESERVED_IDS = frozenset({"coop", "_coop"})
+__all__ = ["ApiConfig", "ConfigError", "CoopConfig", "DeviceConfig", "MemberConfig",
+           "MqttConfig", "is_loopback", "load_config", "parse_config"]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class DeviceConfig(_Strict):
+class DeviceConfig(Strict):
     """One physical device wired to the controller.
 
     Modbus devices name a ``family``: ``sunspec`` (discovered) or a shipped
@@ -42,7 +50,8 @@ class DeviceConfig(_Strict):
     )
     protocol: Literal["modbus", "mqtt"] = "modbus"
     family: str = Field("sunspec", description="sunspec, a template id, or an MQTT format")
-    host: str | None = Field(None, description="IP address or host name of the Modbus TCP server")
+    host: HostName | None = Field(
+        None, description="IP address or host name of the Modbus TCP server")
     port: int | None = Field(None, ge=1, le=65535, description="default: the family's port")
     unit: int | None = Field(None, ge=0, le=255, description="Modbus unit id (device id)")
     params: dict[str, float] = Field(default_factory=dict, description="template params")
@@ -83,6 +92,17 @@ class DeviceConfig(_Strict):
     contactor: bool = Field(
         False, description="load: the household contactor, cutting the whole member; switched"
         " off last, only when every plug of the member is off and the member's tier is shed")
+
+    @property
+    def rating_w(self) -> float | None:
+        """The device's own power rating, W, if configured: a PV template's
+        ``params.rated_w`` or a battery's ``max_power_w`` (a plug's ``rated_w`` is only
+        an assumption, not a rating)."""
+        if self.kind == "battery":
+            return self.max_power_w
+        if self.kind == "pv":
+            return self.params.get("rated_w")
+        return None
 
     @model_validator(mode="after")
     def _load_fields(self) -> DeviceConfig:
@@ -164,7 +184,7 @@ class DeviceConfig(_Strict):
         return f"{self.host}:{self.port} unit {self.unit} ({self.family})"
 
 
-class MemberConfig(_Strict):
+class MemberConfig(Strict):
     """A coop member (a household) and its devices."""
 
     id: MemberId = Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")
@@ -177,6 +197,9 @@ class MemberConfig(_Strict):
     public: bool = Field(
         False, description="the household publishes its own figures under its id and name;"
         " otherwise the public sees them only under a stable pseudonym")
+    max_import_w: float = Field(
+        43_500.0, gt=0, le=10_000_000, description="the main fuse, W (default 3 × 63 A ×"
+        " 230 V): a reading beyond it (or beyond a device's own rating) is refused as bad")
 
     @model_validator(mode="after")
     def _not_reserved(self) -> MemberConfig:
@@ -201,7 +224,7 @@ class MemberConfig(_Strict):
         return next((d for d in self.devices if d.kind == kind), None)
 
 
-class ControllerConfig(_Strict):
+class ControllerConfig(Strict):
     """Timing of the control cycle."""
 
     cycle_s: float = Field(1.0, gt=0, le=3600, description="seconds between cycles")
@@ -212,7 +235,7 @@ class ControllerConfig(_Strict):
     request_timeout_s: float = Field(1.0, gt=0, le=60)
 
 
-class PolicyConfig(_Strict):
+class PolicyConfig(Strict):
     """How surplus is shared among members."""
 
     sharing: Literal["prorata", "equal", "static", "tiers"] = Field(
@@ -220,20 +243,20 @@ class PolicyConfig(_Strict):
         " member's key; tiers: critical first")
 
 
-class GridConfig(_Strict):
+class GridConfig(Strict):
     """Limits at the point of common coupling (the coop's connection to the utility)."""
 
     import_cap_w: float | None = Field(None, gt=0, description="most the coop may draw, W")
     export_cap_w: float | None = Field(None, ge=0, description="most the coop may feed in, W")
 
 
-class StorageConfig(_Strict):
+class StorageConfig(Strict):
     """Where the ledger lives."""
 
-    ledger: Path = Path("var/ledger.sqlite")
+    ledger: FilePath = Path("var/ledger.sqlite")
 
 
-class LedgerConfig(_Strict):
+class LedgerConfig(Strict):
     """How the ledger books: per settlement interval, aligned to the UTC clock."""
 
     settlement_s: Literal[60, 300, 900, 1800, 3600] = Field(
@@ -244,7 +267,7 @@ class LedgerConfig(_Strict):
     drift_min_wh: int = Field(100, ge=0, description="smaller drifts are never flagged")
 
 
-class TariffConfig(_Strict):
+class TariffConfig(Strict):
     """Prices for the budget, per kWh, in the coop's currency."""
 
     currency: str = Field("EUR", min_length=1, max_length=8)
@@ -256,14 +279,7 @@ class TariffConfig(_Strict):
         0.0, ge=0, description="fee per kWh received from peers, paid to the coop's own fund")
 
 
-class ApiConfig(_Strict):
-    """Where the HTTP API listens."""
-
-    host: str = "127.0.0.1"
-    port: int = Field(8000, ge=1, le=65535)
-
-
-class GovernanceConfig(_Strict):
+class GovernanceConfig(Strict):
     """Mandates: how long access tokens live and how often one person may coordinate."""
 
     token_max_days: float = Field(
@@ -274,15 +290,7 @@ class GovernanceConfig(_Strict):
         2, ge=1, le=100, description="coordinator mandates one label may hold in a row")
 
 
-class MqttConfig(_Strict):
-    """The MQTT broker: members' figures are published to it, MQTT devices are read from it."""
-
-    host: str = "127.0.0.1"
-    port: int = Field(1883, ge=1, le=65535)
-    topic_prefix: str = Field("commonwatt", pattern=r"^[A-Za-z0-9_/-]+$")
-
-
-class TimeSeriesConfig(_Strict):
+class TimeSeriesConfig(Strict):
     """An InfluxDB v2 write API (InfluxDB 2, or VictoriaMetrics) for per-cycle time series."""
 
     url: str = Field("http://127.0.0.1:8428", pattern=r"^https?://")
@@ -291,12 +299,12 @@ class TimeSeriesConfig(_Strict):
     token: str = ""
     #: Where unsent points wait while the server is down; ``None``: the caller
     #: picks a directory beside the ledger.
-    spool_dir: Path | None = None
+    spool_dir: FilePath | None = None
     #: The spool's bound; past it the oldest points are dropped (and counted).
     max_spool_mb: float = Field(64, gt=0)
 
 
-class CoopConfig(_Strict):
+class CoopConfig(Strict):
     """The whole configuration file."""
 
     name: str = "Commonwatt coop"
@@ -316,26 +324,38 @@ class CoopConfig(_Strict):
 
     @model_validator(mode="after")
     def _unique(self) -> CoopConfig:
-        ids = [m.id for m in self.members]
-        dupes = sorted({i for i in ids if ids.count(i) > 1})
-        if dupes:
-            raise ValueError(f"member ids must be unique; repeated: {', '.join(dupes)}")
+        problems = []
+        first: dict[str, int] = {}
+        for i, m in enumerate(self.members):
+            if m.id in first:
+                problems.append(f"members[{i}].id = {m.id!r}: repeated; members[{first[m.id]}]"
+                                ".id has it already (member ids must be unique)")
+            first.setdefault(m.id, i)
         seen: dict[tuple[object, ...], str] = {}
-        for m in self.members:
-            for d in m.devices:
+        for i, m in enumerate(self.members):
+            for j, d in enumerate(m.devices):
+                path = f"members[{i}].devices[{j}]"
                 if d.protocol == "mqtt":
                     if self.mqtt is None:
-                        raise ValueError(f"{m.id}/{d.kind} is an MQTT device: add an [mqtt] "
-                                         "section naming the broker")
-                    key: tuple[object, ...] = (d.family, d.topic)
+                        problems.append(f"{path}: {m.id}/{d.kind} is an MQTT device: add an"
+                                        " [mqtt] section naming the broker")
+                        continue
+                    # Any formats: two devices on one topic would read each other's values.
+                    keys: list[tuple[object, ...]] = [("mqtt", t) for t in _topics(d)]
                 else:
                     # One hybrid inverter is pv, meter and battery on the same unit id.
-                    key = (d.host, d.port, d.unit, d.kind if d.family != "sunspec" else "")
-                if key in seen:
-                    raise ValueError(
-                        f"{d.endpoint} is configured twice ({seen[key]} and {m.id}/{d.kind})"
-                    )
-                seen[key] = f"{m.id}/{d.kind}"
+                    keys = [(d.host, d.port, d.unit, d.kind if d.family != "sunspec" else "")]
+                for key in keys:
+                    if key in seen:
+                        what = f"topic {key[1]!r}" if d.protocol == "mqtt" else d.endpoint
+                        problems.append(f"{path}: {what} is configured twice ({seen[key]} and"
+                                        f" {path}); each device may be configured once")
+                        break
+                for key in keys:
+                    seen.setdefault(key, path)
+        if problems:
+            raise ValueError("\n".join(problems))
+        ids = list(first)
         known = set(ids)
         named = [(f"site.arrays[{i}]", a.member) for i, a in
                  enumerate(self.site.arrays if self.site else [])]
@@ -354,6 +374,13 @@ class CoopConfig(_Strict):
         if self.island.plan_file is not None:
             return Path(self.island.plan_file)
         return self.storage.ledger.parent / "plan.json"
+
+
+def _topics(device: DeviceConfig) -> list[str]:
+    """Every topic an MQTT device is read from."""
+    fmt = (json_path_format(device.paths, device.scales) if device.family == "json"
+           else FORMATS[device.family])
+    return list(fmt.topics(str(device.topic)))
 
 
 class ConfigError(Exception):

@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import signal
 import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from controller.config import parse_config
 from controller.ledger import LedgerMissingError, LedgerReader
 from controller.ledger.lock import WriterLock
 from controller.runtime import Runtime
+from devices.mqtt.access import ANONYMOUS, MqttAccess
 from simulators.clock import SimClock
 from simulators.coop import SimulatedCoop, free_port
 from simulators.demo_config import coop_toml
@@ -47,16 +50,41 @@ def _port_free(port: int, host: str = "127.0.0.1") -> bool:
     return True
 
 
-async def start_embedded_broker(port: int):  # noqa: ANN201 - amqtt's Broker
-    """An amqtt broker bound to 127.0.0.1 only."""
-    from amqtt.broker import Broker
+@dataclass(frozen=True, slots=True)
+class EmbeddedBroker:
+    """The demo's amqtt broker and the login every client of it needs."""
 
+    broker: Any
+    host: str
+    port: int
+    access: MqttAccess
+
+    async def shutdown(self) -> None:
+        """Stop the broker."""
+        await self.broker.shutdown()
+
+
+async def start_embedded_broker(port: int, state_dir: Path) -> EmbeddedBroker:
+    """An amqtt broker bound to 127.0.0.1 only, that admits one user with a password
+    generated now (its hash in ``state_dir/mqtt-passwd``): no other local process can
+    publish readings on the simulated devices' topics."""
+    from amqtt.broker import Broker
+    from pwdlib import PasswordHash
+    from pwdlib.hashers.argon2 import Argon2Hasher
+
+    access = MqttAccess(username="commonwatt", password=secrets.token_urlsafe(24))
+    state_dir.mkdir(parents=True, exist_ok=True)
+    passwd = state_dir / "mqtt-passwd"
+    passwd.touch(mode=0o600)
+    passwd.write_text(f"{access.username}:{PasswordHash((Argon2Hasher(),)).hash(access.password)}\n",
+                      encoding="utf-8")
     broker = Broker({
         "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{port}"}},
-        "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
+        "plugins": {"amqtt.plugins.authentication.FileAuthPlugin": {
+            "password_file": str(passwd)}},
     })
     await broker.start()
-    return broker
+    return EmbeddedBroker(broker, "127.0.0.1", port, access)
 
 
 def booked_until(ledger: Path) -> float | None:
@@ -97,17 +125,22 @@ async def run_demo(options: DemoOptions, stop: asyncio.Event | None = None,
     start_s = sim_day_start(options.start_hour) if resume is None else resume
     clock = SimClock(start_s=start_s, speed=options.speed)
     broker = None
-    mqtt = options.mqtt
+    mqtt, access = options.mqtt, ANONYMOUS
     if mqtt is None:
         port = 1883 if _port_free(1883) else free_port()
-        broker = await start_embedded_broker(port)
-        mqtt = ("127.0.0.1", port)
+        broker = await start_embedded_broker(port, data_dir)
+        mqtt, access = (broker.host, broker.port), broker.access
     # Every third house has a flexible appliance behind a smart plug on the broker.
-    coop = SimulatedCoop(demo_households(options.households, plugs=True), clock, mqtt=mqtt)
+    coop = SimulatedCoop(demo_households(options.households, plugs=True), clock, mqtt=mqtt,
+                         mqtt_access=access)
     await coop.start()
     coop.run_in_background()
     config_path = data_dir / "coop.toml"
-    config_path.write_text(coop_toml(coop, ledger, options.api_port, mqtt), encoding="utf-8")
+    # The config holds the broker's password: only its owner may read it.
+    config_path.touch(mode=0o600)
+    config_path.chmod(0o600)
+    config_path.write_text(coop_toml(coop, ledger, options.api_port, mqtt, mqtt_access=access),
+                           encoding="utf-8")
     config = parse_config(config_path.read_text(encoding="utf-8"), str(config_path))
     task: asyncio.Task[None] | None = None
     try:

@@ -47,7 +47,8 @@ class DriverFactory:
         if self.hub is None:
             broker = self.config.mqtt
             assert broker is not None  # the config refuses MQTT devices without a broker
-            self.hub = MqttHub(broker.host, broker.port, client_id="commonwatt-devices")
+            self.hub = MqttHub(broker.host, broker.port, client_id="commonwatt-devices",
+                               access=broker.access())
         return self.hub
 
     def close(self) -> None:

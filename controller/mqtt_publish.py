@@ -33,6 +33,8 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from devices.mqtt.access import ANONYMOUS, MqttAccess
+
 log = logging.getLogger(__name__)
 
 ONLINE, OFFLINE = "online", "offline"
@@ -78,7 +80,7 @@ class MqttPublisher:
     def __init__(
         self, host: str, port: int, prefix: str, members: list[tuple[str, str]],
         discovery_prefix: str = "homeassistant", username: str | None = None,
-        password: str | None = None,
+        password: str | None = None, access: MqttAccess = ANONYMOUS,
     ) -> None:
         if any(member_id == COOP_ID for member_id, _ in members):
             raise ValueError(f"member id {COOP_ID!r} is reserved for the coop's HA device")
@@ -94,6 +96,7 @@ class MqttPublisher:
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id=f"commonwatt-{uuid.uuid4().hex[:12]}"
         )
+        access.apply(self.client)
         if username is not None:
             self.client.username_pw_set(username, password)
         # The will must be set before connecting: the broker stores it with the session.

@@ -24,6 +24,7 @@ from controller.config import CoopConfig, DeviceConfig
 from controller.counters import CounterCheck
 from controller.drivers import READERS, DriverFactory
 from controller.health import BACKOFF_MAX_S, DeviceHealth
+from controller.plausibility import check_power, power_limit_w
 from controller.process_image import ProcessImage
 from devices.kinds import BatteryReading, MeterReading, PvLimit, PvReading, Setpoint
 from devices.modbus.transport import DeviceError
@@ -48,6 +49,8 @@ class PolledDevice:
     counters: CounterCheck = field(default_factory=CounterCheck)
     #: Clock time at which the last setpoint the battery accepted lapses on the device.
     setpoint_until: float = -math.inf
+    #: The largest plausible |power|, W, and where it comes from (None: no limit).
+    limit_w: tuple[float, str] | None = None
 
 
 def _finite(name: str, value: float | None, low: float, high: float) -> float:
@@ -111,7 +114,8 @@ class Poller:
                     loads += 1
                     name += str(loads)
                 health = DeviceHealth(name, dev.endpoint, backoff_max_s=self.backoff_max_s)
-                self.devices.append(PolledDevice(index, dev, driver, health, client=client))
+                self.devices.append(PolledDevice(index, dev, driver, health, client=client,
+                                                 limit_w=power_limit_w(member, dev)))
 
     async def start(self) -> None:
         """Connect to the MQTT broker, if any device needs it (Modbus connects lazily)."""
@@ -125,7 +129,9 @@ class Poller:
             return
         try:
             reading: Reading = await getattr(device.driver, READERS[device.config.kind])()
-            device.reading = check_reading(reading)
+            check_reading(reading)
+            check_power(reading.power_w, device.limit_w, f"{device.config.kind} power")
+            device.reading = reading
             # Device time, not wall time: the counters advance on the device's clock.
             note = device.counters.update(reading, self.clock())
             if note:
@@ -149,8 +155,12 @@ class Poller:
                     if d.config.protocol == "mqtt":
                         d.health.failed(self.clock(), str(exc))
                 self.started = True
+        await self.read_devices(self.devices)
+
+    async def read_devices(self, devices: Sequence[PolledDevice]) -> None:
+        """Read ``devices`` (those not in back-off) at once; the broker must be started."""
         now = self.clock()
-        await asyncio.gather(*(self._read(d, now) for d in self.devices))
+        await asyncio.gather(*(self._read(d, now) for d in devices))
 
     def freeze(self, timestamp: float) -> ProcessImage:
         """One consistent snapshot of the last fresh readings (NaN where unknown)."""

@@ -66,7 +66,7 @@ class Runtime:
         if config.mqtt is not None:
             self.publisher = MqttPublisher(
                 config.mqtt.host, config.mqtt.port, config.mqtt.topic_prefix,
-                [(m.id, m.name) for m in config.members],
+                [(m.id, m.name) for m in config.members], access=config.mqtt.access(),
             )
 
     # -- the API's live view ---------------------------------------------------------

@@ -13,7 +13,7 @@ from dataclasses import asdict
 from typing import Any
 
 from controller.config import CoopConfig
-from controller.polling import Poller
+from controller.polling import PolledDevice, Poller
 from devices.modbus.transport import DeviceError
 
 UNITS = {"power_w": "W", "import_wh": "Wh", "export_wh": "Wh", "energy_wh": "Wh",
@@ -24,8 +24,11 @@ async def read_all(config: CoopConfig) -> list[dict[str, Any]]:
     """One read of every device: values with units and age, or the reason it failed."""
     poller = Poller(config)
     try:
-        await _first_messages(poller)
-        await poller.poll()
+        early = {id(d) for d in await _first_messages(poller)}
+        if poller.started:
+            await poller.read_devices([d for d in poller.devices if id(d) not in early])
+        else:
+            await poller.poll()  # reports a broker that cannot be reached, per device
     finally:
         poller.close()
     now = time.monotonic()
@@ -47,26 +50,37 @@ async def read_all(config: CoopConfig) -> list[dict[str, Any]]:
     return report
 
 
-async def _first_messages(poller: Poller) -> None:
-    """MQTT devices publish on their own schedule: wait (up to their freshness) for a first one."""
+async def _first_messages(poller: Poller) -> list[PolledDevice]:
+    """MQTT devices publish on their own schedule: wait (up to their freshness) for each
+    one's first message, and read each as soon as it has one. Returns the devices read.
+
+    Each is read when its message arrives, not all at the end: waiting for a silent
+    device (a wrong topic) must not let the others' messages grow stale meanwhile.
+    """
     mqtt = [d for d in poller.devices if d.config.protocol == "mqtt"]
     if not mqtt:
-        return
+        return []
     try:
         await poller.start()
     except DeviceError:
-        return  # the poll reports the broker as refused, per device
+        return []  # the poll reports the broker as refused, per device
     deadline = time.monotonic() + min(max(d.config.fresh_s for d in mqtt), 15.0)
-    while time.monotonic() < deadline:
-        waiting = False
-        for d in mqtt:
-            try:
-                d.driver.values()
-            except DeviceError:
-                waiting = True
-        if not waiting:
-            return
+    waiting = list(mqtt)
+    while waiting and time.monotonic() < deadline:
+        ready = [d for d in waiting if _has_values(d)]
+        if ready:
+            await poller.read_devices(ready)
+            waiting = [d for d in waiting if all(d is not r for r in ready)]
         await asyncio.sleep(0.1)
+    return [d for d in mqtt if all(d is not w for w in waiting)]
+
+
+def _has_values(device: PolledDevice) -> bool:
+    try:
+        device.driver.values()
+    except DeviceError:
+        return False
+    return True
 
 
 def format_report(report: list[dict[str, Any]]) -> str:

@@ -58,6 +58,11 @@ def format_errors(
     lines = []
     for err in error.errors():
         loc = tuple(err["loc"])
+        if not loc:
+            # A check across the whole file: its message names each key path itself.
+            message = err["msg"].removeprefix("Value error, ")
+            lines += [f"{source}: {line}" for line in message.splitlines()]
+            continue
         path = key_path(loc)
         if err["type"] == "extra_forbidden":
             fields = _allowed_keys(root, loc)

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from devices.mqtt.access import ANONYMOUS, MqttAccess
 from devices.sunspec.adapters import UNDER_FREQUENCY_BIT
 from simulators.clock import SimClock
 from simulators.household import HouseholdPhysics, HouseholdSpec
@@ -132,10 +133,12 @@ class SimulatedCoop:
     def __init__(
         self, specs: list[HouseholdSpec], clock: SimClock, host: str = "127.0.0.1",
         day: int | None = None, mqtt: tuple[str, int] | None = None,
+        mqtt_access: MqttAccess = ANONYMOUS,
     ) -> None:
         self.clock = clock
         #: The broker the smart plugs (households with ``plug_w``) publish to; None: no plugs.
         self.mqtt = mqtt
+        self.mqtt_access = mqtt_access
         #: Household index → its simulated Shelly Plug, once :meth:`start` connected them.
         self.plugs: dict[int, SimulatedMqttDevice] = {}
         #: Household index → its simulated household contactor (a relay over MQTT).
@@ -219,11 +222,11 @@ class SimulatedCoop:
                 if h.spec.plug_w > 0:
                     self.plugs[h.index] = await asyncio.to_thread(
                         SimulatedMqttDevice, "shelly-plug", plug_topic(h.spec.member_id), port,
-                        host, self.clock)
+                        host, self.clock, access=self.mqtt_access)
                 if h.spec.contactor:
                     self.contactors[h.index] = await asyncio.to_thread(
                         SimulatedMqttDevice, "shelly-plug", contactor_topic(h.spec.member_id),
-                        port, host, self.clock)
+                        port, host, self.clock, access=self.mqtt_access)
         self.step()
         for household in self.households:
             await household.server.start()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from devices.mqtt.access import ANONYMOUS, MqttAccess
 from simulators.coop import (
     BATTERY_UNIT,
     INVERTER_UNIT,
@@ -16,7 +17,7 @@ from simulators.coop import (
 
 def coop_toml(coop: SimulatedCoop, ledger: Path, api_port: int = 8000,
               mqtt: tuple[str, int] | None = None, cycle_s: float = 1.0,
-              settlement_s: int = 900) -> str:
+              settlement_s: int = 900, mqtt_access: MqttAccess = ANONYMOUS) -> str:
     """TOML for a controller that drives ``coop``'s simulated devices."""
     lines = [
         'name = "Commonwatt demo coop"',
@@ -40,7 +41,8 @@ def coop_toml(coop: SimulatedCoop, ledger: Path, api_port: int = 8000,
         f"port = {api_port}",
     ]
     if mqtt is not None:
-        lines += ["", "[mqtt]", f'host = "{mqtt[0]}"', f"port = {mqtt[1]}"]
+        lines += ["", "[mqtt]", f'host = "{mqtt[0]}"', f"port = {mqtt[1]}",
+                  *mqtt_access.toml_lines()]
     for h in coop.households:
         spec, host, port = h.spec, h.server.host, h.server.port
         lines += ["", "[[members]]", f'id = "{spec.member_id}"', f'name = "{spec.name}"']

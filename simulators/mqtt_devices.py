@@ -21,6 +21,7 @@ import threading
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from devices.mqtt.access import ANONYMOUS, MqttAccess
 from simulators.clock import SimClock
 from simulators.household import HouseholdPhysics, HouseholdSpec
 
@@ -63,7 +64,8 @@ class SimulatedMqttDevice:
     """One simulated device on a broker."""
 
     def __init__(self, fmt: str, base: str, port: int, host: str = "127.0.0.1",
-                 clock: SimClock | None = None, tasmota_rule: bool = True) -> None:
+                 clock: SimClock | None = None, tasmota_rule: bool = True,
+                 access: MqttAccess = ANONYMOUS) -> None:
         self.fmt, self.base = fmt, base
         self.values: dict[str, float | bool] = {"on": True}
         self.stale = False
@@ -72,6 +74,7 @@ class SimulatedMqttDevice:
         self.revert: tuple[float, bool] | None = None  # (clock time, relay state then)
         self._lock = threading.Lock()
         self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"sim-{fmt}-{base}")
+        access.apply(self._client)
         self._client.on_message = self._on_command
         self._ready = threading.Event()
         self._client.on_connect = lambda *a, **k: self._subscribe()
@@ -175,12 +178,14 @@ class MqttHousehold:
     """
 
     def __init__(self, spec: HouseholdSpec, broker_port: int, clock: SimClock,
-                 meter_format: str = "shelly-pro3em", host: str = "127.0.0.1") -> None:
+                 meter_format: str = "shelly-pro3em", host: str = "127.0.0.1",
+                 access: MqttAccess = ANONYMOUS) -> None:
         self.clock = clock
         self.physics = HouseholdPhysics([spec])
         self.meter = SimulatedMqttDevice(meter_format, f"meter-{spec.member_id}", broker_port,
-                                         host)
-        self.pv = SimulatedMqttDevice("opendtu", f"solar/{spec.member_id}", broker_port, host)
+                                         host, access=access)
+        self.pv = SimulatedMqttDevice("opendtu", f"solar/{spec.member_id}", broker_port, host,
+                                      access=access)
 
     def step(self) -> None:
         """Advance the physics to the clock and publish one status message per device."""

@@ -57,7 +57,7 @@ def test_toml_syntax_error_names_file_and_line() -> None:
 
 def test_duplicate_member_ids_rejected() -> None:
     doubled = GOOD + GOOD.split("name = \"Test coop\"")[1].replace("port = 5020", "port = 5021")
-    with pytest.raises(ConfigError, match="repeated: h01"):
+    with pytest.raises(ConfigError, match=r"members\[1\].id = .h01.: repeated; members\[0\].id"):
         parse_config(doubled, "coop.toml")
 
 

@@ -23,6 +23,19 @@ Sums = Mapping[str, int | None]
 SERVED_FIELDS = ("own_pv_used", "from_battery", "from_peers", "from_coop_battery", "from_grid")
 PV_FIELDS = ("own_pv_used", "to_battery", "to_peers", "to_coop_battery", "to_grid", "curtailed")
 UNALLOCATED = ("unallocated_import", "unallocated_export", "unallocated_pv")
+#: Unix timestamps are seconds; a number this large (2e10 s is the year 2603) is
+#: milliseconds or finer, and pydantic would silently read it as milliseconds.
+MAX_UNIX_SECONDS = 2e10
+
+
+def seconds_problem(seconds: float) -> str | None:
+    """Why ``seconds`` is not a Unix time in seconds, or None if it may be one."""
+    if not math.isfinite(seconds):
+        return "expected a finite time"
+    if abs(seconds) >= MAX_UNIX_SECONDS:
+        return ("looks like milliseconds (or finer); Unix timestamps are seconds here:"
+                " divide by 1000, or give an ISO 8601 time")
+    return None
 
 #: Every energy figure of a period (kWh in published form), with what it means.
 ENERGY_DOCS: dict[str, str] = {
@@ -200,16 +213,18 @@ def iso(ts: float) -> str:
 
 
 def parse_time(text: str, field: str) -> float:
-    """ISO 8601 date or time (UTC when it has no offset) or Unix seconds."""
+    """ISO 8601 date or time (UTC when it has no offset) or Unix seconds (never
+    milliseconds: see :data:`MAX_UNIX_SECONDS`)."""
     value = text.strip()
     try:
         seconds = float(value)
     except ValueError:
         pass
     else:
-        if math.isfinite(seconds):
+        problem = seconds_problem(seconds)
+        if problem is None:
             return seconds
-        raise AccountsInputError(f"{field} = {text!r}: expected a finite time")
+        raise AccountsInputError(f"{field} = {text!r}: {problem}")
     try:
         when = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:

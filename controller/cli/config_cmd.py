@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from controller.cli.common import load_or_report
+from controller.config_checks import machine_problems
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,6 +23,10 @@ def config_check(args: argparse.Namespace) -> int:
     """Print a one-line summary of a valid config (0), or its problems to stderr (2)."""
     config = load_or_report(args.file)
     if config is None:
+        return 2
+    problems = machine_problems(config, str(args.file))
+    if problems:
+        print("\n".join(problems), file=sys.stderr)
         return 2
     devices = sum(len(m.devices) for m in config.members)
     print(f"{args.file}: OK: {len(config.members)} members, {devices} devices, "

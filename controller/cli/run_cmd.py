@@ -50,11 +50,16 @@ def demo_command(args: argparse.Namespace) -> int:
 
 def run_command(args: argparse.Namespace) -> int:
     """Run the controller and API on a config until SIGINT or SIGTERM; 2 if the config is bad."""
+    from controller.config_checks import machine_problems
     from controller.ledger import LedgerLockedError, LedgerSchemaError
     from controller.runtime import Runtime
 
     config = load_or_report(args.config)
     if config is None:
+        return 2
+    problems = machine_problems(config, str(args.config))
+    if problems:
+        print("\n".join(problems), file=sys.stderr)
         return 2
 
     async def main() -> None:

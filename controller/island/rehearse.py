@@ -88,6 +88,7 @@ from controller.island.rehearse_report import finish, progress_bar
 from controller.ledger import LedgerReader
 from controller.ledger.lock import WriterLock
 from controller.runtime import Runtime
+from devices.mqtt.access import ANONYMOUS, MqttAccess
 from simulators.clock import SimClock
 from simulators.coop import SimulatedCoop, free_port
 from simulators.demo_config import coop_toml
@@ -234,10 +235,11 @@ def _post(url: str, body: dict) -> tuple[int, dict]:
 
 
 def rehearsal_toml(coop: SimulatedCoop, ledger: Path, api_port: int, cycle_s: float,
-                   mqtt: tuple[str, int] | None = None) -> str:
+                   mqtt: tuple[str, int] | None = None,
+                   mqtt_access: MqttAccess = ANONYMOUS) -> str:
     """The demo's TOML for the rehearsal: its cycle, scaled timeouts, batteries offered,
     the smart plugs on ``mqtt``."""
-    text = coop_toml(coop, ledger, api_port, mqtt, cycle_s=cycle_s)
+    text = coop_toml(coop, ledger, api_port, mqtt, cycle_s=cycle_s, mqtt_access=mqtt_access)
     batteries = sum(1 for h in coop.households if h.battery is not None)
     edits = (("stale_after_s = 5.0\n", f"stale_after_s = {STALE_AFTER_CYCLES * cycle_s:g}\n"
               f"request_timeout_s = {REQUEST_TIMEOUT_CYCLES * cycle_s:g}\n", 1),
@@ -401,9 +403,9 @@ async def rehearse(options: RehearsalOptions) -> Rehearsal:
     start_ts = day_start(options.start)
     clock = HeldClock(start_s=start_ts, speed=options.speed)
     broker_port = free_port()
-    broker = await start_embedded_broker(broker_port)
+    broker = await start_embedded_broker(broker_port, out)
     coop = SimulatedCoop(demo_households(options.households, plugs=True, contactors=True),
-                         clock, mqtt=("127.0.0.1", broker_port))
+                         clock, mqtt=("127.0.0.1", broker_port), mqtt_access=broker.access)
     events = inject_events(coop, start_ts, options)
     prep = await asyncio.to_thread(prepare, coop, start_ts, options.hours)
     config_path, plan_path = out / "coop.toml", out / "plan.json"
@@ -414,7 +416,8 @@ async def rehearse(options: RehearsalOptions) -> Rehearsal:
     try:
         await coop.start()
         config_path.write_text(rehearsal_toml(coop, ledger, free_port(), options.cycle_s,
-                                              ("127.0.0.1", broker_port)), encoding="utf-8")
+                                              ("127.0.0.1", broker_port), broker.access),
+                               encoding="utf-8")
         if progress is not None:
             progress.start()
             session.task_id = progress.add_task("island rehearsal", total=options.hours * 3600,

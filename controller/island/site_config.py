@@ -11,13 +11,11 @@ import re
 from datetime import timedelta, timezone, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from controller.config_network import Strict
 
 _OFFSET = re.compile(r"^(?:UTC)?([+-])(\d{2}):(\d{2})$")
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def parse_tz(text: str) -> tzinfo:
@@ -36,7 +34,7 @@ def parse_tz(text: str) -> tzinfo:
                          "offset such as '+01:00'") from None
 
 
-class ArrayConfig(_Strict):
+class ArrayConfig(Strict):
     """One PV array on a member's roof."""
 
     member: str = Field(description="id of the member whose meter the array is behind")
@@ -45,7 +43,7 @@ class ArrayConfig(_Strict):
     azimuth: float = Field(180.0, ge=0, lt=360, description="degrees clockwise from north")
 
 
-class SiteConfig(_Strict):
+class SiteConfig(Strict):
     """Where the coop is: the sun's path over it and its PV arrays."""
 
     latitude: float = Field(ge=-90, le=90)
@@ -66,7 +64,7 @@ class SiteConfig(_Strict):
         return parse_tz(self.tz)
 
 
-class MemberLoadConfig(_Strict):
+class MemberLoadConfig(Strict):
     """A member's consumption and how it splits into priority tiers."""
 
     member: str
@@ -75,7 +73,7 @@ class MemberLoadConfig(_Strict):
     essential_share: float | None = Field(None, ge=0, le=1)
 
 
-class BatteryPlanConfig(_Strict):
+class BatteryPlanConfig(Strict):
     """A battery the island plan may use (its capacity is not in the device config)."""
 
     member: str
@@ -87,7 +85,7 @@ class BatteryPlanConfig(_Strict):
     floor_pct: float | None = Field(None, ge=0, le=100, description="default: device floor")
 
 
-class IslandConfig(_Strict):
+class IslandConfig(Strict):
     """What the coop's members need when the grid is gone."""
 
     annual_kwh: float = Field(3500.0, gt=0, le=1_000_000)

@@ -18,6 +18,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from devices.kinds import BatteryReading, MeterReading, PvReading
 from devices.modbus.transport import DeviceError
+from devices.mqtt.access import ANONYMOUS, MqttAccess, refusal_reason
 from devices.mqtt.formats import Format, Parser, PayloadError, Values
 
 
@@ -42,9 +43,14 @@ class TopicState:
 class MqttHub:
     """One connection to a broker, shared by every MQTT device on it."""
 
-    def __init__(self, host: str, port: int, client_id: str = "commonwatt-devices") -> None:
+    def __init__(self, host: str, port: int, client_id: str = "commonwatt-devices",
+                 access: MqttAccess = ANONYMOUS) -> None:
         self.host, self.port = host, port
         self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
+        access.apply(self._client)
+        #: Why the broker cannot be used (refused login, TLS failure); None once connected.
+        self.failure: str | None = None
+        self._answered = threading.Event()
         self._client.on_connect = self._on_connect
         self._client.on_message = self._on_message
         self._client.on_subscribe = self._on_subscribe
@@ -82,11 +88,24 @@ class MqttHub:
         return self.subscribed.wait(timeout_s)
 
     def start(self, timeout_s: float = 5.0) -> None:
-        """Connect and run paho's network loop in its thread."""
-        self._client.connect_async(self.host, self.port, keepalive=30)
+        """Connect and run paho's network loop in its thread.
+
+        The first connection is made here, not in paho's thread, so that a TLS
+        or socket error is raised with its cause; paho keeps retrying after it.
+        """
+        where = f"{self.host}:{self.port}"
+        try:
+            self._client.connect(self.host, self.port, keepalive=30)
+        except (OSError, ValueError) as exc:
+            self.failure = f"cannot connect to the MQTT broker at {where}: {exc}"
+            self._client.connect_async(self.host, self.port, keepalive=30)
+            self._client.loop_start()
+            raise DeviceError("refused", self.failure) from None
         self._client.loop_start()
-        if not self.connected.wait(timeout_s):
-            raise DeviceError("refused", f"no MQTT broker answered at {self.host}:{self.port}")
+        if not self._answered.wait(timeout_s):
+            raise DeviceError("refused", f"no MQTT broker answered at {where}")
+        if self.failure is not None:
+            raise DeviceError("refused", self.failure)
 
     def stop(self) -> None:
         """Disconnect and stop the network thread."""
@@ -101,11 +120,18 @@ class MqttHub:
 
     def _on_connect(self, client: mqtt.Client, userdata: object, flags: object,
                     reason: object, properties: object = None) -> None:
+        if getattr(reason, "is_failure", False):
+            self.failure = (f"the MQTT broker at {self.host}:{self.port} refused the "
+                            f"connection: {refusal_reason(reason)}")
+            self._answered.set()
+            return
+        self.failure = None
         for topic in list(self._parsers):
             self._subscribe(topic)
         if not self._parsers:
             self.subscribed.set()
         self.connected.set()
+        self._answered.set()
 
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
         parser = self._parsers.get(msg.topic)
@@ -133,6 +159,8 @@ class MqttDevice:
 
     def values(self) -> Values:
         """Newest values of every topic; raises unless the required ones are fresh."""
+        if self.hub.failure is not None:
+            raise DeviceError("refused", self.hub.failure)
         now = time.monotonic()
         merged: Values = {}
         ages: dict[str, float] = {}
