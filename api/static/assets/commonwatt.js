@@ -1,7 +1,7 @@
 "use strict";
 // Shared by Commonwatt's pages (no build step). Every text from the API goes in with
 // textContent or as an SVG text node: names, labels and device errors are data, never
-// markup; nothing here uses innerHTML.
+// markup; no HTML is ever parsed from data.
 const CW = (() => {
   const $ = id => document.getElementById(id);
   const num = x => x !== null && x !== undefined && x !== "" && Number.isFinite(Number(x));
@@ -113,7 +113,7 @@ const CW = (() => {
    * {key, label, color}; the width follows the element's, so text stays legible. */
   function stackedBars(target, slots, series, opts) {
     const W = Math.max(260, Math.round(target.getBoundingClientRect().width || 600));
-    const H = opts.height || 200, left = 40, right = 8, top = 10, bottom = 22;
+    const H = opts.height || 210, left = 40, right = 8, top = 22, bottom = 22;
     const totals = slots.map(([, v]) => series.reduce((s, k) => s + (v[k.key] || 0), 0));
     const ymax = niceMax(Math.max(0, ...totals));
     const plotW = W - left - right, plotH = H - top - bottom;
@@ -125,7 +125,7 @@ const CW = (() => {
       svg("line", { x1: left, x2: W - right, y1: y, y2: y, stroke: "#e4e4e4" }, target);
       svg("text", { x: left - 4, y: y + 4, "text-anchor": "end" }, target, (ymax * f).toFixed(ymax * f < 10 && f ? 1 : 0));
     }
-    svg("text", { x: 2, y: top + 2, "dominant-baseline": "hanging" }, target, opts.unit || "");
+    svg("text", { x: 2, y: 11 }, target, opts.unit || "");  // above the top tick
     slots.forEach(([ts, v]) => {
       const i = opts.index ? opts.index(ts) : slots.findIndex(s => s[0] === ts);
       let y = top + plotH;
