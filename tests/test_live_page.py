@@ -16,9 +16,9 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from api.app import create_app
 from api.surface import close_streams
 from controller.ledger import LedgerReader
+from tests.auth_helpers import public_app
 from tests.test_island_page import (  # noqa: F401 - browser and world are fixtures
     MEMBERS,
     NOW,
@@ -37,7 +37,8 @@ CELLS = 7  # name and six figures a household
 
 @pytest.fixture()
 def page_app(world: World) -> FastAPI:  # noqa: F811 - the fixture imported above
-    return create_app(LedgerReader(world.ledger), live=world.live)
+    # every member public, so the page shows names (the pseudonyms are tests/test_pages.py's)
+    return public_app(LedgerReader(world.ledger), live=world.live)
 
 
 def push(app: FastAPI, world: World, soc: tuple[float, float], at: float) -> None:  # noqa: F811
