@@ -6,6 +6,7 @@ and desktop (1280 px) screenshots go to ``tests/artifacts/`` (gitignored)."""
 
 from __future__ import annotations
 
+import calendar
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -127,9 +128,12 @@ def test_household_page(browser: Any, pages: PagesWorld, server: str,  # noqa: F
                              f"{e['load_kwh']:.2f}",
                              f"{e['from_peers_kwh'] + e['from_coop_battery_kwh']:.2f}",
                              f"{e['from_grid_kwh']:.2f}", f"{e['pv_kwh']:.2f}"], key
-    # yesterday's chart: the legend's sums are the series', a bar an hour with energy
+    # the day before the one shown (today, or the last booked day just after midnight):
+    # the legend's sums are the series', a bar an hour with energy
+    shown = calendar.timegm(time.strptime(_text(browser, "day"), "%Y-%m-%d"))
+    assert shown in (starts[0], starts[0] - 86400)
     browser.find_element("id", "day-prev").click()
-    day = starts[0] - 86400
+    day = shown - 86400
     wait.until(lambda d: _text(d, "day") == time.strftime("%Y-%m-%d", time.gmtime(day)))
     series = _api(server, secret, f"/api/v1/members/h02/series?from={day}&to={day + 86400}"
                   "&step=hour")["points"]
@@ -146,9 +150,9 @@ def test_household_page(browser: Any, pages: PagesWorld, server: str,  # noqa: F
     assert browser.execute_script("return document.querySelectorAll('#day-chart rect').length"
                                   ) >= 24
     # the month's statement, with money from the tariff
-    month = time.strftime("%Y-%m", time.gmtime(starts[0]))
+    month = _text(browser, "month")  # the shown day's month
+    assert month == time.strftime("%Y-%m", time.gmtime(shown))
     st = _api(server, secret, f"/api/v1/members/h02/statement?month={month}")
-    assert _text(browser, "month") == month
     assert _text(browser, "st-liberated") == f"{st['totals']['liberated_kwh']:.2f}"
     assert _text(browser, "st-self") == _pct(st["totals"]["self_sufficiency"])
     net = st["money"]["net_cents"]
