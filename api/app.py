@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from importlib import resources
 from typing import Annotated, Any, Protocol
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from api.accounts import accounts_router
@@ -18,6 +17,7 @@ from api.energy import member_figures, running_figures
 from api.errors import bad_query
 from api.governance.router import audit_router
 from api.island import island_router
+from api.pages import pages_router
 from api.query_time import QueryTime
 from api.surface import install_surface
 from controller.accounts.figures import meter_drift
@@ -260,12 +260,5 @@ def create_app(reader: LedgerReader, live: LiveView | None = None,
     app.include_router(audit_router(auth.audit, reader))
     app.include_router(login_router(auth))
 
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def dashboard() -> str:
-        return (resources.files("api") / "static" / "index.html").read_text(encoding="utf-8")
-
-    @app.get("/island", response_class=HTMLResponse, include_in_schema=False)
-    def island_page() -> str:
-        return (resources.files("api") / "static" / "island.html").read_text(encoding="utf-8")
-
+    app.include_router(pages_router())
     return app

@@ -15,7 +15,7 @@ import contextlib
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -355,10 +355,12 @@ class Poller:
         return [d.health.name for d in self.devices if not d.health.fresh(now, stale)]
 
     def health(self) -> list[dict[str, object]]:
-        """Health of every device, for the API and the CLI."""
+        """Health of every device, for the API and the CLI, with its last good reading
+        (``reading``: the driver's fields, W, Wh and %; ``None`` before the first)."""
         now = self.clock()
         stale = self.stale_s
         return [{**d.health.as_dict(now, stale), "kind": d.config.kind,
+                 "reading": None if d.reading is None else asdict(d.reading),
                  "counters": d.counters.as_dict()} for d in self.devices]
 
     def close(self) -> None:

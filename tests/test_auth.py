@@ -101,6 +101,11 @@ ISLAND = {"requested_by": "x", "hours": 1}
 TABLE = [
     ("GET", "/", None, (200, 200, 200, 200)),
     ("GET", "/island", None, (200, 200, 200, 200)),
+    ("GET", "/me", None, (200, 200, 200, 200)),
+    ("GET", "/coop", None, (200, 200, 200, 200)),
+    ("GET", "/installer", None, (200, 200, 200, 200)),
+    ("GET", "/assets/commonwatt.js", None, (200, 200, 200, 200)),
+    ("GET", "/assets/nothing.js", None, (404, 404, 404, 404)),
     ("GET", "/login", None, (200, 200, 200, 200)),
     ("GET", "/healthz", None, (200, 200, 200, 200)),
     ("GET", "/openapi.json", None, (200, 200, 200, 200)),
@@ -281,7 +286,7 @@ def test_over_http_login_links_are_one_time_and_no_secret_reaches_the_log(
     with _serve(app) as (url, log):
         with httpx.Client(base_url=url, follow_redirects=False) as browser:
             first = browser.get("/login", params={"once": code})
-            assert first.status_code == 303 and first.headers["location"] == "/"
+            assert first.status_code == 303 and first.headers["location"] == "/me"
             cookie = first.headers["set-cookie"]
             assert "HttpOnly" in cookie and "SameSite=strict" in cookie
             assert browser.get("/api/v1/members/h02/energy").status_code == 200

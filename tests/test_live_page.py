@@ -37,6 +37,7 @@ CELLS = 7  # name and six figures a household
 
 @pytest.fixture()
 def page_app(world: World) -> FastAPI:  # noqa: F811 - the fixture imported above
+    # every member public, so the page shows names (the pseudonyms are tests/test_pages.py's)
     return public_app(LedgerReader(world.ledger), live=world.live)
 
 

@@ -42,7 +42,8 @@ Without one you see what the coop shows everyone.</p>
 <button type="submit">Log in</button></form>
 <p>{who}</p>
 <form method="post" action="/logout"><button type="submit">Log out</button></form>
-<p><a href="/">Coop</a> · <a href="/island">Island</a></p></body></html>
+<p><a href="/me">My household</a> · <a href="/coop">Coop</a> · <a href="/">Live</a> ·
+<a href="/island">Island</a> · <a href="/installer">Installer</a></p></body></html>
 """
 
 
@@ -61,6 +62,10 @@ def redact_access_log() -> None:
     logger = logging.getLogger("uvicorn.access")
     if not any(isinstance(f, _RedactOnce) for f in logger.filters):
         logger.addFilter(_RedactOnce())
+
+
+#: Where a login lands: a member on its household page, the device roles on theirs.
+HOME = {"member": "/me", "installer": "/installer", "coordinator": "/installer"}
 
 
 def _set_session(response: Response, request: Request, auth: Authority, token: Token) -> None:
@@ -94,8 +99,9 @@ def login_router(auth: Authority) -> APIRouter:
             token = auth.store.consume_once(once)
         except TokenError as exc:
             return _page(f"This link cannot be used: {exc}.", request, 401)
-        # 303 to the home page: the code leaves the address bar and the history entry.
-        response = RedirectResponse("/", 303, headers={"Referrer-Policy": "no-referrer"})
+        # 303 to the role's page: the code leaves the address bar and the history entry.
+        response = RedirectResponse(HOME.get(token.role, "/"), 303,
+                                    headers={"Referrer-Policy": "no-referrer"})
         _set_session(response, request, auth, token)
         return response
 
@@ -109,7 +115,7 @@ def login_router(auth: Authority) -> APIRouter:
             token = auth.store.resolve(secret, ("bearer",))
         except TokenError as exc:
             return _page(f"Not logged in: {exc}.", request, 401)
-        response = RedirectResponse("/", 303)
+        response = RedirectResponse(HOME.get(token.role, "/"), 303)
         _set_session(response, request, auth, token)
         return response
 

@@ -37,6 +37,12 @@ ROUTE_POLICY: dict[tuple[str, str], Policy] = {
     ("GET", "/redoc"): PUBLIC,
     ("GET", "/"): PUBLIC,
     ("GET", "/island"): PUBLIC,
+    # The pages are public as pages; their data comes from the routes below, each under
+    # its own policy (a member's page without the member's login shows a login prompt).
+    ("GET", "/me"): PUBLIC,
+    ("GET", "/coop"): PUBLIC,
+    ("GET", "/installer"): PUBLIC,
+    ("GET", "/assets/{name}"): PUBLIC,
     ("GET", "/healthz"): PUBLIC,
     ("GET", "/login"): PUBLIC,
     ("POST", "/login"): PUBLIC,
