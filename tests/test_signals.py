@@ -99,7 +99,11 @@ def devices(mosquitto: int) -> Iterator[DeviceThread]:
 
 
 def test_sighup_keeps_a_broken_config_out_and_sigterm_leaves_devices_safe(
-        tmp_path: Path, devices: DeviceThread, mosquitto: int) -> None:
+        tmp_path: Path, devices: DeviceThread, mosquitto: int, reliability) -> None:
+    row = reliability("config-reload-error", "SIGHUP with a config that does not parse: the"
+                      " controller keeps running on the old config, logs why (naming the file)"
+                      " and writes a config.reload 'refused' audit row; a good config on the"
+                      " next SIGHUP is taken")
     coop = devices.coop
     ledger = tmp_path / "ledger.sqlite"
     config = tmp_path / "coop.toml"
@@ -132,6 +136,9 @@ def test_sighup_keeps_a_broken_config_out_and_sigterm_leaves_devices_safe(
         assert controller.proc.poll() is None
         assert api.get("/healthz").json()["checked_at"] > cycles["checked_at"]
         assert api.get("/healthz").status_code == 200
+        said = refused.split(": ", 1)[-1].replace(f"{tmp_path}/", "")
+        row.observed = (f"log: {said[:160]!r}; still cycling 1 s later "
+                        "(healthz 200)")
         # a good one is taken; the overrides carry over
         config.write_text(good.replace("stale_after_s = 5.0", "stale_after_s = 6.0"))
         controller.proc.send_signal(signal.SIGHUP)
@@ -152,3 +159,36 @@ def test_sighup_keeps_a_broken_config_out_and_sigterm_leaves_devices_safe(
     _until(lambda: plug.values.get("on") is True, 5, "the plug is back on")
     rows = [(r["action"], r["outcome"]) for r in AuditLog.beside(ledger).rows()]
     assert ("config.reload", "refused") in rows and ("config.reload", "loaded") in rows
+    row.observed += ("; audit rows config.reload refused, then loaded for the fixed file; "
+                     "overrides carried over")
+
+
+def test_a_second_controller_on_the_same_ledger_is_refused(
+        tmp_path: Path, devices: DeviceThread, mosquitto: int, reliability) -> None:
+    row = reliability("second-controller", "A second `commonwatt run` on the same config (same"
+                      " ledger) exits with status 1 naming the process that holds the ledger;"
+                      " the first keeps running")
+    ledger = tmp_path / "ledger.sqlite"
+    config = tmp_path / "coop.toml"
+    port = free_port()
+    config.write_text(coop_toml(devices.coop, ledger, api_port=port, cycle_s=0.5))
+    first = Controller(config)
+    try:
+        first.wait_for("Commonwatt running")
+        second = Controller(config)
+        code = second.proc.wait(30)
+        time.sleep(0.2)  # the collector thread reads the last lines
+        said = " ".join(second.lines)
+        assert code == 1, second.lines
+        assert f"process {first.proc.pid}" in said, said
+        assert first.proc.poll() is None
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10).status_code == 200
+        first.proc.send_signal(signal.SIGTERM)
+        assert first.proc.wait(20) == 0
+    finally:
+        if first.proc.poll() is None:
+            first.proc.kill()
+            first.proc.wait(10)
+    said = said.replace(f"{tmp_path}/", "")
+    row.observed = (f"second exited {code}: {said[-200:]!r}; the first still served healthz "
+                    "200 and stopped cleanly")
