@@ -31,6 +31,12 @@ from controller.island.pilot import Readings
 from controller.island.shedding import ShedPlanner
 from controller.ledger import CommittedInterval, CycleEnergy, IntervalBook, LedgerWriter
 from controller.ledger.accumulator import unpack_state
+from controller.overrides import (
+    OverrideStore,
+    battery_overrides,
+    load_commands,
+    load_states,
+)
 from controller.polling import Poller
 from controller.process_image import ProcessImage
 from controller.safety import clamp_setpoints
@@ -145,6 +151,10 @@ class Controller:
         #: Islanded, the plan followed and re-planned (controller/island/pilot.py).
         self.follower = PlanFollower(config.plan_path, list(self.member_ids),
                                      config.island.replan_min * 60.0)
+        #: A coordinator's overrides (controller/overrides.py), applied before the safety layer.
+        self.overrides = OverrideStore()
+        self._override_loads: dict[str, bool] = {}  # load id → on, held by an override now
+        self._override_off: set[str] = set()  # loads an override switched off
         self._caps = (grid.import_cap_w or float("inf"), grid.export_cap_w
                       if grid.export_cap_w is not None else float("inf"))
 
@@ -240,9 +250,13 @@ class Controller:
                 pre_shed = held_off
             # A new array: flows of stages that did not run share one zeros buffer.
             result.shed = result.shed + (pre_shed + dropped) * hours
-            # Safety wins over the dispatch: the reserve on-grid, the hard floor islanded.
+            # Safety wins over the dispatch and over an override: the reserve on-grid, the
+            # hard floor islanded.
+            active = self.overrides.active(now)
+            self._override_loads = load_states(active)
             setpoints = clamp_setpoints(
-                np.where(image.valid, result.battery_w, 0.0),
+                battery_overrides(np.where(image.valid, result.battery_w, 0.0),
+                                  self.member_ids, active),
                 image.soc_pct,
                 self._floor_pct if limits.islanded else self._reserve_pct,
                 fleet.max_charge_w,
@@ -254,6 +268,7 @@ class Controller:
         if result is not None:
             await self._curtail(image, result, now - start)
             await self._shed(need_w, now)
+            await self._switch_overridden_loads()
         if result is not None:
             # An idling battery that does not answer keeps its coop-origin pool for its return.
             idle = image.battery_assumed_idle
@@ -314,12 +329,23 @@ class Controller:
         if self.shedder is None or need_w is None:
             return
         plan = self.shedder.plan(now, need_w, self.poller.load_readings())
-        if plan.actions:
-            await self.poller.switch_loads(plan.actions, self.mandate_s)
+        actions = [a for a in plan.actions if a.load_id not in self._override_loads]
+        if actions:  # a load an override holds is the coordinator's, not the shedder's
+            await self.poller.switch_loads(actions, self.mandate_s)
         self.unrealised_shed_w = plan.unrealised_w
 
+    async def _switch_overridden_loads(self) -> None:
+        """Hold the loads overrides hold; switch back on those an override no longer holds."""
+        actions = load_commands(self._override_loads, self._override_off)
+        self._override_off = {lid for lid, on in self._override_loads.items() if not on}
+        if actions:
+            await self.poller.switch_loads(actions, self.mandate_s)
+
     async def release_loads(self) -> None:
-        """On stop: switch back on every load Commonwatt switched off."""
+        """On stop: switch back on every load Commonwatt switched off, by shedding or by an
+        override."""
+        self._override_loads = {}
+        await self._switch_overridden_loads()
         if self.shedder is not None:
             actions = self.shedder.release_all(self.clock())
             if actions:

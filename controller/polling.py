@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -34,6 +35,7 @@ from devices.templates.driver import TemplateDevice
 
 MAX_ABS_POWER_W = 1_000_000.0
 Reading = MeterReading | PvReading | BatteryReading | LoadReading
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -267,18 +269,27 @@ class Poller:
         await asyncio.gather(*jobs)
 
     async def release_batteries(self) -> None:
-        """On shutdown: hand batteries without a device-side watchdog back to their vendor logic.
+        """On shutdown: every battery back to its safe mode, its vendor's own logic.
 
-        Devices whose commands expire on their own need nothing; the others
-        (``expiry = "controller"`` templates) would otherwise keep the last command.
+        A template battery gets its ``release`` writes (those without a device-side
+        watchdog would otherwise keep the last command forever; the others would keep it
+        until it expires), a SunSpec battery ``StorCtl_Mod = 0`` (model 124) or
+        ``WSetEna = 0`` (704).
         """
         async def release(d: PolledDevice) -> None:
-            with contextlib.suppress(Exception):  # best effort: we are stopping anyway
-                await asyncio.wait_for(d.driver.write_setpoint(None), 5.0)
+            driver = d.driver
+            try:  # best effort, one battery must not keep the others from their release
+                if isinstance(driver, TemplateDevice):
+                    await asyncio.wait_for(driver.write_setpoint(None), 5.0)
+                else:
+                    await asyncio.wait_for(driver.release(), 5.0)
+            except Exception as exc:  # noqa: BLE001
+                log.warning("%s: release on stop failed: %s", d.health.name, exc)
 
         await asyncio.gather(*(
-            release(d) for d in self.devices
-            if isinstance(d.driver, TemplateDevice) and d.driver.needs_release
+            release(d) for d in self.devices if d.config.kind == "battery" and (
+                (isinstance(d.driver, TemplateDevice) and d.driver.kmap.control is not None)
+                or hasattr(d.driver, "release"))
         ))
 
     async def release_pv_limits(self) -> None:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import math
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,11 +19,12 @@ from api.app import create_app
 from api.energy import running_figures
 from api.governance.audit import AuditLog
 from api.surface import close_streams, cycle_done
-from controller.config import CoopConfig
+from controller.config import ConfigError, CoopConfig
 from controller.cycle import Controller, CycleReport
 from controller.ledger import LedgerReader
 from controller.ledger.schema import MEMBER_AMOUNTS
 from controller.mqtt_publish import MqttPublisher
+from controller.reload import reloaded_config
 from controller.timeseries import TimeSeriesWriter, interval_points, live_points
 
 #: Figures go to MQTT at most this often (wall s): a rehearsal cycles 20 times a
@@ -47,6 +50,9 @@ class Runtime:
         self.config = config
         self.cycle_s = config.controller.cycle_s
         self.settlement_s = config.ledger.settlement_s
+        self._nominal_dt_s = nominal_dt_s
+        #: A config file to reload before the next cycle (SIGHUP, :meth:`request_reload`).
+        self._reload_from: Path | None = None
         self.controller = Controller(config, clock, nominal_dt_s)
         self.reader = LedgerReader(config.storage.ledger)
         self.app = create_app(self.reader, live=self, config=config)
@@ -180,6 +186,9 @@ class Runtime:
         try:
             next_tick = time.monotonic()
             while not stop.is_set():
+                if self._reload_from is not None:  # between cycles, never inside one
+                    path, self._reload_from = self._reload_from, None
+                    await self.reload(path)
                 await self.cycle_once()
                 next_tick += self.cycle_s
                 delay = next_tick - time.monotonic()
@@ -193,6 +202,57 @@ class Runtime:
             api.should_exit = True
             await api_task
             await self.close()
+
+    def request_reload(self, path: Path) -> None:
+        """Reload the config from ``path`` before the next cycle (a signal handler's call)."""
+        self._reload_from = Path(path)
+
+    async def reload(self, path: Path) -> bool:
+        """Take the config in ``path``; whether it was taken.
+
+        A config with an error, or one that changes what only a restart can
+        (:mod:`controller.reload`), leaves the running one in force; why is
+        logged and written to the audit log (``config.reload``, ``refused``).
+        Taken, the controller is rebuilt on the same ledger: the loads it held
+        off go back on first, the grid state and the overrides carry over.
+        """
+        audit = AuditLog.beside(self.config.storage.ledger)
+        try:
+            new = await asyncio.to_thread(reloaded_config, path, self.config)
+        except ConfigError as exc:
+            log.error("config reload refused, the running config stays: %s", exc)
+            audit.append("controller", "controller", "config.reload",
+                         {"path": str(path), "error": str(exc)}, "refused")
+            return False
+        old = self.controller
+        await old.release_loads()
+        await asyncio.to_thread(old.close)
+        try:
+            fresh = Controller(new, old.clock, self._nominal_dt_s)
+        except Exception as exc:  # noqa: BLE001 - the old config must come back whatever failed
+            log.error("config reload refused, the running config stays: %s", exc)
+            audit.append("controller", "controller", "config.reload",
+                         {"path": str(path), "error": str(exc)}, "refused")
+            self.controller = self._carry_over(old, Controller(self.config, old.clock,
+                                                               self._nominal_dt_s))
+            return False
+        self.controller = self._carry_over(old, fresh)
+        self.config, self.cycle_s = new, new.controller.cycle_s
+        text = new.model_dump_json()
+        audit.append("controller", "controller", "config.reload",
+                     {"path": str(path), "sha256": hashlib.sha256(text.encode()).hexdigest()},
+                     "loaded")
+        audit.record_config(text)
+        log.warning("config reloaded from %s", path)
+        return True
+
+    @staticmethod
+    def _carry_over(old: Controller, new: Controller) -> Controller:
+        """What a rebuilt controller keeps: the grid state (an island in force) and the
+        coordinator's overrides."""
+        new.grid, new.islanded, new.overrides = old.grid, old.islanded, old.overrides
+        new.grid._on_record = new._record_transition  # transitions go to the open ledger
+        return new
 
     async def close(self) -> None:
         """Stop publishing, hand batteries back, write what the ledger holds."""

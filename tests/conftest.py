@@ -1,4 +1,5 @@
-"""Shared fixtures: a real mosquitto broker on a free loopback port, and helpers."""
+"""Shared fixtures: a real mosquitto broker on a free loopback port, the fault matrix's
+recorder (``reliability``, see tests/reliability.py), and helpers."""
 
 from __future__ import annotations
 
@@ -6,10 +7,14 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.reliability import Recorder, Row
+
+_MATRIX = Recorder()
 
 
 def free_port() -> int:
@@ -116,3 +121,34 @@ def victoria_metrics_restartable(tmp_path: Path) -> Iterator[RestartableVictoria
         yield vm
     finally:
         vm.stop()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    """Keep each phase's report on the item: the ``reliability`` fixture reads the call's."""
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)
+
+
+@pytest.fixture()
+def reliability(request: pytest.FixtureRequest) -> Iterator[Callable[..., Row]]:
+    """Declare this test's fault-matrix row: ``row = reliability(key, expected)``, then set
+    ``row.observed``; the test's outcome is the row's result."""
+    rows: list[Row] = []
+
+    def declare(key: str, expected: str, expected_to_change: str = "") -> Row:
+        rows.append(Row(key, expected, expected_to_change=expected_to_change))
+        return rows[-1]
+
+    yield declare
+    report = getattr(request.node, "rep_call", None)
+    passed = report is not None and report.passed
+    failure = "" if report is None or passed else str(report.longrepr).splitlines()[-1][:300]
+    for row in rows:
+        _MATRIX.add(row, request.node.nodeid, passed, failure)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Rewrite docs/reliability.md from the rows this run recorded (if it ran any)."""
+    _MATRIX.write()

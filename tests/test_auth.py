@@ -95,6 +95,7 @@ def _headers(secret: str | None) -> dict[str, str]:
 
 
 ISLAND = {"requested_by": "x", "hours": 1}
+OVERRIDE = {"kind": "battery_setpoint", "member": "h02", "power_w": 500, "minutes": 10}
 #: (method, path, body) → expected status for public, member h02, installer, coordinator.
 #: A remote public caller (not loopback). 409 on the island command is "allowed, refused by
 #: the grid state machine" (the fake controller has read no devices).
@@ -136,6 +137,10 @@ TABLE = [
     ("GET", "/api/v1/island/plan", None, (401, 403, 404, 404)),  # allowed, but no plan
     ("POST", "/api/v1/island/command", ISLAND, (401, 403, 403, 409)),
     ("POST", "/api/v1/island/return", {"requested_by": "x"}, (401, 403, 403, 409)),
+    # Overrides: the coordinator's alone (503: the fake controller runs no cycle).
+    ("GET", "/api/v1/overrides", None, (401, 403, 403, 200)),
+    ("POST", "/api/v1/overrides", OVERRIDE, (401, 403, 403, 503)),
+    ("DELETE", "/api/v1/overrides/1", None, (401, 403, 403, 503)),
     ("POST", "/logout", None, (200, 200, 200, 200)),
 ]
 

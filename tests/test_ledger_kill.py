@@ -88,7 +88,12 @@ def _committed(db_path: Path) -> list[tuple]:
         db.close()
 
 
-def test_sigkill_across_boundaries_loses_and_doubles_nothing(tmp_path: Path) -> None:
+def test_sigkill_across_boundaries_loses_and_doubles_nothing(tmp_path: Path,
+                                                            reliability) -> None:
+    row = reliability("sigkill", f"The controller (a real process on simulated Modbus devices)"
+                      f" is SIGKILLed {KILLS} times at random moments across settlement"
+                      " boundaries and restarted: no committed Wh lost or changed, none counted"
+                      " twice, the downtime booked as gaps from the meters' counters")
     devices = DeviceThread(4)
     ledger = tmp_path / "ledger.sqlite"
     config = tmp_path / "coop.toml"
@@ -148,3 +153,7 @@ def test_sigkill_across_boundaries_loses_and_doubles_nothing(tmp_path: Path) -> 
     tolerance = KILLS * members * 10 + 2 * len(intervals) * members
     assert abs(booked_net - metered_net) <= tolerance, (booked_net, metered_net, tolerance)
     assert metered_in + metered_out > 100, (metered_in, metered_out, booked_in, booked_out)
+    row.observed = (f"{len(intervals)} intervals in one contiguous chain, every one covered +"
+                    f" gap = {STEP} s (±1), {sum(1 for g in gaps if g > 0)} with gaps; committed"
+                    f" rows unchanged across all kills; booked net {booked_net} Wh vs metered "
+                    f"{metered_net} Wh (tolerance {tolerance} Wh)")

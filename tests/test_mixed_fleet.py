@@ -115,14 +115,19 @@ def test_templates_and_mqtt_devices_fill_one_process_image(mosquitto: int) -> No
     asyncio.run(run())
 
 
-def test_sentinel_values_mark_only_that_device_unknown_and_it_recovers(mosquitto: int) -> None:
+def test_sentinel_values_mark_only_that_device_unknown_and_it_recovers(
+        mosquitto: int, reliability) -> None:
+    row = reliability("sentinel", "A Modbus meter (Eastron SDM, float32) reading its 'no value'"
+                      " sentinel (NaN) is a bad value, not 0 W: that device alone goes unknown,"
+                      " the household's other devices stay ok, and it recovers by itself")
+
     async def run() -> None:
         async with rig(mosquitto) as r:
             await poll(r)
             r.sdm.image.set("meter", "power_w", None)  # float NaN, the SDM's "no value"
             await poll(r)
-            assert "garbage" in next(h["last_error"] for h in r.poller.health()
-                                     if h["name"] == "b/meter")
+            error = next(h["last_error"] for h in r.poller.health() if h["name"] == "b/meter")
+            assert "garbage" in error
             await asyncio.sleep(0.7)
             await poll(r)
             s = states(r)
@@ -132,11 +137,17 @@ def test_sentinel_values_mark_only_that_device_unknown_and_it_recovers(mosquitto
             await asyncio.sleep(2.1)  # first back-off is 2 s
             await poll(r)
             assert states(r)["b/meter"] == "ok"
+            row.observed = (f"b/meter {s['b/meter']} with {error!r}; a/meter, b/pv, a/battery "
+                            "ok; b/meter ok again after its 2 s back-off")
 
     asyncio.run(run())
 
 
-def test_a_counter_reset_is_reported_and_not_booked(mosquitto: int) -> None:
+def test_a_counter_reset_is_reported_and_not_booked(mosquitto: int, reliability) -> None:
+    row = reliability("counter-reset", "A meter's import counter going back (meter replaced or"
+                      " reset) is reported as an event, the device stays ok, and the jump is"
+                      " never booked as energy: only the Wh counted on either side are")
+
     async def run() -> None:
         async with rig(mosquitto) as r:
             r.sdm.image.set("meter", "import_wh", 1_500_000.0)
@@ -152,11 +163,20 @@ def test_a_counter_reset_is_reported_and_not_booked(mosquitto: int) -> None:
             assert "import_wh counter went back from 1500400 to 12" in health["last_event"]
             assert health["counters"]["counter_resets"] == 1
             assert health["counters"]["counted_wh"]["import_wh"] == pytest.approx(500.0, abs=1)
+            row.observed = (f"1500000 → 1500400 → 12 → 112 Wh: state {health['state']}, event "
+                            f"{health['last_event']!r}, resets "
+                            f"{health['counters']['counter_resets']}, counted "
+                            f"{health['counters']['counted_wh']['import_wh']:.0f} Wh (400 + 100)")
 
     asyncio.run(run())
 
 
-def test_a_stale_topic_marks_the_device_unknown_within_its_timeout(mosquitto: int) -> None:
+def test_a_stale_topic_marks_the_device_unknown_within_its_timeout(
+        mosquitto: int, reliability) -> None:
+    row = reliability("mqtt-stale", "An MQTT device (OpenDTU) whose topic stops updating is"
+                      " marked unknown after its freshness limit, its value leaves the process"
+                      " image (NaN, not the last value), the others stay ok, and it recovers")
+
     async def run() -> None:
         async with rig(mosquitto) as r:
             await poll(r)
@@ -165,12 +185,16 @@ def test_a_stale_topic_marks_the_device_unknown_within_its_timeout(mosquitto: in
             await poll(r)
             health = next(h for h in r.poller.health() if h["name"] == "b/pv")
             assert health["state"] != "ok" and "stale topic" in health["last_error"]
-            assert np.isnan(r.poller.freeze(time.time()).pv_w[1])
+            pv = r.poller.freeze(time.time()).pv_w[1]
+            assert np.isnan(pv)
             assert states(r)["a/pv"] == "ok"
             r.dtu.stale = False
             await asyncio.sleep(2.1)
             await poll(r)
             assert states(r)["b/pv"] == "ok"
+            row.observed = (f"after 0.7 s silent: b/pv {health['state']} "
+                            f"({health['last_error']!r}), pv_w {pv}; a/pv ok; b/pv ok again "
+                            "once it published")
 
     asyncio.run(run())
 

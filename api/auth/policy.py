@@ -27,6 +27,7 @@ PUBLIC = "public"
 MEMBER_DATA = "member-data"
 ISLAND_COMMAND = "island-command"
 DEVICE_ROLES: frozenset[Role] = frozenset({"installer", "coordinator"})
+COORDINATOR: frozenset[Role] = frozenset({"coordinator"})
 Policy = str | frozenset[Role]
 
 #: (method, route path) → policy. ``HEAD`` follows ``GET``.
@@ -72,6 +73,10 @@ ROUTE_POLICY: dict[tuple[str, str], Policy] = {
     # Commands.
     ("POST", "/api/v1/island/command"): ISLAND_COMMAND,
     ("POST", "/api/v1/island/return"): ISLAND_COMMAND,
+    # A coordinator's overrides (each with an end time), and their list.
+    ("GET", "/api/v1/overrides"): COORDINATOR,
+    ("POST", "/api/v1/overrides"): COORDINATOR,
+    ("DELETE", "/api/v1/overrides/{override_id}"): COORDINATOR,
 }
 
 

@@ -49,7 +49,9 @@ def demo_command(args: argparse.Namespace) -> int:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    """Run the controller and API on a config until SIGINT or SIGTERM; 2 if the config is bad."""
+    """Run the controller and API on a config until SIGINT or SIGTERM (batteries back to their
+    own logic, loads switched off by Commonwatt back on); SIGHUP reloads the config; 2 if the
+    config is bad."""
     from controller.config_checks import machine_problems
     from controller.ledger import LedgerLockedError, LedgerSchemaError
     from controller.runtime import Runtime
@@ -68,6 +70,8 @@ def run_command(args: argparse.Namespace) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         runtime = Runtime(config)
+        # SIGHUP: reload the config between cycles; an error keeps the running one.
+        loop.add_signal_handler(signal.SIGHUP, runtime.request_reload, args.config)
         task = asyncio.create_task(runtime.run(stop))
         await runtime.wait_until_serving()
         print(f"Commonwatt running {len(config.members)} members; "

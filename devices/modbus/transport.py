@@ -4,6 +4,12 @@ Many inverters accept a single Modbus TCP client, so every driver that talks
 to the same host:port goes through one :class:`ModbusLink`. Requests on a
 link are serialised; each has its own timeout. Reads longer than the Modbus
 limit of 125 registers are split.
+
+Writes go only to registers a driver declared writable with
+:meth:`ModbusLink.allow_writes` (a template's control and PV-limit writes, the
+SunSpec control points of the discovered models): a write anywhere else is
+refused with :class:`WriteRefused` before anything goes on the wire, so a bug
+or a bad template cannot reach a device's configuration registers.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import warnings
+from collections.abc import Iterable
 
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
@@ -55,6 +62,17 @@ class DeviceError(Exception):
         self.reason = reason
 
 
+class WriteRefused(DeviceError):
+    """A write to a register no template or SunSpec control point names."""
+
+    def __init__(self, link: str, unit: int, addresses: list[int]) -> None:
+        shown = ", ".join(map(str, addresses[:8])) + (" …" if len(addresses) > 8 else "")
+        super().__init__("write refused", (
+            f"{link} unit {unit}: register(s) {shown} are not writable (not a control"
+            " register of the device's template or a SunSpec control point)"))
+        self.addresses = tuple(addresses)
+
+
 class ModbusLink:
     """A Modbus TCP connection to one host:port, shared by all unit ids behind it."""
 
@@ -66,6 +84,16 @@ class ModbusLink:
             host, port=port, timeout=timeout_s, retries=0, reconnect_delay=0
         )
         self._lock = asyncio.Lock()
+        #: unit id → register addresses a write may touch.
+        self._writable: dict[int, set[int]] = {}
+
+    def allow_writes(self, unit: int, addresses: Iterable[int]) -> None:
+        """Declare ``addresses`` of ``unit`` writable (adds to what is allowed already)."""
+        self._writable.setdefault(unit, set()).update(addresses)
+
+    def writable(self, unit: int) -> frozenset[int]:
+        """The register addresses of ``unit`` a write may touch."""
+        return frozenset(self._writable.get(unit, ()))
 
     @property
     def name(self) -> str:
@@ -103,7 +131,15 @@ class ModbusLink:
         return registers
 
     async def write(self, address: int, values: list[int], unit: int) -> None:
-        """Write ``values`` to consecutive holding registers from ``address``."""
+        """Write ``values`` to consecutive holding registers from ``address``.
+
+        Raises:
+            WriteRefused: a register in the range was not declared writable.
+        """
+        allowed = self._writable.get(unit, set())
+        outside = [a for a in range(address, address + len(values)) if a not in allowed]
+        if outside:
+            raise WriteRefused(self.name, unit, outside)
         async with self._lock:
             await self._ensure_connected()
             await self._request(

@@ -212,6 +212,14 @@ class SunSpecBattery:
             sf={"OutWRte": rate_sf, "InWRte": rate_sf},
         )
 
+    async def release(self) -> None:
+        """Hand the battery back to its own logic: model 124 ``StorCtl_Mod = 0`` (no forced
+        charge or discharge), or model 704 ``WSetEna = 0``."""
+        if self.client.has(124) or not await self._has(704):
+            await self.client.write_points(124, {"StorCtl_Mod": 0}, sf={})
+            return
+        await self.client.write_points(704, {"WSetEna": 0}, sf={})
+
     async def _has(self, model_id: int) -> bool:
         if not self.client.models:
             await self.client.discover()

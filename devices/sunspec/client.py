@@ -16,6 +16,16 @@ from devices.sunspec.models import (
 )
 
 MAX_MODELS = 64
+#: Per model, the points Commonwatt writes (PV limits: 123, 704; storage: 124, 704).
+#: Only these are declared writable on the link; the transport refuses the rest.
+CONTROL_POINTS: dict[int, frozenset[str]] = {
+    123: frozenset({"WMaxLimPct", "WMaxLimPct_WinTms", "WMaxLimPct_RvrtTms", "WMaxLim_Ena"}),
+    124: frozenset({"StorCtl_Mod", "OutWRte", "InWRte", "InOutWRte_WinTms",
+                    "InOutWRte_RvrtTms"}),
+    704: frozenset({"WMaxLimPctEna", "WMaxLimPct", "WMaxLimPctRvrt", "WMaxLimPctEnaRvrt",
+                    "WMaxLimPctRvrtTms", "WSetEna", "WSetMod", "WSet", "WSetEnaRvrt",
+                    "WSetRvrtTms"}),
+}
 
 
 @dataclass(slots=True)
@@ -60,9 +70,21 @@ class SunSpecClient:
             model_id, length = await self.link.read(address, 2, self.unit)
             if model_id == END_MODEL_ID:
                 return self.models
-            self.models.setdefault(model_id, ModelBlock(model_id, address, length))
+            if model_id not in self.models:
+                self.models[model_id] = ModelBlock(model_id, address, length)
+                self._allow_control_points(self.models[model_id])
             address += 2 + length
         raise DeviceError("garbage", f"SunSpec model chain has no end after {MAX_MODELS} models")
+
+    def _allow_control_points(self, block: ModelBlock) -> None:
+        names = CONTROL_POINTS.get(block.id)
+        if not names:
+            return
+        points = model_def(block.id).points
+        for name in names & points.keys():
+            p = points[name]
+            start = block.address + p.offset
+            self.link.allow_writes(self.unit, range(start, start + p.size))
 
     def forget(self) -> None:
         """Drop the cached model chain; the next read rediscovers it."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from devices.kinds import BatteryReading, MeterReading, PvLimit, PvReading, Setpoint
 from devices.modbus.transport import MAX_READ, DeviceError, ModbusLink
 from devices.templates.codec import decode_number, decode_string, encode_number
-from devices.templates.schema import Param, Register, Template, Write
+from devices.templates.schema import WORDS, Param, Register, Template, Write
 
 Key = tuple[int, str]  # (unit, function)
 
@@ -90,6 +90,21 @@ class TemplateDevice:
             if isinstance(source, Register):
                 self._add_spans(spans, source)
         self._batches = plan_reads(spans)
+        self._allow_template_writes()
+
+    def _allow_template_writes(self) -> None:
+        """Tell the link which registers this device may write: exactly those of the
+        template's control and PV-limit actions (the transport refuses any other)."""
+        actions: list[list[Write]] = []
+        if self.kmap.control is not None:
+            c = self.kmap.control
+            actions += [c.charge, c.discharge, c.idle, c.release]
+        if self.template.pv_limit is not None and self.kind == "pv":
+            actions += [self.template.pv_limit.set, self.template.pv_limit.release]
+        for writes in actions:
+            for w in writes:
+                self.link.allow_writes(self._unit(w),
+                                       range(w.address, w.address + WORDS[w.type]))
 
     def _unit(self, register: Register | Write) -> int:
         return self.unit if register.unit is None else register.unit
