@@ -1,0 +1,40 @@
+"""Charters, keys and offers for federation tests."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from controller.federation.charter import Charter
+from controller.federation.offers import Offer, generate_key, private_pem, public_b64, sign
+
+FAR = datetime(2099, 1, 1, tzinfo=UTC)
+
+
+def make_keys(ids: list[str]) -> dict[str, Ed25519PrivateKey]:
+    """A fresh Ed25519 key per coop."""
+    return {c: generate_key() for c in ids}
+
+
+def make_charter(keys: dict[str, Ed25519PrivateKey], me: str, rule: str = "prorata",
+                 expires: dict[str, datetime] | None = None, key_dir: Path | None = None,
+                 broker: str = "127.0.0.1:1883", interval_s: int = 900) -> Charter:
+    """The charter as coop ``me`` holds it (its own key written to ``key_dir`` if given)."""
+    expires = expires or {}
+    key_path = Path("unused.key")
+    if key_dir is not None:
+        key_path = key_dir / f"{me}.key"
+        key_path.write_bytes(private_pem(keys[me]))
+    return Charter.model_validate({
+        "federation": {"name": "valley", "rule": rule, "interval_s": interval_s},
+        "self": {"id": me, "private_key": str(key_path), "broker": broker},
+        "members": [{"id": c, "public_key": public_b64(k), "expires": expires.get(c, FAR)}
+                    for c, k in keys.items()],
+    })
+
+
+def signed_offer(key: Ed25519PrivateKey, offer: Offer) -> bytes:
+    """The message bytes of ``offer`` signed with ``key``."""
+    return sign(offer.body(), key)
