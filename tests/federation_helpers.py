@@ -38,3 +38,18 @@ def make_charter(keys: dict[str, Ed25519PrivateKey], me: str, rule: str = "prora
 def signed_offer(key: Ed25519PrivateKey, offer: Offer) -> bytes:
     """The message bytes of ``offer`` signed with ``key``."""
     return sign(offer.body(), key)
+
+
+def charter_toml(charter: Charter) -> str:
+    """The TOML text of ``charter`` (as a coop would write it by hand)."""
+    lines = ["[federation]", f'name = "{charter.federation.name}"',
+             f'rule = "{charter.federation.rule}"',
+             f"interval_s = {charter.federation.interval_s}", "", "[self]",
+             f'id = "{charter.self_.id}"', f'private_key = "{charter.self_.private_key}"',
+             f'broker = "{charter.self_.broker}"']
+    for m in charter.members:
+        lines += ["", "[[members]]", f'id = "{m.id}"', f'public_key = "{m.public_key}"',
+                  f"expires = {m.expires.isoformat()}"]
+        if m.broker:
+            lines.append(f'broker = "{m.broker}"')
+    return "\n".join(lines) + "\n"

@@ -16,6 +16,7 @@ A TOML file, the same on every coop except ``[self]``::
     id = "coop-a"
     public_key = "base64 of the 32-byte Ed25519 key"
     expires = 2027-01-01T00:00:00Z
+    broker = "coop-a.example.org:1883"   # where peers bridge to
 
 Membership lapses at ``expires`` unless the coop renews it (a new charter
 with a later date): offers for intervals starting at or after that time are
@@ -50,6 +51,8 @@ class MemberCoop(_Strict):
                     description="coop id, also its MQTT topic prefix federation/<id>/")
     public_key: str = Field(description="base64 of the coop's raw 32-byte Ed25519 public key")
     expires: datetime = Field(description="membership lapses at this time unless renewed")
+    broker: str | None = Field(default=None, pattern=r"^[^:]+:\d{1,5}$",
+                               description="HOST:PORT of the coop's broker, for bridging")
 
     @field_validator("public_key")
     @classmethod
