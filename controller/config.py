@@ -296,6 +296,12 @@ class TimeSeriesConfig(_Strict):
     max_spool_mb: float = Field(64, gt=0)
 
 
+class FederationLink(_Strict):
+    """Membership of a federation of coops (see ``commonwatt federation``)."""
+
+    charter: Path = Field(description="the federation charter (TOML): members, keys, rule")
+
+
 class CoopConfig(_Strict):
     """The whole configuration file."""
 
@@ -312,6 +318,7 @@ class CoopConfig(_Strict):
     timeseries: TimeSeriesConfig | None = None
     site: SiteConfig | None = None
     island: IslandConfig = IslandConfig()
+    federation: FederationLink | None = None
     members: list[MemberConfig] = Field(min_length=1)
 
     @model_validator(mode="after")

@@ -7,6 +7,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -35,6 +36,9 @@ from controller.polling import Poller
 from controller.process_image import ProcessImage
 from controller.safety import clamp_setpoints
 from dispatch import LEDGER_FIELDS, CoopLimits, Fleet, FleetState, TickResult, dispatch_tick
+
+if TYPE_CHECKING:
+    from controller.federation.booking import CoopFederation
 
 log = logging.getLogger(__name__)
 #: How long a load switched off by Commonwatt stays off unless the mandate is renewed.
@@ -145,6 +149,19 @@ class Controller:
                                      config.island.replan_min * 60.0)
         self._caps = (grid.import_cap_w or float("inf"), grid.export_cap_w
                       if grid.export_cap_w is not None else float("inf"))
+        #: Surplus shared with other coops over bridged brokers ([federation] in the config).
+        self.federation = self._open_federation() if config.federation else None
+
+    def _open_federation(self) -> CoopFederation:
+        from controller.federation.booking import CoopFederation
+        from controller.federation.charter import load_charter
+
+        assert self.config.federation is not None
+        fed = CoopFederation(load_charter(self.config.federation.charter), self.writer,
+                             self.member_ids, self.config.ledger.settlement_s,
+                             self.config.policy.sharing, self._key, self._tier)
+        fed.start()
+        return fed
 
     def _record_transition(self, record: TransitionRecord) -> None:
         self.writer.record((record.ts, record.from_state.name, record.to_state.name,
@@ -249,6 +266,8 @@ class Controller:
             for interval, parts in closed:
                 self.writer.commit(interval, parts)
                 committed.append(interval)
+                if self.federation is not None:
+                    self.federation.committed(interval)
             self.writer.save(self.book.open_parts())
         report = CycleReport(image, start, now, result, setpoints, committed,
                              time.perf_counter() - wall0, dropped * ((now - start) / 3600.0))
@@ -312,4 +331,6 @@ class Controller:
         """Close device connections; write what the ledger still holds, then release it."""
         self.follower.close()
         self.poller.close()
+        if self.federation is not None:
+            self.federation.close()
         self.writer.close()

@@ -53,3 +53,22 @@ def charter_toml(charter: Charter) -> str:
         if m.broker:
             lines.append(f'broker = "{m.broker}"')
     return "\n".join(lines) + "\n"
+
+
+def commit_interval(writer, member_ids: tuple[str, ...], start: int, step: int,
+                    to_grid: list[int], from_grid: list[int]):
+    """Commit an interval in which only the members' grid flows are booked; return it."""
+    import numpy as np
+
+    from controller.ledger import CommittedInterval
+    from controller.ledger.accumulator import ROW
+    from controller.ledger.schema import INTERVAL_COUNTS, MEMBER_COLUMNS
+
+    values = np.zeros((len(MEMBER_COLUMNS), len(member_ids)), dtype=np.int64)
+    values[ROW["to_grid"]] = to_grid
+    values[ROW["from_grid"]] = from_grid
+    counts = dict.fromkeys(INTERVAL_COUNTS, 0) | {"cycles": 1, "covered_s": step}
+    interval = CommittedInterval(start, start + step, member_ids, values,
+                                 np.zeros(len(member_ids), dtype=bool), counts, ())
+    writer.commit(interval, {})
+    return interval

@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import json
 import random
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from controller.federation.allocation import Settlement
+from controller.federation.booking import CoopFederation
 from controller.federation.bridge import connection_name
 from controller.federation.offers import Offer, generate_key
 from controller.federation.transport import FederationNode
+from controller.ledger import LedgerReader, LedgerWriter
+from controller.ledger.federation_rows import booked_intervals
 from tests.federation_brokers import CoopBroker, bridged_brokers
-from tests.federation_helpers import make_charter, make_keys, signed_offer
+from tests.federation_helpers import commit_interval, make_charter, make_keys, signed_offer
 
 COOPS = ["coop-a", "coop-b", "coop-c"]
 STEP = 900
@@ -33,13 +38,30 @@ def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> No
     raise AssertionError(f"timed out waiting for {what}")
 
 
-class Coop:
-    """A coop's federation node and what it booked."""
+MEMBERS = ("m1", "m2", "m3", "m4")
 
-    def __init__(self, node: FederationNode) -> None:
+
+class Coop:
+    """A coop: its ledger, its federation node, and what the node settled."""
+
+    def __init__(self, node: FederationNode, ledger: Path) -> None:
         self.node = node
+        self.ledger = ledger
+        self.writer = LedgerWriter(ledger, STEP, [(m, m) for m in MEMBERS])
+        self.fed = CoopFederation(node.charter, self.writer, MEMBERS, STEP, "equal",
+                                  np.ones(len(MEMBERS)), np.zeros(len(MEMBERS), dtype=np.int64),
+                                  node=node)
         self.booked: list[Settlement] = []
-        node.on_settled = self.booked.append
+
+        def settled(settlement: Settlement) -> None:
+            self.booked.append(settlement)
+            self.fed.settled(settlement)
+
+        node.on_settled = settled
+
+    def close(self) -> None:
+        self.node.stop()
+        self.writer.close()
 
 
 @pytest.fixture()
@@ -50,13 +72,14 @@ def federation(tmp_path: Path) -> Iterator[tuple[dict[str, CoopBroker], dict[str
     for c in COOPS:
         charter = make_charter(keys, c, rule="prorata", key_dir=tmp_path,
                                broker=f"127.0.0.1:{brokers[c].port}")
-        coops[c] = Coop(FederationNode(charter, request_every_s=0.5, tick_s=0.1))
+        coops[c] = Coop(FederationNode(charter, request_every_s=0.5, tick_s=0.1),
+                        tmp_path / f"{c}.sqlite")
         coops[c].node.start()
     try:
         yield brokers, coops, keys
     finally:
         for coop in coops.values():
-            coop.node.stop()
+            coop.close()
         for broker in brokers.values():
             broker.stop()
 
@@ -67,9 +90,12 @@ def bridges_up(coop: Coop, n: int) -> bool:
 
 
 def publish_round(coops: dict[str, Coop], interval: int, rnd: random.Random) -> None:
+    """Each coop commits the interval in its ledger, then offers what is left of it."""
     for coop in coops.values():
-        surplus = rnd.choice([0, rnd.randint(0, 5000)])
-        coop.node.publish_offer(interval, surplus, 0 if surplus else rnd.randint(0, 5000))
+        to_grid = [rnd.choice([0, rnd.randint(0, 1500)]) for _ in MEMBERS]
+        from_grid = [0 if t else rnd.randint(0, 1500) for t in to_grid]
+        coop.fed.committed(commit_interval(coop.writer, MEMBERS, interval, STEP, to_grid,
+                                           from_grid))
 
 
 def all_agree(coops: dict[str, Coop], intervals: list[int]) -> bool:
@@ -119,6 +145,22 @@ def test_bridge_cut_and_restored_every_coop_agrees(federation) -> None:
                        for n, c in coops.items())
         assert to_sum == from_sum == int(settled.to_federation.sum())
     assert coops["coop-a"].node.status()["last_agreed"] == during[-1]
+    # The ledgers: each interval booked once per coop, and the federation's books balance.
+    booked = {}
+    for name, coop in coops.items():
+        assert coop.writer.flush()
+        conn = sqlite3.connect(coop.ledger)
+        rows = booked_intervals(conn)
+        assert [r[0] for r in rows] == before + during, name
+        booked[name] = {r[0]: r for r in rows}
+        per_member = LedgerReader(coop.ledger).federation_by_member()
+        assert sum(v["to_federation"] for v in per_member.values()) == sum(r[2] for r in rows)
+        assert sum(v["from_federation"] for v in per_member.values()) == sum(r[3] for r in rows)
+        conn.close()
+    for interval in before + during:
+        assert len({booked[n][interval][1] for n in coops}) == 1  # the agreed hash
+        assert (sum(booked[n][interval][2] for n in coops)
+                == sum(booked[n][interval][3] for n in coops))
     wait_until(lambda: coops["coop-a"].node.status()["bridges"].get(name_ac) == "up", 20,
                "coop-a to see its bridge to coop-c up again")
 
