@@ -14,6 +14,7 @@ import binascii
 import hashlib
 import json
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
@@ -93,6 +94,12 @@ def sign(body: dict[str, object], key: Ed25519PrivateKey) -> bytes:
     return json.dumps({"body": body, "sig": sig}, separators=(",", ":")).encode()
 
 
+@lru_cache(maxsize=4096)
+def _public_key(b64: str) -> Ed25519PublicKey:
+    """The key object of a charter's base64 public key (parsed once, not per message)."""
+    return Ed25519PublicKey.from_public_bytes(base64.b64decode(b64))
+
+
 def open_envelope(payload: bytes, charter: Charter) -> dict[str, object]:
     """The verified body of a message; raises :class:`Rejected` saying why not."""
     try:
@@ -110,8 +117,7 @@ def open_envelope(payload: bytes, charter: Charter) -> dict[str, object]:
         raise Rejected(f"unsigned message claiming to be from {coop!r}")
     try:
         signature = base64.b64decode(sig, validate=True)
-        public = Ed25519PublicKey.from_public_bytes(base64.b64decode(member.public_key))
-        public.verify(signature, canonical(body))
+        _public_key(member.public_key).verify(signature, canonical(body))
     except (binascii.Error, ValueError, TypeError, InvalidSignature):
         raise Rejected(f"bad signature: not signed by {coop!r}'s key in the charter") from None
     return body

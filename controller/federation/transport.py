@@ -139,8 +139,7 @@ class FederationNode:
 
     def _publish_result(self, settlement: Settlement) -> None:
         body = {"kind": "result", "coop": self.me, "interval": settlement.interval,
-                "digest": settlement.digest, "coops": list(settlement.coops),
-                "seq": self._next_seq()}
+                "digest": settlement.digest, "seq": self._next_seq()}
         topic = f"federation/{self.me}/results/{settlement.interval}"
         payload = sign(body, self.key)
         with self._lock:
