@@ -24,9 +24,11 @@ class CoopBroker:
         self.conf = self.dir / "mosquitto.conf"
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def configure(self, peers: list[Peer]) -> None:
+    def configure(self, peers: list[Peer], persistent: bool = False) -> None:
         """Write this broker's mosquitto.conf with bridges to ``peers``."""
-        self.conf.write_text(mosquitto_conf(self.coop, self.port, peers, restart_s=1))
+        self.conf.write_text(mosquitto_conf(
+            self.coop, self.port, peers, restart_s=1,
+            persistence_dir=str(self.dir) if persistent else None))
 
     def start(self) -> None:
         """Start mosquitto and wait until it listens."""
@@ -35,10 +37,13 @@ class CoopBroker:
                                      stderr=subprocess.STDOUT)
         wait_for_port(self.port)
 
-    def stop(self) -> None:
-        """Kill the broker (as a crash or a cut link would)."""
+    def stop(self, graceful: bool = False) -> None:
+        """Kill the broker (as a crash or a cut link would), or stop it as an admin would."""
         if self.proc is not None:
-            self.proc.kill()
+            if graceful:
+                self.proc.terminate()  # mosquitto saves its persistence file on SIGTERM
+            else:
+                self.proc.kill()
             self.proc.wait(timeout=10)
             self.proc = None
 

@@ -1,0 +1,110 @@
+"""The coop's side of its agents: every numbered reading booked exactly once.
+
+The inbox subscribes (QoS 1, persistent session, so the broker keeps what
+arrives while the inbox is away) to ``coop/<coop>/agents/+/readings`` and
+stores each reading under ``(member, seq)``: a reading sent twice (the agent
+republishes what was not acknowledged) is stored once. A reading goes to its
+settlement interval; if that interval is still open it is booked there
+(``booked = 'interval'``), otherwise, late, it goes to the gap accounting
+(``booked = 'gap'``), never into an interval already committed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+log = logging.getLogger(__name__)
+DDL = """CREATE TABLE IF NOT EXISTS agent_readings (
+    member TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    ts REAL NOT NULL,
+    interval_start INTEGER NOT NULL,
+    booked TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    PRIMARY KEY (member, seq)
+) WITHOUT ROWID"""
+
+
+class ReadingInbox:
+    """Readings from the coop's agents, each booked once."""
+
+    def __init__(self, path: Path, coop: str, host: str, port: int, settlement_s: int,
+                 open_since: Callable[[], float | None]) -> None:
+        self.coop, self.step, self.open_since = coop, settlement_s, open_since
+        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute(DDL)
+        self._lock = threading.Lock()
+        self.duplicates = 0
+        self.malformed = 0
+        self.connected = threading.Event()
+        self._host, self._port = host, port
+        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"inbox-{coop}",
+                                   clean_session=False)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = lambda *a, **k: self.connected.clear()
+        self._client.on_message = self._on_message
+        self._client.reconnect_delay_set(min_delay=1, max_delay=5)
+
+    def start(self) -> None:
+        """Connect in the background (and keep reconnecting)."""
+        self._client.connect_async(self._host, self._port, keepalive=10)
+        self._client.loop_start()
+
+    def stop(self) -> None:
+        """Disconnect and close the store."""
+        self._client.disconnect()
+        self._client.loop_stop()
+        self._conn.close()
+
+    def _on_connect(self, client: mqtt.Client, userdata: object, flags: object,
+                    reason_code: object, properties: object = None) -> None:
+        client.subscribe(f"coop/{self.coop}/agents/+/readings", qos=1)
+        self.connected.set()
+
+    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        member = msg.topic.split("/")[3]
+        try:
+            reading = json.loads(msg.payload)
+            seq, ts = reading["seq"], float(reading["ts"])
+            if reading.get("member") != member or not isinstance(seq, int):
+                raise ValueError("member or seq do not match the topic")
+        except (ValueError, KeyError, TypeError) as exc:
+            self.malformed += 1
+            log.warning("inbox: malformed reading on %s: %s", msg.topic, exc)
+            return
+        self.book(member, seq, ts, msg.payload.decode())
+
+    def book(self, member: str, seq: int, ts: float, payload: str) -> bool:
+        """Store one reading; ``False`` if it was stored before (a re-send)."""
+        interval = int(ts // self.step * self.step)
+        open_since = self.open_since()
+        booked = "interval" if open_since is None or interval >= open_since else "gap"
+        with self._lock:
+            cur = self._conn.execute(
+                "INSERT OR IGNORE INTO agent_readings VALUES (?, ?, ?, ?, ?, ?)",
+                (member, seq, ts, interval, booked, payload))
+            if cur.rowcount == 0:
+                self.duplicates += 1
+                return False
+        return True
+
+    def seqs(self, member: str) -> list[int]:
+        """Numbers of the readings booked for ``member``, in order."""
+        with self._lock:
+            return [int(r[0]) for r in self._conn.execute(
+                "SELECT seq FROM agent_readings WHERE member = ? ORDER BY seq", (member,))]
+
+    def booked_as(self) -> dict[str, int]:
+        """How many readings went to open intervals and how many to the gap accounting."""
+        with self._lock:
+            return {k: int(n) for k, n in self._conn.execute(
+                "SELECT booked, COUNT(*) FROM agent_readings GROUP BY booked")}

@@ -1,0 +1,225 @@
+"""The edge agent against a real mosquitto that goes away, and a real Modbus household."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from controller.agent.config import AgentConfigError, parse_agent_config
+from controller.agent.inbox import ReadingInbox
+from controller.agent.runner import EdgeAgent
+from simulators.coop import battery_image, meter_image
+from simulators.household import HouseholdSpec
+from simulators.modbus_server import SimulatedModbusServer
+from tests.conftest import free_port
+from tests.federation_brokers import CoopBroker
+
+SPEC = HouseholdSpec("m1", "Ada", pv_kwp=0.0, annual_kwh=3000, battery_wh=10_000,
+                     battery_max_w=5000)
+
+
+def agent_toml(broker_port: int, modbus_port: int, spool: Path) -> str:
+    return f"""
+[agent]
+member = "m1"
+coop = "coop-a"
+broker = "127.0.0.1:{broker_port}"
+spool = "{spool}"
+period_s = 0.1
+coop_silent_s = 1.0
+
+[controller]
+setpoint_expiry_s = 5
+
+[[devices]]
+kind = "meter"
+family = "sunspec"
+host = "127.0.0.1"
+port = {modbus_port}
+unit = 1
+
+[[devices]]
+kind = "battery"
+family = "sunspec"
+host = "127.0.0.1"
+port = {modbus_port}
+unit = 2
+"""
+
+
+async def wait_for(condition, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_agent_outage_every_reading_booked_exactly_once(tmp_path: Path) -> None:
+    broker = CoopBroker("coop-a", free_port(), tmp_path / "broker")
+    broker.configure([], persistent=True)
+    broker.start()
+    inbox = ReadingInbox(tmp_path / "inbox.sqlite", "coop-a", "127.0.0.1", broker.port, 900,
+                         lambda: None)
+    arrivals: list[int] = []
+    book = inbox.book
+
+    def recording_book(member: str, seq: int, ts: float, payload: str) -> bool:
+        arrivals.append(seq)
+        return book(member, seq, ts, payload)
+
+    inbox.book = recording_book  # type: ignore[method-assign]
+    meter, battery = meter_image(SPEC), battery_image(SPEC)
+    meter.set(203, "W", 420)
+    meter.set(203, "TotWhImp", 1000)
+    meter.set(203, "TotWhExp", 10)
+    battery.set(802, "SoC", 55)
+    battery.set(802, "W", 0)
+    battery.set(124, "ChaState", 55)
+    writes: list[float] = []
+
+    async def scenario() -> None:
+        server = SimulatedModbusServer(free_port(), {1: meter, 2: battery},
+                                       on_write=lambda unit, offset, values: writes.append(
+                                           time.monotonic()) if unit == 2 else None)
+        await server.start()
+        config = parse_agent_config(agent_toml(broker.port, server.port, tmp_path / "spool.db"))
+        agent = EdgeAgent(config)
+        inbox.start()
+        stop = asyncio.Event()
+        task = asyncio.create_task(agent.run(stop))
+        try:
+            await wait_for(lambda: len(inbox.seqs("m1")) >= 5, 15, "readings before the outage")
+            last = json.loads(inbox._conn.execute(
+                "SELECT payload FROM agent_readings ORDER BY seq DESC LIMIT 1").fetchone()[0])
+            assert last["meter_w"] == 420 and last["import_wh"] == 1000, last
+            assert last["soc_pct"] == pytest.approx(55), last
+
+            broker.stop(graceful=True)  # the coop's broker goes away for a while
+            await wait_for(lambda: not agent.link.connected.is_set(), 10, "the agent to notice")
+            outage_from = agent.spool.next_seq()
+            await asyncio.sleep(2.0)
+            assert agent.spool.count() >= 10  # kept on disk meanwhile
+            outage_to = agent.spool.next_seq() - 1
+            broker.start()
+            await wait_for(lambda: agent.spool.count() == 0 and inbox.seqs("m1")
+                           and inbox.seqs("m1")[-1] >= outage_to + 3, 20,
+                           "the spool to drain after the broker returned")
+        finally:
+            stop.set()
+            await task
+            await server.stop()
+        taken = outage_to + 3
+        seqs = inbox.seqs("m1")
+        assert seqs[:taken] == list(range(1, taken + 1))  # every reading, once, none lost
+        assert set(range(outage_from, outage_to + 1)) <= set(seqs)
+        assert len(seqs) == len(set(seqs))
+        # Republished in order: after the outage the numbers only rise (a re-send of one
+        # not acknowledged before is booked once and counted as a duplicate).
+        resumed = [s for s in arrivals if s >= outage_from]
+        assert resumed == sorted(resumed)
+        assert inbox.booked_as() == {"interval": len(seqs)}
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        inbox.stop()
+        broker.stop()
+
+
+def test_agent_obeys_mandates_then_falls_back_when_the_coop_is_silent(tmp_path: Path) -> None:
+    broker = CoopBroker("coop-a", free_port(), tmp_path / "broker")
+    broker.configure([])
+    broker.start()
+    meter, battery = meter_image(SPEC), battery_image(SPEC)
+    meter.set(203, "W", 100)
+    battery.set(802, "SoC", 60)
+    battery.set(802, "W", 0)
+    battery.set(124, "ChaState", 60)
+    writes: list[float] = []
+    coop = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="coop-controller")
+    coop.connect("127.0.0.1", broker.port)
+    coop.loop_start()
+
+    async def scenario() -> None:
+        server = SimulatedModbusServer(free_port(), {1: meter, 2: battery},
+                                       on_write=lambda unit, offset, values: writes.append(
+                                           time.monotonic()) if unit == 2 else None)
+        await server.start()
+        agent = EdgeAgent(parse_agent_config(agent_toml(broker.port, server.port,
+                                                        tmp_path / "spool.db")))
+        stop = asyncio.Event()
+        task = asyncio.create_task(agent.run(stop))
+        try:
+            await wait_for(agent.link.connected.is_set, 10, "the agent to connect")
+            command = {"seq": 1, "kind": "battery", "power_w": 2000,
+                       "expires_at": time.time() + 60}
+            coop.publish("coop/coop-a/agents/m1/commands", json.dumps(command), qos=1)
+            coop.publish("coop/coop-a/agents/m1/commands",
+                         json.dumps({"seq": 2, "kind": "battery", "power_w": 5}), qos=1)
+            await wait_for(lambda: not agent.safe and writes, 10, "the setpoint written")
+            assert battery.get(124, "OutWRte") == pytest.approx(40.0)  # 2000 W of 5000 W
+            assert 1 <= battery.get_raw(124, "InOutWRte_RvrtTms") <= 5  # expires on its own
+            assert any("expires_at" in r for r in agent.rejected_commands)
+            # The coop says nothing more: after coop_silent_s the agent is safe, and stops.
+            await wait_for(lambda: agent.safe, 5, "the safe state")
+            count = len(writes)
+            await asyncio.sleep(0.5)
+            assert len(writes) == count
+            # A heartbeat alone gives no mandate back; an expired command is not obeyed.
+            coop.publish("coop/coop-a/heartbeat", b"1", qos=0)
+            coop.publish("coop/coop-a/agents/m1/commands", json.dumps(
+                {"seq": 3, "kind": "battery", "power_w": 1000,
+                 "expires_at": time.time() - 1}), qos=1)
+            await asyncio.sleep(0.5)
+            assert agent.safe and len(writes) == count
+        finally:
+            stop.set()
+            await task
+            await server.stop()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        coop.loop_stop()
+        coop.disconnect()
+        broker.stop()
+
+
+def test_agent_config_errors_name_the_field(tmp_path: Path) -> None:
+    text = agent_toml(1883, 502, tmp_path / "s.db").replace('kind = "meter"', 'kind = "pv"')
+    with pytest.raises(AgentConfigError, match="no meter"):
+        parse_agent_config(text, "agent.toml")
+    with pytest.raises(AgentConfigError, match="agent.period_s"):
+        parse_agent_config(agent_toml(1883, 502, tmp_path / "s.db").replace(
+            "period_s = 0.1", "period_s = -1"), "agent.toml")
+
+
+def test_late_reading_goes_to_the_gap_not_a_committed_interval(tmp_path: Path) -> None:
+    open_since = [1800.0]
+    inbox = ReadingInbox(tmp_path / "inbox.sqlite", "coop-a", "127.0.0.1", 1, 900,
+                         lambda: open_since[0])
+    assert inbox.book("m1", 1, 1850.0, "{}")  # the open interval
+    assert inbox.book("m1", 2, 1700.0, "{}")  # its interval (900) is committed: gap
+    assert not inbox.book("m1", 2, 1700.0, "{}")  # a re-send: booked once
+    assert inbox.booked_as() == {"interval": 1, "gap": 1} and inbox.duplicates == 1
+    inbox._conn.close()
+
+
+def test_agent_command_checks_its_config(tmp_path: Path, capsys) -> None:
+    from controller.cli import main
+
+    path = tmp_path / "agent.toml"
+    path.write_text(agent_toml(1883, 502, tmp_path / "s.db"))
+    assert main(["agent", str(path), "--check"]) == 0
+    assert "member m1 of coop-a" in capsys.readouterr().out
+    path.write_text(path.read_text().replace('coop = "coop-a"', 'coop = "Coop A"'))
+    assert main(["agent", str(path)]) == 2
+    assert "agent.coop" in capsys.readouterr().err
