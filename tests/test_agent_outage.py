@@ -33,6 +33,7 @@ broker = "127.0.0.1:{broker_port}"
 spool = "{spool}"
 period_s = 0.1
 coop_silent_s = 1.0
+resend_after_s = 1.0
 
 [controller]
 setpoint_expiry_s = 5
@@ -64,7 +65,7 @@ async def wait_for(condition, timeout_s: float, what: str) -> None:
 
 def test_agent_outage_every_reading_booked_exactly_once(tmp_path: Path) -> None:
     broker = CoopBroker("coop-a", free_port(), tmp_path / "broker")
-    broker.configure([], persistent=True)
+    broker.configure([])  # no persistence: a restart forgets every session and message
     broker.start()
     inbox = ReadingInbox(tmp_path / "inbox.sqlite", "coop-a", "127.0.0.1", broker.port, 900,
                          lambda: None)
@@ -102,15 +103,16 @@ def test_agent_outage_every_reading_booked_exactly_once(tmp_path: Path) -> None:
             assert last["meter_w"] == 420 and last["import_wh"] == 1000, last
             assert last["soc_pct"] == pytest.approx(55), last
 
-            broker.stop(graceful=True)  # the coop's broker goes away for a while
+            broker.stop()  # the coop's broker dies, and is away for a while
             await wait_for(lambda: not agent.link.connected.is_set(), 10, "the agent to notice")
             outage_from = agent.spool.next_seq()
             await asyncio.sleep(2.0)
             assert agent.spool.count() >= 10  # kept on disk meanwhile
             outage_to = agent.spool.next_seq() - 1
             broker.start()
-            await wait_for(lambda: agent.spool.count() == 0 and inbox.seqs("m1")
-                           and inbox.seqs("m1")[-1] >= outage_to + 3, 20,
+            await wait_for(lambda: inbox.seqs("m1") and inbox.seqs("m1")[-1] >= outage_to + 3
+                           and agent.spool.oldest() is not None
+                           and agent.spool.oldest() > outage_to, 20,
                            "the spool to drain after the broker returned")
         finally:
             stop.set()
@@ -124,7 +126,9 @@ def test_agent_outage_every_reading_booked_exactly_once(tmp_path: Path) -> None:
         # Republished in order: after the outage the numbers only rise (a re-send of one
         # not acknowledged before is booked once and counted as a duplicate).
         resumed = [s for s in arrivals if s >= outage_from]
-        assert resumed == sorted(resumed)
+        first_pass = resumed[:resumed.index(outage_to) + 1]
+        assert first_pass == sorted(first_pass)
+        assert agent.link.booked >= outage_to  # the coop confirmed: gone from the spool
         assert inbox.booked_as() == {"interval": len(seqs)}
 
     try:
@@ -223,3 +227,85 @@ def test_agent_command_checks_its_config(tmp_path: Path, capsys) -> None:
     path.write_text(path.read_text().replace('coop = "coop-a"', 'coop = "Coop A"'))
     assert main(["agent", str(path)]) == 2
     assert "agent.coop" in capsys.readouterr().err
+
+
+def test_coop_reads_agent_fed_devices_like_any_mqtt_device(tmp_path: Path,
+                                                           mosquitto: int) -> None:
+    from controller.config import parse_config
+    from controller.polling import Poller
+
+    coop_config = parse_config(f"""
+[controller]
+stale_after_s = 1.0
+
+[mqtt]
+port = {mosquitto}
+
+[[members]]
+id = "m1"
+name = "Ada"
+  [[members.devices]]
+  kind = "meter"
+  protocol = "mqtt"
+  family = "json"
+  topic = "coop/coop-a/agents/m1/live/meter"
+  paths = {{power_w = "power_w", import_wh = "import_wh", export_wh = "export_wh"}}
+  fresh_s = 1.0
+""", "coop.toml")
+    meter, battery = meter_image(SPEC), battery_image(SPEC)
+    meter.set(203, "W", 420)
+    meter.set(203, "TotWhImp", 1000)
+    meter.set(203, "TotWhExp", 10)
+    battery.set(802, "SoC", 55)
+    battery.set(802, "W", 0)
+
+    async def scenario() -> None:
+        server = SimulatedModbusServer(free_port(), {1: meter, 2: battery})
+        await server.start()
+        agent = EdgeAgent(parse_agent_config(agent_toml(mosquitto, server.port,
+                                                        tmp_path / "spool.db")))
+        coop = Poller(coop_config)
+        stop = asyncio.Event()
+        task = asyncio.create_task(agent.run(stop))
+        try:
+            async def meter_w() -> float:
+                await coop.poll()
+                return float(coop.freeze(time.time()).meter_w[0])
+
+            deadline = time.monotonic() + 10
+            while await meter_w() != 420 and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            image = coop.freeze(time.time())
+            assert image.meter_w[0] == 420 and image.import_wh[0] == 1000
+            assert coop.unknown_devices() == []
+            stop.set()
+            await task
+            await asyncio.sleep(2.5)  # past fresh_s: stale, as a silent Modbus meter would be
+            await coop.poll()
+            assert coop.unknown_devices() == ["m1/meter"]
+            assert "stale topic" in str(coop.health()[0]["last_error"])
+        finally:
+            stop.set()
+            if not task.done():
+                await task
+            coop.close()
+            await server.stop()
+
+    asyncio.run(scenario())
+
+
+def test_mandates_expire_and_never_revive() -> None:
+    from controller.agent.mandates import Mandates, parse_command
+
+    m = Mandates(coop_silent_s=5)
+    cmd = {"seq": 1, "kind": "load", "load": "m1/load1", "on": False, "expires_at": 100.0}
+    assert m.accept(parse_command(cmd, 0.0))
+    assert [x.target for x in m.in_force(10.0, last_heard=9.0)] == ["m1/load1"]
+    assert m.in_force(101.0, last_heard=100.0) == []  # expired
+    assert m.in_force(20.0, last_heard=10.0) == []  # silent: dropped for good
+    assert m.in_force(21.0, last_heard=21.0) == []  # heard again: nothing resumes
+    assert not m.accept(parse_command(cmd, 21.0))  # a replay is refused
+    with pytest.raises(ValueError, match="power_w"):
+        parse_command({"seq": 2, "kind": "battery", "expires_at": 1.0}, 0.0)
+    capped = parse_command({**cmd, "seq": 3, "expires_at": 1e12}, 0.0)
+    assert capped.expires_at == 3600.0  # no mandate lives longer than an hour

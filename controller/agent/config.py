@@ -50,6 +50,9 @@ class AgentSection(_Strict):
     period_s: float = Field(5.0, gt=0, le=3600)
     coop_silent_s: float = Field(60.0, gt=0, le=86400,
                                  description="no command or heartbeat this long: safe state")
+    resend_after_s: float = Field(10.0, gt=0, le=3600,
+                                  description="readings the coop has not confirmed as booked "
+                                  "for this long are sent again")
     max_spool_rows: int = Field(1_000_000, ge=100,
                                 description="oldest unsent readings dropped (and counted) past it")
 

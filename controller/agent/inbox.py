@@ -1,9 +1,11 @@
 """The coop's side of its agents: every numbered reading booked exactly once.
 
-The inbox subscribes (QoS 1, persistent session, so the broker keeps what
-arrives while the inbox is away) to ``coop/<coop>/agents/+/readings`` and
-stores each reading under ``(member, seq)``: a reading sent twice (the agent
-republishes what was not acknowledged) is stored once. A reading goes to its
+The inbox subscribes (QoS 1) to ``coop/<coop>/agents/+/readings`` and stores
+each reading under ``(member, seq)``: a reading sent twice (the agent sends
+again what the coop has not confirmed) is stored once. It confirms on
+``coop/<coop>/agents/<member>/booked`` (retained) the highest number up to
+which every reading is booked; readings older than a reading's ``oldest``
+were booked before or dropped by the agent, so the inbox never waits for them. A reading goes to its
 settlement interval; if that interval is still open it is booked there
 (``booked = 'interval'``), otherwise, late, it goes to the gap accounting
 (``booked = 'gap'``), never into an interval already committed.
@@ -43,6 +45,8 @@ class ReadingInbox:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute(DDL)
         self._lock = threading.Lock()
+        self.booked_through: dict[str, int] = {}
+        self._above: dict[str, set[int]] = {}
         self.duplicates = 0
         self.malformed = 0
         self.connected = threading.Event()
@@ -75,13 +79,40 @@ class ReadingInbox:
         try:
             reading = json.loads(msg.payload)
             seq, ts = reading["seq"], float(reading["ts"])
+            oldest = reading.get("oldest", seq)
             if reading.get("member") != member or not isinstance(seq, int):
                 raise ValueError("member or seq do not match the topic")
+            if not isinstance(oldest, int) or oldest > seq:
+                raise ValueError(f"oldest = {oldest!r}: expected a number up to seq")
         except (ValueError, KeyError, TypeError) as exc:
             self.malformed += 1
             log.warning("inbox: malformed reading on %s: %s", msg.topic, exc)
             return
         self.book(member, seq, ts, msg.payload.decode())
+        through = self._advance(member, seq, oldest)
+        if through is not None:
+            client.publish(f"coop/{self.coop}/agents/{member}/booked", str(through), qos=1,
+                           retain=True)
+
+    def _advance(self, member: str, seq: int, oldest: int) -> int | None:
+        """The member's new booked-through number, or ``None`` if it did not move."""
+        with self._lock:
+            if member not in self.booked_through:
+                row = self._conn.execute("SELECT seq FROM agent_readings WHERE member = ? "
+                                         "ORDER BY seq", (member,)).fetchall()
+                self.booked_through[member] = 0
+                self._above[member] = {int(r[0]) for r in row}
+            before = self.booked_through[member]
+            through = max(before, oldest - 1)
+            above = self._above[member]
+            above.add(seq)
+            while through + 1 in above:
+                through += 1
+                above.discard(through)
+            self._above[member] = {s for s in above if s > through}
+            self.booked_through[member] = through
+        # A re-sent reading already booked gets the answer again: the agent may have missed it.
+        return through if through > before or seq <= through else None
 
     def book(self, member: str, seq: int, ts: float, payload: str) -> bool:
         """Store one reading; ``False`` if it was stored before (a re-send)."""

@@ -56,13 +56,14 @@ class Mandates:
     def __init__(self, coop_silent_s: float) -> None:
         self.coop_silent_s = coop_silent_s
         self.by_target: dict[str, Mandate] = {}
+        self.last_seq: dict[str, int] = {}  # per target, so a replayed command never revives
         self.switched_off: set[str] = set()
 
     def accept(self, mandate: Mandate) -> bool:
         """Keep a mandate unless an equal or newer one for its target is held (replays)."""
-        held = self.by_target.get(mandate.target)
-        if held is not None and held.seq >= mandate.seq:
+        if self.last_seq.get(mandate.target, -1) >= mandate.seq:
             return False
+        self.last_seq[mandate.target] = mandate.seq
         self.by_target[mandate.target] = mandate
         return True
 
@@ -71,7 +72,12 @@ class Mandates:
         return last_heard is None or now - last_heard > self.coop_silent_s
 
     def in_force(self, now: float, last_heard: float | None) -> list[Mandate]:
-        """Mandates still valid now; none at all while the coop is silent."""
+        """Mandates still valid now; none at all while the coop is silent.
+
+        Silence ends every mandate for good: a coop heard again must command
+        again, so nothing from before the silence resumes by itself.
+        """
         if self.coop_silent(now, last_heard):
+            self.by_target.clear()
             return []
         return [m for m in self.by_target.values() if m.expires_at > now]

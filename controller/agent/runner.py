@@ -42,10 +42,14 @@ def _num(value: float) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
-def frozen_reading(image: ProcessImage, member: str, seq: int,
+def frozen_reading(image: ProcessImage, member: str, seq: int, oldest: int,
                    unknown: list[str]) -> dict[str, object]:
-    """One numbered, timestamped reading of the household (``None`` where unknown)."""
-    return {"member": member, "seq": seq, "ts": image.timestamp,
+    """One numbered, timestamped reading of the household (``None`` where unknown).
+
+    ``oldest`` is the oldest number the agent still holds: anything older is
+    booked or was dropped, so the coop never waits for it.
+    """
+    return {"member": member, "seq": seq, "oldest": oldest, "ts": image.timestamp,
             **{name: _num(getattr(image, name)[0]) for name in ProcessImage.ARRAYS},
             "unknown": unknown}
 
@@ -75,12 +79,16 @@ class EdgeAgent:
         now = self.clock()
         image = self.poller.freeze(now)
         seq = self.spool.next_seq()
-        reading = frozen_reading(image, self.config.agent.member, seq,
+        oldest = self.spool.oldest() or seq
+        reading = frozen_reading(image, self.config.agent.member, seq, oldest,
                                  self.poller.unknown_devices())
         self.spool.append(seq, json.dumps(reading).encode())
+        self.link.resend_if_stuck()
         self.link.send_pending()
         for kind in self.kinds & set(LIVE):
-            self.link.publish_live(kind, {k: reading[v] for k, v in LIVE[kind].items()})
+            values = {k: reading[v] for k, v in LIVE[kind].items()}
+            if values["power_w"] is not None:  # unknown here: the coop sees it go stale
+                self.link.publish_live(kind, values)
         await self._obey(now)
         return reading
 
