@@ -245,3 +245,40 @@ def test_status_command_shows_peers_bridges_and_agreement(federation, tmp_path: 
     assert main(["federation", "status", str(path), "--wait", "1"]) == 0
     text = capsys.readouterr().out
     assert f"last agreed interval: {BASE}" in text and "down" in text
+
+
+def test_one_bridge_removed_offers_are_relayed_by_the_third_coop(federation) -> None:
+    from controller.federation.bridge import Peer
+
+    brokers, coops, keys = federation
+    wait_until(lambda: bridges_up(coops["coop-a"], 2) and coops["coop-c"].node.connected.is_set(),
+               20, "bridges up")
+    peers = {c: Peer(c, "127.0.0.1", b.port) for c, b in brokers.items()}
+    # coop-a's broker loses its bridge to coop-c (coop-a opens it): restarted without it.
+    brokers["coop-a"].stop()
+    brokers["coop-a"].configure([peers["coop-b"]])
+    brokers["coop-a"].start()
+    wait_until(lambda: coops["coop-a"].node.connected.is_set(), 20, "coop-a reconnected")
+    wait_until(lambda: bridges_up(coops["coop-a"], 1), 20, "coop-a's bridge to coop-b")
+    rnd = random.Random(21)
+    intervals = [BASE + k * STEP for k in range(2)]
+    for interval in intervals:
+        publish_round(coops, interval, rnd)
+    # coop-a and coop-c never hear each other directly: coop-b relays their offers.
+    wait_until(lambda: all(c.node.book.intervals.get(i) is not None
+                           and c.node.book.intervals[i].settlement is not None
+                           for c in coops.values() for i in intervals), 30,
+               "every coop to settle through the relay")
+    for interval in intervals:
+        assert len({c.node.book.intervals[interval].settlement.digest
+                    for c in coops.values()}) == 1
+    assert not coops["coop-a"].node.book.agreed(intervals[0])  # coop-c's hash unseen yet
+    assert coops["coop-a"].node.relayed_in >= 2 and coops["coop-c"].node.relayed_in >= 2
+
+    brokers["coop-a"].stop()  # the bridge is restored
+    brokers["coop-a"].configure([peers["coop-b"], peers["coop-c"]])
+    brokers["coop-a"].start()
+    wait_until(lambda: all_agree(coops, intervals), 30, "agreement once the bridge is back")
+    for name, coop in coops.items():
+        assert sorted(s.interval for s in coop.booked) == intervals, name
+        assert coop.node.status()["disagreements"] == []

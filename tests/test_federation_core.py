@@ -142,3 +142,24 @@ expires = 2027-01-01T00:00:00
     message = str(err.value)
     assert "federation.rule" in message and "members[0].expires" in message
     assert "time with its zone" in message
+
+
+def test_different_results_are_disagreements() -> None:
+    keys = make_keys(IDS[:2])
+    prorata = Reconciler(make_charter(keys, "coop-a", rule="prorata"))
+    equal = Reconciler(make_charter(keys, "coop-b", rule="equal"))
+    offers = [Offer("coop-a", 900, 1000, 0, 1), Offer("coop-b", 900, 0, 400, 2)]
+    for book in (prorata, equal):
+        for offer in offers:
+            book.add_offer(offer)
+    (ours,) = prorata.settle_ready()
+    (theirs,) = equal.settle_ready()
+    assert ours.digest != theirs.digest  # the charters differ, so the hashes do
+    prorata.add_result("coop-b", 900, theirs.digest)
+    prorata.add_result("coop-b", 900, theirs.digest)  # logged once
+    assert [(d.interval, d.coop, d.what) for d in prorata.disagreements] == [
+        (900, "coop-b", "result")]
+    assert not prorata.agreed(900) and prorata.last_agreed() is None
+    # an equivocating coop: a second, different offer for the same interval
+    assert prorata.add_offer(Offer("coop-b", 900, 0, 999, 3)) == "conflict"
+    assert prorata.disagreements[-1].what == "offer"

@@ -64,6 +64,7 @@ class FederationNode:
         self.passive = passive
         self.bridges: dict[str, str] = {}
         self.messages_in = self.bytes_in = self.bytes_out = 0
+        self.relayed_in = 0  # offers first received through another coop
         self._seq = int(time.time() * 1000)  # numbers keep rising across restarts
         self._own: dict[str, bytes] = {}  # topic → retained payload this coop published
         self._raw_offers: dict[tuple[str, int], bytes] = {}
@@ -180,6 +181,7 @@ class FederationNode:
         with self._lock:
             if self.book.add_offer(offer) == "new":
                 self._raw_offers[(offer.coop, offer.interval)] = payload
+                self.relayed_in += relayed
 
     def _receive_result(self, body: dict[str, object], parts: list[str]) -> None:
         coop, interval, digest = body["coop"], body.get("interval"), body.get("digest")
