@@ -33,7 +33,8 @@ class DeviceConfig(_Strict):
     Modbus devices name a ``family``: ``sunspec`` (discovered) or a shipped
     template id (``commonwatt devices --templates`` lists them). MQTT devices
     name a format (``shelly-pro3em``, ``shelly-plug``, ``tasmota``,
-    ``opendtu``, ``zigbee2mqtt`` or ``json`` with ``paths``) and a ``topic``.
+    ``opendtu``, ``zigbee2mqtt``, ``commonwatt-agent`` for a household's edge
+    agent, or ``json`` with ``paths``) and a ``topic``.
     """
 
     kind: Literal["meter", "pv", "battery", "load"] = Field(

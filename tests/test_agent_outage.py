@@ -7,6 +7,7 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
@@ -251,6 +252,13 @@ name = "Ada"
   topic = "coop/coop-a/agents/m1/live/meter"
   paths = {{power_w = "power_w", import_wh = "import_wh", export_wh = "export_wh"}}
   fresh_s = 1.0
+
+  [[members.devices]]
+  kind = "battery"
+  protocol = "mqtt"
+  family = "commonwatt-agent"
+  topic = "coop/coop-a/agents/m1/live/battery"
+  fresh_s = 1.0
 """, "coop.toml")
     meter, battery = meter_image(SPEC), battery_image(SPEC)
     meter.set(203, "W", 420)
@@ -275,14 +283,20 @@ name = "Ada"
             deadline = time.monotonic() + 10
             while await meter_w() != 420 and time.monotonic() < deadline:
                 await asyncio.sleep(0.1)
+            await wait_for(lambda: coop.unknown_devices() == [], 5, "the battery too")
             image = coop.freeze(time.time())
             assert image.meter_w[0] == 420 and image.import_wh[0] == 1000
-            assert coop.unknown_devices() == []
+            assert image.soc_pct[0] == pytest.approx(55) and image.has_battery[0]
+            # The coop's setpoint reaches the household's battery through the agent.
+            await coop.write_setpoints(np.array([1500.0]), np.array([True]), 5)
+            await wait_for(lambda: battery.get(124, "OutWRte") > 0, 5, "the setpoint applied")
+            assert battery.get(124, "OutWRte") == pytest.approx(30.0)  # 1500 W of 5000 W
+            assert not agent.safe
             stop.set()
             await task
             await asyncio.sleep(2.5)  # past fresh_s: stale, as a silent Modbus meter would be
             await coop.poll()
-            assert coop.unknown_devices() == ["m1/meter"]
+            assert coop.unknown_devices() == ["m1/meter", "m1/battery"]
             assert "stale topic" in str(coop.health()[0]["last_error"])
         finally:
             stop.set()
