@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from controller.agent.inbox import inbox_for
 from controller.config import CoopConfig
 from controller.health import DeviceClock, scaled_backoff_max_s, scaled_stale_after_s
 from controller.island.curtail import pv_limits
@@ -151,6 +152,9 @@ class Controller:
                       if grid.export_cap_w is not None else float("inf"))
         #: Surplus shared with other coops over bridged brokers ([federation] in the config).
         self.federation = self._open_federation() if config.federation else None
+        #: Numbered readings from households' edge agents, each booked once.
+        self.agents = inbox_for(config, lambda: self.book.acc.start_ts if self.book.acc
+                                else None)
 
     def _open_federation(self) -> CoopFederation:
         from controller.federation.booking import CoopFederation
@@ -268,6 +272,8 @@ class Controller:
                 committed.append(interval)
                 if self.federation is not None:
                     self.federation.committed(interval)
+            if self.agents is not None:
+                self.agents.heartbeat()
             self.writer.save(self.book.open_parts())
         report = CycleReport(image, start, now, result, setpoints, committed,
                              time.perf_counter() - wall0, dropped * ((now - start) / 3600.0))
@@ -333,4 +339,6 @@ class Controller:
         self.poller.close()
         if self.federation is not None:
             self.federation.close()
+        if self.agents is not None:
+            self.agents.stop()
         self.writer.close()

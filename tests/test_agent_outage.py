@@ -323,3 +323,47 @@ def test_mandates_expire_and_never_revive() -> None:
         parse_command({"seq": 2, "kind": "battery", "expires_at": 1.0}, 0.0)
     capped = parse_command({**cmd, "seq": 3, "expires_at": 1e12}, 0.0)
     assert capped.expires_at == 3600.0  # no mandate lives longer than an hour
+
+
+def test_controller_with_agent_fed_devices_runs_the_inbox(tmp_path: Path, mosquitto: int) -> None:
+    from controller.config import parse_config
+    from controller.cycle import Controller
+
+    config = parse_config(f"""
+[mqtt]
+port = {mosquitto}
+
+[storage]
+ledger = "{tmp_path / 'ledger.sqlite'}"
+
+[[members]]
+id = "m1"
+name = "Ada"
+  [[members.devices]]
+  kind = "meter"
+  protocol = "mqtt"
+  family = "commonwatt-agent"
+  topic = "coop/coop-a/agents/m1/live/meter"
+""", "coop.toml")
+    controller = Controller(config, time.time)
+    try:
+        inbox = controller.agents
+        assert inbox is not None and inbox.coop == "coop-a"
+        deadline = time.monotonic() + 5
+        while not inbox.connected.is_set() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        sender = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="agent-m1-test")
+        sender.connect("127.0.0.1", mosquitto)
+        sender.loop_start()
+        reading = {"member": "m1", "seq": 1, "oldest": 1, "ts": time.time(), "meter_w": 5.0}
+        sender.publish("coop/coop-a/agents/m1/readings", json.dumps(reading),
+                       qos=1).wait_for_publish(5)
+        deadline = time.monotonic() + 5
+        while inbox.seqs("m1") != [1] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert inbox.seqs("m1") == [1] and inbox.booked_as() == {"interval": 1}
+        sender.loop_stop()
+        sender.disconnect()
+    finally:
+        controller.close()
+    assert (tmp_path / "ledger-agents.sqlite").exists()

@@ -19,9 +19,13 @@ import sqlite3
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+
+if TYPE_CHECKING:
+    from controller.config import CoopConfig
 
 log = logging.getLogger(__name__)
 DDL = """CREATE TABLE IF NOT EXISTS agent_readings (
@@ -128,6 +132,11 @@ class ReadingInbox:
                 return False
         return True
 
+    def heartbeat(self) -> None:
+        """Tell the coop's agents it is alive (they fall back to safe when it goes silent)."""
+        if self.connected.is_set():
+            self._client.publish(f"coop/{self.coop}/heartbeat", b"1", qos=0)
+
     def seqs(self, member: str) -> list[int]:
         """Numbers of the readings booked for ``member``, in order."""
         with self._lock:
@@ -139,3 +148,26 @@ class ReadingInbox:
         with self._lock:
             return {k: int(n) for k, n in self._conn.execute(
                 "SELECT booked, COUNT(*) FROM agent_readings GROUP BY booked")}
+
+
+def agent_coop(config: CoopConfig) -> str | None:
+    """The coop id in the topics of the config's agent-fed devices, if it has any."""
+    for member in config.members:
+        for device in member.devices:
+            if device.family == "commonwatt-agent" and device.topic:
+                parts = str(device.topic).split("/")
+                if len(parts) >= 3 and parts[0] == "coop" and parts[2] == "agents":
+                    return parts[1]
+    return None
+
+
+def inbox_for(config: CoopConfig, open_since: Callable[[], float | None]) -> ReadingInbox | None:
+    """The started inbox of a coop with edge agents (beside its ledger), or ``None``."""
+    coop = agent_coop(config)
+    if coop is None or config.mqtt is None:
+        return None
+    path = config.storage.ledger.with_name(config.storage.ledger.stem + "-agents.sqlite")
+    inbox = ReadingInbox(path, coop, config.mqtt.host, config.mqtt.port,
+                         config.ledger.settlement_s, open_since)
+    inbox.start()
+    return inbox
