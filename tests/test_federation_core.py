@@ -163,3 +163,15 @@ def test_different_results_are_disagreements() -> None:
     # an equivocating coop: a second, different offer for the same interval
     assert prorata.add_offer(Offer("coop-b", 900, 0, 999, 3)) == "conflict"
     assert prorata.disagreements[-1].what == "offer"
+
+
+def test_forgotten_intervals_are_never_reopened() -> None:
+    keys = make_keys(IDS[:2])
+    book = Reconciler(make_charter(keys, "coop-a"))
+    for coop in IDS[:2]:
+        book.add_offer(Offer(coop, 900, 10, 0, 1))
+    assert len(book.settle_ready()) == 1
+    book.forget_before(1800)
+    assert book.add_offer(Offer("coop-a", 900, 10, 0, 2)) == "duplicate"
+    book.add_result("coop-b", 900, "x")
+    assert 900 not in book.intervals and book.settle_ready() == []

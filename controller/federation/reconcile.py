@@ -51,12 +51,17 @@ class Reconciler:
         self.disagreements: list[Disagreement] = []
         self.rejected: list[str] = []
         self._seen_disagreements: set[tuple[int, str, str]] = set()
+        #: Intervals before this were settled and forgotten: their messages are ignored,
+        #: so a late retained copy never opens (and settles) an interval again.
+        self.horizon: int | None = None
 
     def _state(self, interval: int) -> IntervalState:
         return self.intervals.setdefault(interval, IntervalState())
 
     def add_offer(self, offer: Offer) -> str:
         """Keep a verified offer: ``new``, ``duplicate`` (same content) or ``conflict``."""
+        if self.horizon is not None and offer.interval < self.horizon:
+            return "duplicate"
         state = self._state(offer.interval)
         held = state.offers.get(offer.coop)
         if held is None:
@@ -70,6 +75,8 @@ class Reconciler:
 
     def add_result(self, coop: str, interval: int, digest: str) -> None:
         """A peer's result hash for an interval."""
+        if self.horizon is not None and interval < self.horizon:
+            return
         state = self._state(interval)
         state.results[coop] = digest
         self._compare(interval)
@@ -138,3 +145,4 @@ class Reconciler:
         """Drop intervals older than ``interval`` (no longer retained or asked for)."""
         for old in [i for i in self.intervals if i < interval]:
             del self.intervals[old]
+        self.horizon = max(self.horizon or interval, interval)
