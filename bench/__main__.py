@@ -1,8 +1,9 @@
-"""``python -m bench [dispatch] [poll] [ledger] [island] [--quick]``: run benchmarks, print JSON.
+"""``python -m bench [dispatch] [poll] [ledger] [island] [federation] [--quick]``: benchmarks, JSON.
 
 ``ledger`` runs only when named: at its default size it builds a ~2 GB ledger
 (a year of 1,000 members) under /tmp, which takes several minutes. ``island``
 too: it plans a day for 100 and 1,000 members, three times each (about a minute).
+``federation``: one settlement interval of 100 coops × 1,000 households (seconds).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("which", nargs="*", metavar="dispatch|poll|ledger|island",
+    parser.add_argument("which", nargs="*", metavar="dispatch|poll|ledger|island|federation",
                         help="benchmarks to run (default: dispatch and poll)")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     parser.add_argument("--members", type=int, default=None,
@@ -27,10 +28,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="ledger: days of 15-min intervals (default 365; 7 with --quick)")
     args = parser.parse_args(argv)
     which = args.which or ["dispatch", "poll"]
-    unknown = sorted(set(which) - {"dispatch", "poll", "ledger", "island"})
+    unknown = sorted(set(which) - {"dispatch", "poll", "ledger", "island",
+                                  "federation"})
     if unknown:
         parser.error(f"unknown benchmark {', '.join(unknown)}; "
-                     "choose from: dispatch, poll, ledger, island")
+                     "choose from: dispatch, poll, ledger, island, federation")
     report: dict = {"machine": {"python": platform.python_version(), "numpy": np.__version__,
                                 "cpus": os.cpu_count()}}
     if "dispatch" in which:
@@ -51,6 +53,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench.island_bench import run as run_island
 
         report["island"] = run_island(args.quick)
+    if "federation" in which:
+        from bench.federation_bench import run as run_federation
+
+        report["federation"] = run_federation(args.quick)
     json.dump(report, sys.stdout, indent=2)
     print()
     return 0

@@ -41,7 +41,8 @@ class DeviceConfig(Strict):
     Modbus devices name a ``family``: ``sunspec`` (discovered) or a shipped
     template id (``commonwatt devices --templates`` lists them). MQTT devices
     name a format (``shelly-pro3em``, ``shelly-plug``, ``tasmota``,
-    ``opendtu``, ``zigbee2mqtt`` or ``json`` with ``paths``) and a ``topic``.
+    ``opendtu``, ``zigbee2mqtt``, ``commonwatt-agent`` for a household's edge
+    agent, or ``json`` with ``paths``) and a ``topic``.
     """
 
     kind: Literal["meter", "pv", "battery", "load"] = Field(
@@ -304,6 +305,12 @@ class TimeSeriesConfig(Strict):
     max_spool_mb: float = Field(64, gt=0)
 
 
+class FederationLink(Strict):
+    """Membership of a federation of coops (see ``commonwatt federation``)."""
+
+    charter: Path = Field(description="the federation charter (TOML): members, keys, rule")
+
+
 class CoopConfig(Strict):
     """The whole configuration file."""
 
@@ -320,6 +327,7 @@ class CoopConfig(Strict):
     timeseries: TimeSeriesConfig | None = None
     site: SiteConfig | None = None
     island: IslandConfig = IslandConfig()
+    federation: FederationLink | None = None
     members: list[MemberConfig] = Field(min_length=1)
 
     @model_validator(mode="after")

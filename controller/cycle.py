@@ -7,9 +7,11 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from controller.agent.inbox import inbox_for
 from controller.config import CoopConfig
 from controller.health import DeviceClock, scaled_backoff_max_s, scaled_stale_after_s
 from controller.island.curtail import pv_limits
@@ -41,6 +43,9 @@ from controller.polling import Poller
 from controller.process_image import ProcessImage
 from controller.safety import clamp_setpoints
 from dispatch import LEDGER_FIELDS, CoopLimits, Fleet, FleetState, TickResult, dispatch_tick
+
+if TYPE_CHECKING:
+    from controller.federation.booking import CoopFederation
 
 log = logging.getLogger(__name__)
 #: How long a load switched off by Commonwatt stays off unless the mandate is renewed.
@@ -157,6 +162,22 @@ class Controller:
         self._override_off: set[str] = set()  # loads an override switched off
         self._caps = (grid.import_cap_w or float("inf"), grid.export_cap_w
                       if grid.export_cap_w is not None else float("inf"))
+        #: Surplus shared with other coops over bridged brokers ([federation] in the config).
+        self.federation = self._open_federation() if config.federation else None
+        #: Numbered readings from households' edge agents, each booked once.
+        self.agents = inbox_for(config, lambda: self.book.acc.start_ts if self.book.acc
+                                else None)
+
+    def _open_federation(self) -> CoopFederation:
+        from controller.federation.booking import CoopFederation
+        from controller.federation.charter import load_charter
+
+        assert self.config.federation is not None
+        fed = CoopFederation(load_charter(self.config.federation.charter), self.writer,
+                             self.member_ids, self.config.ledger.settlement_s,
+                             self.config.policy.sharing, self._key, self._tier)
+        fed.start()
+        return fed
 
     def _record_transition(self, record: TransitionRecord) -> None:
         self.writer.record((record.ts, record.from_state.name, record.to_state.name,
@@ -284,6 +305,10 @@ class Controller:
             for interval, parts in closed:
                 self.writer.commit(interval, parts)
                 committed.append(interval)
+                if self.federation is not None:
+                    self.federation.committed(interval)
+            if self.agents is not None:
+                self.agents.heartbeat()
             self.writer.save(self.book.open_parts())
         report = CycleReport(image, start, now, result, setpoints, committed,
                              time.perf_counter() - wall0, dropped * ((now - start) / 3600.0))
@@ -355,4 +380,8 @@ class Controller:
         """Close device connections; write what the ledger still holds, then release it."""
         self.follower.close()
         self.poller.close()
+        if self.federation is not None:
+            self.federation.close()
+        if self.agents is not None:
+            self.agents.stop()
         self.writer.close()

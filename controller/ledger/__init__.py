@@ -5,6 +5,7 @@
 * :mod:`~controller.ledger.writer`: the writer thread (single writer, never on the loop);
 * :mod:`~controller.ledger.store`: the SQL of a commit and its rollups;
 * :mod:`~controller.ledger.reader`: totals from rollups, series, raw rows;
+* :mod:`~controller.ledger.federation_rows`: members' shares of federation settlements;
 * :mod:`~controller.ledger.periods`: settlement intervals and rollup periods (UTC);
 * :mod:`~controller.ledger.schema` and :mod:`~controller.ledger.migrate`: tables, upgrade.
 """

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from controller.ledger import schema, store
+from controller.ledger import federation_rows, schema, store
 from controller.ledger.periods import (
     ALL,
     INTERVAL,
@@ -234,6 +234,20 @@ class LedgerReader:
                 cursor, key=lambda r: (r[0] >> MEMBER_BITS) * self.step):
             for row in sorted(rows, key=lambda r: names[r[0] & MEMBER_MASK]):
                 yield (start_ts, names[row[0] & MEMBER_MASK], *row[1:])
+
+    def federation_by_member(self, start: float | None = None, end: float | None = None,
+                             ) -> dict[str, dict[str, int]]:
+        """Each member's ``to_federation`` and ``from_federation`` Wh over ``[start, end)``.
+
+        Zero for every member of a ledger that never took part in a federation.
+        """
+        numbers = self.member_numbers()
+        try:
+            return federation_rows.member_totals(
+                self._conn(), numbers, self.step, None if start is None else int(start),
+                None if end is None else int(end))
+        except sqlite3.OperationalError:  # a ledger from before the federation tables
+            return {m: dict.fromkeys(federation_rows.FEDERATION_FIELDS, 0) for m in numbers}
 
     def grid_transitions(self, limit: int = 1000) -> list[dict[str, object]]:
         """The last ``limit`` grid transitions and refused commands, oldest first."""

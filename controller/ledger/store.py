@@ -15,7 +15,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from controller.ledger import schema
+from controller.ledger import federation_rows, schema
 from controller.ledger.accumulator import CommittedInterval
 from controller.ledger.lock import WriterLock
 from controller.ledger.periods import LEVELS, period_start
@@ -64,6 +64,7 @@ def open_writer(path: Path, settlement_s: int) -> tuple[sqlite3.Connection, Writ
             raise LedgerSchemaError(f"{path}: schema version {found} is newer than this "
                                     f"Commonwatt ({schema.SCHEMA_VERSION}); upgrade Commonwatt")
         conn.execute(schema.GRID_TRANSITIONS_DDL)  # ledgers from before the table existed
+        federation_rows.ensure_tables(conn)  # likewise: added beside, never altering rows
         stored = ledger_settlement_s(conn)
         if stored is not None and stored != settlement_s:
             raise LedgerSchemaError(

@@ -15,6 +15,7 @@ import sqlite3
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 
 from controller.ledger import store
@@ -22,6 +23,9 @@ from controller.ledger.accumulator import CommittedInterval
 
 log = logging.getLogger(__name__)
 Parts = dict[str, tuple[str, bytes]]
+#: A write run on the writer's thread with its connection and member numbers
+#: (the federation's shares, booked once the interval they belong to is written).
+Task = Callable[[sqlite3.Connection, dict[str, int]], object]
 RETRY_S = (0.5, 1.0, 2.0, 5.0)
 LOG_EVERY_S = 60.0
 
@@ -41,6 +45,7 @@ class LedgerWriter:
         self._commits: deque[tuple[CommittedInterval, Parts]] = deque()
         self._save: Parts | None = None
         self._events: deque[tuple] = deque()
+        self._tasks: deque[Task] = deque()
         self._cv = threading.Condition()
         self._stopping = False
         self._busy = False
@@ -67,6 +72,12 @@ class LedgerWriter:
             self._events.append(row)
             self._cv.notify()
 
+    def submit(self, task: Task) -> None:
+        """Queue a write to run after every commit queued before it, retried like commits."""
+        with self._cv:
+            self._tasks.append(task)
+            self._cv.notify()
+
     def save(self, parts: Parts) -> None:
         """Queue the per-cycle save; a newer one replaces one not yet written."""
         with self._cv:
@@ -90,7 +101,8 @@ class LedgerWriter:
         """Wait until everything queued is written; ``False`` on timeout."""
         deadline = time.monotonic() + timeout_s
         with self._cv:
-            while self._commits or self._events or self._save is not None or self._busy:
+            while (self._commits or self._events or self._tasks or self._save is not None
+                   or self._busy):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
@@ -111,8 +123,8 @@ class LedgerWriter:
 
     def _next(self) -> tuple[str, object] | None:
         with self._cv:
-            while not (self._commits or self._events or self._save is not None
-                       or self._stopping):
+            while not (self._commits or self._events or self._tasks
+                       or self._save is not None or self._stopping):
                 self._cv.wait()
             if self._stopping:
                 return None
@@ -122,6 +134,8 @@ class LedgerWriter:
                 return "commit", self._commits[0]
             if self._events:
                 return "event", self._events[0]
+            if self._tasks:
+                return "task", self._tasks[0]
             return "save", self._save
 
     def _run(self) -> None:
@@ -134,6 +148,8 @@ class LedgerWriter:
                     store.write_commit(self._conn, interval, self.numbers, parts)
                 elif kind == "event":
                     store.record_transition(self._conn, payload)  # type: ignore[arg-type]
+                elif kind == "task":
+                    payload(self._conn, self.numbers)  # type: ignore[operator]
                 else:
                     store.save_open(self._conn, payload)  # type: ignore[arg-type]
             except (sqlite3.Error, OSError) as exc:
@@ -150,6 +166,8 @@ class LedgerWriter:
                     self.committed += 1
                 elif kind == "event":
                     self._events.popleft()
+                elif kind == "task":
+                    self._tasks.popleft()
                 elif self._save is payload:
                     self._save = None
                 self._busy = False

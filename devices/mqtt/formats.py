@@ -159,12 +159,20 @@ class Format:
     command: tuple[str, str, str] | None = None
     tasmota_style: bool = False
     timed: TimedCommand | None = None
+    #: Battery setpoints go to :meth:`setpoint_topic` (the Commonwatt edge agent only).
+    setpoints: bool = False
 
     def topics(self, base: str) -> dict[str, Parser]:
         """Full topic → parser for a device whose base topic is ``base``."""
         if self.tasmota_style:
             return {f"tele/{base}/SENSOR": self.subscriptions["SENSOR"]}
         return {f"{base}{suffix}": parser for suffix, parser in self.subscriptions.items()}
+
+    def setpoint_topic(self, base: str) -> str | None:
+        """Where a battery setpoint for ``base`` goes (the agent's ``commands`` topic)."""
+        if not self.setpoints:
+            return None
+        return f"{base.rsplit('/live/', 1)[0]}/commands"
 
     def command_topic(self, base: str) -> str | None:
         """Where an on/off command for ``base`` goes."""
@@ -205,6 +213,24 @@ FORMATS: dict[str, Format] = {
         command=("/set", '{"state": "ON"}', '{"state": "OFF"}'),
     ),
 }
+
+
+def _agent_values(topic: str, payload: bytes) -> Values:
+    """An edge agent's flat JSON of one device; ``null`` (unknown there) is left out."""
+    data = _json(topic, payload)
+    if not isinstance(data, dict):
+        raise PayloadError(f"{topic}: expected a JSON object")
+    return {name: number(value, name, topic) for name, value in data.items()
+            if name in AGENT_VALUES and value is not None}
+
+
+#: What ``commonwatt agent`` publishes on ``coop/<coop>/agents/<member>/live/<kind>``.
+AGENT_VALUES = ("power_w", "import_wh", "export_wh", "energy_wh", "soc_pct", "capacity_wh",
+                "max_charge_w", "max_discharge_w")
+FORMATS["commonwatt-agent"] = Format(
+    "commonwatt-agent", ("meter", "pv", "battery"), {"": _agent_values}, required=("power_w",),
+    setpoints=True,
+)
 
 
 def json_path_format(paths: dict[str, str], scales: dict[str, float]) -> Format:

@@ -9,6 +9,7 @@ device unknown exactly as it does for a Modbus device that stops answering.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from devices.kinds import BatteryReading, MeterReading, PvReading
+from devices.kinds import BatteryReading, MeterReading, PvReading, Setpoint
 from devices.modbus.transport import DeviceError
 from devices.mqtt.access import ANONYMOUS, MqttAccess, refusal_reason
 from devices.mqtt.formats import Format, Parser, PayloadError, Values
@@ -202,6 +203,21 @@ class MqttDevice:
         g = self._get
         return BatteryReading(g(v, "power_w"), g(v, "soc_pct"), g(v, "capacity_wh"),
                               g(v, "max_charge_w"), g(v, "max_discharge_w"))
+
+    async def write_setpoint(self, setpoint: Setpoint | None) -> None:
+        """A battery command to an edge agent, expiring with the setpoint (``None``: idle now).
+
+        The agent holds it until ``expires_at`` and drops it when the coop goes
+        silent; ``seq`` orders commands so a replayed one is refused.
+        """
+        topic = self.format.setpoint_topic(self.base)
+        if topic is None:
+            raise DeviceError("not controllable", f"{self.format.name} batteries take no setpoint")
+        now = time.time()
+        power, expires = (0.0, now) if setpoint is None else (setpoint.power_w,
+                                                               now + setpoint.expires_s)
+        self.hub.publish(topic, json.dumps({"seq": time.time_ns(), "kind": "battery",
+                                            "power_w": power, "expires_at": expires}))
 
     async def read_load(self) -> LoadReading:
         """A switchable load's power, energy and relay state."""

@@ -1,0 +1,173 @@
+"""The coop's side of its agents: every numbered reading booked exactly once.
+
+The inbox subscribes (QoS 1) to ``coop/<coop>/agents/+/readings`` and stores
+each reading under ``(member, seq)``: a reading sent twice (the agent sends
+again what the coop has not confirmed) is stored once. It confirms on
+``coop/<coop>/agents/<member>/booked`` (retained) the highest number up to
+which every reading is booked; readings older than a reading's ``oldest``
+were booked before or dropped by the agent, so the inbox never waits for them. A reading goes to its
+settlement interval; if that interval is still open it is booked there
+(``booked = 'interval'``), otherwise, late, it goes to the gap accounting
+(``booked = 'gap'``), never into an interval already committed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+if TYPE_CHECKING:
+    from controller.config import CoopConfig
+
+log = logging.getLogger(__name__)
+DDL = """CREATE TABLE IF NOT EXISTS agent_readings (
+    member TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    ts REAL NOT NULL,
+    interval_start INTEGER NOT NULL,
+    booked TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    PRIMARY KEY (member, seq)
+) WITHOUT ROWID"""
+
+
+class ReadingInbox:
+    """Readings from the coop's agents, each booked once."""
+
+    def __init__(self, path: Path, coop: str, host: str, port: int, settlement_s: int,
+                 open_since: Callable[[], float | None]) -> None:
+        self.coop, self.step, self.open_since = coop, settlement_s, open_since
+        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute(DDL)
+        self._lock = threading.Lock()
+        self.booked_through: dict[str, int] = {}
+        self._above: dict[str, set[int]] = {}
+        self.duplicates = 0
+        self.malformed = 0
+        self.connected = threading.Event()
+        self._host, self._port = host, port
+        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"inbox-{coop}",
+                                   clean_session=False)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = lambda *a, **k: self.connected.clear()
+        self._client.on_message = self._on_message
+        self._client.reconnect_delay_set(min_delay=1, max_delay=5)
+
+    def start(self) -> None:
+        """Connect in the background (and keep reconnecting)."""
+        self._client.connect_async(self._host, self._port, keepalive=10)
+        self._client.loop_start()
+
+    def stop(self) -> None:
+        """Disconnect and close the store."""
+        self._client.disconnect()
+        self._client.loop_stop()
+        self._conn.close()
+
+    def _on_connect(self, client: mqtt.Client, userdata: object, flags: object,
+                    reason_code: object, properties: object = None) -> None:
+        client.subscribe(f"coop/{self.coop}/agents/+/readings", qos=1)
+        self.connected.set()
+
+    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        member = msg.topic.split("/")[3]
+        try:
+            reading = json.loads(msg.payload)
+            seq, ts = reading["seq"], float(reading["ts"])
+            oldest = reading.get("oldest", seq)
+            if reading.get("member") != member or not isinstance(seq, int):
+                raise ValueError("member or seq do not match the topic")
+            if not isinstance(oldest, int) or oldest > seq:
+                raise ValueError(f"oldest = {oldest!r}: expected a number up to seq")
+        except (ValueError, KeyError, TypeError) as exc:
+            self.malformed += 1
+            log.warning("inbox: malformed reading on %s: %s", msg.topic, exc)
+            return
+        self.book(member, seq, ts, msg.payload.decode())
+        through = self._advance(member, seq, oldest)
+        if through is not None:
+            client.publish(f"coop/{self.coop}/agents/{member}/booked", str(through), qos=1,
+                           retain=True)
+
+    def _advance(self, member: str, seq: int, oldest: int) -> int | None:
+        """The member's new booked-through number, or ``None`` if it did not move."""
+        with self._lock:
+            if member not in self.booked_through:
+                row = self._conn.execute("SELECT seq FROM agent_readings WHERE member = ? "
+                                         "ORDER BY seq", (member,)).fetchall()
+                self.booked_through[member] = 0
+                self._above[member] = {int(r[0]) for r in row}
+            before = self.booked_through[member]
+            through = max(before, oldest - 1)
+            above = self._above[member]
+            above.add(seq)
+            while through + 1 in above:
+                through += 1
+                above.discard(through)
+            self._above[member] = {s for s in above if s > through}
+            self.booked_through[member] = through
+        # A re-sent reading already booked gets the answer again: the agent may have missed it.
+        return through if through > before or seq <= through else None
+
+    def book(self, member: str, seq: int, ts: float, payload: str) -> bool:
+        """Store one reading; ``False`` if it was stored before (a re-send)."""
+        interval = int(ts // self.step * self.step)
+        open_since = self.open_since()
+        booked = "interval" if open_since is None or interval >= open_since else "gap"
+        with self._lock:
+            cur = self._conn.execute(
+                "INSERT OR IGNORE INTO agent_readings VALUES (?, ?, ?, ?, ?, ?)",
+                (member, seq, ts, interval, booked, payload))
+            if cur.rowcount == 0:
+                self.duplicates += 1
+                return False
+        return True
+
+    def heartbeat(self) -> None:
+        """Tell the coop's agents it is alive (they fall back to safe when it goes silent)."""
+        if self.connected.is_set():
+            self._client.publish(f"coop/{self.coop}/heartbeat", b"1", qos=0)
+
+    def seqs(self, member: str) -> list[int]:
+        """Numbers of the readings booked for ``member``, in order."""
+        with self._lock:
+            return [int(r[0]) for r in self._conn.execute(
+                "SELECT seq FROM agent_readings WHERE member = ? ORDER BY seq", (member,))]
+
+    def booked_as(self) -> dict[str, int]:
+        """How many readings went to open intervals and how many to the gap accounting."""
+        with self._lock:
+            return {k: int(n) for k, n in self._conn.execute(
+                "SELECT booked, COUNT(*) FROM agent_readings GROUP BY booked")}
+
+
+def agent_coop(config: CoopConfig) -> str | None:
+    """The coop id in the topics of the config's agent-fed devices, if it has any."""
+    for member in config.members:
+        for device in member.devices:
+            if device.family == "commonwatt-agent" and device.topic:
+                parts = str(device.topic).split("/")
+                if len(parts) >= 3 and parts[0] == "coop" and parts[2] == "agents":
+                    return parts[1]
+    return None
+
+
+def inbox_for(config: CoopConfig, open_since: Callable[[], float | None]) -> ReadingInbox | None:
+    """The started inbox of a coop with edge agents (beside its ledger), or ``None``."""
+    coop = agent_coop(config)
+    if coop is None or config.mqtt is None:
+        return None
+    path = config.storage.ledger.with_name(config.storage.ledger.stem + "-agents.sqlite")
+    inbox = ReadingInbox(path, coop, config.mqtt.host, config.mqtt.port,
+                         config.ledger.settlement_s, open_since)
+    inbox.start()
+    return inbox

@@ -1,0 +1,135 @@
+"""``commonwatt federation``: keys, bridge configuration and status of a federation of coops.
+
+``federation keygen --out KEY`` writes a new Ed25519 private key (mode 0600)
+and prints the public key to list in the charter.
+
+``federation bridge-conf CONFIG [--persistence DIR]`` prints this coop's
+``mosquitto.conf``: its listener and one bridge to each peer whose id sorts
+after its own, carrying only the two coops' topic prefixes.
+
+``federation status CONFIG [--json] [--wait S]`` listens to this coop's broker
+for ``--wait`` seconds (retained offers and results, ``$SYS`` bridge states),
+verifies every signature, settles what is complete and prints the peers, the
+bridge states, the last interval every coop agrees on, intervals still
+waiting for offers, and any disagreement. It publishes nothing. Exit 0 when
+there is no disagreement, 1 when there is, 2 on a bad charter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from controller.federation.bridge import Peer, mosquitto_conf
+from controller.federation.charter import Charter, CharterError, load_charter
+from controller.federation.offers import generate_key, private_pem, public_b64
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``federation`` group: ``keygen``, ``bridge-conf`` and ``status``."""
+    fed = sub.add_parser("federation", help="share surplus between coops over bridged brokers")
+    actions = fed.add_subparsers(dest="federation_command", metavar="ACTION", required=True)
+    keygen = actions.add_parser("keygen", help="write a new Ed25519 key, print its public part")
+    keygen.add_argument("--out", type=Path, required=True, help="private key file to write")
+    keygen.set_defaults(func=_keygen)
+    conf = actions.add_parser("bridge-conf", help="print this coop's mosquitto.conf")
+    conf.add_argument("config", type=Path, help="federation charter (TOML)")
+    conf.add_argument("--persistence", default=None, help="mosquitto persistence directory")
+    conf.set_defaults(func=_bridge_conf)
+    status = actions.add_parser("status", help="peers, bridges, last agreed interval, "
+                                "disagreements")
+    status.add_argument("config", type=Path, help="federation charter (TOML)")
+    status.add_argument("--json", action="store_true", help="print JSON")
+    status.add_argument("--wait", type=float, default=3.0,
+                        help="seconds to listen to the broker (default 3)")
+    status.set_defaults(func=_status)
+
+
+def _load(path: Path) -> Charter | None:
+    try:
+        return load_charter(path)
+    except CharterError as exc:
+        print(exc, file=sys.stderr)
+        return None
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    if args.out.exists():
+        print(f"{args.out}: exists; refusing to overwrite a key", file=sys.stderr)
+        return 2
+    key = generate_key()
+    fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(private_pem(key))
+    print(public_b64(key))
+    return 0
+
+
+def _bridge_conf(args: argparse.Namespace) -> int:
+    charter = _load(args.config)
+    if charter is None:
+        return 2
+    peers, problems = [], []
+    for m in charter.members:
+        if m.id == charter.self_.id:
+            continue
+        if m.broker is None:
+            problems.append(f"{args.config}: members[{m.id}].broker: required to bridge to it")
+            continue
+        host, _, port = m.broker.rpartition(":")
+        peers.append(Peer(m.id, host, int(port)))
+    if problems:
+        print("\n".join(problems), file=sys.stderr)
+        return 2
+    host, port = charter.self_.host_port
+    print(mosquitto_conf(charter.self_.id, port, peers, host=host,
+                         persistence_dir=args.persistence), end="")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from controller.federation.transport import FederationNode
+
+    charter = _load(args.config)
+    if charter is None:
+        return 2
+    try:
+        node = FederationNode(charter, passive=True,
+                              client_id=f"federation-status-{charter.self_.id}-{os.getpid()}")
+    except ValueError as exc:  # the private key file
+        print(exc, file=sys.stderr)
+        return 2
+    node.start()
+    time.sleep(max(args.wait, 0.0))
+    node.reconcile()
+    report = node.status()
+    node.stop()
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+    else:
+        _print(report)
+    return 1 if report["disagreements"] else 0
+
+
+def _print(report: dict) -> None:
+    print(f"coop {report['coop']}: broker {'connected' if report['connected'] else 'UNREACHABLE'}")
+    print("peers:")
+    for p in report["peers"]:
+        state = "member" if p["active"] else "LAPSED"
+        print(f"  {p['id']:<20} {state:<7} until {p['expires']}  last offer {p['last_offer']}"
+              f"  last result {p['last_result']}")
+    print("bridges:")
+    for name, state in report["bridges"].items() or [("(none seen)", "")]:
+        print(f"  {name:<30} {state}")
+    print(f"last agreed interval: {report['last_agreed']}")
+    for interval, coops in report["waiting"].items():
+        print(f"waiting for offers of interval {interval}: {', '.join(coops)}")
+    for d in report["disagreements"]:
+        print(f"DISAGREEMENT interval {d['interval']}: {d['what']} of {d['coop']}: "
+              f"ours {d['ours'][:16]}, theirs {d['theirs'][:16]}")
+    for reason in report["rejected"]:
+        print(f"rejected: {reason}")
