@@ -308,7 +308,7 @@ class TimeSeriesConfig(Strict):
 class FederationLink(Strict):
     """Membership of a federation of coops (see ``commonwatt federation``)."""
 
-    charter: Path = Field(description="the federation charter (TOML): members, keys, rule")
+    charter: FilePath = Field(description="the federation charter (TOML): members, keys, rule")
 
 
 class CoopConfig(Strict):

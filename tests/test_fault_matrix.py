@@ -97,15 +97,12 @@ def test_a_broker_restart_is_survived_and_the_devices_come_back(broker: Broker,
                     "after the broker went down (paho's reconnect, subscriptions renewed)")
 
 
-def test_a_spoofed_out_of_range_value_is_taken_today(mosquitto: int, reliability) -> None:
+def test_a_spoofed_out_of_range_value_is_refused(mosquitto: int, reliability) -> None:
     row = reliability(
-        "spoofed-value", "Today: any client that may publish on the broker can set an MQTT"
-        " device's value; a reading up to the hard 1 MW sanity bound is taken as real",
-        expected_to_change="branch mqttcfg refuses readings beyond the device's rating or"
-        " the member's main fuse (max_import_w) and adds broker credentials and TLS; once it"
-        " is merged this row must expect the device to go unknown with the reason named.")
+        "spoofed-value", "A reading beyond the device's rating or the member's main fuse"
+        " (max_import_w) is refused as implausible, the reason named; it is never booked")
 
-    async def run() -> tuple[str, float, str, float]:
+    async def run() -> tuple[float, str, float]:
         async with rig(mosquitto) as r:
             await poll(r)
             spoofer = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="anonymous-spoofer")
@@ -118,24 +115,16 @@ def test_a_spoofed_out_of_range_value_is_taken_today(mosquitto: int, reliability
                     spoofer.publish(topic, payload, qos=1).wait_for_publish(5)
                 await asyncio.sleep(0.2)
                 await r.poller.poll()
-                taken = (states(r)["b/pv"], float(r.poller.freeze(time.time()).pv_w[1]))
-                for topic, payload in payloads("opendtu", "solar/1141",
-                                               {"power_w": 2_000_000.0}).items():
-                    spoofer.publish(topic, payload, qos=1).wait_for_publish(5)
-                await asyncio.sleep(0.2)
-                await r.poller.poll()
+                pv_w = float(r.poller.freeze(time.time()).pv_w[1])
                 error = next(h["last_error"] for h in r.poller.health()
                              if h["name"] == "b/pv")
             finally:
                 spoofer.loop_stop()
                 spoofer.disconnect()
-            return (*taken, str(error), float(r.poller.freeze(time.time()).pv_w[1]))
+            return pv_w, str(error), 999_000.0
 
-    state, pv_w, error, pv_after = asyncio.run(run())
-    assert state == "ok" and pv_w == 999_000.0, (
-        f"b/pv {state} at {pv_w} W: the spoofed 999 kW is no longer taken. If branch mqttcfg's "
-        "plausibility ranges are merged, this is the expected change: make this row expect "
-        "the device unknown with the reason named")
-    assert "1e+06" in error and np.isnan(pv_after)  # only the 1 MW sanity bound holds
-    row.observed = (f"an anonymous client's 999 kW on solar/1141: b/pv {state}, pv_w "
-                    f"{pv_w:.0f} W in the process image; 2 MW: refused ({error[:90]!r})")
+    pv_w, error, spoofed = asyncio.run(run())
+    assert pv_w != spoofed, f"the spoofed {spoofed:.0f} W reached the process image"
+    assert "implausible" in error, error
+    row.observed = (f"an anonymous client's 999 kW on solar/1141: process image pv_w "
+                    f"{pv_w:.0f} W (not the spoofed value); b/pv: {error[:100]!r}")
