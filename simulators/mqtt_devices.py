@@ -26,17 +26,32 @@ from simulators.clock import SimClock
 from simulators.household import HouseholdPhysics, HouseholdSpec
 
 
-def payloads(fmt: str, base: str, v: dict[str, float | bool]) -> dict[str, str]:
-    """Topic → payload of one status update in ``fmt`` (Commonwatt units in ``v``)."""
+def _shelly_pro3em(base: str, v: dict[str, float | bool], generic_status: bool,
+                   ) -> dict[str, str]:
+    """A Pro 3EM's MQTT output: NotifyStatus on ``events/rpc`` (factory setting), and
+    ``status/em:0``/``status/emdata:0`` only with "Generic status update" on."""
+    power = float(v.get("power_w", 0.0))
+    em = {"id": 0, "total_act_power": power, "a_act_power": power / 3}
+    emdata = {"id": 0, "total_act": v.get("import_wh", 0.0),
+              "total_act_ret": v.get("export_wh", 0.0)}
+    if generic_status:
+        return {f"{base}/status/em:0": json.dumps(em),
+                f"{base}/status/emdata:0": json.dumps(emdata)}
+    frame = {"src": base, "dst": f"{base}/events", "method": "NotifyStatus",
+             "params": {"ts": 1764158400.12, "em:0": em, "emdata:0": emdata}}
+    return {f"{base}/events/rpc": json.dumps(frame)}
+
+
+def payloads(fmt: str, base: str, v: dict[str, float | bool],
+             generic_status: bool = False) -> dict[str, str]:
+    """Topic → payload of one status update in ``fmt`` (Commonwatt units in ``v``).
+
+    ``generic_status``: a Shelly with "Generic status update over MQTT" switched on.
+    """
     power, energy = float(v.get("power_w", 0.0)), float(v.get("energy_wh", 0.0))
     on = bool(v.get("on", True))
     if fmt == "shelly-pro3em":
-        return {
-            f"{base}/status/em:0": json.dumps({"id": 0, "total_act_power": power,
-                                                "a_act_power": power / 3}),
-            f"{base}/status/emdata:0": json.dumps({"id": 0, "total_act": v.get("import_wh", 0.0),
-                                                    "total_act_ret": v.get("export_wh", 0.0)}),
-        }
+        return _shelly_pro3em(base, v, generic_status)
     if fmt == "shelly-plug":
         return {f"{base}/status/switch:0": json.dumps(
             {"id": 0, "output": on, "apower": power if on else 0.0,
@@ -65,8 +80,9 @@ class SimulatedMqttDevice:
 
     def __init__(self, fmt: str, base: str, port: int, host: str = "127.0.0.1",
                  clock: SimClock | None = None, tasmota_rule: bool = True,
-                 access: MqttAccess = ANONYMOUS) -> None:
+                 access: MqttAccess = ANONYMOUS, generic_status: bool = False) -> None:
         self.fmt, self.base = fmt, base
+        self.generic_status = generic_status
         self.values: dict[str, float | bool] = {"on": True}
         self.stale = False
         self.clock = clock or SimClock(start_s=0.0)
@@ -154,14 +170,22 @@ class SimulatedMqttDevice:
     def _send(self, wait: bool) -> None:
         if self.stale:
             return
-        for topic, payload in payloads(self.fmt, self.base, self.values).items():
+        for topic, payload in payloads(self.fmt, self.base, self.values,
+                                       self.generic_status).items():
             info = self._client.publish(topic, payload, qos=1)
             if wait:
                 info.wait_for_publish(5)
 
+    def publish_notification(self, method: str, params: dict[str, object]) -> None:
+        """A Shelly Gen2 notification frame on ``events/rpc`` (e.g. one about Wi-Fi only)."""
+        frame = {"src": self.base, "dst": f"{self.base}/events", "method": method,
+                 "params": {"ts": self.clock.now(), **params}}
+        self._client.publish(f"{self.base}/events/rpc", json.dumps(frame),
+                             qos=1).wait_for_publish(5)
+
     def publish_malformed(self) -> None:
         """A fault: the status topic carries something that is not the expected payload."""
-        for topic in payloads(self.fmt, self.base, self.values):
+        for topic in payloads(self.fmt, self.base, self.values, self.generic_status):
             self._client.publish(topic, b"{\"power\": \"NaN-ish\"", qos=1).wait_for_publish(5)
 
     def close(self) -> None:

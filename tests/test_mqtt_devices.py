@@ -119,8 +119,8 @@ def test_stale_topic_and_malformed_payload_mark_the_device_unknown(
         sim.publish(power_w=120.0)
         until(reads(device, "power_w", 120.0))  # recovers on its own
         sim.publish_malformed()
-        until(lambda: hub.states["em-1/status/em:0"].error is not None)
-        with pytest.raises(DeviceError, match="malformed payload.*em-1/status/em:0") as bad:
+        until(lambda: hub.states["em-1/events/rpc"].error is not None)
+        with pytest.raises(DeviceError, match="malformed payload.*em-1/events/rpc") as bad:
             device.values()
         assert other.values()["power_w"] == 50.0
         sim.publish(power_w=130.0)
@@ -138,13 +138,17 @@ def test_stale_topic_and_malformed_payload_mark_the_device_unknown(
     [
         ("shelly-pro3em", "x/status/em:0", b'{"total_act_power": "abc"}', "total_act_power"),
         ("shelly-pro3em", "x/status/em:0", b'{"a_act_power": 1}', "total_act_power"),
+        ("shelly-pro3em", "x/events/rpc",
+         b'{"method": "NotifyStatus", "params": {"em:0": {"total_act_power": "abc"}}}',
+         "params.em:0.total_act_power"),
         ("opendtu", "x/0/power", b"nan", "power_w"),
         ("zigbee2mqtt", "z", b'{"state": "MAYBE", "power": 1}', "state"),
         ("tasmota", "tele/t/SENSOR", b"not json", "not JSON"),
     ],
 )
 def test_bad_payloads_name_the_field(fmt: str, topic: str, payload: bytes, names: str) -> None:
-    parser = next(iter(FORMATS[fmt].subscriptions.values()))
+    parser = next(p for suffix, p in FORMATS[fmt].subscriptions.items()
+                  if topic.endswith(suffix))
     with pytest.raises(PayloadError, match=names):
         parser(topic, payload)
 

@@ -90,6 +90,37 @@ def _shelly_switch(topic: str, payload: bytes) -> Values:
     }
 
 
+#: Shelly Gen2 status keys (EM and EMData components) → Commonwatt value names.
+_SHELLY_EM = {"em:0": {"total_act_power": "power_w"},
+              "emdata:0": {"total_act": "import_wh", "total_act_ret": "export_wh"}}
+
+
+def _shelly_em_notification(topic: str, payload: bytes) -> Values:
+    """A ``NotifyStatus`` frame on ``<prefix>/events/rpc``; other frames give nothing.
+
+    Shelly API docs (gen2/General/Notifications): ``params`` holds ``ts`` and
+    one object per changed component (``em:0``, ``emdata:0``), and "some or all
+    unchanged attributes" may be left out, so an absent key is no error: the
+    frame is an overlay on the last known status (Home Assistant's aioshelly
+    merges it the same way). NotifyEvent frames and other components are ignored.
+    """
+    frame = _json(topic, payload)
+    if not isinstance(frame, dict) or frame.get("method") != "NotifyStatus":
+        return {}
+    params = frame.get("params")
+    if not isinstance(params, dict):
+        raise PayloadError(f"{topic}: field 'params' is missing")
+    out: Values = {}
+    for component, fields in _SHELLY_EM.items():
+        status = params.get(component)
+        if not isinstance(status, dict):
+            continue
+        for key, name in fields.items():
+            if key in status:
+                out[name] = number(status[key], f"params.{component}.{key}", topic)
+    return out
+
+
 def _z2m(topic: str, payload: bytes) -> Values:
     data = _json(topic, payload)
     out: Values = {
@@ -161,6 +192,8 @@ class Format:
     timed: TimedCommand | None = None
     #: Battery setpoints go to :meth:`setpoint_topic` (the Commonwatt edge agent only).
     setpoints: bool = False
+    #: What the installer must set on the device for these topics to carry values.
+    notes: tuple[str, ...] = ()
 
     def topics(self, base: str) -> dict[str, Parser]:
         """Full topic → parser for a device whose base topic is ``base``."""
@@ -184,10 +217,21 @@ class Format:
 FORMATS: dict[str, Format] = {
     "shelly-pro3em": Format(
         "shelly-pro3em", ("meter",),
-        {"/status/em:0": _fields({"power_w": ("total_act_power", 1.0)}),
+        {"/events/rpc": _shelly_em_notification,
+         "/status/em:0": _fields({"power_w": ("total_act_power", 1.0)}),
          "/status/emdata:0": _fields({"import_wh": ("total_act", 1.0),
                                       "export_wh": ("total_act_ret", 1.0)})},
         required=("power_w",),
+        notes=(
+            "Factory settings publish live power only as NotifyStatus frames on "
+            "<prefix>/events/rpc ('RPC status notifications over MQTT', rpc_ntf, on by "
+            "default); Commonwatt reads those, so leave that setting on.",
+            "<prefix>/status/em:0 and status/emdata:0 appear only with 'Generic status "
+            "update over MQTT' (status_ntf, off by default); Commonwatt reads them too, "
+            "the newer of the two wins.",
+            "The topic to configure is the device's MQTT prefix (default: its device "
+            "id, e.g. shellypro3em-<mac>).",
+        ),
     ),
     "shelly-plug": Format(
         "shelly-plug", ("load", "pv"), {"/status/switch:0": _shelly_switch},
@@ -196,8 +240,11 @@ FORMATS: dict[str, Format] = {
     ),
     "tasmota": Format(
         "tasmota", ("meter", "pv", "load"),
+        # ENERGY.Total (kWh) is Tasmota's lifetime counter of energy drawn through
+        # the metering chip: a meter's import. Today/Yesterday reset daily: no counters.
         {"SENSOR": _fields({"power_w": ("ENERGY.Power", 1.0),
-                            "energy_wh": ("ENERGY.Total", 1000.0)})},
+                            "energy_wh": ("ENERGY.Total", 1000.0),
+                            "import_wh": ("ENERGY.Total", 1000.0)})},
         required=("power_w",), command=("POWER", "ON", "OFF"), tasmota_style=True,
         timed=_tasmota_timed,
     ),

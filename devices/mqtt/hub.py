@@ -145,6 +145,8 @@ class MqttHub:
             state.error = f"malformed payload: {exc}"
             state.received = time.monotonic()
             return
+        if not values:  # a frame about something else (a Shelly NotifyEvent): not a reading
+            return
         state.values = {**state.values, **values}
         state.error = None
         state.received = time.monotonic()
@@ -171,9 +173,11 @@ class MqttDevice:
                 raise DeviceError("garbage", state.error)
             if state.received is None:
                 continue
+            age = now - state.received
             for name, value in state.values.items():
-                merged[name] = value
-                ages[name] = now - state.received
+                if name not in ages or age < ages[name]:  # two topics, one value: newest
+                    merged[name] = value
+                    ages[name] = age
         for name in self.format.required:
             if name not in merged:
                 raise DeviceError("stale topic", f"{self.base}: no {name} received yet")
