@@ -205,10 +205,13 @@ class SimulatedCoop:
         self.physics.limit_pv(index, limit_w, expiry)
 
     def _apply_battery_command(self, index: int, image: SunSpecImage) -> None:
+        # Model 124: a positive rate caps, a negative one forces the opposite direction
+        # (InWRte < 0 with bit 0: discharge; OutWRte < 0 with bit 1: charge).
         rating = image.get(124, "WChaMax")
-        power = (image.get(124, "OutWRte") - image.get(124, "InWRte")) / 100.0 * rating
-        if not int(image.get_raw(124, "StorCtl_Mod")) & 0b11:
-            power = 0.0
+        mode = int(image.get_raw(124, "StorCtl_Mod"))
+        forced_discharge = -min(image.get(124, "InWRte"), 0.0) if mode & 0b01 else 0.0
+        forced_charge = -min(image.get(124, "OutWRte"), 0.0) if mode & 0b10 else 0.0
+        power = (forced_discharge - forced_charge) / 100.0 * rating
         revert_s = image.get_raw(124, "InOutWRte_RvrtTms")
         expiry = self.clock.now() + revert_s if revert_s > 0 else float("inf")
         self.physics.command(index, power, expiry)

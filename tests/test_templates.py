@@ -121,7 +121,7 @@ CONTROL: dict[str, list[Check]] = {
         (3, 1, 47083, 1, lambda w: w[0], 1),     # period, minutes
     ],
     "victron-gx": [(3, 227, 37, 1, s16, 2000)],  # ESS mode 3 setpoint, + = charge
-    "goodwe-et": [(3, 247, 47511, 1, lambda w: w[0], 4), (3, 247, 47512, 1, lambda w: w[0], 2000)],
+    "goodwe-et": [(3, 247, 47511, 1, lambda w: w[0], 11), (3, 247, 47512, 1, lambda w: w[0], 2000)],
 }
 
 

@@ -190,7 +190,18 @@ class SunSpecBattery:
         return grid, under_frequency
 
     async def write_setpoint(self, setpoint: Setpoint) -> None:
-        """Command charge or discharge (124 rates, or 704 watts), reverting after ``expires_s``."""
+        """Force charge or discharge (124 rates, or 704 watts), reverting after ``expires_s``.
+
+        Model 124 (SunSpec model_124.json): ``StorCtl_Mod`` bit 0 activates the
+        charge limit ``InWRte``, bit 1 the discharge limit ``OutWRte``, both in %
+        of ``WChaMax``. A positive rate only caps the battery; a negative one
+        forces the opposite direction (Fronius 'Gen24 Modbus TCP & RTU', storage
+        control; evcc's sunspec-inverter-control force-charges with
+        ``OutWRte = -rate``). So a forced charge at X % is ``InWRte = X,
+        OutWRte = -X``, a forced discharge ``OutWRte = X, InWRte = -X``, and a
+        hold both 0, with both bits set. ``ChaGriSet = 1`` (grid charging
+        allowed) goes with a charge where the device has the point.
+        """
         if not self.client.has(124) and await self._has(704):
             await self._write_704(setpoint)
             return
@@ -200,12 +211,14 @@ class SunSpecBattery:
             raise DeviceError("garbage", "model 124 WChaMax is missing or zero")
         percent = max(-100.0, min(100.0, 100.0 * setpoint.power_w / rating))
         rate_sf = int(storage["InOutWRte_SF"] or 0)
+        if percent < 0 and storage.get("ChaGriSet") is not None:
+            await self.client.write_points(124, {"ChaGriSet": 1}, sf={})
         await self.client.write_points(124, {"StorCtl_Mod": 3}, sf={})
         await self.client.write_points(
             124,
             {
-                "OutWRte": max(percent, 0.0),
-                "InWRte": max(-percent, 0.0),
+                "OutWRte": percent,  # discharge cap; negative: forced charge
+                "InWRte": -percent,  # charge cap; negative: forced discharge
                 "InOutWRte_WinTms": 0,
                 "InOutWRte_RvrtTms": max(1, int(setpoint.expires_s)),
             },

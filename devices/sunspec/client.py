@@ -21,7 +21,7 @@ MAX_MODELS = 64
 CONTROL_POINTS: dict[int, frozenset[str]] = {
     123: frozenset({"WMaxLimPct", "WMaxLimPct_WinTms", "WMaxLimPct_RvrtTms", "WMaxLim_Ena"}),
     124: frozenset({"StorCtl_Mod", "OutWRte", "InWRte", "InOutWRte_WinTms",
-                    "InOutWRte_RvrtTms"}),
+                    "InOutWRte_RvrtTms", "ChaGriSet"}),
     704: frozenset({"WMaxLimPctEna", "WMaxLimPct", "WMaxLimPctRvrt", "WMaxLimPctEnaRvrt",
                     "WMaxLimPctRvrtTms", "WSetEna", "WSetMod", "WSet", "WSetEnaRvrt",
                     "WSetRvrtTms"}),
