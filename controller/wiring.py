@@ -15,6 +15,7 @@ from typing import Any
 from controller.config import CoopConfig
 from controller.polling import PolledDevice, Poller
 from devices.modbus.transport import DeviceError
+from devices.mqtt.hub import MqttDevice
 
 UNITS = {"power_w": "W", "import_wh": "Wh", "export_wh": "Wh", "energy_wh": "Wh",
          "soc_pct": "%", "capacity_wh": "Wh", "max_charge_w": "W", "max_discharge_w": "W"}
@@ -46,6 +47,9 @@ async def read_all(config: CoopConfig) -> list[dict[str, Any]]:
             }
         else:
             entry["error"] = health.last_error
+            # A silent MQTT device is most often a setting on the device: say which.
+            if isinstance(device.driver, MqttDevice) and device.driver.format.notes:
+                entry["notes"] = list(device.driver.format.notes)
         report.append(entry)
     return report
 
@@ -95,6 +99,7 @@ def format_report(report: list[dict[str, Any]]) -> str:
                 lines.append(f"    {name:<16} {value:>12} {v['unit']:<3} (age {v['age_s']:.2f} s)")
         else:
             lines.append(f"    {entry['error']}")
+            lines += [f"    note: {note}" for note in entry.get("notes", [])]
     failed = sum(not e["ok"] for e in report)
     lines.append(f"{len(report) - failed} of {len(report)} devices answered")
     return "\n".join(lines)

@@ -121,3 +121,25 @@ fresh_s = 10.0
         poller.close()
         publisher.disconnect()
         publisher.loop_stop()
+
+
+def test_read_of_a_silent_pro3em_prints_the_installer_notes(mosquitto: int) -> None:
+    from controller.wiring import format_report, read_all
+
+    config = parse_config(f"""
+[mqtt]
+port = {mosquitto}
+[[members]]
+id = "m1"
+name = "Flat 1"
+[[members.devices]]
+kind = "meter"
+protocol = "mqtt"
+family = "shelly-pro3em"
+topic = "shellypro3em-silent"
+fresh_s = 0.5
+""")
+    report = asyncio.run(read_all(config))
+    assert not report[0]["ok"] and "stale topic" in report[0]["error"]
+    text = format_report(report)
+    assert "note: " in text and "events/rpc" in text and "Generic status update" in text
