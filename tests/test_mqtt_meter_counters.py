@@ -73,6 +73,11 @@ def test_notify_status_without_em_is_ignored_not_an_error(mosquitto: int) -> Non
         time.sleep(1.0)  # only wifi/events since: the power ages out as it should
         with pytest.raises(DeviceError, match="stale"):
             device.values()
+        # A frame with only the counters refreshes the counters, not the old power.
+        sim.publish_notification("NotifyStatus", {"emdata:0": {"id": 0, "total_act": 11.0}})
+        until(lambda: hub.states["pro3em-garage/events/rpc"].values.get("import_wh") == 11.0)
+        with pytest.raises(DeviceError, match="power_w is .* old"):
+            device.values()
     finally:
         sim.close()
         hub.stop()

@@ -39,6 +39,8 @@ class TopicState:
     values: Values = field(default_factory=dict)
     received: float | None = None
     error: str | None = None
+    #: When each value last arrived: a frame may carry only some (Shelly NotifyStatus).
+    arrived: dict[str, float] = field(default_factory=dict)
 
 
 class MqttHub:
@@ -147,9 +149,11 @@ class MqttHub:
             return
         if not values:  # a frame about something else (a Shelly NotifyEvent): not a reading
             return
+        now = time.monotonic()
         state.values = {**state.values, **values}
+        state.arrived.update(dict.fromkeys(values, now))
         state.error = None
-        state.received = time.monotonic()
+        state.received = now
 
 
 class MqttDevice:
@@ -173,8 +177,8 @@ class MqttDevice:
                 raise DeviceError("garbage", state.error)
             if state.received is None:
                 continue
-            age = now - state.received
             for name, value in state.values.items():
+                age = now - state.arrived.get(name, state.received)
                 if name not in ages or age < ages[name]:  # two topics, one value: newest
                     merged[name] = value
                     ages[name] = age
