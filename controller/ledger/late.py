@@ -54,7 +54,8 @@ def book_late_reading(book: IntervalBook, member: int, ts: float,
     older: the dispatch booked those seconds from the member's power. So the
     energy booked here for the gap is the readings' counters interpolated at
     the mark, not the mark's counter (that difference goes to the meter
-    columns only, as a live counter's would).
+    columns only, as a live counter's would). Without ``previous`` (the first
+    reading after the controller started) the mark's counter stands in for it.
     """
     carry, acc, end = book.carry, book.acc, book.carry.end_ts
     t0 = float(carry.counters_ts[0, member])
