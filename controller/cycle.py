@@ -33,6 +33,7 @@ from controller.island.pilot import Readings
 from controller.island.shedding import ShedPlanner
 from controller.ledger import CommittedInterval, CycleEnergy, IntervalBook, LedgerWriter
 from controller.ledger.accumulator import unpack_state
+from controller.ledger.late import book_late_reading
 from controller.overrides import (
     OverrideStore,
     battery_overrides,
@@ -164,6 +165,8 @@ class Controller:
                       if grid.export_cap_w is not None else float("inf"))
         #: Surplus shared with other coops over bridged brokers ([federation] in the config).
         self.federation = self._open_federation() if config.federation else None
+        #: Each agent-fed member's newest reading (ts, counters): where a gap began.
+        self._last_agent_reading: dict[str, tuple[float, np.ndarray]] = {}
         #: Numbered readings from households' edge agents, each booked once.
         self.agents = inbox_for(config, lambda: self.book.acc.start_ts if self.book.acc
                                 else None)
@@ -299,6 +302,7 @@ class Controller:
                                       np.where(idle, pools_before, pools))
             carry.held = result.state.held.copy()
             flows = {f: np.maximum(getattr(result, f), 0.0) for f in LEDGER_FIELDS}
+            self._book_late_readings()
             closed = self.book.add_cycle(CycleEnergy(
                 start, now, flows, image.valid.copy(), image.counters, islanded=limits.islanded,
                 missing=unknown))
@@ -315,6 +319,19 @@ class Controller:
         self.last_report = report
         self.last_cycle_wall = time.monotonic()
         return report
+
+    def _book_late_readings(self) -> None:
+        """Book the counters the agents' late readings bring (before this cycle's own)."""
+        if self.agents is None:
+            return
+        index = {m: i for i, m in enumerate(self.member_ids)}
+        for member, ts, values in self.agents.drain():
+            if member not in index:
+                continue
+            counters, previous = np.array(values), self._last_agent_reading.get(member)
+            book_late_reading(self.book, index[member], ts, counters, previous)
+            if previous is None or ts > previous[0]:
+                self._last_agent_reading[member] = (ts, counters)
 
     async def _curtail(self, image: ProcessImage, result: TickResult, dt_s: float) -> None:
         """Cap inverters whose PV nothing can absorb (islanded, or past the export cap)."""

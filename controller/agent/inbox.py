@@ -9,12 +9,19 @@ were booked before or dropped by the agent, so the inbox never waits for them. A
 settlement interval; if that interval is still open it is booked there
 (``booked = 'interval'``), otherwise, late, it goes to the gap accounting
 (``booked = 'gap'``), never into an interval already committed.
+
+Each newly stored reading's meter counters wait in :meth:`ReadingInbox.drain`
+for the controller's next cycle, which books them in the ledger
+(:func:`controller.ledger.late.book_late_reading`): into the open interval,
+or into the gap accounting of a committed one, once.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
+import queue
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -37,6 +44,15 @@ DDL = """CREATE TABLE IF NOT EXISTS agent_readings (
     payload TEXT NOT NULL,
     PRIMARY KEY (member, seq)
 ) WITHOUT ROWID"""
+#: A reading's lifetime counters, in the ledger's order (import, export, pv).
+COUNTER_KEYS = ("import_wh", "export_wh", "pv_energy_wh")
+
+
+def _wh(value: object) -> float:
+    """A counter from a reading: NaN where unknown or not a usable number."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return math.nan
+    return float(value) if math.isfinite(value) and value >= 0 else math.nan
 
 
 class ReadingInbox:
@@ -53,6 +69,9 @@ class ReadingInbox:
         self._above: dict[str, set[int]] = {}
         self.duplicates = 0
         self.malformed = 0
+        #: (member, ts, (import, export, pv) Wh) of stored readings, for the ledger.
+        self._counters: queue.SimpleQueue[tuple[str, float, tuple[float, float, float]]] = (
+            queue.SimpleQueue())
         self.connected = threading.Event()
         self._host, self._port = host, port
         self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"inbox-{coop}",
@@ -92,7 +111,8 @@ class ReadingInbox:
             self.malformed += 1
             log.warning("inbox: malformed reading on %s: %s", msg.topic, exc)
             return
-        self.book(member, seq, ts, msg.payload.decode())
+        if self.book(member, seq, ts, msg.payload.decode()):
+            self._counters.put((member, ts, tuple(_wh(reading.get(k)) for k in COUNTER_KEYS)))
         through = self._advance(member, seq, oldest)
         if through is not None:
             client.publish(f"coop/{self.coop}/agents/{member}/booked", str(through), qos=1,
@@ -131,6 +151,15 @@ class ReadingInbox:
                 self.duplicates += 1
                 return False
         return True
+
+    def drain(self) -> list[tuple[str, float, tuple[float, float, float]]]:
+        """The counters of readings stored since the last call, in arrival order."""
+        out = []
+        while True:
+            try:
+                out.append(self._counters.get_nowait())
+            except queue.Empty:
+                return out
 
     def heartbeat(self) -> None:
         """Tell the coop's agents it is alive (they fall back to safe when it goes silent)."""

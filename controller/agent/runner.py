@@ -4,8 +4,9 @@ Every ``period_s`` the agent polls the household's devices with the coop's
 own :class:`~controller.polling.Poller` (same drivers, checks and health),
 freezes one reading, numbers it, writes it to the disk spool and publishes
 it (:mod:`.link`). It also publishes each device's newest values on
-``live/<kind>`` for the coop's dispatch, which reads them as ordinary MQTT
-devices (``family = "json"``), with the same staleness and health as any.
+``live/<kind>`` (switchable loads on ``live/load<N>``) for the coop's dispatch,
+which reads them as ordinary MQTT devices (``family = "commonwatt-agent"``), with
+the same staleness and health as any.
 Commands from the coop hold until they expire or the coop goes silent; then
 the agent returns to the safe state (:mod:`.mandates`).
 """
@@ -89,6 +90,9 @@ class EdgeAgent:
             values = {k: reading[v] for k, v in LIVE[kind].items()}
             if values["power_w"] is not None:  # unknown here: the coop sees it go stale
                 self.link.publish_live(kind, values)
+        for name, load in self.poller.load_readings().items():  # fresh plugs only
+            self.link.publish_live(name.split("/")[-1], {
+                "power_w": load.power_w, "energy_wh": load.energy_wh, "on": load.on})
         await self._obey(now)
         return reading
 

@@ -190,7 +190,8 @@ class Format:
     command: tuple[str, str, str] | None = None
     tasmota_style: bool = False
     timed: TimedCommand | None = None
-    #: Battery setpoints go to :meth:`setpoint_topic` (the Commonwatt edge agent only).
+    #: Battery setpoints and load switches go to :meth:`setpoint_topic` as expiring
+    #: commands (the Commonwatt edge agent only).
     setpoints: bool = False
     #: What the installer must set on the device for these topics to carry values.
     notes: tuple[str, ...] = ()
@@ -267,15 +268,19 @@ def _agent_values(topic: str, payload: bytes) -> Values:
     data = _json(topic, payload)
     if not isinstance(data, dict):
         raise PayloadError(f"{topic}: expected a JSON object")
-    return {name: number(value, name, topic) for name, value in data.items()
-            if name in AGENT_VALUES and value is not None}
+    values: Values = {name: number(value, name, topic) for name, value in data.items()
+                      if name in AGENT_VALUES and value is not None}
+    if data.get("on") is not None:  # a switchable load's relay
+        values["on"] = on_off(data["on"], "on", topic)
+    return values
 
 
 #: What ``commonwatt agent`` publishes on ``coop/<coop>/agents/<member>/live/<kind>``.
 AGENT_VALUES = ("power_w", "import_wh", "export_wh", "energy_wh", "soc_pct", "capacity_wh",
                 "max_charge_w", "max_discharge_w")
 FORMATS["commonwatt-agent"] = Format(
-    "commonwatt-agent", ("meter", "pv", "battery"), {"": _agent_values}, required=("power_w",),
+    "commonwatt-agent", ("meter", "pv", "battery", "load"), {"": _agent_values},
+    required=("power_w",),
     setpoints=True,
 )
 

@@ -22,6 +22,9 @@ from devices.modbus.transport import DeviceError
 from devices.mqtt.access import ANONYMOUS, MqttAccess, refusal_reason
 from devices.mqtt.formats import Format, Parser, PayloadError, Values
 
+#: How long an edge agent holds an "on" (it only has to outlive the off it replaces).
+AGENT_ON_HOLD_S = 60
+
 
 @dataclass(frozen=True, slots=True)
 class LoadReading:
@@ -242,6 +245,8 @@ class MqttDevice:
         ``toggle_after``, Tasmota ``RuleTimer``); an on cancels a pending
         revert. A format without one gets the plain command and returns False.
         """
+        if self.format.setpoints:
+            return self._agent_switch(on, revert_after_s)
         timed = self.format.timed
         if timed is not None and (revert_after_s is not None or on):
             self.hub.publish(*timed(self.base, on, revert_after_s))
@@ -251,3 +256,23 @@ class MqttDevice:
             raise DeviceError("not controllable", f"{self.format.name} devices cannot switch")
         self.hub.publish(topic, self.format.command[1] if on else self.format.command[2])
         return False
+
+    def _agent_switch(self, on: bool, revert_after_s: int | None) -> bool:
+        """A load switch to an edge agent, as an expiring command (like a setpoint).
+
+        The agent holds an off until ``expires_at`` and switches the load back
+        on then, or as soon as the coop goes silent: it always reverts by itself.
+        The load is named as the agent names it, ``<member>/<leaf of the topic>``
+        (``coop/c/agents/m1/live/load1`` → ``m1/load1``).
+        """
+        topic = self.format.setpoint_topic(self.base)
+        parts = self.base.split("/")
+        if topic is None or len(parts) != 6 or parts[4] != "live":
+            raise DeviceError("not controllable", f"{self.base}: expected the topic "
+                              "coop/<coop>/agents/<member>/live/<load>")
+        now = time.time()
+        hold_s = revert_after_s if revert_after_s is not None else AGENT_ON_HOLD_S
+        self.hub.publish(topic, json.dumps({"seq": time.time_ns(), "kind": "load",
+                                            "load": f"{parts[3]}/{parts[5]}", "on": on,
+                                            "expires_at": now + hold_s}))
+        return True
