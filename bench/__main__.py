@@ -3,6 +3,7 @@
 ``ledger`` runs only when named: at its default size it builds a ~2 GB ledger
 (a year of 1,000 members) under /tmp, which takes several minutes. ``island``
 too: it plans a day for 100 and 1,000 members, three times each (about a minute).
+``soak`` too: one controller against 1,000 simulated devices for ``--minutes`` (10).
 """
 
 from __future__ import annotations
@@ -18,19 +19,23 @@ import numpy as np
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("which", nargs="*", metavar="dispatch|poll|ledger|island",
+    parser.add_argument("which", nargs="*", metavar="dispatch|poll|ledger|island|soak|api",
                         help="benchmarks to run (default: dispatch and poll)")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     parser.add_argument("--members", type=int, default=None,
                         help="ledger: members (default 1000; 50 with --quick)")
     parser.add_argument("--days", type=int, default=None,
                         help="ledger: days of 15-min intervals (default 365; 7 with --quick)")
+    parser.add_argument("--minutes", type=float, default=10.0,
+                        help="soak: how long (default 10)")
+    parser.add_argument("--devices", type=int, default=1000,
+                        help="soak: simulated devices, two per household (default 1000)")
     args = parser.parse_args(argv)
     which = args.which or ["dispatch", "poll"]
-    unknown = sorted(set(which) - {"dispatch", "poll", "ledger", "island"})
+    unknown = sorted(set(which) - {"dispatch", "poll", "ledger", "island", "soak", "api"})
     if unknown:
         parser.error(f"unknown benchmark {', '.join(unknown)}; "
-                     "choose from: dispatch, poll, ledger, island")
+                     "choose from: dispatch, poll, ledger, island, soak, api")
     report: dict = {"machine": {"python": platform.python_version(), "numpy": np.__version__,
                                 "cpus": os.cpu_count()}}
     if "dispatch" in which:
@@ -51,6 +56,14 @@ def main(argv: list[str] | None = None) -> int:
         from bench.island_bench import run as run_island
 
         report["island"] = run_island(args.quick)
+    if "soak" in which:
+        from bench.soak_bench import run as run_soak
+
+        report["soak"] = run_soak(args.minutes, args.devices)
+    if "api" in which:
+        from bench.api_bench import run as run_api
+
+        report["api"] = run_api(args.quick)
     json.dump(report, sys.stdout, indent=2)
     print()
     return 0
