@@ -2,10 +2,10 @@
 
 ``python -m bench.soak_modbus SPEC.json FIRST END`` serves households
 ``FIRST..END-1`` (Modbus ones) of the :class:`~bench.soak_fleet.FleetSpec`: one
-port each, a SunSpec inverter (unit 1) and meter (unit 2) behind it, registers refreshed five times a second
-from the spec's power curves (counters integrated), and the spec's faults
-applied when they are due. Prints one JSON line with the ports, then serves
-until stdin closes.
+port each, a SunSpec inverter (unit 1) and meter (unit 2) behind it, registers
+refreshed five times a second from the spec's power curves (counters
+integrated), and the spec's faults applied when they are due. Prints one JSON
+line with the ports, then serves until stdin closes.
 """
 
 from __future__ import annotations
