@@ -133,8 +133,7 @@ def create_app(reader: LedgerReader, live: LiveView | None = None,
     install_surface(app, reader, live, member_of=_own_member)
 
     def known_member(member_id: str) -> str:
-        ids = {m for m, _ in reader.members()}
-        if member_id not in ids:
+        if reader.member_number(member_id) is None:
             raise HTTPException(404, f"member_id {member_id!r} is not a member of this coop")
         return member_id
 
