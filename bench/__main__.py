@@ -4,6 +4,8 @@
 (a year of 1,000 members) under /tmp, which takes several minutes. ``island``
 too: it plans a day for 100 and 1,000 members, three times each (about a minute).
 ``soak`` too: one controller against 1,000 simulated devices for ``--minutes`` (10).
+``api`` too: it builds a week of 10,000 members and a year of 1,000 (about 6 minutes)
+and drives the API with them.
 """
 
 from __future__ import annotations

@@ -20,5 +20,5 @@ def test_a_one_minute_soak_conserves_energy_and_keeps_the_cycle_under_a_second()
     assert report["ledger"]["intervals"] >= 1
     assert report["ledger"]["error_wh"] == 0, report["ledger"]
     assert report["cycle"]["p99_ms"] < 1000, report["cycle"]
-    assert report["cycles"] >= 55
+    assert report["cycles"] >= 50
 
