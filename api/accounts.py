@@ -253,7 +253,7 @@ def accounts_router(reader: LedgerReader, config: CoopConfig | None) -> APIRoute
         Intervals inside ``[from, to]``; hours, days or months overlapping it
         (whole periods, as the rollups hold them).
         """
-        if member_id not in dict(reader.members()):
+        if reader.member_number(member_id) is None:
             raise not_found(UnknownMemberError(member_id, []))
         first, last, _ = reader.span()
         start, end = _epoch(from_), _epoch(to)

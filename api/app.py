@@ -135,8 +135,7 @@ def create_app(reader: LedgerReader, live: LiveView | None = None,
     install_surface(app, reader, live, member_of=_own_member)
 
     def known_member(member_id: str) -> str:
-        ids = {m for m, _ in reader.members()}
-        if member_id not in ids:
+        if reader.member_number(member_id) is None:
             raise HTTPException(404, f"member_id {member_id!r} is not a member of this coop")
         return member_id
 
@@ -182,7 +181,9 @@ def create_app(reader: LedgerReader, live: LiveView | None = None,
         coop_totals = reader.totals()
         extra = live.unwritten_wh(last) if live is not None else {}
         per_member, coop = running_figures(by_member, extra, count)
-        return {
+        # Plain numbers already: straight to JSON. FastAPI's own encoder walks every value
+        # of every member first, which cost more than the ledger read (bench/api_bench.py).
+        return JSONResponse({  # type: ignore[return-value]
             "members": len(per_member),
             **coop,
             "shared_peer_to_peer_kwh": coop["to_peers_kwh"],
@@ -198,7 +199,7 @@ def create_app(reader: LedgerReader, live: LiveView | None = None,
             "cycles": coop_totals.get("cycles"),
             "controller_down_hours": round((coop_totals.get("gap_s_coop") or 0) / 3600.0, 3),
             "by_member": viewer_of(request).keyed(per_member),
-        }
+        })
 
     @app.get("/api/v1/devices", tags=["installer"])
     def devices() -> list[dict[str, Any]]:

@@ -4,6 +4,9 @@
 (a year of 1,000 members) under /tmp, which takes several minutes. ``island``
 too: it plans a day for 100 and 1,000 members, three times each (about a minute).
 ``federation``: one settlement interval of 100 coops × 1,000 households (seconds).
+``soak`` too: one controller against 1,000 simulated devices for ``--minutes`` (10).
+``api`` too: it builds a week of 10,000 members and a year of 1,000 (about 6 minutes)
+and drives the API with them.
 """
 
 from __future__ import annotations
@@ -19,20 +22,25 @@ import numpy as np
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("which", nargs="*", metavar="dispatch|poll|ledger|island|federation",
+    parser.add_argument("which", nargs="*",
+                        metavar="dispatch|poll|ledger|island|federation|soak|api",
                         help="benchmarks to run (default: dispatch and poll)")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     parser.add_argument("--members", type=int, default=None,
                         help="ledger: members (default 1000; 50 with --quick)")
     parser.add_argument("--days", type=int, default=None,
                         help="ledger: days of 15-min intervals (default 365; 7 with --quick)")
+    parser.add_argument("--minutes", type=float, default=10.0,
+                        help="soak: how long (default 10)")
+    parser.add_argument("--devices", type=int, default=1000,
+                        help="soak: simulated devices, two per household (default 1000)")
     args = parser.parse_args(argv)
     which = args.which or ["dispatch", "poll"]
-    unknown = sorted(set(which) - {"dispatch", "poll", "ledger", "island",
-                                  "federation"})
+    unknown = sorted(set(which) - {"dispatch", "poll", "ledger", "island", "federation",
+                                  "soak", "api"})
     if unknown:
         parser.error(f"unknown benchmark {', '.join(unknown)}; "
-                     "choose from: dispatch, poll, ledger, island, federation")
+                     "choose from: dispatch, poll, ledger, island, federation, soak, api")
     report: dict = {"machine": {"python": platform.python_version(), "numpy": np.__version__,
                                 "cpus": os.cpu_count()}}
     if "dispatch" in which:
@@ -57,6 +65,14 @@ def main(argv: list[str] | None = None) -> int:
         from bench.federation_bench import run as run_federation
 
         report["federation"] = run_federation(args.quick)
+    if "soak" in which:
+        from bench.soak_bench import run as run_soak
+
+        report["soak"] = run_soak(args.minutes, args.devices)
+    if "api" in which:
+        from bench.api_bench import run as run_api
+
+        report["api"] = run_api(args.quick)
     json.dump(report, sys.stdout, indent=2)
     print()
     return 0

@@ -33,7 +33,9 @@ def audit_router(log: AuditLog, reader: LedgerReader | None) -> APIRouter:
     def audit(
         request: Request,
         limit: Annotated[int, Query(ge=1, le=10_000, description="most rows")] = 500,
-        after: Annotated[int, Query(ge=0, description="only audit rows after this seq")] = 0,
+        # SQLite integers are 64-bit: a larger seq is a bad query (422), not a crash (500).
+        after: Annotated[int, Query(ge=0, le=2**63 - 1,
+                                    description="only audit rows after this seq")] = 0,
     ) -> dict[str, Any]:
         """Who did what, when, and the outcome: tokens, commands, rotations (``source:
         audit``, chained by hash), with the grid-state transitions from the ledger

@@ -77,6 +77,16 @@ class LedgerReader:
         """Member id → the small number rows use."""
         return dict(self._conn().execute("SELECT id, no FROM members").fetchall())
 
+    def member_number(self, member_id: str) -> int | None:
+        """The small number of one member's rows; ``None`` for an id that is no member.
+
+        One indexed row, where :meth:`member_numbers` reads every member: a request
+        about one member of 10,000 spent most of its time there (bench/api_bench.py).
+        """
+        row = self._conn().execute("SELECT no FROM members WHERE id = ?",
+                                   (member_id,)).fetchone()
+        return None if row is None else int(row[0])
+
     def span(self) -> tuple[int | None, int | None, int]:
         """First start, last end and number of committed intervals."""
         # Each on its own: SQLite answers MIN/MAX of the rowid key from the b-tree's
@@ -118,7 +128,7 @@ class LedgerReader:
         have ``intervals``, the number of committed intervals summed.
         """
         conn = self._conn()
-        no = None if member_id is None else self.member_numbers().get(member_id)
+        no = None if member_id is None else self.member_number(member_id)
         names = (*MEMBER_COLUMNS, "intervals", *INTERVAL_COUNTS)
         acc: dict[str, int | None] = {n: None if n in METER_FIELDS else 0 for n in names}
         for level, a, b in self._plan(start, end):
@@ -185,7 +195,7 @@ class LedgerReader:
                ) -> list[tuple[int, dict[str, int | None]]]:
         """``(period start, sums)`` per interval, hour, day or month inside ``[start, end]``."""
         conn = self._conn()
-        no = None if member_id is None else self.member_numbers().get(member_id)
+        no = None if member_id is None else self.member_number(member_id)
         if step == "interval":
             if no is None:
                 rows = conn.execute(f"SELECT start_ts, {', '.join(MEMBER_COLUMNS)} FROM "
