@@ -203,7 +203,9 @@ def test_agent_outages_book_late_readings_whole_or_as_gap_once(tmp_path: Path) -
     #    once, in the gap accounting of the interval open at reconnection.
     assert col(cut, "gap_s") >= 20
     gap_wh = LOAD_W * col(cut, "gap_s") / 3600
-    assert col(after, "unallocated_import") == pytest.approx(gap_wh, abs=3)
+    # gap_s counts cycle time, the unallocated Wh the readings' counters: their clocks
+    # differ by a reading's age (up to ~2 simulated s on a loaded machine at 10x, 7 Wh).
+    assert col(after, "unallocated_import") == pytest.approx(gap_wh, abs=8)
     assert col(short, "from_grid") == pytest.approx(col(short, "meter_import"), abs=3)
     assert col(after, "gap_s") == 0  # its own share of the outage came back in the readings
     # Every Wh of the two intervals once: the dispatch's, the readings', the gap's.

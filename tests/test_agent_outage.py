@@ -175,6 +175,7 @@ def test_agent_obeys_mandates_then_falls_back_when_the_coop_is_silent(tmp_path: 
             assert any("expires_at" in r for r in agent.rejected_commands)
             # The coop says nothing more: after coop_silent_s the agent is safe, and stops.
             await wait_for(lambda: agent.safe, 5, "the safe state")
+            await asyncio.sleep(0.3)  # the safe state's own write lands just after the flag
             count = len(writes)
             await asyncio.sleep(0.5)
             assert len(writes) == count
