@@ -6,8 +6,9 @@ import time
 from datetime import UTC, datetime
 from typing import Annotated, Any, Protocol
 
-from fastapi import Depends, FastAPI, HTTPException, Query, Request
-from fastapi.responses import JSONResponse, ORJSONResponse
+import orjson
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from api.accounts import accounts_router
@@ -111,6 +112,11 @@ def _with_unwritten(totals: dict, extra: dict[str, int] | None) -> dict:
     return {k: (v or 0) + extra.get(k, 0) if k in extra else v for k, v in totals.items()}
 
 
+def _orjson(body: dict[str, Any]) -> Response:
+    """``body`` as JSON by orjson (NaN as null), past FastAPI's encoder."""
+    return Response(orjson.dumps(body), media_type="application/json")
+
+
 def _own_member(request: Request) -> str | None:
     """The member whose own figures a live stream may carry: a member token's own."""
     principal = viewer_of(request).principal
@@ -184,7 +190,7 @@ def create_app(reader: LedgerReader, live: LiveView | None = None,
         # Plain numbers already: straight to JSON, with orjson. FastAPI's own encoder walks
         # every value of every member first, and the json module took 22 ms for 1,000
         # members: both cost more than the ledger read (bench/api_bench.py).
-        return ORJSONResponse({  # type: ignore[return-value]
+        return _orjson({  # type: ignore[return-value]
             "members": len(per_member),
             **coop,
             "shared_peer_to_peer_kwh": coop["to_peers_kwh"],
