@@ -24,7 +24,7 @@ from controller.config_network import (
 from controller.island.site_config import IslandConfig, SiteConfig
 from devices.mqtt.formats import FORMATS, json_path_format
 from devices.templates.schema import shipped_templates
-from devices.validation import parse_toml
+from devices.validation import parse_toml, read_text
 
 MemberId = str
 #: Ids that name the coop itself in published data.
@@ -403,8 +403,5 @@ def parse_config(text: str, source: str = "<config>") -> CoopConfig:
 def load_config(path: str | Path) -> CoopConfig:
     """Read, parse and validate a configuration file."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    text = read_text(path, ConfigError)
     return parse_config(text, str(path))

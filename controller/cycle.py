@@ -148,8 +148,6 @@ class Controller:
         self.mandate_s = max(SHED_MANDATE_S, math.ceil(3 * self.nominal_dt_s))
         self.shedder = (ShedPlanner.from_config(config, mandate_s=self.mandate_s)
                         if has_loads else None)
-        #: Per member, shed that no switch could realise: an outage on an island.
-        self.unrealised_shed_w = np.zeros(len(config.members))
         #: Each member's demand before the grid-former last reported an overload, W.
         self._demand_before_w = np.zeros(len(config.members))
         #: … and its ratio to the plan's demand forecast then (NaN: none).
@@ -252,7 +250,7 @@ class Controller:
         # What the plan sheds and a plug already holds off is not served: booked as shed
         # before the dispatch shares what is left.
         pre_shed = np.where(image.valid, np.minimum(held, planned), 0.0)
-        dropped = self._dropped_w(demand, image.valid)
+        dropped = self._dropped_w(demand, image.valid, now)
         need_w = None
         if now > start and (self.last_end_ts is None or now > self.last_end_ts):
             limits = self.limits()
@@ -293,7 +291,6 @@ class Controller:
             await self._curtail(image, result, now - start)
             await self._shed(need_w, now)
             await self._switch_overridden_loads()
-        if result is not None:
             # An idling battery that does not answer keeps its coop-origin pool for its return.
             idle = image.battery_assumed_idle
             if idle is None:
@@ -341,11 +338,11 @@ class Controller:
             await self.poller.write_pv_limits(caps, self.pv_caps_w, self.setpoint_expiry_s)
         self.pv_caps_w = caps
 
-    def _dropped_w(self, demand: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    def _dropped_w(self, demand: np.ndarray, valid: np.ndarray, now: float) -> np.ndarray:
         """Islanded, load the grid-former drops (an outage), estimated from the demand
         before it reported the overload (:mod:`controller.island.outage`)."""
         overloaded = self.poller.grid_overloaded()
-        forecast = self.follower.demand_forecast_w(self.clock()) if self.islanded else None
+        forecast = self.follower.demand_forecast_w(now) if self.islanded else None
         if self.islanded and overloaded:
             before = demand_before_w(self._demand_before_w, self._demand_ratio, forecast)
             return dropped_load_w(before, demand, valid, self._tier)
@@ -374,7 +371,6 @@ class Controller:
         actions = [a for a in plan.actions if a.load_id not in self._override_loads]
         if actions:  # a load an override holds is the coordinator's, not the shedder's
             await self.poller.switch_loads(actions, self.mandate_s)
-        self.unrealised_shed_w = plan.unrealised_w
 
     async def _switch_overridden_loads(self) -> None:
         """Hold the loads overrides hold; switch back on those an override no longer holds."""

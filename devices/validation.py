@@ -7,6 +7,7 @@ templates), so that each mistake reads ``file: key.path = value: expected``.
 from __future__ import annotations
 
 import tomllib
+from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -77,6 +78,14 @@ def format_errors(
         shown = f" = {value!r}" if value is not None and not isinstance(value, dict | list) else ""
         lines.append(f"{source}: {path}{shown}: {message}")
     return "\n".join(lines)
+
+
+def read_text(path: Path, error: type[Exception]) -> str:
+    """A configuration file's text; ``error`` naming the file when it cannot be read."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise error(f"{path}: cannot read: {exc.strerror}") from None
 
 
 def parse_toml(text: str, source: str, model: type[M], error: type[Exception]) -> M:

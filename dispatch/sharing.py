@@ -104,3 +104,21 @@ def _by_tier(amount: float, need: FloatArray, policy: str, key: FloatArray,
         out += part
         left -= float(part.sum())
     return out
+
+
+def drop_by_tier(load: FloatArray, amount_w: float, rank: IntArray) -> FloatArray:
+    """Load dropped to shed ``amount_w``: the highest ``rank`` (least critical) first,
+    pro rata to load within a rank, never more than a household draws."""
+    dropped = np.zeros_like(load)
+    left = amount_w
+    for level in sorted(set(rank.tolist()), reverse=True):
+        if left <= 0:
+            break
+        mine = np.where(rank == level, load, 0.0)
+        total = float(mine.sum())
+        if total <= 0:
+            continue
+        take = min(left, total)
+        dropped += mine * (take / total)
+        left -= take
+    return dropped

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from dispatch.sharing import drop_by_tier
 from simulators.profiles import at_minute, load_w_per_mwh_year, pv_w_per_kwp, sunny_day
 
 FloatArray = NDArray[np.float64]
@@ -104,24 +105,6 @@ def demo_households(n: int = 10, seed: int = 7, plugs: bool = False,
             )
         )
     return specs
-
-
-def drop_by_tier(load: FloatArray, amount_w: float, rank: NDArray[np.int64]) -> FloatArray:
-    """Load dropped to shed ``amount_w``: the highest ``rank`` (least critical) first,
-    pro rata to load within a rank, never more than a household draws."""
-    dropped = np.zeros_like(load)
-    left = amount_w
-    for level in sorted(set(rank.tolist()), reverse=True):
-        if left <= 0:
-            break
-        mine = np.where(rank == level, load, 0.0)
-        total = float(mine.sum())
-        if total <= 0:
-            continue
-        take = min(left, total)
-        dropped += mine * (take / total)
-        left -= take
-    return dropped
 
 
 class HouseholdPhysics:

@@ -23,7 +23,8 @@ from controller.island.rehearse_report import tier_order_violations, tier_ranks
 from controller.ledger import LedgerReader
 from controller.ledger.schema import MEMBER_COLUMNS
 from dispatch.rounding import LEDGER_FIELDS, PAIRED, PARTS
-from simulators.household import HouseholdPhysics, HouseholdSpec, drop_by_tier
+from dispatch.sharing import drop_by_tier
+from simulators.household import HouseholdPhysics, HouseholdSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 NIGHT = 2 * 3600.0  # 02:00 on the simulated clock: no PV

@@ -33,7 +33,7 @@ from controller.config import (
     MemberConfig,
     MqttConfig,
 )
-from devices.validation import parse_toml
+from devices.validation import parse_toml, read_text
 
 
 class _Strict(BaseModel):
@@ -101,8 +101,5 @@ def parse_agent_config(text: str, source: str = "<agent>") -> AgentConfig:
 def load_agent_config(path: str | Path) -> AgentConfig:
     """Read, parse and validate an agent file."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise AgentConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    text = read_text(path, AgentConfigError)
     return parse_agent_config(text, str(path))

@@ -42,12 +42,21 @@ def time_of_day(text: str) -> float:
     return value
 
 
-def positive(text: str) -> float:
-    """Argparse type: a number above 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a number above 0, got {text!r}")
-    return value
+def number_in(low: float, high: float, what: str, bounds: str, *,
+              low_open: bool = False) -> Callable[[str], float]:
+    """Argparse type: a number from ``low`` (excluded when ``low_open``) to ``high``;
+    ``what`` names it and ``bounds`` words the range in the error."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not (low < value if low_open else low <= value) or not value <= high:
+            raise argparse.ArgumentTypeError(f"expected {bounds}, got {text!r}")
+        return value
+
+    return parse
+
+
+#: Argparse type: a number above 0.
+positive = number_in(0.0, float("inf"), "a number", "a number above 0", low_open=True)

@@ -32,6 +32,8 @@ from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from controller.cli.common import number_in
+
 if TYPE_CHECKING:
     import numpy as np
     from numpy.typing import NDArray
@@ -106,24 +108,8 @@ def _hours(text: str) -> int:
     return int(text)
 
 
-def _island_hours(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected hours, got {text!r}") from None
-    if not 0 < value <= 48:
-        raise argparse.ArgumentTypeError(f"expected more than 0 and at most 48 h, got {text!r}")
-    return value
-
-
-def _pct(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a percentage, got {text!r}") from None
-    if not 0 <= value <= 100:
-        raise argparse.ArgumentTypeError(f"expected 0 to 100, got {text!r}")
-    return value
+_island_hours = number_in(0.0, 48.0, "hours", "more than 0 and at most 48 h", low_open=True)
+_pct = number_in(0.0, 100.0, "a percentage", "0 to 100")
 
 
 def parse_start(text: str, tz: tzinfo) -> datetime:

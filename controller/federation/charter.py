@@ -35,7 +35,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from devices.validation import parse_toml
+from devices.validation import parse_toml, read_text
 
 COOP_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,39}$"
 
@@ -157,8 +157,5 @@ def parse_charter(text: str, source: str = "<charter>", base: Path | None = None
 def load_charter(path: str | Path) -> Charter:
     """Read, parse and validate a charter file."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise CharterError(f"{path}: cannot read: {exc.strerror}") from None
+    text = read_text(path, CharterError)
     return parse_charter(text, str(path), path.parent)

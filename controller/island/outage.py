@@ -21,6 +21,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
+from dispatch.sharing import drop_by_tier
+
 FloatArray = NDArray[np.float64]
 
 
@@ -36,18 +38,7 @@ def dropped_load_w(before_w: FloatArray, demand_w: FloatArray, valid: NDArray[np
     """
     before = np.where(valid, before_w, 0.0)
     total = float(np.maximum(before - np.where(valid, demand_w, 0.0), 0.0).sum())
-    out = np.zeros_like(before)
-    for level in (2, 1, 0):  # three tiers, not a loop over members
-        if total <= 0.0:
-            break
-        room = np.where(tier == level, before, 0.0)
-        available = float(room.sum())
-        if available <= 0.0:
-            continue
-        take = min(total, available)
-        out += room * (take / available)
-        total -= take
-    return out
+    return drop_by_tier(before, total, tier)
 
 
 #: A member's measured/forecast demand ratio is kept within this range.
