@@ -47,8 +47,9 @@ class DriverFactory:
         if self.hub is None:
             broker = self.config.mqtt
             assert broker is not None  # the config refuses MQTT devices without a broker
-            self.hub = MqttHub(broker.host, broker.port, client_id="commonwatt-devices",
-                               access=broker.access())
+            # The hub's own unique client id: no other Commonwatt client (``read``,
+            # a second tool) can take over its broker session.
+            self.hub = MqttHub(broker.host, broker.port, access=broker.access())
         return self.hub
 
     def close(self) -> None:

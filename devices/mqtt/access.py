@@ -7,6 +7,7 @@ refuses anonymous clients, or speaks only TLS, is reached the same way by all.
 
 from __future__ import annotations
 
+import secrets
 import ssl
 from dataclasses import dataclass
 
@@ -64,6 +65,15 @@ class MqttAccess:
 
 
 ANONYMOUS = MqttAccess()
+
+
+def unique_client_id(role: str) -> str:
+    """A client id no other client will use: ``<role>-<8 random hex digits>``.
+
+    A broker drops the older of two clients with one id (MQTT 3.1.1 §3.1.4), so a
+    fixed id let ``commonwatt read`` take over the controller's session (issue 20).
+    """
+    return f"{role}-{secrets.token_hex(4)}"
 
 
 def refusal_reason(reason: object) -> str:

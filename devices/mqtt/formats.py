@@ -22,10 +22,12 @@ class PayloadError(ValueError):
 
 
 def _json(topic: str, payload: bytes) -> Any:
+    # ValueError covers a JSONDecodeError, bad UTF-8 and an integer over Python's digit
+    # limit; RecursionError, arrays nested past the stack (the hub refuses those first).
     try:
         return json.loads(payload)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise PayloadError(f"{topic}: not JSON ({exc})") from None
+    except (ValueError, RecursionError) as exc:
+        raise PayloadError(f"{topic}: not JSON ({str(exc)[:200]})") from None
 
 
 def dig(data: Any, path: str, topic: str) -> Any:

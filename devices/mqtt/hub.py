@@ -1,38 +1,51 @@
-"""MQTT devices: one paho-mqtt 2.x subscriber per broker, and a driver per device.
+"""MQTT devices: one paho-mqtt 2.x subscriber per broker (the driver per device is in
+:mod:`devices.mqtt.device`).
 
-Messages arrive on paho's network thread and are parsed at once; each value
-is stored with its arrival time. A driver read returns the latest values
-only while every required value is younger than the device's freshness
-timeout; otherwise it fails with "stale topic", so the controller marks the
-device unknown exactly as it does for a Modbus device that stops answering.
+Messages arrive on paho's network thread and are parsed at once, under the
+limits of :mod:`devices.mqtt.guard`; each value is stored with its arrival
+time. The network thread is supervised and restarted should it ever end.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
+import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from devices.kinds import BatteryReading, MeterReading, PvReading, Setpoint
 from devices.modbus.transport import DeviceError
-from devices.mqtt.access import ANONYMOUS, MqttAccess, refusal_reason
-from devices.mqtt.formats import Format, Parser, PayloadError, Values
+from devices.mqtt.access import ANONYMOUS, MqttAccess, refusal_reason, unique_client_id
+from devices.mqtt.formats import Parser, PayloadError, Values
+from devices.mqtt.guard import (
+    DEFAULT_LIMITS,
+    MessageLimits,
+    PayloadRefused,
+    RefusalLog,
+    TopicGate,
+    check_size_and_depth,
+)
 
-#: How long an edge agent holds an "on" (it only has to outlive the off it replaces).
-AGENT_ON_HOLD_S = 60
+log = logging.getLogger(__name__)
+
+KEEPALIVE_S = 30
+#: paho's reconnect delay doubles from 1 s up to this.
+RECONNECT_MAX_S = 30
+#: How often the supervisor checks paho's network thread.
+SUPERVISE_S = 0.2
+#: A reader that has run connected this long starts its back-off over after a crash.
+RESTART_RESET_S = 60.0
 
 
-@dataclass(frozen=True, slots=True)
-class LoadReading:
-    """A switchable load (smart plug): power, lifetime energy and relay state."""
+def restart_backoff_s(failures: int) -> float:
+    """Seconds before restarting a reader that ended ``failures`` times in a row."""
+    return float(min(2 ** (min(failures, 7) - 1), 60))
 
-    power_w: float | None
-    energy_wh: float | None
-    on: bool | None
+
 
 
 @dataclass(slots=True)
@@ -47,31 +60,68 @@ class TopicState:
 
 
 class MqttHub:
-    """One connection to a broker, shared by every MQTT device on it."""
+    """One connection to a broker, shared by every MQTT device on it.
 
-    def __init__(self, host: str, port: int, client_id: str = "commonwatt-devices",
-                 access: MqttAccess = ANONYMOUS) -> None:
+    Every message is parsed under :class:`~devices.mqtt.guard.MessageLimits`, and
+    any exception it raises is caught, counted for its topic and logged at most
+    once a minute: no payload stops the reader. paho's network thread is
+    supervised all the same: should it end for any other reason, the hub says so
+    (:meth:`reader_status`, ``down``), and starts a new client after a back-off
+    (1, 2, 4, … 60 s). The client id is unique to this hub (:func:`unique_client_id`),
+    so no other Commonwatt client takes over its session; if another client does,
+    paho reconnects within seconds and :meth:`_on_connect` subscribes again.
+    """
+
+    def __init__(self, host: str, port: int, client_id: str | None = None,
+                 access: MqttAccess = ANONYMOUS, limits: MessageLimits = DEFAULT_LIMITS) -> None:
         self.host, self.port = host, port
-        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
-        access.apply(self._client)
+        self.client_id = client_id or unique_client_id("commonwatt-devices")
+        self.access, self.limits = access, limits
         #: Why the broker cannot be used (refused login, TLS failure); None once connected.
         self.failure: str | None = None
         self._answered = threading.Event()
-        self._client.on_connect = self._on_connect
-        self._client.on_message = self._on_message
-        self._client.on_subscribe = self._on_subscribe
         self._pending: set[int] = set()
         self._lock = threading.Lock()
         self.subscribed = threading.Event()
         self._parsers: dict[str, Parser] = {}
         self.states: dict[str, TopicState] = {}
+        self._gates: dict[str, TopicGate] = {}
         self.connected = threading.Event()
+        self.refusals = RefusalLog()
+        self._stopping = threading.Event()
+        self._supervisor: threading.Thread | None = None
+        #: What ended the last network thread (an exception that escaped a callback).
+        self._crash: str | None = None
+        self._state, self._state_since, self._state_reason = "stopped", time.time(), ""
+        self.restarts = 0
+        self._client = self._new_client()
+
+    def _new_client(self) -> mqtt.Client:
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id)
+        self.access.apply(client)
+        client.reconnect_delay_set(min_delay=1, max_delay=RECONNECT_MAX_S)
+        client.on_connect = self._guarded(self._on_connect)
+        client.on_disconnect = self._guarded(self._on_disconnect)
+        client.on_message = self._on_message
+        client.on_subscribe = self._guarded(self._on_subscribe)
+        return client
+
+    def _guarded(self, callback: Callable[..., None]) -> Callable[..., None]:
+        """``callback``, noting what it raised before paho's thread ends with it."""
+        def run(*args: object) -> None:
+            try:
+                callback(*args)
+            except BaseException as exc:
+                self._crash = f"{callback.__name__} raised {type(exc).__name__}: {exc}"[:300]
+                raise
+        return run
 
     def register(self, topics: dict[str, Parser]) -> None:
         """Listen to ``topics`` (topic → parser); call before or after :meth:`start`."""
         for topic, parser in topics.items():
             self._parsers[topic] = parser
             self.states.setdefault(topic, TopicState())
+            self._gates.setdefault(topic, TopicGate(self.limits))
             if self.connected.is_set():
                 self._subscribe(topic)
 
@@ -94,29 +144,88 @@ class MqttHub:
         return self.subscribed.wait(timeout_s)
 
     def start(self, timeout_s: float = 5.0) -> None:
-        """Connect and run paho's network loop in its thread.
+        """Connect, run paho's network loop in its thread, and supervise it.
 
         The first connection is made here, not in paho's thread, so that a TLS
         or socket error is raised with its cause; paho keeps retrying after it.
         """
         where = f"{self.host}:{self.port}"
+        self._set_state("connecting", "starting")
+        self._supervisor = threading.Thread(target=self._supervise, daemon=True,
+                                            name=f"mqtt-supervisor-{self.client_id}")
         try:
-            self._client.connect(self.host, self.port, keepalive=30)
+            self._client.connect(self.host, self.port, keepalive=KEEPALIVE_S)
         except (OSError, ValueError) as exc:
             self.failure = f"cannot connect to the MQTT broker at {where}: {exc}"
-            self._client.connect_async(self.host, self.port, keepalive=30)
+            self._client.connect_async(self.host, self.port, keepalive=KEEPALIVE_S)
             self._client.loop_start()
+            self._supervisor.start()
             raise DeviceError("refused", self.failure) from None
         self._client.loop_start()
+        self._supervisor.start()
         if not self._answered.wait(timeout_s):
             raise DeviceError("refused", f"no MQTT broker answered at {where}")
         if self.failure is not None:
             raise DeviceError("refused", self.failure)
 
     def stop(self) -> None:
-        """Disconnect and stop the network thread."""
+        """Disconnect and stop the network thread and its supervisor."""
+        self._stopping.set()
+        if self._supervisor is not None and self._supervisor.is_alive():
+            self._supervisor.join(5)
         self._client.disconnect()
         self._client.loop_stop()
+        self._set_state("stopped", "stopped")
+        self.refusals.flush(force=True)
+
+    def _network_thread_alive(self) -> bool:
+        # paho 2.x keeps the thread loop_start() made in ``_thread`` and clears it
+        # when loop_forever() ends (``_thread_main``); tests/test_mqtt_reader.py pins it.
+        thread = getattr(self._client, "_thread", None)
+        return thread is not None and thread.is_alive()
+
+    def _supervise(self) -> None:
+        """Restart paho's network thread, with back-off, whenever it ends unasked."""
+        failures = 0
+        while not self._stopping.wait(SUPERVISE_S):
+            if self._network_thread_alive():
+                if failures and self.connected.is_set() and \
+                        time.time() - self._state_since > RESTART_RESET_S:
+                    failures = 0  # it has run well for a while: the next crash starts over
+                continue
+            failures += 1
+            reason = self._crash or "paho's network thread ended"
+            self._crash = None
+            wait_s = restart_backoff_s(failures)
+            self.connected.clear()
+            self._set_state("down", reason)
+            log.error("MQTT reader for %s:%s stopped (%s); restarting in %g s (restart %d)",
+                      self.host, self.port, reason, wait_s, self.restarts + 1)
+            if self._stopping.wait(wait_s):
+                return
+            with contextlib.suppress(Exception):
+                self._client.loop_stop()
+            client = self._new_client()
+            client.connect_async(self.host, self.port, keepalive=KEEPALIVE_S)
+            self._client = client
+            self.restarts += 1
+            self._set_state("connecting", f"restarted after: {reason}")
+            client.loop_start()
+
+    def _set_state(self, state: str, reason: str) -> None:
+        if state != self._state:
+            self._state, self._state_since = state, time.time()
+        self._state_reason = reason
+
+    def reader_status(self) -> dict[str, object]:
+        """The reader's state for ``/healthz``: ``running`` (connected), ``connecting``
+        (paho retries the broker), ``down`` (its thread ended; restarting) or ``stopped``;
+        with ``since`` (Unix s), the reason, restarts, the client id and refusals."""
+        return {"state": self._state, "since": round(self._state_since, 3),
+                "for_s": round(time.time() - self._state_since, 3),
+                "reason": self._state_reason, "restarts": self.restarts,
+                "client_id": self.client_id,
+                "messages_refused": sum(self.refusals.totals.values())}
 
     def publish(self, topic: str, payload: str) -> None:
         """Send a command (QoS 1, not retained: a stale command must never replay)."""
@@ -129,26 +238,61 @@ class MqttHub:
         if getattr(reason, "is_failure", False):
             self.failure = (f"the MQTT broker at {self.host}:{self.port} refused the "
                             f"connection: {refusal_reason(reason)}")
+            self._set_state("connecting", self.failure)
             self._answered.set()
             return
         self.failure = None
+        # A clean session: after any reconnect (a broker restart, a session taken
+        # over by a client with our id) the subscriptions are gone, so renew them all.
+        with self._lock:
+            self._pending.clear()
         for topic in list(self._parsers):
             self._subscribe(topic)
         if not self._parsers:
             self.subscribed.set()
         self.connected.set()
+        self._set_state("running", "connected")
         self._answered.set()
 
+    def _on_disconnect(self, client: mqtt.Client, userdata: object, flags: object,
+                       reason: object, properties: object = None) -> None:
+        self.connected.clear()
+        if not self._stopping.is_set():
+            self._set_state("connecting", f"disconnected: {reason}")
+
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
-        parser = self._parsers.get(msg.topic)
+        try:
+            self._read(msg.topic, msg.payload)
+        except Exception as exc:  # noqa: BLE001 - one message, whatever it is, never stops the reader
+            self._refuse(msg.topic, f"{type(exc).__name__}: {str(exc)[:200]}", mark=True)
+
+    def _read(self, topic: str, payload: bytes) -> None:
+        parser = self._parsers.get(topic)
         if parser is None:
             return
-        state = self.states[msg.topic]
+        gate = self._gates[topic]
+        now = time.monotonic()
+        busy = gate.admit(now)
+        if busy is not None:  # flooding or muted: not parsed, the last good values stand
+            self._refuse(topic, busy, mark=False)
+            return
         try:
-            values = parser(msg.topic, msg.payload)
+            check_size_and_depth(payload, self.limits)
+        except PayloadRefused as exc:
+            self._refuse(topic, f"refused payload: {exc}", mark=True)
+            return
+        state = self.states[topic]
+        started = time.perf_counter()
+        try:
+            values = parser(topic, payload)
         except PayloadError as exc:
             state.error = f"malformed payload: {exc}"
             state.received = time.monotonic()
+            self.refusals.refused(topic, str(exc)[:200])
+            return
+        slow = gate.timed(time.perf_counter() - started, time.monotonic())
+        if slow is not None:
+            self._refuse(topic, f"refused payload: {slow}", mark=True)
             return
         if not values:  # a frame about something else (a Shelly NotifyEvent): not a reading
             return
@@ -158,121 +302,18 @@ class MqttHub:
         state.error = None
         state.received = now
 
+    def _refuse(self, topic: str, reason: str, mark: bool) -> None:
+        """Count a message not read; with ``mark`` its device reads as garbage until the
+        next good payload (as a malformed one does)."""
+        if mark and topic in self.states:
+            state = self.states[topic]
+            state.error = f"{reason} on {topic}"
+            state.received = time.monotonic()
+        self.refusals.refused(topic, reason)
 
-class MqttDevice:
-    """A device whose values come from MQTT topics under ``base``."""
 
-    def __init__(self, hub: MqttHub, fmt: Format, base: str, fresh_s: float) -> None:
-        self.hub, self.format, self.base, self.fresh_s = hub, fmt, base, fresh_s
-        self.topics = fmt.topics(base)
-        hub.register(self.topics)
+# The driver, re-exported: ``from devices.mqtt.hub import MqttDevice`` predates the split.
+from devices.mqtt.device import AGENT_ON_HOLD_S, LoadReading, MqttDevice  # noqa: E402
 
-    def values(self) -> Values:
-        """Newest values of every topic; raises unless the required ones are fresh."""
-        if self.hub.failure is not None:
-            raise DeviceError("refused", self.hub.failure)
-        now = time.monotonic()
-        merged: Values = {}
-        ages: dict[str, float] = {}
-        for topic in self.topics:
-            state = self.hub.states[topic]
-            if state.error is not None:
-                raise DeviceError("garbage", state.error)
-            if state.received is None:
-                continue
-            for name, value in state.values.items():
-                age = now - state.arrived.get(name, state.received)
-                if name not in ages or age < ages[name]:  # two topics, one value: newest
-                    merged[name] = value
-                    ages[name] = age
-        for name in self.format.required:
-            if name not in merged:
-                raise DeviceError("stale topic", f"{self.base}: no {name} received yet")
-            if ages[name] > self.fresh_s:
-                raise DeviceError("stale topic", f"{self.base}: {name} is {ages[name]:.1f} s old "
-                                                 f"(limit {self.fresh_s:g} s)")
-        return merged
-
-    def _get(self, values: Values, name: str) -> float | None:
-        value = values.get(name)
-        return None if value is None or isinstance(value, bool) else float(value)
-
-    async def read_meter(self) -> MeterReading:
-        """Meter values (import > 0)."""
-        v = self.values()
-        return MeterReading(self._get(v, "power_w"), self._get(v, "import_wh"),
-                            self._get(v, "export_wh"))
-
-    async def read_pv(self) -> PvReading:
-        """PV production."""
-        v = self.values()
-        return PvReading(self._get(v, "power_w"), self._get(v, "energy_wh"))
-
-    async def read_battery(self) -> BatteryReading:
-        """Battery values from a generic JSON topic (no control over MQTT)."""
-        v = self.values()
-        g = self._get
-        return BatteryReading(g(v, "power_w"), g(v, "soc_pct"), g(v, "capacity_wh"),
-                              g(v, "max_charge_w"), g(v, "max_discharge_w"))
-
-    async def write_setpoint(self, setpoint: Setpoint | None) -> None:
-        """A battery command to an edge agent, expiring with the setpoint (``None``: idle now).
-
-        The agent holds it until ``expires_at`` and drops it when the coop goes
-        silent; ``seq`` orders commands so a replayed one is refused.
-        """
-        topic = self.format.setpoint_topic(self.base)
-        if topic is None:
-            raise DeviceError("not controllable", f"{self.format.name} batteries take no setpoint")
-        now = time.time()
-        power, expires = (0.0, now) if setpoint is None else (setpoint.power_w,
-                                                               now + setpoint.expires_s)
-        self.hub.publish(topic, json.dumps({"seq": time.time_ns(), "kind": "battery",
-                                            "power_w": power, "expires_at": expires}))
-
-    async def read_load(self) -> LoadReading:
-        """A switchable load's power, energy and relay state."""
-        v = self.values()
-        on = v.get("on")
-        return LoadReading(self._get(v, "power_w"), self._get(v, "energy_wh"),
-                           on if isinstance(on, bool) else None)
-
-    async def switch(self, on: bool, revert_after_s: int | None = None) -> bool:
-        """Turn the relay on or off (load shedding); True if the device will revert by itself.
-
-        With ``revert_after_s`` an off (or on) is sent as the format's timed
-        command, which the device undoes after that many seconds (Shelly
-        ``toggle_after``, Tasmota ``RuleTimer``); an on cancels a pending
-        revert. A format without one gets the plain command and returns False.
-        """
-        if self.format.setpoints:
-            return self._agent_switch(on, revert_after_s)
-        timed = self.format.timed
-        if timed is not None and (revert_after_s is not None or on):
-            self.hub.publish(*timed(self.base, on, revert_after_s))
-            return revert_after_s is not None
-        topic = self.format.command_topic(self.base)
-        if topic is None or self.format.command is None:
-            raise DeviceError("not controllable", f"{self.format.name} devices cannot switch")
-        self.hub.publish(topic, self.format.command[1] if on else self.format.command[2])
-        return False
-
-    def _agent_switch(self, on: bool, revert_after_s: int | None) -> bool:
-        """A load switch to an edge agent, as an expiring command (like a setpoint).
-
-        The agent holds an off until ``expires_at`` and switches the load back
-        on then, or as soon as the coop goes silent: it always reverts by itself.
-        The load is named as the agent names it, ``<member>/<leaf of the topic>``
-        (``coop/c/agents/m1/live/load1`` → ``m1/load1``).
-        """
-        topic = self.format.setpoint_topic(self.base)
-        parts = self.base.split("/")
-        if topic is None or len(parts) != 6 or parts[4] != "live":
-            raise DeviceError("not controllable", f"{self.base}: expected the topic "
-                              "coop/<coop>/agents/<member>/live/<load>")
-        now = time.time()
-        hold_s = revert_after_s if revert_after_s is not None else AGENT_ON_HOLD_S
-        self.hub.publish(topic, json.dumps({"seq": time.time_ns(), "kind": "load",
-                                            "load": f"{parts[3]}/{parts[5]}", "on": on,
-                                            "expires_at": now + hold_s}))
-        return True
+__all__ = ["AGENT_ON_HOLD_S", "LoadReading", "MqttDevice", "MqttHub", "TopicState",
+           "restart_backoff_s"]
