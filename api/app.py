@@ -27,6 +27,8 @@ from controller.config import CoopConfig, LedgerConfig
 from controller.ledger import LedgerReader
 
 API_VERSION = "1.0.0"
+#: The MQTT reader may look for its broker this long (a reconnect) before /healthz says down.
+READER_GRACE_S = 10.0
 
 
 class LiveView(Protocol):
@@ -234,7 +236,7 @@ def create_app(reader: LedgerReader, live: LiveView | None = None,
     @app.get("/healthz", tags=["ops"])
     def healthz() -> JSONResponse:
         """200 while cycles run on time; 503 when the controller is stale, the ledger is
-        failing or no device is ok."""
+        failing, the MQTT reader is down or no device is ok."""
         _, last_end, count = reader.span()
         body: dict[str, Any] = {"ledger_intervals": count, "ledger_last_end": last_end,
                                 "checked_at": time.time()}
@@ -254,10 +256,19 @@ def create_app(reader: LedgerReader, live: LiveView | None = None,
             degraded = any(s != "ok" for s in states)
             failing = ledger["state"] != "ok"
             blind = "ok" not in states  # the controller cycles, but on no reading at all
+            # The MQTT reader (optional on a live view): down is its thread ended and
+            # restarting, or no broker connection for longer than a reconnect takes.
+            mqtt = live.mqtt_reader() if hasattr(live, "mqtt_reader") else None
+            reader_down = mqtt is not None and (
+                mqtt["state"] == "down" or (mqtt["state"] == "connecting"
+                                            and float(mqtt["for_s"]) > READER_GRACE_S))
+            if mqtt is not None:
+                body["mqtt_reader"] = mqtt
             body["status"] = ("stale" if stale else "ledger-failing" if failing
+                              else "mqtt-reader-down" if reader_down
                               else "no-device-ok" if blind else "degraded" if degraded
                               else "ok")
-            status = 503 if stale or failing or blind else 200
+            status = 503 if stale or failing or blind or reader_down else 200
         else:
             body["status"] = "ledger-only"
         return JSONResponse(body, status_code=status)

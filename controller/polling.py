@@ -372,7 +372,10 @@ class Poller:
         stale = self.stale_s
         return [{**d.health.as_dict(now, stale), "kind": d.config.kind,
                  "reading": None if d.reading is None else asdict(d.reading),
-                 "counters": d.counters.as_dict()} for d in self.devices]
+                 "counters": d.counters.as_dict(),
+                 # MQTT only: messages on its topics not read (over a limit, malformed).
+                 "messages_refused": getattr(d.driver, "refused", None)}
+                for d in self.devices]
 
     def close(self) -> None:
         """Close every Modbus connection and the MQTT hub."""

@@ -98,6 +98,11 @@ class Runtime:
         """The ledger writer's state: ``ok`` or ``failing`` with the reason."""
         return self.controller.writer.status()
 
+    def mqtt_reader(self) -> dict[str, object] | None:
+        """The MQTT device reader's state (:meth:`MqttHub.reader_status`); None without one."""
+        hub = self.controller.poller.factory.hub
+        return None if hub is None else hub.reader_status()
+
     def unwritten_wh(self, after_ts: int | None) -> dict[str, dict[str, int]]:
         """Per member, Wh booked but not on disk at or after ``after_ts``: intervals
         waiting for the writer and the open interval's provisional Wh."""

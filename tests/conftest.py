@@ -149,6 +149,15 @@ def reliability(request: pytest.FixtureRequest) -> Iterator[Callable[..., Row]]:
         _MATRIX.add(row, request.node.nodeid, passed, failure)
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """``--write-reliability``: what ``python -m tests.reliability`` passes."""
+    parser.addoption("--write-reliability", action="store_true", default=False,
+                     help="merge this run's fault-matrix rows into docs/reliability.json "
+                          "and rewrite docs/reliability.md")
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    """Rewrite docs/reliability.md from the rows this run recorded (if it ran any)."""
-    _MATRIX.write()
+    """Rewrite docs/reliability.md from the rows this run recorded, only when asked
+    (``--write-reliability``): an ordinary test run leaves the tracked files alone."""
+    if session.config.getoption("--write-reliability"):
+        _MATRIX.write()

@@ -102,7 +102,7 @@ class MqttHub:
         client.reconnect_delay_set(min_delay=1, max_delay=RECONNECT_MAX_S)
         client.on_connect = self._guarded(self._on_connect)
         client.on_disconnect = self._guarded(self._on_disconnect)
-        client.on_message = self._on_message
+        client.on_message = self._guarded(self._on_message)
         client.on_subscribe = self._guarded(self._on_subscribe)
         return client
 
