@@ -18,6 +18,8 @@ import time
 from dataclasses import asdict
 from typing import Any
 
+from controller.drivers import READERS
+from controller.polling import check_reading
 from devices.modbus.transport import DeviceError, LinkPool, ModbusLink
 from devices.sunspec.adapters import (
     INVERTER_MODELS,
@@ -107,9 +109,12 @@ async def scan_sunspec(link: ModbusLink, unit: int) -> dict[str, Any]:
     for kind, candidates, driver, method in SUNSPEC_KINDS:
         if any(m in models for m in candidates):
             try:
-                kinds[kind] = _clean(asdict(await getattr(driver(client), method)()))
+                reading = await getattr(driver(client), method)()
+                kinds[kind] = _clean(asdict(reading))
+                check_reading(reading)
             except DeviceError as exc:
-                kinds[kind] = {"error": str(exc)}
+                # e.g. the inverter model of a battery: it has one, but no PV reads there
+                kinds[kind] = {**kinds.get(kind, {}), "error": str(exc)}
     return {
         "found": True,
         "unit": unit,
@@ -145,6 +150,9 @@ async def probe_template(link: ModbusLink, t: Template,
         device = TemplateDevice(link, t, kind, unit)
         try:
             values = await device.read_values()
+            reader = getattr(device, READERS[kind], None)
+            if reader is not None:  # as the controller will read it, or not suggested
+                check_reading(await reader())
         except DeviceError:
             continue
         if _plausible(kind, values):
@@ -207,8 +215,11 @@ async def scan(host: str, port: int, unit: int | None = None,
         pool.close()
     vendor = [t.id for t in shipped_templates().values() if t.protocol == "sunspec"
               and makers and any(manufacturer_matches(m, t.manufacturer) for m in makers)]
+    # Only what the controller's own driver read, and found usable (check_reading): a
+    # suggestion that then never reads is worse than none (issue 20).
     suggested = [{"kind": k, "family": "sunspec", "host": host, "port": port,
-                  "unit": s["unit"]} for s in found_units for k in s["kinds"]]
+                  "unit": s["unit"]} for s in found_units
+                 for k, values in s["kinds"].items() if "error" not in values]
     for found in templates:
         suggested += [{"kind": k, "family": found["family"], "host": host, "port": port,
                        "unit": v["unit"]} for k, v in found["kinds"].items()]
@@ -218,7 +229,12 @@ async def scan(host: str, port: int, unit: int | None = None,
 
 
 def _fmt(value: Any) -> str:
-    return "—" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+    """A value in words: numbers compact, booleans yes/no, text as it is."""
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return f"{value:g}" if isinstance(value, int | float) else str(value)
 
 
 def format_scan(result: dict[str, Any]) -> str:
@@ -234,6 +250,9 @@ def format_scan(result: dict[str, Any]) -> str:
                      f"{s['model']}, serial {s['serial']}, version {s['version']}")
         lines.append(f"    models: {', '.join(str(m) for m in s['models'])}")
         for kind, values in s["kinds"].items():
+            if "error" in values:
+                lines.append(f"    {kind:<8} does not read ({values['error']}): not suggested")
+                continue
             shown = ", ".join(f"{k} {_fmt(v)}" for k, v in values.items())
             lines.append(f"    {kind:<8} {shown}")
     if not result["sunspec_units"]:

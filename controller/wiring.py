@@ -42,7 +42,8 @@ async def read_all(config: CoopConfig) -> list[dict[str, Any]]:
         if ok:
             age = round(now - (health.last_good or now), 3)
             entry["values"] = {
-                name: {"value": value, "unit": UNITS.get(name, ""), "age_s": age}
+                name: {"value": value, "age_s": age,
+                       "unit": UNITS.get(name, "") if _numeric(value) else ""}
                 for name, value in asdict(device.reading).items()
             }
         else:
@@ -52,6 +53,10 @@ async def read_all(config: CoopConfig) -> list[dict[str, Any]]:
                 entry["notes"] = list(device.driver.format.notes)
         report.append(entry)
     return report
+
+
+def _numeric(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 async def _first_messages(poller: Poller) -> list[PolledDevice]:
@@ -87,6 +92,18 @@ def _has_values(device: PolledDevice) -> bool:
     return True
 
 
+def _word(value: object) -> str:
+    """A value as the installer reads it: numbers compact, booleans yes/no, text as is
+    (a grid-former's ``grid = "on"``)."""
+    if value is None:
+        return "—"
+    if isinstance(value, bool):  # before numbers: True is an int, and printed "1"
+        return "yes" if value else "no"
+    if isinstance(value, int | float):
+        return f"{value:g}"
+    return str(value)
+
+
 def format_report(report: list[dict[str, Any]]) -> str:
     """Plain text, one device per block."""
     lines = []
@@ -95,8 +112,8 @@ def format_report(report: list[dict[str, Any]]) -> str:
         lines.append(f"{entry['device']:<20} {entry['endpoint']}  {status}")
         if entry["ok"]:
             for name, v in entry["values"].items():
-                value = "—" if v["value"] is None else f"{v['value']:g}"
-                lines.append(f"    {name:<16} {value:>12} {v['unit']:<3} (age {v['age_s']:.2f} s)")
+                lines.append(f"    {name:<16} {_word(v['value']):>12} {v['unit']:<3} "
+                             f"(age {v['age_s']:.2f} s)")
         else:
             lines.append(f"    {entry['error']}")
             lines += [f"    note: {note}" for note in entry.get("notes", [])]

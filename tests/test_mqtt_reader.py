@@ -318,6 +318,8 @@ class Crash(BaseException):
     """What no per-message guard catches: it ends paho's network thread."""
 
 
+# The injected exception ends paho's thread, as it should: pytest reports that thread's end.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 def test_a_reader_that_ends_is_restarted_and_healthz_says_so(mosquitto: int, reliability,
                                                              tmp_path: Path) -> None:
     row = reliability("mqtt-reader-down", "paho's network thread ends (something escapes every"

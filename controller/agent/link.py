@@ -23,6 +23,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from controller.agent.config import AgentConfig
 from controller.agent.spool import DiskSpool
+from devices.mqtt.access import unique_client_id
 
 log = logging.getLogger(__name__)
 #: At most this many readings sent and not yet booked by the coop: the rest go out as
@@ -48,7 +49,7 @@ class AgentLink:
         self._sent_up_to = 0  # highest seq published on this connection
         agent = config.agent
         self._client = mqtt.Client(CallbackAPIVersion.VERSION2,
-                                   client_id=f"agent-{agent.coop}-{agent.member}")
+                                   client_id=unique_client_id(f"agent-{agent.coop}-{agent.member}"))
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message

@@ -35,6 +35,7 @@ from controller.federation.offers import (
     sign,
 )
 from controller.federation.reconcile import Reconciler
+from devices.mqtt.access import unique_client_id
 
 log = logging.getLogger(__name__)
 SYS_BRIDGES = "$SYS/broker/connection/+/state"
@@ -73,7 +74,8 @@ class FederationNode:
         self._stop = threading.Event()
         self.connected = threading.Event()
         self._client = mqtt.Client(CallbackAPIVersion.VERSION2,
-                                   client_id=client_id or f"federation-{self.me}")
+                                   client_id=client_id
+                                   or unique_client_id(f"federation-{self.me}"))
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
