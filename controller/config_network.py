@@ -92,6 +92,10 @@ class MqttConfig(Strict):
     host: HostName = "127.0.0.1"
     port: int = Field(1883, ge=1, le=65535)
     topic_prefix: str = Field("commonwatt", pattern=r"^[A-Za-z0-9_/-]+$")
+    publish_s: float = Field(
+        10.0, gt=0, le=3600, description="live power and battery charge go to MQTT at most"
+        " this often (wall seconds); energy figures once per settlement interval. Home"
+        " Assistant's recorder writes a row for every change")
     username: str | None = Field(None, min_length=1, description="broker login")
     # SecretStr: the config is written to the audit log and must not carry the password.
     password: SecretStr | None = Field(None, strict=False, description="broker password")

@@ -9,6 +9,13 @@ Topics (all retained, QoS 1; ``<prefix>`` is the configured topic prefix):
   the keys of :func:`api.energy.member_figures`), plus ``provisional`` and
   ``self_sufficiency_pct``.
 * ``<prefix>/members/<id>/live``: live power (W) and battery state of charge (%).
+
+Everything of one member is under its own prefix ``<prefix>/members/<id>/``, and its
+discovery under ``<discovery_prefix>/sensor/commonwatt_<id>/``, so a broker ACL can give
+each household's Home Assistant its own member and the coop's totals and nothing else
+(``commonwatt mqtt acl``, :mod:`controller.mqtt_acl`). The device's name is the member's
+name only for a ``public = true`` member; the runtime passes the ledger's pseudonym for
+the others, as the API shows them.
 * ``<prefix>/coop/state``: the coop's cumulative figures, like a member's state.
 * ``<discovery_prefix>/sensor/commonwatt_<id>/<figure>/config``: Home Assistant
   discovery (``<discovery_prefix>/<component>/<node_id>/<object_id>/config``),
@@ -16,7 +23,12 @@ Topics (all retained, QoS 1; ``<prefix>`` is the configured topic prefix):
   (``commonwatt_coop``).
 
 Energy sensors are ``device_class: energy``, ``state_class: total_increasing`` and
-``kWh``, so they can be picked in HA's Energy dashboard. Home Assistant reads any
+``kWh``, so they can be picked in HA's Energy dashboard: import and export are gross
+(``from_grid_kwh``, ``to_grid_kwh``, never netted, as the dashboard wants), and the
+community share (``liberated_kwh``, ``from_peers_kwh``) has sensors of its own. The
+battery's charge is ``state_class: measurement`` (a statistic). A member gets no sensor
+it cannot have (no PV power without PV, no battery without a battery), so no entity
+stays "unknown" forever. Home Assistant reads any
 drop of a ``total_increasing`` sensor as a meter reset (a new meter cycle), so the
 publisher never lets an energy figure go down; see :meth:`MqttPublisher.publish`.
 """
@@ -27,13 +39,12 @@ import importlib.metadata
 import json
 import logging
 import threading
-import uuid
 from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from devices.mqtt.access import ANONYMOUS, MqttAccess
+from devices.mqtt.access import ANONYMOUS, MqttAccess, unique_client_id
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +56,7 @@ ENERGY_SENSORS: dict[str, str] = {
     "from_peers_kwh": "From neighbours",
     "to_peers_kwh": "To neighbours",
     "from_grid_kwh": "From the grid",
+    "to_grid_kwh": "To the grid",
     "served_kwh": "Energy used",
 }
 """Figure key in the state JSON -> sensor name; all kWh, ``total_increasing``."""
@@ -57,6 +69,9 @@ LIVE_SENSORS: dict[str, tuple[str, str, str]] = {
     "soc_pct": ("Battery charge", "battery", "%"),
 }
 """Key in the live JSON -> (sensor name, device class, unit); ``measurement``."""
+
+#: Live sensors only a member with that kind of device has (others would stay unknown).
+NEEDS_KIND: dict[str, str] = {"pv_w": "pv", "battery_w": "battery", "soc_pct": "battery"}
 
 SELF_SUFFICIENCY = "self_sufficiency_pct"
 COOP_ID = "coop"
@@ -74,13 +89,16 @@ class MqttPublisher:
 
     ``members`` is a list of ``(member_id, display name)``. Ids must be valid HA
     discovery ids (``[A-Za-z0-9_-]+``, as the config enforces) and none may be
-    ``coop``, which names the coop's own device.
+    ``coop``, which names the coop's own device. ``kinds`` maps a member to the kinds
+    of device it has (``pv``, ``battery``, ...): its live sensors follow them; a member
+    not in it (or ``kinds`` None) gets every sensor.
     """
 
     def __init__(
         self, host: str, port: int, prefix: str, members: list[tuple[str, str]],
         discovery_prefix: str = "homeassistant", username: str | None = None,
         password: str | None = None, access: MqttAccess = ANONYMOUS,
+        kinds: dict[str, set[str]] | None = None,
     ) -> None:
         if any(member_id == COOP_ID for member_id, _ in members):
             raise ValueError(f"member id {COOP_ID!r} is reserved for the coop's HA device")
@@ -88,14 +106,14 @@ class MqttPublisher:
         self.prefix = prefix.rstrip("/")
         self.discovery_prefix = discovery_prefix.rstrip("/")
         self.members = list(members)
+        self.kinds = kinds or {}
         self.status_topic = f"{self.prefix}/status"
         self.sw_version = _sw_version()
         self._lock = threading.Lock()
         self._last: dict[str, str] = {}  # topic -> last payload, republished on reconnect
         self._high: dict[tuple[str, str], float] = {}  # (topic, figure) -> highest published
         self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=f"commonwatt-{uuid.uuid4().hex[:12]}"
-        )
+            CallbackAPIVersion.VERSION2, client_id=unique_client_id("commonwatt-figures"))
         access.apply(self.client)
         if username is not None:
             self.client.username_pw_set(username, password)
@@ -160,7 +178,7 @@ class MqttPublisher:
                 sensors += [
                     (key, label, live, {"device_class": dc, "state_class": "measurement",
                                         "unit_of_measurement": unit})
-                    for key, (label, dc, unit) in LIVE_SENSORS.items()
+                    for key, (label, dc, unit) in LIVE_SENSORS.items() if self.has(node, key)
                 ]
             for figure, label, topic, classes in sensors:
                 out[f"{self.discovery_prefix}/sensor/commonwatt_{node}/{figure}/config"] = {
@@ -177,6 +195,11 @@ class MqttPublisher:
                     "origin": {"name": "Commonwatt", "sw_version": self.sw_version},
                 }
         return out
+
+    def has(self, member_id: str, key: str) -> bool:
+        """Whether ``member_id`` gets the live sensor ``key`` (its devices allow it)."""
+        kinds = self.kinds.get(member_id)
+        return kinds is None or key not in NEEDS_KIND or NEEDS_KIND[key] in kinds
 
     # -- publishing ----------------------------------------------------------------
 
@@ -208,7 +231,8 @@ class MqttPublisher:
         """
         with self._lock:
             for member_id, values in per_member.items():
-                payload = {key: values.get(key) for key in LIVE_SENSORS}
+                payload = {key: values.get(key) for key in LIVE_SENSORS
+                           if self.has(member_id, key)}
                 self._send(self.live_topic(member_id), json.dumps(payload))
 
     def _publish_state(self, topic: str, figures: dict[str, Any], provisional: bool) -> None:

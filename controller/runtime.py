@@ -19,6 +19,7 @@ from api.app import create_app
 from api.energy import running_figures
 from api.governance.audit import AuditLog
 from api.surface import close_streams, cycle_done
+from controller.accounts.export import pseudonym, pseudonym_salt
 from controller.config import ConfigError, CoopConfig
 from controller.cycle import Controller, CycleReport
 from controller.ledger import LedgerReader
@@ -27,9 +28,6 @@ from controller.mqtt_publish import MqttPublisher
 from controller.reload import reloaded_config
 from controller.timeseries import TimeSeriesWriter, interval_points, live_points
 
-#: Figures go to MQTT at most this often (wall s): a rehearsal cycles 20 times a
-#: second, and Home Assistant gains nothing from more than one update a second.
-PUBLISH_MIN_S = 1.0
 log = logging.getLogger(__name__)
 
 
@@ -65,14 +63,13 @@ class Runtime:
             self.timeseries = TimeSeriesWriter(ts.url, ts.bucket, ts.org, ts.token, spool,
                                                int(ts.max_spool_mb * 2**20))
         self.publisher: MqttPublisher | None = None
-        self._published = -math.inf  # wall time of the last MQTT publication
-        # Only a controller that cycles faster than that is held back (each cycle is
-        # published otherwise).
-        self._publish_min_s = PUBLISH_MIN_S if config.controller.cycle_s < PUBLISH_MIN_S else 0.0
+        self._published = -math.inf  # wall time of the last live MQTT publication
+        self._figures_sent = False  # energy figures: at the start, then per interval
         if config.mqtt is not None:
             self.publisher = MqttPublisher(
                 config.mqtt.host, config.mqtt.port, config.mqtt.topic_prefix,
-                [(m.id, m.name) for m in config.members], access=config.mqtt.access(),
+                self._shown_names(), access=config.mqtt.access(),
+                kinds={m.id: {d.kind for d in m.devices} for m in config.members},
             )
 
     # -- the API's live view ---------------------------------------------------------
@@ -125,6 +122,17 @@ class Runtime:
 
     # -- figures for MQTT ------------------------------------------------------------
 
+    def _shown_names(self) -> list[tuple[str, str]]:
+        """Each member's name on MQTT: its own if ``public``, else the ledger's pseudonym
+        (as the API shows it to anyone but the member)."""
+        try:
+            salt = pseudonym_salt(self.reader)
+        except LookupError:  # a ledger before pseudonyms: no name rather than the real one
+            return [(m.id, m.name if m.public else f"Member {i + 1}")
+                    for i, m in enumerate(self.config.members)]
+        return [(m.id, m.name if m.public else pseudonym(salt, m.id))
+                for m in self.config.members]
+
     def figures(self) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
         """Every member's and the coop's running figures, the open interval included."""
         committed = self.reader.totals_by_member()
@@ -169,13 +177,22 @@ class Runtime:
                 points += interval_points(interval.start_ts, interval.end_ts,
                                           interval.member_ids, interval.booked)
             self.timeseries.submit(points)
-        if self.publisher is not None and (
-                time.monotonic() - self._published >= self._publish_min_s):
-            self._published = time.monotonic()
+        if self.publisher is not None:
+            await self._publish(report)
+        return report
+
+    async def _publish(self, report: CycleReport) -> None:
+        """Energy figures when an interval was committed (and once at the start); live
+        power at most every ``[mqtt] publish_s`` wall seconds. Every message is a row in
+        Home Assistant's recorder: once a second was 61 rows a second for 10 members."""
+        assert self.publisher is not None and self.config.mqtt is not None
+        if report.committed or not self._figures_sent:
+            self._figures_sent = True
             per_member, coop = await asyncio.to_thread(self.figures)
             self.publisher.publish(per_member, coop, provisional=True)
+        if time.monotonic() - self._published >= self.config.mqtt.publish_s:
+            self._published = time.monotonic()
             self.publisher.publish_live(self._live_values(report))
-        return report
 
     async def run(self, stop: asyncio.Event) -> None:
         """Cycle every ``cycle_s`` and serve the API until ``stop`` is set."""

@@ -20,6 +20,7 @@ from controller.cli import (
     federation_cmd,
     installer,
     island_cmd,
+    mqtt_cmd,
     run_cmd,
     simulate_cmd,
     token_cmd,
@@ -27,7 +28,7 @@ from controller.cli import (
 
 #: Command-group modules, in the order their commands appear in ``--help``.
 COMMAND_GROUPS = (run_cmd, simulate_cmd, installer, config_cmd, accounts_cmd, island_cmd,
-                  token_cmd, agent_cmd, federation_cmd)
+                  token_cmd, agent_cmd, federation_cmd, mqtt_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:
