@@ -21,7 +21,7 @@ import threading
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from devices.mqtt.access import ANONYMOUS, MqttAccess
+from devices.mqtt.access import ANONYMOUS, MqttAccess, unique_client_id
 from simulators.clock import SimClock
 from simulators.household import HouseholdPhysics, HouseholdSpec
 
@@ -89,7 +89,8 @@ class SimulatedMqttDevice:
         self.tasmota_rule = tasmota_rule
         self.revert: tuple[float, bool] | None = None  # (clock time, relay state then)
         self._lock = threading.Lock()
-        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"sim-{fmt}-{base}")
+        self._client = mqtt.Client(CallbackAPIVersion.VERSION2,
+                                   client_id=unique_client_id(f"sim-{fmt}"))
         access.apply(self._client)
         self._client.on_message = self._on_command
         self._ready = threading.Event()

@@ -358,3 +358,34 @@ def test_a_reader_that_ends_is_restarted_and_healthz_says_so(mosquitto: int, rel
     row.observed = (f"healthz 503 {body['status']!r} ({body['mqtt_reader']['reason'][:60]!r});"
                     f" running again after {restarted:.1f} s (1 restart), both devices read "
                     f"{back * 1000:.0f} ms later; healthz 200")
+
+
+def test_the_agent_inbox_and_federation_refuse_nested_payloads(mosquitto: int,
+                                                               tmp_path: Path) -> None:
+    """The controller's other MQTT readers: the agents' inbox counts the nested payload as
+    malformed and books the next reading; a federation envelope is rejected, named."""
+    from controller.agent.inbox import ReadingInbox
+    from controller.federation.offers import Rejected, open_envelope
+
+    nested = b"[" * 100_000 + b"]" * 100_000
+    with pytest.raises(Rejected, match="not a federation envelope"):
+        open_envelope(nested, None)  # type: ignore[arg-type]  # refused before the charter
+    inbox = ReadingInbox(tmp_path / "inbox.sqlite", "coop-a", "127.0.0.1", mosquitto, 900,
+                         lambda: None)
+    inbox.start()
+    raw = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="inbox-hostile")
+    raw.connect("127.0.0.1", mosquitto)
+    raw.loop_start()
+    try:
+        until(inbox.connected.is_set)
+        time.sleep(0.2)  # the SUBACK
+        topic = "coop/coop-a/agents/m1/readings"
+        raw.publish(topic, nested, qos=1).wait_for_publish(10)
+        until(lambda: inbox.malformed == 1)
+        reading = {"member": "m1", "seq": 1, "ts": time.time(), "import_wh": 5.0}
+        raw.publish(topic, json.dumps(reading), qos=1).wait_for_publish(10)
+        until(lambda: inbox.booked_through.get("m1") == 1)
+    finally:
+        raw.loop_stop()
+        raw.disconnect()
+        inbox.stop()

@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from devices.mqtt.guard import DEFAULT_LIMITS, check_size_and_depth
+
 if TYPE_CHECKING:
     from controller.config import CoopConfig
 
@@ -74,6 +76,9 @@ class ReadingInbox:
             queue.SimpleQueue())
         self.connected = threading.Event()
         self._host, self._port = host, port
+        # The one client id that is fixed: a persistent session (clean_session False)
+        # keeps the agents' readings queued while the controller restarts; one
+        # controller per coop holds the ledger's lock, so no other client has it.
         self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"inbox-{coop}",
                                    clean_session=False)
         self._client.on_connect = self._on_connect
@@ -100,6 +105,8 @@ class ReadingInbox:
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
         member = msg.topic.split("/")[3]
         try:
+            # A payload too big or nested too deep is malformed, not a dead reader (issue 18).
+            check_size_and_depth(msg.payload, DEFAULT_LIMITS)
             reading = json.loads(msg.payload)
             seq, ts = reading["seq"], float(reading["ts"])
             oldest = reading.get("oldest", seq)
@@ -107,7 +114,7 @@ class ReadingInbox:
                 raise ValueError("member or seq do not match the topic")
             if not isinstance(oldest, int) or oldest > seq:
                 raise ValueError(f"oldest = {oldest!r}: expected a number up to seq")
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:
             self.malformed += 1
             log.warning("inbox: malformed reading on %s: %s", msg.topic, exc)
             return

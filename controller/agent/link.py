@@ -24,6 +24,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from controller.agent.config import AgentConfig
 from controller.agent.spool import DiskSpool
 from devices.mqtt.access import unique_client_id
+from devices.mqtt.guard import DEFAULT_LIMITS, check_size_and_depth
 
 log = logging.getLogger(__name__)
 #: At most this many readings sent and not yet booked by the coop: the rest go out as
@@ -89,10 +90,11 @@ class AgentLink:
         if not msg.topic.endswith("/commands"):
             return  # a heartbeat: the coop is alive
         try:
+            check_size_and_depth(msg.payload, DEFAULT_LIMITS)  # refused: a ValueError
             command = json.loads(msg.payload)
             if not isinstance(command, dict):
                 raise ValueError("expected a JSON object")
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             log.warning("agent: command on %s ignored: %s", msg.topic, exc)
             return
         self.on_command(command)

@@ -103,9 +103,10 @@ def _public_key(b64: str) -> Ed25519PublicKey:
 def open_envelope(payload: bytes, charter: Charter) -> dict[str, object]:
     """The verified body of a message; raises :class:`Rejected` saying why not."""
     try:
+        # RecursionError: arrays nested past the stack (issue 18) must not end the reader.
         envelope = json.loads(payload)
         body, sig = envelope["body"], envelope.get("sig")
-    except (ValueError, TypeError, KeyError):
+    except (ValueError, TypeError, KeyError, RecursionError):
         raise Rejected("not a federation envelope (expected JSON with body and sig)") from None
     if not isinstance(body, dict):
         raise Rejected("body: expected an object")
