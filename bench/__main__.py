@@ -5,6 +5,7 @@
 too: it plans a day for 100 and 1,000 members, three times each (about a minute).
 ``federation``: one settlement interval of 100 coops × 1,000 households (seconds).
 ``soak`` too: one controller against 1,000 simulated devices for ``--minutes`` (10).
+``mqtt``: what the MQTT reader's limits cost per message, against the bare parser.
 ``api`` too: it builds a week of 10,000 members and a year of 1,000 (about 6 minutes)
 and drives the API with them.
 """
@@ -23,7 +24,7 @@ import numpy as np
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("which", nargs="*",
-                        metavar="dispatch|poll|ledger|island|federation|soak|api",
+                        metavar="dispatch|poll|ledger|island|federation|soak|api|mqtt",
                         help="benchmarks to run (default: dispatch and poll)")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     parser.add_argument("--members", type=int, default=None,
@@ -37,16 +38,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     which = args.which or ["dispatch", "poll"]
     unknown = sorted(set(which) - {"dispatch", "poll", "ledger", "island", "federation",
-                                  "soak", "api"})
+                                  "soak", "api", "mqtt"})
     if unknown:
         parser.error(f"unknown benchmark {', '.join(unknown)}; "
-                     "choose from: dispatch, poll, ledger, island, federation, soak, api")
+                     "choose from: dispatch, poll, ledger, island, federation, soak, api, mqtt")
     report: dict = {"machine": {"python": platform.python_version(), "numpy": np.__version__,
                                 "cpus": os.cpu_count()}}
     if "dispatch" in which:
         from bench.dispatch_bench import run as run_dispatch
 
         report["dispatch"] = run_dispatch(args.quick)
+    if "mqtt" in which:
+        from bench.mqtt_guard_bench import run as run_mqtt
+
+        report["mqtt"] = run_mqtt(args.quick)
     if "poll" in which:
         from bench.poll_bench import run as run_poll
 

@@ -389,3 +389,13 @@ def test_the_agent_inbox_and_federation_refuse_nested_payloads(mosquitto: int,
         raw.loop_stop()
         raw.disconnect()
         inbox.stop()
+
+
+def test_the_guard_benchmark_runs_and_states_its_targets() -> None:
+    from bench.mqtt_guard_bench import run
+
+    report = run(quick=True)
+    assert set(report["verdicts"]) == {"guarded_us_per_message", "guarded_over_bare",
+                                       "refuse_nested_64kb_ms"}
+    assert all({"target", "measured", "met"} <= set(v) for v in report["verdicts"].values())
+    json.dumps(report)
