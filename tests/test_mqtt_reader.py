@@ -20,6 +20,8 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from paho.mqtt.enums import CallbackAPIVersion
 
 from controller.ledger import LedgerReader, LedgerWriter
@@ -399,3 +401,25 @@ def test_the_guard_benchmark_runs_and_states_its_targets() -> None:
                                        "refuse_nested_64kb_ms"}
     assert all({"target", "measured", "met"} <= set(v) for v in report["verdicts"].values())
     json.dumps(report)
+
+
+def _reference_depth(value: object) -> int:
+    if isinstance(value, list):
+        return 1 + max((_reference_depth(v) for v in value), default=0)
+    if isinstance(value, dict):
+        return 1 + max((_reference_depth(v) for v in value.values()), default=0)
+    return 0
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=40)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_JSON, st.booleans())
+def test_the_depth_count_agrees_with_the_parsed_structure(value: object, ascii_: bool) -> None:
+    """Brackets inside strings (escaped quotes, backslashes, any text) are not nesting."""
+    payload = json.dumps(value, ensure_ascii=ascii_).encode()
+    assert json_depth(payload) == _reference_depth(value)
