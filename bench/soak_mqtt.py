@@ -21,6 +21,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from bench.soak_fleet import FleetSpec
+from devices.mqtt.access import unique_client_id
 from simulators.mqtt_devices import payloads
 
 PUBLISH_S = 1.0
@@ -33,7 +34,7 @@ def topics(member_id: str) -> dict[str, str]:
 
 def run(spec: FleetSpec, port: int) -> None:
     """Publish until stdin closes."""
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="soak-mqtt-fleet")
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=unique_client_id("soak-mqtt-fleet"))
     connected = threading.Event()
     client.on_connect = lambda *a, **k: connected.set()
     client.connect("127.0.0.1", port)
