@@ -50,6 +50,9 @@ def format_devices(devices: list[dict[str, Any]]) -> str:
             lines.append(f"    last error: {d['last_error']}")
         if d.get("last_event"):
             lines.append(f"    note: {d['last_event']}")
+        if d.get("messages_refused"):
+            lines.append(f"    {d['messages_refused']:,} MQTT messages not read (over a size, "
+                         "nesting, rate or time limit, or malformed): see the controller's log")
         for direction, drift in (d.get("drift") or {}).items():
             if drift.get("flagged"):
                 lines.append(f"    DRIFT {direction}: meter counted {drift['metered_kwh']} kWh, "

@@ -46,8 +46,6 @@ def restart_backoff_s(failures: int) -> float:
     return float(min(2 ** (min(failures, 7) - 1), 60))
 
 
-
-
 @dataclass(slots=True)
 class TopicState:
     """What the newest message on a topic said, and when."""
