@@ -423,3 +423,19 @@ def test_the_depth_count_agrees_with_the_parsed_structure(value: object, ascii_:
     """Brackets inside strings (escaped quotes, backslashes, any text) are not nesting."""
     payload = json.dumps(value, ensure_ascii=ascii_).encode()
     assert json_depth(payload) == _reference_depth(value)
+
+
+def test_a_hub_started_again_after_a_refused_first_connect_says_why() -> None:
+    """``read`` starts the hub, and polls (which starts it again) when the broker is away:
+    the second start reports the same refusal instead of starting a second supervisor."""
+    from tests.conftest import free_port
+
+    hub = MqttHub("127.0.0.1", free_port())
+    try:
+        for _ in range(2):
+            with pytest.raises(DeviceError, match="refused"):
+                hub.start(timeout_s=1)
+        assert hub.reader_status()["state"] == "connecting"
+    finally:
+        hub.stop()
+    assert hub.reader_status()["state"] == "stopped"

@@ -148,6 +148,10 @@ class MqttHub:
         or socket error is raised with its cause; paho keeps retrying after it.
         """
         where = f"{self.host}:{self.port}"
+        if self._supervisor is not None:  # started before, its first connect failed:
+            if self.failure is not None:  # paho keeps retrying; say why it cannot yet
+                raise DeviceError("refused", self.failure)
+            return
         self._set_state("connecting", "starting")
         self._supervisor = threading.Thread(target=self._supervise, daemon=True,
                                             name=f"mqtt-supervisor-{self.client_id}")
