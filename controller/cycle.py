@@ -13,6 +13,12 @@ import numpy as np
 
 from controller.agent.inbox import inbox_for
 from controller.config import CoopConfig
+from controller.governance.overrides import (
+    OverrideStore,
+    battery_overrides,
+    load_commands,
+    load_states,
+)
 from controller.health import DeviceClock, scaled_backoff_max_s, scaled_stale_after_s
 from controller.island.curtail import pv_limits
 from controller.island.follow import PlanFollower
@@ -34,12 +40,6 @@ from controller.island.shedding import ShedPlanner
 from controller.ledger import CommittedInterval, CycleEnergy, IntervalBook, LedgerWriter
 from controller.ledger.accumulator import unpack_state
 from controller.ledger.late import book_late_reading
-from controller.overrides import (
-    OverrideStore,
-    battery_overrides,
-    load_commands,
-    load_states,
-)
 from controller.polling import Poller
 from controller.process_image import ProcessImage
 from controller.safety import clamp_setpoints

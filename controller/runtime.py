@@ -17,10 +17,10 @@ import uvicorn
 
 from api.app import create_app
 from api.energy import running_figures
-from api.governance.audit import AuditLog
 from api.surface import close_streams, cycle_done
 from controller.config import ConfigError, CoopConfig
 from controller.cycle import Controller, CycleReport
+from controller.governance.audit import AuditLog
 from controller.ledger import LedgerReader
 from controller.ledger.schema import MEMBER_AMOUNTS
 from controller.mqtt_publish import MqttPublisher

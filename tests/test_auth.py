@@ -20,11 +20,12 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from api.auth import ROUTE_POLICY, TokenStore
-from api.auth.tokens import ONCE_TTL_S
+from api.auth import ROUTE_POLICY
 from controller.accounts import pseudonym
 from controller.accounts.export import pseudonym_salt
 from controller.config import CoopConfig, parse_config
+from controller.governance import TokenStore
+from controller.governance.tokens import ONCE_TTL_S
 from controller.island.live import GridSupervisor
 from controller.ledger import LedgerReader
 from dispatch import LEDGER_FIELDS
@@ -333,7 +334,7 @@ def test_over_http_login_links_are_one_time_and_no_secret_reaches_the_log(
 
 def test_the_public_audit_view_names_no_hidden_member(
         coop: tuple[LedgerReader, CoopConfig], app: FastAPI) -> None:
-    from api.governance import AuditLog, issue
+    from controller.governance import AuditLog, issue
 
     reader, config = coop
     log = AuditLog.beside(reader.path)

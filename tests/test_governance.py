@@ -16,9 +16,15 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from api.auth import TokenStore, parse_duration
-from api.governance import AuditLog, draw, interval_digest, seed_of
 from controller.cli import main
+from controller.governance import (
+    AuditLog,
+    TokenStore,
+    draw,
+    interval_digest,
+    parse_duration,
+    seed_of,
+)
 from controller.ledger import LedgerReader
 from dispatch import LEDGER_FIELDS
 from tests.accounts_ledgers import config_text
@@ -164,7 +170,7 @@ def test_an_edited_row_is_detected(tmp_path: Path) -> None:
 
 
 def test_an_edited_row_with_its_hash_recomputed_breaks_the_next_link(tmp_path: Path) -> None:
-    from api.governance.audit import row_hash
+    from controller.governance.audit import row_hash
 
     log = _log(tmp_path)
     row = log.rows()[1]

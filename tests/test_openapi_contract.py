@@ -20,7 +20,7 @@ from fastapi import FastAPI
 from hypothesis import HealthCheck, given, settings
 
 from api.app import create_app
-from api.auth import TokenStore
+from controller.governance import TokenStore
 from controller.ledger import LedgerReader
 from tests.ledger_helpers import write_ledger
 from tests.test_api import _cycle

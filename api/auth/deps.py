@@ -33,10 +33,10 @@ from api.auth.policy import (
     Viewer,
     id_pattern,
 )
-from api.auth.tokens import TokenError, TokenStore
-from api.governance.audit import AuditLog
 from controller.accounts.export import pseudonym_salt
 from controller.config import CoopConfig, GovernanceConfig
+from controller.governance.audit import AuditLog
+from controller.governance.tokens import TokenError, TokenStore
 from controller.ledger import LedgerReader
 
 #: The login cookie (a session secret, never the token itself).

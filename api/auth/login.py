@@ -21,7 +21,7 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from api.auth.deps import COOKIE, Authority, viewer_of
-from api.auth.tokens import Token, TokenError
+from controller.governance.tokens import Token, TokenError
 
 _ONCE = re.compile(r"(once=)[^&\s]+")
 

@@ -20,8 +20,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from api.auth.tokens import Role
 from controller.accounts.export import pseudonym
+from controller.governance.tokens import Role
 
 PUBLIC = "public"
 MEMBER_DATA = "member-data"

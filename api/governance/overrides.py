@@ -3,7 +3,7 @@
 ``POST`` starts one (``until`` or ``minutes``, at most a day ahead), ``GET``
 lists them with their end times, ``DELETE /{id}`` ends one early. Every start,
 early end and lapse is written to the audit log under the token's label. The
-running controller applies them (:mod:`controller.overrides`) after the
+running controller applies them (:mod:`controller.governance.overrides`) after the
 dispatch and before the safety layer, so a floor or a power rating still wins.
 """
 
@@ -17,8 +17,8 @@ from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, Field, model_validator
 
 from api.auth import viewer_of
-from api.governance.audit import AuditLog
-from controller.overrides import MAX_OVERRIDE_S, Override, OverrideError, OverrideStore
+from controller.governance.audit import AuditLog
+from controller.governance.overrides import MAX_OVERRIDE_S, Override, OverrideError, OverrideStore
 
 #: The largest battery power an override may name, W (the safety layer clamps to the rating).
 MAX_OVERRIDE_W = 1_000_000.0

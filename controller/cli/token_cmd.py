@@ -8,7 +8,7 @@ one token a line: id, role, member, label, expiry, state. ``token revoke
 CONFIG ID`` ends a token at once, also while the controller runs.
 
 ``rotate CONFIG --role coordinator --candidates a,b,c`` draws the next
-coordinator by lot (:mod:`api.governance.rotation`), revokes the one in
+coordinator by lot (:mod:`controller.governance.rotation`), revokes the one in
 office and prints the new token last.
 
 ``audit verify CONFIG [--head HASH]`` recomputes the audit log's hash chain
@@ -28,12 +28,13 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 
 from controller.cli.common import load_or_report
 
 
 def _duration(text: str) -> float:
-    from api.auth.tokens import parse_duration
+    from controller.governance.tokens import parse_duration
 
     try:
         return parse_duration(text)
@@ -114,18 +115,20 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _open(path: Path):  # noqa: ANN202 - (config, Authority) or None
-    from api.auth import Authority
+def _open(path: Path):  # noqa: ANN202 - (config, the governance books) or None
+    from controller.governance import AuditLog, TokenStore
 
     config = load_or_report(path)
     if config is None:
         return None
-    return config, Authority.beside(config.storage.ledger, None, config)
+    ledger = config.storage.ledger
+    return config, SimpleNamespace(store=TokenStore.beside(ledger),
+                                   audit=AuditLog.beside(ledger))
 
 
 def create_command(args: argparse.Namespace) -> int:
     """Make a token (0), or say why not (2)."""
-    from api.governance import MandateError, issue
+    from controller.governance import MandateError, issue
 
     opened = _open(args.config)
     if opened is None:
@@ -154,7 +157,7 @@ def create_command(args: argparse.Namespace) -> int:
     print("Send it as 'Authorization: Bearer <token>', or paste it at /login. It is shown "
           "only now.")
     if args.link is not None:
-        from api.auth.tokens import ONCE_TTL_S
+        from controller.governance.tokens import ONCE_TTL_S
 
         code = auth.store.add_secret(token.id, "once", ONCE_TTL_S)
         base = args.link.rstrip("/") or f"http://{config.api.host}:{config.api.port}"
@@ -178,7 +181,7 @@ def list_command(args: argparse.Namespace) -> int:
 
 def revoke_command(args: argparse.Namespace) -> int:
     """Revoke a token (0); 1 if already revoked, 2 if unknown."""
-    from api.auth import TokenError
+    from controller.governance import TokenError
 
     opened = _open(args.config)
     if opened is None:
@@ -201,8 +204,8 @@ def revoke_command(args: argparse.Namespace) -> int:
 
 def rotate_command(args: argparse.Namespace) -> int:
     """Draw, hand over and print the new token last (0); refused (1); bad input (2)."""
-    from api.governance import MandateError
-    from api.governance.rotation import RotationRefused, rotate
+    from controller.governance import MandateError
+    from controller.governance.rotation import RotationRefused, rotate
     from controller.ledger import LedgerMissingError, LedgerReader
 
     opened = _open(args.config)
@@ -261,7 +264,7 @@ def draw_command(args: argparse.Namespace) -> int:
     """Recompute a draw: the interval digest, the seed and the winner (0 if all match)."""
     from datetime import date
 
-    from api.governance import draw, interval_digest, seed_of
+    from controller.governance import draw, interval_digest, seed_of
     from controller.ledger import LedgerMissingError, LedgerReader
 
     opened = _open(args.config)

@@ -17,10 +17,10 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
-from api.auth.tokens import Role, Token, TokenStore
-from api.governance.audit import AuditLog
-from api.governance.terms import MandateError, issue, max_lifetime_s, term_refusal
 from controller.config import GovernanceConfig
+from controller.governance.audit import AuditLog
+from controller.governance.terms import MandateError, issue, max_lifetime_s, term_refusal
+from controller.governance.tokens import Role, Token, TokenStore
 from controller.ledger import LedgerReader
 
 
