@@ -76,6 +76,7 @@ import numpy as np
 from controller.config import CoopConfig, parse_config
 from controller.cycle import CycleReport
 from controller.demo import start_embedded_broker
+from controller.files import write_private
 from controller.island.grid_model import GridState
 from controller.island.rehearse_plan import (
     Preparation,
@@ -409,8 +410,7 @@ async def rehearse(options: RehearsalOptions) -> Rehearsal:
     events = inject_events(coop, start_ts, options)
     prep = await asyncio.to_thread(prepare, coop, start_ts, options.hours)
     config_path, plan_path = out / "coop.toml", out / "plan.json"
-    plan_path.write_text(json.dumps(plan_json(prep, "Commonwatt rehearsal coop")) + "\n",
-                         encoding="utf-8")
+    write_private(plan_path, json.dumps(plan_json(prep, "Commonwatt rehearsal coop")) + "\n")
     progress = progress_bar(options) if options.progress else None
     session = _Session(options, coop, clock, progress)
     try:

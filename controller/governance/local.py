@@ -1,0 +1,47 @@
+"""The local secret: how the CLI on the controller's host commands without a token.
+
+The running controller writes a fresh random secret to ``local.secret`` beside
+the ledger, readable only by its own user (0600), at every start. A command
+line program run by that user (or root) reads it and sends it as a bearer
+token; the API takes it as the ``local`` principal. Being on the same host is
+not enough: a proxy or a tunnel on the host cannot read the file, so it cannot
+pass for the CLI.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from pathlib import Path
+
+from controller.files import private_dir, write_private
+
+#: The file's name, beside the ledger.
+LOCAL_SECRET_FILE = "local.secret"
+
+
+def local_secret_path(ledger: Path) -> Path:
+    """Where the local secret of the controller on ``ledger`` lives."""
+    return Path(ledger).parent / LOCAL_SECRET_FILE
+
+
+def new_local_secret(ledger: Path) -> str:
+    """Write a fresh secret (0600, replacing any old one) and return it."""
+    secret = "local-" + secrets.token_urlsafe(32)
+    path = local_secret_path(ledger)
+    private_dir(path.parent)
+    write_private(path, secret + "\n")
+    return secret
+
+
+def read_local_secret(ledger: Path) -> str | None:
+    """The running controller's local secret, or None (no controller, or not ours to read)."""
+    try:
+        return local_secret_path(ledger).read_text(encoding="ascii").strip() or None
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def is_local_secret(sent: str, expected: str | None) -> bool:
+    """Whether ``sent`` is the local secret (in constant time)."""
+    return expected is not None and hmac.compare_digest(sent.encode(), expected.encode())
