@@ -21,6 +21,7 @@ from api.surface import close_streams, cycle_done
 from controller.config import ConfigError, CoopConfig
 from controller.cycle import Controller, CycleReport
 from controller.governance.audit import AuditLog
+from controller.governance.local import new_local_secret
 from controller.ledger import LedgerReader
 from controller.ledger.schema import MEMBER_AMOUNTS
 from controller.mqtt_publish import MqttPublisher
@@ -54,6 +55,9 @@ class Runtime:
         #: A config file to reload before the next cycle (SIGHUP, :meth:`request_reload`).
         self._reload_from: Path | None = None
         self.controller = Controller(config, clock, nominal_dt_s)
+        # Only the ledger's writer (the lock is taken above) writes the local secret, with
+        # which the CLI on this host may command without a token (0600: the service user's).
+        new_local_secret(config.storage.ledger)
         self.reader = LedgerReader(config.storage.ledger)
         self.app = create_app(self.reader, live=self, config=config)
         # A changed config is a change of the coop's rules: it goes into the audit log.

@@ -20,6 +20,8 @@ from fastapi import FastAPI
 from hypothesis import HealthCheck, given, settings
 
 from api.app import create_app
+from api.auth import Authority
+from api.auth.throttle import LoginThrottle
 from controller.governance import TokenStore
 from controller.ledger import LedgerReader
 from tests.ledger_helpers import write_ledger
@@ -34,7 +36,13 @@ MAX_EXAMPLES = 10
 def _app(tmp: Path) -> FastAPI:
     path = tmp / "ledger.sqlite"
     write_ledger(path, ("h01", "h02"), 60, 1020.0, 60.0, [_cycle() for _ in range(10)])
-    return create_app(LedgerReader(path))
+    reader = LedgerReader(path)
+    # The generator sends made-up bearer tokens by the hundred: with the real limit, the
+    # in-process client would soon be locked out (429) and the run would test little else.
+    # The limit itself is tested in tests/test_auth_proxies.py.
+    auth = Authority.beside(path, reader)
+    auth.throttle = LoginThrottle(limit=10**9)
+    return create_app(reader, auth=auth)
 
 
 def _deliberate(response: object) -> bool:

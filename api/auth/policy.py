@@ -88,8 +88,11 @@ class Principal:
     member: str | None = None
     label: str = "public"
     token_id: str | None = None
-    #: From the controller's own host, not through a proxy.
+    #: A loopback peer, not through a proxy (that alone allows nothing).
     loopback: bool = False
+    #: May command the island without a token: the local secret, or loopback with
+    #: ``[api] local_commands = true``.
+    local: bool = False
     #: Why the login cookie was not taken (the request then counts as public).
     refused: str | None = None
 

@@ -34,10 +34,11 @@ def new_local_secret(ledger: Path) -> str:
     return secret
 
 
-def read_local_secret(ledger: Path) -> str | None:
-    """The running controller's local secret, or None (no controller, or not ours to read)."""
+def read_local_secret(path: Path) -> str | None:
+    """The local secret in ``path`` (:func:`local_secret_path`), or None (no controller
+    running, or a file this user may not read)."""
     try:
-        return local_secret_path(ledger).read_text(encoding="ascii").strip() or None
+        return Path(path).read_text(encoding="ascii").strip() or None
     except (OSError, UnicodeDecodeError):
         return None
 

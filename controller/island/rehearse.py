@@ -77,6 +77,7 @@ from controller.config import CoopConfig, parse_config
 from controller.cycle import CycleReport
 from controller.demo import start_embedded_broker
 from controller.files import write_private
+from controller.governance.local import local_secret_path, read_local_secret
 from controller.island.grid_model import GridState
 from controller.island.rehearse_plan import (
     Preparation,
@@ -225,9 +226,14 @@ class _ObservedRuntime(Runtime):
         return report
 
 
-def _post(url: str, body: dict) -> tuple[int, dict]:
+def _post(url: str, body: dict, ledger: Path) -> tuple[int, dict]:
+    """POST as the CLI on the controller's host: with the local secret, not a token."""
+    headers = {"Content-Type": "application/json"}
+    secret = read_local_secret(local_secret_path(ledger))
+    if secret is not None:
+        headers["Authorization"] = f"Bearer {secret}"
     request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
+                                     headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - loopback
             return response.status, json.loads(response.read() or b"{}")
@@ -351,7 +357,7 @@ async def _run(options: RehearsalOptions, session: _Session, config_path: Path,
         url = f"http://127.0.0.1:{config.api.port}/api/v1/island/command"
         status, body = await asyncio.to_thread(_post, url, {
             "requested_by": REQUESTED_BY, "hours": options.hours,
-            "required_soc_pct": math.floor(required_pct * 10) / 10})
+            "required_soc_pct": math.floor(required_pct * 10) / 10}, config.storage.ledger)
         if status != 202:
             raise RehearsalError(f"the island command was refused ({status}): {body}")
         session.deadline = float(body["end_ts"]) + max(3600.0, 20 * runtime.controller.nominal_dt_s)
