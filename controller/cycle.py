@@ -18,6 +18,7 @@ from controller.governance.overrides import (
     battery_overrides,
     load_commands,
     load_states,
+    opted_out,
 )
 from controller.health import DeviceClock, scaled_backoff_max_s, scaled_stale_after_s
 from controller.island.curtail import pv_limits
@@ -159,6 +160,7 @@ class Controller:
         self.overrides = OverrideStore()
         self._override_loads: dict[str, bool] = {}  # load id → on, held by an override now
         self._override_off: set[str] = set()  # loads an override switched off
+        self._opted_out: frozenset[str] = frozenset()  # loads members keep from shedding
         self._caps = (grid.import_cap_w or float("inf"), grid.export_cap_w
                       if grid.export_cap_w is not None else float("inf"))
         #: Surplus shared with other coops over bridged brokers ([federation] in the config).
@@ -276,6 +278,7 @@ class Controller:
             # hard floor islanded.
             active = self.overrides.active(now)
             self._override_loads = load_states(active)
+            self._opted_out = opted_out(active)
             setpoints = clamp_setpoints(
                 battery_overrides(np.where(image.valid, result.battery_w, 0.0),
                                   self.member_ids, active),
@@ -367,7 +370,7 @@ class Controller:
         dispatch's shed, what the island plan sheds beyond it, and dropped load."""
         if self.shedder is None or need_w is None:
             return
-        plan = self.shedder.plan(now, need_w, self.poller.load_readings())
+        plan = self.shedder.plan(now, need_w, self.poller.load_readings(), self._opted_out)
         actions = [a for a in plan.actions if a.load_id not in self._override_loads]
         if actions:  # a load an override holds is the coordinator's, not the shedder's
             await self.poller.switch_loads(actions, self.mandate_s)

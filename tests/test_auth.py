@@ -97,6 +97,7 @@ def _headers(secret: str | None) -> dict[str, str]:
 
 ISLAND = {"requested_by": "x", "hours": 1}
 OVERRIDE = {"kind": "battery_setpoint", "member": "h02", "power_w": 500, "minutes": 10}
+OPTOUT = {"load": "load1", "minutes": 10}
 #: (method, path, body) → expected status for public, member h02, installer, coordinator.
 #: A remote public caller (not loopback). 409 on the island command is "allowed, refused by
 #: the grid state machine" (the fake controller has read no devices).
@@ -142,6 +143,14 @@ TABLE = [
     ("GET", "/api/v1/overrides", None, (401, 403, 403, 200)),
     ("POST", "/api/v1/overrides", OVERRIDE, (401, 403, 403, 503)),
     ("DELETE", "/api/v1/overrides/1", None, (401, 403, 403, 503)),
+    # a member's opt-outs: its own (503: the fake controller has no store), not another's
+    ("GET", "/api/v1/members/h02/optouts", None, (401, 200, 403, 200)),
+    ("GET", "/api/v1/members/h03/optouts", None, (401, 404, 403, 200)),
+    ("GET", "/api/v1/members/h01/optouts", None, (401, 404, 403, 200)),
+    ("POST", "/api/v1/members/h02/optouts", OPTOUT, (401, 503, 403, 503)),
+    ("POST", "/api/v1/members/h03/optouts", OPTOUT, (401, 404, 403, 503)),
+    ("DELETE", "/api/v1/members/h02/optouts/1", None, (401, 503, 403, 503)),
+    ("DELETE", "/api/v1/members/h03/optouts/1", None, (401, 404, 403, 503)),
     ("POST", "/logout", None, (200, 200, 200, 200)),
 ]
 

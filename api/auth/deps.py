@@ -26,6 +26,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from api.auth.client import Client, Network, check_origin, client_of
 from api.auth.policy import (
     ISLAND_COMMAND,
+    MEMBER_COMMAND,
     MEMBER_DATA,
     PUBLIC,
     ROUTE_POLICY,
@@ -186,6 +187,12 @@ class Authority:
             member_id = str(request.path_params.get("member_id", ""))
             if not viewer.sees(member_id):
                 raise hidden_member(member_id)
+        elif policy == MEMBER_COMMAND:
+            member_id = str(request.path_params.get("member_id", ""))
+            if principal.role == "member" and principal.member != member_id:
+                raise hidden_member(member_id)  # another household: as if there were none
+            if principal.role not in ("member", "coordinator"):
+                self._refuse(principal, frozenset({"member", "coordinator"}))
         elif policy == ISLAND_COMMAND:
             if principal.role != "coordinator" and not principal.local:
                 self._refuse(principal, frozenset({"coordinator"}))

@@ -26,6 +26,8 @@ from controller.governance.tokens import Role
 PUBLIC = "public"
 MEMBER_DATA = "member-data"
 ISLAND_COMMAND = "island-command"
+#: A member's command on its own things (a member token of that member, or a coordinator).
+MEMBER_COMMAND = "member-command"
 DEVICE_ROLES: frozenset[Role] = frozenset({"installer", "coordinator"})
 COORDINATOR: frozenset[Role] = frozenset({"coordinator"})
 Policy = str | frozenset[Role]
@@ -77,6 +79,10 @@ ROUTE_POLICY: dict[tuple[str, str], Policy] = {
     ("GET", "/api/v1/overrides"): COORDINATOR,
     ("POST", "/api/v1/overrides"): COORDINATOR,
     ("DELETE", "/api/v1/overrides/{override_id}"): COORDINATOR,
+    # A member keeps its own flexible plugs out of shedding (expiring, audited).
+    ("GET", "/api/v1/members/{member_id}/optouts"): MEMBER_COMMAND,
+    ("POST", "/api/v1/members/{member_id}/optouts"): MEMBER_COMMAND,
+    ("DELETE", "/api/v1/members/{member_id}/optouts/{override_id}"): MEMBER_COMMAND,
 }
 
 

@@ -56,6 +56,12 @@ class OverrideRequest(BaseModel):
         return self
 
 
+def _devices_of(c: _Controller, member: str) -> dict[str, str]:
+    """``{device name: kind}`` of one member's devices (names are ``member/device``)."""
+    return {d.health.name: d.config.kind for d in c.poller.devices
+            if d.health.name.startswith(member + "/")}
+
+
 def _shown(o: Override) -> dict[str, Any]:
     out = o.as_dict()
     out["end"] = datetime.fromtimestamp(o.end_ts, UTC).isoformat()
@@ -106,13 +112,19 @@ def overrides_router(live: object | None, audit: AuditLog | None) -> APIRouter:
             record(who, "override.create", asked, "refused: no such member")
             raise HTTPException(404, f"member {body.member!r} is not a member of this coop")
         load_id = None
+        own = _devices_of(c, body.member)
+        if body.kind == "battery_setpoint" and "battery" not in own.values():
+            record(who, "override.create", asked, "refused: no battery")
+            raise HTTPException(422, f"member {body.member!r} has no battery: a "
+                                     "battery_setpoint needs one")
         if body.kind == "load_switch":
             load_id = body.load if "/" in str(body.load) else f"{body.member}/{body.load}"
-            loads = {d.health.name for d in c.poller.devices if d.config.kind == "load"}
-            if load_id not in loads or not load_id.startswith(body.member + "/"):
+            loads = sorted(n for n, kind in own.items() if kind == "load")
+            if load_id not in loads:
                 record(who, "override.create", asked, "refused: no such load")
+                # Only this member's loads: another household's are not this caller's to see.
                 raise HTTPException(404, f"load {body.load!r}: member {body.member!r} has "
-                                    f"no such switchable load (it has {sorted(loads)})")
+                                    f"no such switchable load (it has {loads or 'none'})")
         end = t + body.minutes * 60 if body.minutes is not None else (
             body.until if body.until.tzinfo else body.until.replace(tzinfo=UTC)).timestamp()
         try:
