@@ -1,18 +1,31 @@
-"""Rotation by lot, from a seed anyone can recompute.
+"""Rotation by lot, committed before it is revealed: nobody can steer the draw.
 
-The seed is ``sha256("<interval digest>:<YYYY-MM-DD>")``: the digest of the
-last settlement interval the ledger has committed (:func:`interval_digest`)
-and the UTC date of the draw. Nobody can choose the last interval's energy,
-and any member with a copy of the ledger (or the published CSV) can recompute
-the digest. The draw is then plain arithmetic: the candidates are sorted, and
-the one at ``int(seed, 16) mod n`` wins, so the order in which they were typed
-does not matter.
+A draw that took "the last committed interval" when the command ran could be
+steered by choosing when to run it (over 12 intervals each of three candidates
+won at least twice, #18). So a rotation is two steps:
+
+1. ``rotate announce`` (:func:`announce`) writes to the audit log the
+   candidates, the :data:`RULES` and ``decide_from``: the first settlement
+   boundary after the announcement. Nobody can know the energy of the
+   interval starting there.
+2. ``rotate draw`` (:func:`rotate`) takes exactly that interval (the first the
+   ledger committed from ``decide_from``, a gap skipped), once. The seed is
+   ``sha256("<interval digest>:<announcement row hash>")``, the winner the
+   sorted eligible candidate at ``int(seed, 16) mod n``. Running it an hour or
+   a month later draws the same winner; a second draw for the announcement is
+   refused; a second announcement is refused while one waits for its draw.
+
+``audit draw`` recomputes a draw from the ledger and the two audit rows
+(:func:`reveal`), and checks that the interval is the one announced and that
+the announcement preceded it. :func:`draw_from_ledger` and :func:`seed_of` are
+the old, steerable draw, kept to recompute rows written before.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -89,38 +102,152 @@ def draw_from_ledger(reader: LedgerReader, candidates: list[str], day: date) -> 
 
 
 class RotationRefused(Exception):
-    """No candidate may take the mandate; ``str()`` says why for each."""
+    """No candidate may take the mandate, or the draw may not happen (yet); ``str()`` says
+    why."""
+
+
+#: What an announcement commits to, word for word in its audit row.
+RULES = ("the seed is sha256('<digest of the deciding interval>:<hash of this announcement "
+         "row>'); the deciding interval is the first the ledger commits that starts at or "
+         "after decide_from (the first settlement boundary after the announcement, so it "
+         "closes at least one full interval later); the winner is the eligible candidate at "
+         "int(seed, 16) mod n, candidates sorted; one draw per announcement")
+
+
+@dataclass(frozen=True, slots=True)
+class Announcement:
+    """A rotation announced in the audit log (commit), to be drawn later (reveal)."""
+
+    seq: int
+    hash: str
+    ts: float
+    role: Role
+    eligible: tuple[str, ...]
+    decide_from: int
+    step: int
+
+    @classmethod
+    def of(cls, row: dict[str, object]) -> Announcement:
+        """From its audit row (action ``rotate.announce``)."""
+        d = json.loads(str(row["detail"]))
+        return cls(int(row["seq"]), str(row["hash"]), float(row["ts"]),  # type: ignore[arg-type]
+                   d["role"], tuple(d["eligible"]), int(d["decide_from"]), int(d["step"]))
+
+
+def decide_from(announced_ts: float, step: int) -> int:
+    """The start of the first interval wholly after ``announced_ts``: nobody can know its
+    energy when the announcement is made."""
+    return int(math.ceil(announced_ts / step)) * step
+
+
+def deciding_interval(reader: LedgerReader, start: int) -> int | None:
+    """The first committed interval starting at or after ``start`` (a gap skipped), or None
+    while the ledger has not committed one."""
+    _, last_end, count = reader.span()
+    if not count or last_end is None:
+        return None
+    window = 96 * reader.step
+    lo = start
+    while lo < last_end:
+        rows = reader.intervals(lo, lo + window)
+        if rows:
+            return int(rows[0]["start_ts"])  # type: ignore[call-overload]
+        lo += window
+    return None
+
+
+def seed_of_announced(digest: str, announcement_hash: str) -> str:
+    """The seed of an announced draw: the deciding interval's digest and the announcement."""
+    return hashlib.sha256(f"{digest}:{announcement_hash}".encode()).hexdigest()
+
+
+def _rows(audit: AuditLog, action: str) -> list[dict[str, object]]:
+    out, after = [], 0
+    while batch := audit.rows(after, 5000):
+        out += [r for r in batch if r["action"] == action]
+        after = batch[-1]["seq"]
+    return out
+
+
+def pending(audit: AuditLog, role: Role) -> Announcement | None:
+    """The announcement of ``role`` not drawn yet (at most one), or None."""
+    drawn = {json.loads(str(r["detail"])).get("announcement_seq") for r in _rows(audit, "rotate")}
+    for row in _rows(audit, "rotate.announce"):
+        if row["outcome"] != "announced":
+            continue  # a refused announcement commits to nothing
+        a = Announcement.of(row)
+        if a.role == role and a.seq not in drawn:
+            return a
+    return None
+
+
+def announce(step: int, store: TokenStore, audit: AuditLog, gov: GovernanceConfig, role: Role,
+             candidates: list[str], by: str, now: float | None = None) -> Announcement:
+    """Commit to a draw: the candidates, the rules and the deciding interval, in the audit log.
+
+    Refused (recorded) while an announcement of ``role`` waits for its draw: announcing
+    again until the next one looks better would steer the lot. Candidates past the term
+    limit are named and left out, as they would be at a draw."""
+    now = time.time() if now is None else now
+    pool = sorted(set(candidates))
+    tokens = store.all()
+    excluded = {c: why for c in pool
+                if role == "coordinator" and (why := term_refusal(tokens, c, gov))}
+    eligible = [c for c in pool if c not in excluded]
+    what: dict[str, object] = {"role": role, "candidates": pool, "excluded": excluded,
+                               "eligible": eligible, "rules": RULES, "step": step,
+                               "decide_from": decide_from(now, step)}
+    waiting = pending(audit, role)
+    if waiting is not None:
+        why = f"announcement {waiting.seq} of {role} is not drawn yet"
+        audit.append(by, "cli", "rotate.announce", what, f"refused: {why}", now)
+        raise RotationRefused(why)
+    if not eligible:
+        reason = "; ".join(excluded.values()) or "no candidates"
+        audit.append(by, "cli", "rotate.announce", what, f"refused: {reason}", now)
+        raise RotationRefused(reason)
+    row = audit.append(by, "cli", "rotate.announce", what, "announced", now)
+    return Announcement.of(row)
+
+
+def reveal(reader: LedgerReader, a: Announcement) -> Draw:
+    """The draw an announcement decides, from the ledger; RotationRefused until the deciding
+    interval is committed. Anyone can run it: it depends on nothing but the two logs."""
+    start = deciding_interval(reader, a.decide_from)
+    if start is None:
+        raise RotationRefused(f"the deciding interval (from {a.decide_from}) is not "
+                              "committed yet: draw once the ledger has closed it")
+    _, digest = interval_digest(reader, start)
+    seed = seed_of_announced(digest, a.hash)
+    return Draw(start, digest, datetime.fromtimestamp(start, UTC).date().isoformat(), seed,
+                a.eligible, draw(seed, a.eligible))
 
 
 def rotate(reader: LedgerReader, store: TokenStore, audit: AuditLog, gov: GovernanceConfig,
-           role: Role, candidates: list[str], by: str, now: float | None = None,
+           role: Role, by: str, now: float | None = None,
            lifetime_s: float | None = None) -> tuple[Draw, Token, str]:
-    """Draw the next holder of ``role`` by lot and hand over the mandate.
+    """Draw the announced rotation of ``role`` and hand over the mandate.
 
-    Candidates past the term limit are left out of the draw (and named in the
-    audit row); the draw is among the others. The holders of ``role`` still in
-    office are revoked, then the winner's token is issued. Everything goes into
-    the audit log: the draw with its seed, each revocation, the new token.
-    RotationRefused (recorded) when nobody may take it.
+    Exactly the announced interval decides, once: a second draw for the same
+    announcement is refused (there is no pending one any more). The holders of ``role``
+    still in office are revoked, then the winner's token is issued. Everything goes into
+    the audit log: the draw with its seed and announcement, each revocation, the token.
     """
     now = time.time() if now is None else now
     if lifetime_s is not None and lifetime_s > max_lifetime_s(role, gov):
         # Checked before anyone is revoked: a handover must not leave the office empty.
         raise MandateError(f"a {role} token lives at most "
                            f"{max_lifetime_s(role, gov) / 86400:g} days")
-    tokens = store.all()
-    excluded = {c: why for c in sorted(set(candidates))
-                if role == "coordinator" and (why := term_refusal(tokens, c, gov))}
-    eligible = [c for c in sorted(set(candidates)) if c not in excluded]
-    what: dict[str, object] = {"role": role, "candidates": sorted(set(candidates)),
-                               "excluded": excluded}
-    if not eligible:
-        reason = "; ".join(excluded.values()) or "no candidates"
-        audit.append(by, "cli", "rotate", what, f"refused: {reason}", now)
-        raise RotationRefused(reason)
-    chosen = draw_from_ledger(reader, eligible, datetime.fromtimestamp(now, UTC).date())
-    audit.append(by, "cli", "rotate", what | chosen.as_dict(), f"drawn: {chosen.winner}", now)
-    for old in tokens:
+    a = pending(audit, role)
+    if a is None:
+        why = f"no announced rotation of {role} waits for its draw: run 'rotate announce'"
+        audit.append(by, "cli", "rotate.draw", {"role": role}, f"refused: {why}", now)
+        raise RotationRefused(why)
+    chosen = reveal(reader, a)
+    audit.append(by, "cli", "rotate", {"role": role, "announcement_seq": a.seq,
+                                       "announcement_hash": a.hash} | chosen.as_dict(),
+                 f"drawn: {chosen.winner}", now)
+    for old in store.all():
         if old.role == role and old.state(now) == "active":
             store.revoke(old.id, now)
             audit.append(by, "cli", "token.revoke", {"id": old.id, "role": old.role,
