@@ -149,7 +149,7 @@ class Authority:
     def _from_secret(self, secret: str, client: Client, via: str | None) -> Principal:
         """``via`` None: the session cookie (a stale one is not a failed login)."""
         self.check_attempt(client, secret if via else None)
-        if (secret.startswith("local-") and self.local_secret_file is not None
+        if (via == "bearer" and secret.startswith("local-") and self.local_secret_file is not None
                 and is_local_secret(secret, read_local_secret(self.local_secret_file))):
             return Principal(label="this host (local secret)", loopback=client.loopback,
                              local=True)

@@ -43,6 +43,13 @@ def read_local_secret(path: Path) -> str | None:
         return None
 
 
+def forget_local_secret(ledger: Path, secret: str) -> None:
+    """Remove the local secret file if it still holds ``secret`` (this controller's own)."""
+    path = local_secret_path(ledger)
+    if read_local_secret(path) == secret:
+        path.unlink(missing_ok=True)
+
+
 def is_local_secret(sent: str, expected: str | None) -> bool:
     """Whether ``sent`` is the local secret (in constant time)."""
     return expected is not None and hmac.compare_digest(sent.encode(), expected.encode())
