@@ -143,6 +143,9 @@ def test_a_member_opts_its_own_flexible_plug_out_and_nothing_more(world) -> None
         "Bram", "member", "accepted")
     assert {r["outcome"] for r in created} >= {"refused: no such load", "refused: essential"}
     assert [r["who"] for r in _audit(reader, "optout.end")] == ["Bram"]
+    lapsed = _audit(reader, "override.lapse")
+    assert [(r["detail"]["kind"], r["detail"]["id"]) for r in lapsed] == [
+        ("shed_optout", second.json()["id"])]
     assert second.json()["id"] in {o.id for o in live.controller.overrides.listing(live.t)
                                    if o.ended_by == "lapsed"}
 

@@ -55,6 +55,9 @@ def optouts_router(live: object | None, audit: AuditLog | None) -> APIRouter:
         c = controller()
         if c is None:
             raise HTTPException(503, "no controller is running on this ledger")
+        if c.overrides.on_lapse is None and audit is not None:  # lapses recorded as they happen
+            c.overrides.on_lapse = lambda o: audit.append(
+                "controller", "controller", "override.lapse", o.as_dict(), "lapsed")
         return c
 
     def record(request: Request, action: str, detail: dict[str, Any], outcome: str) -> None:
