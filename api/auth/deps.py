@@ -6,8 +6,16 @@ token (``Authorization: Bearer`` or the login cookie), looks up the route in
 
 * 401 when a token is sent but unknown, expired or revoked (the detail says
   which), or when a route needs a token and none is sent;
-* 403 when the token's role is not enough;
-* 404 for another member's figures (as for an unknown member).
+* 403 when the token's role is not enough, or when a state-changing request on
+  the session cookie does not come from this API's own origin
+  (:func:`~api.auth.client.check_origin`);
+* 404 for another member's figures or commands (as for an unknown member);
+* 429 when this client or this token prefix has failed to log in too often
+  (:mod:`api.auth.throttle`); each failure is written to the audit log.
+
+Where the request comes from (:func:`~api.auth.client.client_of`) allows nothing
+by itself: the island command without a token needs the local secret, or
+``[api] local_commands`` and a loopback peer with no proxy in between.
 
 The token store is read on every request that carries a token, so a token
 created or revoked from the CLI counts at once.
