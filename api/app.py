@@ -16,6 +16,7 @@ from api.auth import Authority, viewer_of
 from api.auth.login import login_router
 from api.energy import member_figures, running_figures
 from api.errors import bad_query
+from api.governance.optouts import optouts_router
 from api.governance.overrides import overrides_router
 from api.governance.router import audit_router
 from api.island import island_router
@@ -279,6 +280,7 @@ def create_app(reader: LedgerReader, live: LiveView | None = None,
         config.plan_path if config is not None else None, audit=auth.audit))
     app.include_router(audit_router(auth.audit, reader))
     app.include_router(overrides_router(live, auth.audit))
+    app.include_router(optouts_router(live, auth.audit))
     app.include_router(login_router(auth))
 
     app.include_router(pages_router())

@@ -16,7 +16,7 @@ since its start (small: no per-battery arrays).
 ``POST /api/v1/island/command`` and ``/return`` take a coordinator token, or no
 token at all from the controller's own host with no proxy header (``commonwatt
 island rehearse`` posts that way); every answer is written to the audit log,
-under the token's label or, from the host, under ``requested_by``.
+under the token's label and role (from the host: ``local``), never a name the body gives.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from pydantic import BaseModel, Field
 
 from api.auth import viewer_of
 from api.energy import member_figures
-from api.governance.audit import AuditLog
+from controller.governance.audit import AuditLog
 from controller.island.grid_model import MAX_ISLAND_S, Refusal
 from controller.island.live import GridSupervisor
 from controller.ledger import LedgerReader
@@ -58,7 +58,9 @@ class IslandLive(Protocol):
 class IslandRequest(BaseModel):
     """A coordinator's request to run the coop as an island."""
 
-    requested_by: str = Field(min_length=1, max_length=80, description="who asks (recorded)")
+    requested_by: str = Field(min_length=1, max_length=80, description=(
+        "a note of who asks, kept in the audit row's detail; the row's who is the token's "
+        "label"))
     start: datetime | None = Field(None, description="when to start; now if absent")
     hours: float = Field(gt=0, le=MAX_ISLAND_S / 3600, description="how long; it lapses then")
     required_soc_pct: float | None = Field(
@@ -263,17 +265,18 @@ def _plan_required_pct(plan_store: _PlanFile) -> float:
     return value
 
 
-def _author(request: Request, requested_by: str) -> tuple[str, str]:
-    """Who the command is recorded under, and in which role.
+def _author(request: Request) -> tuple[str, str]:
+    """Who the command is recorded under, and in which role: never what the body says.
 
     Access was checked by :meth:`api.auth.Authority.authorize`: a coordinator
-    token, or no token from the controller's own host (the local rehearsal).
-    With a token, its label is the author, whatever the body says.
+    token (its label and role), or the controller's own host (the local secret,
+    or loopback with ``[api] local_commands``: recorded as ``local``). The body's
+    ``requested_by`` goes into the audit row's detail as a claim, nothing more.
     """
     principal = viewer_of(request).principal
     if principal.token_id is not None:
         return principal.label, principal.role
-    return requested_by, "loopback"
+    return principal.label, "local"
 
 
 def island_router(reader: LedgerReader, live: IslandLive | None,
@@ -344,7 +347,7 @@ def island_router(reader: LedgerReader, live: IslandLive | None,
     def command(body: IslandRequest, request: Request) -> dict[str, Any]:
         """Ask for an island (a coordinator token, or no token from the controller's own
         host); 409 names every failing precondition."""
-        who = _author(request, body.requested_by)
+        who = _author(request)
         now = live.now() if live is not None else time.time()
         start = now if body.start is None else (
             body.start if body.start.tzinfo else body.start.replace(tzinfo=UTC)).timestamp()
@@ -368,7 +371,7 @@ def island_router(reader: LedgerReader, live: IslandLive | None,
     @router.post("/return", status_code=202)
     def end_island(body: ReturnRequest, request: Request) -> dict[str, Any]:
         """End the island early; 409 when there is none to end."""
-        who = _author(request, body.requested_by)
+        who = _author(request)
         now = live.now() if live is not None else time.time()
         answer = supervisor().request_return(who[0], now)
         detail = {"requested_by": body.requested_by}

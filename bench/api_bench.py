@@ -7,7 +7,7 @@ built with :mod:`bench.ledger_data` (the real dispatch and ``IntervalBook``):
 
 * 10,000 members over a week, for ``GET /api/v1/members/{id}/energy``, each
   request for a random member with that member's own bearer token (created
-  through :class:`api.auth.tokens.TokenStore`, as ``commonwatt token create``
+  through :class:`controller.governance.tokens.TokenStore`, as ``commonwatt token create``
   does; a member reading its own figures);
 * 1,000 members over a year, for ``GET /api/v1/coop/summary`` (public, as the
   transparency page reads it).
@@ -64,7 +64,7 @@ def build_ledger(path: Path, members: int, days: int) -> list[str]:
 
 def member_tokens(ledger: Path, members: list[str]) -> dict[str, str]:
     """A member token (bearer secret) for every member, from the store beside the ledger."""
-    from api.auth.tokens import TokenStore
+    from controller.governance.tokens import TokenStore
 
     tokens = TokenStore.beside(ledger)
     expires = time.time() + 86_400

@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 from controller.config import CoopConfig
+from controller.files import readable_by_others
 
 
 def ledger_problem(ledger: Path) -> str | None:
@@ -55,3 +56,36 @@ def machine_problems(config: CoopConfig, source: str) -> list[str]:
             if why:
                 problems.append(f"{source}: mqtt.{key} = '{path}': {why}")
     return problems
+
+
+def secret_warnings(config: CoopConfig, config_path: Path) -> list[str]:
+    """One warning per secret or private file that users other than its owner may read.
+
+    The files: the configuration itself, the MQTT password file and client key, and
+    beside the ledger the ledger (every household's energy), the token store, the audit
+    log, the local secret and the island plan; their directory when others may list it.
+    """
+    from controller.governance.audit import AUDIT_FILE
+    from controller.governance.local import LOCAL_SECRET_FILE
+    from controller.governance.tokens import TOKENS_FILE
+
+    ledger = config.storage.ledger
+    named = [("the configuration", config_path)]
+    if config.mqtt is not None:
+        named += [(f"mqtt.{k}", p) for k in ("password_file", "tls_key")
+                  if (p := getattr(config.mqtt, k)) is not None]
+    named += [("the ledger", ledger), ("the token store", ledger.parent / TOKENS_FILE),
+              ("the audit log", ledger.parent / AUDIT_FILE),
+              ("the local secret", ledger.parent / LOCAL_SECRET_FILE),
+              ("the island plan", config.plan_path)]
+    out = []
+    for what, path in named:
+        who = readable_by_others(path)
+        if who:
+            out.append(f"warning: {path} ({what}) is readable by its {who}: "
+                       f"chmod 600 '{path}'")
+    listing = readable_by_others(ledger.parent)
+    if listing and ledger.parent.exists():
+        out.append(f"warning: {ledger.parent} (the ledger's directory) may be listed by its "
+                   f"{listing}; Commonwatt creates it 0700 but leaves an existing one alone")
+    return out

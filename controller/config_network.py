@@ -76,6 +76,29 @@ class ApiConfig(Strict):
         False, description="listen beyond loopback (behind a TLS reverse proxy, say)")
     host: HostName = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
+    trusted_proxies: tuple[str, ...] = Field(
+        (), strict=False,
+        description="addresses or networks of reverse proxies whose X-Forwarded-* and "
+                    "Forwarded headers are believed; a request through any proxy is never "
+                    "local")
+    local_commands: bool = Field(
+        False, description="the tokenless island command from this host's loopback: only "
+                           "when no proxy or tunnel on this host can reach the API")
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        for v in values:
+            try:
+                ipaddress.ip_network(v, strict=False)
+            except ValueError:
+                raise ValueError(f"{v!r} is not an IP address or network (e.g. 127.0.0.1 or "
+                                 "10.0.0.0/24)") from None
+        return values
+
+    def proxy_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        """``trusted_proxies`` as networks."""
+        return tuple(ipaddress.ip_network(v, strict=False) for v in self.trusted_proxies)
 
     @field_validator("host")
     @classmethod

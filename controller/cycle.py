@@ -13,6 +13,13 @@ import numpy as np
 
 from controller.agent.inbox import inbox_for
 from controller.config import CoopConfig
+from controller.governance.overrides import (
+    OverrideStore,
+    battery_overrides,
+    load_commands,
+    load_states,
+    opted_out,
+)
 from controller.health import DeviceClock, scaled_backoff_max_s, scaled_stale_after_s
 from controller.island.curtail import pv_limits
 from controller.island.follow import PlanFollower
@@ -34,12 +41,6 @@ from controller.island.shedding import ShedPlanner
 from controller.ledger import CommittedInterval, CycleEnergy, IntervalBook, LedgerWriter
 from controller.ledger.accumulator import unpack_state
 from controller.ledger.late import book_late_reading
-from controller.overrides import (
-    OverrideStore,
-    battery_overrides,
-    load_commands,
-    load_states,
-)
 from controller.polling import Poller
 from controller.process_image import ProcessImage
 from controller.safety import clamp_setpoints
@@ -159,6 +160,7 @@ class Controller:
         self.overrides = OverrideStore()
         self._override_loads: dict[str, bool] = {}  # load id → on, held by an override now
         self._override_off: set[str] = set()  # loads an override switched off
+        self._opted_out: frozenset[str] = frozenset()  # loads members keep from shedding
         self._caps = (grid.import_cap_w or float("inf"), grid.export_cap_w
                       if grid.export_cap_w is not None else float("inf"))
         #: Surplus shared with other coops over bridged brokers ([federation] in the config).
@@ -276,6 +278,7 @@ class Controller:
             # hard floor islanded.
             active = self.overrides.active(now)
             self._override_loads = load_states(active)
+            self._opted_out = opted_out(active)
             setpoints = clamp_setpoints(
                 battery_overrides(np.where(image.valid, result.battery_w, 0.0),
                                   self.member_ids, active),
@@ -367,7 +370,7 @@ class Controller:
         dispatch's shed, what the island plan sheds beyond it, and dropped load."""
         if self.shedder is None or need_w is None:
             return
-        plan = self.shedder.plan(now, need_w, self.poller.load_readings())
+        plan = self.shedder.plan(now, need_w, self.poller.load_readings(), self._opted_out)
         actions = [a for a in plan.actions if a.load_id not in self._override_loads]
         if actions:  # a load an override holds is the coordinator's, not the shedder's
             await self.poller.switch_loads(actions, self.mandate_s)

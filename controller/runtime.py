@@ -17,11 +17,12 @@ import uvicorn
 
 from api.app import create_app
 from api.energy import running_figures
-from api.governance.audit import AuditLog
 from api.surface import close_streams, cycle_done
 from controller.accounts.export import pseudonym, pseudonym_salt
 from controller.config import ConfigError, CoopConfig
 from controller.cycle import Controller, CycleReport
+from controller.governance.audit import AuditLog
+from controller.governance.local import forget_local_secret, new_local_secret
 from controller.ledger import LedgerReader
 from controller.ledger.schema import MEMBER_AMOUNTS
 from controller.mqtt_publish import MqttPublisher
@@ -52,6 +53,9 @@ class Runtime:
         #: A config file to reload before the next cycle (SIGHUP, :meth:`request_reload`).
         self._reload_from: Path | None = None
         self.controller = Controller(config, clock, nominal_dt_s)
+        # Only the ledger's writer (the lock is taken above) writes the local secret, with
+        # which the CLI on this host may command without a token (0600: the service user's).
+        self._local_secret = new_local_secret(config.storage.ledger)
         self.reader = LedgerReader(config.storage.ledger)
         self.app = create_app(self.reader, live=self, config=config)
         # A changed config is a change of the coop's rules: it goes into the audit log.
@@ -285,6 +289,8 @@ class Runtime:
         await self.controller.release_loads()
         if self.timeseries is not None:
             await asyncio.to_thread(self.timeseries.close)
+        # The local secret dies with the controller (a later one writes its own).
+        forget_local_secret(self.config.storage.ledger, self._local_secret)
         await asyncio.to_thread(self.controller.close)
 
     async def wait_until_serving(self, timeout_s: float = 30.0) -> None:

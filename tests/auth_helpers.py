@@ -8,8 +8,9 @@ from typing import Any
 from fastapi import FastAPI
 
 from api.app import create_app
-from api.auth import Authority, TokenStore
-from api.auth.tokens import Role
+from api.auth import Authority
+from controller.governance import TokenStore
+from controller.governance.tokens import Role
 from controller.ledger import LedgerReader
 
 

@@ -17,11 +17,10 @@ import numpy as np
 from fastapi import FastAPI
 
 from api.app import create_app
-from api.auth import TokenStore
-from api.governance import AuditLog, issue
 from api.live_stream import FLOW_KEYS
 from controller.config import CoopConfig, parse_config
 from controller.counters import CounterCheck
+from controller.governance import AuditLog, TokenStore, issue
 from controller.health import DeviceHealth
 from controller.island.live import GridSupervisor
 from controller.ledger import LedgerReader, LedgerWriter

@@ -16,9 +16,22 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from api.auth import TokenStore, parse_duration
-from api.governance import AuditLog, draw, interval_digest, seed_of
 from controller.cli import main
+from controller.config import parse_config
+from controller.governance import (
+    AuditLog,
+    TokenStore,
+    draw,
+    interval_digest,
+    parse_duration,
+    seed_of,
+)
+from controller.governance.rotation import (
+    RotationRefused,
+    announce,
+    rotate,
+    seed_of_announced,
+)
 from controller.ledger import LedgerReader
 from dispatch import LEDGER_FIELDS
 from tests.accounts_ledgers import config_text
@@ -93,43 +106,126 @@ def test_token_create_list_revoke_and_the_store_holds_only_hashes(config: Path) 
                        ("token.create", "done"), ("token.create", "refused")]
 
 
-def test_rotation_is_reproducible_from_the_published_seed_and_respects_term_limits(
+def _book_from(config: Path, t0: float, intervals: int, seed: int = 7) -> None:
+    """Append ``intervals`` minutes of flows to the fixture's ledger from ``t0``."""
+    rng = np.random.default_rng(seed)
+    write_ledger(config.parent / "ledger.sqlite", MEMBERS, 60, t0, 60.0,
+                 [{f: rng.uniform(0, 50, 2) for f in LEDGER_FIELDS} for _ in range(intervals)])
+
+
+def test_rotation_is_announced_then_drawn_reproducibly_and_respects_term_limits(
         config: Path) -> None:
-    code, out, _ = run("rotate", str(config), "--role", "coordinator", "--candidates",
-                       "cleo,ana,bruno")
-    assert code == 0, out
+    code, out, err = run("rotate", "announce", str(config), "--role", "coordinator",
+                         "--candidates", "cleo,ana,bruno")
+    assert code == 0, err
     reader = LedgerReader(config.parent / "ledger.sqlite")
     audit = AuditLog.beside(reader.path)
+    announced = audit.rows()[-1]
+    decide = json.loads(announced["detail"])["decide_from"]
+    assert decide >= announced["ts"] and decide % 60 == 0
+    # before the deciding interval has closed there is nothing to draw, nor a second
+    # announcement to try instead
+    assert run("rotate", "draw", str(config), "--role", "coordinator")[0] == 1
+    assert run("rotate", "announce", str(config), "--role", "coordinator", "--candidates",
+               "ana")[0] == 1
+    _book_from(config, decide - 120, 6)  # two intervals before it (skipped), then it
+    code, out, err = run("rotate", "draw", str(config), "--role", "coordinator")
+    assert code == 0, err
     drawn = next(json.loads(r["detail"]) for r in audit.rows() if r["action"] == "rotate")
-    # anyone with the ledger recomputes the seed and the winner
-    start, digest = interval_digest(reader)
-    assert (start, digest) == (drawn["interval_start"], drawn["interval_digest"])
-    assert interval_digest(reader, start) == (start, digest)  # as checked once it is older
+    # anyone with the ledger and the audit log recomputes the seed and the winner
+    assert drawn["interval_start"] == decide and drawn["announcement_seq"] == announced["seq"]
+    start, digest = interval_digest(reader, decide)
+    assert digest == drawn["interval_digest"]
     with pytest.raises(LookupError, match="no committed interval"):
         interval_digest(reader, start + 7)
-    day = datetime.now(UTC).date()
-    assert seed_of(digest, day) == drawn["seed"]
+    assert seed_of_announced(digest, announced["hash"]) == drawn["seed"]
     winner = draw(drawn["seed"], ["bruno", "cleo", "ana"])  # order typed does not matter
     assert winner == drawn["winner"] and f"drawn: {winner}" in out
     seq = next(r["seq"] for r in audit.rows() if r["action"] == "rotate")
     code, checked, _ = run("audit", "draw", str(config), str(seq))
-    assert code == 0 and checked.count("matches") == 3
+    assert code == 0 and checked.count("matches") == 8, checked
     store = TokenStore.beside(reader.path)
     first = store.resolve(out.splitlines()[-1])
     assert first.role == "coordinator" and first.label == winner
-    # max_consecutive_terms = 1: the winner cannot be drawn again next time
-    code, out, _ = run("rotate", str(config), "--role", "coordinator", "--candidates", winner)
-    assert code == 1
-    assert "refused" in audit.rows()[-1]["outcome"]
+    # one draw per announcement
+    code, _, err = run("rotate", "draw", str(config), "--role", "coordinator")
+    assert code == 1 and "no announced rotation" in err, err
+    # max_consecutive_terms = 1: the winner is left out of the next announcement
+    code, _, err = run("rotate", "announce", str(config), "--role", "coordinator",
+                       "--candidates", winner)
+    assert code == 1 and "refused" in audit.rows()[-1]["outcome"]
     others = sorted({"ana", "bruno", "cleo"} - {winner})
-    code, out, _ = run("rotate", str(config), "--role", "coordinator", "--candidates",
-                       ",".join([winner, *others]))
+    assert run("rotate", "announce", str(config), "--role", "coordinator", "--candidates",
+               ",".join([winner, *others]))[0] == 0
+    again = json.loads(audit.rows()[-1]["detail"])
+    assert again["eligible"] == others and winner in again["excluded"]
+    _book_from(config, reader.span()[1], again["decide_from"] // 60 - reader.span()[1] // 60
+               + 1, seed=8)
+    code, out, err = run("rotate", "draw", str(config), "--role", "coordinator")
     second = store.resolve(out.splitlines()[-1])
-    assert code == 0 and second.label in others
+    assert code == 0 and second.label in others, err
     # the mandate was handed over: the first coordinator's token is revoked
     assert store.get(first.id).state(time.time()) == "revoked"  # type: ignore[union-attr]
     assert run("token", "create", str(config), "--role", "coordinator", "--label",
                second.label)[0] == 2
+
+
+def test_when_the_commands_run_does_not_change_the_winner(tmp_path: Path) -> None:
+    """Steering by timing (#18): before, each of three candidates won at least twice over
+    12 consecutive intervals. Now the announcement fixes the interval: drawing right
+    after it closes, an hour, a day or a month later gives one winner, and drawing later
+    is not another chance."""
+    ledger = tmp_path / "ledger.sqlite"
+    t_announce = 1_780_000_000.0 + 17.0
+    rng = np.random.default_rng(3)
+    write_ledger(ledger, MEMBERS, 60, t_announce - 600 - 17, 60.0,
+                 [{f: rng.uniform(0, 50, 2) for f in LEDGER_FIELDS} for _ in range(24 * 60)])
+    reader = LedgerReader(ledger)
+    gov = parse_config(config_text(ledger, MEMBERS)).governance
+    winners, intervals = set(), set()
+    for i, later_s in enumerate((60.0, 3600.0, 86_400.0 - 700, 30 * 86_400.0)):
+        sub = tmp_path / f"run{i}"
+        sub.mkdir()
+        store, audit = TokenStore(sub / "tokens.sqlite"), AuditLog(sub / "audit.sqlite")
+        # the same announcement row each time (same time, same candidates, same log)
+        a = announce(60, store, audit, gov, "coordinator", ["ana", "bruno", "cleo"], "cli:t",
+                     t_announce)
+        chosen, token, _ = rotate(reader, store, audit, gov, "coordinator", "cli:t",
+                                  t_announce + later_s)
+        winners.add(chosen.winner)
+        intervals.add(chosen.interval_start)
+        assert chosen.interval_start == a.decide_from == 1_780_000_020
+        with pytest.raises(RotationRefused, match="no announced rotation"):
+            rotate(reader, store, audit, gov, "coordinator", "cli:t", t_announce + later_s + 1)
+    assert len(winners) == 1 and len(intervals) == 1
+    # while the old draw, run at each of 12 consecutive intervals, picks from all three
+    old = {draw(seed_of(interval_digest(reader, int(t_announce) + 3 + 60 * k)[1],
+                        datetime.fromtimestamp(t_announce, UTC).date()),
+                ["ana", "bruno", "cleo"]) for k in range(12)}
+    assert len(old) > 1
+
+
+def test_audit_draw_catches_a_draw_from_another_interval(config: Path) -> None:
+    assert run("rotate", "announce", str(config), "--role", "coordinator", "--candidates",
+               "ana,bruno,cleo")[0] == 0
+    audit = AuditLog.beside(config.parent / "ledger.sqlite")
+    announced = audit.rows()[-1]
+    decide = json.loads(announced["detail"])["decide_from"]
+    _book_from(config, decide - 60, 4)
+    reader = LedgerReader(config.parent / "ledger.sqlite")
+    # a forged draw row from the interval before the announced one, seeded as the rules say
+    start, digest = interval_digest(reader, decide - 60)
+    seed = seed_of_announced(digest, announced["hash"])
+    forged = audit.append("cli:mallory", "cli", "rotate", {
+        "role": "coordinator", "announcement_seq": announced["seq"],
+        "announcement_hash": announced["hash"], "interval_start": start,
+        "interval_digest": digest, "day": "x", "seed": seed,
+        "candidates": ["ana", "bruno", "cleo"],
+        "winner": draw(seed, ["ana", "bruno", "cleo"])}, "drawn")
+    code, out, _ = run("audit", "draw", str(config), str(forged["seq"]))
+    assert code == 1
+    assert "the announced interval: DOES NOT MATCH" in out
+    assert "announcement before the interval: matches" in out
 
 
 def test_the_seed_changes_with_the_ledger(tmp_path: Path) -> None:
@@ -164,7 +260,7 @@ def test_an_edited_row_is_detected(tmp_path: Path) -> None:
 
 
 def test_an_edited_row_with_its_hash_recomputed_breaks_the_next_link(tmp_path: Path) -> None:
-    from api.governance.audit import row_hash
+    from controller.governance.audit import row_hash
 
     log = _log(tmp_path)
     row = log.rows()[1]

@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from controller.ledger import LedgerReader
+from tests.auth_helpers import bearer
 from tests.coop_harness import start_harness
 
 
@@ -51,7 +52,9 @@ def test_an_island_runs_from_command_to_lapse(tmp_path: Path) -> None:
 
     async def go() -> None:
         h = await start_harness(tmp_path, start_hour=12.0, settlement_s=300)
-        api = TestClient(create_app(LedgerReader(tmp_path / "ledger.sqlite"), live=_Live(h)))
+        reader = LedgerReader(tmp_path / "ledger.sqlite")
+        api = TestClient(create_app(reader, live=_Live(h)),
+                         headers=bearer(reader, "coordinator", label="Ada (coordinator)"))
         try:
             await h.step()
             await h.step()

@@ -18,6 +18,7 @@ import pytest
 
 from controller.accounts.figures import energy_wh, kwh
 from controller.config import parse_config
+from controller.governance import AuditLog
 from controller.island.rehearse import Rehearsal, RehearsalOptions, rehearse
 from controller.island.rehearse_report import tier_order_violations, tier_ranks
 from controller.ledger import LedgerReader
@@ -115,6 +116,14 @@ def test_the_rehearsal_islands_and_returns_and_writes_its_report(rehearsal: Rehe
     steps = [(t["from"], t["to"]) for t in reader.grid_transitions()]
     assert ("GOING_OFF_GRID", "OFF_GRID") in steps and steps[-1] == ("RETURNING", "ON_GRID")
     assert any("lapsed" in t["cause"] for t in reader.grid_transitions())
+    # commanded over HTTP with the controller's local secret, not from a place (#18); the
+    # secret went with the controller, and the plan was written owner-only
+    command = next(r for r in AuditLog.beside(rehearsal.ledger).rows()
+                   if r["action"] == "island.command")
+    assert (command["who"], command["role"], command["outcome"]) == (
+        "this host (local secret)", "local", "accepted")
+    assert not (rehearsal.ledger.parent / "local.secret").exists()
+    assert (out / "plan.json").stat().st_mode & 0o777 == 0o600
     s = json.loads((out / "rehearsal.json").read_text())
     assert s["cycles"] > 50 and s["cycle_ms"]["p99"] > 0 and s["wall_s"] > 0
     assert [e["kind"] for e in s["events"]] == ["cloud", "battery_dropout"]

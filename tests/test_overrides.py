@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from controller.overrides import (
+from controller.governance.overrides import (
     MAX_OVERRIDE_S,
     OverrideError,
     OverrideStore,

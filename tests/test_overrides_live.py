@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from api.app import create_app
-from api.auth import TokenStore
-from api.governance.audit import AuditLog
+from controller.governance import TokenStore
+from controller.governance.audit import AuditLog
 from controller.ledger import LedgerReader
 from tests.coop_harness import Harness, start_harness
 from tests.test_auth import _serve

@@ -16,10 +16,10 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from api.auth import TokenStore
-from api.auth.tokens import ONCE_TTL_S
 from controller.accounts import pseudonym
 from controller.accounts.export import pseudonym_salt
+from controller.governance import TokenStore
+from controller.governance.tokens import ONCE_TTL_S
 from tests.pages_world import MEMBERS, PagesWorld, build, push_cycle
 from tests.test_island_page import browser, full_page_png, serve  # noqa: F401 - a fixture
 

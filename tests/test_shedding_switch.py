@@ -61,10 +61,11 @@ class Rig:
             await asyncio.sleep(0.05)
         raise AssertionError(f"not settled: {self.poller.load_readings()}")
 
-    async def shed(self, shed_w: float) -> list[tuple[str, bool, Event]]:
+    async def shed(self, shed_w: float, opted_out: frozenset[str] = frozenset(),
+                   ) -> list[tuple[str, bool, Event]]:
         """One cycle: plan on the simulator's clock and send the actions."""
         plan = self.planner.plan(self.clock.now(), np.array([shed_w]),
-                                 self.poller.load_readings())
+                                 self.poller.load_readings(), opted_out)
         assert await self.poller.switch_loads(plan.actions, int(self.planner.mandate_s)) == {}
         return [(a.load_id, a.on, a.event) for a in plan.actions]
 
@@ -156,5 +157,31 @@ def test_a_tasmota_plug_without_the_revert_rule_stays_off(mosquitto: int) -> Non
             actions = await r.shed(0.0)
             assert ("a/load2", True, Event.LAPSE) in actions
             await r.settle(lambda: r.power("a/load2") == 800.0)
+
+    asyncio.run(run())
+
+
+def test_an_opted_out_plug_stays_on_and_one_held_off_comes_back(mosquitto: int) -> None:
+    """A member's opt-out (#18) on real plugs: the heater it names keeps its relay on while
+    the others cover the shed, and once opted out while held off, it is switched back on."""
+    async def run() -> None:
+        async with rig(mosquitto) as r:
+            heater, boiler, dryer = (r.sims[n] for n in PLUGS)
+            actions = await r.shed(1100.0, frozenset({"a/load1"}))
+            # not the heater (1,500 W, flexible, largest): the dryer, then the boiler
+            assert actions == [("a/load3", False, Event.SHED), ("a/load2", False, Event.SHED)]
+            await r.settle(lambda: (r.power("a/load2"), r.power("a/load3")) == (0.0, 0.0))
+            assert heater.values["on"] is True and r.power("a/load1") == 1500.0
+            # the next cycle without the opt-out, a larger shed: the heater goes too
+            r.clock.advance(30)
+            assert await r.shed(2600.0) == [("a/load1", False, Event.SHED)]
+            await r.settle(lambda: r.power("a/load1") == 0.0)
+            # its member opts it out: back on at the next cycle, physically
+            r.clock.advance(30)
+            back = await r.shed(2600.0, frozenset({"a/load1"}))
+            assert back == [("a/load1", True, Event.RESTORE)]
+            await r.settle(lambda: r.power("a/load1") == 1500.0)
+            assert heater.values["on"] is True and boiler.values["on"] is False
+            assert dryer.values["on"] is False
 
     asyncio.run(run())

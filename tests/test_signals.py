@@ -19,8 +19,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from api.auth import TokenStore
-from api.governance.audit import AuditLog
+from controller.governance import TokenStore
+from controller.governance.audit import AuditLog
 from simulators.clock import SimClock
 from simulators.coop import SimulatedCoop
 from simulators.demo_config import coop_toml

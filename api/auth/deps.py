@@ -6,8 +6,16 @@ token (``Authorization: Bearer`` or the login cookie), looks up the route in
 
 * 401 when a token is sent but unknown, expired or revoked (the detail says
   which), or when a route needs a token and none is sent;
-* 403 when the token's role is not enough;
-* 404 for another member's figures (as for an unknown member).
+* 403 when the token's role is not enough, or when a state-changing request on
+  the session cookie does not come from this API's own origin
+  (:func:`~api.auth.client.check_origin`);
+* 404 for another member's figures or commands (as for an unknown member);
+* 429 when this client or this token prefix has failed to log in too often
+  (:mod:`api.auth.throttle`); each failure is written to the audit log.
+
+Where the request comes from (:func:`~api.auth.client.client_of`) allows nothing
+by itself: the island command without a token needs the local secret, or
+``[api] local_commands`` and a loopback peer with no proxy in between.
 
 The token store is read on every request that carries a token, so a token
 created or revoked from the CLI counts at once.
@@ -15,7 +23,6 @@ created or revoked from the CLI counts at once.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import time
 from pathlib import Path
@@ -24,8 +31,10 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from api.auth.client import Client, Network, check_origin, client_of
 from api.auth.policy import (
     ISLAND_COMMAND,
+    MEMBER_COMMAND,
     MEMBER_DATA,
     PUBLIC,
     ROUTE_POLICY,
@@ -33,10 +42,12 @@ from api.auth.policy import (
     Viewer,
     id_pattern,
 )
-from api.auth.tokens import TokenError, TokenStore
-from api.governance.audit import AuditLog
+from api.auth.throttle import LoginThrottle, keys_of
 from controller.accounts.export import pseudonym_salt
-from controller.config import CoopConfig, GovernanceConfig
+from controller.config import ApiConfig, CoopConfig, GovernanceConfig
+from controller.governance.audit import AuditLog
+from controller.governance.local import is_local_secret, local_secret_path, read_local_secret
+from controller.governance.tokens import TokenError, TokenStore
 from controller.ledger import LedgerReader
 
 #: The login cookie (a session secret, never the token itself).
@@ -49,29 +60,25 @@ def hidden_member(member_id: str) -> HTTPException:
     return HTTPException(404, f"member_id {member_id!r} is not a member of this coop")
 
 
-def is_loopback(request: Request) -> bool:
-    """From this host directly: a loopback peer and no proxy's forwarding header (behind a
-    reverse proxy on the same host, every peer is loopback, so that alone proves nothing)."""
-    if any(h in request.headers for h in ("x-forwarded-for", "forwarded", "x-real-ip")):
-        return False
-    host = request.client.host if request.client else ""
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "testclient"  # Starlette's TestClient, in process
-
-
 class Authority:
     """Tokens, audit log and the coop's public members for one API."""
 
     def __init__(self, store: TokenStore, audit: AuditLog, reader: LedgerReader | None,
                  public_members: frozenset[str] = frozenset(),
-                 governance: GovernanceConfig | None = None) -> None:
+                 governance: GovernanceConfig | None = None,
+                 api: ApiConfig | None = None, local_secret: Path | None = None) -> None:
         self.store = store
         self.audit = audit
         self.reader = reader
         self.public_members = public_members
         self.governance = governance or GovernanceConfig()
+        api = api or ApiConfig()
+        self.trusted: tuple[Network, ...] = api.proxy_networks()
+        #: ``[api] local_commands``: loopback alone may command the island without a token.
+        self.local_commands = api.local_commands
+        #: The running controller's local secret file (:mod:`controller.governance.local`).
+        self.local_secret_file = local_secret
+        self.throttle = LoginThrottle()
         self._salt: str | None = None
         self._ids: tuple[frozenset[str], re.Pattern[str] | None] | None = None
         self._ids_checked = 0.0
@@ -82,7 +89,8 @@ class Authority:
         """The tokens and the audit log beside the ledger, as the CLI writes them."""
         public = frozenset(m.id for m in config.members if m.public) if config else frozenset()
         return cls(TokenStore.beside(ledger), AuditLog.beside(ledger), reader, public,
-                   config.governance if config else None)
+                   config.governance if config else None, config.api if config else None,
+                   local_secret_path(ledger))
 
     def salt(self) -> str:
         """The ledger's pseudonym salt (read once; a ledger without one hashes with '')."""
@@ -105,31 +113,62 @@ class Authority:
         return self._ids[1]
 
     def principal(self, request: Request) -> Principal:
-        """Who sends the request; 401 for a bad token."""
-        loopback = is_loopback(request)
+        """Who sends the request; 401 for a bad token, 429 for a client locked out."""
+        client = client_of(request, self.trusted)
+        request.state.client = client
         header = request.headers.get("authorization")
         if header is not None:
             scheme, _, secret = header.partition(" ")
             if scheme.lower() != "bearer" or not secret.strip():
                 raise HTTPException(401, "Authorization: expected 'Bearer <token>'",
                                     {"WWW-Authenticate": "Bearer"})
-            return self._from_secret(secret.strip(), loopback)
+            return self._from_secret(secret.strip(), client, "bearer")
         cookie = request.cookies.get(COOKIE)
         if cookie:
             try:
-                return self._from_secret(cookie, loopback)
+                return self._from_secret(cookie, client, None)
             except HTTPException as exc:
+                if exc.status_code == 429:
+                    raise
                 # A stale cookie still shows the public pages (and the login form).
-                return Principal(loopback=loopback, refused=str(exc.detail))
-        return Principal(loopback=loopback)
+                return Principal(loopback=client.loopback, refused=str(exc.detail))
+        # Being on this host is not enough by itself: a proxy or tunnel on the host looks
+        # the same. Only [api] local_commands says that none can reach the API.
+        return Principal(loopback=client.loopback,
+                         local=self.local_commands and client.loopback,
+                         label="this host (loopback)" if client.loopback else "public")
 
-    def _from_secret(self, secret: str, loopback: bool) -> Principal:
+    def check_attempt(self, client: Client, secret: str | None) -> None:
+        """429 when this client or this secret's prefix is locked out of logging in."""
+        wait = self.throttle.locked_for(keys_of(client.address, secret))
+        if wait > 0:
+            raise HTTPException(429, f"too many failed logins from this client: try again "
+                                     f"in {wait:.0f} s", {"Retry-After": str(int(wait) + 1)})
+
+    def login_failed(self, client: Client, secret: str | None, via: str, why: str) -> None:
+        """Count a failed login and write it to the audit log (never the secret)."""
+        lock = self.throttle.failed(keys_of(client.address, secret))
+        detail = {"client": client.address, "via": via, "proxied": client.proxied}
+        self.audit.append(client.address, "public", "login.failed", detail, f"refused: {why}")
+        if lock:
+            self.audit.append(client.address, "public", "login.locked",
+                              detail | {"lock_s": lock}, f"locked out for {lock:.0f} s")
+
+    def _from_secret(self, secret: str, client: Client, via: str | None) -> Principal:
+        """``via`` None: the session cookie (a stale one is not a failed login)."""
+        self.check_attempt(client, secret if via else None)
+        if (via == "bearer" and secret.startswith("local-") and self.local_secret_file is not None
+                and is_local_secret(secret, read_local_secret(self.local_secret_file))):
+            return Principal(label="this host (local secret)", loopback=client.loopback,
+                             local=True)
         try:
             token = self.store.resolve(secret)
         except TokenError as exc:
+            if via is not None:
+                self.login_failed(client, secret, via, str(exc))
             raise HTTPException(401, f"token refused: {exc}",
                                 {"WWW-Authenticate": 'Bearer error="invalid_token"'}) from None
-        return Principal(token.role, token.member, token.label, token.id, loopback)
+        return Principal(token.role, token.member, token.label, token.id, client.loopback)
 
     def authorize(self, request: Request,
                   _: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)] = None,
@@ -142,6 +181,8 @@ class Authority:
         if cached is not None:
             return cached
         principal = self.principal(request)
+        check_origin(request, request.state.client, self.trusted,
+                     cookie=COOKIE in request.cookies and "authorization" not in request.headers)
         route = request.scope.get("route")
         method = "GET" if request.method == "HEAD" else request.method
         policy = ROUTE_POLICY.get((method, getattr(route, "path", "")))
@@ -154,9 +195,14 @@ class Authority:
             member_id = str(request.path_params.get("member_id", ""))
             if not viewer.sees(member_id):
                 raise hidden_member(member_id)
+        elif policy == MEMBER_COMMAND:
+            member_id = str(request.path_params.get("member_id", ""))
+            if principal.role == "member" and principal.member != member_id:
+                raise hidden_member(member_id)  # another household: as if there were none
+            if principal.role not in ("member", "coordinator"):
+                self._refuse(principal, frozenset({"member", "coordinator"}))
         elif policy == ISLAND_COMMAND:
-            if principal.role != "coordinator" and not (principal.token_id is None
-                                                        and principal.loopback):
+            if principal.role != "coordinator" and not principal.local:
                 self._refuse(principal, frozenset({"coordinator"}))
         elif policy != PUBLIC and principal.role not in policy:
             self._refuse(principal, policy)  # type: ignore[arg-type]

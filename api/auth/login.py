@@ -21,14 +21,14 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from api.auth.deps import COOKIE, Authority, viewer_of
-from api.auth.tokens import Token, TokenError
+from controller.governance.tokens import Token, TokenError
 
 _ONCE = re.compile(r"(once=)[^&\s]+")
 
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="referrer" content="no-referrer">
+<meta name="referrer" content="same-origin">
 <title>Log in · Commonwatt</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:28rem;margin:2rem auto;padding:0 1rem}}
 input,button{{font-size:1rem;padding:.5rem;width:100%;box-sizing:border-box;margin:.3rem 0}}
@@ -82,7 +82,22 @@ def _page(message: str, request: Request, status: int = 200) -> HTMLResponse:
            f"Logged in as {html.escape(p.label)} ({html.escape(p.role)}"
            f"{', member ' + html.escape(p.member) if p.member else ''}).")
     return HTMLResponse(_PAGE.format(message=html.escape(message), who=who), status,
-                        headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
+                        # same-origin, not no-referrer: a once code in the address never
+                        # leaves the site, and the login form's POST still says its
+                        # Origin (under no-referrer Chromium sends "Origin: null").
+                        headers={"Cache-Control": "no-store",
+                                 "Referrer-Policy": "same-origin"})
+
+
+def _locked(auth: Authority, request: Request, secret: str) -> Response | None:
+    """The login page with a 429 when this client is locked out, else None."""
+    try:
+        auth.check_attempt(request.state.client, secret)
+    except HTTPException as exc:
+        page = _page(f"Not logged in: {exc.detail}.", request, 429)
+        page.headers.update(exc.headers or {})
+        return page
+    return None
 
 
 def login_router(auth: Authority) -> APIRouter:
@@ -95,9 +110,13 @@ def login_router(auth: Authority) -> APIRouter:
         """The login form; with ``once``, spend the one-time code and log in."""
         if once is None:
             return _page("", request)
+        client = request.state.client
+        if (locked := _locked(auth, request, once)) is not None:
+            return locked
         try:
             token = auth.store.consume_once(once)
         except TokenError as exc:
+            auth.login_failed(client, once, "once", str(exc))
             return _page(f"This link cannot be used: {exc}.", request, 401)
         # 303 to the role's page: the code leaves the address bar and the history entry.
         response = RedirectResponse(HOME.get(token.role, "/"), 303,
@@ -111,9 +130,13 @@ def login_router(auth: Authority) -> APIRouter:
         # Parsed by hand: a one-field form is not worth a multipart dependency.
         body = parse_qs((await request.body()).decode(errors="replace"))
         secret = (body.get("token") or [""])[0].strip()
+        client = request.state.client
+        if (locked := _locked(auth, request, secret)) is not None:
+            return locked
         try:
             token = auth.store.resolve(secret, ("bearer",))
         except TokenError as exc:
+            auth.login_failed(client, secret, "form", str(exc))
             return _page(f"Not logged in: {exc}.", request, 401)
         response = RedirectResponse(HOME.get(token.role, "/"), 303)
         _set_session(response, request, auth, token)

@@ -20,12 +20,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from api.auth.tokens import Role
 from controller.accounts.export import pseudonym
+from controller.governance.tokens import Role
 
 PUBLIC = "public"
 MEMBER_DATA = "member-data"
 ISLAND_COMMAND = "island-command"
+#: A member's command on its own things (a member token of that member, or a coordinator).
+MEMBER_COMMAND = "member-command"
 DEVICE_ROLES: frozenset[Role] = frozenset({"installer", "coordinator"})
 COORDINATOR: frozenset[Role] = frozenset({"coordinator"})
 Policy = str | frozenset[Role]
@@ -77,6 +79,10 @@ ROUTE_POLICY: dict[tuple[str, str], Policy] = {
     ("GET", "/api/v1/overrides"): COORDINATOR,
     ("POST", "/api/v1/overrides"): COORDINATOR,
     ("DELETE", "/api/v1/overrides/{override_id}"): COORDINATOR,
+    # A member keeps its own flexible plugs out of shedding (expiring, audited).
+    ("GET", "/api/v1/members/{member_id}/optouts"): MEMBER_COMMAND,
+    ("POST", "/api/v1/members/{member_id}/optouts"): MEMBER_COMMAND,
+    ("DELETE", "/api/v1/members/{member_id}/optouts/{override_id}"): MEMBER_COMMAND,
 }
 
 
@@ -88,8 +94,11 @@ class Principal:
     member: str | None = None
     label: str = "public"
     token_id: str | None = None
-    #: From the controller's own host, not through a proxy.
+    #: A loopback peer, not through a proxy (that alone allows nothing).
     loopback: bool = False
+    #: May command the island without a token: the local secret, or loopback with
+    #: ``[api] local_commands = true``.
+    local: bool = False
     #: Why the login cookie was not taken (the request then counts as public).
     refused: str | None = None
 

@@ -3,7 +3,7 @@
 ``POST`` starts one (``until`` or ``minutes``, at most a day ahead), ``GET``
 lists them with their end times, ``DELETE /{id}`` ends one early. Every start,
 early end and lapse is written to the audit log under the token's label. The
-running controller applies them (:mod:`controller.overrides`) after the
+running controller applies them (:mod:`controller.governance.overrides`) after the
 dispatch and before the safety layer, so a floor or a power rating still wins.
 """
 
@@ -17,8 +17,8 @@ from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, Field, model_validator
 
 from api.auth import viewer_of
-from api.governance.audit import AuditLog
-from controller.overrides import MAX_OVERRIDE_S, Override, OverrideError, OverrideStore
+from controller.governance.audit import AuditLog
+from controller.governance.overrides import MAX_OVERRIDE_S, Override, OverrideError, OverrideStore
 
 #: The largest battery power an override may name, W (the safety layer clamps to the rating).
 MAX_OVERRIDE_W = 1_000_000.0
@@ -54,6 +54,12 @@ class OverrideRequest(BaseModel):
         if self.kind == "load_switch" and (self.load is None or self.on is None):
             raise ValueError("load, on: both required for a load_switch")
         return self
+
+
+def _devices_of(c: _Controller, member: str) -> dict[str, str]:
+    """``{device name: kind}`` of one member's devices (names are ``member/device``)."""
+    return {d.health.name: d.config.kind for d in c.poller.devices
+            if d.health.name.startswith(member + "/")}
 
 
 def _shown(o: Override) -> dict[str, Any]:
@@ -106,13 +112,19 @@ def overrides_router(live: object | None, audit: AuditLog | None) -> APIRouter:
             record(who, "override.create", asked, "refused: no such member")
             raise HTTPException(404, f"member {body.member!r} is not a member of this coop")
         load_id = None
+        own = _devices_of(c, body.member)
+        if body.kind == "battery_setpoint" and "battery" not in own.values():
+            record(who, "override.create", asked, "refused: no battery")
+            raise HTTPException(422, f"member {body.member!r} has no battery: a "
+                                     "battery_setpoint needs one")
         if body.kind == "load_switch":
             load_id = body.load if "/" in str(body.load) else f"{body.member}/{body.load}"
-            loads = {d.health.name for d in c.poller.devices if d.config.kind == "load"}
-            if load_id not in loads or not load_id.startswith(body.member + "/"):
+            loads = sorted(n for n, kind in own.items() if kind == "load")
+            if load_id not in loads:
                 record(who, "override.create", asked, "refused: no such load")
+                # Only this member's loads: another household's are not this caller's to see.
                 raise HTTPException(404, f"load {body.load!r}: member {body.member!r} has "
-                                    f"no such switchable load (it has {sorted(loads)})")
+                                    f"no such switchable load (it has {loads or 'none'})")
         end = t + body.minutes * 60 if body.minutes is not None else (
             body.until if body.until.tzinfo else body.until.replace(tzinfo=UTC)).timestamp()
         try:

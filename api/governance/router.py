@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 
 from api.auth import Viewer, viewer_of
-from api.governance.audit import AuditLog, merged
+from controller.governance.audit import AuditLog, merged
 from controller.ledger import LedgerReader
 
 

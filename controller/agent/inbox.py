@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from controller.files import private_file
 from devices.mqtt.guard import DEFAULT_LIMITS, check_size_and_depth
 
 if TYPE_CHECKING:
@@ -63,6 +64,7 @@ class ReadingInbox:
     def __init__(self, path: Path, coop: str, host: str, port: int, settlement_s: int,
                  open_since: Callable[[], float | None]) -> None:
         self.coop, self.step, self.open_since = coop, settlement_s, open_since
+        private_file(path)  # members' readings: owner-only (controller.files)
         self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute(DDL)

@@ -14,12 +14,14 @@ import sqlite3
 import threading
 from pathlib import Path
 
+from controller.files import private_file
+
 
 class DiskSpool:
     """Numbered payloads waiting for their acknowledgement."""
 
     def __init__(self, path: Path, max_rows: int = 1_000_000) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_file(path)  # readings not yet acknowledged: owner-only (controller.files)
         self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=FULL")

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from controller.cli.common import load_or_report
-from controller.config_checks import machine_problems
+from controller.config_checks import machine_problems, secret_warnings
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,6 +28,9 @@ def config_check(args: argparse.Namespace) -> int:
     if problems:
         print("\n".join(problems), file=sys.stderr)
         return 2
+    # Warnings, not errors: a coop may choose a shared group on purpose.
+    for line in secret_warnings(config, args.file):
+        print(line, file=sys.stderr)
     devices = sum(len(m.devices) for m in config.members)
     print(f"{args.file}: OK: {len(config.members)} members, {devices} devices, "
           f"sharing {config.policy.sharing}, ledger {config.storage.ledger}")

@@ -7,13 +7,15 @@ prints a one-time login link for the web pages. ``token list CONFIG`` prints
 one token a line: id, role, member, label, expiry, state. ``token revoke
 CONFIG ID`` ends a token at once, also while the controller runs.
 
-``rotate CONFIG --role coordinator --candidates a,b,c`` draws the next
-coordinator by lot (:mod:`api.governance.rotation`), revokes the one in
-office and prints the new token last.
+``rotate announce CONFIG --role coordinator --candidates a,b,c`` commits to a
+draw by lot in the audit log; ``rotate draw CONFIG --role coordinator``, once
+the announced interval has closed, draws (:mod:`controller.governance.rotation`),
+revokes the one in office and prints the new token last.
 
 ``audit verify CONFIG [--head HASH]`` recomputes the audit log's hash chain
 (exit 1 when a row was deleted or edited); ``audit draw CONFIG SEQ`` recomputes
-a rotation's draw from the ledger; ``audit show CONFIG`` prints the log.
+a rotation's draw from the ledger and checks it against its announcement;
+``audit show CONFIG`` prints the log.
 
 Every token made, refused or revoked is written to the audit log under the
 name of the user running the command.
@@ -28,12 +30,13 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 
 from controller.cli.common import load_or_report
 
 
 def _duration(text: str) -> float:
-    from api.auth.tokens import parse_duration
+    from controller.governance.tokens import parse_duration
 
     try:
         return parse_duration(text)
@@ -76,14 +79,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     revoke.add_argument("id")
     revoke.set_defaults(func=revoke_command)
 
-    rotate = sub.add_parser("rotate", help="draw the next coordinator by lot and hand over")
-    rotate.add_argument("config", type=Path)
-    rotate.add_argument("--role", required=True, choices=["coordinator", "installer"])
-    rotate.add_argument("--candidates", required=True, type=_names, metavar="A,B,C",
-                        help="the labels drawn from")
-    rotate.add_argument("--expires", type=_duration, metavar="DURATION",
-                        help="the new mandate's length (default: the longest allowed)")
-    rotate.set_defaults(func=rotate_command)
+    rotate = sub.add_parser("rotate", help="the next coordinator by lot: announce, then draw")
+    steps = rotate.add_subparsers(dest="rotate_command", metavar="STEP", required=True)
+    announce = steps.add_parser("announce", help="commit to a draw: candidates, rules and "
+                                "the deciding interval, in the audit log")
+    announce.add_argument("config", type=Path)
+    announce.add_argument("--role", required=True, choices=["coordinator", "installer"])
+    announce.add_argument("--candidates", required=True, type=_names, metavar="A,B,C",
+                          help="the labels drawn from")
+    announce.set_defaults(func=announce_command)
+    drawing = steps.add_parser("draw", help="draw the announced rotation (once the deciding "
+                               "interval is committed) and hand over")
+    drawing.add_argument("config", type=Path)
+    drawing.add_argument("--role", required=True, choices=["coordinator", "installer"])
+    drawing.add_argument("--expires", type=_duration, metavar="DURATION",
+                         help="the new mandate's length (default: the longest allowed)")
+    drawing.set_defaults(func=rotate_command)
 
     audit = sub.add_parser("audit", help="the audit log: check or print it")
     audit_actions = audit.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
@@ -114,18 +125,20 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _open(path: Path):  # noqa: ANN202 - (config, Authority) or None
-    from api.auth import Authority
+def _open(path: Path):  # noqa: ANN202 - (config, the governance books) or None
+    from controller.governance import AuditLog, TokenStore
 
     config = load_or_report(path)
     if config is None:
         return None
-    return config, Authority.beside(config.storage.ledger, None, config)
+    ledger = config.storage.ledger
+    return config, SimpleNamespace(store=TokenStore.beside(ledger),
+                                   audit=AuditLog.beside(ledger))
 
 
 def create_command(args: argparse.Namespace) -> int:
     """Make a token (0), or say why not (2)."""
-    from api.governance import MandateError, issue
+    from controller.governance import MandateError, issue
 
     opened = _open(args.config)
     if opened is None:
@@ -154,7 +167,7 @@ def create_command(args: argparse.Namespace) -> int:
     print("Send it as 'Authorization: Bearer <token>', or paste it at /login. It is shown "
           "only now.")
     if args.link is not None:
-        from api.auth.tokens import ONCE_TTL_S
+        from controller.governance.tokens import ONCE_TTL_S
 
         code = auth.store.add_secret(token.id, "once", ONCE_TTL_S)
         base = args.link.rstrip("/") or f"http://{config.api.host}:{config.api.port}"
@@ -178,7 +191,7 @@ def list_command(args: argparse.Namespace) -> int:
 
 def revoke_command(args: argparse.Namespace) -> int:
     """Revoke a token (0); 1 if already revoked, 2 if unknown."""
-    from api.auth import TokenError
+    from controller.governance import TokenError
 
     opened = _open(args.config)
     if opened is None:
@@ -199,10 +212,38 @@ def revoke_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def announce_command(args: argparse.Namespace) -> int:
+    """Announce a draw (0); refused (1); bad input (2)."""
+    from controller.governance.rotation import RotationRefused, announce
+
+    opened = _open(args.config)
+    if opened is None:
+        return 2
+    config, auth = opened
+    from controller.ledger import LedgerMissingError, LedgerReader
+
+    try:  # the ledger's own step (a ledger keeps the one it was made with), else the config's
+        step = LedgerReader(config.storage.ledger).step
+    except (LedgerMissingError, OSError):
+        step = config.ledger.settlement_s
+    try:
+        a = announce(step, auth.store, auth.audit, config.governance,
+                     args.role, args.candidates, _user())
+    except RotationRefused as exc:
+        print(f"rotate announce: refused: {exc}", file=sys.stderr)
+        return 1
+    print(f"announced (audit row {a.seq}, hash {a.hash}): {args.role} drawn among "
+          f"{', '.join(a.eligible)}")
+    print(f"  deciding interval: the first committed from {_iso(a.decide_from)}; draw with "
+          f"'rotate draw' once it has closed")
+    return 0
+
+
 def rotate_command(args: argparse.Namespace) -> int:
-    """Draw, hand over and print the new token last (0); refused (1); bad input (2)."""
-    from api.governance import MandateError
-    from api.governance.rotation import RotationRefused, rotate
+    """Draw the announced rotation, hand over, print the new token last (0); refused (1);
+    bad input (2)."""
+    from controller.governance import MandateError
+    from controller.governance.rotation import RotationRefused, rotate
     from controller.ledger import LedgerMissingError, LedgerReader
 
     opened = _open(args.config)
@@ -212,18 +253,17 @@ def rotate_command(args: argparse.Namespace) -> int:
     try:
         reader = LedgerReader(config.storage.ledger)
         chosen, token, secret = rotate(reader, auth.store, auth.audit, config.governance,
-                                       args.role, args.candidates, _user(),
-                                       lifetime_s=args.expires)
+                                       args.role, _user(), lifetime_s=args.expires)
     except (LedgerMissingError, LookupError, MandateError) as exc:
-        print(f"rotate: {exc}", file=sys.stderr)
+        print(f"rotate draw: {exc}", file=sys.stderr)
         return 2
     except RotationRefused as exc:
-        print(f"rotate: refused: {exc}", file=sys.stderr)
+        print(f"rotate draw: refused: {exc}", file=sys.stderr)
         return 1
-    print(f"draw among {', '.join(chosen.candidates)} on {chosen.day}")
-    print(f"  last committed interval {_iso(chosen.interval_start)}: sha256 "
+    print(f"draw among {', '.join(chosen.candidates)}")
+    print(f"  deciding interval {_iso(chosen.interval_start)}: sha256 "
           f"{chosen.interval_digest}")
-    print(f"  seed sha256('{chosen.interval_digest}:{chosen.day}') = {chosen.seed}")
+    print(f"  seed {chosen.seed}")
     print(f"  drawn: {chosen.winner} (seed mod {len(chosen.candidates)}, candidates sorted)")
     print(f"token {token.id}: {token.role}, label {token.label!r}, expires "
           f"{_iso(token.expires_ts)}")
@@ -258,10 +298,8 @@ def show_command(args: argparse.Namespace) -> int:
 
 
 def draw_command(args: argparse.Namespace) -> int:
-    """Recompute a draw: the interval digest, the seed and the winner (0 if all match)."""
-    from datetime import date
-
-    from api.governance import draw, interval_digest, seed_of
+    """Recompute a draw from the ledger and its announcement (0 if every check holds)."""
+    from controller.governance.rotation import Announcement, RotationRefused, reveal
     from controller.ledger import LedgerMissingError, LedgerReader
 
     opened = _open(args.config)
@@ -276,17 +314,35 @@ def draw_command(args: argparse.Namespace) -> int:
     if "seed" not in recorded:
         print(f"audit draw: row {args.seq} is a refused rotation: no draw", file=sys.stderr)
         return 2
+    if "announcement_seq" not in recorded:
+        print("announcement: NONE: a draw from before commit-then-reveal, which the time "
+              "of running it could steer")
+        return 1
+    seq = int(recorded["announcement_seq"])
+    announced = next(iter(auth.audit.rows(seq - 1, 1)), None)
+    if announced is None or announced["seq"] != seq or announced["action"] != "rotate.announce":
+        print(f"announcement: row {seq} is not an announcement: DOES NOT MATCH")
+        return 1
+    a = Announcement.of(announced)
+    earlier = [r["seq"] for r in auth.audit.rows(seq, args.seq - seq - 1)
+               if r["action"] == "rotate"
+               and json.loads(r["detail"]).get("announcement_seq") == seq]
     try:
-        _, digest = interval_digest(LedgerReader(config.storage.ledger),
-                                    recorded["interval_start"])
-    except (LedgerMissingError, LookupError) as exc:
+        redone = reveal(LedgerReader(config.storage.ledger), a)
+    except (LedgerMissingError, LookupError, RotationRefused) as exc:
         print(f"audit draw: {exc}", file=sys.stderr)
         return 2
-    seed = seed_of(digest, date.fromisoformat(recorded["day"]))
-    winner = draw(seed, recorded["candidates"])
-    checks = {"interval digest": digest == recorded["interval_digest"],
-              "seed": seed == recorded["seed"], "winner": winner == recorded["winner"]}
+    checks = {
+        "announcement hash": a.hash == recorded["announcement_hash"],
+        "announcement before the interval": a.ts <= redone.interval_start,
+        "the announced interval": redone.interval_start == recorded["interval_start"],
+        "the first draw of the announcement": not earlier,
+        "interval digest": redone.interval_digest == recorded["interval_digest"],
+        "seed": redone.seed == recorded["seed"],
+        "candidates": list(a.eligible) == list(recorded["candidates"]),
+        "winner": redone.winner == recorded["winner"]}
     for what, ok in checks.items():
         print(f"{what}: {'matches' if ok else 'DOES NOT MATCH'}")
-    print(f"recomputed: seed {seed}, winner {winner}")
+    print(f"recomputed: announced {_iso(a.ts)} (row {a.seq}), interval "
+          f"{_iso(redone.interval_start)}, seed {redone.seed}, winner {redone.winner}")
     return 0 if all(checks.values()) else 1

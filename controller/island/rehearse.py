@@ -76,6 +76,8 @@ import numpy as np
 from controller.config import CoopConfig, parse_config
 from controller.cycle import CycleReport
 from controller.demo import start_embedded_broker
+from controller.files import write_private
+from controller.governance.local import local_secret_path, read_local_secret
 from controller.island.grid_model import GridState
 from controller.island.rehearse_plan import (
     Preparation,
@@ -224,9 +226,14 @@ class _ObservedRuntime(Runtime):
         return report
 
 
-def _post(url: str, body: dict) -> tuple[int, dict]:
+def _post(url: str, body: dict, ledger: Path) -> tuple[int, dict]:
+    """POST as the CLI on the controller's host: with the local secret, not a token."""
+    headers = {"Content-Type": "application/json"}
+    secret = read_local_secret(local_secret_path(ledger))
+    if secret is not None:
+        headers["Authorization"] = f"Bearer {secret}"
     request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
+                                     headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - loopback
             return response.status, json.loads(response.read() or b"{}")
@@ -350,7 +357,7 @@ async def _run(options: RehearsalOptions, session: _Session, config_path: Path,
         url = f"http://127.0.0.1:{config.api.port}/api/v1/island/command"
         status, body = await asyncio.to_thread(_post, url, {
             "requested_by": REQUESTED_BY, "hours": options.hours,
-            "required_soc_pct": math.floor(required_pct * 10) / 10})
+            "required_soc_pct": math.floor(required_pct * 10) / 10}, config.storage.ledger)
         if status != 202:
             raise RehearsalError(f"the island command was refused ({status}): {body}")
         session.deadline = float(body["end_ts"]) + max(3600.0, 20 * runtime.controller.nominal_dt_s)
@@ -409,8 +416,7 @@ async def rehearse(options: RehearsalOptions) -> Rehearsal:
     events = inject_events(coop, start_ts, options)
     prep = await asyncio.to_thread(prepare, coop, start_ts, options.hours)
     config_path, plan_path = out / "coop.toml", out / "plan.json"
-    plan_path.write_text(json.dumps(plan_json(prep, "Commonwatt rehearsal coop")) + "\n",
-                         encoding="utf-8")
+    write_private(plan_path, json.dumps(plan_json(prep, "Commonwatt rehearsal coop")) + "\n")
     progress = progress_bar(options) if options.progress else None
     session = _Session(options, coop, clock, progress)
     try:

@@ -165,8 +165,8 @@ class ShedPlanner:
             raise ValueError(f"shed_w: expected shape ({n},) or (3, {n}), got {shed.shape}")
         return np.maximum(shed, 0.0)  # NaN stays NaN
 
-    def plan(self, now: float, shed_w: FloatArray,
-             readings: Mapping[str, PlugReading]) -> ShedPlan:
+    def plan(self, now: float, shed_w: FloatArray, readings: Mapping[str, PlugReading],
+             opted_out: frozenset[str] = frozenset()) -> ShedPlan:
         """One cycle: observe the plugs, then switch off or back on what each member's shed needs.
 
         Args:
@@ -175,6 +175,10 @@ class ShedPlanner:
                 or 3 × members per tier (critical, essential, flexible, as the
                 island plan gives it). NaN: unknown, hold what is held.
             readings: plug readings by load id; a missing one is unknown.
+            opted_out: flexible plugs their members keep out of shedding for now
+                (``shed_optout``): not switched off, and switched back on once their
+                ``min_off_s`` has passed. The contactor is not held back by them: when
+                the island needs it, safety wins over the opt-out.
         """
         tiers = self._tiers(shed_w)
         actions: dict[str, SwitchAction] = {}
@@ -195,6 +199,9 @@ class ShedPlanner:
                 emit(self._fire(ld, Event.LAPSE, now))
             elif on is not None and now - mem.commanded >= self.confirm_s:
                 self._fire(ld, Event.SEEN_ON if on else Event.SEEN_OFF, now)
+            if (ld.id in opted_out and mem.state is State.OFF_BY_COMMONWATT
+                    and now - mem.since >= ld.min_off_s):
+                emit(self._fire(ld, Event.RESTORE, now, "opted out by its member"))
 
         need = np.nansum(tiers, axis=0)
         need[np.isnan(tiers).any(axis=0)] = np.nan
@@ -204,7 +211,7 @@ class ShedPlanner:
                 continue
             if need[m] > held[m] + TOL_W:
                 held[m] = self._shed(m, float(need[m]), float(held[m]), tiers[:, m], now,
-                                     readings, emit, skipped)
+                                     readings, emit, skipped, opted_out)
             else:
                 held[m] = self._restore(m, float(need[m]), float(held[m]), now, emit, skipped)
 
@@ -227,7 +234,7 @@ class ShedPlanner:
 
     def _shed(self, m: int, need: float, held: float, tier_row: FloatArray, now: float,
               readings: Mapping[str, PlugReading], emit: _Emit,
-              skipped: list[tuple[str, str]]) -> float:
+              skipped: list[tuple[str, str]], opted_out: frozenset[str]) -> float:
         """Switch off plugs (then the contactor) of member ``m`` until ``held`` covers ``need``."""
         mine = [ld for ld in self.loads if ld.member == m]
         plugs = [ld for ld in mine if not ld.contactor]
@@ -241,9 +248,12 @@ class ShedPlanner:
             mem = self._mem[ld.id]
             if mem.state is not State.ON:
                 continue
-            lit = [o.id for o in plugs if self._mem[o.id].state is State.ON and o is not ld]
+            lit = [o.id for o in plugs if self._mem[o.id].state is State.ON and o is not ld
+                   and o.id not in opted_out]  # an opt-out does not hold the contactor back
             why = None
-            if ld.contactor and lit:
+            if ld.id in opted_out:
+                why = "opted out of shedding by its member"
+            elif ld.contactor and lit:
                 why = f"contactor: plugs still on ({', '.join(lit)})"
             elif ld.contactor and np.nansum(tier_row[:own + 1]) <= TOL_W:
                 why = f"contactor: the member's own tier ({TIERS[own]}) is not shed"

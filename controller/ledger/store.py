@@ -15,6 +15,7 @@ import sqlite3
 import time
 from pathlib import Path
 
+from controller.files import private_file
 from controller.ledger import federation_rows, schema
 from controller.ledger.accumulator import CommittedInterval
 from controller.ledger.lock import WriterLock
@@ -38,7 +39,7 @@ def connect(path: Path, readonly: bool = False) -> sqlite3.Connection:
     if readonly:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
     else:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_file(path)  # every household's energy: owner-only (controller.files)
         conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")

@@ -30,6 +30,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from controller.files import private_file
+
 log = logging.getLogger(__name__)
 
 #: The spool's file name inside its directory.
@@ -74,8 +76,7 @@ class Spool:
         self.path: Path | None = None
         self._lock_fd: int | None = None
         if directory is not None:
-            directory.mkdir(parents=True, exist_ok=True)
-            self.path = directory / SPOOL_FILE
+            self.path = private_file(directory / SPOOL_FILE)  # owner-only (controller.files)
             self._lock_fd = _lock(directory / LOCK_FILE)
         #: Points dropped to respect ``max_bytes`` since this spool was opened.
         self.dropped_points = 0

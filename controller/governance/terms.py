@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import time
 
-from api.auth.tokens import Role, Token, TokenStore
-from api.governance.audit import AuditLog
 from controller.config import GovernanceConfig
+from controller.governance.audit import AuditLog
+from controller.governance.tokens import Role, Token, TokenStore
 
 DAY_S = 86400.0
 

@@ -25,7 +25,8 @@ from numpy.typing import NDArray
 
 #: The longest an override may last: a day. Power must not harden.
 MAX_OVERRIDE_S = 86_400
-OverrideKind = Literal["battery_setpoint", "load_switch"]
+#: ``shed_optout``: a member keeps one of its own flexible plugs out of shedding (#18).
+OverrideKind = Literal["battery_setpoint", "load_switch", "shed_optout"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +86,8 @@ class OverrideStore:
             raise OverrideError("power_w: a finite number of watts is required")
         if kind == "load_switch" and (load_id is None or on is None):
             raise OverrideError("load, on: both are required for a load_switch")
+        if kind == "shed_optout" and load_id is None:
+            raise OverrideError("load: required for a shed_optout")
         with self._lock:
             item = Override(next(self._ids), kind, member, now, end_ts, created_by,
                             power_w=power_w, load_id=load_id, on=on)
@@ -150,6 +153,12 @@ def load_states(overrides: Sequence[Override]) -> dict[str, bool]:
     """The loads held by an override: load id → on (the newest override wins)."""
     return {o.load_id: bool(o.on) for o in sorted(overrides, key=lambda o: o.id)
             if o.kind == "load_switch" and o.load_id is not None}
+
+
+def opted_out(overrides: Sequence[Override]) -> frozenset[str]:
+    """The loads their members keep out of shedding now (``shed_optout`` in force)."""
+    return frozenset(o.load_id for o in overrides
+                     if o.kind == "shed_optout" and o.load_id is not None)
 
 
 def load_commands(wanted: dict[str, bool], held_off: set[str]) -> list[LoadCommand]:

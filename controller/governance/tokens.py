@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from controller.files import private_file
+
 #: The store's file name, beside the ledger.
 TOKENS_FILE = "tokens.sqlite"
 #: How long a one-time login link stays usable, s.
@@ -112,7 +114,7 @@ class TokenStore:
         return cls(Path(ledger).parent / TOKENS_FILE)
 
     def _connect(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_file(self.path)  # secrets' hashes: owner-only (controller.files)
         conn = sqlite3.connect(self.path, timeout=10, isolation_level=None)
         conn.executescript(_DDL)
         return conn

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from controller.files import private_file
+
 #: The log's file name, beside the ledger.
 AUDIT_FILE = "audit.sqlite"
 #: ``prev_hash`` of the first row.
@@ -90,7 +92,7 @@ class AuditLog:
         text = detail if isinstance(detail, str) else json.dumps(
             detail, sort_keys=True, ensure_ascii=False, default=str)
         ts = time.time() if now is None else float(now)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_file(self.path)  # names and commands: owner-only (controller.files)
         conn = sqlite3.connect(self.path, timeout=10, isolation_level=None)
         try:
             conn.executescript(_DDL)
