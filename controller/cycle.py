@@ -207,6 +207,7 @@ class Controller:
             # says: it serves the neighbours physically, so the books say so too.
             offered=(self._offered | (self._grid_forming & self.islanded)) & usable,
             grid_charge=self._grid_charge & usable,
+            grid_forming=self._grid_forming & usable,
             tier=self._tier,
             key=self._key,
         )
