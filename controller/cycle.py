@@ -18,6 +18,7 @@ from controller.island.curtail import pv_limits
 from controller.island.follow import PlanFollower
 from controller.island.grid_model import (
     DEFAULT_TIMEOUTS,
+    GridState,
     GridTimeouts,
     IslandCommand,
     TransitionRecord,
@@ -31,6 +32,7 @@ from controller.island.outage import (
 )
 from controller.island.pilot import Readings
 from controller.island.shedding import ShedPlanner
+from controller.island.transition import island_ready_battery_w
 from controller.ledger import CommittedInterval, CycleEnergy, IntervalBook, LedgerWriter
 from controller.ledger.accumulator import unpack_state
 from controller.ledger.late import book_late_reading
@@ -189,8 +191,10 @@ class Controller:
         """Time up to which the ledger has booked."""
         return self.book.carry.end_ts
 
-    def fleet(self, image: ProcessImage) -> Fleet:
-        """Battery parameters for this cycle: device ratings capped by the configured limits."""
+    def fleet(self, image: ProcessImage, islanded: bool | None = None) -> Fleet:
+        """Battery parameters for this cycle: device ratings capped by the configured limits
+        (as islanded when ``islanded``, default: whether the coop is)."""
+        islanded = self.islanded if islanded is None else islanded
         usable = image.has_battery & np.isfinite(image.capacity_wh)
         capacity = np.where(usable, image.capacity_wh, 0.0)
         return Fleet(
@@ -201,11 +205,11 @@ class Controller:
             efficiency=self._efficiency,
             # The reserve is kept *for* the island: islanded, it is there to be used,
             # down to the hard floor (the island plan counts on it the same way).
-            reserve_wh=capacity * (self._floor_pct if self.islanded else self._reserve_pct) / 100.0,
+            reserve_wh=capacity * (self._floor_pct if islanded else self._reserve_pct) / 100.0,
             hysteresis_wh=capacity * self._hysteresis_pct / 100.0,
             # Islanded, the grid-forming battery is every house's slack whatever the config
             # says: it serves the neighbours physically, so the books say so too.
-            offered=(self._offered | (self._grid_forming & self.islanded)) & usable,
+            offered=(self._offered | (self._grid_forming & islanded)) & usable,
             grid_charge=self._grid_charge & usable,
             grid_forming=self._grid_forming & usable,
             tier=self._tier,
@@ -277,8 +281,14 @@ class Controller:
             # hard floor islanded.
             active = self.overrides.active(now)
             self._override_loads = load_states(active)
+            battery_w = result.battery_w
+            if self.grid.machine.state is GridState.GOING_OFF_GRID:  # island/transition.py
+                battery_w = island_ready_battery_w(
+                    self.fleet(image, True), FleetState(stored, pools, carry.held),
+                    image.pv_production_w, demand - pre_shed, image.valid, now - start,
+                    self.config.policy.sharing, self._caps)
             setpoints = clamp_setpoints(
-                battery_overrides(np.where(image.valid, result.battery_w, 0.0),
+                battery_overrides(np.where(image.valid, battery_w, 0.0),
                                   self.member_ids, active),
                 image.soc_pct,
                 self._floor_pct if limits.islanded else self._reserve_pct,

@@ -157,6 +157,8 @@ class HouseholdPhysics:
         self.house_wh = np.zeros(n)  # what each house drew through its contactor
         #: Demand that a relay (plug or contactor) held off: shed by a switch, Wh.
         self.switched_off_wh = np.zeros(n)
+        #: … of which plugged appliances held off by their plug (the flexible tier), Wh.
+        self.plug_off_wh = np.zeros(n)
 
     def add_cloud(self, start_s: float, end_s: float, factor: float) -> None:
         """PV at ``factor`` (0-1) of its clear-day output from ``start_s`` to ``end_s``."""
@@ -268,6 +270,7 @@ class HouseholdPhysics:
                                      0.0) * dt_h
             self.house_wh += served * dt_h
             self.switched_off_wh += (self.base_load_w(t_s) + self.appliance_w(t_s) - load) * dt_h
+            self.plug_off_wh += np.where(self.plug_on, 0.0, self.appliance_w(t_s)) * dt_h
             self.unserved_wh += self.unserved_w * dt_h
             self.island_curtailed_wh += self.island_curtailed_w * dt_h
         self.battery_w = power
@@ -323,6 +326,15 @@ class HouseholdPhysics:
             if excess > 0 and total_pv > 0:
                 curtailed = pv * min(excess / total_pv, 1.0)
         return power, unserved, curtailed
+
+    def shed_by_tier_wh(self) -> FloatArray:
+        """Load not served so far per tier (critical, essential, flexible), Wh: what the
+        island dropped and a contactor held off, in its household's tier, and what a plug
+        held off, in the flexible tier."""
+        house = self.unserved_wh + self.switched_off_wh - self.plug_off_wh
+        out = np.bincount(self.tier_rank, weights=house, minlength=3)[:3]
+        out[TIER_RANK["flexible"]] += float(self.plug_off_wh.sum())
+        return out
 
     def meter_w(self, t_s: float) -> FloatArray:
         """Net power at each household's grid connection, import > 0: what the house drew

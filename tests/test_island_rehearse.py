@@ -11,6 +11,7 @@ import asyncio
 import json
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -220,3 +221,19 @@ def test_cli_rehearse_writes_the_report(tmp_path: Path) -> None:
     assert list(out.glob("*.png"))
     # the short run islands too, now that a hiccup cannot back the grid-former off
     assert json.loads((out / "rehearsal.json").read_text())["grid"]["islanded_hours"] > 0
+
+
+def test_the_report_draws_the_lost_battery_as_unknown_from_when_it_stopped(
+        rehearsal: Rehearsal) -> None:
+    summary = json.loads((rehearsal.out / "summary.json").read_text())
+    lost = next(e for e in rehearsal.events if e["kind"] == "battery_dropout")
+    b = summary["batteries"][lost["member"]]
+    # the interval in which it stopped answering, then nothing: no end SoC, no net change
+    since = datetime.fromisoformat(b["unknown_from"]).timestamp()
+    assert lost["at_ts"] - 900 < since <= lost["at_ts"] + 900, (b, lost)
+    assert b["end_soc_pct"] is None and b["net_kwh"] is None
+    others = [v for m, v in summary["batteries"].items() if m != lost["member"]]
+    assert others and all(v["unknown_from"] is None and v["end_soc_pct"] is not None
+                          for v in others)
+    html = (rehearsal.out / "report.html").read_text()
+    assert "unknown from" in html and "stopped answering" in html

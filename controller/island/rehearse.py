@@ -142,6 +142,8 @@ class CycleLog:
     #: Whether the plan in force (the latest re-plan) held the critical tier; None
     #: before the first re-plan.
     plan_critical_holds: list[bool | None] = field(default_factory=list)
+    #: Per tier, whether the plan in force held it (None before the first re-plan).
+    plan_holds: list[dict[str, bool] | None] = field(default_factory=list)
 
 
 @dataclass
@@ -177,6 +179,11 @@ class Rehearsal:
     switched_off_wh: np.ndarray = field(default_factory=lambda: np.zeros(0))
     report_files: list[Path] = field(default_factory=list)
     summary: dict = field(default_factory=dict)
+    #: The simulator's load not served by then per tier (critical, essential, flexible),
+    #: Wh, at the times of ``soc_t``.
+    shed_tier_cum_wh: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))
+    #: The grid-forming battery's household (index), None without one.
+    former: int | None = None
 
     def served_between_wh(self, start_ts: float, end_ts: float) -> np.ndarray:
         """Load each house drew between two simulated times, from the simulator's history."""
@@ -265,6 +272,7 @@ class _Session:
         self.soc_t: list[float] = []
         self.soc: list[np.ndarray] = []
         self.served: list[np.ndarray] = []
+        self.shed_tier: list[np.ndarray] = []
         self.runtime: _ObservedRuntime | None = None
         self.task_id = None
         self.deadline = math.inf
@@ -283,6 +291,9 @@ class _Session:
         nominal = self.runtime.controller.nominal_dt_s
         log.end_ts.append(report.end_ts)
         log.duration_s.append(report.duration_s)
+        pilot = self.runtime.controller.follower.pilot
+        in_force = pilot.plan if pilot is not None else None
+        log.plan_holds.append(None if in_force is None else dict(in_force.feasible))
         log.missed += max(0, round((report.end_ts - report.start_ts) / nominal) - 1)
         if report.result is not None:
             r = report.result
@@ -320,6 +331,7 @@ class _Session:
                 self.soc_t.append(self.clock.now())
                 self.soc.append(self.coop.physics.soc_pct())
                 self.served.append(self.coop.physics.served_wh.copy())
+                self.shed_tier.append(self.coop.physics.shed_by_tier_wh())
             await asyncio.sleep(interval_s)
 
     async def wait_for_state(self, state: GridState, timeout_s: float) -> None:
@@ -440,5 +452,7 @@ async def rehearse(options: RehearsalOptions) -> Rehearsal:
         physics.unserved_wh.copy(), physics.island_curtailed_wh.copy(),
         physics.served_wh.copy(), notes, session.device_errors, session.plan_followed,
         physics.switched_off_wh.copy())
+    result.shed_tier_cum_wh = np.asarray(session.shed_tier).reshape(-1, 3)
+    result.former = physics.former
     await asyncio.to_thread(finish, result, LedgerReader(ledger))
     return result

@@ -105,13 +105,21 @@ class Battery:
     start_soc_source: str
     stored_wh: FloatArray  # T + 1
     plan_soc: tuple[FloatArray, FloatArray] | None = None  # (times, %) at plan step boundaries
+    #: The first interval in which the battery did not answer (the ledger's ``missing``):
+    #: from its end on, its content is unknown. None: it answered throughout.
+    unknown_from: int | None = None
+    unknown_from_ts: float | None = None
 
     @property
     def soc_pct(self) -> FloatArray | None:
-        """SoC at each boundary, %; ``None`` without a capacity."""
+        """SoC at each boundary, %, NaN once it stopped answering; ``None`` without a
+        capacity."""
         if not self.capacity_wh:
             return None
-        return 100.0 * self.stored_wh / self.capacity_wh
+        soc = 100.0 * self.stored_wh / self.capacity_wh
+        if self.unknown_from is not None:
+            soc[self.unknown_from + 1:] = np.nan  # nothing booked says what it did since
+        return soc
 
 
 @dataclass(slots=True)
@@ -203,10 +211,26 @@ def member_intervals(reader: LedgerReader, window: Window, ids: list[str]) -> Me
     return MemberIntervals(load, shed, battery, committed)
 
 
+def lost_batteries(rows: list[dict[str, object]], times: FloatArray,
+                   names: dict[str, str]) -> dict[str, tuple[int, float]]:
+    """Per member, the first interval (index into ``times``, and its start) in which its
+    battery device (``names``: member → device name) was missing, from the ledger's
+    interval rows."""
+    index = {int(t): k for k, t in enumerate(times)}
+    out: dict[str, tuple[int, float]] = {}
+    for row in rows:
+        missing = set(json.loads(str(row["missing"]))) if row.get("missing") else set()
+        k = index.get(int(row["start_ts"]))  # type: ignore[call-overload]
+        for member, device in names.items():
+            if k is not None and device in missing and member not in out:
+                out[member] = (k, float(row["start_ts"]))  # type: ignore[arg-type]
+    return out
+
+
 def _batteries(cfg: ReportConfig, plan: dict | None, ids: list[str], delta: FloatArray,
-               ) -> list[Battery]:
-    """Each member's battery rebuilt from its net change per interval (``delta``, T × N);
-    see the module's docstring."""
+               lost: dict[str, tuple[int, float]] | None = None) -> list[Battery]:
+    """Each member's battery rebuilt from its net change per interval (``delta``, T × N),
+    unknown from the interval it was ``lost`` in; see the module's docstring."""
     island = cfg.island.batteries if cfg.island else []
     devices = {m.id: m.device("battery") for m in cfg.coop.members}
     planned = plan_batteries(plan)
@@ -240,7 +264,8 @@ def _batteries(cfg: ReportConfig, plan: dict | None, ids: list[str], delta: Floa
         if p is not None and p["soc_pct"] is not None:
             steps = np.arange(len(p["soc_pct"]))
             plan_soc = (plan["start_ts"] + steps * plan["step_s"], p["soc_pct"])  # type: ignore[index]
-        out.append(Battery(m, cap, cap_source, floor, soc, source, stored, plan_soc))
+        k, at = (lost or {}).get(m, (None, None))
+        out.append(Battery(m, cap, cap_source, floor, soc, source, stored, plan_soc, k, at))
     return out
 
 
@@ -286,7 +311,10 @@ def build_report(reader: LedgerReader, cfg: ReportConfig, window: Window,
     shares, tier_source = tier_shares(ids, cfg)
     tier_load, tier_shed = attribute_shed(rows.load, rows.shed, shares[None, :, :])
     member_tier_load, member_tier_shed = tier_load.sum(axis=0), tier_shed.sum(axis=0)
-    batteries = _batteries(cfg, plan, ids, rows.battery)
+    lost = lost_batteries(list(coop_rows.values()), window.times,
+                          {m.id: f"{m.id}/battery" for m in cfg.coop.members
+                           if m.device("battery") is not None})
+    batteries = _batteries(cfg, plan, ids, rows.battery, lost)
     config_tier = {m.id: m.tier for m in cfg.coop.members}
 
     coop_wh = energy_wh(totals)
@@ -303,10 +331,14 @@ def build_report(reader: LedgerReader, cfg: ReportConfig, window: Window,
         if soc is None:
             notes.append(f"battery of {b.member}: capacity unknown (no [[island.batteries]] "
                          "entry, not in the plan): no SoC")
-        elif soc.min() < -0.5 or soc.max() > 100.5:
-            notes.append(f"battery of {b.member}: rebuilt SoC leaves 0-100 % ({soc.min():.0f} "
-                         f"to {soc.max():.0f} %): its starting SoC ({b.start_soc_source}) or "
-                         "capacity is off")
+        elif np.nanmin(soc) < -0.5 or np.nanmax(soc) > 100.5:
+            notes.append(f"battery of {b.member}: rebuilt SoC leaves 0-100 % "
+                         f"({np.nanmin(soc):.0f} to {np.nanmax(soc):.0f} %): its starting SoC "
+                         f"({b.start_soc_source}) or capacity is off")
+        if b.unknown_from_ts is not None:
+            notes.append(f"battery of {b.member}: stopped answering in the interval from "
+                         f"{_iso(b.unknown_from_ts, cfg.tz)[11:16]}: its SoC is unknown from "
+                         "then on (drawn as a gap, no end SoC)")
     summary = {
         "coop_name": cfg.coop.name,
         "window": {"from": _iso(window.start, cfg.tz), "to": _iso(window.end, cfg.tz),
@@ -337,7 +369,7 @@ def build_report(reader: LedgerReader, cfg: ReportConfig, window: Window,
                       "held": bool(member_tier_shed[:, k].sum() < HELD_WH)}
                   for k, t in enumerate(TIERS)},
         "tier_source": tier_source,
-        "batteries": {b.member: _battery_summary(b) for b in batteries},
+        "batteries": {b.member: _battery_summary(b, cfg.tz) for b in batteries},
         "notes": notes,
     }
     report = IslandReport(cfg.coop.name, window, cfg.tz, cfg.tz_name, summary, names, coop,
@@ -354,19 +386,23 @@ def build_report(reader: LedgerReader, cfg: ReportConfig, window: Window,
     return report
 
 
-def _battery_summary(b: Battery) -> dict[str, object]:
+def _battery_summary(b: Battery, tz: tzinfo) -> dict[str, object]:
     soc = b.soc_pct
+    end = None if soc is None or np.isnan(soc[-1]) else round(float(soc[-1]), 2)
     return {
-        "min_soc_pct": None if soc is None else round(float(soc.min()), 2),
+        # the lowest while it answered: after that nothing is known
+        "min_soc_pct": None if soc is None else round(float(np.nanmin(soc)), 2),
+        "unknown_from": None if b.unknown_from_ts is None else _iso(b.unknown_from_ts, tz),
         "floor_pct": b.floor_pct,
         "start_soc_pct": round(b.start_soc_pct, 2),
         "start_soc_source": b.start_soc_source,
-        "end_soc_pct": None if soc is None else round(float(soc[-1]), 2),
+        "end_soc_pct": end,
         "capacity_kwh": None if b.capacity_wh is None else round(b.capacity_wh / 1000.0, 3),
         "capacity_source": b.capacity_source,
         "above_floor": None if soc is None or b.floor_pct is None
-        else bool(soc.min() >= b.floor_pct - 0.5),
-        "net_kwh": round(float(b.stored_wh[-1] - b.stored_wh[0]) / 1000.0, 3),
+        else bool(np.nanmin(soc) >= b.floor_pct - 0.5),
+        "net_kwh": None if end is None and soc is not None
+        else round(float(b.stored_wh[-1] - b.stored_wh[0]) / 1000.0, 3),
     }
 
 

@@ -142,11 +142,18 @@ def _batteries(report: IslandReport) -> str:
         rows.append([escape(report.names.get(m, m)), _num(b["capacity_kwh"], "\u202fkWh"),
                      _num(b["start_soc_pct"], "\u202f%", 0)
                      + f' <span class="muted">({escape(b["start_soc_source"])})</span>',
-                     low, _num(b["end_soc_pct"], "\u202f%", 0), _num(floor, "\u202f%", 0),
+                     low, _end_soc(b), _num(floor, "\u202f%", 0),
                      _num(plan[m]["min_soc_pct"], "\u202f%", 0) if m in plan
                      else '<span class="muted">no plan</span>'])
     return _table(["Battery of", "Capacity", "Start SoC", "Lowest SoC", "End SoC", "Floor",
                    "Plan: lowest"], rows)
+
+
+def _end_soc(b: dict) -> str:
+    """The end SoC, or since when it is unknown (the battery stopped answering)."""
+    if b.get("unknown_from"):
+        return f'<span class="bad">unknown from {escape(_clock(b["unknown_from"])[11:])}</span>'
+    return _num(b["end_soc_pct"], "\u202f%", 0)
 
 
 def _plan(s: dict) -> str:

@@ -143,21 +143,28 @@ def _soc(report: IslandReport, path: Path) -> Plot | None:
     known = [b for b in report.batteries if b.soc_pct is not None]
     if not known:
         return None
-    known.sort(key=lambda b: float(b.soc_pct.min()))  # type: ignore[union-attr]
+    known.sort(key=lambda b: float(np.nanmin(b.soc_pct)))  # type: ignore[arg-type]
     shown = known[:MAX_BATTERIES]
     with _figure(path) as fig:
         ax = fig.add_subplot()
         edges = _time_axis(ax, report, "SoC %")
         colors = [f"C{k}" for k in range(len(shown))]
         for b, color in zip(shown, colors, strict=True):
-            ax.plot(edges, b.soc_pct, color=color,
-                    label=_label(report.names.get(b.member, b.member)))
+            soc = b.soc_pct
+            name = _label(report.names.get(b.member, b.member))
+            ax.plot(edges, soc, color=color,
+                    label=name if b.unknown_from is None else f"{name} (lost ×)")
+            if b.unknown_from is not None:  # stopped answering: the line ends, marked
+                k = b.unknown_from
+                ax.plot([edges[k]], [soc[k]], marker="X", ms=22, color=color, ls="none")
+                ax.axvspan(edges[k], edges[-1], ymin=0.0, ymax=1.0, fill=False, hatch="//",
+                           edgecolor=color, lw=0, alpha=0.35, zorder=0)
             if b.plan_soc is not None:
                 ax.plot(_dates(b.plan_soc[0]), b.plan_soc[1], color=color, ls="--", lw=2.5)
             if b.floor_pct is not None:
                 ax.axhline(b.floor_pct, color=color, ls=":", lw=2)
-        ax.set_ylim(min(0.0, *(float(b.soc_pct.min()) for b in shown)) - 2,  # type: ignore[union-attr]
-                    max(100.0, *(float(b.soc_pct.max()) for b in shown)) + 2)  # type: ignore[union-attr]
+        ax.set_ylim(min(0.0, *(float(np.nanmin(b.soc_pct)) for b in shown)) - 2,  # type: ignore[arg-type]
+                    max(100.0, *(float(np.nanmax(b.soc_pct)) for b in shown)) + 2)  # type: ignore[arg-type]
         ax.set_title("Battery state of charge")
         if report.plan is not None:
             ax.plot([], [], color="black", ls="--", lw=2.5, label="plan")
@@ -166,8 +173,12 @@ def _soc(report: IslandReport, path: Path) -> Plot | None:
     more = (f" (the {len(shown)} that went lowest of {len(known)})"
             if len(known) > len(shown) else "")
     plan = "; dashed: the plan" if report.plan is not None else ""
+    lost = [b for b in shown if b.unknown_from is not None]
+    unknown = ("; × and hatched: a battery stopped answering there, and its SoC is unknown "
+               "from then on") if lost else ""
     return Plot("soc", path, "Battery state of charge",
-                f"Each battery's SoC rebuilt from its booked flows{more}; dotted: its floor{plan}.")
+                f"Each battery's SoC rebuilt from its booked flows{more}; dotted: its floor{plan}"
+                f"{unknown}.")
 
 
 def _shared(report: IslandReport, path: Path) -> Plot:
