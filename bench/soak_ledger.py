@@ -49,18 +49,39 @@ def conservation(reader: LedgerReader) -> dict[str, Any]:
             "error_wh": sum(broken.values())}
 
 
-def booked_vs_produced(reader: LedgerReader, spec: FleetSpec) -> dict[str, Any]:
+def _spans(reader: LedgerReader, partial: bool) -> dict[int, tuple[float, float]]:
+    """Each interval counted, by its start: the wall span the controller booked in it.
+
+    Whole intervals only, unless ``partial``: then also the first interval's tail (the
+    controller began mid-interval, at ``end - covered_s``) and the last one's head.
+    """
+    rows = reader.intervals()
+    out = {}
+    for k, i in enumerate(rows):
+        s, e, cov = int(i["start_ts"]), int(i["end_ts"]), int(i["covered_s"] or 0)
+        if cov == reader.step:
+            out[s] = (float(s), float(e))
+        elif partial and cov > 0 and k == 0:
+            out[s] = (float(e - cov), float(e))
+        elif partial and cov > 0 and k == len(rows) - 1:
+            out[s] = (float(s), float(s + cov))
+    return out
+
+
+def booked_vs_produced(reader: LedgerReader, spec: FleetSpec,
+                       partial: bool = False) -> dict[str, Any]:
     """Booked PV and load against what the simulators produced, over the intervals the
-    controller covered whole (the first one, begun mid-interval, is left out).
+    controller covered whole (the first one, begun mid-interval, is left out unless
+    ``partial``: then it and the last count over the span they cover, for a short run).
 
     Households with a fault or a gap are summed apart: while a device is unknown
     the ledger books a gap (from the meter's counters), not the energy.
     """
-    full = [i for i in reader.intervals() if i["covered_s"] == reader.step]
-    if not full:
+    spans = _spans(reader, partial)
+    if not spans:
         return {"note": "no interval covered whole: run longer than two settlement intervals"}
-    a, b = int(full[0]["start_ts"]), int(full[-1]["end_ts"])
-    covered = {int(i["start_ts"]) for i in full}
+    a, b = int(min(spans)), int(max(spans)) + reader.step
+    covered = set(spans)
     index = {m: k for k, m in enumerate(spec.member_ids)}
     pv_booked, load_booked = np.zeros(spec.households), np.zeros(spec.households)
     gap = np.zeros(spec.households, dtype=bool)
@@ -72,12 +93,10 @@ def booked_vs_produced(reader: LedgerReader, spec: FleetSpec) -> dict[str, Any]:
         pv_booked[k] += wh["pv"]
         load_booked[k] += wh["load"]
         gap[k] |= (values[COL["gap_s"]] or 0) > 0
-    pv_made, load_made = spec.produced_wh(a, b)
-    if len(covered) < (b - a) // reader.step:  # a hole in the span: count only what was covered
-        pv_made, load_made = np.zeros(spec.households), np.zeros(spec.households)
-        for t in covered:
-            pv, load = spec.produced_wh(t, t + reader.step)
-            pv_made, load_made = pv_made + pv, load_made + load
+    pv_made, load_made = np.zeros(spec.households), np.zeros(spec.households)
+    for lo, hi in spans.values():
+        pv, load = spec.produced_wh(lo, hi)
+        pv_made, load_made = pv_made + pv, load_made + load
     faulted = spec.faulted()
 
     def ratios(which: np.ndarray) -> dict[str, Any]:
