@@ -15,6 +15,7 @@ from controller.agent.inbox import inbox_for
 from controller.config import CoopConfig
 from controller.health import DeviceClock, scaled_backoff_max_s, scaled_stale_after_s
 from controller.island.curtail import pv_limits
+from controller.island.curtail_estimate import CurtailEstimator, former_saturated
 from controller.island.follow import PlanFollower
 from controller.island.grid_model import (
     DEFAULT_TIMEOUTS,
@@ -73,6 +74,8 @@ class CycleReport:
     #: Per member, load an overloaded grid-former dropped (estimated), Wh: part of
     #: ``result.shed``, but not a decision of the dispatch.
     dropped_wh: np.ndarray | None = None
+    #: Per cause, PV held back as estimated (controller/island/curtail_estimate.py), Wh.
+    held_back_wh: dict[str, np.ndarray] | None = None
 
 
 class Controller:
@@ -154,6 +157,8 @@ class Controller:
         self._demand_before_w = np.zeros(len(config.members))
         #: … and its ratio to the plan's demand forecast then (NaN: none).
         self._demand_ratio = np.full(len(config.members), np.nan)
+        #: PV held back by a cap or the grid-former, estimated each cycle.
+        self.curtail_estimator = CurtailEstimator(len(config.members))
         #: Islanded, the plan followed and re-planned (controller/island/pilot.py).
         self.follower = PlanFollower(config.plan_path, list(self.member_ids),
                                      config.island.replan_min * 60.0)
@@ -256,7 +261,8 @@ class Controller:
         # before the dispatch shares what is left.
         pre_shed = np.where(image.valid, np.minimum(held, planned), 0.0)
         dropped = self._dropped_w(demand, image.valid, now)
-        need_w = None
+        need_w = held_back = None
+        capped = np.isfinite(self.pv_caps_w)  # the caps in force during this cycle
         if now > start and (self.last_end_ts is None or now > self.last_end_ts):
             limits = self.limits()
             hours = (now - start) / 3600.0
@@ -310,6 +316,13 @@ class Controller:
                                       np.where(idle, pools_before, pools))
             carry.held = result.state.held.copy()
             flows = {f: np.maximum(getattr(result, f), 0.0) for f in LEDGER_FIELDS}
+            est = self.curtail_estimator.step(
+                now - start, image.pv_w, image.valid & image.has_pv,
+                self.follower.pv_forecast_w(now), capped,
+                former_saturated(limits.islanded, self._grid_forming, image.battery_w,
+                                 image.soc_pct, fleet.max_charge_w))
+            held_back = {c: w * hours for c, w in est.by_cause_w.items()}
+            flows["curtailed"] = np.maximum(flows["curtailed"], est.held_w * hours)
             self._book_late_readings()
             closed = self.book.add_cycle(CycleEnergy(
                 start, now, flows, image.valid.copy(), image.counters, islanded=limits.islanded,
@@ -323,7 +336,8 @@ class Controller:
                 self.agents.heartbeat()
             self.writer.save(self.book.open_parts())
         report = CycleReport(image, start, now, result, setpoints, committed,
-                             time.perf_counter() - wall0, dropped * ((now - start) / 3600.0))
+                             time.perf_counter() - wall0, dropped * ((now - start) / 3600.0),
+                             held_back)
         self.last_report = report
         self.last_cycle_wall = time.monotonic()
         return report

@@ -150,6 +150,8 @@ class CycleLog:
     plan_critical_holds: list[bool | None] = field(default_factory=list)
     #: Per tier, whether the plan in force held it (None before the first re-plan).
     plan_holds: list[dict[str, bool] | None] = field(default_factory=list)
+    #: PV the controller estimated held back, per cause, Wh per member (summed).
+    held_back_wh: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass
@@ -190,6 +192,10 @@ class Rehearsal:
     shed_tier_cum_wh: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))
     #: The grid-forming battery's household (index), None without one.
     former: int | None = None
+    #: The simulator's PV per household, Wh: what the panels could give, what a cap held
+    #: back, what the island held back (a full grid-former's frequency shift).
+    pv_available_wh: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    limit_curtailed_wh: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     def served_between_wh(self, start_ts: float, end_ts: float) -> np.ndarray:
         """Load each house drew between two simulated times, from the simulator's history."""
@@ -311,6 +317,8 @@ class _Session:
             dropped = report.dropped_wh if report.dropped_wh is not None else 0.0
             log.shed.append(r.shed - dropped)
             log.received.append(r.from_peers + r.from_coop_battery)
+            for cause, wh in (report.held_back_wh or {}).items():
+                log.held_back_wh[cause] = log.held_back_wh.get(cause, 0.0) + wh
             log.islanded.append(self.runtime.controller.islanded)
             pilot = self.runtime.controller.follower.pilot
             followed = pilot.plan if pilot is not None else None
@@ -464,5 +472,7 @@ async def rehearse(options: RehearsalOptions) -> Rehearsal:
         physics.switched_off_wh.copy())
     result.shed_tier_cum_wh = np.asarray(session.shed_tier).reshape(-1, 3)
     result.former = physics.former
+    result.pv_available_wh = physics.pv_available_wh.copy()
+    result.limit_curtailed_wh = physics.limit_curtailed_wh.copy()
     await asyncio.to_thread(finish, result, LedgerReader(ledger))
     return result

@@ -73,6 +73,27 @@ def _kwh(wh: float) -> float:
     return round(float(wh) / 1000.0, 3)
 
 
+def curtailment(result: Rehearsal, reader: LedgerReader) -> dict:
+    """PV held back: as booked (the ledger's ``curtailed`` over the rehearsal), as the
+    controller estimated it per cause, and as the simulator held it back."""
+    from controller.accounts.figures import energy_wh
+
+    booked = energy_wh(reader.totals())["curtailed"]
+    island = float(result.island_curtailed_wh.sum())
+    cap = float(result.limit_curtailed_wh.sum())
+    available = float(result.pv_available_wh.sum())
+    held = island + cap
+    return {
+        "booked_kwh": _kwh(booked),
+        "estimated_kwh": {c: _kwh(float(np.sum(v)))
+                          for c, v in result.cycles.held_back_wh.items()},
+        "simulator": {"available_kwh": _kwh(available), "delivered_kwh": _kwh(available - held),
+                      "held_back_kwh": _kwh(held), "by_cap_kwh": _kwh(cap),
+                      "by_island_kwh": _kwh(island)},
+        "booked_over_simulator": round(booked / held, 4) if held > 0 else None,
+    }
+
+
 def summary(result: Rehearsal, reader: LedgerReader) -> dict:
     """``rehearsal.json``'s content."""
     o, log, prep = result.options, result.cycles, result.prep
@@ -135,6 +156,7 @@ def summary(result: Rehearsal, reader: LedgerReader) -> dict:
             "tier_order_kept": not violations,
             "tier_order_violations": len(violations),
         },
+        "curtailment": curtailment(result, reader),
         "verdicts": verdicts(result, reader.islanded_seconds()),
         "report": [p.name for p in result.report_files],
         "notes": result.notes,
@@ -172,6 +194,9 @@ def render_text(result: Rehearsal) -> str:
         f"{s['cycle_ms']['median']:g} ms, p99 {s['cycle_ms']['p99']:g} ms",
         f"  islanded {s['grid']['islanded_hours']:g} h; plan level {s['plan']['level']} "
         f"(required coop SoC {s['plan']['required_soc_pct']:g} %)",
+        f"  PV on the simulator: available {s['curtailment']['simulator']['available_kwh']:g} kWh, "
+        f"held back {s['curtailment']['simulator']['held_back_kwh']:g} kWh; booked curtailed "
+        f"{s['curtailment']['booked_kwh']:g} kWh",
         f"  dropped by the island on the simulator: "
         f"{sum(s['simulator']['unserved_kwh'].values()):.2f} kWh, held off by switches "
         f"{sum(s['simulator']['switched_off_kwh'].values()):.2f} kWh; tier order kept: "
