@@ -193,8 +193,9 @@ def _figures(wh: dict[str, int]) -> dict[str, float | None]:
             "self_sufficiency": self_sufficiency(wh["liberated"], wh["load"])}
 
 
-def _plan_summary(plan: dict, path: Path | None, batteries: list[Battery]) -> dict:
-    per = {b.member: b.plan_soc[1] for b in batteries if b.plan_soc is not None}
+def _plan_summary(plan: dict, path: Path | None, batteries: list[Battery],
+                  label: dict[str, str]) -> dict:
+    per = {label[b.member]: b.plan_soc[1] for b in batteries if b.plan_soc is not None}
     return {
         "file": None if path is None else str(path),
         "start": plan.get("start"), "end": plan.get("end"), "scenario": plan.get("scenario"),
@@ -207,10 +208,25 @@ def _plan_summary(plan: dict, path: Path | None, batteries: list[Battery]) -> di
     }
 
 
+def member_labels(reader: LedgerReader, cfg: ReportConfig) -> dict[str, str]:
+    """How the report shows each member: its id where it is ``public = true``, else its
+    stable pseudonym (the open-data export's, from the ledger's salt)."""
+    from controller.accounts.export import pseudonym, pseudonym_salt
+
+    public = {m.id for m in cfg.coop.members if m.public}
+    try:
+        salt = pseudonym_salt(reader)
+    except LookupError:
+        salt = ""
+    return {m: m if m in public else pseudonym(salt, m) for m, _ in reader.members()}
+
+
 def build_report(reader: LedgerReader, cfg: ReportConfig, window: Window,
                  plan: dict | None = None, plan_path: Path | None = None) -> IslandReport:
     """Read the window's figures from the ledger (see the module's docstring)."""
-    names = dict(reader.members())
+    label = member_labels(reader, cfg)
+    # named only where public: everyone else is their pseudonym, in every output
+    names = {m: name if label[m] == m else label[m] for m, name in reader.members()}
     ids = sorted(names)
     totals = reader.totals(None, window.start, window.end)
     by_member = reader.totals_by_member(window.start, window.end)
@@ -245,14 +261,14 @@ def build_report(reader: LedgerReader, cfg: ReportConfig, window: Window,
     for b in batteries:
         soc = b.soc_pct
         if soc is None:
-            notes.append(f"battery of {b.member}: capacity unknown (no [[island.batteries]] "
+            notes.append(f"battery of {label[b.member]}: capacity unknown (no [[island.batteries]] "
                          "entry, not in the plan): no SoC")
         elif np.nanmin(soc) < -0.5 or np.nanmax(soc) > 100.5:
-            notes.append(f"battery of {b.member}: rebuilt SoC leaves 0-100 % "
+            notes.append(f"battery of {label[b.member]}: rebuilt SoC leaves 0-100 % "
                          f"({np.nanmin(soc):.0f} to {np.nanmax(soc):.0f} %): its starting SoC "
                          f"({b.start_soc_source}) or capacity is off")
         if b.unknown_from_ts is not None:
-            notes.append(f"battery of {b.member}: stopped answering in the interval from "
+            notes.append(f"battery of {label[b.member]}: stopped answering in the interval from "
                          f"{_iso(b.unknown_from_ts, cfg.tz)[11:16]}: its SoC is unknown from "
                          "then on (drawn as a gap, no end SoC)")
     summary = {
@@ -272,7 +288,7 @@ def build_report(reader: LedgerReader, cfg: ReportConfig, window: Window,
             "intervals_with_gaps": with_gaps,
             "intervals_islanded": int(np.count_nonzero(islanded)),
         },
-        "members": {m: {
+        "members": {label[m]: {
             "name": names[m],
             **_figures(energy_wh(by_member[m])),
             "tier": config_tier.get(m),
@@ -285,13 +301,13 @@ def build_report(reader: LedgerReader, cfg: ReportConfig, window: Window,
                       "held": bool(member_tier_shed[:, k].sum() < HELD_WH)}
                   for k, t in enumerate(TIERS)},
         "tier_source": tier_source,
-        "batteries": {b.member: battery_summary(b, cfg.tz) for b in batteries},
+        "batteries": {label[b.member]: battery_summary(b, cfg.tz) for b in batteries},
         "notes": notes,
     }
     report = IslandReport(cfg.coop.name, window, cfg.tz, cfg.tz_name, summary, names, coop,
                           islanded, batteries, plan, notes=notes)
     if plan is not None:
-        summary["plan"] = _plan_summary(plan, plan_path, batteries)
+        summary["plan"] = _plan_summary(plan, plan_path, batteries, label)
         report.plan_shed_kw = plan_shed_kw(plan)
         plan_end = plan["start_ts"] + int(plan.get("steps") or 0) * plan["step_s"]
         if abs(plan["start_ts"] - window.start) >= window.step or abs(
