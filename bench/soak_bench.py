@@ -161,14 +161,11 @@ async def _cycles(controller: Controller, seconds: float) -> dict[str, Any]:
 
 
 def run(minutes: float = 10.0, devices: int = 1000, seed: int = 0,
-        fault_rate_per_min: float = FAULT_RATE_PER_MIN,
-        partial_intervals: bool = False) -> dict[str, Any]:
+        fault_rate_per_min: float = FAULT_RATE_PER_MIN) -> dict[str, Any]:
     """The soak; a JSON-ready report with its targets.
 
     ``fault_rate_per_min``: fault starts per device and minute (a short run raises it
-    to see every kind of fault). ``partial_intervals``: compare booked with produced
-    energy over the first and last intervals' covered spans too (a run shorter than two
-    settlement intervals has no whole one).
+    to see every kind of fault).
     """
     households = devices // 2
     seconds = minutes * 60
@@ -196,7 +193,7 @@ def run(minutes: float = 10.0, devices: int = 1000, seed: int = 0,
         reader = LedgerReader(tmp / "ledger.sqlite")
         report = _report(run_, spec, devices)
         report["ledger"] = conservation(reader)
-        report["energy"] = booked_vs_produced(reader, spec, partial_intervals)
+        report["energy"] = booked_vs_produced(reader, spec)
         report["load_average_1min"] = load | {"cpus": os.cpu_count()}
         report["targets"] = _targets(report)
         return report

@@ -49,36 +49,16 @@ def conservation(reader: LedgerReader) -> dict[str, Any]:
             "error_wh": sum(broken.values())}
 
 
-def _spans(reader: LedgerReader, partial: bool) -> dict[int, tuple[float, float]]:
-    """Each interval counted, by its start: the wall span the controller booked in it.
-
-    Whole intervals only, unless ``partial``: then also the first interval's tail (the
-    controller began mid-interval, at ``end - covered_s``) and the last one's head.
-    """
-    rows = reader.intervals()
-    out = {}
-    for k, i in enumerate(rows):
-        s, e, cov = int(i["start_ts"]), int(i["end_ts"]), int(i["covered_s"] or 0)
-        if cov == reader.step:
-            out[s] = (float(s), float(e))
-        elif partial and cov > 0 and k == 0:
-            out[s] = (float(e - cov), float(e))
-        elif partial and cov > 0 and k == len(rows) - 1:
-            out[s] = (float(s), float(s + cov))
-    return out
-
-
-def booked_vs_produced(reader: LedgerReader, spec: FleetSpec,
-                       partial: bool = False) -> dict[str, Any]:
+def booked_vs_produced(reader: LedgerReader, spec: FleetSpec) -> dict[str, Any]:
     """Booked PV and load against what the simulators produced, over the intervals the
-    controller covered whole (the first one, begun mid-interval, is left out unless
-    ``partial``: then it and the last count over the span they cover, for a short run).
+    controller covered whole (the first one, begun mid-interval, is left out).
 
     Households with a fault or a gap are summed apart: while a device is unknown
     the ledger books a gap (from the meter's counters), not the energy. ``clean`` holds
     the households that never had a fault, over the intervals in which they had no gap.
     """
-    spans = _spans(reader, partial)
+    spans = {int(i["start_ts"]): (float(i["start_ts"]), float(i["end_ts"]))
+             for i in reader.intervals() if i["covered_s"] == reader.step}
     if not spans:
         return {"note": "no interval covered whole: run longer than two settlement intervals"}
     a, b = int(min(spans)), int(max(spans)) + reader.step
@@ -98,10 +78,7 @@ def booked_vs_produced(reader: LedgerReader, spec: FleetSpec,
         cell = (wh["pv"], wh["load"], made[ts][0][k], made[ts][1][k])
         for total, v in zip((pv_booked, load_booked, pv_made, load_made), cell, strict=True):
             total[k] += v
-        lo, hi = spans[ts]
-        # the part of a partial interval before the controller's first cycle is booked as a
-        # gap too: only a gap beyond it is one
-        if (values[COL["gap_s"]] or 0) > reader.step - (hi - lo) + 1:
+        if (values[COL["gap_s"]] or 0) > 0:
             gap[k] = True
             continue
         for total, v in zip((pv_booked_ok, load_booked_ok, pv_made_ok, load_made_ok), cell,
@@ -122,7 +99,7 @@ def booked_vs_produced(reader: LedgerReader, spec: FleetSpec,
 
     # clean: households that never had a fault, over the intervals they have no gap in (a
     # household's first readings over MQTT may come a cycle late: a gap, not a fault)
-    return {"intervals_counted": len(covered), "from": a, "to": b,
+    return {"intervals_covered_whole": len(covered), "from": a, "to": b,
             "clean": ratios(~faulted, gap_free=True), "faulted_or_gap": ratios(faulted | gap),
             "all": ratios(np.ones(n, dtype=bool))}
 

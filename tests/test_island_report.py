@@ -256,7 +256,7 @@ def ledger_sums(reader: LedgerReader, start: int, end: int) -> dict[str, dict[st
 def test_only_public_members_are_named(island_config: Path, tmp_path: Path) -> None:
     run(island_config, tmp_path)
     for path in (tmp_path / "report.html", tmp_path / "summary.json"):
-        text = path.read_text()
+        text = re.sub(r"base64,[A-Za-z0-9+/=]+", "", path.read_text())  # the charts' bytes
         assert "Cyd" not in text and "h03" not in text, path  # not public
         assert "Ada" in text and "h01" in text, path  # public = true
     key = private_key(json.loads((tmp_path / "summary.json").read_text()))

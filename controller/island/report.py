@@ -279,6 +279,11 @@ def build_report(reader: LedgerReader, cfg: ReportConfig, window: Window,
         "plan": None,
         "coop": {
             **_figures(coop_wh),
+            # served = liberated + from the grid + battery energy of unknown origin (stored
+            # before the window from who knows where, so never counted as liberated)
+            "from_grid_kwh": kwh(coop_wh["from_grid"]),
+            "from_stored_unknown_kwh": kwh(max(
+                coop_wh["served"] - coop_wh["liberated"] - coop_wh["from_grid"], 0)),
             "shared_kwh": kwh(coop_wh["to_peers"] + coop_wh["battery_to_coop"]),
             "shared_peer_to_peer_kwh": kwh(coop_wh["to_peers"]),
             "shared_via_coop_batteries_kwh": kwh(coop_wh["battery_to_coop"]),

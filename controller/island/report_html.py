@@ -35,6 +35,7 @@ p{margin:.4em 0}
 .label{color:#4a5663;font-size:.9rem}
 .tiers{margin-top:10px;grid-template-columns:repeat(3,minmax(0,1fr))}
 .tiers .value{font-size:1.1rem}
+.why{margin:10px 2px;color:#39434e}
 .ok{color:#1e7d45}.bad{color:#b3261e}.muted{color:#6b7682}
 figure{margin:14px 0;background:#fff;border-radius:10px;padding:8px;box-shadow:0 1px 2px #0002}
 figure img{display:block;width:100%;height:auto}
@@ -99,14 +100,31 @@ def _headline(s: dict) -> str:
         (_pct(c["self_sufficiency"]), "self-sufficiency (liberated / load)"),
         (_num(c["shed_kwh"], "\u202fkWh"), "unserved (shed load)"),
         (_num(c["shared_kwh"], "\u202fkWh"), "shared between members"),
-        (_num(c["curtailed_kwh"], "\u202fkWh"), "PV curtailed"),
+        (_num(c["curtailed_kwh"], "\u202fkWh"),
+         f"PV curtailed, of {_num(c['pv_kwh'])} kWh available"),
     ]
     tiers = "".join(f'<div class="card"><div class="value">{_held(s["tiers"][t]["held"])}</div>'
                     f'<div class="label">{t}</div></div>' for t in TIERS)
     return ('<div class="cards">' + "".join(
         f'<div class="card"><div class="value">{escape(v)}</div><div class="label">'
         f"{escape(label)}</div></div>" for v, label in cards)
-        + f'</div><div class="cards tiers">{tiers}</div>')
+        + f'</div><p class="why">{_why(c)}</p><div class="cards tiers">{tiers}</div>')
+
+
+def _why(c: dict) -> str:
+    """Where the load came from, so the self-sufficiency figure explains itself."""
+    parts = [f"{_num(c['liberated_kwh'])} kWh liberated (the coop's own PV, directly or "
+             "through batteries it charged)"]
+    if c.get("from_stored_unknown_kwh"):
+        parts.append(f"{_num(c['from_stored_unknown_kwh'])} kWh from battery energy stored "
+                     "before, of unknown origin (it may have come from the grid, so it does "
+                     "not count as liberated)")
+    if c.get("from_grid_kwh"):
+        parts.append(f"{_num(c['from_grid_kwh'])} kWh from the grid")
+    if c["shed_kwh"]:
+        parts.append(f"{_num(c['shed_kwh'])} kWh not served (shed)")
+    return (f"Of {_num(c['load_kwh'])} kWh of load: " + "; ".join(parts)
+            + f". Self-sufficiency is the liberated share: {_pct(c['self_sufficiency'])}.")
 
 
 def _figure(plot: Plot) -> str:
