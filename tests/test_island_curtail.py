@@ -49,6 +49,8 @@ def test_without_a_forecast_or_a_reading_nothing_is_estimated() -> None:
 @pytest.mark.parametrize(("islanded", "battery_w", "soc", "expected", "why"), [
     (True, -3300.0, 60.0, True, "charging at its rating"),
     (True, -1000.0, 99.8, True, "full"),
+    (True, 0.0, 100.0, True, "full and idle"),
+    (True, 800.0, 100.0, False, "full but supplying the island: a cloud, nothing held back"),
     (True, -1000.0, 80.0, False, "room and power to spare"),
     (False, -3300.0, 100.0, False, "on the grid, the grid takes the surplus"),
 ])

@@ -44,17 +44,22 @@ MIN_FORECAST_W = 50.0
 FULL_PCT = 99.5
 #: ... or charging at this share of its rating or more.
 AT_RATING = 0.95
+#: A full grid-former discharging more than this share of its rating is the island's
+#: source, not a sink that is full: nothing is held back (a cloud over a full island).
+DISCHARGING = 0.02
 
 
 def former_saturated(islanded: bool, grid_forming: BoolArray, battery_w: FloatArray,
                      soc_pct: FloatArray, max_charge_w: FloatArray) -> bool:
-    """Whether, islanded, a grid-forming battery can take no more (full, or charging at
-    its rating; battery power is positive discharging)."""
+    """Whether, islanded, a grid-forming battery can take no more (full and not supplying
+    the island, or charging at its rating; battery power is positive discharging)."""
     if not islanded or not grid_forming.any():
         return False
     g = grid_forming
-    full = np.nan_to_num(soc_pct[g], nan=0.0) >= FULL_PCT
-    at_rating = -np.nan_to_num(battery_w[g], nan=0.0) >= AT_RATING * max_charge_w[g]
+    power = np.nan_to_num(battery_w[g], nan=0.0)
+    full = (np.nan_to_num(soc_pct[g], nan=0.0) >= FULL_PCT) & (
+        power <= DISCHARGING * max_charge_w[g])
+    at_rating = -power >= AT_RATING * max_charge_w[g]
     return bool((full | (at_rating & (max_charge_w[g] > 0))).any())
 
 

@@ -190,7 +190,7 @@ def _soc(report: IslandReport, path: Path) -> Plot | None:
         if report.plan is not None:
             ax.plot([], [], color="black", ls="--", lw=2.5, label="plan")
         ax.plot([], [], color="black", ls=":", lw=2, label="floor")
-        _legend(ax, 3)
+        _legend(ax, 2)  # pseudonyms are long: three columns squeeze the chart
     more = (f" (the {len(shown)} that went lowest of {len(known)})"
             if len(known) > len(shown) else "")
     plan = "; dashed: the plan" if report.plan is not None else ""
