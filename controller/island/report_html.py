@@ -210,7 +210,12 @@ def _method(report: IslandReport) -> str:
         "first, then essential, then critical, as the dispatch sheds; a tier held when none "
         "of it was shed.",
         "Battery SoC is rebuilt from each interval's booked battery flows, from the starting "
-        "SoC named in the battery table.",
+        "SoC named in the battery table; a battery that stopped answering is unknown from "
+        "then on.",
+        "PV available = delivered + curtailed. Curtailed PV that a cap or a full grid-former "
+        "held back is estimated from the plan's PV forecast scaled by what the panels gave "
+        "while nothing held them back; a cloud that passes while the island is full is "
+        "invisible to it, so the estimate is then too high.",
         *(escape(n) for n in s["notes"]),
     ]
     return "<ul>" + "".join(f"<li>{i}</li>" for i in items) + "</ul>"
