@@ -272,10 +272,8 @@ def _battery_refusals(live: object, start: float, end: float, now: float) -> tup
     report = getattr(controller, "last_report", None)
     if start > now or report is None:  # checked again when it starts: the coop SoC only
         return ()
-    image = report.image
-    demand = np.where(image.valid, np.nan_to_num(image.load_w), 0.0)
-    return battery_refusals(controller.follower.path, list(controller.member_ids), image,
-                            demand, now, end)
+    return battery_refusals(controller.follower.path, list(controller.member_ids),
+                            report.image, now, end)
 
 
 def _author(request: Request, requested_by: str) -> tuple[str, str]:

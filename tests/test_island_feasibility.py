@@ -55,7 +55,7 @@ def test_the_plans_own_split_may_island(night: tuple[SimulatedCoop, Path, float]
     coop, path, start = night
     p, ids = coop.physics, [s.member_id for s in coop.physics.specs]
     image = _image(coop, p.stored_wh, start)
-    assert battery_refusals(path, ids, image, p.load_w(start), start,
+    assert battery_refusals(path, ids, image, start,
                             start + HOURS * 3600) == ()
 
 
@@ -75,7 +75,7 @@ def test_the_same_coop_total_in_the_wrong_batteries_is_refused_naming_them(
     stored[takers] += room * (moved / room.sum())
     assert stored.sum() == pytest.approx(p.stored_wh.sum())  # the coop total is unchanged
     image = _image(coop, stored, start)
-    (reason,) = battery_refusals(path, ids, image, p.load_w(start), start,
+    (reason,) = battery_refusals(path, ids, image, start,
                                  start + HOURS * 3600)
     assert "the coop total is there, but not where the plan needs it" in reason
     assert ids[int(givers[0])] in reason and "below their share" in reason, reason
@@ -87,5 +87,5 @@ def test_without_a_saved_plan_nothing_more_is_checked(tmp_path: Path,
     coop, _, start = night
     p = coop.physics
     assert battery_refusals(tmp_path / "none.json", [s.member_id for s in p.specs],
-                            _image(coop, p.stored_wh, start), p.load_w(start), start,
+                            _image(coop, p.stored_wh, start), start,
                             start + 3600) == ()

@@ -23,8 +23,8 @@ from controller.process_image import ProcessImage
 
 
 def battery_refusals(plan_path: Path, member_ids: list[str], image: ProcessImage,
-                     demand_w: np.ndarray, now: float, end_ts: float) -> tuple[str, ...]:
-    """Why the island may not start from these readings (empty: it may).
+                     now: float, end_ts: float) -> tuple[str, ...]:
+    """Why the island may not start from these batteries' contents (empty: it may).
 
     Nothing is refused without a readable saved plan: the coop SoC check still applies.
     """
@@ -39,8 +39,10 @@ def battery_refusals(plan_path: Path, member_ids: list[str], image: ProcessImage
     capacity = np.nan_to_num(image.capacity_wh)
     stored = np.where(image.has_battery & np.isfinite(image.soc_pct),
                       np.nan_to_num(image.soc_pct) / 100.0 * capacity, np.nan)
-    readings = Readings(stored, image.has_battery & image.battery_ok,
-                        np.where(image.valid, image.pv_production_w, 0.0), demand_w)
+    # The saved forecast as it is (PV and demand unknown: no scaling by what is measured
+    # now), so the only difference from the saved plan is where the energy sits.
+    unknown = np.full(len(member_ids), np.nan)
+    readings = Readings(stored, image.has_battery & image.battery_ok, unknown, unknown)
     pilot = IslandPilot(base, member_ids, 0.0)
     problem = pilot.problem(now, readings, end_ts)
     if problem is None:
