@@ -265,6 +265,19 @@ def _plan_required_pct(plan_store: _PlanFile) -> float:
     return value
 
 
+def _battery_refusals(live: object, start: float, end: float, now: float) -> tuple[str, ...]:
+    """An island starting now: whether the plan holds from each battery's SoC (not just
+    the coop's), :func:`controller.island.feasibility.battery_refusals`."""
+    from controller.island.feasibility import battery_refusals
+
+    controller = getattr(live, "controller", None)
+    report = getattr(controller, "last_report", None)
+    if start > now or report is None:  # checked again when it starts: the coop SoC only
+        return ()
+    return battery_refusals(controller.follower.path, list(controller.member_ids),
+                            report.image, now, end)
+
+
 def _author(request: Request) -> tuple[str, str]:
     """Who the command is recorded under, and in which role: never what the body says.
 
@@ -360,8 +373,9 @@ def island_router(reader: LedgerReader, live: IslandLive | None,
             except HTTPException as exc:  # refused before the grid state machine: kept too
                 record(who, "island.command", detail, f"refused: {exc.detail}")
                 raise
+        also = _battery_refusals(live, start, start + body.hours * 3600, now)
         answer = supervisor().request_island(who[0], start, start + body.hours * 3600,
-                                             required, now)
+                                             required, now, also)
         if isinstance(answer, Refusal):
             record(who, "island.command", detail, "refused: " + "; ".join(answer.reasons))
             raise HTTPException(409, {"refused": list(answer.reasons)})

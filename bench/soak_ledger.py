@@ -54,44 +54,54 @@ def booked_vs_produced(reader: LedgerReader, spec: FleetSpec) -> dict[str, Any]:
     controller covered whole (the first one, begun mid-interval, is left out).
 
     Households with a fault or a gap are summed apart: while a device is unknown
-    the ledger books a gap (from the meter's counters), not the energy.
+    the ledger books a gap (from the meter's counters), not the energy. ``clean`` holds
+    the households that never had a fault, over the intervals in which they had no gap.
     """
-    full = [i for i in reader.intervals() if i["covered_s"] == reader.step]
-    if not full:
+    spans = {int(i["start_ts"]): (float(i["start_ts"]), float(i["end_ts"]))
+             for i in reader.intervals() if i["covered_s"] == reader.step}
+    if not spans:
         return {"note": "no interval covered whole: run longer than two settlement intervals"}
-    a, b = int(full[0]["start_ts"]), int(full[-1]["end_ts"])
-    covered = {int(i["start_ts"]) for i in full}
+    a, b = int(min(spans)), int(max(spans)) + reader.step
+    covered = set(spans)
     index = {m: k for k, m in enumerate(spec.member_ids)}
-    pv_booked, load_booked = np.zeros(spec.households), np.zeros(spec.households)
-    gap = np.zeros(spec.households, dtype=bool)
+    n = spec.households
+    made = {ts: spec.produced_wh(*span) for ts, span in spans.items()}
+    # booked and produced per household: every covered interval, and the gap-free ones
+    pv_booked, load_booked, pv_made, load_made = (np.zeros(n) for _ in range(4))
+    pv_booked_ok, load_booked_ok, pv_made_ok, load_made_ok = (np.zeros(n) for _ in range(4))
+    gap = np.zeros(n, dtype=bool)
     for ts, member, *values in reader.raw_rows(a, b):
         if ts not in covered:
             continue
         k = index[member]
         wh = energy_wh(dict(zip(MEMBER_COLUMNS, values, strict=True)))
-        pv_booked[k] += wh["pv"]
-        load_booked[k] += wh["load"]
-        gap[k] |= (values[COL["gap_s"]] or 0) > 0
-    pv_made, load_made = spec.produced_wh(a, b)
-    if len(covered) < (b - a) // reader.step:  # a hole in the span: count only what was covered
-        pv_made, load_made = np.zeros(spec.households), np.zeros(spec.households)
-        for t in covered:
-            pv, load = spec.produced_wh(t, t + reader.step)
-            pv_made, load_made = pv_made + pv, load_made + load
+        cell = (wh["pv"], wh["load"], made[ts][0][k], made[ts][1][k])
+        for total, v in zip((pv_booked, load_booked, pv_made, load_made), cell, strict=True):
+            total[k] += v
+        if (values[COL["gap_s"]] or 0) > 0:
+            gap[k] = True
+            continue
+        for total, v in zip((pv_booked_ok, load_booked_ok, pv_made_ok, load_made_ok), cell,
+                            strict=True):
+            total[k] += v
     faulted = spec.faulted()
 
-    def ratios(which: np.ndarray) -> dict[str, Any]:
+    def ratios(which: np.ndarray, gap_free: bool = False) -> dict[str, Any]:
+        pb, lb, pm, lm = ((pv_booked_ok, load_booked_ok, pv_made_ok, load_made_ok) if gap_free
+                          else (pv_booked, load_booked, pv_made, load_made))
         return {"households": int(which.sum()),
-                "pv_booked_kwh": round(pv_booked[which].sum() / 1e3, 3),
-                "pv_produced_kwh": round(pv_made[which].sum() / 1e3, 3),
-                "pv_booked_over_produced": _ratio(pv_booked[which], pv_made[which]),
-                "load_booked_kwh": round(load_booked[which].sum() / 1e3, 3),
-                "load_produced_kwh": round(load_made[which].sum() / 1e3, 3),
-                "load_booked_over_produced": _ratio(load_booked[which], load_made[which])}
+                "pv_booked_kwh": round(pb[which].sum() / 1e3, 3),
+                "pv_produced_kwh": round(pm[which].sum() / 1e3, 3),
+                "pv_booked_over_produced": _ratio(pb[which], pm[which]),
+                "load_booked_kwh": round(lb[which].sum() / 1e3, 3),
+                "load_produced_kwh": round(lm[which].sum() / 1e3, 3),
+                "load_booked_over_produced": _ratio(lb[which], lm[which])}
 
+    # clean: households that never had a fault, over the intervals they have no gap in (a
+    # household's first readings over MQTT may come a cycle late: a gap, not a fault)
     return {"intervals_covered_whole": len(covered), "from": a, "to": b,
-            "clean": ratios(~faulted & ~gap), "faulted_or_gap": ratios(faulted | gap),
-            "all": ratios(np.ones(spec.households, dtype=bool))}
+            "clean": ratios(~faulted, gap_free=True), "faulted_or_gap": ratios(faulted | gap),
+            "all": ratios(np.ones(n, dtype=bool))}
 
 
 def _ratio(a: np.ndarray, b: np.ndarray) -> float | None:

@@ -22,9 +22,11 @@ from controller.governance.overrides import (
 )
 from controller.health import DeviceClock, scaled_backoff_max_s, scaled_stale_after_s
 from controller.island.curtail import pv_limits
+from controller.island.curtail_estimate import CurtailEstimator, former_saturated
 from controller.island.follow import PlanFollower
 from controller.island.grid_model import (
     DEFAULT_TIMEOUTS,
+    GridState,
     GridTimeouts,
     IslandCommand,
     TransitionRecord,
@@ -38,6 +40,7 @@ from controller.island.outage import (
 )
 from controller.island.pilot import Readings
 from controller.island.shedding import ShedPlanner
+from controller.island.transition import island_ready_battery_w
 from controller.ledger import CommittedInterval, CycleEnergy, IntervalBook, LedgerWriter
 from controller.ledger.accumulator import unpack_state
 from controller.ledger.late import book_late_reading
@@ -72,6 +75,8 @@ class CycleReport:
     #: Per member, load an overloaded grid-former dropped (estimated), Wh: part of
     #: ``result.shed``, but not a decision of the dispatch.
     dropped_wh: np.ndarray | None = None
+    #: Per cause, PV held back as estimated (controller/island/curtail_estimate.py), Wh.
+    held_back_wh: dict[str, np.ndarray] | None = None
 
 
 class Controller:
@@ -153,6 +158,8 @@ class Controller:
         self._demand_before_w = np.zeros(len(config.members))
         #: … and its ratio to the plan's demand forecast then (NaN: none).
         self._demand_ratio = np.full(len(config.members), np.nan)
+        #: PV held back by a cap or the grid-former, estimated each cycle.
+        self.curtail_estimator = CurtailEstimator(len(config.members))
         #: Islanded, the plan followed and re-planned (controller/island/pilot.py).
         self.follower = PlanFollower(config.plan_path, list(self.member_ids),
                                      config.island.replan_min * 60.0)
@@ -191,8 +198,10 @@ class Controller:
         """Time up to which the ledger has booked."""
         return self.book.carry.end_ts
 
-    def fleet(self, image: ProcessImage) -> Fleet:
-        """Battery parameters for this cycle: device ratings capped by the configured limits."""
+    def fleet(self, image: ProcessImage, islanded: bool | None = None) -> Fleet:
+        """Battery parameters for this cycle: device ratings capped by the configured limits
+        (as islanded when ``islanded``, default: whether the coop is)."""
+        islanded = self.islanded if islanded is None else islanded
         usable = image.has_battery & np.isfinite(image.capacity_wh)
         capacity = np.where(usable, image.capacity_wh, 0.0)
         return Fleet(
@@ -203,12 +212,13 @@ class Controller:
             efficiency=self._efficiency,
             # The reserve is kept *for* the island: islanded, it is there to be used,
             # down to the hard floor (the island plan counts on it the same way).
-            reserve_wh=capacity * (self._floor_pct if self.islanded else self._reserve_pct) / 100.0,
+            reserve_wh=capacity * (self._floor_pct if islanded else self._reserve_pct) / 100.0,
             hysteresis_wh=capacity * self._hysteresis_pct / 100.0,
             # Islanded, the grid-forming battery is every house's slack whatever the config
             # says: it serves the neighbours physically, so the books say so too.
-            offered=(self._offered | (self._grid_forming & self.islanded)) & usable,
+            offered=(self._offered | (self._grid_forming & islanded)) & usable,
             grid_charge=self._grid_charge & usable,
+            grid_forming=self._grid_forming & usable,
             tier=self._tier,
             key=self._key,
         )
@@ -253,7 +263,8 @@ class Controller:
         # before the dispatch shares what is left.
         pre_shed = np.where(image.valid, np.minimum(held, planned), 0.0)
         dropped = self._dropped_w(demand, image.valid, now)
-        need_w = None
+        need_w = held_back = None
+        capped = np.isfinite(self.pv_caps_w)  # the caps in force during this cycle
         if now > start and (self.last_end_ts is None or now > self.last_end_ts):
             limits = self.limits()
             hours = (now - start) / 3600.0
@@ -279,8 +290,14 @@ class Controller:
             active = self.overrides.active(now)
             self._override_loads = load_states(active)
             self._opted_out = opted_out(active)
+            battery_w = result.battery_w
+            if self.grid.machine.state is GridState.GOING_OFF_GRID:  # island/transition.py
+                battery_w = island_ready_battery_w(
+                    self.fleet(image, True), FleetState(stored, pools, carry.held),
+                    image.pv_production_w, demand - pre_shed, image.valid, now - start,
+                    self.config.policy.sharing, self._caps)
             setpoints = clamp_setpoints(
-                battery_overrides(np.where(image.valid, result.battery_w, 0.0),
+                battery_overrides(np.where(image.valid, battery_w, 0.0),
                                   self.member_ids, active),
                 image.soc_pct,
                 self._floor_pct if limits.islanded else self._reserve_pct,
@@ -302,6 +319,13 @@ class Controller:
                                       np.where(idle, pools_before, pools))
             carry.held = result.state.held.copy()
             flows = {f: np.maximum(getattr(result, f), 0.0) for f in LEDGER_FIELDS}
+            est = self.curtail_estimator.step(
+                now - start, image.pv_w, image.valid & image.has_pv,
+                self.follower.pv_forecast_w(now), capped,
+                former_saturated(limits.islanded, self._grid_forming, image.battery_w,
+                                 image.soc_pct, fleet.max_charge_w))
+            held_back = {c: w * hours for c, w in est.by_cause_w.items()}
+            flows["curtailed"] = np.maximum(flows["curtailed"], est.held_w * hours)
             self._book_late_readings()
             closed = self.book.add_cycle(CycleEnergy(
                 start, now, flows, image.valid.copy(), image.counters, islanded=limits.islanded,
@@ -315,7 +339,8 @@ class Controller:
                 self.agents.heartbeat()
             self.writer.save(self.book.open_parts())
         report = CycleReport(image, start, now, result, setpoints, committed,
-                             time.perf_counter() - wall0, dropped * ((now - start) / 3600.0))
+                             time.perf_counter() - wall0, dropped * ((now - start) / 3600.0),
+                             held_back)
         self.last_report = report
         self.last_cycle_wall = time.monotonic()
         return report

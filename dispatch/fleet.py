@@ -38,6 +38,8 @@ class Fleet:
             its reserve. Default False.
         tier: load priority, 0 = critical (served first, shed last).
         key: static sharing key (policy ``static``), >= 0. Default 1.
+        grid_forming: the battery forms the grid islanded (the island's slack): the
+            dispatch spends it last (:mod:`dispatch.island`). Default False.
     """
 
     capacity_wh: FloatArray
@@ -51,6 +53,7 @@ class Fleet:
     grid_charge: BoolArray | None = None
     tier: IntArray | None = None
     key: FloatArray | None = None
+    grid_forming: BoolArray | None = None
     leg_efficiency: FloatArray = field(init=False)
     inverse_leg_efficiency: FloatArray = field(init=False)
     any_offered: bool = field(init=False)
@@ -66,6 +69,7 @@ class Fleet:
             "grid_charge": (np.zeros(n, bool), np.bool_),
             "tier": (np.zeros(n, np.int64), np.int64),
             "key": (np.ones(n), np.float64),
+            "grid_forming": (np.zeros(n, bool), np.bool_),
         }
         for name in ("soc_min_wh", "max_charge_w", "max_discharge_w", "efficiency", *defaults):
             value = getattr(self, name)

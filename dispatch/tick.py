@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from dispatch import kernel
+from dispatch import island, kernel
 from dispatch.fleet import POLICIES, BoolArray, CoopLimits, Fleet, FleetState
 from dispatch.pcc import pcc_limits
 from dispatch.result import TickResult
@@ -87,7 +87,9 @@ class DispatchEngine:
         self._held = np.zeros(n, dtype=bool)
         self.reserve = np.maximum(fleet.soc_min_wh, fleet.reserve_wh)
         self._hysteresis = bool((fleet.hysteresis_wh > 0).any())
-        self._floor_base = fleet.soc_min_wh if limits.islanded else self.reserve
+        self._floor_base = (island.own_floor(fleet.soc_min_wh, fleet.capacity_wh,
+                                             fleet.grid_forming)
+                            if limits.islanded else self.reserve)
         self._capped = limits.islanded or np.isfinite(limits.import_cap_w) or np.isfinite(
             limits.export_cap_w)
         self._hours = -1.0
@@ -384,7 +386,8 @@ class DispatchEngine:
         f, b = self.fleet, self._b
         to_battery, from_battery = b["to_battery"], b["from_battery"]
         floor_coop = np.maximum(floor_own, self.reserve)
-        if self.limits.islanded:
+        if self.limits.islanded:  # the grid-former serves the coop last, to its hard floor
+            floor_coop = np.where(f.grid_forming, self.reserve, floor_coop)
             self._surplus_to_neighbours(deficit)
         # A battery does not charge and discharge in the same tick.
         room = np.where(f.offered & (from_battery == 0.0), b["charge_room"] - to_battery, 0.0)
@@ -399,7 +402,11 @@ class DispatchEngine:
         left_deficit, total_spare = float(deficit.sum()), float(spare.sum())
         delivered = min(left_deficit, total_spare)
         from_coop_battery = allocate(delivered, deficit, self.policy, f.key, f.tier, self.tiered)
-        battery_to_coop = spare * capped_fraction(total_spare, delivered)
+        if self.limits.islanded:
+            battery_to_coop = allocate(delivered, spare, "prorata", f.key,
+                                       island.coop_rank(f.grid_forming), True)
+        else:
+            battery_to_coop = spare * capped_fraction(total_spare, delivered)
         deficit -= from_coop_battery
         return to_coop_battery, battery_from_coop, from_coop_battery, battery_to_coop
 

@@ -147,6 +147,10 @@ class HouseholdPhysics:
         self.island_curtailed_w = np.zeros(n)  # islanded: PV the island could not take, W
         self.unserved_wh = np.zeros(n)
         self.island_curtailed_wh = np.zeros(n)
+        #: PV a cap (the inverter's active-power limit) held back, Wh.
+        self.limit_curtailed_wh = np.zeros(n)
+        #: PV the panels could have given (clouds included, no cap), Wh.
+        self.pv_available_wh = np.zeros(n)
         self.served_wh = np.zeros(n)  # load the houses drew
         self.plug_w = arr([s.plug_w for s in specs])
         #: Each smart plug's relay (True where there is none): an appliance runs only if on.
@@ -157,6 +161,8 @@ class HouseholdPhysics:
         self.house_wh = np.zeros(n)  # what each house drew through its contactor
         #: Demand that a relay (plug or contactor) held off: shed by a switch, Wh.
         self.switched_off_wh = np.zeros(n)
+        #: … of which plugged appliances held off by their plug (the flexible tier), Wh.
+        self.plug_off_wh = np.zeros(n)
 
     def add_cloud(self, start_s: float, end_s: float, factor: float) -> None:
         """PV at ``factor`` (0-1) of its clear-day output from ``start_s`` to ``end_s``."""
@@ -244,6 +250,7 @@ class HouseholdPhysics:
         active = np.where(self.setpoint_expiry_s >= t_s, self.setpoint_w, 0.0)
         power = np.clip(active, -self.max_w, self.max_w)
         load, pv = self.load_w(t_s), self.pv_w(t_s)
+        available = self.pv_available_w(t_s)
         max_out, max_in = self._power_room(dt_h)
         if dt_h > 0:
             power = np.clip(power, -max_in, max_out)
@@ -268,8 +275,11 @@ class HouseholdPhysics:
                                      0.0) * dt_h
             self.house_wh += served * dt_h
             self.switched_off_wh += (self.base_load_w(t_s) + self.appliance_w(t_s) - load) * dt_h
+            self.plug_off_wh += np.where(self.plug_on, 0.0, self.appliance_w(t_s)) * dt_h
             self.unserved_wh += self.unserved_w * dt_h
             self.island_curtailed_wh += self.island_curtailed_w * dt_h
+            self.limit_curtailed_wh += (available - pv) * dt_h
+            self.pv_available_wh += available * dt_h
         self.battery_w = power
         self.time_s = t_s
 
@@ -323,6 +333,20 @@ class HouseholdPhysics:
             if excess > 0 and total_pv > 0:
                 curtailed = pv * min(excess / total_pv, 1.0)
         return power, unserved, curtailed
+
+    def held_back_wh(self) -> FloatArray:
+        """PV held back so far per household, Wh: by a cap, and by the island (a full
+        grid-former's frequency shift)."""
+        return self.limit_curtailed_wh + self.island_curtailed_wh
+
+    def shed_by_tier_wh(self) -> FloatArray:
+        """Load not served so far per tier (critical, essential, flexible), Wh: what the
+        island dropped and a contactor held off, in its household's tier, and what a plug
+        held off, in the flexible tier."""
+        house = self.unserved_wh + self.switched_off_wh - self.plug_off_wh
+        out = np.bincount(self.tier_rank, weights=house, minlength=3)[:3]
+        out[TIER_RANK["flexible"]] += float(self.plug_off_wh.sum())
+        return out
 
     def meter_w(self, t_s: float) -> FloatArray:
         """Net power at each household's grid connection, import > 0: what the house drew

@@ -11,6 +11,7 @@ import asyncio
 import json
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,8 @@ from controller.config import parse_config
 from controller.governance import AuditLog
 from controller.island.rehearse import Rehearsal, RehearsalOptions, rehearse
 from controller.island.rehearse_report import tier_order_violations, tier_ranks
+from controller.island.report import member_labels
+from controller.island.report_inputs import load_report_config
 from controller.ledger import LedgerReader
 from controller.ledger.schema import MEMBER_COLUMNS
 from dispatch.rounding import LEDGER_FIELDS, PAIRED, PARTS
@@ -209,9 +212,13 @@ def test_the_report_totals_are_the_ledger_totals(rehearsal: Rehearsal) -> None:
     reader = LedgerReader(rehearsal.ledger)
     coop = energy_wh(reader.totals(None, window["from_ts"], window["to_ts"]))
     by_member = reader.totals_by_member(window["from_ts"], window["to_ts"])
+    # no demo household is public: each is shown under its pseudonym
+    label = member_labels(reader, load_report_config(rehearsal.config_path))
+    assert set(summary["members"]) == set(label.values()) and not set(label) & set(label.values())
     for key in ("load", "served", "shed", "liberated", "pv", "curtailed"):
         assert summary["coop"][f"{key}_kwh"] == kwh(coop[key]), key
-        for m, figures in summary["members"].items():
+        for m, shown in label.items():
+            figures = summary["members"][shown]
             assert figures[f"{key}_kwh"] == kwh(energy_wh(by_member[m])[key]), (m, key)
     islanded_s = reader.totals(None, window["from_ts"], window["to_ts"])["islanded_s"]
     assert summary["coop"]["hours_islanded"] == round(islanded_s / 3600, 3) > 0
@@ -229,3 +236,21 @@ def test_cli_rehearse_writes_the_report(tmp_path: Path) -> None:
     assert list(out.glob("*.png"))
     # the short run islands too, now that a hiccup cannot back the grid-former off
     assert json.loads((out / "rehearsal.json").read_text())["grid"]["islanded_hours"] > 0
+
+
+def test_the_report_draws_the_lost_battery_as_unknown_from_when_it_stopped(
+        rehearsal: Rehearsal) -> None:
+    summary = json.loads((rehearsal.out / "summary.json").read_text())
+    lost = next(e for e in rehearsal.events if e["kind"] == "battery_dropout")
+    label = member_labels(LedgerReader(rehearsal.ledger),
+                          load_report_config(rehearsal.config_path))
+    b = summary["batteries"][label[lost["member"]]]
+    # the interval in which it stopped answering, then nothing: no end SoC, no net change
+    since = datetime.fromisoformat(b["unknown_from"]).timestamp()
+    assert lost["at_ts"] - 900 < since <= lost["at_ts"] + 900, (b, lost)
+    assert b["end_soc_pct"] is None and b["net_kwh"] is None
+    others = [v for m, v in summary["batteries"].items() if m != label[lost["member"]]]
+    assert others and all(v["unknown_from"] is None and v["end_soc_pct"] is not None
+                          for v in others)
+    html = (rehearsal.out / "report.html").read_text()
+    assert "unknown from" in html and "stopped answering" in html

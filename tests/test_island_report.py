@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -26,7 +27,8 @@ import pytest
 
 from controller.accounts.figures import energy_wh, kwh
 from controller.config import ConfigError
-from controller.island.report import DEFAULT_SOC_PCT, attribute_shed, build_report, run
+from controller.island.report import attribute_shed, build_report, run
+from controller.island.report_batteries import DEFAULT_SOC_PCT
 from controller.island.report_inputs import (
     island_window,
     last_episode,
@@ -124,6 +126,7 @@ ledger = "{ledger}"
 id = "h01"
 name = "Ada"
 tier = "critical"
+public = true
 [[members.devices]]
 kind = "meter"
 host = "127.0.0.1"
@@ -141,6 +144,7 @@ offered = true
 id = "bob"
 name = "<b>Bob & Co</b>"
 tier = "essential"
+public = true
 [[members.devices]]
 kind = "meter"
 host = "127.0.0.1"
@@ -249,10 +253,28 @@ def ledger_sums(reader: LedgerReader, start: int, end: int) -> dict[str, dict[st
     return sums
 
 
+def test_only_public_members_are_named(island_config: Path, tmp_path: Path) -> None:
+    run(island_config, tmp_path)
+    for path in (tmp_path / "report.html", tmp_path / "summary.json"):
+        text = re.sub(r"base64,[A-Za-z0-9+/=]+", "", path.read_text())  # the charts' bytes
+        assert "Cyd" not in text and "h03" not in text, path  # not public
+        assert "Ada" in text and "h01" in text, path  # public = true
+    key = private_key(json.loads((tmp_path / "summary.json").read_text()))
+    assert key in (tmp_path / "report.html").read_text()
+
+
+def private_key(summary: dict) -> str:
+    """The one member the report shows under a pseudonym (h03, not public)."""
+    (key,) = [m for m in summary["members"] if re.fullmatch(r"m-[0-9a-f]{10}", m)]
+    assert summary["members"][key]["name"] == key
+    return key
+
+
 def check_shape(summary: dict) -> None:
     assert set(summary) >= SUMMARY_KEYS
     assert set(summary["coop"]) >= COOP_KEYS
-    assert set(summary["members"]) == set(IDS)
+    # Ada and Bob are public; Cyd (h03) is not: a pseudonym, never her id or name
+    assert set(summary["members"]) == {"h01", "bob", private_key(summary)}
     for figures in summary["members"].values():
         assert set(figures) >= MEMBER_KEYS
     assert set(summary["tiers"]) == {"critical", "essential", "flexible"}
@@ -305,7 +327,7 @@ def test_report_totals_are_the_ledger_totals(day: tuple[Path, dict[int, np.ndarr
     reader = LedgerReader(day[0])
     raw = ledger_sums(reader, ISLAND_START, ISLAND_END)
     for who, figures in [("coop", summary["coop"]), *summary["members"].items()]:
-        wh = energy_wh(raw[who])
+        wh = energy_wh(raw["h03" if who == private_key(summary) else who])
         for name in ("load", "served", "shed", "liberated", "pv", "curtailed"):
             assert figures[f"{name}_kwh"] == kwh(wh[name]), (who, name)
         assert figures["self_sufficiency"] == round(wh["liberated"] / wh["load"], 4)
@@ -327,8 +349,8 @@ def test_report_totals_are_the_ledger_totals(day: tuple[Path, dict[int, np.ndarr
         summary["coop"]["load_kwh"], abs=0.003)
     assert sum(t["shed_kwh"] for t in tiers.values()) == pytest.approx(
         summary["coop"]["shed_kwh"], abs=0.003)
-    assert summary["members"]["h03"]["tier_shares"] == {"critical": 0.05, "essential": 0.25,
-                                                        "flexible": 0.7}
+    shares = summary["members"][private_key(summary)]["tier_shares"]
+    assert shares == {"critical": 0.05, "essential": 0.25, "flexible": 0.7}
     assert report.summary == summary
 
 
@@ -373,9 +395,10 @@ def test_tiers_by_member_tier_without_an_island_table(day: tuple[Path, dict[int,
     s = report.summary
     # each member's whole load is in its tier: Ada critical, Bob essential, Cyd flexible
     for member, tier in (("h01", "critical"), ("bob", "essential"), ("h03", "flexible")):
-        assert s["members"][member]["tier"] == tier
-        assert s["tiers"][tier]["load_kwh"] == s["members"][member]["load_kwh"]
-        assert s["tiers"][tier]["shed_kwh"] == s["members"][member]["shed_kwh"]
+        figures = s["members"][private_key(s) if member == "h03" else member]
+        assert figures["tier"] == tier
+        assert s["tiers"][tier]["load_kwh"] == figures["load_kwh"]
+        assert s["tiers"][tier]["shed_kwh"] == figures["shed_kwh"]
     # the dispatch shed the flexible household first and kept the critical one whole
     assert s["tiers"]["critical"]["held"] and not s["tiers"]["flexible"]["held"]
     # no capacity without [island.batteries] or a plan: no SoC, said so; floors from the devices

@@ -14,7 +14,8 @@ writes what the island day did, as booked, against its plan: ``report.html``
 ``island rehearse [--hours 24] [--speed 1440] [--start HH:MM] [--out DIR] [--households N]``
 runs the island day on the simulated coop with the real controller, over
 Modbus TCP, in about a minute, then writes the report and ``rehearsal.json``
-into DIR (:mod:`controller.island.rehearse`).
+into DIR (:mod:`controller.island.rehearse`). It exits 3 when a verdict fails: the
+coop never islanded, a tier its plan held was shed, or the grid-former reached its floor.
 
 For ``plan`` the config file needs a ``[site]`` table and, for batteries and loads, an
 ``[island]`` table (:mod:`controller.island.site`); they are read beside the
@@ -194,7 +195,9 @@ def report_command(args: argparse.Namespace) -> int:
 
 
 def rehearse_command(args: argparse.Namespace) -> int:
-    """Run the rehearsal and print its outcome; 2 on bad input, 1 if it could not run."""
+    """Run the rehearsal and print its outcome; 2 on bad input, 1 if it could not run, 3
+    if it ran and a verdict failed (it never islanded, a tier its plan held was shed, the
+    grid-former reached its floor: :mod:`controller.island.rehearse_verdicts`)."""
     import asyncio
 
     from controller.island.rehearse import RehearsalError, RehearsalOptions, rehearse
@@ -219,4 +222,4 @@ def rehearse_command(args: argparse.Namespace) -> int:
         print(f"island rehearse: {exc}", file=sys.stderr)
         return 1
     sys.stdout.write(render_text(result))
-    return 0
+    return 0 if result.summary["verdicts"]["ok"] else 3

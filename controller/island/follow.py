@@ -105,6 +105,11 @@ class PlanFollower:
         :meth:`IslandPilot.demand_forecast_w`), None without one."""
         return None if self.pilot is None else self.pilot.demand_forecast_w(now)
 
+    def pv_forecast_w(self, now: float) -> np.ndarray | None:
+        """The saved plan's PV forecast at ``now`` per member (see
+        :meth:`IslandPilot.pv_forecast_w`), None without one."""
+        return None if self.pilot is None else self.pilot.pv_forecast_w(now)
+
     def status(self, now: float) -> dict[str, Any]:
         """For the API and the island page."""
         out: dict[str, Any] = {"plan_file": str(self.path), "problem": self.problem_text,

@@ -82,8 +82,11 @@ class GridSupervisor:
         return self.islanded
 
     def request_island(self, requested_by: str, start_ts: float, end_ts: float,
-                       required_soc_pct: float, now: float) -> IslandCommand | Refusal:
-        """A coordinator asks for an island; accepted commands wait for their start."""
+                       required_soc_pct: float, now: float,
+                       also: tuple[str, ...] = ()) -> IslandCommand | Refusal:
+        """A coordinator asks for an island; accepted commands wait for their start.
+        ``also``: reasons found beside the machine's own (each battery's share of the plan,
+        :mod:`controller.island.feasibility`)."""
         if self.inputs is None:
             refusal = Refusal(requested_by, now, ("the controller has not read its devices yet",))
             self._record(refusal.record(self.machine.state))
@@ -91,6 +94,9 @@ class GridSupervisor:
         answer = request_island(self.machine, self.inputs, requested_by=requested_by,
                                 start_ts=start_ts, end_ts=end_ts,
                                 required_soc_pct=required_soc_pct, now=now)
+        if also:
+            reasons = answer.reasons if isinstance(answer, Refusal) else ()
+            answer = Refusal(requested_by, now, (*reasons, *also))
         if isinstance(answer, Refusal):
             self._record(answer.record(self.machine.state))
         else:

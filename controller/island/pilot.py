@@ -232,6 +232,18 @@ class IslandPilot:
         out[self._to_live[here]] = base.tier_load_w[:, k, :].sum(axis=0)[here]
         return out
 
+    def pv_forecast_w(self, now: float) -> FloatArray | None:
+        """Per controller member, the saved forecast's PV at ``now``, W; NaN for members the
+        forecast does not know, None outside the forecast."""
+        base = self.base
+        k = int((now - base.start_ts) // base.step_s)
+        if not 0 <= k < base.pv_w.shape[0]:
+            return None
+        out = np.full(self.n, np.nan)
+        here = self._to_live >= 0
+        out[self._to_live[here]] = base.pv_w[k, here]
+        return out
+
     def targets_wh(self, now: float) -> dict[int, float]:
         """Per controller member with a planned battery, the plan's content at ``now``."""
         k = self._step(now)

@@ -62,6 +62,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from controller.island.limits import TOL_WH, Binding, autonomy_hours, find_bindings
+from controller.island.plan_trajectory import follow_early
 from dispatch.fleet import Fleet
 
 if TYPE_CHECKING:
@@ -294,6 +295,11 @@ def _solve_lp(problem: Problem, level: str | None) -> tuple[OptimizeResult, _Lay
                   method="highs")
     if res.status != 0:  # the slack makes every instance feasible: this is a solver failure
         raise RuntimeError(f"island LP failed ({res.status}): {res.message}")
+    if not free:  # the same plan, on the trajectory a controller would follow
+        x = follow_early(res, cost, a_eq, b_eq, bounds, lay.e, t_steps, b_count, lower, cap,
+                         slice(lay.s, lay.x))
+        if x is not None:
+            res.x = x  # the first LP's shadow prices stay: they value its limits
     return res, lay
 
 

@@ -121,6 +121,14 @@ def to_dict(plan: Plan, ctx: Context) -> dict:
         "curtailed_kwh": float(curtailed.sum()) / 1000.0,
         "curtailed_by_member_kwh": {p.member_ids[i]: float(curtailed[i]) / 1000.0
                                     for i in np.flatnonzero(curtailed > TOL_WH)},
+        # step by step, so what happened can be drawn against it on the same footing
+        "per_step": {
+            "pv_kw": np.round(p.pv_w.sum(axis=1) / 1000.0, 4).tolist(),
+            "shed_kw": np.round(plan.shed_wh.sum(axis=(0, 2)) / p.hours / 1000.0,
+                                4).tolist(),
+            "curtailed_kw": np.round(plan.curtailed_wh.sum(axis=1) / p.hours / 1000.0,
+                                     4).tolist(),
+        },
         "required_start": {level: {
             "holds": plan.required_holds[level],
             "coop_pct": plan.coop_required_pct(level),

@@ -18,10 +18,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from controller.island.plan import TIERS
+from controller.island.rehearse_verdicts import render as render_verdicts
+from controller.island.rehearse_verdicts import verdicts
 from simulators.household import TIER_RANK
 
 #: Wh of a cycle below which a flow counts as none (the dispatch's float noise).
 TOL_WH = 1e-6
+#: Wh of a cycle's shed below which the cycle does not count as one "with shed": half
+#: the ledger's Wh, so a count never disagrees with a total that rounds to 0.
+SHED_CYCLE_WH = 0.5
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -66,6 +71,27 @@ def _iso(ts: float) -> str:
 
 def _kwh(wh: float) -> float:
     return round(float(wh) / 1000.0, 3)
+
+
+def curtailment(result: Rehearsal, reader: LedgerReader) -> dict:
+    """PV held back: as booked (the ledger's ``curtailed`` over the rehearsal), as the
+    controller estimated it per cause, and as the simulator held it back."""
+    from controller.accounts.figures import energy_wh
+
+    booked = energy_wh(reader.totals())["curtailed"]
+    island = float(result.island_curtailed_wh.sum())
+    cap = float(result.limit_curtailed_wh.sum())
+    available = float(result.pv_available_wh.sum())
+    held = island + cap
+    return {
+        "booked_kwh": _kwh(booked),
+        "estimated_kwh": {c: _kwh(float(np.sum(v)))
+                          for c, v in result.cycles.held_back_wh.items()},
+        "simulator": {"available_kwh": _kwh(available), "delivered_kwh": _kwh(available - held),
+                      "held_back_kwh": _kwh(held), "by_cap_kwh": _kwh(cap),
+                      "by_island_kwh": _kwh(island)},
+        "booked_over_simulator": round(booked / held, 4) if held > 0 else None,
+    }
 
 
 def summary(result: Rehearsal, reader: LedgerReader) -> dict:
@@ -114,19 +140,24 @@ def summary(result: Rehearsal, reader: LedgerReader) -> dict:
             "served_kwh": {m: _kwh(result.served_wh[i]) for i, m in enumerate(ids)},
             "batteries": {ids[i]: {
                 "min_soc_pct": round(float(soc[:, i].min()), 3) if soc.size else None,
+                # the simulator never goes below a floor: whether a battery reached it
+                # is the check that can fail (the grid-former's is a verdict)
                 "floor_pct": float(result.floor_pct[i]),
-                "above_floor": bool(soc[:, i].min() >= result.floor_pct[i] - 1e-6)
+                "reached_floor": bool(soc[:, i].min() <= result.floor_pct[i] + 0.05)
                 if soc.size else None} for i in owners},
         },
         "dispatch": {
             "tiers": dict(zip(ids, result.tiers, strict=True)),
             "cycles_islanded": int(sum(log.islanded)),
-            "cycles_with_shed": int((shed.sum(axis=1) > 0).sum()) if shed.size else 0,
+            "cycles_with_shed": int((shed.sum(axis=1) > SHED_CYCLE_WH).sum())
+            if shed.size else 0,
             "shed_kwh": {m: _kwh(shed[:, i].sum()) for i, m in enumerate(ids)}
             if shed.size else {},
             "tier_order_kept": not violations,
             "tier_order_violations": len(violations),
         },
+        "curtailment": curtailment(result, reader),
+        "verdicts": verdicts(result, reader.islanded_seconds()),
         "report": [p.name for p in result.report_files],
         "notes": result.notes,
     }
@@ -163,10 +194,14 @@ def render_text(result: Rehearsal) -> str:
         f"{s['cycle_ms']['median']:g} ms, p99 {s['cycle_ms']['p99']:g} ms",
         f"  islanded {s['grid']['islanded_hours']:g} h; plan level {s['plan']['level']} "
         f"(required coop SoC {s['plan']['required_soc_pct']:g} %)",
-        f"  unserved on the simulator: "
-        f"{sum(s['simulator']['unserved_kwh'].values()):.2f} kWh; batteries above their floor: "
-        f"{all(b['above_floor'] for b in s['simulator']['batteries'].values())}; "
-        f"tier order kept: {s['dispatch']['tier_order_kept']}",
+        f"  PV on the simulator: available {s['curtailment']['simulator']['available_kwh']:g} kWh, "
+        f"held back {s['curtailment']['simulator']['held_back_kwh']:g} kWh; booked curtailed "
+        f"{s['curtailment']['booked_kwh']:g} kWh",
+        f"  dropped by the island on the simulator: "
+        f"{sum(s['simulator']['unserved_kwh'].values()):.2f} kWh, held off by switches "
+        f"{sum(s['simulator']['switched_off_kwh'].values()):.2f} kWh; tier order kept: "
+        f"{s['dispatch']['tier_order_kept']}",
+        *render_verdicts(s["verdicts"]),
         f"  written to {result.out}/: report.html, summary.json, rehearsal.json, plan.json, "
         "the charts and ledger.sqlite",
     ]

@@ -67,6 +67,14 @@ from controller.accounts.figures import (
 )
 from controller.config import ConfigError
 from controller.island.plan import TIERS
+from controller.island.report_batteries import (
+    BATTERY_IN,
+    BATTERY_OUT,
+    Battery,
+    battery_summary,
+    lost_batteries,
+    rebuild_batteries,
+)
 from controller.island.report_inputs import (
     FloatArray,
     ReportConfig,
@@ -75,7 +83,6 @@ from controller.island.report_inputs import (
     island_window,
     load_report_config,
     parse_when,
-    plan_batteries,
     plan_shed_kw,
     read_plan,
 )
@@ -84,36 +91,11 @@ from controller.ledger import LedgerReader
 from controller.ledger.schema import MEMBER_COLUMNS
 from dispatch.rounding import LEDGER_FIELDS
 
-DEFAULT_SOC_PCT = 50.0
-#: Battery flows in and out of a member's battery (losses are drawn out too).
-BATTERY_IN = ("to_battery", "battery_from_coop", "grid_to_battery")
-BATTERY_OUT = ("from_battery", "battery_to_coop", "losses")
 #: A tier held when less than this was attributed to it (Wh; the ledger books whole Wh).
 HELD_WH = 0.5
 
 
 # ------------------------------------------------------------------ figures
-@dataclass(slots=True)
-class Battery:
-    """One member's battery over the window: content at each interval boundary."""
-
-    member: str
-    capacity_wh: float | None
-    capacity_source: str
-    floor_pct: float | None
-    start_soc_pct: float
-    start_soc_source: str
-    stored_wh: FloatArray  # T + 1
-    plan_soc: tuple[FloatArray, FloatArray] | None = None  # (times, %) at plan step boundaries
-
-    @property
-    def soc_pct(self) -> FloatArray | None:
-        """SoC at each boundary, %; ``None`` without a capacity."""
-        if not self.capacity_wh:
-            return None
-        return 100.0 * self.stored_wh / self.capacity_wh
-
-
 @dataclass(slots=True)
 class IslandReport:
     """Everything the summary, the charts and the page are made of.
@@ -203,47 +185,6 @@ def member_intervals(reader: LedgerReader, window: Window, ids: list[str]) -> Me
     return MemberIntervals(load, shed, battery, committed)
 
 
-def _batteries(cfg: ReportConfig, plan: dict | None, ids: list[str], delta: FloatArray,
-               ) -> list[Battery]:
-    """Each member's battery rebuilt from its net change per interval (``delta``, T × N);
-    see the module's docstring."""
-    island = cfg.island.batteries if cfg.island else []
-    devices = {m.id: m.device("battery") for m in cfg.coop.members}
-    planned = plan_batteries(plan)
-    listed = {b.member for b in island}
-    moved = np.abs(delta).sum(axis=0) > 0
-    column = {m: i for i, m in enumerate(ids)}
-    members = [m for m in ids if devices.get(m) is not None or m in planned or m in listed
-               or moved[column[m]]]
-    out = []
-    for m in members:
-        mine = [b for b in island if b.member == m]
-        device, p = devices.get(m), planned.get(m)
-        if mine:
-            cap, cap_source = sum(b.capacity_kwh for b in mine) * 1000.0, "[[island.batteries]]"
-        elif p and p["capacity_kwh"] > 0:
-            cap, cap_source = p["capacity_kwh"] * 1000.0, "plan"
-        else:
-            cap, cap_source = None, "unknown"
-        floors = [b.floor_pct for b in mine if b.floor_pct is not None]
-        floor = floors[0] if floors else (device.soc_floor_pct if device else None)
-        if p is not None and p["soc_pct"] is not None:
-            soc, source = float(p["soc_pct"][0]), "plan"
-        elif mine:
-            soc = sum(b.soc_pct * b.capacity_kwh for b in mine) / sum(b.capacity_kwh for b in mine)
-            source = "[[island.batteries]] soc_pct"
-        else:
-            soc, source = DEFAULT_SOC_PCT, "default 50 %"
-        start_wh = (cap or 0.0) * soc / 100.0
-        stored = start_wh + np.concatenate([[0.0], np.cumsum(delta[:, column[m]])])
-        plan_soc = None
-        if p is not None and p["soc_pct"] is not None:
-            steps = np.arange(len(p["soc_pct"]))
-            plan_soc = (plan["start_ts"] + steps * plan["step_s"], p["soc_pct"])  # type: ignore[index]
-        out.append(Battery(m, cap, cap_source, floor, soc, source, stored, plan_soc))
-    return out
-
-
 def _figures(wh: dict[str, int]) -> dict[str, float | None]:
     """The energy figures of the summary, in kWh, from :func:`energy_wh`."""
     return {"load_kwh": kwh(wh["load"]), "served_kwh": kwh(wh["served"]),
@@ -252,8 +193,9 @@ def _figures(wh: dict[str, int]) -> dict[str, float | None]:
             "self_sufficiency": self_sufficiency(wh["liberated"], wh["load"])}
 
 
-def _plan_summary(plan: dict, path: Path | None, batteries: list[Battery]) -> dict:
-    per = {b.member: b.plan_soc[1] for b in batteries if b.plan_soc is not None}
+def _plan_summary(plan: dict, path: Path | None, batteries: list[Battery],
+                  label: dict[str, str]) -> dict:
+    per = {label[b.member]: b.plan_soc[1] for b in batteries if b.plan_soc is not None}
     return {
         "file": None if path is None else str(path),
         "start": plan.get("start"), "end": plan.get("end"), "scenario": plan.get("scenario"),
@@ -266,10 +208,25 @@ def _plan_summary(plan: dict, path: Path | None, batteries: list[Battery]) -> di
     }
 
 
+def member_labels(reader: LedgerReader, cfg: ReportConfig) -> dict[str, str]:
+    """How the report shows each member: its id where it is ``public = true``, else its
+    stable pseudonym (the open-data export's, from the ledger's salt)."""
+    from controller.accounts.export import pseudonym, pseudonym_salt
+
+    public = {m.id for m in cfg.coop.members if m.public}
+    try:
+        salt = pseudonym_salt(reader)
+    except LookupError:
+        salt = ""
+    return {m: m if m in public else pseudonym(salt, m) for m, _ in reader.members()}
+
+
 def build_report(reader: LedgerReader, cfg: ReportConfig, window: Window,
                  plan: dict | None = None, plan_path: Path | None = None) -> IslandReport:
     """Read the window's figures from the ledger (see the module's docstring)."""
-    names = dict(reader.members())
+    label = member_labels(reader, cfg)
+    # named only where public: everyone else is their pseudonym, in every output
+    names = {m: name if label[m] == m else label[m] for m, name in reader.members()}
     ids = sorted(names)
     totals = reader.totals(None, window.start, window.end)
     by_member = reader.totals_by_member(window.start, window.end)
@@ -286,7 +243,10 @@ def build_report(reader: LedgerReader, cfg: ReportConfig, window: Window,
     shares, tier_source = tier_shares(ids, cfg)
     tier_load, tier_shed = attribute_shed(rows.load, rows.shed, shares[None, :, :])
     member_tier_load, member_tier_shed = tier_load.sum(axis=0), tier_shed.sum(axis=0)
-    batteries = _batteries(cfg, plan, ids, rows.battery)
+    lost = lost_batteries(list(coop_rows.values()), window.times,
+                          {m.id: f"{m.id}/battery" for m in cfg.coop.members
+                           if m.device("battery") is not None})
+    batteries = rebuild_batteries(cfg, plan, ids, rows.battery, lost)
     config_tier = {m.id: m.tier for m in cfg.coop.members}
 
     coop_wh = energy_wh(totals)
@@ -301,12 +261,16 @@ def build_report(reader: LedgerReader, cfg: ReportConfig, window: Window,
     for b in batteries:
         soc = b.soc_pct
         if soc is None:
-            notes.append(f"battery of {b.member}: capacity unknown (no [[island.batteries]] "
+            notes.append(f"battery of {label[b.member]}: capacity unknown (no [[island.batteries]] "
                          "entry, not in the plan): no SoC")
-        elif soc.min() < -0.5 or soc.max() > 100.5:
-            notes.append(f"battery of {b.member}: rebuilt SoC leaves 0-100 % ({soc.min():.0f} "
-                         f"to {soc.max():.0f} %): its starting SoC ({b.start_soc_source}) or "
-                         "capacity is off")
+        elif np.nanmin(soc) < -0.5 or np.nanmax(soc) > 100.5:
+            notes.append(f"battery of {label[b.member]}: rebuilt SoC leaves 0-100 % "
+                         f"({np.nanmin(soc):.0f} to {np.nanmax(soc):.0f} %): its starting SoC "
+                         f"({b.start_soc_source}) or capacity is off")
+        if b.unknown_from_ts is not None:
+            notes.append(f"battery of {label[b.member]}: stopped answering in the interval from "
+                         f"{_iso(b.unknown_from_ts, cfg.tz)[11:16]}: its SoC is unknown from "
+                         "then on (drawn as a gap, no end SoC)")
     summary = {
         "coop_name": cfg.coop.name,
         "window": {"from": _iso(window.start, cfg.tz), "to": _iso(window.end, cfg.tz),
@@ -315,6 +279,11 @@ def build_report(reader: LedgerReader, cfg: ReportConfig, window: Window,
         "plan": None,
         "coop": {
             **_figures(coop_wh),
+            # served = liberated + from the grid + battery energy of unknown origin (stored
+            # before the window from who knows where, so never counted as liberated)
+            "from_grid_kwh": kwh(coop_wh["from_grid"]),
+            "from_stored_unknown_kwh": kwh(max(
+                coop_wh["served"] - coop_wh["liberated"] - coop_wh["from_grid"], 0)),
             "shared_kwh": kwh(coop_wh["to_peers"] + coop_wh["battery_to_coop"]),
             "shared_peer_to_peer_kwh": kwh(coop_wh["to_peers"]),
             "shared_via_coop_batteries_kwh": kwh(coop_wh["battery_to_coop"]),
@@ -324,7 +293,7 @@ def build_report(reader: LedgerReader, cfg: ReportConfig, window: Window,
             "intervals_with_gaps": with_gaps,
             "intervals_islanded": int(np.count_nonzero(islanded)),
         },
-        "members": {m: {
+        "members": {label[m]: {
             "name": names[m],
             **_figures(energy_wh(by_member[m])),
             "tier": config_tier.get(m),
@@ -337,13 +306,13 @@ def build_report(reader: LedgerReader, cfg: ReportConfig, window: Window,
                       "held": bool(member_tier_shed[:, k].sum() < HELD_WH)}
                   for k, t in enumerate(TIERS)},
         "tier_source": tier_source,
-        "batteries": {b.member: _battery_summary(b) for b in batteries},
+        "batteries": {label[b.member]: battery_summary(b, cfg.tz) for b in batteries},
         "notes": notes,
     }
     report = IslandReport(cfg.coop.name, window, cfg.tz, cfg.tz_name, summary, names, coop,
                           islanded, batteries, plan, notes=notes)
     if plan is not None:
-        summary["plan"] = _plan_summary(plan, plan_path, batteries)
+        summary["plan"] = _plan_summary(plan, plan_path, batteries, label)
         report.plan_shed_kw = plan_shed_kw(plan)
         plan_end = plan["start_ts"] + int(plan.get("steps") or 0) * plan["step_s"]
         if abs(plan["start_ts"] - window.start) >= window.step or abs(
@@ -354,20 +323,8 @@ def build_report(reader: LedgerReader, cfg: ReportConfig, window: Window,
     return report
 
 
-def _battery_summary(b: Battery) -> dict[str, object]:
-    soc = b.soc_pct
-    return {
-        "min_soc_pct": None if soc is None else round(float(soc.min()), 2),
-        "floor_pct": b.floor_pct,
-        "start_soc_pct": round(b.start_soc_pct, 2),
-        "start_soc_source": b.start_soc_source,
-        "end_soc_pct": None if soc is None else round(float(soc[-1]), 2),
-        "capacity_kwh": None if b.capacity_wh is None else round(b.capacity_wh / 1000.0, 3),
-        "capacity_source": b.capacity_source,
-        "above_floor": None if soc is None or b.floor_pct is None
-        else bool(soc.min() >= b.floor_pct - 0.5),
-        "net_kwh": round(float(b.stored_wh[-1] - b.stored_wh[0]) / 1000.0, 3),
-    }
+def _iso(ts: float, tz: tzinfo) -> str:
+    return datetime.fromtimestamp(ts, tz).isoformat()
 
 
 def _iso(ts: float, tz: tzinfo) -> str:

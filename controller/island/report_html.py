@@ -35,6 +35,7 @@ p{margin:.4em 0}
 .label{color:#4a5663;font-size:.9rem}
 .tiers{margin-top:10px;grid-template-columns:repeat(3,minmax(0,1fr))}
 .tiers .value{font-size:1.1rem}
+.why{margin:10px 2px;color:#39434e}
 .ok{color:#1e7d45}.bad{color:#b3261e}.muted{color:#6b7682}
 figure{margin:14px 0;background:#fff;border-radius:10px;padding:8px;box-shadow:0 1px 2px #0002}
 figure img{display:block;width:100%;height:auto}
@@ -99,14 +100,31 @@ def _headline(s: dict) -> str:
         (_pct(c["self_sufficiency"]), "self-sufficiency (liberated / load)"),
         (_num(c["shed_kwh"], "\u202fkWh"), "unserved (shed load)"),
         (_num(c["shared_kwh"], "\u202fkWh"), "shared between members"),
-        (_num(c["curtailed_kwh"], "\u202fkWh"), "PV curtailed"),
+        (_num(c["curtailed_kwh"], "\u202fkWh"),
+         f"PV curtailed, of {_num(c['pv_kwh'])} kWh available"),
     ]
     tiers = "".join(f'<div class="card"><div class="value">{_held(s["tiers"][t]["held"])}</div>'
                     f'<div class="label">{t}</div></div>' for t in TIERS)
     return ('<div class="cards">' + "".join(
         f'<div class="card"><div class="value">{escape(v)}</div><div class="label">'
         f"{escape(label)}</div></div>" for v, label in cards)
-        + f'</div><div class="cards tiers">{tiers}</div>')
+        + f'</div><p class="why">{_why(c)}</p><div class="cards tiers">{tiers}</div>')
+
+
+def _why(c: dict) -> str:
+    """Where the load came from, so the self-sufficiency figure explains itself."""
+    parts = [f"{_num(c['liberated_kwh'])} kWh liberated (the coop's own PV, directly or "
+             "through batteries it charged)"]
+    if c.get("from_stored_unknown_kwh"):
+        parts.append(f"{_num(c['from_stored_unknown_kwh'])} kWh from battery energy stored "
+                     "before, of unknown origin (it may have come from the grid, so it does "
+                     "not count as liberated)")
+    if c.get("from_grid_kwh"):
+        parts.append(f"{_num(c['from_grid_kwh'])} kWh from the grid")
+    if c["shed_kwh"]:
+        parts.append(f"{_num(c['shed_kwh'])} kWh not served (shed)")
+    return (f"Of {_num(c['load_kwh'])} kWh of load: " + "; ".join(parts)
+            + f". Self-sufficiency is the liberated share: {_pct(c['self_sufficiency'])}.")
 
 
 def _figure(plot: Plot) -> str:
@@ -142,11 +160,18 @@ def _batteries(report: IslandReport) -> str:
         rows.append([escape(report.names.get(m, m)), _num(b["capacity_kwh"], "\u202fkWh"),
                      _num(b["start_soc_pct"], "\u202f%", 0)
                      + f' <span class="muted">({escape(b["start_soc_source"])})</span>',
-                     low, _num(b["end_soc_pct"], "\u202f%", 0), _num(floor, "\u202f%", 0),
+                     low, _end_soc(b), _num(floor, "\u202f%", 0),
                      _num(plan[m]["min_soc_pct"], "\u202f%", 0) if m in plan
                      else '<span class="muted">no plan</span>'])
     return _table(["Battery of", "Capacity", "Start SoC", "Lowest SoC", "End SoC", "Floor",
                    "Plan: lowest"], rows)
+
+
+def _end_soc(b: dict) -> str:
+    """The end SoC, or since when it is unknown (the battery stopped answering)."""
+    if b.get("unknown_from"):
+        return f'<span class="bad">unknown from {escape(_clock(b["unknown_from"])[11:])}</span>'
+    return _num(b["end_soc_pct"], "\u202f%", 0)
 
 
 def _plan(s: dict) -> str:
@@ -185,7 +210,12 @@ def _method(report: IslandReport) -> str:
         "first, then essential, then critical, as the dispatch sheds; a tier held when none "
         "of it was shed.",
         "Battery SoC is rebuilt from each interval's booked battery flows, from the starting "
-        "SoC named in the battery table.",
+        "SoC named in the battery table; a battery that stopped answering is unknown from "
+        "then on.",
+        "PV available = delivered + curtailed. Curtailed PV that a cap or a full grid-former "
+        "held back is estimated from the plan's PV forecast scaled by what the panels gave "
+        "while nothing held them back; a cloud that passes while the island is full is "
+        "invisible to it, so the estimate is then too high.",
         *(escape(n) for n in s["notes"]),
     ]
     return "<ul>" + "".join(f"<li>{i}</li>" for i in items) + "</ul>"

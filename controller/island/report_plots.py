@@ -2,7 +2,7 @@
 
 Matplotlib draws on its Agg canvas through :class:`~matplotlib.figure.Figure`
 directly (no ``pyplot``, so no global figure state and no display needed).
-Time runs on the site's clock; grey bands mark islanded intervals. Power is
+Time runs on the site's clock; blue-grey bands mark islanded intervals. Power is
 the mean kW over each settlement interval (its energy divided by its
 length), so the plan's 15-minute steps and the ledger's intervals compare
 even when their lengths differ. Whenever a plan is given, it is dashed and
@@ -41,7 +41,8 @@ STYLE = {
 TICK_HOURS = (1, 2, 3, 4, 6, 12)
 COLORS = {"pv": "#e0a100", "load": "#1f4e9c", "served": "#2e8b57", "shed": "#c0392b",
           "curtailed": "#e67e22", "peers": "#8e44ad", "coop_battery": "#16a085",
-          "into_coop_battery": "#7f8c8d", "islanded": "#e6ebf1", "bar": "#2e8b57"}
+          "into_coop_battery": "#7f8c8d", "islanded": "#c9d6e6", "bar": "#2e8b57",
+          "delivered": "#b07800"}
 #: Batteries drawn on the SoC chart at most (those that went lowest); the table has all.
 MAX_BATTERIES = 8
 #: Members drawn on the liberated chart at most (those that liberated most).
@@ -103,11 +104,20 @@ def _time_axis(ax: Axes, report: IslandReport, ylabel: str) -> FloatArray:
     ax.set_ylabel(ylabel)
     on = np.concatenate([[False], report.islanded > 0, [False]]).astype(np.int8)
     starts, ends = np.flatnonzero(np.diff(on) == 1), np.flatnonzero(np.diff(on) == -1)
-    whole = bool((report.islanded > 0).all())
     for k, (a, b) in enumerate(zip(starts, ends, strict=True)):
         ax.axvspan(edges[a], edges[b], color=COLORS["islanded"], zorder=0, lw=0,
-                   label="islanded" if k == 0 and not whole else None)
+                   label="islanded" if k == 0 else None)
     return edges
+
+
+def plan_steps(report: IslandReport, key: str) -> tuple[FloatArray, FloatArray] | None:
+    """The plan's per-step series ``key`` (kW) and its step boundaries, None without one."""
+    plan = report.plan
+    per = (plan or {}).get("per_step") or {}
+    if plan is None or key not in per:
+        return None
+    kw = np.asarray(per[key], dtype=float)
+    return plan["start_ts"] + np.arange(kw.size + 1) * plan["step_s"], kw
 
 
 def _kw(report: IslandReport, *fields: str) -> FloatArray:
@@ -122,52 +132,74 @@ def _legend(ax: Axes, ncol: int = 3) -> None:
 
 
 def _pv_load(report: IslandReport, path: Path) -> Plot:
+    delivered = tuple(f for f in PV_FIELDS if f != "curtailed")
     with _figure(path) as fig:
         ax = fig.add_subplot()
         edges = _time_axis(ax, report, "kW")
-        ax.stairs(_kw(report, *PV_FIELDS), edges, fill=True, alpha=0.45, color=COLORS["pv"],
-                  lw=0, label="PV")
+        # what the roofs could give (delivered + held back), then what they gave
+        ax.stairs(_kw(report, *PV_FIELDS), edges, fill=True, alpha=0.3, color=COLORS["pv"],
+                  lw=0, label="PV available")
+        ax.stairs(_kw(report, *delivered), edges, fill=True, alpha=0.55,
+                  color=COLORS["delivered"], lw=0, label="PV delivered")
+        planned = plan_steps(report, "pv_kw")
+        if planned is not None:
+            ax.stairs(planned[1], _dates(planned[0]), color=COLORS["pv"], ls="--", lw=2.5,
+                      label="plan: PV")
+            ax.set_xlim(edges[0], edges[-1])
         ax.stairs(_kw(report, *SERVED_FIELDS, "shed"), edges, color=COLORS["load"], lw=5,
                   label="load")
         ax.stairs(_kw(report, *SERVED_FIELDS), edges, color=COLORS["served"], lw=3,
                   label="served")
         ax.set_ylim(bottom=0)
         ax.set_title("Coop PV and load")
-        _legend(ax, 4)
+        _legend(ax, 3)
+    plan = "; dashed: the plan's PV forecast" if plan_steps(report, "pv_kw") else ""
     return Plot("pv_load", path, "PV and load",
-                "Coop PV output and load (served + shed), mean kW per settlement interval; "
-                f"{_bands(report)}.")
+                "PV available (light: what the panels could give, curtailed PV included) and "
+                "delivered (dark), and load (served + shed), mean kW per settlement interval"
+                f"{plan}; {_bands(report)}.")
 
 
 def _soc(report: IslandReport, path: Path) -> Plot | None:
     known = [b for b in report.batteries if b.soc_pct is not None]
     if not known:
         return None
-    known.sort(key=lambda b: float(b.soc_pct.min()))  # type: ignore[union-attr]
+    known.sort(key=lambda b: float(np.nanmin(b.soc_pct)))  # type: ignore[arg-type]
     shown = known[:MAX_BATTERIES]
     with _figure(path) as fig:
         ax = fig.add_subplot()
         edges = _time_axis(ax, report, "SoC %")
         colors = [f"C{k}" for k in range(len(shown))]
         for b, color in zip(shown, colors, strict=True):
-            ax.plot(edges, b.soc_pct, color=color,
-                    label=_label(report.names.get(b.member, b.member)))
+            soc = b.soc_pct
+            name = _label(report.names.get(b.member, b.member))
+            ax.plot(edges, soc, color=color,
+                    label=name if b.unknown_from is None else f"{name} (lost ×)")
+            if b.unknown_from is not None:  # stopped answering: the line ends, marked
+                k = b.unknown_from
+                ax.plot([edges[k]], [soc[k]], marker="X", ms=22, color=color, ls="none")
+                ax.axvspan(edges[k], edges[-1], ymin=0.0, ymax=1.0, fill=False, hatch="//",
+                           edgecolor=color, lw=0, alpha=0.35, zorder=0)
             if b.plan_soc is not None:
                 ax.plot(_dates(b.plan_soc[0]), b.plan_soc[1], color=color, ls="--", lw=2.5)
             if b.floor_pct is not None:
                 ax.axhline(b.floor_pct, color=color, ls=":", lw=2)
-        ax.set_ylim(min(0.0, *(float(b.soc_pct.min()) for b in shown)) - 2,  # type: ignore[union-attr]
-                    max(100.0, *(float(b.soc_pct.max()) for b in shown)) + 2)  # type: ignore[union-attr]
+        ax.set_ylim(min(0.0, *(float(np.nanmin(b.soc_pct)) for b in shown)) - 2,  # type: ignore[arg-type]
+                    max(100.0, *(float(np.nanmax(b.soc_pct)) for b in shown)) + 2)  # type: ignore[arg-type]
         ax.set_title("Battery state of charge")
         if report.plan is not None:
             ax.plot([], [], color="black", ls="--", lw=2.5, label="plan")
         ax.plot([], [], color="black", ls=":", lw=2, label="floor")
-        _legend(ax, 3)
+        _legend(ax, 2)  # pseudonyms are long: three columns squeeze the chart
     more = (f" (the {len(shown)} that went lowest of {len(known)})"
             if len(known) > len(shown) else "")
     plan = "; dashed: the plan" if report.plan is not None else ""
+    lost = [b for b in shown if b.unknown_from is not None]
+    unknown = ("; × and hatched: a battery stopped answering there, and its SoC is unknown "
+               "from then on") if lost else ""
     return Plot("soc", path, "Battery state of charge",
-                f"Each battery's SoC rebuilt from its booked flows{more}; dotted: its floor{plan}.")
+                f"Each battery's SoC rebuilt from its booked flows{more}; dotted: its floor{plan}"
+                f"{unknown}.")
 
 
 def _shared(report: IslandReport, path: Path) -> Plot:
@@ -200,11 +232,17 @@ def _shed_curtailed(report: IslandReport, path: Path) -> Plot:
             ax.stairs(plan_kw, _dates(plan_edges), color=COLORS["shed"], ls="--", lw=2.5,
                       label="plan: shed")
             ax.set_xlim(edges[0], edges[-1])
+        planned = plan_steps(report, "curtailed_kw")
+        if planned is not None:
+            ax.stairs(planned[1], _dates(planned[0]), color=COLORS["curtailed"], ls="--",
+                      lw=2.5, label="plan: curtailed")
+            ax.set_xlim(edges[0], edges[-1])
         ax.set_ylim(bottom=0)
         ax.set_title("Shed load and curtailed PV")
         _legend(ax, 3)
-    plan = ("; dashed: the plan's shed (each scheduled run spread evenly over its steps; the "
-            "plan file has curtailment as a day total only)") if report.plan is not None else ""
+    plan = ("; dashed: the plan, step by step" if plan_steps(report, "curtailed_kw") else
+            "; dashed: the plan's shed (each scheduled run spread evenly over its steps; this "
+            "plan file has no curtailment per step)") if report.plan is not None else ""
     return Plot("shed_curtailed", path, "Shed and curtailed",
                 f"Load shed and PV curtailed, mean kW per interval{plan}.")
 
@@ -222,10 +260,11 @@ def _cumulative(report: IslandReport, path: Path) -> Plot | None:
         hours = np.diff(plan_edges) / 3600.0
         ax.plot(_dates(plan_edges), np.concatenate([[0.0], np.cumsum(plan_kw * hours)]),
                 color=COLORS["shed"], ls="--", lw=2.5, label="shed (plan)")
-        total = report.plan.get("curtailed_kwh")
-        if total is not None:
-            ax.axhline(float(total), color=COLORS["curtailed"], ls="--", lw=2.5,
-                       label="curtailed (plan, day total)")
+        planned = plan_steps(report, "curtailed_kw")
+        if planned is not None:  # added up step by step, as what happened is
+            hours = np.diff(planned[0]) / 3600.0
+            ax.plot(_dates(planned[0]), np.concatenate([[0.0], np.cumsum(planned[1] * hours)]),
+                    color=COLORS["curtailed"], ls="--", lw=2.5, label="curtailed (plan)")
         ax.set_xlim(edges[0], edges[-1])
         ax.set_ylim(bottom=0)
         ax.set_title("Plan against what happened")
@@ -257,10 +296,10 @@ def _liberated(report: IslandReport, path: Path) -> Plot:
 
 
 def _bands(report: IslandReport) -> str:
-    """What the grey background means, for a caption."""
+    """What the shaded background means, for a caption."""
     if (report.islanded > 0).all():
-        return "the whole window was islanded (grey)"
-    return "grey bands: islanded"
+        return "the whole window was islanded (shaded)"
+    return "shaded bands: islanded"
 
 
 def _label(name: str, width: int = 18) -> str:
