@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from controller.config import parse_config
+from controller.config import load_config
 from controller.ledger import LedgerMissingError, LedgerReader
 from controller.ledger.lock import WriterLock
 from controller.runtime import Runtime
@@ -139,9 +139,10 @@ async def run_demo(options: DemoOptions, stop: asyncio.Event | None = None,
     # The config holds the broker's password: only its owner may read it.
     config_path.touch(mode=0o600)
     config_path.chmod(0o600)
-    config_path.write_text(coop_toml(coop, ledger, options.api_port, mqtt, mqtt_access=access),
-                           encoding="utf-8")
-    config = parse_config(config_path.read_text(encoding="utf-8"), str(config_path))
+    # The ledger relative to the config: the file works from any directory, and moved.
+    config_path.write_text(coop_toml(coop, Path(ledger.name), options.api_port, mqtt,
+                                     mqtt_access=access), encoding="utf-8")
+    config = load_config(config_path)
     task: asyncio.Task[None] | None = None
     try:
         runtime = Runtime(config, clock.now,

@@ -25,6 +25,7 @@ exists. Bad input exits 2 with a message naming the field.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from dataclasses import replace
@@ -140,6 +141,7 @@ def _history(config: CoopConfig, coop: Coop, start: datetime,
         return None, f"no ledger at {path}: every member's load is the H25 profile"
     except sqlite3.DatabaseError as exc:
         return None, f"[storage] ledger = {path}: not readable ({exc}); using H25 profiles"
+    print(f"island plan: load history from ledger {path}", file=sys.stderr)
     return read_history(reader, coop.member_ids, start, coop.site.tzinfo), None
 
 
@@ -188,8 +190,15 @@ def plan_command(args: argparse.Namespace) -> int:
 
 def report_command(args: argparse.Namespace) -> int:
     """Write the island report; 2 on bad input."""
+    from controller.config import ConfigError, load_config
     from controller.island.report import main
 
+    if args.ledger is None:
+        # Say which ledger is read ([storage] ledger is relative to the config file); a bad
+        # config is left to main, which names every problem.
+        with contextlib.suppress(ConfigError):
+            print(f"island report: ledger {load_config(args.config).storage.ledger}",
+                  file=sys.stderr)
     return main(args.config, args.out, args.ledger, args.plan, args.from_, args.to)
 
 

@@ -75,7 +75,8 @@ def run_command(args: argparse.Namespace) -> int:
         task = asyncio.create_task(runtime.run(stop))
         await runtime.wait_until_serving()
         print(f"Commonwatt running {len(config.members)} members; "
-              f"API on http://{config.api.host}:{config.api.port}/", flush=True)
+              f"API on http://{config.api.host}:{config.api.port}/; "
+              f"ledger {config.storage.ledger}", flush=True)
         await task
 
     try:
