@@ -103,6 +103,31 @@ def sim_day_start(start_hour: float) -> float:
     return midnight + start_hour * 3600.0
 
 
+async def play_breaker(runtime: Runtime, coop: SimulatedCoop, stop: asyncio.Event,
+                       interval_s: float = 0.1) -> None:
+    """The demo's grid-former and its coupling breaker, on the controller's command.
+
+    A real grid-forming inverter opens the coop's coupling when the coordinator's island
+    begins and closes it, resynchronised, when it ends; the controller then sees the
+    grid go (SunSpec 701 ``ConnSt``) and come back. Here the simulated breaker follows the
+    controller's grid state as :mod:`controller.island.rehearse` plays it: opened at
+    ``GOING_OFF_GRID``, closed at ``RETURNING``. So ``POST /api/v1/island/command``
+    islands the demo for real, and ``/island`` shows it.
+    """
+    from controller.island.grid_model import GridState
+
+    while not stop.is_set():
+        state = runtime.controller.grid.machine.state
+        if state is GridState.GOING_OFF_GRID and coop.grid_connected:
+            coop.grid_connected = False
+            coop.step()  # the registers say so before the next cycle reads them
+        elif state is GridState.RETURNING and not coop.grid_connected:
+            coop.grid_connected = True
+            coop.step()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval_s)
+
+
 async def run_demo(options: DemoOptions, stop: asyncio.Event | None = None,
                    ready: asyncio.Event | None = None) -> None:
     """Run the demo until ``stop`` is set (or Ctrl-C / SIGTERM when ``stop`` is None)."""
@@ -148,6 +173,7 @@ async def run_demo(options: DemoOptions, stop: asyncio.Event | None = None,
         runtime = Runtime(config, clock.now,
                           nominal_dt_s=config.controller.cycle_s * options.speed)
         task = asyncio.create_task(runtime.run(stop))
+        breaker = asyncio.create_task(play_breaker(runtime, coop, stop))
         await runtime.wait_until_serving()
         print(f"Commonwatt demo: {options.households} simulated households, "
               f"{options.speed:g}x speed", flush=True)
@@ -165,6 +191,8 @@ async def run_demo(options: DemoOptions, stop: asyncio.Event | None = None,
         if task is not None:
             with contextlib.suppress(Exception):
                 await task
+            with contextlib.suppress(Exception):
+                await breaker
         await coop.stop()
         if broker is not None:
             await broker.shutdown()

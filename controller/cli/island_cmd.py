@@ -148,6 +148,7 @@ def _history(config: CoopConfig, coop: Coop, start: datetime,
 def plan_command(args: argparse.Namespace) -> int:
     """Print the island plan; 2 on bad input."""
     from controller.config import ConfigError
+    from controller.island.device_facts import read_battery_facts_sync
     from controller.island.forecast import load_forecast_w, pv_forecast_w
     from controller.island.plan import Problem, plan_island
     from controller.island.plan_render import Context, render_text, to_dict
@@ -155,7 +156,9 @@ def plan_command(args: argparse.Namespace) -> int:
 
     try:
         config, site, island = load_island_config(args.config)
-        coop = resolve(config, site, island, str(args.config))
+        # What [[island.batteries]] leaves out (capacity, SoC, limits) the batteries say.
+        facts = read_battery_facts_sync(config, island)
+        coop = resolve(config, site, island, str(args.config), facts)
         start = parse_start(args.start, site.tzinfo)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
