@@ -304,6 +304,15 @@ class TimeSeriesConfig(Strict):
     max_spool_mb: float = Field(64, gt=0)
 
 
+class BackupConfig(Strict):
+    """Daily checked backups taken by the running controller (``commonwatt backup``)."""
+
+    destination: FilePath = Field(description="directory of the backups (one per run)")
+    daily_at: str = Field("03:30", pattern=r"^([01]\d|2[0-3]):[0-5]\d$",
+                          description="time of day, HH:MM, UTC")
+    keep: int = Field(7, ge=1, le=3650, description="backups kept; older ones are deleted")
+
+
 class FederationLink(Strict):
     """Membership of a federation of coops (see ``commonwatt federation``)."""
 
@@ -327,6 +336,7 @@ class CoopConfig(Strict):
     site: SiteConfig | None = None
     island: IslandConfig = IslandConfig()
     federation: FederationLink | None = None
+    backup: BackupConfig | None = None
     members: list[MemberConfig] = Field(min_length=1)
 
     @model_validator(mode="after")

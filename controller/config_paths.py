@@ -1,13 +1,13 @@
 """Relative paths in a configuration file are relative to that file, not to the shell.
 
 A coop's config names its ledger (and, beside it, the tokens, audit log and plan),
-the island plan, the time-series spool, the MQTT password and TLS files and the
-federation charter. Resolved against the current directory, ``commonwatt token
-create /etc/commonwatt/coop.toml`` run from a home directory would write a token
-into a ledger the controller never reads, and a service started without a
-``WorkingDirectory`` would start an empty ledger. So :func:`resolve_paths` makes
-every one of them absolute against the config file's directory, once, where the
-file is loaded (:func:`controller.config.load_config`).
+the island plan, the time-series spool, the MQTT password and TLS files, the
+federation charter and the backups' destination. Resolved against the current
+directory, ``commonwatt token create /etc/commonwatt/coop.toml`` run from a home
+directory would write a token into a ledger the controller never reads, and a
+service started without a ``WorkingDirectory`` would start an empty ledger. So
+:func:`resolve_paths` makes every one of them absolute against the config file's
+directory, once, where the file is loaded (:func:`controller.config.load_config`).
 """
 
 from __future__ import annotations
@@ -57,6 +57,9 @@ def resolve_paths(config: CoopConfig, base: Path) -> CoopConfig:
     if config.federation is not None:
         update["federation"] = config.federation.model_copy(
             update={"charter": _under(base, config.federation.charter)})
+    if config.backup is not None:
+        update["backup"] = config.backup.model_copy(
+            update={"destination": _under(base, config.backup.destination)})
     fields_set = set(config.model_fields_set)
     resolved = config.model_copy(update=update)
     # The default [storage] table is not one the file had; keep model_fields_set honest.

@@ -16,6 +16,7 @@ import logging
 from controller.cli import (
     accounts_cmd,
     agent_cmd,
+    backup_cmd,
     config_cmd,
     federation_cmd,
     installer,
@@ -27,7 +28,7 @@ from controller.cli import (
 
 #: Command-group modules, in the order their commands appear in ``--help``.
 COMMAND_GROUPS = (run_cmd, simulate_cmd, installer, config_cmd, accounts_cmd, island_cmd,
-                  token_cmd, agent_cmd, federation_cmd)
+                  token_cmd, backup_cmd, agent_cmd, federation_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

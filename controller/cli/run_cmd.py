@@ -52,6 +52,7 @@ def run_command(args: argparse.Namespace) -> int:
     """Run the controller and API on a config until SIGINT or SIGTERM (batteries back to their
     own logic, loads switched off by Commonwatt back on); SIGHUP reloads the config; 2 if the
     config is bad."""
+    from controller.backup import scheduled_backups
     from controller.config_checks import machine_problems
     from controller.ledger import LedgerLockedError, LedgerSchemaError
     from controller.runtime import Runtime
@@ -73,11 +74,14 @@ def run_command(args: argparse.Namespace) -> int:
         # SIGHUP: reload the config between cycles; an error keeps the running one.
         loop.add_signal_handler(signal.SIGHUP, runtime.request_reload, args.config)
         task = asyncio.create_task(runtime.run(stop))
+        # [backup]: the daily checked backup, from the running controller
+        backups = asyncio.create_task(scheduled_backups(config, stop))
         await runtime.wait_until_serving()
         print(f"Commonwatt running {len(config.members)} members; "
               f"API on http://{config.api.host}:{config.api.port}/; "
               f"ledger {config.storage.ledger}", flush=True)
         await task
+        await backups
 
     try:
         asyncio.run(main())
