@@ -91,6 +91,8 @@ def test_back_up_a_running_coop_restore_restart_and_nothing_is_lost(tmp_path: Pa
         assert refused.returncode == 1 and "already being written by process" in refused.stderr
     finally:
         stop_demo(proc)
+    for name in ("ledger.sqlite", "tokens.sqlite", "audit.sqlite"):  # made owner-only
+        assert (data / name).stat().st_mode & 0o077 == 0, name
     latest = taken[-1]
     manifest = verify_backup(latest)
     assert set(manifest["files"]) >= {"ledger.sqlite", "tokens.sqlite", "audit.sqlite"}

@@ -95,3 +95,17 @@ def test_config_check_runs_the_island_checks_without_asking_devices(tmp_path: Pa
                     + "[island]\nannual_kwh = 3000\n")
     code, _, err = check(path)
     assert code == 2 and "site: required with [island]" in err
+
+
+def test_the_documented_example_is_a_valid_config(tmp_path: Path) -> None:
+    doc = (Path(__file__).resolve().parents[1] / "docs/island-setup.md").read_text()
+    example = doc.split("```toml\n")[1].split("```")[0]
+    members = "".join(
+        f'[[members]]\nid = "{m}"\nname = "{m}"\ndevices = [\n'
+        f'  {{ kind = "meter", host = "127.0.0.1", port = 5020, unit = {i + 1} }},\n'
+        f'  {{ kind = "pv", host = "127.0.0.1", port = 5021, unit = {i + 1} }},\n]\n'
+        for i, m in enumerate(("h01", "h02")))
+    path = tmp_path / "coop.toml"
+    path.write_text(f'[storage]\nledger = "ledger.sqlite"\n{members}{example}')
+    code, out, err = check(path)
+    assert code == 0, err
