@@ -234,7 +234,8 @@ def create_app(reader: LedgerReader, live: LiveView | None = None,
     @app.get("/healthz", tags=["ops"])
     def healthz() -> JSONResponse:
         """200 while cycles run on time; 503 when the controller is stale, the ledger is
-        failing or no device is ok."""
+        failing or no device is ok. ``timeseries`` (when configured): the sender's state
+        (``ok``, ``down``, ``config-error`` with what to set), its spool and failures."""
         _, last_end, count = reader.span()
         body: dict[str, Any] = {"ledger_intervals": count, "ledger_last_end": last_end,
                                 "checked_at": time.time()}
@@ -260,6 +261,11 @@ def create_app(reader: LedgerReader, live: LiveView | None = None,
             status = 503 if stale or failing or blind else 200
         else:
             body["status"] = "ledger-only"
+        ts = getattr(live, "timeseries", None)
+        if ts is not None:
+            # Its own entry, not the status: a time-series server that is down or
+            # misconfigured costs charts, never a cycle or a Wh (the spool keeps the points).
+            body["timeseries"] = ts.status()
         return JSONResponse(body, status_code=status)
 
     app.include_router(accounts_router(reader, config))

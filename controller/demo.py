@@ -39,6 +39,8 @@ class DemoOptions:
     mqtt: tuple[str, int] | None = None
     data_dir: Path = Path("var/demo")
     fresh: bool = False
+    #: An InfluxDB v2 write API (InfluxDB 2, 1.8+, VictoriaMetrics) for the time series.
+    timeseries: str | None = None
 
 
 def _port_free(port: int, host: str = "127.0.0.1") -> bool:
@@ -165,8 +167,10 @@ async def run_demo(options: DemoOptions, stop: asyncio.Event | None = None,
     config_path.touch(mode=0o600)
     config_path.chmod(0o600)
     # The ledger relative to the config: the file works from any directory, and moved.
-    config_path.write_text(coop_toml(coop, Path(ledger.name), options.api_port, mqtt,
-                                     mqtt_access=access), encoding="utf-8")
+    text = coop_toml(coop, Path(ledger.name), options.api_port, mqtt, mqtt_access=access)
+    if options.timeseries is not None:
+        text += f'\n[timeseries]\nurl = "{options.timeseries}"\n'
+    config_path.write_text(text, encoding="utf-8")
     config = load_config(config_path)
     task: asyncio.Task[None] | None = None
     try:
@@ -180,6 +184,8 @@ async def run_demo(options: DemoOptions, stop: asyncio.Event | None = None,
         print(f"  API and live page: http://127.0.0.1:{options.api_port}/", flush=True)
         print(f"  OpenAPI docs:      http://127.0.0.1:{options.api_port}/docs", flush=True)
         print(f"  MQTT:              {mqtt[0]}:{mqtt[1]} (topic commonwatt/#)", flush=True)
+        if options.timeseries is not None:
+            print(f"  time series:       {options.timeseries} (state in /healthz)", flush=True)
         print(f"  config: {config_path}   ledger: {ledger}"
               f"{' (continued)' if resume is not None else ''}", flush=True)
         print("Press Ctrl-C to stop.", flush=True)

@@ -26,11 +26,22 @@ def register(sub: argparse._SubParsersAction) -> None:
                       help="where the demo writes its config and ledger (default var/demo)")
     demo.add_argument("--fresh", action="store_true",
                       help="start a new ledger instead of continuing the one in --data-dir")
+    demo.add_argument("--timeseries", metavar="URL", type=_http_url,
+                      help="also write the time series to this InfluxDB v2 write API "
+                      "(InfluxDB 2, InfluxDB 1.8+, VictoriaMetrics), e.g. http://127.0.0.1:8428")
     demo.set_defaults(func=demo_command)
 
     run = sub.add_parser("run", help="run the controller on a configuration file")
     run.add_argument("config", type=Path)
     run.set_defaults(func=run_command)
+
+
+def _http_url(text: str) -> str:
+    """Argparse type: an http(s) URL (the time-series server's base URL)."""
+    if not text.startswith(("http://", "https://")) or '"' in text or " " in text:
+        raise argparse.ArgumentTypeError(f"expected a URL such as http://127.0.0.1:8428, "
+                                         f"got {text!r}")
+    return text
 
 
 def demo_command(args: argparse.Namespace) -> int:
@@ -39,7 +50,7 @@ def demo_command(args: argparse.Namespace) -> int:
     from controller.ledger import LedgerLockedError, LedgerSchemaError
 
     options = DemoOptions(args.speed, args.port, args.households, args.start, args.mqtt,
-                          args.data_dir, args.fresh)
+                          args.data_dir, args.fresh, args.timeseries)
     try:
         asyncio.run(run_demo(options))
     except (LedgerLockedError, LedgerSchemaError) as exc:
