@@ -33,6 +33,7 @@ from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from controller.cli import island_init_cmd
 from controller.cli.common import number_in
 
 if TYPE_CHECKING:
@@ -46,7 +47,8 @@ if TYPE_CHECKING:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add the ``island`` group and its ``plan``, ``report`` and ``rehearse`` actions."""
+    """Add the ``island`` group and its ``plan``, ``init``, ``report`` and ``rehearse``
+    actions."""
     island = sub.add_parser("island", help="plan and rehearse a day without the grid")
     actions = island.add_subparsers(dest="island_command", metavar="ACTION", required=True)
     plan = actions.add_parser(
@@ -63,6 +65,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                       "[[island.batteries]] soc_pct)")
     plan.add_argument("--json", action="store_true", help="print the whole plan as JSON")
     plan.set_defaults(func=plan_command)
+    island_init_cmd.register(actions)
 
     report = actions.add_parser(
         "report", help="after an island day: what happened, against the plan (HTML, charts, "
