@@ -13,7 +13,8 @@ const CW = (() => {
   function duration(s) {
     if (!num(s)) return "—";
     s = Math.max(0, Number(s));
-    if (s < 60) return (s < 10 ? s.toFixed(1) : Math.round(s)) + " s";
+    if (s < 9.95) return s.toFixed(1) + " s";
+    if (s < 59.5) return Math.round(s) + " s";
     const m = Math.round(s / 60);
     if (m < 60) return m + " min";
     const h = Math.floor(m / 60), d = Math.floor(h / 24);
