@@ -10,6 +10,8 @@ asked: what the scan cannot decide is written as a commented choice:
   read's reason;
 * a second device of a kind a member has already (a template beside SunSpec) is a
   commented alternative;
+* the first battery that reports the grid's state (SunSpec 701 ``ConnSt``) is marked the
+  island's grid-former, with a comment to check; other such batteries, a commented choice;
 * a household without a meter (every member needs one) is written commented out whole;
 * names, tiers, the sharing policy and the API's address are the defaults, with the
   alternatives in comments.
@@ -26,9 +28,10 @@ from controller.config import ConfigError, CoopConfig, parse_config
 KIND_ORDER = ("meter", "pv", "battery")
 
 
-def _device_line(d: dict[str, Any]) -> str:
+def _device_line(d: dict[str, Any], grid_forming: bool = False) -> str:
+    extra = ", grid_forming = true" if grid_forming else ""
     return (f'{{ kind = "{d["kind"]}", family = "{d["family"]}", host = "{d["host"]}", '
-            f'port = {d["port"]}, unit = {d["unit"]} }}')
+            f'port = {d["port"]}, unit = {d["unit"]}{extra} }}')
 
 
 def households(scans: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -50,7 +53,7 @@ def households(scans: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _members_toml(homes: list[dict[str, Any]], failed: dict[tuple[str, str], str],
-                  ) -> list[str]:
+                  formers: list[str]) -> list[str]:
     lines = []
     for h in homes:
         good = [d for d in h["devices"] if (h["id"], d["kind"]) not in failed]
@@ -70,7 +73,16 @@ def _members_toml(homes: list[dict[str, Any]], failed: dict[tuple[str, str], str
                   f"{c}devices = ["]
         for d in h["devices"]:
             why = failed.get((h["id"], d["kind"]))
-            if why is None:
+            former = d["kind"] == "battery" and h["id"] in formers
+            if former and h["id"] == formers[0]:
+                lines.append(f"{c}  # reports the grid's state (SunSpec 701 ConnSt): the "
+                             "island's grid-former; check with its installer")
+                lines.append(f"{c}  {_device_line(d, True)},")
+            elif former:
+                lines.append(f"{c}  # also reports the grid's state; the grid-former instead?"
+                             f" {_device_line(d, True)}")
+                lines.append(f"{c}  {_device_line(d)},")
+            elif why is None:
                 lines.append(f"{c}  {_device_line(d)},")
             else:
                 lines.append(f"{c}  # did not read ({why}): {_device_line(d)},")
@@ -81,7 +93,8 @@ def _members_toml(homes: list[dict[str, Any]], failed: dict[tuple[str, str], str
 
 
 def config_text(homes: list[dict[str, Any]], failed: dict[tuple[str, str], str],
-                name: str = "Our coop") -> str:
+                name: str = "Our coop", port: int = 8000,
+                formers: list[str] | None = None) -> str:
     """The commented config."""
     day = time.strftime("%Y-%m-%d", time.gmtime())
     lines = [f"# Written by 'commonwatt init' on {day} from what answered; check every line.",
@@ -90,13 +103,13 @@ def config_text(homes: list[dict[str, Any]], failed: dict[tuple[str, str], str],
              "[storage]", 'ledger = "ledger.sqlite"', "",
              "[policy]", 'sharing = "prorata"   # or "equal", "static" (keys), "tiers"', "",
              "[api]", 'host = "127.0.0.1"    # behind a TLS proxy: see docs/operator.md',
-             "port = 8000",
-             *_members_toml(homes, failed)]
+             f"port = {port}",
+             *_members_toml(homes, failed, formers or [])]
     return "\n".join(lines) + "\n"
 
 
 async def build(targets: list[tuple[str, int]], unit: int | None = None,
-                timeout_s: float = 1.0, name: str = "Our coop",
+                timeout_s: float = 1.0, name: str = "Our coop", port: int = 8000,
                 ) -> tuple[str, list[dict[str, Any]], dict[tuple[str, str], str]]:
     """Scan ``targets``, read what they suggested once, and return the config text, the
     households and the devices that did not read (``(member, kind)`` → reason)."""
@@ -107,15 +120,18 @@ async def build(targets: list[tuple[str, int]], unit: int | None = None,
                                    for h, p in targets))
     homes = households(list(scans))
     failed: dict[tuple[str, str], str] = {}
-    draft = config_text(homes, {}, name)
+    draft = config_text(homes, {}, name, port)
     try:
         config: CoopConfig | None = parse_config(draft, "<init>")
     except ConfigError:
         config = None  # nothing with a meter: nothing to read
+    formers: list[str] = []
     if config is not None:
         report = await read_all(config)
         for entry in report:
+            member, kind = str(entry["device"]).split("/")
             if not entry["ok"]:
-                member, kind = str(entry["device"]).split("/")
                 failed[(member, kind)] = str(entry["error"])
-    return config_text(homes, failed, name), homes, failed
+            elif kind == "battery" and entry["values"].get("grid", {}).get("value"):
+                formers.append(member)  # it says whether the utility is there: 701 ConnSt
+    return config_text(homes, failed, name, port, formers), homes, failed

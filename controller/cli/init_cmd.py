@@ -22,6 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     init.add_argument("--unit", type=int, help="Modbus unit id (default: sweep the common ones)")
     init.add_argument("--timeout", type=positive, default=1.0, help="seconds per request")
     init.add_argument("--name", default="Our coop", help="the coop's name")
+    init.add_argument("--port", type=int, default=8000,
+                      help="the API's port on 127.0.0.1 (default 8000)")
     init.set_defaults(func=init_command)
 
 
@@ -44,8 +46,11 @@ def init_command(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     quiet_pymodbus()
+    if not 1 <= args.port <= 65535:
+        print(f"init: --port = {args.port}: expected 1 to 65535", file=sys.stderr)
+        return 2
     text, homes, failed = asyncio.run(build(targets, args.unit, args.timeout,  # type: ignore[arg-type]
-                                            args.name))
+                                            args.name, args.port))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text, encoding="utf-8")
     members = sum(1 for h in homes if any(d["kind"] == "meter" and (h["id"], "meter")
