@@ -1,10 +1,10 @@
-"""The installer, coordinator and household guides, followed as written on the simulated coop: every
-command in their ``sh`` blocks is run by bash from a directory that is not the coop's,
-with an absolute config path in an empty directory, and must exit 0. The guides' own
-``export`` lines for the coop's path, its addresses and the API are replaced by this
-coop's; ``commonwatt run`` is started and left running for the commands after it. The
-coop's breaker is played as its grid-former would: opened when the controller goes off
-the grid, closed when it returns."""
+"""The installer, coordinator, household and operator guides, followed as written on the
+simulated coop: every command in their ``sh`` blocks is run by bash from a directory that
+is not the coop's, with an absolute config path in an empty directory, and must exit 0.
+The guides' own ``export`` lines for the coop's path, its addresses, the API, the unit and
+the backups are replaced by this test's; ``commonwatt run`` is started and left running
+for the commands after it. The coop's breaker is played as its grid-former would: opened
+when the controller goes off the grid, closed when it returns."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Variables the guides ask the reader to set: this test sets them to its own coop.
-PROVIDED = ("COOP", "HOUSEHOLDS", "API")
+PROVIDED = ("COOP", "HOUSEHOLDS", "API", "UNIT", "BACKUPS")
 
 
 def commands(guide: str) -> list[str]:
@@ -112,6 +112,7 @@ def test_the_installer_and_coordinator_guides_work_as_written(coop: Coop,
     port = free_port()
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
            "COOP": str(home / "coop.toml"), "PORT": str(port),
+           "UNIT": str(tmp_path / "commonwatt.service"), "BACKUPS": str(tmp_path / "backups"),
            "API": f"http://127.0.0.1:{port}",
            "HOUSEHOLDS": " ".join(f"{h.server.host}:{h.server.port}"
                                   for h in coop.coop.households)}
@@ -121,7 +122,7 @@ def test_the_installer_and_coordinator_guides_work_as_written(coop: Coop,
                                daemon=True)
     ran: list[str] = []
     try:
-        for guide in ("installer.md", "coordinator.md", "household.md"):
+        for guide in ("installer.md", "coordinator.md", "household.md", "operator.md"):
             for line in commands(guide):
                 name = re.match(r"export (\w+)=", line)
                 if name and name.group(1) in PROVIDED:
@@ -175,4 +176,6 @@ def test_the_installer_and_coordinator_guides_work_as_written(coop: Coop,
     assert any("island report" in line for line in ran)
     assert (home / "island-report" / "report.html").is_file()
     assert any("--role member --member h01 --link" in line for line in ran)
+    assert (tmp_path / "commonwatt.service").is_file() and any(
+        p.name[:8].isdigit() for p in (tmp_path / "backups").iterdir())  # taken while running
     assert not list(elsewhere.iterdir())  # nothing landed where the shell was
