@@ -167,7 +167,8 @@ async def run_demo(options: DemoOptions, stop: asyncio.Event | None = None,
     config_path.touch(mode=0o600)
     config_path.chmod(0o600)
     # The ledger relative to the config: the file works from any directory, and moved.
-    text = coop_toml(coop, Path(ledger.name), options.api_port, mqtt, mqtt_access=access)
+    text = coop_toml(coop, Path(ledger.name), options.api_port, mqtt, mqtt_access=access,
+                     site=True)
     if options.timeseries is not None:
         text += f'\n[timeseries]\nurl = "{options.timeseries}"\n'
     config_path.write_text(text, encoding="utf-8")

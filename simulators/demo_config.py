@@ -21,8 +21,10 @@ SIM_LATITUDE = 36.1
 
 def coop_toml(coop: SimulatedCoop, ledger: Path, api_port: int = 8000,
               mqtt: tuple[str, int] | None = None, cycle_s: float = 1.0,
-              settlement_s: int = 900, mqtt_access: MqttAccess = ANONYMOUS) -> str:
-    """TOML for a controller that drives ``coop``'s simulated devices."""
+              settlement_s: int = 900, mqtt_access: MqttAccess = ANONYMOUS,
+              site: bool = False) -> str:
+    """TOML for a controller that drives ``coop``'s simulated devices; with ``site``, the
+    ``[site]`` and ``[island]`` tables too (:func:`site_toml`: the demo has them)."""
     lines = [
         'name = "Commonwatt demo coop"',
         "",
@@ -74,7 +76,8 @@ def coop_toml(coop: SimulatedCoop, ledger: Path, api_port: int = 8000,
             lines += ["", "  [[members.devices]]", '  kind = "load"', '  protocol = "mqtt"',
                       '  family = "shelly-plug"', f'  topic = "{contactor_topic(spec.member_id)}"',
                       "  contactor = true"]
-    lines += site_toml(coop)
+    if site:
+        lines += site_toml(coop)
     return "\n".join(lines) + "\n"
 
 
