@@ -5,6 +5,10 @@
 #   bash bootstrap.sh test    venv + install + system test binaries (mosquitto, victoria-metrics,
 #                             chromium, chromium-driver), then ruff and the full suite
 #   bash bootstrap.sh bench   venv + install, then every benchmark (JSON on stdout)
+#   bash bootstrap.sh agent AGENT.toml   a household's edge agent only (no scipy, pandas...)
+#   bash bootstrap.sh lock    rewrite constraints.txt from a fresh install of pyproject's ranges
+#
+# Installs take the exact versions in constraints.txt (pip install -c).
 #
 # Everything goes into .venv beside this file; system packages come from apt only
 # where the binary is missing.
@@ -52,7 +56,24 @@ make_venv() {
         fi
     fi
     .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
-    .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[dev]"
+    # The exact versions the suite passed with (constraints.txt, kept in the repo): two
+    # installs a month apart get the same packages.
+    .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt \
+        -e ".[coop,dev]"
+}
+
+lock() {  # a fresh venv from pyproject.toml's ranges, its versions written to constraints.txt
+    rm -rf .venv-lock
+    "$PYTHON" -m venv .venv-lock
+    .venv-lock/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
+    .venv-lock/bin/python -m pip install -q --disable-pip-version-check ".[coop,dev]"
+    {
+        echo "# Exact versions every install uses: bash bootstrap.sh installs with 'pip install -c constraints.txt'."
+        echo "# The versions the full test suite last passed with (Python 3.11, Linux x86_64 and aarch64 wheels)."
+        echo "# Refresh after changing pyproject.toml: bash bootstrap.sh lock (then run the suite and commit)."
+        .venv-lock/bin/python -m pip freeze --exclude-editable | grep -v "^commonwatt"
+    } > constraints.txt
+    rm -rf .venv-lock
 }
 
 command=${1:-}
@@ -73,13 +94,25 @@ case "$command" in
         .venv/bin/ruff check .
         exec .venv/bin/python -m pytest -p no:cacheprovider
         ;;
+    lock)
+        lock
+        echo "bootstrap: constraints.txt rewritten; run 'bash bootstrap.sh test' before committing it"
+        ;;
+    agent)
+        # A household's edge agent (a Raspberry Pi): no numerics or web stack.
+        if [ ! -x .venv/bin/python ]; then "$PYTHON" -m venv .venv; fi
+        .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt \
+            ".[agent]"
+        shift
+        exec .venv/bin/commonwatt agent "$@"
+        ;;
     bench)
         make_venv
         shift
         exec .venv/bin/python -m bench "$@"
         ;;
     *)
-        echo "usage: bash bootstrap.sh demo|test|bench" >&2
+        echo "usage: bash bootstrap.sh demo|test|bench|agent AGENT.toml|lock" >&2
         exit 2
         ;;
 esac

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 from api.accounts import accounts_router
 from api.auth import Authority, viewer_of
 from api.auth.login import login_router
+from api.contract import install_contract, operation_id
 from api.energy import member_figures, running_figures
 from api.errors import bad_query
 from api.governance.optouts import optouts_router
@@ -22,6 +23,7 @@ from api.governance.router import audit_router
 from api.island import island_router
 from api.pages import pages_router
 from api.query_time import QueryTime
+from api.summary_model import CoopSummary
 from api.surface import install_surface
 from controller.accounts.figures import meter_drift
 from controller.config import CoopConfig, LedgerConfig
@@ -140,8 +142,10 @@ def create_app(reader: LedgerReader, live: LiveView | None = None,
         description="Every member's liberated kWh, checkable to the Wh.",
         docs_url=None, redoc_url=None,  # served without a CDN by install_surface
         dependencies=[Depends(auth.authorize)],
+        generate_unique_id_function=operation_id,  # "member_energy", not "member_energy_api_…"
     )
     install_surface(app, reader, live, member_of=_own_member)
+    install_contract(app)  # public routes without security; 401/403/404/409 declared
 
     def known_member(member_id: str) -> str:
         if reader.member_number(member_id) is None:
@@ -178,8 +182,8 @@ def create_app(reader: LedgerReader, live: LiveView | None = None,
         return Energy(member_id=member_id, from_=from_, to=to, provisional=provisional,
                       committed_until=last_end, **member_figures(totals))
 
-    @app.get("/api/v1/coop/summary", tags=["coop"])
-    def coop_summary(request: Request) -> dict[str, Any]:
+    @app.get("/api/v1/coop/summary", tags=["coop"], response_model=CoopSummary)
+    def coop_summary(request: Request) -> Response:
         """Coop-wide totals and the sovereignty figures, from the lifetime rollups.
 
         While the controller runs, the figures include the open settlement
@@ -193,7 +197,7 @@ def create_app(reader: LedgerReader, live: LiveView | None = None,
         # Plain numbers already: straight to JSON, with orjson. FastAPI's own encoder walks
         # every value of every member first, and the json module took 22 ms for 1,000
         # members: both cost more than the ledger read (bench/api_bench.py).
-        return _orjson({  # type: ignore[return-value]
+        return _orjson({
             "members": len(per_member),
             **coop,
             "shared_peer_to_peer_kwh": coop["to_peers_kwh"],
@@ -237,7 +241,9 @@ def create_app(reader: LedgerReader, live: LiveView | None = None,
     @app.get("/healthz", tags=["ops"])
     def healthz() -> JSONResponse:
         """200 while cycles run on time; 503 when the controller is stale, the ledger is
-        failing, the MQTT reader is down or no device is ok."""
+        failing, the MQTT reader is down or no device is ok. ``timeseries`` (when
+        configured): the sender's state (``ok``, ``down``, ``config-error`` with what to
+        set), its spool and failures."""
         _, last_end, count = reader.span()
         body: dict[str, Any] = {"ledger_intervals": count, "ledger_last_end": last_end,
                                 "checked_at": time.time()}
@@ -272,6 +278,11 @@ def create_app(reader: LedgerReader, live: LiveView | None = None,
             status = 503 if stale or failing or blind or reader_down else 200
         else:
             body["status"] = "ledger-only"
+        ts = getattr(live, "timeseries", None)
+        if ts is not None:
+            # Its own entry, not the status: a time-series server that is down or
+            # misconfigured costs charts, never a cycle or a Wh (the spool keeps the points).
+            body["timeseries"] = ts.status()
         return JSONResponse(body, status_code=status)
 
     app.include_router(accounts_router(reader, config))

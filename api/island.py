@@ -25,6 +25,7 @@ import json
 import math
 import threading
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -244,14 +245,20 @@ class _PlanFile:
             return self._raw, self._plan
 
 
+def refused(reasons: Sequence[str]) -> str:
+    """A 409's ``detail``: one string, as every error but a 422's (see the README), naming
+    every failing precondition: ``refused: first; second``."""
+    return "refused: " + "; ".join(reasons)
+
+
 def _plan_required_pct(plan_store: _PlanFile) -> float:
     """The saved plan's required starting coop SoC: the level at which every tier holds
     where it can hold at all, else the one at which critical and essential loads hold."""
     try:
         _, plan = plan_store.read()
     except HTTPException as exc:
-        raise HTTPException(409, {"refused": [
-            f"required_soc_pct: not given, and {exc.detail}"]}) from None
+        raise HTTPException(409, refused([
+            f"required_soc_pct: not given, and {exc.detail}"])) from None
     try:
         levels = plan["required_start"]
         level = "flexible" if levels["flexible"]["holds"] else "essential"
@@ -260,8 +267,8 @@ def _plan_required_pct(plan_store: _PlanFile) -> float:
         raise HTTPException(500, f"island plan {plan_store.path.name}: required_start: "
                             f"{exc}") from None
     if not 0 <= value <= 100:  # NaN too: a plan that cannot say refuses the island
-        raise HTTPException(409, {"refused": [
-            f"the saved plan's required starting SoC is {value}: make a new plan"]})
+        raise HTTPException(409, refused([
+            f"the saved plan's required starting SoC is {value}: make a new plan"]))
     return value
 
 
@@ -371,14 +378,14 @@ def island_router(reader: LedgerReader, live: IslandLive | None,
             try:
                 required = detail["required_soc_pct"] = _plan_required_pct(plan_store)
             except HTTPException as exc:  # refused before the grid state machine: kept too
-                record(who, "island.command", detail, f"refused: {exc.detail}")
+                record(who, "island.command", detail, str(exc.detail))
                 raise
         also = _battery_refusals(live, start, start + body.hours * 3600, now)
         answer = supervisor().request_island(who[0], start, start + body.hours * 3600,
                                              required, now, also)
         if isinstance(answer, Refusal):
             record(who, "island.command", detail, "refused: " + "; ".join(answer.reasons))
-            raise HTTPException(409, {"refused": list(answer.reasons)})
+            raise HTTPException(409, refused(answer.reasons))
         record(who, "island.command", detail, "accepted")
         return {"accepted": True, "start_ts": answer.start_ts, "end_ts": answer.end_ts}
 
@@ -391,7 +398,7 @@ def island_router(reader: LedgerReader, live: IslandLive | None,
         detail = {"requested_by": body.requested_by}
         if isinstance(answer, Refusal):
             record(who, "island.return", detail, "refused: " + "; ".join(answer.reasons))
-            raise HTTPException(409, {"refused": list(answer.reasons)})
+            raise HTTPException(409, refused(answer.reasons))
         record(who, "island.return", detail, "accepted")
         return {"accepted": True}
 

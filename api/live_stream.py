@@ -10,6 +10,14 @@ What a stream shows is :func:`live_view` of the snapshot for one viewer: the coo
 whole for the public (``member_id=None``), plus the member's own figures for a member.
 Which member a request speaks for is the router's ``member_of`` hook; until tokens
 exist it answers ``None`` for everyone, so nothing per member is pushed publicly.
+
+**Event ids survive a restart.** Each event's ``id`` is the cycle's end on the
+controller's clock, in milliseconds (``event_id`` in the data; one more than the last
+where two cycles end in the same millisecond), so ids only grow, across restarts too,
+and a client reconnecting with ``Last-Event-ID`` (every EventSource does) is not sent a
+cycle it has already had: it gets the next one. Only the newest cycle matters to a live
+picture, so nothing older is replayed. A comment line (``: ping``) every :data:`PING_S`
+seconds keeps idle proxies and clients from closing the stream.
 """
 
 from __future__ import annotations
@@ -118,6 +126,7 @@ class LiveHub:
         self._lock = threading.Lock()
         self._subscribers: set[_Subscriber] = set()
         self._seq = 0
+        self._event_id = 0
         self.latest: dict[str, Any] | None = None
         self.closed = False
 
@@ -132,6 +141,10 @@ class LiveHub:
         with self._lock:
             self._seq += 1
             snapshot = cycle_snapshot(report, grid, self._seq)
+            # The controller's clock, not a counter from 0: a restarted controller's ids
+            # go on growing, so Last-Event-ID still means "already seen".
+            self._event_id = max(self._event_id + 1, int(float(report.end_ts) * 1000))
+            snapshot["event_id"] = self._event_id
             self.latest = snapshot
             subscribers = list(self._subscribers)
         self._deliver(subscribers, snapshot)
@@ -190,16 +203,24 @@ def live_router(hub: LiveHub, member_of: MemberOf = public_viewer) -> APIRouter:
                                  "description": "one `cycle` event a cycle"}})
     async def stream(request: Request) -> EventSourceResponse:
         """Server-Sent Events: a ``cycle`` event every cycle, its data the JSON of
-        ``GET /api/v1/live`` and its id the cycle's sequence number; 503 past
+        ``GET /api/v1/live``, its id the cycle's end in milliseconds (growing across
+        restarts; with ``Last-Event-ID`` a cycle already seen is not sent again); a
+        ``: ping`` comment every 15 s keeps proxies from closing an idle stream; 503 past
         ``MAX_STREAMS`` open streams."""
         member_id = member_of(request)
+        try:
+            seen = int(request.headers.get("last-event-id", "0"))
+        except ValueError:
+            seen = 0  # not one of our ids: start from the newest cycle
         if hub.open_streams >= MAX_STREAMS:
             raise HTTPException(503, f"{MAX_STREAMS} live streams are open already; poll "
                                 "/api/v1/live instead")
 
         async def events() -> AsyncIterator[dict[str, str]]:
             async for snapshot in hub.snapshots():
-                yield {"event": "cycle", "id": str(snapshot["seq"]),
+                if snapshot["event_id"] <= seen:
+                    continue  # the client has it (a reconnect): wait for the next cycle
+                yield {"event": "cycle", "id": str(snapshot["event_id"]),
                        "data": json.dumps(live_view(snapshot, member_id))}
 
         return EventSourceResponse(events(), ping=PING_S)

@@ -79,7 +79,8 @@ class _LiveCollector(Collector):
 
 
 def _timeseries(ts: Any | None) -> Iterator[Metric]:
-    """The time-series spool: depth and drops; nothing when no time series is configured."""
+    """The time-series sender: spool depth, drops, failures, acknowledged points and state;
+    nothing when no time series is configured."""
     if ts is None:
         return
     depth = GaugeMetricFamily("commonwatt_timeseries_buffer_points",
@@ -91,6 +92,21 @@ def _timeseries(ts: Any | None) -> Iterator[Metric]:
                                   "Points dropped because the spool was full or failing")
     dropped.add_metric([], float(ts.dropped_points))
     yield dropped
+    failures = CounterMetricFamily("commonwatt_timeseries_failures",
+                                   "Write requests the time-series server did not acknowledge"
+                                   " (each retry counts)")
+    failures.add_metric([], float(ts.failures))
+    yield failures
+    sent = CounterMetricFamily("commonwatt_timeseries_sent_points",
+                               "Points the time-series server acknowledged")
+    sent.add_metric([], float(ts.sent_points))
+    yield sent
+    state = GaugeMetricFamily("commonwatt_timeseries_state",
+                              "1 for the sender's state: ok, down (an outage, retried) or "
+                              "config-error (401/403/404: see /healthz)", labels=["state"])
+    for name in ("ok", "down", "config-error"):
+        state.add_metric([name], 1.0 if ts.state == name else 0.0)
+    yield state
 
 
 class CoopMetrics:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BeforeValidator
+from pydantic import BeforeValidator, WithJsonSchema
 
 from controller.accounts.figures import seconds_problem
 
@@ -34,5 +34,11 @@ def _seconds_only(value: object) -> object:
     return value
 
 
+#: How OpenAPI declares it: both forms it takes, so a generated client may send either.
+TIME_SCHEMA = {"anyOf": [
+    {"type": "string", "format": "date-time",
+     "description": "ISO 8601; UTC when it has no offset"},
+    {"type": "number", "description": "Unix seconds (not milliseconds: refused)"},
+]}
 #: ``datetime`` for ``from``/``to`` query parameters, refusing milliseconds.
-QueryTime = Annotated[datetime, BeforeValidator(_seconds_only)]
+QueryTime = Annotated[datetime, BeforeValidator(_seconds_only), WithJsonSchema(TIME_SCHEMA)]

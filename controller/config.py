@@ -21,6 +21,7 @@ from controller.config_network import (
     Strict,
     is_loopback,
 )
+from controller.config_paths import resolve_paths
 from controller.island.site_config import IslandConfig, SiteConfig
 from devices.mqtt.formats import FORMATS, json_path_format
 from devices.templates.schema import shipped_templates
@@ -31,8 +32,6 @@ MemberId = str
 RESERVED_IDS = frozenset({"coop", "_coop"})
 __all__ = ["ApiConfig", "ConfigError", "CoopConfig", "DeviceConfig", "MemberConfig",
            "MqttConfig", "is_loopback", "load_config", "parse_config"]
-
-
 
 
 class DeviceConfig(Strict):
@@ -305,6 +304,15 @@ class TimeSeriesConfig(Strict):
     max_spool_mb: float = Field(64, gt=0)
 
 
+class BackupConfig(Strict):
+    """Daily checked backups taken by the running controller (``commonwatt backup``)."""
+
+    destination: FilePath = Field(description="directory of the backups (one per run)")
+    daily_at: str = Field("03:30", pattern=r"^([01]\d|2[0-3]):[0-5]\d$",
+                          description="time of day, HH:MM, UTC")
+    keep: int = Field(7, ge=1, le=3650, description="backups kept; older ones are deleted")
+
+
 class FederationLink(Strict):
     """Membership of a federation of coops (see ``commonwatt federation``)."""
 
@@ -328,6 +336,7 @@ class CoopConfig(Strict):
     site: SiteConfig | None = None
     island: IslandConfig = IslandConfig()
     federation: FederationLink | None = None
+    backup: BackupConfig | None = None
     members: list[MemberConfig] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -395,13 +404,18 @@ class ConfigError(Exception):
     """A configuration file that cannot be used; the message names every problem."""
 
 
-def parse_config(text: str, source: str = "<config>") -> CoopConfig:
-    """Parse and validate TOML text; raise :class:`ConfigError` naming every problem."""
-    return parse_toml(text, source, CoopConfig, ConfigError)
+def parse_config(text: str, source: str = "<config>", base: Path | None = None) -> CoopConfig:
+    """Parse and validate TOML text; raise :class:`ConfigError` naming every problem.
+
+    With ``base``, relative file paths in it are made absolute against that directory
+    (:func:`~controller.config_paths.resolve_paths`)."""
+    config = parse_toml(text, source, CoopConfig, ConfigError)
+    return config if base is None else resolve_paths(config, base)
 
 
 def load_config(path: str | Path) -> CoopConfig:
-    """Read, parse and validate a configuration file."""
+    """Read, parse and validate a configuration file; its relative paths (ledger, plan,
+    spool, MQTT password and TLS files, charter) are relative to the file's directory."""
     path = Path(path)
     text = read_text(path, ConfigError)
-    return parse_config(text, str(path))
+    return parse_config(text, str(path), path.parent)

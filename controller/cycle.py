@@ -163,7 +163,8 @@ class Controller:
         #: Islanded, the plan followed and re-planned (controller/island/pilot.py).
         self.follower = PlanFollower(config.plan_path, list(self.member_ids),
                                      config.island.replan_min * 60.0)
-        #: A coordinator's overrides (controller/overrides.py), applied before the safety layer.
+        #: A coordinator's overrides (controller/governance/overrides.py), applied before the
+        #: safety layer.
         self.overrides = OverrideStore()
         self._override_loads: dict[str, bool] = {}  # load id → on, held by an override now
         self._override_off: set[str] = set()  # loads an override switched off

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from controller.config import parse_config
+from controller.config import load_config
 from controller.ledger import LedgerMissingError, LedgerReader
 from controller.ledger.lock import WriterLock
 from controller.runtime import Runtime
@@ -39,6 +39,8 @@ class DemoOptions:
     mqtt: tuple[str, int] | None = None
     data_dir: Path = Path("var/demo")
     fresh: bool = False
+    #: An InfluxDB v2 write API (InfluxDB 2, 1.8+, VictoriaMetrics) for the time series.
+    timeseries: str | None = None
 
 
 def _port_free(port: int, host: str = "127.0.0.1") -> bool:
@@ -103,6 +105,31 @@ def sim_day_start(start_hour: float) -> float:
     return midnight + start_hour * 3600.0
 
 
+async def play_breaker(runtime: Runtime, coop: SimulatedCoop, stop: asyncio.Event,
+                       interval_s: float = 0.1) -> None:
+    """The demo's grid-former and its coupling breaker, on the controller's command.
+
+    A real grid-forming inverter opens the coop's coupling when the coordinator's island
+    begins and closes it, resynchronised, when it ends; the controller then sees the
+    grid go (SunSpec 701 ``ConnSt``) and come back. Here the simulated breaker follows the
+    controller's grid state as :mod:`controller.island.rehearse` plays it: opened at
+    ``GOING_OFF_GRID``, closed at ``RETURNING``. So ``POST /api/v1/island/command``
+    islands the demo for real, and ``/island`` shows it.
+    """
+    from controller.island.grid_model import GridState
+
+    while not stop.is_set():
+        state = runtime.controller.grid.machine.state
+        if state is GridState.GOING_OFF_GRID and coop.grid_connected:
+            coop.grid_connected = False
+            coop.step()  # the registers say so before the next cycle reads them
+        elif state is GridState.RETURNING and not coop.grid_connected:
+            coop.grid_connected = True
+            coop.step()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval_s)
+
+
 async def run_demo(options: DemoOptions, stop: asyncio.Event | None = None,
                    ready: asyncio.Event | None = None) -> None:
     """Run the demo until ``stop`` is set (or Ctrl-C / SIGTERM when ``stop`` is None)."""
@@ -139,20 +166,27 @@ async def run_demo(options: DemoOptions, stop: asyncio.Event | None = None,
     # The config holds the broker's password: only its owner may read it.
     config_path.touch(mode=0o600)
     config_path.chmod(0o600)
-    config_path.write_text(coop_toml(coop, ledger, options.api_port, mqtt, mqtt_access=access),
-                           encoding="utf-8")
-    config = parse_config(config_path.read_text(encoding="utf-8"), str(config_path))
+    # The ledger relative to the config: the file works from any directory, and moved.
+    text = coop_toml(coop, Path(ledger.name), options.api_port, mqtt, mqtt_access=access,
+                     site=True)
+    if options.timeseries is not None:
+        text += f'\n[timeseries]\nurl = "{options.timeseries}"\n'
+    config_path.write_text(text, encoding="utf-8")
+    config = load_config(config_path)
     task: asyncio.Task[None] | None = None
     try:
         runtime = Runtime(config, clock.now,
                           nominal_dt_s=config.controller.cycle_s * options.speed)
         task = asyncio.create_task(runtime.run(stop))
+        breaker = asyncio.create_task(play_breaker(runtime, coop, stop))
         await runtime.wait_until_serving()
         print(f"Commonwatt demo: {options.households} simulated households, "
               f"{options.speed:g}x speed", flush=True)
         print(f"  API and live page: http://127.0.0.1:{options.api_port}/", flush=True)
         print(f"  OpenAPI docs:      http://127.0.0.1:{options.api_port}/docs", flush=True)
         print(f"  MQTT:              {mqtt[0]}:{mqtt[1]} (topic commonwatt/#)", flush=True)
+        if options.timeseries is not None:
+            print(f"  time series:       {options.timeseries} (state in /healthz)", flush=True)
         print(f"  config: {config_path}   ledger: {ledger}"
               f"{' (continued)' if resume is not None else ''}", flush=True)
         print("Press Ctrl-C to stop.", flush=True)
@@ -164,6 +198,8 @@ async def run_demo(options: DemoOptions, stop: asyncio.Event | None = None,
         if task is not None:
             with contextlib.suppress(Exception):
                 await task
+            with contextlib.suppress(Exception):
+                await breaker
         await coop.stop()
         if broker is not None:
             await broker.shutdown()

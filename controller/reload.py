@@ -2,7 +2,7 @@
 
 What a running controller can take without a restart: members, devices, policy,
 battery limits, the grid section, time steps. What it cannot (the ledger's
-file, the API's address, the MQTT publisher, the time-series server) is refused
+file, the API's address, the MQTT publisher, the time-series server, the backup schedule) is refused
 by :func:`restart_needed`, naming the section, so a reload never half-applies.
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 from controller.config import ConfigError, CoopConfig, load_config
 
 #: Sections a reload cannot change (they are wired once, at start).
-FIXED_SECTIONS = ("storage", "api", "mqtt", "timeseries")
+FIXED_SECTIONS = ("storage", "api", "mqtt", "timeseries", "backup")
 
 
 def restart_needed(running: CoopConfig, new: CoopConfig) -> list[str]:

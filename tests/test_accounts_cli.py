@@ -175,8 +175,9 @@ def test_cli_bad_input_names_the_field_and_exits_2(config: Path, args: tuple[str
 def test_cli_bad_input_exits_2_from_the_command_line(config: Path) -> None:
     out = run("statement", config, "x", "--month", "2026-02")
     assert out.returncode == 2 and out.stdout == ""
-    assert out.stderr.strip() == ("statement: member 'x' is not in this coop "
-                                  "(members: h01, h02, h03)")
+    assert out.stderr.splitlines() == [f"statement: ledger {config.parent / 'ledger.sqlite'}",
+                                       "statement: member 'x' is not in this coop "
+                                       "(members: h01, h02, h03)"]
 
 
 def test_cli_member_in_config_but_not_in_ledger(config: Path, ledger: Path,

@@ -26,6 +26,9 @@ class _Spool:
     """A time-series writer's counts, as :class:`TimeSeriesWriter` reports them."""
 
     dropped_points = 4
+    failures = 2
+    sent_points = 40
+    state = "down"
 
     def pending_points(self) -> int:
         return 123
@@ -102,6 +105,7 @@ def test_metrics_from_the_live_view_and_the_cycles(ledger: Path) -> None:
     assert got["commonwatt_ledger_intervals_waiting"] == 2
     assert got["commonwatt_timeseries_buffer_points"] == 123
     assert got["commonwatt_timeseries_dropped_points_total"] == 4
+    assert got["commonwatt_timeseries_failures_total"] == 2
     assert got["commonwatt_last_cycle_age_seconds"] == pytest.approx(0.4)
 
 

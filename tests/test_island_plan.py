@@ -271,7 +271,7 @@ def test_bad_island_config_names_the_field(tmp_path: Path, change: tuple[str, st
 
     path = write_config(tmp_path, change)
     with pytest.raises(ConfigError) as err:
-        resolve(*load_island_config(path), str(path))
+        resolve(*load_island_config(path), str(path), {})  # {}: no battery answered
     assert expected in str(err.value)
     assert str(err.value).startswith(str(path))
 

@@ -101,7 +101,8 @@ def test_stream_and_metrics_of_a_running_controller(tmp_path: Path) -> None:
     events, metrics, stop_s, (polled,) = asyncio.run(_run_controller(tmp_path))
     assert [e["event"] for e in events] == ["cycle", "cycle"]
     first, second = (json.loads(e["data"]) for e in events)
-    assert int(events[1]["id"]) > int(events[0]["id"]) == first["seq"]
+    assert int(events[1]["id"]) > int(events[0]["id"]) == first["event_id"]
+    assert first["event_id"] == int(first["ts"] * 1000)  # the cycle's end, in ms
     assert second["ts"] > first["ts"]
     for view in (first, second):
         assert view["grid_state"] in {"UNDEFINED", "ON_GRID"}

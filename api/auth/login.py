@@ -30,20 +30,34 @@ _PAGE = """<!doctype html>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="referrer" content="same-origin">
 <title>Log in · Commonwatt</title>
-<style>body{{font-family:system-ui,sans-serif;max-width:28rem;margin:2rem auto;padding:0 1rem}}
-input,button{{font-size:1rem;padding:.5rem;width:100%;box-sizing:border-box;margin:.3rem 0}}
-.msg{{color:#a00}}</style></head>
-<body><h1>Log in</h1>
-<p>Paste the token the coop gave you (from <code>commonwatt token create</code>).
-Without one you see what the coop shows everyone.</p>
-<p class="msg">{message}</p>
+<link rel="icon" href="/assets/favicon.svg" type="image/svg+xml">
+<link rel="stylesheet" href="/assets/commonwatt.css">
+<style>main{{max-width:30rem}}
+.card form{{margin:.6rem 0 0}}
+input,button{{font:inherit;font-size:1rem;padding:.6rem .7rem;width:100%;box-sizing:border-box;
+margin:.3rem 0;border-radius:8px}}
+input{{border:1px solid #c8d1cc;background:#fff}}
+button{{border:0;background:var(--leaf);color:#fff;font-weight:600;cursor:pointer}}
+button.quiet{{background:transparent;color:var(--ink);border:1px solid #c8d1cc;font-weight:400}}
+.msg{{color:var(--bad);font-weight:600}} .msg:empty{{display:none}}
+.who{{color:var(--muted)}}</style></head>
+<body><header><h1>Commonwatt — log in</h1>
+<p>Members see their own household; installers and coordinators their tools.</p>
+<nav class="site"><a href="/">Live</a><a href="/coop">Coop</a><a href="/me">My household</a>
+<a href="/island">Island</a><a href="/installer">Installer</a>
+<a href="/login" class="login" aria-current="page">Log in</a></nav></header>
+<main><div class="card">
+<p>Paste the token the coop gave you (from <code>commonwatt token create</code>), or
+follow the login link it came with. Without one you see what the coop shows everyone.</p>
+<p class="msg" role="alert">{message}</p>
 <form method="post" action="/login">
-<input type="password" name="token" autocomplete="off" placeholder="token" required>
+<label for="token">Token</label>
+<input type="password" id="token" name="token" autocomplete="off" placeholder="token" required>
 <button type="submit">Log in</button></form>
-<p>{who}</p>
-<form method="post" action="/logout"><button type="submit">Log out</button></form>
-<p><a href="/me">My household</a> · <a href="/coop">Coop</a> · <a href="/">Live</a> ·
-<a href="/island">Island</a> · <a href="/installer">Installer</a></p></body></html>
+</div>
+<div class="card" style="margin-top:.75rem"><p class="who">{who}</p>
+<form method="post" action="/logout"><button type="submit" class="quiet">Log out</button></form>
+</div></main></body></html>
 """
 
 

@@ -12,23 +12,28 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 
 from controller.cli import (
     accounts_cmd,
     agent_cmd,
+    backup_cmd,
     config_cmd,
     federation_cmd,
+    init_cmd,
     installer,
     island_cmd,
     mqtt_cmd,
     run_cmd,
+    service_cmd,
     simulate_cmd,
     token_cmd,
 )
 
 #: Command-group modules, in the order their commands appear in ``--help``.
-COMMAND_GROUPS = (run_cmd, simulate_cmd, installer, config_cmd, accounts_cmd, island_cmd,
-                  token_cmd, agent_cmd, federation_cmd, mqtt_cmd)
+COMMAND_GROUPS = (run_cmd, simulate_cmd, installer, init_cmd, config_cmd, accounts_cmd,
+                  island_cmd, token_cmd, backup_cmd, service_cmd, agent_cmd, federation_cmd,
+                  mqtt_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,9 +50,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Commands that create the ledger, tokens, audit log or backups: owner-only files.
+PRIVATE = frozenset({"run", "demo", "token", "rotate", "audit", "backup", "restore"})
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``commonwatt`` console script."""
     args = build_parser().parse_args(argv)
+    if args.command in PRIVATE:
+        # The ledger, tokens and audit log are the coop's books and keys: no other user
+        # of the machine may read them (the service's unit says UMask=0077 too).
+        os.umask(0o077)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return args.func(args)

@@ -57,13 +57,17 @@ def _open(command: str, path: Path) -> tuple[CoopConfig, LedgerReader] | None:
     if config is None:
         return None
     try:
-        return config, LedgerReader(config.storage.ledger)
+        reader = LedgerReader(config.storage.ledger)
     except LedgerMissingError as exc:
         print(f"{command}: [storage] ledger = {exc}", file=sys.stderr)
+        return None
     except sqlite3.DatabaseError as exc:
         print(f"{command}: [storage] ledger = {config.storage.ledger}: not a readable "
               f"ledger ({exc})", file=sys.stderr)
-    return None
+        return None
+    # On stderr: stdout is the statement or CSV itself.
+    print(f"{command}: ledger {config.storage.ledger}", file=sys.stderr)
+    return config, reader
 
 
 def _month(command: str, text: str) -> int | None:

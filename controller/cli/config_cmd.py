@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from controller.cli.common import load_or_report
+from controller.config import CoopConfig
 from controller.config_checks import machine_problems, secret_warnings
 
 
@@ -19,12 +20,30 @@ def register(sub: argparse._SubParsersAction) -> None:
     check.set_defaults(func=config_check)
 
 
+def island_problems(config: CoopConfig, source: str) -> list[str]:
+    """Every check ``island plan`` makes of the file itself (not of the devices, which it
+    asks for what ``[[island.batteries]]`` leaves out), one line each."""
+    from controller.config import ConfigError
+    from controller.island.site import resolve
+
+    if config.site is None:
+        if "island" in config.model_fields_set:
+            return [f"{source}: site: required with [island] (latitude, longitude, tz and the "
+                    "PV arrays; see docs/island.md)"]
+        return []
+    try:
+        resolve(config, config.site, config.island, source)
+    except ConfigError as exc:
+        return str(exc).splitlines()
+    return []
+
+
 def config_check(args: argparse.Namespace) -> int:
     """Print a one-line summary of a valid config (0), or its problems to stderr (2)."""
     config = load_or_report(args.file)
     if config is None:
         return 2
-    problems = machine_problems(config, str(args.file))
+    problems = machine_problems(config, str(args.file)) + island_problems(config, str(args.file))
     if problems:
         print("\n".join(problems), file=sys.stderr)
         return 2

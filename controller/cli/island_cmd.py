@@ -26,6 +26,7 @@ exists. Bad input exits 2 with a message naming the field.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from dataclasses import replace
@@ -33,6 +34,7 @@ from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from controller.cli import island_init_cmd
 from controller.cli.common import number_in
 
 if TYPE_CHECKING:
@@ -46,7 +48,8 @@ if TYPE_CHECKING:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add the ``island`` group and its ``plan``, ``report`` and ``rehearse`` actions."""
+    """Add the ``island`` group and its ``plan``, ``init``, ``report`` and ``rehearse``
+    actions."""
     island = sub.add_parser("island", help="plan and rehearse a day without the grid")
     actions = island.add_subparsers(dest="island_command", metavar="ACTION", required=True)
     plan = actions.add_parser(
@@ -63,6 +66,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                       "[[island.batteries]] soc_pct)")
     plan.add_argument("--json", action="store_true", help="print the whole plan as JSON")
     plan.set_defaults(func=plan_command)
+    island_init_cmd.register(actions)
 
     report = actions.add_parser(
         "report", help="after an island day: what happened, against the plan (HTML, charts, "
@@ -141,12 +145,14 @@ def _history(config: CoopConfig, coop: Coop, start: datetime,
         return None, f"no ledger at {path}: every member's load is the H25 profile"
     except sqlite3.DatabaseError as exc:
         return None, f"[storage] ledger = {path}: not readable ({exc}); using H25 profiles"
+    print(f"island plan: load history from ledger {path}", file=sys.stderr)
     return read_history(reader, coop.member_ids, start, coop.site.tzinfo), None
 
 
 def plan_command(args: argparse.Namespace) -> int:
     """Print the island plan; 2 on bad input."""
     from controller.config import ConfigError
+    from controller.island.device_facts import read_battery_facts_sync
     from controller.island.forecast import load_forecast_w, pv_forecast_w
     from controller.island.plan import Problem, plan_island
     from controller.island.plan_render import Context, render_text, to_dict
@@ -154,7 +160,9 @@ def plan_command(args: argparse.Namespace) -> int:
 
     try:
         config, site, island = load_island_config(args.config)
-        coop = resolve(config, site, island, str(args.config))
+        # What [[island.batteries]] leaves out (capacity, SoC, limits) the batteries say.
+        facts = read_battery_facts_sync(config, island)
+        coop = resolve(config, site, island, str(args.config), facts)
         start = parse_start(args.start, site.tzinfo)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
@@ -189,8 +197,15 @@ def plan_command(args: argparse.Namespace) -> int:
 
 def report_command(args: argparse.Namespace) -> int:
     """Write the island report; 2 on bad input."""
+    from controller.config import ConfigError, load_config
     from controller.island.report import main
 
+    if args.ledger is None:
+        # Say which ledger is read ([storage] ledger is relative to the config file); a bad
+        # config is left to main, which names every problem.
+        with contextlib.suppress(ConfigError):
+            print(f"island report: ledger {load_config(args.config).storage.ledger}",
+                  file=sys.stderr)
     return main(args.config, args.out, args.ledger, args.plan, args.from_, args.to)
 
 

@@ -26,11 +26,22 @@ def register(sub: argparse._SubParsersAction) -> None:
                       help="where the demo writes its config and ledger (default var/demo)")
     demo.add_argument("--fresh", action="store_true",
                       help="start a new ledger instead of continuing the one in --data-dir")
+    demo.add_argument("--timeseries", metavar="URL", type=_http_url,
+                      help="also write the time series to this InfluxDB v2 write API "
+                      "(InfluxDB 2, InfluxDB 1.8+, VictoriaMetrics), e.g. http://127.0.0.1:8428")
     demo.set_defaults(func=demo_command)
 
     run = sub.add_parser("run", help="run the controller on a configuration file")
     run.add_argument("config", type=Path)
     run.set_defaults(func=run_command)
+
+
+def _http_url(text: str) -> str:
+    """Argparse type: an http(s) URL (the time-series server's base URL)."""
+    if not text.startswith(("http://", "https://")) or '"' in text or " " in text:
+        raise argparse.ArgumentTypeError(f"expected a URL such as http://127.0.0.1:8428, "
+                                         f"got {text!r}")
+    return text
 
 
 def demo_command(args: argparse.Namespace) -> int:
@@ -39,7 +50,7 @@ def demo_command(args: argparse.Namespace) -> int:
     from controller.ledger import LedgerLockedError, LedgerSchemaError
 
     options = DemoOptions(args.speed, args.port, args.households, args.start, args.mqtt,
-                          args.data_dir, args.fresh)
+                          args.data_dir, args.fresh, args.timeseries)
     try:
         asyncio.run(run_demo(options))
     except (LedgerLockedError, LedgerSchemaError) as exc:
@@ -52,6 +63,7 @@ def run_command(args: argparse.Namespace) -> int:
     """Run the controller and API on a config until SIGINT or SIGTERM (batteries back to their
     own logic, loads switched off by Commonwatt back on); SIGHUP reloads the config; 2 if the
     config is bad."""
+    from controller.backup import scheduled_backups
     from controller.config_checks import machine_problems
     from controller.ledger import LedgerLockedError, LedgerSchemaError
     from controller.runtime import Runtime
@@ -73,10 +85,14 @@ def run_command(args: argparse.Namespace) -> int:
         # SIGHUP: reload the config between cycles; an error keeps the running one.
         loop.add_signal_handler(signal.SIGHUP, runtime.request_reload, args.config)
         task = asyncio.create_task(runtime.run(stop))
+        # [backup]: the daily checked backup, from the running controller
+        backups = asyncio.create_task(scheduled_backups(config, stop))
         await runtime.wait_until_serving()
         print(f"Commonwatt running {len(config.members)} members; "
-              f"API on http://{config.api.host}:{config.api.port}/", flush=True)
+              f"API on http://{config.api.host}:{config.api.port}/; "
+              f"ledger {config.storage.ledger}", flush=True)
         await task
+        await backups
 
     try:
         asyncio.run(main())

@@ -125,13 +125,21 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _open(path: Path):  # noqa: ANN202 - (config, the governance books) or None
+def _open(path: Path, command: str):  # noqa: ANN202 - (config, the governance books) or None
+    """The config and the tokens and audit log beside its ledger, or ``None`` after saying
+    why not: a config pointing where no ledger is would put tokens the controller never
+    reads (``[storage] ledger`` is relative to the config file)."""
     from controller.governance import AuditLog, TokenStore
 
     config = load_or_report(path)
     if config is None:
         return None
     ledger = config.storage.ledger
+    if not ledger.is_file():
+        print(f"{command}: [storage] ledger = {ledger}: no ledger there; start the controller "
+              f"on {path} first (commonwatt run), or fix the path in {path}", file=sys.stderr)
+        return None
+    print(f"{command}: ledger {ledger}", file=sys.stderr)
     return config, SimpleNamespace(store=TokenStore.beside(ledger),
                                    audit=AuditLog.beside(ledger))
 
@@ -140,7 +148,7 @@ def create_command(args: argparse.Namespace) -> int:
     """Make a token (0), or say why not (2)."""
     from controller.governance import MandateError, issue
 
-    opened = _open(args.config)
+    opened = _open(args.config, "token create")
     if opened is None:
         return 2
     config, auth = opened
@@ -178,7 +186,7 @@ def create_command(args: argparse.Namespace) -> int:
 
 def list_command(args: argparse.Namespace) -> int:
     """One token a line: id, role, member, label, expiry, state."""
-    opened = _open(args.config)
+    opened = _open(args.config, "token list")
     if opened is None:
         return 2
     _, auth = opened
@@ -193,7 +201,7 @@ def revoke_command(args: argparse.Namespace) -> int:
     """Revoke a token (0); 1 if already revoked, 2 if unknown."""
     from controller.governance import TokenError
 
-    opened = _open(args.config)
+    opened = _open(args.config, "token revoke")
     if opened is None:
         return 2
     _, auth = opened
@@ -216,7 +224,7 @@ def announce_command(args: argparse.Namespace) -> int:
     """Announce a draw (0); refused (1); bad input (2)."""
     from controller.governance.rotation import RotationRefused, announce
 
-    opened = _open(args.config)
+    opened = _open(args.config, "rotate announce")
     if opened is None:
         return 2
     config, auth = opened
@@ -246,7 +254,7 @@ def rotate_command(args: argparse.Namespace) -> int:
     from controller.governance.rotation import RotationRefused, rotate
     from controller.ledger import LedgerMissingError, LedgerReader
 
-    opened = _open(args.config)
+    opened = _open(args.config, "rotate")
     if opened is None:
         return 2
     config, auth = opened
@@ -273,7 +281,7 @@ def rotate_command(args: argparse.Namespace) -> int:
 
 def verify_command(args: argparse.Namespace) -> int:
     """0 when the chain holds, 1 naming each broken row."""
-    opened = _open(args.config)
+    opened = _open(args.config, "audit verify")
     if opened is None:
         return 2
     verdict = opened[1].audit.verify(args.head)
@@ -286,7 +294,7 @@ def verify_command(args: argparse.Namespace) -> int:
 
 def show_command(args: argparse.Namespace) -> int:
     """Every audit row, one JSON object a line."""
-    opened = _open(args.config)
+    opened = _open(args.config, "audit show")
     if opened is None:
         return 2
     after = 0
@@ -302,7 +310,7 @@ def draw_command(args: argparse.Namespace) -> int:
     from controller.governance.rotation import Announcement, RotationRefused, reveal
     from controller.ledger import LedgerMissingError, LedgerReader
 
-    opened = _open(args.config)
+    opened = _open(args.config, "audit draw")
     if opened is None:
         return 2
     config, auth = opened

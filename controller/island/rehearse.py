@@ -452,7 +452,7 @@ async def rehearse(options: RehearsalOptions) -> Rehearsal:
     session = _Session(options, coop, clock, progress)
     try:
         await coop.start()
-        config_path.write_text(rehearsal_toml(coop, ledger, free_port(), options.cycle_s,
+        config_path.write_text(rehearsal_toml(coop, ledger.absolute(), free_port(), options.cycle_s,
                                               ("127.0.0.1", broker_port), broker.access,
                                               options.speed),
                                encoding="utf-8")

@@ -41,6 +41,7 @@ beside the ledger).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +50,7 @@ from numpy.typing import NDArray
 
 from controller.config import ConfigError as ConfigError
 from controller.config import CoopConfig, load_config
+from controller.island.device_facts import BatteryFacts, Unread
 from controller.island.site_config import (
     ArrayConfig,
     BatteryPlanConfig,
@@ -97,8 +99,14 @@ def load_island_config(path: str | Path) -> tuple[CoopConfig, SiteConfig, Island
 
 
 def resolve(config: CoopConfig, site: SiteConfig, island: IslandConfig,
-            source: str = "<config>") -> Coop:
-    """Check the tables against the members and turn them into arrays."""
+            source: str = "<config>",
+            facts: Mapping[str, BatteryFacts | Unread] | None = None) -> Coop:
+    """Check the tables against the members and turn them into arrays.
+
+    ``facts`` are the batteries' own figures (:mod:`.device_facts`), for what the file leaves
+    out: a battery device without an ``[[island.batteries]]`` entry, its SoC, its power
+    limits. ``None``: the devices were not asked (``config check``), so only what the file
+    says is checked; each missing thing is reported once, by the check that owns it."""
     ids = [m.id for m in config.members]
     index = {m: i for i, m in enumerate(ids)}
     problems: list[str] = []
@@ -128,34 +136,70 @@ def resolve(config: CoopConfig, site: SiteConfig, island: IslandConfig,
     columns: dict[str, list[float]] = {k: [] for k in (
         "capacity", "floor", "charge", "discharge", "efficiency", "stored")}
     owners: list[int] = []
-    for i, b in enumerate(island.batteries):
-        key = f"island.batteries[{i}]"
-        check_member(key, b.member)
-        if b.member not in index:
-            continue
-        device = config.members[index[b.member]].device("battery")
+    listed = {b.member for b in island.batteries}
+    devices_read = facts is not None
+    facts = facts or {}
+    entries: list[tuple[str, str, BatteryPlanConfig | None]] = [
+        (f"island.batteries[{i}]", b.member, b) for i, b in enumerate(island.batteries)]
+    # A battery device without an entry is planned from what it reports about itself.
+    entries += [(f"members[{index[m.id]}] battery", m.id, None) for m in config.members
+                if m.device("battery") is not None and m.id not in listed]
+    for key, member, b in entries:
+        if b is not None:
+            check_member(key, member)
+            if member not in index:
+                continue
+        device = config.members[index[member]].device("battery")
+        got = facts.get(member)
+        read = got if isinstance(got, BatteryFacts) else None
+        why = f" (reading it failed: {got})" if isinstance(got, str) else ""
+        if b is None:
+            if not devices_read:
+                continue  # config check: the device is asked when the plan is made
+            if read is None or read.capacity_wh is None:
+                problems.append(
+                    f"{source}: island.batteries: member {member!r} has a battery device whose "
+                    f"capacity could not be read{why or ' (it reports none)'}; add "
+                    f"[[island.batteries]] member = {member!r} with capacity_kwh")
+                continue
         limit = device.max_power_w if device else None
-        charge, discharge = b.max_charge_w or limit, b.max_discharge_w or limit
-        if charge is None or discharge is None:
-            missing = "max_charge_w" if charge is None else "max_discharge_w"
-            problems.append(f"{source}: {key}.{missing}: required: member {b.member!r} has no "
-                            "battery device with max_power_w to take it from")
+        charge = (b.max_charge_w if b else None) or limit or (read and read.max_charge_w)
+        discharge = ((b.max_discharge_w if b else None) or limit
+                     or (read and read.max_discharge_w))
+        if devices_read and (not charge or not discharge):
+            missing = "max_charge_w" if not charge else "max_discharge_w"
+            problems.append(f"{source}: {key}.{missing}: required: member {member!r} has no "
+                            f"battery device with max_power_w to take it from, and the device "
+                            f"reports no limit{why}")
             continue
-        floor = b.floor_pct if b.floor_pct is not None else (
+        floor = b.floor_pct if b is not None and b.floor_pct is not None else (
             device.soc_floor_pct if device else 5.0)
-        capacity = b.capacity_kwh * 1000.0
-        owners.append(index[b.member])
+        capacity = b.capacity_kwh * 1000.0 if b is not None else float(read.capacity_wh)
+        if b is not None and "soc_pct" in b.model_fields_set:
+            soc = b.soc_pct
+        elif read is not None and read.soc_pct is not None:
+            soc = read.soc_pct
+        elif b is None or devices_read:
+            problems.append(f"{source}: {key}.soc_pct: not given, and the battery's own SoC "
+                            f"could not be read{why}; add soc_pct (the last known SoC)")
+            continue
+        else:
+            soc = b.soc_pct
+        owners.append(index[member])
         columns["capacity"].append(capacity)
         columns["floor"].append(capacity * floor / 100.0)
-        columns["charge"].append(charge)
-        columns["discharge"].append(discharge)
-        columns["efficiency"].append(b.efficiency or (device.efficiency if device else 0.92))
-        columns["stored"].append(capacity * b.soc_pct / 100.0)
-    for m in config.members:
-        if m.device("battery") is not None and index[m.id] not in owners:
-            problems.append(f"{source}: island.batteries: member {m.id!r} has a battery device "
-                            f"but no entry; add [[island.batteries]] member = {m.id!r} with "
-                            "capacity_kwh")
+        columns["charge"].append(float(charge or 0.0))
+        columns["discharge"].append(float(discharge or 0.0))
+        columns["efficiency"].append(
+            (b.efficiency if b else None) or (device.efficiency if device else 0.92))
+        columns["stored"].append(capacity * soc / 100.0)
+    arrays = {a.member for a in site.arrays}
+    for i, m in enumerate(config.members):
+        if m.device("pv") is not None and m.id not in arrays:
+            problems.append(f"{source}: site.arrays: member {m.id!r} (members[{i}]) has a PV "
+                            "inverter but no [[site.arrays]] entry, so the plan would count no "
+                            f"sun for it; add [[site.arrays]] member = {m.id!r} with kwp (tilt "
+                            "and azimuth default to 30 and 180)")
     if problems:
         raise ConfigError("\n".join(problems))
     col = {k: np.array(v, dtype=np.float64) for k, v in columns.items()}

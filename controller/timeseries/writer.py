@@ -40,6 +40,32 @@ log = logging.getLogger(__name__)
 #: HTTP statuses that mean "this body will never be accepted": retrying such a
 #: batch would stall every later point behind it, so it is dropped instead.
 _REJECTED = {400, 413, 422}
+#: HTTP statuses that mean "this server is up but the config is wrong": not an outage,
+#: nothing a retry fixes until someone changes the config or the server (see
+#: :func:`config_problem`). The points stay spooled; they go out once that is fixed.
+_MISCONFIGURED = {401, 403, 404}
+#: The sender's wait between attempts while the config is wrong (a token may be made
+#: on the server meanwhile; asking every 30 s would only fill the server's log).
+CONFIG_RETRY_S = 300.0
+
+
+def config_problem(url: str, bucket: str, status: int, body: str) -> str:
+    """What a 401, 403 or 404 from ``/api/v2/write`` means, and what to set: one message
+    naming the URL, for the log (once) and ``/healthz``."""
+    said = f" ({body.strip()[:200]})" if body and body.strip() else ""
+    where = f"time-series server {url}: POST {url.rstrip('/')}/api/v2/write answered {status}"
+    if status == 404:
+        if "bucket" in body.lower():
+            return (f"{where}{said}: set [timeseries] bucket (and org) to a bucket that "
+                    f"exists, or create bucket {bucket!r} on the server")
+        return (f"{where}{said}: this is not an InfluxDB v2 write API. InfluxDB 2 and "
+                "VictoriaMetrics serve it; InfluxDB 1.x only from 1.8 on (its v2 "
+                "compatibility API: [timeseries] bucket = \"DATABASE/RETENTION\", token = "
+                "\"USER:PASSWORD\"); older InfluxDB cannot be used. Check [timeseries] url "
+                "(the server's base URL, without /api/v2/write)")
+    return (f"{where}{said}: set [timeseries] token to a token allowed to write to bucket "
+            f"{bucket!r} (InfluxDB 2: an API token with write access; InfluxDB 1.8: "
+            "\"USER:PASSWORD\")")
 
 
 class TimeSeriesWriter:
@@ -87,6 +113,8 @@ class TimeSeriesWriter:
         self.rejected_points = 0
         self.last_error: str | None = None
         self.last_success_ts: float | None = None
+        #: Set while the server answers 401/403/404 (:func:`config_problem`): what to fix.
+        self.config_error: str | None = None
         self._down = False
         # After a refused request of several batches, batches up to this id go
         # out one by one, so that only the bad one is dropped.
@@ -184,9 +212,21 @@ class TimeSeriesWriter:
         self.spool.close()
         self._client.close()
 
+    @property
+    def state(self) -> str:
+        """``ok`` (the last attempt was acknowledged, or none was needed), ``down`` (the
+        server cannot be reached or fails: an outage, retried) or ``config-error`` (it
+        answers 401/403/404: the config or the server must change)."""
+        if self.config_error is not None:
+            return "config-error"
+        return "down" if self._down else "ok"
+
     def status(self) -> dict[str, Any]:
         """The sender's health, for ``/healthz``."""
         return {
+            "state": self.state,
+            "url": self.url,
+            "config_error": self.config_error,
             "pending": self.spool.pending_points,
             "dropped": self.dropped_points,
             "rejected": self.rejected_points,
@@ -250,6 +290,9 @@ class TimeSeriesWriter:
                 continue
             with self._changed:
                 self._changed.notify_all()  # let close() see that the server is down
+            if self.config_error is not None:
+                self._wake.wait(CONFIG_RETRY_S)
+                continue
             self._wake.wait(backoff)
             backoff = min(backoff * 2, self.retry_max_s)
 
@@ -265,6 +308,9 @@ class TimeSeriesWriter:
         except ApiException as exc:
             if exc.status in _REJECTED:
                 return self._rejected(batches, exc)
+            if exc.status in _MISCONFIGURED:
+                self._misconfigured(exc)
+                return False
             self._failed(exc)
             return False
         except Exception as exc:  # noqa: BLE001 - refused, reset, timeout: all mean retry
@@ -274,6 +320,9 @@ class TimeSeriesWriter:
         self.spool.remove([b.id for b in batches])
         self.sent_points += points
         self.last_success_ts = time.time()
+        if self.config_error is not None:
+            self.config_error = None
+            log.warning("time-series server %s takes writes now", self.url)
         if self._down:
             self._down = False
             log.info("time-series server %s is back; %d points still to backfill",
@@ -284,11 +333,25 @@ class TimeSeriesWriter:
 
     def _failed(self, exc: Exception) -> None:
         self.failures += 1
+        self.config_error = None  # unreachable now: an outage, whatever it answered before
         self.last_error = f"{type(exc).__name__}: {exc}"
         if not self._down:  # once per outage, not once per retry
             self._down = True
             log.warning("time-series server %s not taking writes (%s); spooling until it does",
                         self.url, self.last_error)
+
+    def _misconfigured(self, exc: ApiException) -> None:
+        """401/403/404: a configuration error, named once (not an outage: ``_down`` stays
+        as it was, and ``close`` waits for nothing)."""
+        self.failures += 1
+        body = exc.body.decode(errors="replace") if isinstance(exc.body, bytes) else str(
+            exc.body or exc.reason or "")
+        problem = config_problem(self.url, self.bucket, int(exc.status), body)
+        self.last_error = f"HTTP {exc.status}: {body[:200]}"
+        if problem != self.config_error:  # once, not once per retry
+            log.error("%s", problem)
+        self.config_error = problem
+        self._down = True  # no point waiting for it at close: nothing is taken
 
     def _rejected(self, batches: list[Batch], exc: ApiException) -> bool:
         """The server refused the body: find the bad batch, drop only that one."""

@@ -9,6 +9,19 @@ const CW = (() => {
   const pct = x => num(x) ? (100 * x).toFixed(0) + " %" : "—";
   const SVG = "http://www.w3.org/2000/svg";
 
+  // Seconds in words a person reads at a glance: "45 s", "12 min", "4 h 38 min", "3 d 2 h".
+  function duration(s) {
+    if (!num(s)) return "—";
+    s = Math.max(0, Number(s));
+    if (s < 9.95) return s.toFixed(1) + " s";
+    if (s < 59.5) return Math.round(s) + " s";
+    const m = Math.round(s / 60);
+    if (m < 60) return m + " min";
+    const h = Math.floor(m / 60), d = Math.floor(h / 24);
+    if (d > 0) return h % 24 ? `${d} d ${h % 24} h` : `${d} d`;
+    return m % 60 ? `${h} h ${m % 60} min` : `${h} h`;
+  }
+
   function put(id, text) { $(id).textContent = text === undefined || text === null ? "" : String(text); }
   function el(tag, text, cls) {
     const e = document.createElement(tag);
@@ -149,7 +162,7 @@ const CW = (() => {
   }
   document.addEventListener("DOMContentLoaded", markNav);
 
-  return { $, num, fmt, pct, put, el, cell, watts, money, setBar, getJSON, HttpError,
+  return { $, num, fmt, pct, duration, put, el, cell, watts, money, setBar, getJSON, HttpError,
            dayStart, monthStart, yearStart, isoDay, isoMonth, hhmm, stamp, addMonths,
            whoami, live, svg, stackedBars };
 })();
