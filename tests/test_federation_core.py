@@ -70,7 +70,7 @@ def test_equal_rule_is_water_filling() -> None:
 def test_forged_and_unsigned_offers_are_rejected() -> None:
     keys = make_keys(IDS[:3])
     charter = make_charter(keys, "coop-a")
-    offer = Offer("coop-b", 900, 500, 0, 1)
+    offer = Offer("coop-b", 900, 500, 0, 1, 500, 0)
     assert verify_offer(signed_offer(keys["coop-b"], offer), charter) == offer
     with pytest.raises(Rejected, match="bad signature"):  # signed with another coop's key
         verify_offer(signed_offer(keys["coop-c"], offer), charter)
@@ -85,7 +85,8 @@ def test_forged_and_unsigned_offers_are_rejected() -> None:
     with pytest.raises(Rejected, match="bad signature"):
         verify_offer(tampered, charter)
     with pytest.raises(Rejected, match="not a member"):
-        verify_offer(signed_offer(keys["coop-b"], Offer("coop-z", 900, 1, 0, 1)), charter)
+        verify_offer(signed_offer(keys["coop-b"], Offer("coop-z", 900, 1, 0, 1, 1, 0)),
+                     charter)
     with pytest.raises(Rejected, match="surplus_wh"):
         verify_offer(sign({**offer.body(), "surplus_wh": -5}, keys["coop-b"]), charter)
 
@@ -97,12 +98,12 @@ def test_lapsed_member_is_excluded() -> None:
     assert charter.active(900) == ("coop-a", "coop-b", "coop-c")
     assert charter.active(1800) == ("coop-a", "coop-b")
     with pytest.raises(Rejected, match="lapsed"):
-        verify_offer(signed_offer(keys["coop-c"], Offer("coop-c", 1800, 5, 0, 1)), charter)
-    book = Reconciler(charter)
+        verify_offer(signed_offer(keys["coop-c"], Offer("coop-c", 1800, 5, 0, 1, 5, 0)), charter)
+    book = Reconciler(charter, "coop-a")
     for coop in ("coop-a", "coop-b"):
         book.add_offer(Offer(coop, 1800, 100 if coop == "coop-a" else 0, 50, 1))
     assert book.missing(1800) == ()  # nobody waits for the lapsed coop
-    (settled,) = book.settle_ready()
+    (settled,), _ = book.step_all(0.0)
     assert settled.coops == ("coop-a", "coop-b")
     assert settled.for_coop("coop-c") == (0, 0)
 
@@ -111,16 +112,16 @@ def test_lapsed_member_is_excluded() -> None:
 @given(st.lists(st.tuples(st.sampled_from(IDS), wh, wh), min_size=1, max_size=30))
 def test_reconciler_counts_each_interval_once(messages: list[tuple[str, int, int]]) -> None:
     keys = make_keys(IDS)
-    book = Reconciler(make_charter(keys, "coop-a"))
+    book = Reconciler(make_charter(keys, "coop-a"), "coop-a")
     first: dict[str, tuple[int, int]] = {}
     for seq, (coop, s, d) in enumerate(messages):
         book.add_offer(Offer(coop, 900, s, d, seq))
         first.setdefault(coop, (s, d))
-    settled = book.settle_ready()
-    assert len(settled) == (1 if set(first) == set(IDS) else 0)
-    assert book.settle_ready() == []  # never settled again
+    changed, committed = book.step_all(0.0)  # before the deadline: provisional only
+    assert len(changed) == (1 if set(first) == set(IDS) else 0) and committed == []
+    assert book.step_all(0.0) == ([], [])  # nothing changes, nothing is committed alone
     for coop, (s, d) in first.items():  # a conflicting re-send never replaces an offer
-        assert book.intervals[900].offers[coop].content() == (s, d)
+        assert book.intervals[900].offers[coop].content()[:2] == (s, d)
 
 
 def test_charter_errors_name_the_field(tmp_path) -> None:
@@ -146,32 +147,36 @@ expires = 2027-01-01T00:00:00
 
 def test_different_results_are_disagreements() -> None:
     keys = make_keys(IDS[:2])
-    prorata = Reconciler(make_charter(keys, "coop-a", rule="prorata"))
-    equal = Reconciler(make_charter(keys, "coop-b", rule="equal"))
+    prorata = Reconciler(make_charter(keys, "coop-a", rule="prorata"), "coop-a")
+    equal = Reconciler(make_charter(keys, "coop-b", rule="equal"), "coop-b")
     offers = [Offer("coop-a", 900, 1000, 0, 1), Offer("coop-b", 900, 0, 400, 2)]
     for book in (prorata, equal):
         for offer in offers:
-            book.add_offer(offer)
-    (ours,) = prorata.settle_ready()
-    (theirs,) = equal.settle_ready()
+            book.add_offer(offer, b"x")
+    (ours,), _ = prorata.step_all(0.0)
+    (theirs,), _ = equal.step_all(0.0)
     assert ours.digest != theirs.digest  # the charters differ, so the hashes do
-    prorata.add_result("coop-b", 900, theirs.digest)
-    prorata.add_result("coop-b", 900, theirs.digest)  # logged once
-    assert [(d.interval, d.coop, d.what) for d in prorata.disagreements] == [
-        (900, "coop-b", "result")]
+    prorata.add_result("coop-b", 900, theirs.digest, theirs.counted, 1)
+    assert prorata.step_all(0.0) == ([], [])  # never committed while the hashes differ
     assert not prorata.agreed(900) and prorata.last_agreed() is None
-    # an equivocating coop: a second, different offer for the same interval
-    assert prorata.add_offer(Offer("coop-b", 900, 0, 999, 3)) == "conflict"
+    # after the deadline a quorum of 2 out of 2 is still needed: nothing is committed
+    assert prorata.step_all(1e12) == ([], [])
+    # an equivocating coop: a second, different offer for the same interval is a proof
+    assert prorata.add_offer(Offer("coop-b", 900, 0, 999, 3), b"y") == "conflict"
     assert prorata.disagreements[-1].what == "offer"
+    assert prorata.intervals[900].proofs["coop-b"] == (b"x", b"y")
 
 
 def test_forgotten_intervals_are_never_reopened() -> None:
     keys = make_keys(IDS[:2])
-    book = Reconciler(make_charter(keys, "coop-a"))
+    book = Reconciler(make_charter(keys, "coop-a"), "coop-a")
     for coop in IDS[:2]:
         book.add_offer(Offer(coop, 900, 10, 0, 1))
-    assert len(book.settle_ready()) == 1
+    (ours,), _ = book.step_all(0.0)
+    book.add_result("coop-b", 900, ours.digest, ours.counted, 1)
+    assert book.step_all(0.0) == ([], [ours])  # both hashes identical: committed
+    assert book.add_offer(Offer("coop-a", 900, 11, 0, 2)) == "late"  # never reopened
     book.forget_before(1800)
-    assert book.add_offer(Offer("coop-a", 900, 10, 0, 2)) == "duplicate"
+    assert book.add_offer(Offer("coop-a", 900, 10, 0, 2)) == "late"
     book.add_result("coop-b", 900, "x")
-    assert 900 not in book.intervals and book.settle_ready() == []
+    assert 900 not in book.intervals and book.step_all(0.0) == ([], [])

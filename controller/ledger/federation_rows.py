@@ -7,7 +7,10 @@ shares live beside them in their own tables, keyed like ``member_wh``:
 * ``federation_interval``: one row per settled interval with the result hash
   every coop agreed on; its primary key makes booking an interval twice
   impossible;
-* ``federation_wh``: one row per member and interval.
+* ``federation_wh``: one row per member and interval;
+* ``federation_event``: what every coop books the same way beside the flows:
+  a coop that equivocated (with the proof), one silent past the deadline, an
+  offer above the coop's metered totals (the excess).
 
 The tables are created with ``IF NOT EXISTS`` when a ledger is opened for
 writing, so ledgers written before the federation existed keep working
@@ -42,6 +45,13 @@ CREATE TABLE IF NOT EXISTS federation_wh (
     to_federation INTEGER NOT NULL,
     from_federation INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS federation_event (
+    start_ts INTEGER NOT NULL,
+    coop TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    PRIMARY KEY (start_ts, coop, kind)
+);
 """
 
 
@@ -66,8 +76,11 @@ def grid_flows(conn: sqlite3.Connection, start_ts: int, step: int, member_ids: t
 
 
 def write_shares(conn: sqlite3.Connection, shares: MemberShares, numbers: dict[str, int],
-                 step: int) -> bool:
-    """Book one settled interval's shares atomically; ``False`` if it was booked already."""
+                 step: int, events: list[tuple[str, str, str]] | None = None) -> bool:
+    """Book one settled interval's shares and ``(coop, kind, detail)`` events atomically.
+
+    ``False`` if the interval was booked already.
+    """
     conn.execute("BEGIN IMMEDIATE")
     try:
         done = conn.execute("SELECT digest FROM federation_interval WHERE start_ts = ?",
@@ -83,6 +96,8 @@ def write_shares(conn: sqlite3.Connection, shares: MemberShares, numbers: dict[s
             sorted((row_key(shares.interval, numbers[m], step), int(t), int(f))
                    for m, t, f in zip(shares.member_ids, shares.to_federation,
                                       shares.from_federation, strict=True) if t or f))
+        conn.executemany("INSERT INTO federation_event VALUES (?, ?, ?, ?)",
+                         [(shares.interval, c, k, d) for c, k, d in events or []])
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
@@ -112,3 +127,9 @@ def booked_intervals(conn: sqlite3.Connection) -> list[tuple[int, str, int, int]
     return [tuple(r) for r in conn.execute(
         "SELECT start_ts, digest, to_federation, from_federation FROM federation_interval "
         "ORDER BY start_ts")]
+
+
+def events(conn: sqlite3.Connection) -> list[tuple[int, str, str, str]]:
+    """``(start_ts, coop, kind, detail)`` of every federation event booked."""
+    return [tuple(r) for r in conn.execute(
+        "SELECT start_ts, coop, kind, detail FROM federation_event ORDER BY start_ts, coop, kind")]
