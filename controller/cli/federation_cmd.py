@@ -7,12 +7,13 @@ and prints the public key to list in the charter.
 ``mosquitto.conf``: its listener and one bridge to each peer whose id sorts
 after its own, carrying only the two coops' topic prefixes.
 
-``federation status CONFIG [--json] [--wait S]`` listens to this coop's broker
-for ``--wait`` seconds (retained offers and results, ``$SYS`` bridge states),
-verifies every signature, settles what is complete and prints the peers, the
-bridge states, the last interval every coop agrees on, intervals still
-waiting for offers, and any disagreement. It publishes nothing. Exit 0 when
-there is no disagreement, 1 when there is, 2 on a bad charter.
+``federation status CONFIG [--json] [--wait S]`` takes the coop's config (or
+the charter itself) and shows the controller's own view: the intervals it
+committed, from its store (``federation-<id>.sqlite`` beside the ledger, or
+``[self] state``), and those it offered and still waits on. It also listens
+to the broker for ``--wait`` seconds for the peers and the bridge states
+(``$SYS``), verifying every signature, publishing nothing. Exit 0 when there
+is no disagreement, 1 when there is, 2 on a bad config or charter.
 """
 
 from __future__ import annotations
@@ -50,11 +51,32 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _load(path: Path) -> Charter | None:
+    charter, _ = _load_with_state(path)
+    return charter
+
+
+def _load_with_state(path: Path) -> tuple[Charter | None, Path | None]:
+    """The charter, from a coop config's ``[federation] charter`` or directly; its store."""
+    import tomllib
+
     try:
-        return load_charter(path)
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        raw = {}
+    link = raw.get("federation", {}).get("charter") if isinstance(raw.get("federation"),
+                                                                  dict) else None
+    try:
+        if isinstance(link, str):  # a coop config: the charter it names, the ledger's dir
+            charter = load_charter(path.parent / link)
+            ledger = Path(raw.get("storage", {}).get("ledger", "var/ledger.sqlite"))
+            ledger = ledger if ledger.is_absolute() else path.parent / ledger
+            state = charter.self_.state or ledger.parent / f"federation-{charter.self_.id}.sqlite"
+            return charter, state
+        charter = load_charter(path)
+        return charter, charter.self_.state
     except CharterError as exc:
         print(exc, file=sys.stderr)
-        return None
+        return None, None
 
 
 def _keygen(args: argparse.Namespace) -> int:
@@ -94,7 +116,7 @@ def _bridge_conf(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     from controller.federation.transport import FederationNode
 
-    charter = _load(args.config)
+    charter, state = _load_with_state(args.config)
     if charter is None:
         return 2
     try:
@@ -108,11 +130,33 @@ def _status(args: argparse.Namespace) -> int:
     node.reconcile()
     report = node.status()
     node.stop()
+    report |= _controller_view(state)
     if args.json:
         print(json.dumps(report, indent=2, default=str))
     else:
         _print(report)
     return 1 if report["disagreements"] else 0
+
+
+def _controller_view(state: Path | None) -> dict:
+    """What the controller itself committed and still waits on, from its store."""
+    from controller.federation.store import NodeStore
+
+    if state is None or not state.exists():
+        return {"source": "broker (no controller store found)"}
+    store = NodeStore(state)
+    try:
+        committed = store.committed()
+        offered = sorted({i for t, i, _ in store.own() if "/offers/" in t})
+    finally:
+        store.close()
+    done = {s.interval for s in committed}
+    zeroed = [{"interval": s.interval, "coop": c, "why": w} for s in committed
+              for c, w in sorted(s.counted.items()) if len(w) < 16]
+    return {"source": f"controller store {state}",
+            "last_agreed": max(done, default=None), "committed": len(done),
+            "offered_not_agreed": [i for i in offered if i not in done],
+            "counted_zero": zeroed[-20:]}
 
 
 def _print(report: dict) -> None:
@@ -125,7 +169,12 @@ def _print(report: dict) -> None:
     print("bridges:")
     for name, state in report["bridges"].items() or [("(none seen)", "")]:
         print(f"  {name:<30} {state}")
+    print(f"view: {report['source']}")
     print(f"last agreed interval: {report['last_agreed']}")
+    if report.get("offered_not_agreed"):
+        print(f"offered, not agreed yet: {report['offered_not_agreed']}")
+    for z in report.get("counted_zero", []):
+        print(f"interval {z['interval']}: {z['coop']} counted zero ({z['why']})")
     for interval, coops in report["waiting"].items():
         print(f"waiting for offers of interval {interval}: {', '.join(coops)}")
     for d in report["disagreements"]:
