@@ -204,6 +204,8 @@ class Reconciler:
                     state.results[self.me] = Result(0, settlement.digest, settlement.counted)
             final = self._agreed_on(interval, now)
             if final is not None:
+                if state.settlement is None or final.digest != state.settlement.digest:
+                    changed.append(final)  # adopted from the quorum: say so too
                 state.settlement, state.committed = final, True
                 committed.append(final)
         return changed, committed

@@ -7,8 +7,8 @@ Topics, all QoS 1, under the publishing coop's own prefix:
 * ``federation/<coop>/results/<interval>``: its result hash and what it counted,
   retained likewise;
 * ``federation/<coop>/requests``: one batched, signed message per round: for
-  each open interval, the coops whose offer or result it lacks. Rounds back off
-  (``request_every_s`` doubling up to ``max_backoff_s``) per interval;
+  each open interval, the coops whose offer or result it lacks. Each coop asked
+  about backs off on its own (``request_every_s`` doubling up to ``max_backoff_s``);
 * ``federation/<coop>/relay/<origin>/<interval>``: another coop's offer, as signed;
 * ``federation/<coop>/proofs/<interval>``: two different offers signed by one
   coop for one interval, forwarded by every coop that sees them first.
@@ -85,7 +85,7 @@ class FederationNode:
         self._seq = int(time.time() * 1000)  # numbers keep rising across restarts
         self._own: dict[str, bytes] = {}  # topic → payload this coop retains now
         self._results: dict[int, bytes] = {}  # interval → our signed result
-        self._asked: dict[int, tuple[float, int, tuple[str, ...]]] = {}
+        self._asked: dict[str, tuple[float, int, tuple[int, ...]]] = {}  # coop → backoff
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self.connected = threading.Event()
@@ -347,23 +347,37 @@ class FederationNode:
         return coops, any(c in counted_by_peers for c in coops)
 
     def _request_missing(self, now: float) -> None:
-        items = []
+        """One signed request per round, batched: every open interval, per coop that is due.
+
+        Each coop asked about backs off on its own (``request_every_s`` doubling up
+        to ``max_backoff_s``), so a coop that vanished costs one small message every
+        ``max_backoff_s``, not one per open interval per second; a new interval
+        missing from it is asked for at once.
+        """
+        per_coop: dict[str, list[tuple[int, bool]]] = {}
         with self._lock:
             for interval in self.book.open_intervals():
                 coops, counted = self._want(interval)
-                if not coops:
-                    self._asked.pop(interval, None)
-                    continue
-                due, attempts, before = self._asked.get(interval, (-1e18, 0, ()))
-                if tuple(coops) != before:
-                    due, attempts = -1e18, 0  # something changed: ask at once
-                if now < due:
+                for coop in coops:
+                    per_coop.setdefault(coop, []).append((interval, counted))
+            items: dict[int, tuple[list[str], bool]] = {}
+            for coop, wanted in per_coop.items():
+                due, attempts, before = self._asked.get(coop, (-1e18, 0, ()))
+                intervals = tuple(i for i, _ in wanted)
+                if now < due and set(intervals) <= set(before):
                     continue
                 backoff = min(self.request_every_s * 2 ** attempts, self.max_backoff_s)
-                self._asked[interval] = (now + backoff, attempts + 1, tuple(coops))
-                items.append([interval, coops, counted or attempts + 1 >= RELAY_FROM_ATTEMPT])
+                self._asked[coop] = (now + backoff, attempts + 1, intervals)
+                for interval, counted in wanted:
+                    coops, relay = items.setdefault(interval, ([], False))
+                    coops.append(coop)
+                    items[interval] = (coops, relay or counted
+                                       or attempts + 1 >= RELAY_FROM_ATTEMPT)
+            for coop in [c for c in self._asked if c not in per_coop]:
+                del self._asked[coop]  # nothing missing from it: start afresh next time
         if items:
-            body = {"kind": "request", "coop": self.me, "want": items, "seq": self._next_seq()}
+            want = [[i, coops, relay] for i, (coops, relay) in sorted(items.items())]
+            body = {"kind": "request", "coop": self.me, "want": want, "seq": self._next_seq()}
             self.requests_out += 1
             self._publish(f"federation/{self.me}/requests", sign(body, self.key), retain=False)
 
@@ -390,8 +404,6 @@ class FederationNode:
             self.book.forget_before(cutoff)
             for interval in [i for i in self._results if i < cutoff]:
                 del self._results[interval]
-            for interval in [i for i in self._asked if i < cutoff]:
-                del self._asked[interval]
         if self.store is not None:
             self.store.forget_before(cutoff)
         for topic in old:
