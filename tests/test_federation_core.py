@@ -25,6 +25,7 @@ from controller.federation.offers import (
 from controller.federation.reconcile import Reconciler
 from tests.federation_helpers import make_charter, make_keys, signed_offer
 
+FAR_LATER = datetime(2199, 1, 1, tzinfo=UTC)
 IDS = ["coop-a", "coop-b", "coop-c", "coop-d"]
 wh = st.integers(min_value=0, max_value=MAX_OFFER_WH)
 offers_st = st.lists(st.tuples(wh, wh), min_size=1, max_size=40)
@@ -180,3 +181,28 @@ def test_forgotten_intervals_are_never_reopened() -> None:
     assert book.add_offer(Offer("coop-a", 900, 10, 0, 2)) == "late"
     book.add_result("coop-b", 900, "x")
     assert 900 not in book.intervals and book.step_all(0.0) == ([], [])
+
+
+def test_charter_changes_take_effect_from_their_interval() -> None:
+    from controller.federation.charter import Charter
+
+    keys = make_keys(IDS[:2])
+    old = make_charter(keys, "coop-a")
+    renewed = make_charter(keys, "coop-b", expires={c: FAR_LATER for c in IDS[:2]})
+    data = renewed.model_dump(by_alias=True)
+    data["federation"]["amendments"] = [{"from": 9000, "rule": "equal",
+                                         "caps": {"coop-a": 5000}}]
+    amended = Charter.model_validate(data)
+    # A renewal changes nothing for intervals both charters cover, nor does an amendment
+    # before its interval: coops that update at different times agree until then.
+    for interval in (900, 8100):
+        assert old.terms(interval).digest() == amended.terms(interval).digest()
+    assert amended.terms(9000).rule == "equal" and amended.terms(9000).caps["coop-a"] == 5000
+    assert old.terms(9000).digest() != amended.terms(9000).digest()
+    assert old.terms(900).caps["coop-a"] == 10_000  # 40 kW × 900 s
+    with pytest.raises(Exception, match="interval boundary"):
+        Charter.model_validate(data | {"federation": data["federation"] | {
+            "amendments": [{"from": 9001}]}})
+    with pytest.raises(Rejected, match="cap of 5000 Wh"):
+        verify_offer(signed_offer(keys["coop-a"], Offer("coop-a", 9000, 6000, 0, 1, 6000, 0)),
+                     amended)
