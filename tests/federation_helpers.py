@@ -57,8 +57,9 @@ def charter_toml(charter: Charter) -> str:
              f"interval_s = {charter.federation.interval_s}", "", "[self]",
              f'id = "{charter.self_.id}"', f'private_key = "{charter.self_.private_key}"',
              f'broker = "{charter.self_.broker}"']
-    if charter.self_.state is not None:
-        lines.append(f'state = "{charter.self_.state}"')
+    for name in ("state", "username", "password_file", "tls_ca"):
+        if getattr(charter.self_, name) is not None:
+            lines.append(f'{name} = "{getattr(charter.self_, name)}"')
     for m in charter.members:
         lines += ["", "[[members]]", f'id = "{m.id}"', f'public_key = "{m.public_key}"',
                   f"expires = {m.expires.isoformat()}", f"connection_kw = {m.connection_kw}"]

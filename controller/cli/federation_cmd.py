@@ -3,9 +3,15 @@
 ``federation keygen --out KEY`` writes a new Ed25519 private key (mode 0600)
 and prints the public key to list in the charter.
 
-``federation bridge-conf CONFIG [--persistence DIR]`` prints this coop's
-``mosquitto.conf``: its listener and one bridge to each peer whose id sorts
-after its own, carrying only the two coops' topic prefixes.
+``federation bridge-conf CONFIG [--listen HOST] [--persistence DIR]
+[--credentials FILE --out DIR] [--tls-cert F --tls-key F] [--tls-ca F]`` prints
+this coop's mosquitto configuration: its listener and one bridge to each peer
+whose id sorts after its own, carrying only the two coops' topic prefixes,
+persistence on. With ``--credentials`` (TOML: ``controller = "..."`` and a
+``[peers]`` table of the password each pair of coops shares) it writes into
+``--out`` (e.g. ``/etc/mosquitto/conf.d``) ``federation.conf``, an ACL
+(``federation.acl``: each coop writes only under its own prefix) and a hashed
+password file (``federation.passwd``, by ``mosquitto_passwd``).
 
 ``federation status CONFIG [--json] [--wait S]`` takes the coop's config (or
 the charter itself) and shows the controller's own view: the intervals it
@@ -21,11 +27,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
 
-from controller.federation.bridge import Peer, mosquitto_conf
+from controller.federation.bridge import Peer, Security, acl_text, mosquitto_conf
 from controller.federation.charter import Charter, CharterError, load_charter
 from controller.federation.offers import generate_key, private_pem, public_b64
 
@@ -39,7 +46,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     keygen.set_defaults(func=_keygen)
     conf = actions.add_parser("bridge-conf", help="print this coop's mosquitto.conf")
     conf.add_argument("config", type=Path, help="federation charter (TOML)")
-    conf.add_argument("--persistence", default=None, help="mosquitto persistence directory")
+    conf.add_argument("--persistence", default=None, help="mosquitto persistence directory "
+                      "(default: the broker's own, e.g. Debian's /var/lib/mosquitto)")
+    conf.add_argument("--listen", default=None,
+                      help="listener address (default: the host of [self] broker)")
+    conf.add_argument("--credentials", type=Path, default=None,
+                      help="TOML of the controller's and each pair's bridge password")
+    conf.add_argument("--out", type=Path, default=None,
+                      help="directory to write federation.conf, .acl and .passwd into")
+    conf.add_argument("--tls-cert", default=None, help="listener certificate (TLS)")
+    conf.add_argument("--tls-key", default=None, help="listener private key (TLS)")
+    conf.add_argument("--tls-ca", default=None, help="CA file to check peers' brokers (TLS)")
     conf.set_defaults(func=_bridge_conf)
     status = actions.add_parser("status", help="peers, bridges, last agreed interval, "
                                 "disagreements")
@@ -108,9 +125,59 @@ def _bridge_conf(args: argparse.Namespace) -> int:
         print("\n".join(problems), file=sys.stderr)
         return 2
     host, port = charter.self_.host_port
-    print(mosquitto_conf(charter.self_.id, port, peers, host=host,
-                         persistence_dir=args.persistence), end="")
+    security = None
+    if args.credentials is not None:
+        if args.out is None:
+            print("--credentials: needs --out DIR for the password and ACL files",
+                  file=sys.stderr)
+            return 2
+        if bool(args.tls_cert) != bool(args.tls_key):
+            print("--tls-cert and --tls-key: give both or neither", file=sys.stderr)
+            return 2
+        try:
+            security = _write_security(charter, args)
+        except (ValueError, OSError, subprocess.CalledProcessError) as exc:
+            print(f"{args.credentials}: {exc}", file=sys.stderr)
+            return 2
+    text = mosquitto_conf(charter.self_.id, port, peers, host=args.listen or host,
+                          persistence_dir=args.persistence, security=security)
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "federation.conf").write_text(text)
+        print(args.out / "federation.conf")
+    else:
+        print(text, end="")
     return 0
+
+
+def _write_security(charter: Charter, args: argparse.Namespace) -> Security:
+    """Write the ACL and the hashed password file; the :class:`Security` that names them."""
+    import tomllib
+
+    raw = tomllib.loads(args.credentials.read_text(encoding="utf-8"))
+    me = charter.self_.id
+    controller, pairs = raw.get("controller"), raw.get("peers", {})
+    peers = [m.id for m in charter.members if m.id != me]
+    if not isinstance(controller, str) or not controller:
+        raise ValueError("controller: expected this coop's controller password")
+    if not isinstance(pairs, dict):
+        raise ValueError("peers: expected a table of peer id = shared password")
+    absent = [p for p in peers if not isinstance(pairs.get(p), str) or not pairs[p]]
+    if absent:
+        raise ValueError(f"peers.{absent[0]}: expected the password shared with {absent[0]}")
+    for name, value in [("controller", controller), *pairs.items()]:
+        if any(c.isspace() for c in value) or ":" in value:
+            raise ValueError(f"{name}: a password without spaces or ':'")
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    acl, passwd = out / "federation.acl", out / "federation.passwd"
+    acl.write_text(acl_text([me, *peers]))
+    fd = os.open(passwd, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as plain:  # hashed in place below, never left in clear
+        plain.write(f"{me}:{controller}\n" + "".join(f"{p}:{pairs[p]}\n" for p in peers))
+    subprocess.run(["mosquitto_passwd", "-U", str(passwd)], check=True, capture_output=True)
+    return Security(str(passwd.resolve()), str(acl.resolve()), {p: pairs[p] for p in peers},
+                    args.tls_cert, args.tls_key, args.tls_ca)
 
 
 def _status(args: argparse.Namespace) -> int:
