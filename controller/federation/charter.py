@@ -123,7 +123,8 @@ class FederationRules(_Strict):
         description="after the interval's end, settle without coops still silent "
                     "(default 3 intervals)")
     quorum: int | None = Field(default=None, ge=1, description="identical result hashes that "
-                               "commit an interval after the deadline (default: a majority)")
+                               "commit an interval after the deadline (default and least: a "
+                               "majority of the active coops)")
     amendments: tuple[Amendment, ...] = Field(default=(), description="changes by interval")
 
 
@@ -200,8 +201,10 @@ class Charter(_Strict):
             deadline = a.deadline_s or deadline
             caps |= {c: min(v, base[c]) for c, v in a.caps.items()}
         active = self.active(interval)
+        # Never below a majority: two different hashes could otherwise both be committed.
+        majority = len(active) // 2 + 1
         return Terms(rule, active, {c: caps[c] for c in active},
-                     quorum or len(active) // 2 + 1, deadline or 3 * step)
+                     max(quorum or majority, majority), deadline or 3 * step)
 
     def member(self, coop: str) -> MemberCoop | None:
         """The member coop ``coop``, or ``None``."""

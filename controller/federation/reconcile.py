@@ -16,6 +16,13 @@ An interval goes through three states on every coop:
    equivocate, or, after the deadline, from the charter's quorum. A coop whose
    own hash differs adopts the quorum's if it can recompute it from offers it
    holds. Only now are the flows booked; a late offer never reopens it.
+
+After the deadline a coop's published result is a vote that stands until one
+more deadline has passed (only adopting the quorum's hash replaces it): with a
+majority quorum, two different hashes can then not both be committed, even
+when an offer reached some coops just before the deadline and others just
+after. A coop that equivocates after its offer was counted everywhere changes
+nothing: the proof is kept, the interval stands.
 """
 
 from __future__ import annotations
@@ -172,6 +179,9 @@ class Reconciler:
         return tuple(c for c in self.charter.active(interval) if c not in proofs)
 
     # -- settling --------------------------------------------------------------------------
+    def _deadline(self, interval: int) -> int:
+        return self.charter.terms(interval).deadline_s
+
     def past_deadline(self, interval: int, now: float) -> bool:
         """Whether the charter's deadline after the interval's end has passed."""
         return now >= interval + self.step + self.charter.terms(interval).deadline_s
@@ -196,6 +206,13 @@ class Reconciler:
             if state.committed:
                 continue
             settlement = self.provisional(interval, now)
+            if (state.settlement is not None and self.past_deadline(interval, now)
+                    and not self.past_deadline(interval, now - self._deadline(interval))):
+                # After the deadline a published result is a vote that stands (only the
+                # quorum's hash replaces it): a coop that changed its vote after helping a
+                # quorum commit could help a second, different one. One more deadline on,
+                # votes move again, so a split with no quorum cannot freeze the interval.
+                settlement = state.settlement
             if settlement is not None and (state.settlement is None
                                            or settlement.digest != state.settlement.digest):
                 state.settlement = settlement
