@@ -149,7 +149,7 @@ class Reconciler:
         return tuple(c for c in self.charter.active(interval)
                      if c not in state.offers and c not in state.proofs)
 
-    def wanted(self, interval: int) -> tuple[str, ...]:
+    def wanted(self, interval: int, results: bool = True) -> tuple[str, ...]:
         """Coops whose offer or result this coop should ask for, for an uncommitted interval.
 
         Missing offers; offers a peer counted that we lack or hold differently (one of
@@ -169,7 +169,7 @@ class Reconciler:
                 held = state.offers.get(coop)
                 if coop not in state.proofs and (held is None or offer_digest(held) != counted):
                     want.add(coop)
-        if state.settlement is not None:
+        if results and state.settlement is not None:
             want |= {c for c in self.required(interval) if c not in state.results}
         return tuple(sorted(want))
 

@@ -67,13 +67,20 @@ class FederationNode:
     def __init__(self, charter: Charter, on_settled: Callable[[Settlement], None] | None = None,
                  request_every_s: float = 1.0, tick_s: float = 0.2, passive: bool = False,
                  client_id: str | None = None, state: Path | None = None,
-                 clock: Callable[[], float] = time.time, max_backoff_s: float = 30.0) -> None:
+                 clock: Callable[[], float] = time.time, max_backoff_s: float = 30.0,
+                 grace_s: float = 2.0) -> None:
         self.charter = charter
         self.me = charter.self_.id
         self.key = load_private_key(charter.self_.private_key)
         self.book = Reconciler(charter, None if passive else self.me)
         self.on_settled = on_settled
         self.request_every_s, self.max_backoff_s = request_every_s, max_backoff_s
+        #: Nothing is asked for an interval younger than this (on this coop's clock):
+        #: offers and results normally arrive by themselves within it.
+        self.grace_s = grace_s
+        self._opened: dict[int, float] = {}  # interval → when this node first saw it
+        self._settled_at: dict[int, float] = {}  # interval → when our result last changed
+        self._answered: dict[tuple[int, str, bool], float] = {}  # (interval, coop, relay) → when
         self.tick_s = tick_s
         self.passive = passive
         self.clock = clock
@@ -299,7 +306,13 @@ class FederationNode:
                 self._answer_one(interval, coop, relay)
 
     def _answer_one(self, interval: int, coop: str, relay: bool) -> None:
+        # Every peer may ask for the same thing in the same second; one answer reaches all.
+        now = time.monotonic()
         with self._lock:
+            last = self._answered.get((interval, coop, relay), -1e18)
+            if now - last < self.request_every_s:
+                return
+            self._answered[(interval, coop, relay)] = now
             state = self.book.intervals.get(interval)
             raw = state.raw.get(coop) if state is not None else None
             proof = state.proofs.get(coop) if state is not None else None
@@ -324,6 +337,7 @@ class FederationNode:
         if self.passive:
             return committed
         for settlement in changed:
+            self._settled_at[settlement.interval] = now
             self._publish_result(settlement)
         for settlement in committed:
             if self.store is not None:
@@ -336,10 +350,15 @@ class FederationNode:
         self._forget_old()
         return committed
 
-    def _want(self, interval: int) -> tuple[list[str], bool]:
-        """Coops to ask about for ``interval``, and whether any peer may answer (relay)."""
+    def _want(self, interval: int, now: float) -> tuple[list[str], bool]:
+        """Coops to ask about for ``interval``, and whether any peer may answer (relay).
+
+        Peers' results are asked for only ``grace_s`` after ours: they are computed at
+        about the same moment, and asking at once would make every coop answer every coop.
+        """
         state = self.book.intervals[interval]
-        coops = list(self.book.wanted(interval))
+        ours = self._settled_at.get(interval)
+        coops = list(self.book.wanted(interval, ours is not None and now - ours >= self.grace_s))
         counted_by_peers = {c for r in state.results.values() for c, what in r.counted.items()
                             if what not in (ABSENT, EQUIVOCATED)}
         if self.me in coops and self.me not in counted_by_peers:
@@ -357,7 +376,9 @@ class FederationNode:
         per_coop: dict[str, list[tuple[int, bool]]] = {}
         with self._lock:
             for interval in self.book.open_intervals():
-                coops, counted = self._want(interval)
+                if now - self._opened.setdefault(interval, now) < self.grace_s:
+                    continue
+                coops, counted = self._want(interval, now)
                 for coop in coops:
                     per_coop.setdefault(coop, []).append((interval, counted))
             items: dict[int, tuple[list[str], bool]] = {}
@@ -404,6 +425,12 @@ class FederationNode:
             self.book.forget_before(cutoff)
             for interval in [i for i in self._results if i < cutoff]:
                 del self._results[interval]
+            for interval in [i for i in self._opened if i < cutoff]:
+                del self._opened[interval]
+            for interval in [i for i in self._settled_at if i < cutoff]:
+                del self._settled_at[interval]
+            for key in [k for k in self._answered if k[0] < cutoff]:
+                del self._answered[key]
         if self.store is not None:
             self.store.forget_before(cutoff)
         for topic in old:
