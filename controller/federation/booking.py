@@ -144,7 +144,8 @@ class CoopFederation:
             return
         shares = apportion(settlement.interval, settlement.digest, self.member_ids, coop_to,
                            coop_from, flows[0], flows[1], self.policy, self.key, self.tier)
-        if write_shares(conn, shares, numbers, self.step, events):
+        if write_shares(conn, shares, numbers, self.step, events,
+                        liberated=self.charter.federation.liberated):
             self.booked.append(settlement.interval)
             for coop, kind, detail in events:
                 if kind == "equivocated":

@@ -126,6 +126,8 @@ class FederationRules(_Strict):
                                "commit an interval after the deadline (default and least: a "
                                "majority of the active coops)")
     amendments: tuple[Amendment, ...] = Field(default=(), description="changes by interval")
+    liberated: bool = Field(default=True, description="energy received from another coop "
+                            "counts as liberated (it came from community generation)")
 
 
 class SelfConfig(_Strict):
