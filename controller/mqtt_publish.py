@@ -45,6 +45,7 @@ ENERGY_SENSORS: dict[str, str] = {
     "from_peers_kwh": "From neighbours",
     "to_peers_kwh": "To neighbours",
     "from_grid_kwh": "From the grid",
+    "from_federation_kwh": "From other coops",
     "served_kwh": "Energy used",
 }
 """Figure key in the state JSON -> sensor name; all kWh, ``total_increasing``."""

@@ -23,7 +23,8 @@ from controller.mqtt_publish import MqttPublisher
 REPO = Path(__file__).resolve().parents[1]
 PREFIX = "cw-test"
 MEMBERS = [("h01", "Household 1"), ("h02", "Household 2")]
-ENERGY = {"liberated_kwh", "from_peers_kwh", "to_peers_kwh", "from_grid_kwh", "served_kwh"}
+ENERGY = {"liberated_kwh", "from_peers_kwh", "to_peers_kwh", "from_grid_kwh", "served_kwh",
+          "from_federation_kwh"}
 POWER = {"pv_w", "load_w", "grid_w", "battery_w"}
 PERCENT = {"soc_pct", "self_sufficiency_pct"}
 HA_ID = re.compile(r"^[A-Za-z0-9_-]+$")  # HA's rule for node_id and object_id
@@ -109,7 +110,7 @@ def test_discovery_configs_follow_home_assistant_schema(mosquitto: int) -> None:
     status = [m for m in msgs if m.topic == f"{PREFIX}/status"]
     assert [(m.payload, m.retain) for m in status] == [(b"online", True)]
     configs = {m.topic: m for m in msgs if m.topic.endswith("/config")}
-    assert len(configs) == expected == 2 * (5 + 1 + 5) + 6  # members: energy, %, live; coop
+    assert len(configs) == expected == 2 * (6 + 1 + 5) + 7  # members: energy, %, live; coop
     unique_ids = set()
     per_node: dict[str, set[str]] = {}
     for topic, msg in configs.items():
