@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-import time
 from pathlib import Path
 
 import numpy as np
@@ -82,14 +81,16 @@ class CoopFederation:
         self.node.publish_offer(interval.start_ts, surplus, deficit, *metered_totals(interval))
 
     def resume(self, now: float | None = None) -> list[int]:
-        """Offer again the recent ledger intervals the federation has not booked.
+        """Offer again the ledger's intervals still within the deadline and not booked.
 
         After a power cut the node's store gives back the very offer it sent
         (:meth:`FederationNode.publish_offer` never signs a second one); an
         interval the controller committed but never offered is offered now.
         """
-        now = time.time() if now is None else now
-        since = int(now) - self.charter.federation.retain_intervals * self.step
+        now = self.node.clock() if now is None else now
+        # Only intervals the others still wait for: past the deadline this coop counts as
+        # absent anyway, and offering it then would only open old intervals everywhere.
+        since = int(now) - self.step - self.charter.terms(int(now)).deadline_s
         try:
             conn = sqlite3.connect(f"file:{self.writer.path}?mode=ro", uri=True)
         except sqlite3.Error:

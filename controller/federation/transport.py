@@ -131,7 +131,9 @@ class FederationNode:
         """Hand every stored commit to ``on_settled`` again (booking is idempotent)."""
         if self.store is None or self.on_settled is None:
             return []
-        committed = self.store.committed()
+        # The recent ones: older commits were booked long ago (the ledger says so anyway).
+        span = self.charter.federation.retain_intervals * self.charter.federation.interval_s
+        committed = self.store.committed(since=int(self.clock()) - span)
         for settlement in committed:
             self.on_settled(settlement)
         return committed
