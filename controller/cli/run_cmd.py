@@ -26,6 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                       help="where the demo writes its config and ledger (default var/demo)")
     demo.add_argument("--fresh", action="store_true",
                       help="start a new ledger instead of continuing the one in --data-dir")
+    demo.add_argument("--federation", type=int, default=None, metavar="N",
+                      help="N simulated coops, each with its own mosquitto, bridged into a "
+                           "federation (API on --port, --port+1, ...)")
     demo.set_defaults(func=demo_command)
 
     run = sub.add_parser("run", help="run the controller on a configuration file")
@@ -40,6 +43,15 @@ def demo_command(args: argparse.Namespace) -> int:
 
     options = DemoOptions(args.speed, args.port, args.households, args.start, args.mqtt,
                           args.data_dir, args.fresh)
+    if args.federation is not None:
+        from controller.demo_federation import DemoError, run_federation_demo
+
+        try:
+            asyncio.run(run_federation_demo(options, args.federation))
+        except DemoError as exc:
+            print(f"demo: {exc}", file=sys.stderr)
+            return 2
+        return 0
     try:
         asyncio.run(run_demo(options))
     except (LedgerLockedError, LedgerSchemaError) as exc:

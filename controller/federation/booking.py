@@ -17,6 +17,8 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +55,8 @@ class CoopFederation:
 
     def __init__(self, charter: Charter, writer: LedgerWriter, member_ids: tuple[str, ...],
                  step: int, policy: str, key: NDArray[np.float64], tier: NDArray[np.int64],
-                 node: FederationNode | None = None) -> None:
+                 node: FederationNode | None = None,
+                 clock: Callable[[], float] | None = None) -> None:
         if charter.federation.interval_s != step:
             raise ValueError(f"federation.interval_s = {charter.federation.interval_s}: the "
                              f"ledger settles every {step} s; both must be the same")
@@ -61,7 +64,8 @@ class CoopFederation:
         self.policy, self.key, self.tier = policy, key, tier
         state = charter.self_.state or Path(writer.path).parent / (
             f"federation-{charter.self_.id}.sqlite")
-        self.node = node or FederationNode(charter, state=state)
+        # The controller's clock: deadlines run on the time its intervals are booked by.
+        self.node = node or FederationNode(charter, state=state, clock=clock or time.time)
         self.node.on_settled = self.settled
         self.booked: list[int] = []
 
