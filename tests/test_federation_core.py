@@ -206,3 +206,25 @@ def test_charter_changes_take_effect_from_their_interval() -> None:
     with pytest.raises(Rejected, match="cap of 5000 Wh"):
         verify_offer(signed_offer(keys["coop-a"], Offer("coop-a", 9000, 6000, 0, 1, 6000, 0)),
                      amended)
+
+
+def test_coop_that_learns_of_a_proof_late_follows_the_committed_quorum() -> None:
+    """a and b committed with c's first offer; d then sees c's second and holds the proof."""
+    keys = make_keys(IDS)
+    d = Reconciler(make_charter(keys, "coop-d"), "coop-d")
+    first = Offer("coop-c", 900, 0, 500, 1, 0, 500)
+    second = Offer("coop-c", 900, 0, 900, 2, 0, 900)
+    others = [Offer("coop-a", 900, 800, 0, 1), Offer("coop-b", 900, 0, 100, 1),
+              Offer("coop-d", 900, 0, 200, 1)]
+    committed = settle(900, [*others, first], "prorata",
+                       make_charter(keys, "coop-a").terms(900).digest())
+    for offer in [*others, first]:
+        d.add_offer(offer, f"{offer.coop}-{offer.seq}".encode())
+    assert d.add_offer(second, b"coop-c-2") == "conflict"  # too late for a and b
+    for coop in ("coop-a", "coop-b", "coop-c"):
+        d.add_result(coop, 900, committed.digest, committed.counted, 1)
+    (ours,), none = d.step_all(0.0)
+    assert ours.counted["coop-c"] == "equivocated" and none == []  # it disagrees at first
+    # After the deadline the others (a majority of those that did not equivocate) win.
+    changed, (final,) = d.step_all(1e12)
+    assert final.digest == committed.digest and changed == [final]

@@ -21,8 +21,9 @@ After the deadline a coop's published result is a vote that stands until one
 more deadline has passed (only adopting the quorum's hash replaces it): with a
 majority quorum, two different hashes can then not both be committed, even
 when an offer reached some coops just before the deadline and others just
-after. A coop that equivocates after its offer was counted everywhere changes
-nothing: the proof is kept, the interval stands.
+after. Proven equivocators do not vote, and a coop that learns of a proof
+only after the others committed adopts their result (it holds both offers):
+an interval committed never changes.
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ class IntervalState:
     offers: dict[str, Offer] = field(default_factory=dict)
     raw: dict[str, bytes] = field(default_factory=dict)  # coop → the signed offer as received
     proofs: dict[str, tuple[bytes, bytes]] = field(default_factory=dict)  # equivocator → proof
+    #: Every other valid offer seen from an equivocator: a quorum may have counted one.
+    others: dict[str, list[Offer]] = field(default_factory=dict)
     results: dict[str, Result] = field(default_factory=dict)
     settlement: Settlement | None = None  # provisional until ``committed``
     committed: bool = False
@@ -109,6 +112,9 @@ class Reconciler:
             return "duplicate"
         self._disagree(Disagreement(offer.interval, offer.coop, "offer", str(held.content()),
                                     str(offer.content())))
+        known = state.others.setdefault(offer.coop, [])
+        if all(o.content() != offer.content() for o in known):
+            known.append(offer)
         if offer.coop in state.proofs or not payload or not state.raw.get(offer.coop):
             return "duplicate"
         state.proofs[offer.coop] = (state.raw[offer.coop], payload)
@@ -116,11 +122,16 @@ class Reconciler:
                   offer.interval, offer.coop)
         return "conflict"
 
-    def add_proof(self, accused: str, interval: int, payloads: list[bytes]) -> bool:
-        """Keep a verified proof of equivocation; ``True`` if it is news."""
+    def add_proof(self, accused: str, interval: int, payloads: list[bytes],
+                  offers: list[Offer] | None = None) -> bool:
+        """Keep a verified proof of equivocation (and its two offers); ``True`` if it is news."""
         if self._closed(interval):
             return False
         state = self._state(interval)
+        known = state.others.setdefault(accused, [])
+        for offer in offers or []:
+            if all(o.content() != offer.content() for o in known):
+                known.append(offer)
         if accused in state.proofs:
             return False
         state.proofs[accused] = (payloads[0], payloads[1])
@@ -236,7 +247,10 @@ class Reconciler:
             return ours
         if not self.past_deadline(interval, now):
             return None
-        quorum = self.charter.terms(interval).quorum
+        # Proven equivocators do not vote: a majority of the others is always enough, or
+        # an honest coop that learnt of a proof after the rest committed could never follow.
+        terms = self.charter.terms(interval)
+        quorum = max(terms.quorum - (len(terms.active) - len(required)), len(required) // 2 + 1)
         tally: dict[str, list[str]] = {}
         for coop, digest in digests.items():
             tally.setdefault(digest, []).append(coop)
@@ -263,8 +277,10 @@ class Reconciler:
             if what in (ABSENT, EQUIVOCATED):
                 zero[coop] = what
                 continue
-            held = state.offers.get(coop)
-            if held is None or offer_digest(held) != what:
+            candidates = [state.offers.get(coop), *state.others.get(coop, [])]
+            held = next((o for o in candidates if o is not None and offer_digest(o) == what),
+                        None)
+            if held is None:
                 return None
             offers.append(held)
         return settle(interval, offers, terms.rule, terms.digest(), zero)

@@ -288,8 +288,9 @@ class FederationNode:
 
     def _receive_proof(self, body: dict[str, object]) -> None:
         accused, interval, payloads = verify_proof(body, self.charter)
+        offers = [parse_offer(open_envelope(p, self.charter), self.charter) for p in payloads]
         with self._lock:
-            news = self.book.add_proof(accused, interval, payloads)
+            news = self.book.add_proof(accused, interval, payloads, offers)
         if news:
             log.error("federation: interval %d: proof that %s equivocated, from %s", interval,
                       accused, body["coop"])
