@@ -21,7 +21,6 @@ agreement itself is lives in :mod:`.reconcile`; what survives a restart in
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -31,7 +30,8 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from controller.federation.allocation import ABSENT, EQUIVOCATED, Settlement
+from controller.federation.allocation import Settlement
+from controller.federation.asking import RELAY_FROM_ATTEMPT, Asking
 from controller.federation.charter import Charter
 from controller.federation.offers import (
     Offer,
@@ -47,14 +47,13 @@ from controller.federation.store import NodeStore
 
 log = logging.getLogger(__name__)
 SYS_BRIDGES = "$SYS/broker/connection/+/state"
-#: A request repeated this many times is answered by any peer holding the offer.
-RELAY_FROM_ATTEMPT = 2
+__all__ = ["RELAY_FROM_ATTEMPT", "SUBSCRIPTIONS", "FederationNode"]
 SUBSCRIPTIONS = [("federation/+/offers/+", 1), ("federation/+/results/+", 1),
                  ("federation/+/requests", 1), ("federation/+/relay/+/+", 1),
                  ("federation/+/proofs/+", 1), (SYS_BRIDGES, 0)]
 
 
-class FederationNode:
+class FederationNode(Asking):
     """Publishes this coop's offers and results; commits intervals once the coops agree.
 
     ``on_settled(settlement)`` is called once per *committed* interval, from the
@@ -120,7 +119,11 @@ class FederationNode:
             self.book.commit_known(settlement)
         for topic, interval, payload in self.store.own():
             if "/offers/" in topic:
-                offer = parse_offer(open_envelope(payload, self.charter), self.charter)
+                try:
+                    offer = parse_offer(open_envelope(payload, self.charter), self.charter)
+                except Rejected as exc:  # the charter changed since (a key, a cap)
+                    log.error("federation: stored offer %s no longer valid: %s", topic, exc)
+                    continue
                 self.book.add_offer(offer, payload)
             else:
                 self._results[interval] = payload
@@ -296,40 +299,6 @@ class FederationNode:
                       accused, body["coop"])
             self._publish_proof(accused, interval, (payloads[0], payloads[1]))
 
-    def _answer(self, body: dict[str, object]) -> None:
-        want = body.get("want")
-        if not isinstance(want, list):
-            raise Rejected("request: expected want, a list of [interval, [coop ids], relay]")
-        for item in want:
-            if (not isinstance(item, list) or len(item) != 3 or not isinstance(item[0], int)
-                    or not isinstance(item[1], list)):
-                raise Rejected("request: each want is [interval, [coop ids], relay]")
-            interval, coops, relay = item[0], [str(c) for c in item[1]], bool(item[2])
-            for coop in coops:
-                self._answer_one(interval, coop, relay)
-
-    def _answer_one(self, interval: int, coop: str, relay: bool) -> None:
-        # Every peer may ask for the same thing in the same second; one answer reaches all.
-        now = time.monotonic()
-        with self._lock:
-            last = self._answered.get((interval, coop, relay), -1e18)
-            if now - last < self.request_every_s:
-                return
-            self._answered[(interval, coop, relay)] = now
-            state = self.book.intervals.get(interval)
-            raw = state.raw.get(coop) if state is not None else None
-            proof = state.proofs.get(coop) if state is not None else None
-            result = self._results.get(interval) if coop == self.me else None
-        if proof is not None:
-            self._publish_proof(coop, interval, proof)
-        elif coop == self.me:  # sent again, not retained: the retained copy may be cleared
-            if raw:
-                self._publish(f"federation/{self.me}/offers/{interval}", raw, retain=False)
-            if result is not None:
-                self._publish(f"federation/{self.me}/results/{interval}", result, retain=False)
-        elif relay and raw:
-            self._publish(f"federation/{self.me}/relay/{coop}/{interval}", raw, retain=False)
-
     # -- reconciling -----------------------------------------------------------------------
     def reconcile(self, now: float | None = None) -> list[Settlement]:
         """Publish changed results, commit what is agreed, ask (batched) for what is missing."""
@@ -352,58 +321,6 @@ class FederationNode:
         self._clear_agreed()
         self._forget_old()
         return committed
-
-    def _want(self, interval: int, now: float) -> tuple[list[str], bool]:
-        """Coops to ask about for ``interval``, and whether any peer may answer (relay).
-
-        Peers' results are asked for only ``grace_s`` after ours: they are computed at
-        about the same moment, and asking at once would make every coop answer every coop.
-        """
-        state = self.book.intervals[interval]
-        ours = self._settled_at.get(interval)
-        coops = list(self.book.wanted(interval, ours is not None and now - ours >= self.grace_s))
-        counted_by_peers = {c for r in state.results.values() for c, what in r.counted.items()
-                            if what not in (ABSENT, EQUIVOCATED)}
-        if self.me in coops and self.me not in counted_by_peers:
-            coops.remove(self.me)  # our own offer comes from our controller, unless lost
-        return coops, any(c in counted_by_peers for c in coops)
-
-    def _request_missing(self, now: float) -> None:
-        """One signed request per round, batched: every open interval, per coop that is due.
-
-        Each coop asked about backs off on its own (``request_every_s`` doubling up
-        to ``max_backoff_s``), so a coop that vanished costs one small message every
-        ``max_backoff_s``, not one per open interval per second; a new interval
-        missing from it is asked for at once.
-        """
-        per_coop: dict[str, list[tuple[int, bool]]] = {}
-        with self._lock:
-            for interval in self.book.open_intervals():
-                if now - self._opened.setdefault(interval, now) < self.grace_s:
-                    continue
-                coops, counted = self._want(interval, now)
-                for coop in coops:
-                    per_coop.setdefault(coop, []).append((interval, counted))
-            items: dict[int, tuple[list[str], bool]] = {}
-            for coop, wanted in per_coop.items():
-                due, attempts, before = self._asked.get(coop, (-1e18, 0, ()))
-                intervals = tuple(i for i, _ in wanted)
-                if now < due and set(intervals) <= set(before):
-                    continue
-                backoff = min(self.request_every_s * 2 ** attempts, self.max_backoff_s)
-                self._asked[coop] = (now + backoff, attempts + 1, intervals)
-                for interval, counted in wanted:
-                    coops, relay = items.setdefault(interval, ([], False))
-                    coops.append(coop)
-                    items[interval] = (coops, relay or counted
-                                       or attempts + 1 >= RELAY_FROM_ATTEMPT)
-            for coop in [c for c in self._asked if c not in per_coop]:
-                del self._asked[coop]  # nothing missing from it: start afresh next time
-        if items:
-            want = [[i, coops, relay] for i, (coops, relay) in sorted(items.items())]
-            body = {"kind": "request", "coop": self.me, "want": want, "seq": self._next_seq()}
-            self.requests_out += 1
-            self._publish(f"federation/{self.me}/requests", sign(body, self.key), retain=False)
 
     def _clear_agreed(self) -> None:
         """Clear our retained messages of intervals every coop agreed on."""
@@ -473,8 +390,3 @@ class FederationNode:
                 "requests_out": self.requests_out, "bytes_in": self.bytes_in,
                 "bytes_out": self.bytes_out,
             }
-
-
-def proof_json(proof: tuple[bytes, bytes]) -> str:
-    """A proof of equivocation as JSON text, for the audit log."""
-    return json.dumps([p.decode() for p in proof])
