@@ -95,6 +95,11 @@ class Energy(BaseModel):
                                           "gaps; never liberated")
     unallocated_export_kwh: float
     unallocated_pv_kwh: float
+    from_federation_kwh: float = Field(0.0, description="part of from_grid that came from "
+                                       "another coop of the federation (liberated where the "
+                                       "charter says)")
+    to_federation_kwh: float = Field(0.0, description="part of to_grid that went to another "
+                                     "coop of the federation")
     provisional: bool = Field(False, description="includes the open settlement interval, "
                               "which is not committed yet")
     committed_until: float | None = Field(None, description="end of the last committed "

@@ -19,7 +19,7 @@ def member_figures(t: dict[str, int]) -> dict[str, float | int | None]:
     """Every published figure of one member (or of the coop) from ledger sums."""
     served = (t["own_pv_used"] + t["from_battery"] + t["from_peers"] + t["from_coop_battery"]
               + t["from_grid"])
-    liberated = sum(t[f] for f in LIBERATED_FIELDS)
+    liberated = sum(t[f] for f in LIBERATED_FIELDS) + (t.get("from_federation_liberated") or 0)
     pv = (t["own_pv_used"] + t["to_battery"] + t["to_peers"] + t["to_coop_battery"]
           + t["to_grid"] + t["curtailed"])
     return {
@@ -48,6 +48,8 @@ def member_figures(t: dict[str, int]) -> dict[str, float | int | None]:
         if served + t["shed"] else None,
         "intervals": t["intervals"],
         **gap_figures(t),
+        "from_federation_kwh": kwh(t.get("from_federation") or 0),
+        "to_federation_kwh": kwh(t.get("to_federation") or 0),
     }
 
 
@@ -72,7 +74,7 @@ def _figure_columns(sums: np.ndarray, col: dict[str, int], intervals: int
 
     served = (c("own_pv_used") + c("from_battery") + c("from_peers") + c("from_coop_battery")
               + c("from_grid"))
-    liberated = sum((c(f) for f in LIBERATED_FIELDS), np.zeros(len(sums), dtype=np.int64))
+    liberated = sum((c(f) for f in LIBERATED_FIELDS), c("from_federation_liberated"))
     pv = (c("own_pv_used") + c("to_battery") + c("to_peers") + c("to_coop_battery")
           + c("to_grid") + c("curtailed"))
     load = served + c("shed")
@@ -90,7 +92,8 @@ def _figure_columns(sums: np.ndarray, col: dict[str, int], intervals: int
     out["intervals"] = [intervals] * len(sums)
     out["gap_hours"] = [round(g / 3600.0, 3) for g in c("gap_s").tolist()]
     out["unknown_hours"] = [round(g / 3600.0, 3) for g in c("unknown_s").tolist()]
-    for f in ("unallocated_import", "unallocated_export", "unallocated_pv"):
+    for f in ("unallocated_import", "unallocated_export", "unallocated_pv", "from_federation",
+              "to_federation"):
         out[f + "_kwh"] = (c(f) / 1000.0).tolist()
     return out
 
@@ -107,7 +110,7 @@ _ORDER = ("liberated_kwh", "served_kwh", "load_kwh", "own_pv_used_kwh", "from_ba
           "to_grid_kwh", "curtailed_kwh", "battery_from_coop_kwh", "battery_to_coop_kwh",
           "grid_to_battery_kwh", "losses_kwh", "self_sufficiency", "intervals", "gap_hours",
           "unknown_hours", "unallocated_import_kwh", "unallocated_export_kwh",
-          "unallocated_pv_kwh")
+          "unallocated_pv_kwh", "from_federation_kwh", "to_federation_kwh")
 
 
 def running_figures(by_member: Mapping[str, Mapping[str, int | None]],

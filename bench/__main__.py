@@ -3,7 +3,8 @@
 ``ledger`` runs only when named: at its default size it builds a ~2 GB ledger
 (a year of 1,000 members) under /tmp, which takes several minutes. ``island``
 too: it plans a day for 100 and 1,000 members, three times each (about a minute).
-``federation``: one settlement interval of 100 coops × 1,000 households (seconds).
+``federation``: one settlement interval of 100 coops × 1,000 households (seconds), then
+10 coops on 10 real bridged mosquittos (about a minute; 3 coops with --quick).
 ``soak`` too: one controller against 1,000 simulated devices for ``--minutes`` (10).
 ``mqtt``: what the MQTT reader's limits cost per message, against the bare parser.
 ``api`` too: it builds a week of 10,000 members and a year of 1,000 (about 6 minutes)
@@ -70,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
         from bench.federation_bench import run as run_federation
 
         report["federation"] = run_federation(args.quick)
+        from bench.federation_brokers_bench import run as run_brokers
+
+        report["federation_brokers"] = (run_brokers(3, 2, 1) if args.quick else run_brokers())
     if "soak" in which:
         from bench.soak_bench import run as run_soak
 

@@ -60,19 +60,21 @@ def run(quick: bool = False) -> dict[str, object]:
     charter = Charter.model_validate({
         "federation": {"name": "bench", "rule": "prorata", "interval_s": STEP},
         "self": {"id": ids[0], "private_key": "unused.key"},
-        "members": [{"id": c, "public_key": public_b64(k), "expires": FAR}
-                    for c, k in keys.items()],
+        # 10 MW connections: 1,000 households' offers stay under the charter's cap.
+        "members": [{"id": c, "public_key": public_b64(k), "expires": FAR,
+                     "connection_kw": 10_000} for c, k in keys.items()],
     })
     to_grid = rng.integers(0, 3000, size=(coops, households)) * (rng.random((coops, households))
                                                                   < 0.4)
     from_grid = rng.integers(0, 3000, size=(coops, households)) * (to_grid == 0)
-    offers = [Offer(c, BASE, int(to_grid[k].sum()), int(from_grid[k].sum()), seq=k)
-              for k, c in enumerate(ids)]
+    offers = [Offer(c, BASE, int(to_grid[k].sum()), int(from_grid[k].sum()), k,
+                    int(to_grid[k].sum()), int(from_grid[k].sum())) for k, c in enumerate(ids)]
     offer_msgs = [sign(o.body(), keys[o.coop]) for o in offers]
-    settlement = settle(BASE, offers, "prorata", charter.digest())
+    terms = charter.terms(BASE).digest()
+    settlement = settle(BASE, offers, "prorata", terms)
     result_msgs = [sign({"kind": "result", "coop": c, "interval": BASE,
-                         "digest": settlement.digest, "seq": 1}, keys[c])
-                   for c in ids]
+                         "digest": settlement.digest, "counted": settlement.counted,
+                         "seq": 1}, keys[c]) for c in ids]
     members = tuple(f"m{j}" for j in range(households))
     key_w, tier = np.ones(households), np.zeros(households, dtype=np.int64)
 
@@ -92,7 +94,7 @@ def run(quick: bool = False) -> dict[str, object]:
                                      sign({"digest": settlement.digest}, keys[ids[0]])),
                             repeats) * 1e3,
         "verify_ms": median_s(verify_all, repeats) * 1e3,
-        "settle_ms": median_s(lambda: settle(BASE, offers, "prorata", charter.digest()),
+        "settle_ms": median_s(lambda: settle(BASE, offers, "prorata", terms),
                               repeats) * 1e3,
         "apportion_ms": median_s(lambda: apportion_coop(0), repeats) * 1e3,
     }
@@ -105,8 +107,8 @@ def run(quick: bool = False) -> dict[str, object]:
                    for c, m in zip(ids[1:], offer_msgs[1:], strict=True))
     received += sum(publish_bytes(f"federation/{c}/results/{BASE}", m)
                     for c, m in zip(ids[1:], result_msgs[1:], strict=True))
-    request = sign({"kind": "request", "coop": ids[0], "interval": BASE, "want": [ids[1]],
-                    "attempt": 1, "seq": 2}, keys[ids[0]])
+    request = sign({"kind": "request", "coop": ids[0], "want": [[BASE, [ids[1]], False]],
+                    "seq": 2}, keys[ids[0]])
     return {
         "coops": coops, "households_per_coop": households, "members": coops * households,
         "rule": "prorata", "policy": "prorata",

@@ -186,7 +186,8 @@ class Controller:
         assert self.config.federation is not None
         fed = CoopFederation(load_charter(self.config.federation.charter), self.writer,
                              self.member_ids, self.config.ledger.settlement_s,
-                             self.config.policy.sharing, self._key, self._tier)
+                             self.config.policy.sharing, self._key, self._tier,
+                             clock=self.clock)
         fed.start()
         return fed
 

@@ -57,9 +57,11 @@ ENERGY_SENSORS: dict[str, str] = {
     "to_peers_kwh": "To neighbours",
     "from_grid_kwh": "From the grid",
     "to_grid_kwh": "To the grid",
+    "from_federation_kwh": "From other coops",
     "served_kwh": "Energy used",
 }
 """Figure key in the state JSON -> sensor name; all kWh, ``total_increasing``."""
+FEDERATION_SENSOR = "from_federation_kwh"
 
 LIVE_SENSORS: dict[str, tuple[str, str, str]] = {
     "pv_w": ("PV power", "power", "W"),
@@ -98,7 +100,7 @@ class MqttPublisher:
         self, host: str, port: int, prefix: str, members: list[tuple[str, str]],
         discovery_prefix: str = "homeassistant", username: str | None = None,
         password: str | None = None, access: MqttAccess = ANONYMOUS,
-        kinds: dict[str, set[str]] | None = None,
+        kinds: dict[str, set[str]] | None = None, federated: bool = False,
     ) -> None:
         if any(member_id == COOP_ID for member_id, _ in members):
             raise ValueError(f"member id {COOP_ID!r} is reserved for the coop's HA device")
@@ -107,6 +109,8 @@ class MqttPublisher:
         self.discovery_prefix = discovery_prefix.rstrip("/")
         self.members = list(members)
         self.kinds = kinds or {}
+        #: Only a coop in a federation gets "From other coops": elsewhere it would stay 0.
+        self.federated = federated
         self.status_topic = f"{self.prefix}/status"
         self.sw_version = _sw_version()
         self._lock = threading.Lock()
@@ -171,6 +175,7 @@ class MqttPublisher:
                 (fig, label, state, {"device_class": "energy", "state_class": "total_increasing",
                                      "unit_of_measurement": "kWh"})
                 for fig, label in ENERGY_SENSORS.items()
+                if fig != FEDERATION_SENSOR or self.federated
             ]
             sensors.append((SELF_SUFFICIENCY, "Self-sufficiency", state,
                             {"state_class": "measurement", "unit_of_measurement": "%"}))

@@ -74,6 +74,7 @@ class Runtime:
                 config.mqtt.host, config.mqtt.port, config.mqtt.topic_prefix,
                 self._shown_names(), access=config.mqtt.access(),
                 kinds={m.id: {d.kind for d in m.devices} for m in config.members},
+                federated=config.federation is not None,
             )
 
     # -- the API's live view ---------------------------------------------------------

@@ -27,7 +27,7 @@ class CoopBroker:
     def configure(self, peers: list[Peer], persistent: bool = False) -> None:
         """Write this broker's mosquitto.conf with bridges to ``peers``."""
         self.conf.write_text(mosquitto_conf(
-            self.coop, self.port, peers, restart_s=1,
+            self.coop, self.port, peers, restart_s=1, persistence=persistent,
             persistence_dir=str(self.dir) if persistent else None))
 
     def start(self) -> None:

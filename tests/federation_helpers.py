@@ -20,17 +20,27 @@ def make_keys(ids: list[str]) -> dict[str, Ed25519PrivateKey]:
 
 def make_charter(keys: dict[str, Ed25519PrivateKey], me: str, rule: str = "prorata",
                  expires: dict[str, datetime] | None = None, key_dir: Path | None = None,
-                 broker: str = "127.0.0.1:1883", interval_s: int = 900) -> Charter:
-    """The charter as coop ``me`` holds it (its own key written to ``key_dir`` if given)."""
+                 broker: str = "127.0.0.1:1883", interval_s: int = 900,
+                 connection_kw: dict[str, float] | None = None, deadline_s: int | None = None,
+                 quorum: int | None = None, state: Path | None = None) -> Charter:
+    """The charter as coop ``me`` holds it (its own key written to ``key_dir`` if given).
+
+    Each coop's connection is 40 kW unless ``connection_kw`` says otherwise (at 900 s
+    intervals: a cap of 10,000 Wh per interval).
+    """
+    connection_kw = connection_kw or {}
     expires = expires or {}
     key_path = Path("unused.key")
     if key_dir is not None:
         key_path = key_dir / f"{me}.key"
         key_path.write_bytes(private_pem(keys[me]))
     return Charter.model_validate({
-        "federation": {"name": "valley", "rule": rule, "interval_s": interval_s},
-        "self": {"id": me, "private_key": str(key_path), "broker": broker},
-        "members": [{"id": c, "public_key": public_b64(k), "expires": expires.get(c, FAR)}
+        "federation": {"name": "valley", "rule": rule, "interval_s": interval_s,
+                       "deadline_s": deadline_s, "quorum": quorum},
+        "self": {"id": me, "private_key": str(key_path), "broker": broker,
+                 "state": str(state) if state else None},
+        "members": [{"id": c, "public_key": public_b64(k), "expires": expires.get(c, FAR),
+                     "connection_kw": connection_kw.get(c, 40.0)}
                     for c, k in keys.items()],
     })
 
@@ -47,9 +57,12 @@ def charter_toml(charter: Charter) -> str:
              f"interval_s = {charter.federation.interval_s}", "", "[self]",
              f'id = "{charter.self_.id}"', f'private_key = "{charter.self_.private_key}"',
              f'broker = "{charter.self_.broker}"']
+    for name in ("state", "username", "password_file", "tls_ca"):
+        if getattr(charter.self_, name) is not None:
+            lines.append(f'{name} = "{getattr(charter.self_, name)}"')
     for m in charter.members:
         lines += ["", "[[members]]", f'id = "{m.id}"', f'public_key = "{m.public_key}"',
-                  f"expires = {m.expires.isoformat()}"]
+                  f"expires = {m.expires.isoformat()}", f"connection_kw = {m.connection_kw}"]
         if m.broker:
             lines.append(f'broker = "{m.broker}"')
     return "\n".join(lines) + "\n"

@@ -73,9 +73,9 @@ def test_agent_outage_every_reading_booked_exactly_once(tmp_path: Path) -> None:
     arrivals: list[int] = []
     book = inbox.book
 
-    def recording_book(member: str, seq: int, ts: float, payload: str) -> bool:
+    def recording_book(member: str, seq: int, ts: float, payload: str, epoch: int = 0) -> bool:
         arrivals.append(seq)
-        return book(member, seq, ts, payload)
+        return book(member, seq, ts, payload, epoch)
 
     inbox.book = recording_book  # type: ignore[method-assign]
     meter, battery = meter_image(SPEC), battery_image(SPEC)
@@ -100,7 +100,8 @@ def test_agent_outage_every_reading_booked_exactly_once(tmp_path: Path) -> None:
         try:
             await wait_for(lambda: len(inbox.seqs("m1")) >= 5, 15, "readings before the outage")
             last = json.loads(inbox._conn.execute(
-                "SELECT payload FROM agent_readings ORDER BY seq DESC LIMIT 1").fetchone()[0])
+                "SELECT payload FROM agent_readings_by_epoch ORDER BY seq DESC LIMIT 1"
+            ).fetchone()[0])
             assert last["meter_w"] == 420 and last["import_wh"] == 1000, last
             assert last["soc_pct"] == pytest.approx(55), last
 

@@ -71,8 +71,10 @@ def federation(tmp_path: Path) -> Iterator[tuple[dict[str, CoopBroker], dict[str
     coops = {}
     for c in COOPS:
         charter = make_charter(keys, c, rule="prorata", key_dir=tmp_path,
-                               broker=f"127.0.0.1:{brokers[c].port}")
-        coops[c] = Coop(FederationNode(charter, request_every_s=0.5, tick_s=0.1),
+                               broker=f"127.0.0.1:{brokers[c].port}",
+                               state=tmp_path / f"{c}-state.sqlite")
+        coops[c] = Coop(FederationNode(charter, request_every_s=0.5, tick_s=0.1,
+                                       state=charter.self_.state),
                         tmp_path / f"{c}.sqlite")
         coops[c].node.start()
     try:
@@ -99,7 +101,9 @@ def publish_round(coops: dict[str, Coop], interval: int, rnd: random.Random) -> 
 
 
 def all_agree(coops: dict[str, Coop], intervals: list[int]) -> bool:
-    return all(c.node.book.agreed(i) for c in coops.values() for i in intervals)
+    """Every coop committed every interval and handed it to its ledger."""
+    return all(c.node.book.agreed(i) and i in {s.interval for s in c.booked}
+               for c in coops.values() for i in intervals)
 
 
 def test_bridge_cut_and_restored_every_coop_agrees(federation) -> None:
@@ -179,7 +183,7 @@ def test_forged_offer_over_the_wire_is_rejected(federation) -> None:
     unsigned = json.dumps({"body": Offer("coop-b", interval, 5, 0, 2).body()}).encode()
     forger.publish(f"federation/coop-b/offers/{interval}", unsigned, qos=1).wait_for_publish(5)
     # and a genuine offer of coop-a replayed under coop-b's prefix
-    genuine = signed_offer(keys["coop-a"], Offer("coop-a", interval, 7, 0, 3))
+    genuine = signed_offer(keys["coop-a"], Offer("coop-a", interval, 7, 0, 3, 7, 0))
     forger.publish(f"federation/coop-b/offers/{interval}", genuine, qos=1).wait_for_publish(5)
     for name in COOPS:
         wait_until(lambda n=name: len(coops[n].node.book.rejected) >= 3, 10,

@@ -36,7 +36,7 @@ def test_controller_offers_committed_intervals_and_books_its_share(tmp_path: Pat
                 report = await harness.step()
                 committed += report.committed
             interval = committed[0]
-            peer.publish_offer(interval.start_ts, 0, 10_000_000)
+            peer.publish_offer(interval.start_ts, 0, 10_000)  # its cap: 40 kW × 900 s
             deadline = time.monotonic() + 15
             while interval.start_ts not in fed.booked and time.monotonic() < deadline:
                 await asyncio.sleep(0.1)

@@ -98,7 +98,11 @@ def test_booked_once_and_old_ledgers_still_open(tmp_path: Path) -> None:
     writer.close()
     assert results == [True, False]  # the second time is refused: never counted twice
     reader = LedgerReader(path)
-    assert reader.totals() == before  # the immutable rows are untouched
+    after = reader.totals()
+    # The immutable rows are untouched; the federation's Wh are read beside them.
+    assert {k: v for k, v in after.items() if "federation" not in k} == {
+        k: v for k, v in before.items() if "federation" not in k}
+    assert (after["from_federation"], after["to_federation"]) == (200, 0)
     assert reader.federation_by_member() == {"m1": {"to_federation": 0, "from_federation": 150},
                                              "m2": {"to_federation": 0, "from_federation": 50}}
     conn = sqlite3.connect(path)

@@ -23,6 +23,8 @@ Sums = Mapping[str, int | None]
 SERVED_FIELDS = ("own_pv_used", "from_battery", "from_peers", "from_coop_battery", "from_grid")
 PV_FIELDS = ("own_pv_used", "to_battery", "to_peers", "to_coop_battery", "to_grid", "curtailed")
 UNALLOCATED = ("unallocated_import", "unallocated_export", "unallocated_pv")
+#: Booked by the federation beside the interval rows (part of from_grid / to_grid).
+FEDERATION = ("from_federation", "to_federation")
 #: Unix timestamps are seconds; a number this large (2e10 s is the year 2603) is
 #: milliseconds or finer, and pydantic would silently read it as milliseconds.
 MAX_UNIX_SECONDS = 2e10
@@ -63,6 +65,9 @@ ENERGY_DOCS: dict[str, str] = {
     "unallocated_import": "grid import counted by the meter during gaps; never liberated",
     "unallocated_export": "grid export counted by the meter during gaps",
     "unallocated_pv": "PV counted during gaps",
+    "from_federation": "part of from_grid that came from another coop of the federation "
+                       "(liberated where the charter says)",
+    "to_federation": "part of to_grid that went to another coop of the federation",
 }
 ENERGY = tuple(ENERGY_DOCS)
 #: Figures besides the energies: ratio, seconds, meter counters and drift.
@@ -104,9 +109,10 @@ def energy_wh(s: Sums) -> dict[str, int]:
     """Every energy figure in Wh (see :data:`ENERGY_DOCS`) from ledger sums."""
     served = sum(_v(s, f) for f in SERVED_FIELDS)
     out = {"load": served + _v(s, "shed"), "served": served,
-           "liberated": sum(_v(s, f) for f in LIBERATED_FIELDS),
+           "liberated": sum(_v(s, f) for f in LIBERATED_FIELDS)
+           + _v(s, "from_federation_liberated"),
            "pv": sum(_v(s, f) for f in PV_FIELDS)}
-    out.update({f: _v(s, f) for f in (*LEDGER_FIELDS, *UNALLOCATED)})
+    out.update({f: _v(s, f) for f in (*LEDGER_FIELDS, *UNALLOCATED, *FEDERATION)})
     return {k: out[k] for k in ENERGY}
 
 

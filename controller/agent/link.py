@@ -100,10 +100,21 @@ class AgentLink:
         self.on_command(command)
 
     def _booked_through(self, payload: bytes) -> None:
+        """``EPOCH:SEQ`` from the coop: forget what it booked, if it is about this spool's epoch.
+
+        A retained answer about another epoch (a reinstalled agent's predecessor, or a
+        bare number from before epochs) never drops this spool's readings.
+        """
+        text = payload.decode(errors="replace").strip()
+        epoch, _, number = text.rpartition(":")
         try:
-            seq = int(payload)
+            seq, epoch_no = int(number), int(epoch or 0)
         except ValueError:
-            log.warning("agent: booked = %r ignored: expected a reading number", payload[:40])
+            log.warning("agent: booked = %r ignored: expected EPOCH:SEQ", payload[:40])
+            return
+        if epoch_no != self.spool.epoch:
+            log.info("agent: booked = %r is about epoch %d, not ours (%d): ignored", text,
+                     epoch_no, self.spool.epoch)
             return
         with self._lock:
             if seq > self.booked:

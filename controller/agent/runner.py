@@ -44,13 +44,14 @@ def _num(value: float) -> float | None:
 
 
 def frozen_reading(image: ProcessImage, member: str, seq: int, oldest: int,
-                   unknown: list[str]) -> dict[str, object]:
+                   unknown: list[str], epoch: int = 0) -> dict[str, object]:
     """One numbered, timestamped reading of the household (``None`` where unknown).
 
     ``oldest`` is the oldest number the agent still holds: anything older is
     booked or was dropped, so the coop never waits for it.
     """
-    return {"member": member, "seq": seq, "oldest": oldest, "ts": image.timestamp,
+    return {"member": member, "epoch": epoch, "seq": seq, "oldest": oldest,
+            "ts": image.timestamp,
             **{name: _num(getattr(image, name)[0]) for name in ProcessImage.ARRAYS},
             "unknown": unknown}
 
@@ -82,7 +83,7 @@ class EdgeAgent:
         seq = self.spool.next_seq()
         oldest = self.spool.oldest() or seq
         reading = frozen_reading(image, self.config.agent.member, seq, oldest,
-                                 self.poller.unknown_devices())
+                                 self.poller.unknown_devices(), self.spool.epoch)
         self.spool.append(seq, json.dumps(reading).encode())
         self.link.resend_if_stuck()
         self.link.send_pending()

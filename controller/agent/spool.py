@@ -6,12 +6,19 @@ booked every reading up to that number (a broker's PUBACK is not enough: a
 broker that restarts without persistence acknowledges and forgets). Past
 ``max_rows`` waiting readings the oldest are dropped and counted, so a
 household's disk never fills.
+
+The numbers run within an **epoch**: a number the spool picks when it is
+created (milliseconds since 1970, so a reinstalled agent, with a fresh spool,
+always starts a later epoch). The coop books by ``(epoch, seq)``, so a
+reinstalled agent that numbers from 1 again is neither ignored nor told that
+its new readings were booked long ago.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 from controller.files import private_file
@@ -32,6 +39,10 @@ class DiskSpool:
         self.max_rows = max_rows
         # The agent's loop appends, paho's thread forgets what the coop booked: one at a time.
         self._lock = threading.RLock()
+        self._conn.execute("INSERT OR IGNORE INTO meta VALUES ('epoch', ?)",
+                           (int(time.time() * 1000),))
+        #: This spool's epoch: fixed when the file was created.
+        self.epoch = self._meta("epoch")
 
     def _meta(self, key: str) -> int:
         row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()

@@ -29,6 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     demo.add_argument("--timeseries", metavar="URL", type=_http_url,
                       help="also write the time series to this InfluxDB v2 write API "
                       "(InfluxDB 2, InfluxDB 1.8+, VictoriaMetrics), e.g. http://127.0.0.1:8428")
+    demo.add_argument("--federation", type=int, default=None, metavar="N",
+                      help="N simulated coops, each with its own mosquitto, bridged into a "
+                           "federation (API on --port, --port+1, ...)")
     demo.set_defaults(func=demo_command)
 
     run = sub.add_parser("run", help="run the controller on a configuration file")
@@ -51,6 +54,15 @@ def demo_command(args: argparse.Namespace) -> int:
 
     options = DemoOptions(args.speed, args.port, args.households, args.start, args.mqtt,
                           args.data_dir, args.fresh, args.timeseries)
+    if args.federation is not None:
+        from controller.demo_federation import DemoError, run_federation_demo
+
+        try:
+            asyncio.run(run_federation_demo(options, args.federation))
+        except DemoError as exc:
+            print(f"demo: {exc}", file=sys.stderr)
+            return 2
+        return 0
     try:
         asyncio.run(run_demo(options))
     except (LedgerLockedError, LedgerSchemaError) as exc:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
@@ -78,13 +78,21 @@ def allocate(surplus: IntArray, deficit: IntArray, rule: str) -> tuple[IntArray,
 
 @dataclass(frozen=True, slots=True)
 class Settlement:
-    """What the federation moved in one interval, and the hash every coop must agree on."""
+    """What the federation moved in one interval, and the hash every coop must agree on.
+
+    ``counted`` says, per coop, what the allocation used: an offer's digest, or
+    why the coop counts as zero (``absent``: silent past the deadline;
+    ``equivocated``: two different signed offers). ``flags`` lists offers cut
+    down to the coop's own metered totals, as ``(coop, field, excess Wh)``.
+    """
 
     interval: int
     coops: tuple[str, ...]
     to_federation: IntArray
     from_federation: IntArray
     digest: str
+    counted: dict[str, str] = field(default_factory=dict)
+    flags: tuple[tuple[str, str, int], ...] = ()
 
     def for_coop(self, coop: str) -> tuple[int, int]:
         """``(to_federation, from_federation)`` of one coop (zero if it took no part)."""
@@ -94,19 +102,45 @@ class Settlement:
         return int(self.to_federation[k]), int(self.from_federation[k])
 
 
-def settle(interval: int, offers: Iterable[Offer], rule: str, charter_digest: str) -> Settlement:
-    """The allocation over ``offers`` (one per coop) and its result hash."""
-    ordered = sorted(offers, key=lambda o: o.coop)
+ABSENT, EQUIVOCATED = "absent", "equivocated"
+
+
+def bounded(offer: Offer) -> tuple[int, int, list[tuple[str, str, int]]]:
+    """An offer's ``(surplus, deficit)`` cut to its metered totals, and what was cut."""
+    surplus, deficit, flags = offer.surplus_wh, offer.deficit_wh, []
+    if offer.metered_export_wh is not None and surplus > offer.metered_export_wh:
+        flags.append((offer.coop, "surplus_wh", surplus - offer.metered_export_wh))
+        surplus = offer.metered_export_wh
+    if offer.metered_import_wh is not None and deficit > offer.metered_import_wh:
+        flags.append((offer.coop, "deficit_wh", deficit - offer.metered_import_wh))
+        deficit = offer.metered_import_wh
+    return surplus, deficit, flags
+
+
+def settle(interval: int, offers: Iterable[Offer], rule: str, terms_digest: str,
+           zero: dict[str, str] | None = None) -> Settlement:
+    """The allocation over ``offers`` (one per coop) and its result hash.
+
+    Coops in ``zero`` (coop → reason) count as zero whatever they offered; the
+    reason is part of the hash, so coops that disagree on it disagree visibly.
+    """
+    zero = zero or {}
+    ordered = sorted((o for o in offers if o.coop not in zero), key=lambda o: o.coop)
     coops = tuple(o.coop for o in ordered)
     if len(set(coops)) != len(coops):
         raise ValueError("settle: more than one offer from a coop")
     if any(o.interval != interval for o in ordered):
         raise ValueError(f"settle: an offer is not for interval {interval}")
-    surplus = np.array([o.surplus_wh for o in ordered], dtype=np.int64)
-    deficit = np.array([o.deficit_wh for o in ordered], dtype=np.int64)
+    flags: list[tuple[str, str, int]] = []
+    surplus = np.zeros(len(ordered), dtype=np.int64)
+    deficit = np.zeros(len(ordered), dtype=np.int64)
+    for k, offer in enumerate(ordered):  # a few coops: not a hot path
+        surplus[k], deficit[k], cut = bounded(offer)
+        flags += cut
     to_fed, from_fed = allocate(surplus, deficit, rule)
-    record = {"interval": interval, "rule": rule, "charter": charter_digest,
-              "offers": [offer_digest(o) for o in ordered], "coops": list(coops),
-              "to": to_fed.tolist(), "from": from_fed.tolist()}
+    counted = {o.coop: offer_digest(o) for o in ordered} | dict(zero)
+    record = {"interval": interval, "rule": rule, "terms": terms_digest,
+              "counted": dict(sorted(counted.items())), "coops": list(coops),
+              "to": to_fed.tolist(), "from": from_fed.tolist(), "flags": flags}
     digest = hashlib.sha256(json.dumps(record, separators=(",", ":")).encode()).hexdigest()
-    return Settlement(interval, coops, to_fed, from_fed, digest)
+    return Settlement(interval, coops, to_fed, from_fed, digest, counted, tuple(flags))

@@ -34,22 +34,34 @@ class Rejected(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Offer:
-    """One coop's surplus and deficit after its own members shared, for one interval."""
+    """One coop's surplus and deficit after its own members shared, for one interval.
+
+    ``metered_export_wh`` and ``metered_import_wh`` are the coop's metered grid
+    totals for the interval: the allocation never counts more than them (``None``
+    in offers built in memory by tests and benchmarks: not bounded).
+    """
 
     coop: str
     interval: int
     surplus_wh: int
     deficit_wh: int
     seq: int
+    metered_export_wh: int | None = None
+    metered_import_wh: int | None = None
 
     def body(self) -> dict[str, object]:
         """The signed body."""
-        return {"kind": "offer", "coop": self.coop, "interval": self.interval,
-                "surplus_wh": self.surplus_wh, "deficit_wh": self.deficit_wh, "seq": self.seq}
+        body: dict[str, object] = {
+            "kind": "offer", "coop": self.coop, "interval": self.interval,
+            "surplus_wh": self.surplus_wh, "deficit_wh": self.deficit_wh, "seq": self.seq}
+        if self.metered_export_wh is not None:
+            body["metered_export_wh"] = self.metered_export_wh
+            body["metered_import_wh"] = self.metered_import_wh
+        return body
 
-    def content(self) -> tuple[int, int]:
+    def content(self) -> tuple[int, int, int | None, int | None]:
         """What the allocation uses: a re-sent offer with a new ``seq`` is the same offer."""
-        return self.surplus_wh, self.deficit_wh
+        return self.surplus_wh, self.deficit_wh, self.metered_export_wh, self.metered_import_wh
 
 
 def canonical(body: dict[str, object]) -> bytes:
@@ -140,10 +152,21 @@ def parse_offer(body: dict[str, object], charter: Charter) -> Offer:
     if interval % step:
         raise Rejected(f"interval = {interval}: not on a {step} s boundary")
     coop = str(body["coop"])
-    if coop not in charter.active(interval):
+    terms = charter.terms(interval)
+    if coop not in terms.active:
         raise Rejected(f"coop {coop!r}: membership lapsed before interval {interval}")
-    return Offer(coop, interval, _whole(body, "surplus_wh", MAX_OFFER_WH),
-                 _whole(body, "deficit_wh", MAX_OFFER_WH), _whole(body, "seq", 2**62))
+    # The charter's cap (connection power × interval, or lower) bounds every figure:
+    # a fake deficit cannot take more than a real connection could have drawn.
+    cap = min(terms.caps[coop], MAX_OFFER_WH)
+    figures = {name: _whole(body, name, MAX_OFFER_WH) for name in (
+        "surplus_wh", "deficit_wh", "metered_export_wh", "metered_import_wh")}
+    for name, value in figures.items():
+        if value > cap:
+            raise Rejected(f"{name} = {value}: above {coop!r}'s cap of {cap} Wh per interval "
+                           "in the charter")
+    return Offer(coop, interval, figures["surplus_wh"], figures["deficit_wh"],
+                 _whole(body, "seq", 2**62), figures["metered_export_wh"],
+                 figures["metered_import_wh"])
 
 
 def verify_offer(payload: bytes, charter: Charter) -> Offer:
@@ -154,4 +177,25 @@ def verify_offer(payload: bytes, charter: Charter) -> Offer:
 def offer_digest(offer: Offer) -> str:
     """Hash of what the allocation uses from an offer (not its ``seq``)."""
     text = f"{offer.coop}|{offer.interval}|{offer.surplus_wh}|{offer.deficit_wh}"
+    if offer.metered_export_wh is not None:
+        text += f"|{offer.metered_export_wh}|{offer.metered_import_wh}"
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def verify_proof(body: dict[str, object], charter: Charter) -> tuple[str, int, list[bytes]]:
+    """``(accused, interval, [offer1, offer2])`` of a proof of equivocation, or :class:`Rejected`.
+
+    A proof is two offers, each validly signed by the accused coop, for one
+    interval, with different content. Anyone can check it with the charter
+    alone, so it does not matter who forwards it.
+    """
+    raw = body.get("offers")
+    if not isinstance(raw, list) or len(raw) != 2 or not all(isinstance(r, str) for r in raw):
+        raise Rejected("proof: expected offers, a list of two signed offers")
+    payloads = [r.encode() for r in raw]
+    first, second = (verify_offer(p, charter) for p in payloads)
+    if first.coop != second.coop or first.interval != second.interval:
+        raise Rejected("proof: the two offers are not from one coop for one interval")
+    if first.content() == second.content():
+        raise Rejected("proof: the two offers say the same thing")
+    return first.coop, first.interval, payloads

@@ -159,7 +159,13 @@ class LedgerReader:
             acc["intervals"] = self._count_intervals(start, end)
             for c in INTERVAL_COUNTS:
                 acc.pop(c)
+        acc.update(federation_rows.sums(conn, *self._range(start, end), self.step, no))
         return acc
+
+    def _range(self, start: float | None, end: float | None) -> tuple[int, int]:
+        """The whole booked intervals inside ``[start, end]`` as ``[lo, hi)``."""
+        first, last, count = self.span()
+        return align_range(start, end, self.step, first, last) if count else (0, 0)
 
     def _count_intervals(self, start: float | None, end: float | None) -> int:
         first, last, count = self.span()
@@ -189,6 +195,9 @@ class LedgerReader:
                     "start_ts >= ? AND start_ts < ? GROUP BY member_no", (level, a, b)).fetchall()
             for no, *values in rows:
                 _add(out[by_no[no]], _totals(tuple(values), MEMBER_COLUMNS))
+        fed = federation_rows.sums_by_member(conn, *self._range(start, end), self.step)
+        for no, member in by_no.items():
+            out[member].update(fed.get(no, dict.fromkeys(federation_rows.SUM_FIELDS, 0)))
         return out
 
     def series(self, member_id: str | None, start: float, end: float, step: str,
@@ -219,7 +228,18 @@ class LedgerReader:
             rows = _chunked(conn, f"SELECT start_ts, {', '.join(MEMBER_COLUMNS)} FROM "
                             f"rollup_member WHERE level = {level} AND member_no = {int(no)} AND "
                             "start_ts IN ({}) ORDER BY start_ts", starts)
-        return [(int(r[0]), _totals(r[1:], MEMBER_COLUMNS)) for r in rows]
+        out = [(int(r[0]), _totals(r[1:], MEMBER_COLUMNS)) for r in rows]
+        zero = dict.fromkeys(federation_rows.SUM_FIELDS, 0)
+        if step == "interval" and out:
+            fed = federation_rows.sums_by_interval(conn, out[0][0], out[-1][0] + self.step,
+                                                   self.step, no)
+            for ts, sums in out:
+                sums.update(fed.get(ts, zero))
+        else:
+            for ts, sums in out:  # hours, days or months: one small indexed query each
+                hi = period_end(LEVEL_BY_STEP[step], ts)
+                sums.update(federation_rows.sums(conn, ts, hi, self.step, no))
+        return out
 
     def intervals(self, start: float | None = None, end: float | None = None,
                   ) -> list[dict[str, object]]:

@@ -1,0 +1,62 @@
+"""``commonwatt demo --federation 2``: two simulated coops, two bridged mosquittos, one command."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.conftest import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def booked(ledger: Path) -> list[tuple]:
+    if not ledger.exists():
+        return []
+    conn = sqlite3.connect(ledger)
+    try:
+        return conn.execute("SELECT start_ts, digest, to_federation, from_federation "
+                            "FROM federation_interval ORDER BY start_ts").fetchall()
+    except sqlite3.OperationalError:
+        return []
+    finally:
+        conn.close()
+
+
+def test_demo_federation_settles_between_two_coops(tmp_path: Path) -> None:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "controller.cli", "demo", "--federation", "2", "--speed", "60",
+         "--households", "4", "--start", "11:00", "--port", str(port),
+         "--data-dir", str(tmp_path)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    ledgers = [tmp_path / "federation" / c / "ledger.sqlite" for c in ("coop-1", "coop-2")]
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            lines.append(proc.stdout.readline())
+            if "Press Ctrl-C" in lines[-1] or not lines[-1]:
+                break
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not all(len(booked(p)) >= 3 for p in ledgers):
+            time.sleep(0.5)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    text = "".join(lines) + out
+    assert proc.returncode == 0, text
+    assert "coop-1 (houses with PV)" in text and "coop-2 (flats, no PV)" in text
+    a, b = (booked(p) for p in ledgers)
+    common = sorted({r[0] for r in a} & {r[0] for r in b})
+    assert len(common) >= 3, text
+    rows_a, rows_b = {r[0]: r for r in a}, {r[0]: r for r in b}
+    for start in common:
+        assert rows_a[start][1] == rows_b[start][1]  # one agreed hash
+        assert rows_a[start][2] + rows_b[start][2] == rows_a[start][3] + rows_b[start][3]
+    # At 11:00 the houses with PV have surplus and the flats need it: energy moved.
+    assert sum(rows_a[s][2] for s in common) > 0
