@@ -21,11 +21,16 @@ class TickResult:
         load   = own_pv_used + from_battery + from_peers + from_coop_battery + from_grid + shed
         pv     = own_pv_used + to_battery + to_peers + to_coop_battery + to_grid + curtailed
         stored_after - stored_before = to_battery + battery_from_coop + grid_to_battery
-                                       - from_battery - battery_to_coop - losses
+                                       - from_battery - battery_to_coop - battery_to_grid
+                                       - losses
 
     Per coop: ``sum(to_peers) == sum(from_peers)``,
     ``sum(to_coop_battery) == sum(battery_from_coop)`` and
     ``sum(battery_to_coop) == sum(from_coop_battery)``.
+
+    ``battery_to_grid`` is battery discharge that left the coop across its owner's
+    meter: only a tick booked from measured battery power
+    (:mod:`dispatch.measured`) has it; a dispatched tick never plans it (``None``).
 
     ``*_coop`` fields are the coop-origin parts of battery energy: the only
     battery energy that counts as liberated. Arrays of a result from a
@@ -53,6 +58,7 @@ class TickResult:
     hours: float
     import_capped_wh: float = 0.0
     export_capped_wh: float = 0.0
+    battery_to_grid: FloatArray | None = None
 
     @property
     def charged_in(self) -> FloatArray:
@@ -62,7 +68,8 @@ class TickResult:
     @property
     def drawn_out(self) -> FloatArray:
         """AC energy out of each battery, to anyone."""
-        return self.from_battery + self.battery_to_coop
+        out = self.from_battery + self.battery_to_coop
+        return out if self.battery_to_grid is None else out + self.battery_to_grid
 
     @property
     def losses(self) -> FloatArray:
