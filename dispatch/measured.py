@@ -95,13 +95,14 @@ def measured_tick(engine: DispatchEngine, state: FleetState, pv_w: FloatArray,
     battery_to_grid = discharge_left - battery_to_coop
     deficit -= from_coop_battery
 
+    # On-grid the meters counted what crossed them, caps or not (a cap is a control target,
+    # not a measurement). Islanded there is no grid: a deficit the measurements leave is
+    # load that went unserved, a surplus is PV that was not delivered.
     from_grid, shed, to_grid, curtailed = deficit, np.zeros_like(deficit), surplus, np.zeros_like(
         surplus)
-    import_capped = export_capped = 0.0
-    if engine.limits.islanded or np.isfinite(engine.limits.import_cap_w) or np.isfinite(
-            engine.limits.export_cap_w):
-        from_grid, shed, to_grid, curtailed, import_capped, export_capped, _ = pcc_limits(
-            deficit, surplus, h, engine.limits, policy, f)
+    if engine.limits.islanded:
+        from_grid, shed, to_grid, curtailed, *_ = pcc_limits(deficit, surplus, h, engine.limits,
+                                                             policy, f)
 
     eta, inv_eta = f.leg_efficiency, f.inverse_leg_efficiency
     stored = np.minimum(np.maximum(state.stored_wh, 0.0), f.capacity_wh)
@@ -127,5 +128,4 @@ def measured_tick(engine: DispatchEngine, state: FleetState, pv_w: FloatArray,
         battery_to_coop=battery_to_coop, grid_to_battery=grid_to_battery, to_grid=to_grid,
         from_grid=from_grid, curtailed=curtailed, shed=shed,
         state=FleetState(stored_after, pool_after, held), leg_efficiency=eta, hours=h,
-        import_capped_wh=import_capped, export_capped_wh=export_capped,
         battery_to_grid=battery_to_grid)

@@ -260,15 +260,11 @@ def reference_measured_tick(fleet: Fleet, state: FleetState, pv_w: list[float],
     r["battery_to_coop"] = [x * fd for x in d_left]
     r["battery_to_grid"] = [x - x * fd for x in d_left]
     deficit = [a - b for a, b in zip(deficit, r["from_coop_battery"], strict=True)]
-    import_cap = 0.0 if island else limits.import_cap_w * h
-    grid = deficit if sum(deficit) <= import_cap else _allocate(import_cap, deficit, policy,
-                                                                key, tier, True)
-    r["from_grid"] = list(grid)
-    r["shed"] = [a - b for a, b in zip(deficit, grid, strict=True)]
-    export_cap = 0.0 if island else limits.export_cap_w * h
-    fx = _share(sum(surplus), export_cap) if sum(surplus) > export_cap else 1.0
-    r["to_grid"] = [x * fx for x in surplus]
-    r["curtailed"] = [a - b for a, b in zip(surplus, r["to_grid"], strict=True)]
+    # On-grid the meters counted what crossed them, caps or not; islanded nothing can.
+    r["from_grid"] = [0.0] * n if island else list(deficit)
+    r["shed"] = _allocate(sum(deficit), deficit, policy, key, tier, True) if island else [0.0] * n
+    r["to_grid"] = [0.0] * n if island else list(surplus)
+    r["curtailed"] = list(surplus) if island else [0.0] * n
     delivered_coop = delivered_total = 0.0
     for i in range(n):
         eta = math.sqrt(float(fleet.efficiency[i]))

@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dispatch import Fleet, FleetState, dispatch_tick
+from dispatch import CoopLimits, Fleet, FleetState, dispatch_tick
 from dispatch.reference import FIELDS, MEASURED_FIELDS, reference_measured_tick, reference_tick
 from tests.fleet_strategies import fleet_cases
 
@@ -193,3 +193,19 @@ def test_full_battery_measuring_zero_books_no_charge() -> None:
     assert booked.to_battery[0] == 0 and booked.charged_in[0] == 0
     assert booked.to_peers[0] == 300 and booked.to_grid[0] == 2200
     assert booked.stored_wh[0] == 9_990.0
+
+
+def test_measured_on_grid_books_what_crossed_the_meters_caps_or_not() -> None:
+    """A cap steers the plan; the books hold what the meters counted (no shed on-grid)."""
+    fleet = Fleet.without_batteries(2)
+    state = FleetState.start(np.zeros(2))
+    limits = CoopLimits(import_cap_w=100.0, export_cap_w=50.0)
+    pv, load = np.array([0.0, 900.0]), np.array([700.0, 0.0])
+    planned = dispatch_tick(fleet, state, pv, load, None, 3600.0, limits=limits)
+    assert planned.shed.sum() == 0 and planned.curtailed.sum() == 150
+    booked = dispatch_tick(fleet, state, pv, load, None, 3600.0, limits=limits,
+                           battery_w=np.zeros(2))
+    assert booked.to_grid[1] == 200 and booked.curtailed.sum() == 0 and booked.shed.sum() == 0
+    booked = dispatch_tick(fleet, state, np.zeros(2), load, None, 3600.0, limits=limits,
+                           battery_w=np.zeros(2))
+    assert booked.from_grid[0] == 700 and booked.shed.sum() == 0
