@@ -34,6 +34,7 @@ from controller.island.shedding import ShedPlanner
 from controller.ledger import CommittedInterval, CycleEnergy, IntervalBook, LedgerWriter
 from controller.ledger.accumulator import unpack_state
 from controller.ledger.late import book_late_reading
+from controller.ledger.measured import booked_tick, stored_from_soc
 from controller.overrides import (
     OverrideStore,
     battery_overrides,
@@ -71,6 +72,9 @@ class CycleReport:
     #: Per member, load an overloaded grid-former dropped (estimated), Wh: part of
     #: ``result.shed``, but not a decision of the dispatch.
     dropped_wh: np.ndarray | None = None
+    #: What the ledger booked: the cycle as measured (battery flows from the measured
+    #: battery power), split by origin. ``result`` is the dispatch's plan (setpoints).
+    booked: TickResult | None = None
 
 
 class Controller:
@@ -234,11 +238,11 @@ class Controller:
             self.grid.inputs_from(image, device_grid, former_ok, stale), now)
         fleet = self.fleet(image)
         carry = self.book.carry
-        stored = np.nan_to_num(image.soc_pct, nan=0.0) / 100.0 * fleet.capacity_wh
+        stored = stored_from_soc(image.soc_pct, fleet.capacity_wh)
         pools_before = np.asarray(carry.pools_wh, dtype=float).copy()
         pools = np.clip(carry.pools_wh, 0.0, stored)
         start = self._cycle_start(now)
-        result = None
+        result = booked = None
         committed: list[CommittedInterval] = []
         setpoints = np.zeros(len(self.member_ids))
         # Plugs Commonwatt holds off still belong to the demand: the dispatch sees them,
@@ -272,6 +276,9 @@ class Controller:
                 pre_shed = held_off
             # A new array: flows of stages that did not run share one zeros buffer.
             result.shed = result.shed + (pre_shed + dropped) * hours
+            booked = booked_tick(fleet, FleetState(stored, pools, carry.held), image,
+                                 self.config.policy.sharing, limits, now - start)
+            booked.shed = booked.shed + (pre_shed + dropped) * hours
             # Safety wins over the dispatch and over an override: the reserve on-grid, the
             # hard floor islanded.
             active = self.overrides.active(now)
@@ -287,7 +294,7 @@ class Controller:
         await self.poller.write_setpoints(
             setpoints, image.has_battery & image.battery_ok, self.setpoint_expiry_s
         )
-        if result is not None:
+        if result is not None and booked is not None:
             await self._curtail(image, result, now - start)
             await self._shed(need_w, now)
             await self._switch_overridden_loads()
@@ -295,10 +302,10 @@ class Controller:
             idle = image.battery_assumed_idle
             if idle is None:
                 idle = np.zeros(len(pools), dtype=bool)
-            carry.pools_wh = np.where(image.valid & ~idle, result.pool_coop_wh,
+            carry.pools_wh = np.where(image.valid & ~idle, booked.pool_coop_wh,
                                       np.where(idle, pools_before, pools))
-            carry.held = result.state.held.copy()
-            flows = {f: np.maximum(getattr(result, f), 0.0) for f in LEDGER_FIELDS}
+            carry.held = booked.state.held.copy()
+            flows = {f: np.maximum(getattr(booked, f), 0.0) for f in LEDGER_FIELDS}
             self._book_late_readings()
             closed = self.book.add_cycle(CycleEnergy(
                 start, now, flows, image.valid.copy(), image.counters, islanded=limits.islanded,
@@ -312,7 +319,8 @@ class Controller:
                 self.agents.heartbeat()
             self.writer.save(self.book.open_parts())
         report = CycleReport(image, start, now, result, setpoints, committed,
-                             time.perf_counter() - wall0, dropped * ((now - start) / 3600.0))
+                             time.perf_counter() - wall0, dropped * ((now - start) / 3600.0),
+                             booked)
         self.last_report = report
         self.last_cycle_wall = time.monotonic()
         return report

@@ -30,7 +30,7 @@ class TickResult:
 
     ``battery_to_grid`` is battery discharge that left the coop across its owner's
     meter: only a tick booked from measured battery power
-    (:mod:`dispatch.measured`) has it; a dispatched tick never plans it (``None``).
+    (:mod:`dispatch.measured`) has any; a dispatched tick never plans it (zeros).
 
     ``*_coop`` fields are the coop-origin parts of battery energy: the only
     battery energy that counts as liberated. Arrays of a result from a
@@ -58,7 +58,7 @@ class TickResult:
     hours: float
     import_capped_wh: float = 0.0
     export_capped_wh: float = 0.0
-    battery_to_grid: FloatArray | None = None
+    battery_to_grid: FloatArray | None = None  # None: zero (results built by hand)
 
     @property
     def charged_in(self) -> FloatArray:

@@ -37,6 +37,7 @@ LEDGER_FIELDS: tuple[str, ...] = (
     "battery_from_coop",
     "battery_to_coop",
     "grid_to_battery",
+    "battery_to_grid",
     "losses",
 )
 #: The ledger fields whose sum is a member's liberated energy (served from coop generation).

@@ -16,7 +16,14 @@ from types import SimpleNamespace
 import numpy as np
 from numpy.typing import NDArray
 
-from controller.ledger.schema import GAP_FIELDS, INTERVAL_COUNTS, MEMBER_COLUMNS, METER_FIELDS
+from controller.ledger.schema import (
+    DRIFT_FIELDS,
+    GAP_FIELDS,
+    INTERVAL_COUNTS,
+    MEMBER_COLUMNS,
+    METER_FIELDS,
+)
+from controller.ledger.settle import settle_on_counters
 from dispatch.rounding import LEDGER_FIELDS, WhBook, floor_with_carry
 
 FloatArray = NDArray[np.float64]
@@ -24,9 +31,10 @@ ROW = {name: i for i, name in enumerate(MEMBER_COLUMNS)}
 #: Counters read from meters and inverters: lifetime Wh, in the process image.
 COUNTERS = ("import", "export", "pv")
 #: Wh amounts (besides the dispatch flows) carried to the Wh like the flows are.
-CARRIED = ("unallocated_import", "unallocated_export", "unallocated_pv", *METER_FIELDS)
+CARRIED = ("unallocated_import", "unallocated_export", "unallocated_pv", "meter_import",
+           "meter_export")
 SECONDS = ("gap_s", "unknown_s")
-assert set(CARRIED) | set(SECONDS) == set(GAP_FIELDS) | set(METER_FIELDS)
+assert set(CARRIED) | set(SECONDS) | set(DRIFT_FIELDS) == set(GAP_FIELDS) | set(METER_FIELDS)
 
 
 @dataclass(slots=True)
@@ -84,6 +92,9 @@ class CommittedInterval:
     meter_known: NDArray[np.bool_]
     counts: dict[str, int]
     missing: tuple[str, ...]
+    #: Meters (``<member>/meter``) whose counters and measured power disagreed beyond
+    #: the threshold of :mod:`controller.ledger.settle` in this interval.
+    flagged: tuple[str, ...] = ()
 
     def column(self, name: str) -> NDArray[np.int64]:
         """One column, one value per member."""
@@ -97,7 +108,12 @@ class CommittedInterval:
 
 def book_interval(acc: OpenInterval, carry: CarryState, member_ids: tuple[str, ...],
                   step: int) -> CommittedInterval:
-    """Whole Wh for an interval, updating the carries (paired flows balance to the Wh)."""
+    """Whole Wh for an interval, updating the carries (paired flows balance to the Wh).
+
+    Members whose meter has counters are first settled on them (:mod:`~controller.ledger.settle`).
+    """
+    counted = acc.meter_known & np.isfinite(carry.counters[:2]).all(axis=0)
+    flagged = settle_on_counters(acc, counted, acc.counts.get("islanded_s", 0.0) > 0)
     book = WhBook(len(member_ids), carry.carries)
     flows = book.book(SimpleNamespace(**{f: acc.row(f) for f in LEDGER_FIELDS}))
     values = np.zeros(acc.amounts.shape, dtype=np.int64)
@@ -107,11 +123,13 @@ def book_interval(acc: OpenInterval, carry: CarryState, member_ids: tuple[str, .
     for name in CARRIED:
         values[ROW[name]], carry.carries[name] = floor_with_carry(
             np.maximum(acc.row(name), 0.0), carry.carries[name])
-    for name in SECONDS:
+    for name in (*SECONDS, *DRIFT_FIELDS):  # drift is signed and informative: no carry
         values[ROW[name]] = np.rint(acc.row(name)).astype(np.int64)
     counts = {k: int(round(v)) for k, v in acc.counts.items()}
     return CommittedInterval(acc.start_ts, acc.start_ts + step, member_ids, values,
-                             acc.meter_known.copy(), counts, tuple(sorted(acc.missing)))
+                             acc.meter_known.copy(), counts, tuple(sorted(acc.missing)),
+                             tuple(f"{m}/meter" for m, f in zip(member_ids, flagged,
+                                                                strict=True) if f))
 
 
 def _pack(header: dict, arrays: list[np.ndarray]) -> tuple[str, bytes]:
