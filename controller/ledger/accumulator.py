@@ -46,6 +46,13 @@ class OpenInterval:
     meter_known: NDArray[np.bool_]
     counts: dict[str, float] = field(default_factory=lambda: dict.fromkeys(INTERVAL_COUNTS, 0.0))
     missing: set[str] = field(default_factory=set)
+    #: Members booked for a cycle their counters did not span (the first reading, a counter
+    #: back after it was unknown): their counters cannot settle this interval.
+    uncounted: NDArray[np.bool_] | None = None
+
+    def __post_init__(self) -> None:
+        if self.uncounted is None:
+            self.uncounted = np.zeros(self.amounts.shape[1], dtype=bool)
 
     @classmethod
     def empty(cls, start_ts: int, n: int) -> OpenInterval:
@@ -112,7 +119,7 @@ def book_interval(acc: OpenInterval, carry: CarryState, member_ids: tuple[str, .
 
     Members whose meter has counters are first settled on them (:mod:`~controller.ledger.settle`).
     """
-    counted = acc.meter_known & np.isfinite(carry.counters[:2]).all(axis=0)
+    counted = acc.meter_known & ~acc.uncounted & np.isfinite(carry.counters[:2]).all(axis=0)
     flagged = settle_on_counters(acc, counted, acc.counts.get("islanded_s", 0.0) > 0)
     book = WhBook(len(member_ids), carry.carries)
     flows = book.book(SimpleNamespace(**{f: acc.row(f) for f in LEDGER_FIELDS}))
@@ -166,7 +173,8 @@ def pack_open(acc: OpenInterval, carry: CarryState, member_ids: tuple[str, ...],
     header = {"member_ids": list(member_ids), "start_ts": acc.start_ts, "end_ts": carry.end_ts,
               "counts": acc.counts, "missing": sorted(acc.missing)}
     return _pack(header, [acc.amounts, acc.meter_known.astype(np.float64), carry.pools_wh,
-                          carry.held.astype(np.float64), carry.counters, carry.counters_ts])
+                          carry.held.astype(np.float64), carry.counters, carry.counters_ts,
+                          acc.uncounted.astype(np.float64)])
 
 
 def pack_carries(carry: CarryState, member_ids: tuple[str, ...]) -> tuple[str, bytes]:
@@ -187,12 +195,15 @@ def unpack_state(open_part: tuple[str, bytes] | None, carry_part: tuple[str, byt
             carry.carries[name] = aligned[k]
     if open_part is None:
         return None, carry
-    header, (amounts, known, pools, held, counters, counters_ts) = _unpack(*open_part)
+    header, arrays = _unpack(*open_part)
+    amounts, known, pools, held, counters, counters_ts = arrays[:6]
     saved = header["member_ids"]
+    # Saved before settling on counters: the interval is not settled (its start is unknown).
+    uncounted = arrays[6] if len(arrays) > 6 else np.ones(len(saved))
     acc = OpenInterval(int(header["start_ts"]), _align(saved, member_ids, amounts),
                        _align(saved, member_ids, known) > 0,
                        {k: float(v) for k, v in header["counts"].items()},
-                       set(header["missing"]))
+                       set(header["missing"]), _align(saved, member_ids, uncounted, 1.0) > 0)
     carry.end_ts = header["end_ts"]
     carry.pools_wh = _align(saved, member_ids, pools)
     carry.held = _align(saved, member_ids, held) > 0

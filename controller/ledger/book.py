@@ -119,6 +119,8 @@ class IntervalBook:
                 acc.counts["islanded_s"] += length if c.islanded else 0.0
                 acc.missing.update(c.missing)
                 unbooked = ~c.valid
+                # Flows booked over time the counters did not span cannot be settled on them.
+                acc.uncounted |= c.valid & ~(spans[:2] > 0).all(axis=0)
             else:
                 acc.counts["gap_s_coop"] += length
                 unbooked = np.ones(n, dtype=bool)
