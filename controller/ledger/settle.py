@@ -58,6 +58,47 @@ def _spread(total: float, weights: FloatArray) -> FloatArray:
     return weights * (min(total, s) / s) if s > 0.0 and total > 0.0 else np.zeros_like(weights)
 
 
+def _unpair(row, cut_total: float, other: str, to: str) -> None:  # noqa: ANN001 - acc.row
+    """The other side of a pair whose one side was cut by ``cut_total``: the same amount,
+    pro rata over the ``other`` flow, moved to ``to`` (so the pair still matches)."""
+    row(to)[:] += _take(row(other), _spread(cut_total, row(other)))
+
+
+def _net_round_trips(acc: OpenInterval, over_in: FloatArray, over_out: FloatArray,
+                     grid_in: str, grid_out: str) -> tuple[FloatArray, FloatArray]:
+    """Where both directions were over-estimated, sampling saw energy go out and come back
+    that the meter never counted: a battery charged from imports while PV was exported (it
+    charged from its own PV), or discharged to export while load imported (it served its
+    own load). Net those first; every identity and pair is kept. Returns what is left."""
+    row = acc.row
+    both = np.minimum(over_in, over_out)
+    # Charging: battery imports become own PV; the PV export shrinks by as much.
+    net = np.minimum(both, np.minimum(row("grid_to_battery") + row("battery_from_coop"),
+                                      row("to_grid") + row("to_peers")))
+    got = _take(row("grid_to_battery"), net)
+    cut = _take(row("battery_from_coop"), net - got)
+    _unpair(row, float(cut.sum()), "to_coop_battery", grid_out)
+    row("to_battery")[:] += net
+    got = _take(row("to_grid"), net)
+    cut = _take(row("to_peers"), net - got)
+    _unpair(row, float(cut.sum()), "from_peers", grid_in)
+    left = both - net
+    # Discharging: battery exports become own load; the load's imports shrink by as much.
+    net2 = np.minimum(left, np.minimum(row("battery_to_grid") + row("battery_to_coop"),
+                                       row("from_grid") + row("from_peers")))
+    got = _take(row("battery_to_grid"), net2)
+    cut = _take(row("battery_to_coop"), net2 - got)
+    whole = row("from_coop_battery").copy()
+    _unpair(row, float(cut.sum()), "from_coop_battery", grid_in)
+    row("from_coop_battery_coop")[:] *= np.divide(row("from_coop_battery"), whole,
+                                                  out=np.zeros_like(whole), where=whole > 0)
+    row("from_battery")[:] += net2
+    got = _take(row("from_grid"), net2)
+    cut = _take(row("from_peers"), net2 - got)
+    _unpair(row, float(cut.sum()), "to_peers", grid_out)
+    return over_in - net - net2, over_out - net - net2
+
+
 def settle_on_counters(acc: OpenInterval, counted: NDArray[np.bool_],
                        islanded: bool) -> NDArray[np.bool_]:
     """Make ``counted`` members' booked meter flows equal their counters (in place);
@@ -75,10 +116,12 @@ def settle_on_counters(acc: OpenInterval, counted: NDArray[np.bool_],
         | (np.abs(short_out) > np.maximum(FLAG_SHARE * meter_out, FLAG_WH)))
     grid_in = "unallocated_import" if islanded else "from_grid"
     grid_out = "unallocated_export" if islanded else "to_grid"
+    over_in, over_out = _net_round_trips(acc, np.maximum(-short_in, 0.0),
+                                         np.maximum(-short_out, 0.0), grid_in, grid_out)
 
     # Import: what was counted beyond the estimate came from the grid.
     row(grid_in)[:] += np.maximum(short_in, 0.0)
-    over = np.maximum(-short_in, 0.0)
+    over = over_in
     over -= _take(row("from_grid"), over)
     # Less came from peers than estimated: the senders' surplus went to the grid instead.
     cut = _take(row("from_peers"), over)
@@ -87,14 +130,23 @@ def settle_on_counters(acc: OpenInterval, counted: NDArray[np.bool_],
     # Less from neighbours' batteries: that discharge left the coop.
     whole = row("from_coop_battery").copy()
     cut = _take(row("from_coop_battery"), over)
+    over -= cut
     row("from_coop_battery_coop")[:] *= np.divide(row("from_coop_battery"), whole,
                                                   out=np.zeros_like(whole), where=whole > 0)
     row("battery_to_grid")[:] += _take(row("battery_to_coop"),
                                        _spread(float(cut.sum()), row("battery_to_coop")))
+    # The battery's measured charge imported less: it took that from its own PV, which the
+    # house itself used less of.
+    own = np.minimum(over, row("own_pv_used"))
+    got = _take(row("grid_to_battery"), own)
+    cut = _take(row("battery_from_coop"), own - got)
+    _unpair(row, float(cut.sum()), "to_coop_battery", grid_out)
+    row("own_pv_used")[:] -= got + cut
+    row("to_battery")[:] += got + cut
 
     # Export: what was counted beyond the estimate went to the grid.
     row(grid_out)[:] += np.maximum(short_out, 0.0)
-    over = np.maximum(-short_out, 0.0)
+    over = over_out
     over -= _take(row("to_grid"), over)
     # Less went to peers than estimated: the receivers drew it from the grid instead.
     cut = _take(row("to_peers"), over)
@@ -102,6 +154,16 @@ def settle_on_counters(acc: OpenInterval, counted: NDArray[np.bool_],
     row(grid_in)[:] += _take(row("from_peers"), _spread(float(cut.sum()), row("from_peers")))
     # Less into neighbours' batteries: they charged from the grid instead.
     cut = _take(row("to_coop_battery"), over)
+    over -= cut
     row("grid_to_battery")[:] += _take(row("battery_from_coop"),
                                        _spread(float(cut.sum()), row("battery_from_coop")))
+    # The battery's measured discharge exported less: it served its own house, which used
+    # that much more.
+    got = _take(row("battery_to_grid"), over)
+    whole = row("from_coop_battery").copy()
+    cut = _take(row("battery_to_coop"), over - got)
+    _unpair(row, float(cut.sum()), "from_coop_battery", grid_in)
+    row("from_coop_battery_coop")[:] *= np.divide(row("from_coop_battery"), whole,
+                                                  out=np.zeros_like(whole), where=whole > 0)
+    row("from_battery")[:] += got + cut
     return flagged
