@@ -175,7 +175,7 @@ def test_the_installer_view_flags_a_meter_whose_counters_drift(tmp_path: Path) -
     for _ in range(60):
         counters[0] += sum(flows[f] for f in meter_in) * np.array([1.3, 1.0])
         counters[1] += sum(flows[f] for f in ("to_grid", "to_peers", "to_coop_battery",
-                                              "battery_to_coop"))
+                                              "battery_to_coop", "battery_to_grid"))
         for interval, parts in book.add_cycle(CycleEnergy(t, t + 60, flows, np.ones(2, bool),
                                                           counters.copy())):
             writer.commit(interval, parts)
