@@ -73,10 +73,10 @@ CREATE TABLE IF NOT EXISTS intervals (
     start_ts INTEGER PRIMARY KEY,
     end_ts INTEGER NOT NULL,
     missing TEXT,
-    flagged TEXT,
     committed_at REAL NOT NULL,
     {_count_cols},
-    {_sum_cols}
+    {_sum_cols},
+    flagged TEXT
 );
 CREATE TABLE IF NOT EXISTS member_wh (
     key INTEGER PRIMARY KEY,
