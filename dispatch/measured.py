@@ -92,8 +92,17 @@ def measured_tick(engine: DispatchEngine, state: FleetState, pv_w: FloatArray,
     moved = min(left_deficit, total_discharge)
     from_coop_battery = allocate(moved, deficit, policy, f.key, f.tier, tiered)
     battery_to_coop = discharge_left * capped_fraction(total_discharge, moved)
-    battery_to_grid = discharge_left - battery_to_coop
     deficit -= from_coop_battery
+    # What one battery gave beyond everyone's load, another took beyond everyone's surplus:
+    # battery to battery (islanded, the grid-former charging the others). Only the rest
+    # crossed the coop's connection.
+    charge_left, discharge_left = grid_to_battery, discharge_left - battery_to_coop
+    total_charge, total_discharge = float(charge_left.sum()), float(discharge_left.sum())
+    moved = min(total_charge, total_discharge)
+    battery_from_batteries = charge_left * capped_fraction(total_charge, moved)
+    battery_to_batteries = discharge_left * capped_fraction(total_discharge, moved)
+    grid_to_battery = charge_left - battery_from_batteries
+    battery_to_grid = discharge_left - battery_to_batteries
 
     # On-grid the meters counted what crossed them, caps or not (a cap is a control target,
     # not a measurement). Islanded there is no grid: a deficit the measurements leave is
@@ -106,9 +115,11 @@ def measured_tick(engine: DispatchEngine, state: FleetState, pv_w: FloatArray,
 
     eta, inv_eta = f.leg_efficiency, f.inverse_leg_efficiency
     stored = np.minimum(np.maximum(state.stored_wh, 0.0), f.capacity_wh)
+    # Energy from other batteries is not counted as coop origin (it may be grid energy
+    # they stored): never more liberated than it was.
     coop_in = (to_battery + battery_from_coop) * eta
-    drawn = (from_battery + battery_to_coop + battery_to_grid) * inv_eta
-    stored_after = stored + (coop_in + grid_to_battery * eta) - drawn
+    drawn = (from_battery + battery_to_coop + battery_to_grid + battery_to_batteries) * inv_eta
+    stored_after = stored + (coop_in + (grid_to_battery + battery_from_batteries) * eta) - drawn
     pool = np.maximum(np.minimum(state.pool_coop_wh, stored), 0.0)
     fraction = pool / np.maximum(stored, _TINY)
     # A measured discharge can exceed the content the rounded SoC shows: the pool never
@@ -128,4 +139,5 @@ def measured_tick(engine: DispatchEngine, state: FleetState, pv_w: FloatArray,
         battery_to_coop=battery_to_coop, grid_to_battery=grid_to_battery, to_grid=to_grid,
         from_grid=from_grid, curtailed=curtailed, shed=shed,
         state=FleetState(stored_after, pool_after, held), leg_efficiency=eta, hours=h,
-        battery_to_grid=battery_to_grid)
+        battery_to_grid=battery_to_grid, battery_to_batteries=battery_to_batteries,
+        battery_from_batteries=battery_from_batteries)

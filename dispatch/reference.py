@@ -212,7 +212,7 @@ def reference_tick(fleet: Fleet, state: FleetState, pv_w: list[float], load_w: l
 
 
 #: What :func:`reference_measured_tick` gives: every field, and battery discharge exported.
-MEASURED_FIELDS = (*FIELDS, "battery_to_grid")
+MEASURED_FIELDS = (*FIELDS, "battery_to_grid", "battery_to_batteries", "battery_from_batteries")
 
 
 def reference_measured_tick(fleet: Fleet, state: FleetState, pv_w: list[float],
@@ -258,8 +258,15 @@ def reference_measured_tick(fleet: Fleet, state: FleetState, pv_w: list[float],
     r["from_coop_battery"] = _allocate(moved, deficit, policy, key, tier, tiered)
     fd = _share(sum(d_left), moved)
     r["battery_to_coop"] = [x * fd for x in d_left]
-    r["battery_to_grid"] = [x - x * fd for x in d_left]
+    d_left = [x - x * fd for x in d_left]
     deficit = [a - b for a, b in zip(deficit, r["from_coop_battery"], strict=True)]
+    c_left = r["grid_to_battery"]
+    moved = min(sum(c_left), sum(d_left))
+    fc, fd = _share(sum(c_left), moved), _share(sum(d_left), moved)
+    r["battery_from_batteries"] = [x * fc for x in c_left]
+    r["grid_to_battery"] = [x - x * fc for x in c_left]
+    r["battery_to_batteries"] = [x * fd for x in d_left]
+    r["battery_to_grid"] = [x - x * fd for x in d_left]
     # On-grid the meters counted what crossed them, caps or not; islanded nothing can.
     r["from_grid"] = [0.0] * n if island else list(deficit)
     r["shed"] = _allocate(sum(deficit), deficit, policy, key, tier, True) if island else [0.0] * n
@@ -274,8 +281,9 @@ def reference_measured_tick(fleet: Fleet, state: FleetState, pv_w: list[float],
         delivered_coop += r["battery_to_coop"][i] * frac
         delivered_total += r["battery_to_coop"][i]
         coop_in = r["to_battery"][i] + r["battery_from_coop"][i]
-        charged_in = coop_in + r["grid_to_battery"][i]
-        out = r["from_battery"][i] + r["battery_to_coop"][i] + r["battery_to_grid"][i]
+        charged_in = coop_in + r["grid_to_battery"][i] + r["battery_from_batteries"][i]
+        out = (r["from_battery"][i] + r["battery_to_coop"][i] + r["battery_to_grid"][i]
+               + r["battery_to_batteries"][i])
         drawn = out / eta
         r["losses"][i] = (charged_in - charged_in * eta) + (drawn - out)
         r["battery_w"][i] = (out - charged_in) / h

@@ -50,7 +50,7 @@ def _coop_shares(surplus: float, deficit: float,
 #: Flows of stages a tick may skip (coop batteries, caps, grid charging).
 _OPTIONAL_FLOWS = ("to_coop_battery", "from_coop_battery", "from_coop_battery_coop",
                    "battery_from_coop", "battery_to_coop", "grid_to_battery", "curtailed",
-                   "shed", "battery_to_grid")
+                   "shed", "battery_to_grid", "battery_to_batteries", "battery_from_batteries")
 
 
 _BUFFERS = (

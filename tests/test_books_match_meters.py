@@ -34,8 +34,8 @@ from controller.ledger.settle import METER_IN, METER_OUT
 from tests.coop_harness import DAY0, start_harness
 
 START_HOUR, HOURS, CYCLE_S, SUBSTEPS, SETTLEMENT_S = 6.0, 16.0, 150.0, 25, 900
-CHARGED = ("to_battery", "battery_from_coop", "grid_to_battery")
-DISCHARGED = ("from_battery", "battery_to_coop", "battery_to_grid")
+CHARGED = ("to_battery", "battery_from_coop", "grid_to_battery", "battery_from_batteries")
+DISCHARGED = ("from_battery", "battery_to_coop", "battery_to_grid", "battery_to_batteries")
 PV = ("own_pv_used", "to_battery", "to_peers", "to_coop_battery", "to_grid", "curtailed")
 #: Booked battery energy against the simulator's: measured at most 0.45 % (a battery
 #: that fills up part way through a cycle reads 0 W at its end) -> 1 %.

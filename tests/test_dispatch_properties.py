@@ -136,7 +136,7 @@ def test_measured_battery_conservation_and_measurement(case, seed) -> None:
     h = dt / 3600
     tol = 1e-9 * max(1.0, float(pv.sum() + load.sum()) * h + float(fleet.capacity_wh.sum())
                      + float(np.nansum(np.abs(battery_w))) * h)
-    for name in (*FLOWS, "battery_to_grid"):
+    for name in (*FLOWS, "battery_to_grid", "battery_to_batteries", "battery_from_batteries"):
         assert (getattr(r, name) >= -tol).all(), name
     np.testing.assert_allclose(r.load, np.where(valid, load * h, 0), atol=tol)
     np.testing.assert_allclose(r.pv, np.where(valid, pv * h, 0), atol=tol)
@@ -151,14 +151,19 @@ def test_measured_battery_conservation_and_measurement(case, seed) -> None:
                                atol=tol)
     # what crosses each meter is the measured net power: import - export = load - pv + battery
     meter_in = (r.from_peers + r.from_coop_battery + r.from_grid + r.shed + r.battery_from_coop
-                + r.grid_to_battery)
+                + r.grid_to_battery + r.battery_from_batteries)
     meter_out = (r.to_peers + r.to_coop_battery + r.to_grid + r.curtailed + r.battery_to_coop
-                 + r.battery_to_grid)
+                 + r.battery_to_grid + r.battery_to_batteries)
     np.testing.assert_allclose(meter_in - meter_out, r.load - r.pv + r.charged_in - r.drawn_out,
                                atol=tol)
     assert abs(r.to_peers.sum() - r.from_peers.sum()) <= tol
     assert abs(r.to_coop_battery.sum() - r.battery_from_coop.sum()) <= tol
     assert abs(r.battery_to_coop.sum() - r.from_coop_battery.sum()) <= tol
+    assert abs(r.battery_to_batteries.sum() - r.battery_from_batteries.sum()) <= tol
+    # energy leaves the coop only where nobody in it could take it
+    assert min(r.grid_to_battery.sum(), r.battery_to_grid.sum()) <= tol
+    if limits.islanded:
+        assert r.from_grid.sum() <= tol and r.to_grid.sum() <= tol
     assert (r.liberated <= r.served + tol).all()
     assert (r.pool_coop_wh <= np.maximum(r.stored_wh, 0) + tol).all()
     assert (r.pool_coop_wh >= 0).all()

@@ -10,12 +10,12 @@ from controller.ledger.accumulator import OpenInterval
 from controller.ledger.settle import FLAG_WH, METER_IN, METER_OUT, settle_on_counters
 from dispatch.rounding import LIBERATED_FIELDS, PAIRED
 
-CHARGE = ("to_battery", "battery_from_coop", "grid_to_battery")
-DISCHARGE = ("from_battery", "battery_to_coop", "battery_to_grid")
+CHARGE = ("to_battery", "battery_from_coop", "grid_to_battery", "battery_from_batteries")
+DISCHARGE = ("from_battery", "battery_to_coop", "battery_to_grid", "battery_to_batteries")
 SPLIT = ("own_pv_used", "to_battery", "from_battery", "from_battery_coop", "to_peers",
          "from_peers", "to_coop_battery", "from_coop_battery", "from_coop_battery_coop",
          "battery_from_coop", "battery_to_coop", "grid_to_battery", "battery_to_grid",
-         "to_grid", "from_grid")
+         "battery_to_batteries", "battery_from_batteries", "to_grid", "from_grid")
 
 
 def _interval(rng: np.random.Generator, n: int) -> OpenInterval:

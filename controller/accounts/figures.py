@@ -60,6 +60,8 @@ ENERGY_DOCS: dict[str, str] = {
     "battery_to_coop": "this member's battery's energy given to neighbours",
     "grid_to_battery": "imported from the grid into the battery",
     "battery_to_grid": "this member's battery's energy that left the coop (exported)",
+    "battery_to_batteries": "this member's battery's energy that charged other batteries",
+    "battery_from_batteries": "other batteries' energy stored in this member's battery",
     "losses": "battery and conversion losses",
     "unallocated_import": "grid import counted by the meter during gaps; never liberated",
     "unallocated_export": "grid export counted by the meter during gaps",
@@ -121,9 +123,9 @@ def self_sufficiency(liberated: int, load: int) -> float | None:
 #: from a neighbour's battery, or into its battery from neighbours) still comes in
 #: through its own meter, and what it gives goes out through it.
 METER_IN = ("from_grid", "grid_to_battery", "from_peers", "from_coop_battery",
-            "battery_from_coop", "unallocated_import")
+            "battery_from_coop", "battery_from_batteries", "unallocated_import")
 METER_OUT = ("to_grid", "to_peers", "to_coop_battery", "battery_to_coop", "battery_to_grid",
-             "unallocated_export")
+             "battery_to_batteries", "unallocated_export")
 
 
 def import_booked(s: Sums) -> int:

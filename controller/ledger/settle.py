@@ -36,9 +36,9 @@ FloatArray = NDArray[np.float64]
 #: Booked flows that physically pass a member's grid meter, inwards and outwards (the
 #: same as :data:`controller.accounts.figures.METER_IN` / ``METER_OUT``).
 METER_IN = ("from_grid", "grid_to_battery", "from_peers", "from_coop_battery",
-            "battery_from_coop", "unallocated_import")
+            "battery_from_coop", "battery_from_batteries", "unallocated_import")
 METER_OUT = ("to_grid", "to_peers", "to_coop_battery", "battery_to_coop", "battery_to_grid",
-             "unallocated_export")
+             "battery_to_batteries", "unallocated_export")
 #: A disagreement both larger than this share of what the counter counted ...
 FLAG_SHARE = 0.10
 #: ... and larger than this (Wh, per interval) flags the meter.
