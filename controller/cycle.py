@@ -34,7 +34,7 @@ from controller.island.shedding import ShedPlanner
 from controller.ledger import CommittedInterval, CycleEnergy, IntervalBook, LedgerWriter
 from controller.ledger.accumulator import unpack_state
 from controller.ledger.late import book_late_reading
-from controller.ledger.measured import booked_tick, stored_from_soc
+from controller.ledger.measured import booked_tick, ledger_flows, stored_from_soc
 from controller.overrides import (
     OverrideStore,
     battery_overrides,
@@ -44,7 +44,7 @@ from controller.overrides import (
 from controller.polling import Poller
 from controller.process_image import ProcessImage
 from controller.safety import clamp_setpoints
-from dispatch import LEDGER_FIELDS, CoopLimits, Fleet, FleetState, TickResult, dispatch_tick
+from dispatch import CoopLimits, Fleet, FleetState, TickResult, dispatch_tick
 
 if TYPE_CHECKING:
     from controller.federation.booking import CoopFederation
@@ -305,11 +305,11 @@ class Controller:
             carry.pools_wh = np.where(image.valid & ~idle, booked.pool_coop_wh,
                                       np.where(idle, pools_before, pools))
             carry.held = booked.state.held.copy()
-            flows = {f: np.maximum(getattr(booked, f), 0.0) for f in LEDGER_FIELDS}
+            flows, unallocated = ledger_flows(booked, limits.islanded)
             self._book_late_readings()
             closed = self.book.add_cycle(CycleEnergy(
                 start, now, flows, image.valid.copy(), image.counters, islanded=limits.islanded,
-                missing=unknown))
+                missing=unknown, unallocated=unallocated))
             for interval, parts in closed:
                 self.writer.commit(interval, parts)
                 committed.append(interval)

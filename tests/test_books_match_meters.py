@@ -12,7 +12,8 @@ than the books:
 * gross import and export across its meter, as booked, against the meter's own
   counters (the deltas the ledger recorded) and against what the simulator
   physically integrated: within 1 % or 20 Wh, whichever is larger (the issue's
-  bound; measured here: at most 2 Wh);
+  bound; measured here: at most 15 Wh off on 38 kWh of export, 10 Wh on 293 Wh of
+  import: measured battery charge the counters did not see, kept as measured);
 * the SoC rebuilt from the booked battery flows (start + charged - discharged -
   losses, as the ledger defines them) against the SoC the battery reports, at every
   interval's end: within 2 percentage points (measured: at most 0.33 pp);

@@ -15,7 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from controller.process_image import ProcessImage
-from dispatch import CoopLimits, Fleet, FleetState, TickResult, dispatch_tick
+from dispatch import LEDGER_FIELDS, CoopLimits, Fleet, FleetState, TickResult, dispatch_tick
 
 FloatArray = NDArray[np.float64]
 #: SunSpec 802 ``SoC`` with ``SoC_SF = -1``: the coarsest step the shipped templates read.
@@ -38,3 +38,21 @@ def booked_tick(fleet: Fleet, state: FleetState, image: ProcessImage, policy: st
     battery_w = np.where(image.has_battery, image.battery_w, np.nan)
     return dispatch_tick(fleet, state, image.pv_production_w, image.load_w, image.valid, dt_s,
                          policy, limits, battery_w=battery_w)
+
+
+def ledger_flows(booked: TickResult, islanded: bool,
+                 ) -> tuple[dict[str, FloatArray], FloatArray | None]:
+    """The ledger's flows of a booked tick, and Wh to book as ``unallocated_import`` /
+    ``unallocated_export`` (rows), if any.
+
+    Islanded there is no grid: battery charge or discharge that no flow inside the coop
+    explains (readings taken a moment apart, the cycle the breaker opened in) cannot be
+    split consistently, so it is unallocated (never liberated), not grid energy.
+    """
+    flows = {f: np.maximum(getattr(booked, f), 0.0) for f in LEDGER_FIELDS}
+    if not islanded:
+        return flows, None
+    unallocated = np.stack([flows["grid_to_battery"], flows["battery_to_grid"]])
+    flows["grid_to_battery"] = np.zeros_like(flows["grid_to_battery"])
+    flows["battery_to_grid"] = np.zeros_like(flows["battery_to_grid"])
+    return flows, unallocated

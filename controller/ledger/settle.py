@@ -8,9 +8,12 @@ batteries and the grid:
 
 * more counted than estimated: the rest came from (went to) the grid; never
   liberated. Islanded there is no grid: the rest is ``unallocated_*``;
-* less counted: the grid part shrinks first; then the member's peer and coop
-  battery flows, and the other side of each pair moves to the grid, so pairs
-  still match exactly and nobody else's meter total changes.
+* less counted: first what sampling saw go out and come back in the same
+  interval (a battery charging from imports while PV was exported charged from
+  its own PV); then the grid part; then the member's peer and coop-battery flows,
+  and the other side of each pair moves to the grid, so pairs still match exactly
+  and nobody else's meter total changes. Measured battery flows are never cut:
+  what is left stays visible in the drift (and flags the meter if large).
 
 What each counter said beyond the estimate is kept per member and interval
 (``meter_import_drift``, ``meter_export_drift``: signed Wh, so statements can still flag a
@@ -135,14 +138,8 @@ def settle_on_counters(acc: OpenInterval, counted: NDArray[np.bool_],
                                                   out=np.zeros_like(whole), where=whole > 0)
     row("battery_to_grid")[:] += _take(row("battery_to_coop"),
                                        _spread(float(cut.sum()), row("battery_to_coop")))
-    # The battery's measured charge imported less: it took that from its own PV, which the
-    # house itself used less of.
-    own = np.minimum(over, row("own_pv_used"))
-    got = _take(row("grid_to_battery"), own)
-    cut = _take(row("battery_from_coop"), own - got)
-    _unpair(row, float(cut.sum()), "to_coop_battery", grid_out)
-    row("own_pv_used")[:] -= got + cut
-    row("to_battery")[:] += got + cut
+    # What is left is measured battery charge: the books keep it (the counters' view stays
+    # in the drift column, and a large one flags the meter).
 
     # Export: what was counted beyond the estimate went to the grid.
     row(grid_out)[:] += np.maximum(short_out, 0.0)
@@ -157,13 +154,5 @@ def settle_on_counters(acc: OpenInterval, counted: NDArray[np.bool_],
     over -= cut
     row("grid_to_battery")[:] += _take(row("battery_from_coop"),
                                        _spread(float(cut.sum()), row("battery_from_coop")))
-    # The battery's measured discharge exported less: it served its own house, which used
-    # that much more.
-    got = _take(row("battery_to_grid"), over)
-    whole = row("from_coop_battery").copy()
-    cut = _take(row("battery_to_coop"), over - got)
-    _unpair(row, float(cut.sum()), "from_coop_battery", grid_in)
-    row("from_coop_battery_coop")[:] *= np.divide(row("from_coop_battery"), whole,
-                                                  out=np.zeros_like(whole), where=whole > 0)
-    row("from_battery")[:] += got + cut
+    # What is left is measured battery discharge: kept, as above.
     return flagged
