@@ -137,3 +137,70 @@ def test_a_meter_far_from_its_power_is_flagged_and_written(tmp_path) -> None:  #
     writer.close()
     rows = LedgerReader(tmp_path / "l.sqlite").intervals()
     assert [r["flagged"] for r in rows] == [None, '["b/meter"]']
+
+
+def test_a_ledger_from_before_the_new_columns_gets_them_on_open(tmp_path) -> None:  # noqa: ANN001
+    """A version 2 ledger written before battery_to_grid, the battery-to-battery pair, the
+    drift columns and intervals.flagged existed: opened by a writer, it gains them (zeros,
+    NULL), keeps its rows, and books and reads as a new one."""
+    import sqlite3
+
+    from controller.ledger import CycleEnergy, IntervalBook, LedgerReader, LedgerWriter
+    from controller.ledger.accumulator import CarryState
+    from dispatch import LEDGER_FIELDS
+
+    path = tmp_path / "old.sqlite"
+    ids = ("a", "b")
+    writer = LedgerWriter(path, 900, [(m, m) for m in ids])
+    book = IntervalBook(ids, 900, None, CarryState.fresh(2))
+    flows = {f: np.full(2, 5.0) for f in LEDGER_FIELDS}
+    nan = np.full((3, 2), np.nan)
+    t = 1_800_000_000 // 900 * 900
+    for k in range(40):
+        for interval, parts in book.add_cycle(CycleEnergy(t + 30 * k, t + 30 * (k + 1), flows,
+                                                          np.ones(2, bool), nan)):
+            writer.commit(interval, parts)
+    writer.close()
+    new = ("battery_to_grid", "battery_to_batteries", "battery_from_batteries",
+           "meter_import_drift", "meter_export_drift")
+    conn = sqlite3.connect(path)
+    conn.execute("DROP VIEW member_energy")
+    for table in ("intervals", "member_wh", "rollup_member", "rollup_coop"):
+        for c in new:
+            conn.execute(f"ALTER TABLE {table} DROP COLUMN {c}")
+    conn.execute("ALTER TABLE intervals DROP COLUMN flagged")
+    conn.commit()
+    conn.close()
+    assert LedgerReader(path).intervals()[0]["flagged"] is None  # readable before the upgrade
+
+    LedgerWriter(path, 900, [(m, m) for m in ids]).close()
+    reader = LedgerReader(path)
+    totals = reader.totals("a")
+    assert totals["battery_to_grid"] == 0 and totals["meter_import_drift"] is None
+    assert totals["own_pv_used"] == 5 * 30  # the committed rows kept their values
+    assert [r["flagged"] for r in reader.intervals()] == [None]
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT SUM(battery_to_grid) FROM member_energy").fetchone()[0] == 0
+    conn.close()
+
+
+def test_islanded_battery_energy_nothing_in_the_coop_explains_is_unallocated() -> None:
+    """Islanded there is no grid: a battery charging beyond every source the readings show
+    is booked unallocated (crossed its meter, never liberated), not grid_to_battery."""
+    from controller.ledger.measured import ledger_flows
+    from dispatch import CoopLimits, Fleet, FleetState, dispatch_tick
+
+    fleet = Fleet(np.array([10_000.0, 0.0]), np.zeros(2), np.full(2, 5000.0),
+                  np.full(2, 5000.0), np.ones(2))
+    state = FleetState.start(np.array([5000.0, 0.0]))
+    pv, load = np.array([0.0, 1000.0]), np.array([0.0, 400.0])
+    battery_w = np.array([-900.0, np.nan])  # 900 W in; only 600 W of surplus anywhere
+    for islanded, grid in ((False, 300.0), (True, 0.0)):
+        booked = dispatch_tick(fleet, state, pv, load, None, 3600.0,
+                               limits=CoopLimits(islanded=islanded), battery_w=battery_w)
+        assert booked.battery_from_coop[0] == 600.0 and booked.grid_to_battery[0] == 300.0
+        flows, unallocated = ledger_flows(booked, islanded)
+        assert flows["grid_to_battery"][0] == grid
+        assert (unallocated is None) == (not islanded)
+        if islanded:
+            assert unallocated[0].tolist() == [300.0, 0.0]
