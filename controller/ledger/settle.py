@@ -136,8 +136,8 @@ def settle_on_counters(acc: OpenInterval, counted: NDArray[np.bool_],
     over -= cut
     row("from_coop_battery_coop")[:] *= np.divide(row("from_coop_battery"), whole,
                                                   out=np.zeros_like(whole), where=whole > 0)
-    row("battery_to_grid")[:] += _take(row("battery_to_coop"),
-                                       _spread(float(cut.sum()), row("battery_to_coop")))
+    row("unallocated_export" if islanded else "battery_to_grid")[:] += _take(
+        row("battery_to_coop"), _spread(float(cut.sum()), row("battery_to_coop")))
     # What is left is measured battery charge: the books keep it (the counters' view stays
     # in the drift column, and a large one flags the meter).
 
@@ -152,7 +152,7 @@ def settle_on_counters(acc: OpenInterval, counted: NDArray[np.bool_],
     # Less into neighbours' batteries: they charged from the grid instead.
     cut = _take(row("to_coop_battery"), over)
     over -= cut
-    row("grid_to_battery")[:] += _take(row("battery_from_coop"),
-                                       _spread(float(cut.sum()), row("battery_from_coop")))
+    row("unallocated_import" if islanded else "grid_to_battery")[:] += _take(
+        row("battery_from_coop"), _spread(float(cut.sum()), row("battery_from_coop")))
     # What is left is measured battery discharge: kept, as above.
     return flagged
