@@ -7,13 +7,17 @@ counters counted; the per-cycle estimates only split it between peers, coop
 batteries and the grid:
 
 * more counted than estimated: the rest came from (went to) the grid; never
-  liberated. Islanded there is no grid: the rest is ``unallocated_*``;
+  liberated;
 * less counted: first what sampling saw go out and come back in the same
   interval (a battery charging from imports while PV was exported charged from
   its own PV); then the grid part; then the member's peer and coop-battery flows,
   and the other side of each pair moves to the grid, so pairs still match exactly
   and nobody else's meter total changes. Measured battery flows are never cut:
   what is left stays visible in the drift (and flags the meter if large).
+
+An interval with islanded time is not settled (there is no grid to take the
+difference, and splitting it inside the island would be a guess): its drift and
+flag are recorded all the same.
 
 What each counter said beyond the estimate is kept per member and interval
 (``meter_import_drift``, ``meter_export_drift``: signed Wh, so statements can still flag a
@@ -117,8 +121,11 @@ def settle_on_counters(acc: OpenInterval, counted: NDArray[np.bool_],
     flagged = counted & (
         (np.abs(short_in) > np.maximum(FLAG_SHARE * meter_in, FLAG_WH))
         | (np.abs(short_out) > np.maximum(FLAG_SHARE * meter_out, FLAG_WH)))
-    grid_in = "unallocated_import" if islanded else "from_grid"
-    grid_out = "unallocated_export" if islanded else "to_grid"
+    if islanded:
+        # No grid to take a difference: an island's samples are split as they are, and
+        # the drift (and a flag) says how far the counters disagree.
+        return flagged
+    grid_in, grid_out = "from_grid", "to_grid"
     over_in, over_out = _net_round_trips(acc, np.maximum(-short_in, 0.0),
                                          np.maximum(-short_out, 0.0), grid_in, grid_out)
 
@@ -136,8 +143,8 @@ def settle_on_counters(acc: OpenInterval, counted: NDArray[np.bool_],
     over -= cut
     row("from_coop_battery_coop")[:] *= np.divide(row("from_coop_battery"), whole,
                                                   out=np.zeros_like(whole), where=whole > 0)
-    row("unallocated_export" if islanded else "battery_to_grid")[:] += _take(
-        row("battery_to_coop"), _spread(float(cut.sum()), row("battery_to_coop")))
+    row("battery_to_grid")[:] += _take(row("battery_to_coop"),
+                                       _spread(float(cut.sum()), row("battery_to_coop")))
     # What is left is measured battery charge: the books keep it (the counters' view stays
     # in the drift column, and a large one flags the meter).
 
@@ -152,7 +159,7 @@ def settle_on_counters(acc: OpenInterval, counted: NDArray[np.bool_],
     # Less into neighbours' batteries: they charged from the grid instead.
     cut = _take(row("to_coop_battery"), over)
     over -= cut
-    row("unallocated_import" if islanded else "grid_to_battery")[:] += _take(
-        row("battery_from_coop"), _spread(float(cut.sum()), row("battery_from_coop")))
+    row("grid_to_battery")[:] += _take(row("battery_from_coop"),
+                                       _spread(float(cut.sum()), row("battery_from_coop")))
     # What is left is measured battery discharge: kept, as above.
     return flagged
