@@ -78,7 +78,8 @@ def test_settling_moves_the_books_to_the_counters_and_keeps_every_rule(n, seed, 
     # flows were left to cut); no other meter's total changed
     in1, out1 = _totals(acc, METER_IN), _totals(acc, METER_OUT)
     m_in, m_out = acc.row("meter_import"), acc.row("meter_export")
-    for booked, start, meter in ((in1, in0, m_in), (out1, out0, m_out)) * (not islanded):
+    directions = () if islanded else ((in1, in0, m_in), (out1, out0, m_out))
+    for booked, start, meter in directions:
         reached = np.abs(booked - meter) <= tol
         between = (np.minimum(start, meter) - tol <= booked) & (booked <= np.maximum(start, meter)
                                                                 + tol)
