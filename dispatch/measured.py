@@ -11,8 +11,12 @@ dispatch's rules only say *whose* energy that was:
   ``to_coop_battery``), then from the grid (``grid_to_battery``, never of coop
   origin);
 * discharge serves the owner's load first, then neighbours' deficit left after
-  peers (``battery_to_coop``, paired with their ``from_coop_battery``), and what
-  is left crossed the meter to the grid (``battery_to_grid``).
+  peers (``battery_to_coop``, paired with their ``from_coop_battery``);
+* what one battery gave beyond everyone's load and another took beyond everyone's
+  surplus went battery to battery (``battery_to_batteries`` /
+  ``battery_from_batteries``, a pair; not counted as coop origin);
+* only the rest crossed the coop's connection (``grid_to_battery``,
+  ``battery_to_grid``).
 
 A full battery that measures 0 W is therefore booked as neither charging nor
 discharging, whatever room its rounded SoC suggests. All households at once,

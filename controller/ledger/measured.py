@@ -6,7 +6,8 @@
   full battery to charge.
 * The cycle's booked flows come from the measured battery power
   (:mod:`dispatch.measured`): a battery is booked as doing what it did, and
-  the dispatch only says whose energy that was.
+  the dispatch only says whose energy that was; islanded, battery energy no flow
+  inside the coop explains is unallocated, never grid (:func:`ledger_flows`).
 """
 
 from __future__ import annotations
