@@ -181,7 +181,8 @@ def interval_row(interval: CommittedInterval) -> tuple:
     """The coop row of ``intervals``, as :func:`store.write_commit` writes it."""
     counts = [interval.counts.get(k, 0) for k in INTERVAL_COUNTS]
     missing = json.dumps(list(interval.missing)) if interval.missing else None
-    return (interval.start_ts, interval.end_ts, missing, time.time(), *counts,
+    flagged = json.dumps(list(interval.flagged)) if interval.flagged else None
+    return (interval.start_ts, interval.end_ts, missing, flagged, time.time(), *counts,
             *store.coop_sums(interval))
 
 
@@ -199,8 +200,8 @@ def bulk_write(conn: sqlite3.Connection, batch: Sequence[Booked],
     conn.execute("BEGIN IMMEDIATE")
     try:
         conn.executemany(
-            f"INSERT INTO intervals(start_ts, end_ts, missing, committed_at, {counts}, {_COLS}) "
-            f"VALUES (?, ?, ?, ?, {', '.join('?' for _ in INTERVAL_COUNTS)}, {marks})",
+            f"INSERT INTO intervals(start_ts, end_ts, missing, flagged, committed_at, {counts}, "
+            f"{_COLS}) VALUES (?, ?, ?, ?, ?, {', '.join('?' for _ in INTERVAL_COUNTS)}, {marks})",
             [interval_row(i) for i, _ in batch])
         conn.executemany(f"INSERT INTO member_wh(key, {_COLS}) VALUES (?, {marks})",
                          member_rows(batch, numbers))

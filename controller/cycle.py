@@ -44,10 +44,11 @@ from controller.island.transition import island_ready_battery_w
 from controller.ledger import CommittedInterval, CycleEnergy, IntervalBook, LedgerWriter
 from controller.ledger.accumulator import unpack_state
 from controller.ledger.late import book_late_reading
+from controller.ledger.measured import booked_tick, ledger_flows, stored_from_soc
 from controller.polling import Poller
 from controller.process_image import ProcessImage
 from controller.safety import clamp_setpoints
-from dispatch import LEDGER_FIELDS, CoopLimits, Fleet, FleetState, TickResult, dispatch_tick
+from dispatch import CoopLimits, Fleet, FleetState, TickResult, dispatch_tick
 
 if TYPE_CHECKING:
     from controller.federation.booking import CoopFederation
@@ -77,6 +78,9 @@ class CycleReport:
     dropped_wh: np.ndarray | None = None
     #: Per cause, PV held back as estimated (controller/island/curtail_estimate.py), Wh.
     held_back_wh: dict[str, np.ndarray] | None = None
+    #: What the ledger booked: the cycle as measured (battery flows from the measured
+    #: battery power), split by origin. ``result`` is the dispatch's plan (setpoints).
+    booked: TickResult | None = None
 
 
 class Controller:
@@ -248,11 +252,11 @@ class Controller:
             self.grid.inputs_from(image, device_grid, former_ok, stale), now)
         fleet = self.fleet(image)
         carry = self.book.carry
-        stored = np.nan_to_num(image.soc_pct, nan=0.0) / 100.0 * fleet.capacity_wh
+        stored = stored_from_soc(image.soc_pct, fleet.capacity_wh)
         pools_before = np.asarray(carry.pools_wh, dtype=float).copy()
         pools = np.clip(carry.pools_wh, 0.0, stored)
         start = self._cycle_start(now)
-        result = None
+        result = booked = None
         committed: list[CommittedInterval] = []
         setpoints = np.zeros(len(self.member_ids))
         # Plugs Commonwatt holds off still belong to the demand: the dispatch sees them,
@@ -287,6 +291,9 @@ class Controller:
                 pre_shed = held_off
             # A new array: flows of stages that did not run share one zeros buffer.
             result.shed = result.shed + (pre_shed + dropped) * hours
+            booked = booked_tick(fleet, FleetState(stored, pools, carry.held), image,
+                                 self.config.policy.sharing, limits, now - start)
+            booked.shed = booked.shed + (pre_shed + dropped) * hours
             # Safety wins over the dispatch and over an override: the reserve on-grid, the
             # hard floor islanded.
             active = self.overrides.active(now)
@@ -309,7 +316,7 @@ class Controller:
         await self.poller.write_setpoints(
             setpoints, image.has_battery & image.battery_ok, self.setpoint_expiry_s
         )
-        if result is not None:
+        if result is not None and booked is not None:
             await self._curtail(image, result, now - start)
             await self._shed(need_w, now)
             await self._switch_overridden_loads()
@@ -317,10 +324,10 @@ class Controller:
             idle = image.battery_assumed_idle
             if idle is None:
                 idle = np.zeros(len(pools), dtype=bool)
-            carry.pools_wh = np.where(image.valid & ~idle, result.pool_coop_wh,
+            carry.pools_wh = np.where(image.valid & ~idle, booked.pool_coop_wh,
                                       np.where(idle, pools_before, pools))
-            carry.held = result.state.held.copy()
-            flows = {f: np.maximum(getattr(result, f), 0.0) for f in LEDGER_FIELDS}
+            carry.held = booked.state.held.copy()
+            flows, unallocated = ledger_flows(booked, limits.islanded)
             est = self.curtail_estimator.step(
                 now - start, image.pv_w, image.valid & image.has_pv,
                 self.follower.pv_forecast_w(now), capped,
@@ -331,7 +338,7 @@ class Controller:
             self._book_late_readings()
             closed = self.book.add_cycle(CycleEnergy(
                 start, now, flows, image.valid.copy(), image.counters, islanded=limits.islanded,
-                missing=unknown))
+                missing=unknown, unallocated=unallocated))
             for interval, parts in closed:
                 self.writer.commit(interval, parts)
                 committed.append(interval)
@@ -342,7 +349,7 @@ class Controller:
             self.writer.save(self.book.open_parts())
         report = CycleReport(image, start, now, result, setpoints, committed,
                              time.perf_counter() - wall0, dropped * ((now - start) / 3600.0),
-                             held_back)
+                             held_back, booked)
         self.last_report = report
         self.last_cycle_wall = time.monotonic()
         return report

@@ -209,3 +209,88 @@ def reference_tick(fleet: Fleet, state: FleetState, pv_w: list[float], load_w: l
     fc = _share(delivered_total, delivered_coop)
     r["from_coop_battery_coop"] = [x * fc for x in r["from_coop_battery"]]
     return r
+
+
+#: What :func:`reference_measured_tick` gives: every field, and battery discharge exported.
+MEASURED_FIELDS = (*FIELDS, "battery_to_grid", "battery_to_batteries", "battery_from_batteries")
+
+
+def reference_measured_tick(fleet: Fleet, state: FleetState, pv_w: list[float],
+                            load_w: list[float], battery_w: list[float], valid: list[bool],
+                            dt_s: float, policy: str = "prorata",
+                            limits: CoopLimits | None = None) -> dict[str, list[float]]:
+    """The tick booked from measured battery power (:mod:`dispatch.measured`), one household
+    at a time: the battery's measured energy split between own, coop and grid."""
+    limits = limits or CoopLimits()
+    n, h, island = fleet.size, dt_s / 3600.0, limits.islanded
+    tiered = island or policy == "tiers"
+    key, tier = [float(k) for k in fleet.key], [int(t) for t in fleet.tier]
+    r: dict[str, list[float]] = {f: [0.0] * n for f in MEASURED_FIELDS}
+    surplus, deficit, c_left, d_left = [0.0] * n, [0.0] * n, [0.0] * n, [0.0] * n
+    for i in range(n):
+        if not valid[i]:
+            continue
+        pv, load = max(float(pv_w[i]), 0.0) * h, max(float(load_w[i]), 0.0) * h
+        p = float(battery_w[i])
+        if not math.isfinite(p) or fleet.capacity_wh[i] <= 0:
+            p = 0.0
+        charge, discharge = max(-p, 0.0) * h, max(p, 0.0) * h
+        u = min(pv, load)
+        r["own_pv_used"][i] = u
+        r["to_battery"][i] = min(pv - u, charge)
+        r["from_battery"][i] = min(load - u, discharge)
+        surplus[i] = pv - u - r["to_battery"][i]
+        deficit[i] = load - u - r["from_battery"][i]
+        c_left[i], d_left[i] = charge - r["to_battery"][i], discharge - r["from_battery"][i]
+    shared = min(sum(surplus), sum(deficit))
+    fs = _share(sum(surplus), shared)
+    r["to_peers"] = [x * fs for x in surplus]
+    r["from_peers"] = _allocate(shared, deficit, policy, key, tier, tiered)
+    surplus = [a - b for a, b in zip(surplus, r["to_peers"], strict=True)]
+    deficit = [a - b for a, b in zip(deficit, r["from_peers"], strict=True)]
+    moved = min(sum(surplus), sum(c_left))
+    fs, fc = _share(sum(surplus), moved), _share(sum(c_left), moved)
+    r["to_coop_battery"] = [x * fs for x in surplus]
+    r["battery_from_coop"] = [x * fc for x in c_left]
+    r["grid_to_battery"] = [x - x * fc for x in c_left]
+    surplus = [a - b for a, b in zip(surplus, r["to_coop_battery"], strict=True)]
+    moved = min(sum(deficit), sum(d_left))
+    r["from_coop_battery"] = _allocate(moved, deficit, policy, key, tier, tiered)
+    fd = _share(sum(d_left), moved)
+    r["battery_to_coop"] = [x * fd for x in d_left]
+    d_left = [x - x * fd for x in d_left]
+    deficit = [a - b for a, b in zip(deficit, r["from_coop_battery"], strict=True)]
+    c_left = r["grid_to_battery"]
+    moved = min(sum(c_left), sum(d_left))
+    fc, fd = _share(sum(c_left), moved), _share(sum(d_left), moved)
+    r["battery_from_batteries"] = [x * fc for x in c_left]
+    r["grid_to_battery"] = [x - x * fc for x in c_left]
+    r["battery_to_batteries"] = [x * fd for x in d_left]
+    r["battery_to_grid"] = [x - x * fd for x in d_left]
+    # On-grid the meters counted what crossed them, caps or not; islanded nothing can.
+    r["from_grid"] = [0.0] * n if island else list(deficit)
+    r["shed"] = _allocate(sum(deficit), deficit, policy, key, tier, True) if island else [0.0] * n
+    r["to_grid"] = [0.0] * n if island else list(surplus)
+    r["curtailed"] = list(surplus) if island else [0.0] * n
+    delivered_coop = delivered_total = 0.0
+    for i in range(n):
+        eta = math.sqrt(float(fleet.efficiency[i]))
+        stored = min(max(float(state.stored_wh[i]), 0.0), float(fleet.capacity_wh[i]))
+        pool = min(max(float(state.pool_coop_wh[i]), 0.0), stored)
+        frac = pool / stored if stored > 0 else 0.0
+        delivered_coop += r["battery_to_coop"][i] * frac
+        delivered_total += r["battery_to_coop"][i]
+        coop_in = r["to_battery"][i] + r["battery_from_coop"][i]
+        charged_in = coop_in + r["grid_to_battery"][i] + r["battery_from_batteries"][i]
+        out = (r["from_battery"][i] + r["battery_to_coop"][i] + r["battery_to_grid"][i]
+               + r["battery_to_batteries"][i])
+        drawn = out / eta
+        r["losses"][i] = (charged_in - charged_in * eta) + (drawn - out)
+        r["battery_w"][i] = (out - charged_in) / h
+        r["stored_wh"][i] = stored + charged_in * eta - drawn
+        r["pool_coop_wh"][i] = min(max(pool - drawn * frac + coop_in * eta, 0.0),
+                                   max(r["stored_wh"][i], 0.0))
+        r["from_battery_coop"][i] = r["from_battery"][i] * frac
+    fc = _share(delivered_total, delivered_coop)
+    r["from_coop_battery_coop"] = [x * fc for x in r["from_coop_battery"]]
+    return r

@@ -21,11 +21,18 @@ class TickResult:
         load   = own_pv_used + from_battery + from_peers + from_coop_battery + from_grid + shed
         pv     = own_pv_used + to_battery + to_peers + to_coop_battery + to_grid + curtailed
         stored_after - stored_before = to_battery + battery_from_coop + grid_to_battery
-                                       - from_battery - battery_to_coop - losses
+                                       + battery_from_batteries - from_battery
+                                       - battery_to_coop - battery_to_grid
+                                       - battery_to_batteries - losses
 
     Per coop: ``sum(to_peers) == sum(from_peers)``,
     ``sum(to_coop_battery) == sum(battery_from_coop)`` and
     ``sum(battery_to_coop) == sum(from_coop_battery)``.
+
+    ``battery_to_grid`` is battery discharge that left the coop across its owner's
+    meter, ``battery_to_batteries`` discharge that charged other batteries (their
+    ``battery_from_batteries``; the sums match): only a tick booked from measured battery
+    power (:mod:`dispatch.measured`) has any; a dispatched tick never plans them (zeros).
 
     ``*_coop`` fields are the coop-origin parts of battery energy: the only
     battery energy that counts as liberated. Arrays of a result from a
@@ -53,16 +60,24 @@ class TickResult:
     hours: float
     import_capped_wh: float = 0.0
     export_capped_wh: float = 0.0
+    battery_to_grid: FloatArray | None = None  # None: zero (results built by hand)
+    battery_to_batteries: FloatArray | None = None
+    battery_from_batteries: FloatArray | None = None
 
     @property
     def charged_in(self) -> FloatArray:
         """AC energy into each battery, from any source."""
-        return self.to_battery + self.battery_from_coop + self.grid_to_battery
+        into = self.to_battery + self.battery_from_coop + self.grid_to_battery
+        return into if self.battery_from_batteries is None else (
+            into + self.battery_from_batteries)
 
     @property
     def drawn_out(self) -> FloatArray:
         """AC energy out of each battery, to anyone."""
-        return self.from_battery + self.battery_to_coop
+        out = self.from_battery + self.battery_to_coop
+        if self.battery_to_batteries is not None:
+            out = out + self.battery_to_batteries
+        return out if self.battery_to_grid is None else out + self.battery_to_grid
 
     @property
     def losses(self) -> FloatArray:

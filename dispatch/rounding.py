@@ -37,13 +37,17 @@ LEDGER_FIELDS: tuple[str, ...] = (
     "battery_from_coop",
     "battery_to_coop",
     "grid_to_battery",
+    "battery_to_grid",
+    "battery_to_batteries",
+    "battery_from_batteries",
     "losses",
 )
 #: The ledger fields whose sum is a member's liberated energy (served from coop generation).
 LIBERATED_FIELDS = ("own_pv_used", "from_battery_coop", "from_peers", "from_coop_battery_coop")
 #: receiving field → (sending field): booked so both sum to the same Wh.
 PAIRED = {"from_peers": "to_peers", "from_coop_battery": "battery_to_coop",
-          "battery_from_coop": "to_coop_battery"}
+          "battery_from_coop": "to_coop_battery",
+          "battery_from_batteries": "battery_to_batteries"}
 #: part → whole: a coop-origin part never exceeds its flow.
 PARTS = {"from_battery_coop": "from_battery", "from_coop_battery_coop": "from_coop_battery"}
 

@@ -24,6 +24,7 @@ from numpy.typing import NDArray
 
 from dispatch import island, kernel
 from dispatch.fleet import POLICIES, BoolArray, CoopLimits, Fleet, FleetState
+from dispatch.measured import measured_tick
 from dispatch.pcc import pcc_limits
 from dispatch.result import TickResult
 from dispatch.sharing import allocate, capped_fraction
@@ -49,7 +50,7 @@ def _coop_shares(surplus: float, deficit: float,
 #: Flows of stages a tick may skip (coop batteries, caps, grid charging).
 _OPTIONAL_FLOWS = ("to_coop_battery", "from_coop_battery", "from_coop_battery_coop",
                    "battery_from_coop", "battery_to_coop", "grid_to_battery", "curtailed",
-                   "shed")
+                   "shed", "battery_to_grid", "battery_to_batteries", "battery_from_batteries")
 
 
 _BUFFERS = (
@@ -119,12 +120,17 @@ class DispatchEngine:
             self._hours = hours
 
     def tick(self, state: FleetState, pv_w: FloatArray, load_w: FloatArray,
-             valid: BoolArray | None, dt_s: float) -> TickResult:
+             valid: BoolArray | None, dt_s: float,
+             battery_w: FloatArray | None = None) -> TickResult:
         """Balance one tick of ``dt_s`` seconds; ``valid=None`` means every household is valid.
 
         Households whose readings are not valid take no part: their flows are
-        zero and their battery holds. ``state`` is not modified.
+        zero and their battery holds. ``state`` is not modified. With
+        ``battery_w`` (measured, W, discharge > 0) the tick books what the
+        batteries did instead of deciding it (:mod:`dispatch.measured`, numpy).
         """
+        if battery_w is not None:
+            return measured_tick(self, state, pv_w, load_w, battery_w, valid, dt_s)
         f, b = self.fleet, self._b
         h, charge_power, discharge_power, valid, floor_own = self._begin(state, valid, dt_s)
         simple = self._simple(valid)
@@ -451,6 +457,9 @@ def dispatch_tick(
     dt_s: float,
     policy: str = "prorata",
     limits: CoopLimits = NO_LIMITS,
+    battery_w: FloatArray | None = None,
 ) -> TickResult:
-    """Balance one tick of ``dt_s`` seconds for every household (a fresh result each call)."""
-    return DispatchEngine(fleet, policy, limits).tick(state, pv_w, load_w, valid, dt_s)
+    """Balance one tick of ``dt_s`` seconds for every household (a fresh result each call);
+    with measured ``battery_w``, book what the batteries did (:mod:`dispatch.measured`)."""
+    return DispatchEngine(fleet, policy, limits).tick(state, pv_w, load_w, valid, dt_s,
+                                                      battery_w)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from controller.accounts.figures import METER_IN, METER_OUT
 from controller.ledger import CycleEnergy, IntervalBook, LedgerWriter
 from controller.ledger.accumulator import CarryState
 from dispatch.rounding import LEDGER_FIELDS, PAIRED
@@ -67,11 +68,9 @@ def build_ledger(path: Path, members: tuple[str, ...] = ("a", "b", "c"), *, seed
             valid = rng.random(n) >= invalid_prob
             flows = random_flows(rng, valid)
             # what passes the meter: peers' energy comes in and goes out through it too
-            imported = sum(flows[f] for f in ("from_grid", "grid_to_battery", "from_peers",
-                                              "from_coop_battery", "battery_from_coop"))
+            imported = sum(flows[f] for f in METER_IN if f in flows)
             counters[0] += imported * (1 + np.asarray(import_error))
-            counters[1] += sum(flows[f] for f in ("to_grid", "to_peers", "to_coop_battery",
-                                                  "battery_to_coop"))
+            counters[1] += sum(flows[f] for f in METER_OUT if f in flows)
             counters[2] += sum(flows[f] for f in ("own_pv_used", "to_battery", "to_peers",
                                                   "to_coop_battery", "to_grid"))
             counters += np.where(~valid & has, rng.uniform(0.0, 20.0, (3, n)), 0.0)

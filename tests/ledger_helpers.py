@@ -10,13 +10,13 @@ import numpy as np
 from controller.ledger import CycleEnergy, IntervalBook, LedgerWriter
 from controller.ledger.accumulator import CarryState
 from dispatch import LEDGER_FIELDS
+from dispatch.rounding import PAIRED
 
 
 def random_flows(rng: np.random.Generator, n: int, scale: float = 50.0) -> dict[str, np.ndarray]:
     """Random non-negative flows (Wh) that pair up across the coop as the dispatch's do."""
     flows = {f: rng.random(n) * scale * (rng.random(n) < 0.7) for f in LEDGER_FIELDS}
-    for receiver, sender in (("from_peers", "to_peers"), ("from_coop_battery", "battery_to_coop"),
-                             ("battery_from_coop", "to_coop_battery")):
+    for receiver, sender in PAIRED.items():
         weights = rng.random(n) + 1e-9
         flows[receiver] = flows[sender].sum() * weights / weights.sum()
     flows["from_battery_coop"] = flows["from_battery"] * rng.random(n)

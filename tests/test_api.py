@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from controller.accounts.figures import METER_IN, METER_OUT
 from controller.ledger import CycleEnergy, IntervalBook, LedgerReader, LedgerWriter
 from controller.ledger.accumulator import CarryState
 from dispatch import LEDGER_FIELDS
@@ -169,13 +170,12 @@ def test_the_installer_view_flags_a_meter_whose_counters_drift(tmp_path: Path) -
     path = tmp_path / "l.sqlite"
     writer = LedgerWriter(path, 60, [("h01", "H01"), ("h02", "H02")])
     book = IntervalBook(("h01", "h02"), 60, None, CarryState.fresh(2))
-    meter_in = ("from_grid", "grid_to_battery", "from_peers", "from_coop_battery",
-                "battery_from_coop")
+    meter_in = tuple(f for f in METER_IN if f in flows)
+    meter_out = tuple(f for f in METER_OUT if f in flows)
     t = now - 3600
     for _ in range(60):
         counters[0] += sum(flows[f] for f in meter_in) * np.array([1.3, 1.0])
-        counters[1] += sum(flows[f] for f in ("to_grid", "to_peers", "to_coop_battery",
-                                              "battery_to_coop"))
+        counters[1] += sum(flows[f] for f in meter_out)
         for interval, parts in book.add_cycle(CycleEnergy(t, t + 60, flows, np.ones(2, bool),
                                                           counters.copy())):
             writer.commit(interval, parts)

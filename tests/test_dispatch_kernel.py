@@ -104,3 +104,18 @@ def test_kernel_totals_only_for_fleets_on_its_path() -> None:
     assert not DispatchEngine(offered, fused=True).tick_totals(state, pv, load, 60.0, totals, after)
     assert not DispatchEngine(fleet, fused=False).tick_totals(state, pv, load, 60.0, totals, after)
     assert not totals.any()
+
+
+def test_measured_battery_power_runs_numpy_on_a_fused_engine() -> None:
+    """With measured battery power the kernel does not run (it covers only the planned
+    tick): a fused engine gives exactly the numpy engine's booking, whose battery flows
+    are the measured ones (the planned tick's differ)."""
+    fleet, state, pv, load = simple_fleet(500, 3)
+    battery_w = np.random.default_rng(4).uniform(-3000, 3000, 500) * (fleet.capacity_wh > 0)
+    fused = DispatchEngine(fleet, fused=True).tick(state, pv, load, None, 60.0, battery_w)
+    plain = DispatchEngine(fleet, fused=False).tick(state, pv, load, None, 60.0, battery_w)
+    assert_identical(fused, plain)
+    np.testing.assert_array_equal(fused.battery_to_grid, plain.battery_to_grid)
+    np.testing.assert_allclose(fused.battery_w, battery_w, atol=1e-6)
+    planned = DispatchEngine(fleet, fused=True).tick(state, pv, load, None, 60.0)
+    assert not np.allclose(planned.battery_w, battery_w)

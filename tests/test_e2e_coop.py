@@ -36,9 +36,13 @@ def test_demo_coop_end_to_end(tmp_path: Path) -> None:
 
     # every dispatch result balances per household (float, Wh)
     for r in reports[1:]:
-        res, dt_h = r.result, (r.end_ts - r.start_ts) / 3600
-        np.testing.assert_allclose(res.load, r.image.load_w * dt_h, rtol=1e-12, atol=1e-9)
-        np.testing.assert_allclose(res.pv, r.image.pv_production_w * dt_h, rtol=1e-12, atol=1e-9)
+        dt_h = (r.end_ts - r.start_ts) / 3600
+        for res in (r.result, r.booked):  # the plan, and the books (battery as measured)
+            np.testing.assert_allclose(res.load, r.image.load_w * dt_h, rtol=1e-12, atol=1e-9)
+            np.testing.assert_allclose(res.pv, r.image.pv_production_w * dt_h, rtol=1e-12,
+                                       atol=1e-9)
+        battery_w = np.where(r.image.has_battery, r.image.battery_w, 0.0)
+        np.testing.assert_allclose(r.booked.battery_w, battery_w, atol=1e-9)
 
     db = sqlite3.connect(tmp_path / "ledger.sqlite")
     # 120 cycles of 30 s make 3,600 s: the settlement intervals inside, each aligned to
@@ -62,11 +66,11 @@ def test_demo_coop_end_to_end(tmp_path: Path) -> None:
         " > own_pv_used + from_battery + from_peers + from_coop_battery + from_grid"
     ).fetchone()[0]
     assert bad == 0
-    # integer ledger (committed + the open interval) follows the float dispatch, with the
-    # rest carried (never lost)
+    # integer ledger (committed + the open interval) follows the float booking, settled on
+    # the meters' whole-Wh counters, with the rest carried (never lost)
     n = len(reports[0].image.member_ids)
     for field in ("from_grid", "own_pv_used", "to_peers"):
-        float_total = sum(getattr(r.result, field).sum() for r in reports)
+        float_total = sum(getattr(r.booked, field).sum() for r in reports)
         booked = db.execute(f"SELECT SUM({field}) FROM member_energy").fetchone()[0]
         assert abs(float_total - booked - provisional[field].sum()) < 2 * n, field
 

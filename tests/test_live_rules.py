@@ -1,5 +1,6 @@
 """The coop's own rules, live: each configured rule runs in the controller over real Modbus
-TCP simulators, and what it booked equals the dispatch recomputed on the same readings."""
+TCP simulators; what it planned equals the dispatch recomputed on the same readings, and
+what it booked equals the same rules splitting what was measured (battery power included)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from controller.ledger.measured import stored_from_soc
 from dispatch import LEDGER_FIELDS, FleetState, dispatch_tick
 from tests.coop_harness import start_harness
 
@@ -38,18 +40,25 @@ def _run(tmp_path: Path, hour: float = 16.0, **overrides: str) -> list[tuple]:
 
 
 def _check_against_dispatch(runs: list[tuple], policy: str) -> dict[str, np.ndarray]:
-    """Recompute each cycle's dispatch from its process image; return the float totals."""
+    """Recompute each cycle's plan and booking from its process image; return the booked
+    float totals."""
     totals = {f: 0.0 for f in LEDGER_FIELDS}
     for report, (pools, held), fleet, limits, _ in runs:
         image = report.image
-        stored = np.nan_to_num(image.soc_pct) / 100.0 * fleet.capacity_wh
-        expected = dispatch_tick(fleet, FleetState(stored, np.clip(pools, 0, stored), held),
-                                 image.pv_production_w, image.load_w, image.valid,
-                                 report.end_ts - report.start_ts, policy, limits)
+        stored = stored_from_soc(image.soc_pct, fleet.capacity_wh)
+        state = FleetState(stored, np.clip(pools, 0, stored), held)
+        dt = report.end_ts - report.start_ts
+        expected = dispatch_tick(fleet, state, image.pv_production_w, image.load_w, image.valid,
+                                 dt, policy, limits)
+        booked = dispatch_tick(fleet, state, image.pv_production_w, image.load_w, image.valid,
+                               dt, policy, limits,
+                               battery_w=np.where(image.has_battery, image.battery_w, np.nan))
         for f in LEDGER_FIELDS:
             np.testing.assert_allclose(getattr(report.result, f), getattr(expected, f),
                                        atol=1e-9, err_msg=f)
-            totals[f] += getattr(expected, f)
+            np.testing.assert_allclose(getattr(report.booked, f), getattr(booked, f),
+                                       atol=1e-9, err_msg=f)
+            totals[f] += getattr(booked, f)
     return totals
 
 

@@ -61,6 +61,9 @@ ENERGY_DOCS: dict[str, str] = {
     "battery_from_coop": "neighbours' PV stored in this member's battery",
     "battery_to_coop": "this member's battery's energy given to neighbours",
     "grid_to_battery": "imported from the grid into the battery",
+    "battery_to_grid": "this member's battery's energy that left the coop (exported)",
+    "battery_to_batteries": "this member's battery's energy that charged other batteries",
+    "battery_from_batteries": "other batteries' energy stored in this member's battery",
     "losses": "battery and conversion losses",
     "unallocated_import": "grid import counted by the meter during gaps; never liberated",
     "unallocated_export": "grid export counted by the meter during gaps",
@@ -77,8 +80,8 @@ OTHER_DOCS: dict[str, str] = {
     "unknown_s": "part of gap_s with no meter counter: energy unknown, never taken as zero",
     "meter_import_kwh": "the meter's import counter over the period; null without counters",
     "meter_export_kwh": "the meter's export counter over the period; null without counters",
-    "import_drift_kwh": "meter_import - (from_grid + grid_to_battery + unallocated_import)",
-    "export_drift_kwh": "meter_export - (to_grid + unallocated_export)",
+    "import_drift_kwh": "meter_import - the estimate from measured power (before settling)",
+    "export_drift_kwh": "meter_export - the estimate from measured power (before settling)",
 }
 assert set(ENERGY) >= set(LEDGER_FIELDS)
 
@@ -126,8 +129,9 @@ def self_sufficiency(liberated: int, load: int) -> float | None:
 #: from a neighbour's battery, or into its battery from neighbours) still comes in
 #: through its own meter, and what it gives goes out through it.
 METER_IN = ("from_grid", "grid_to_battery", "from_peers", "from_coop_battery",
-            "battery_from_coop", "unallocated_import")
-METER_OUT = ("to_grid", "to_peers", "to_coop_battery", "battery_to_coop", "unallocated_export")
+            "battery_from_coop", "battery_from_batteries", "unallocated_import")
+METER_OUT = ("to_grid", "to_peers", "to_coop_battery", "battery_to_coop", "battery_to_grid",
+             "battery_to_batteries", "unallocated_export")
 
 
 def import_booked(s: Sums) -> int:
@@ -152,10 +156,9 @@ def figures(s: Sums) -> dict[str, float | int | None]:
     meter_import, meter_export = s.get("meter_import"), s.get("meter_export")
     out["meter_import_kwh"] = kwh(meter_import)
     out["meter_export_kwh"] = kwh(meter_export)
-    out["import_drift_kwh"] = (None if meter_import is None
-                               else kwh(meter_import - import_booked(s)))
-    out["export_drift_kwh"] = (None if meter_export is None
-                               else kwh(meter_export - export_booked(s)))
+    drifts = meter_drift(s, 0.0, 0)
+    out["import_drift_kwh"] = kwh(drifts["import"].drift)
+    out["export_drift_kwh"] = kwh(drifts["export"].drift)
     return out
 
 
@@ -191,9 +194,16 @@ def drift(metered: int | None, booked: int, threshold_pct: float, min_wh: int) -
 
 
 def meter_drift(s: Sums, threshold_pct: float, min_wh: int) -> dict[str, Drift]:
-    """Import and export drift of one member's sums."""
-    return {"import": drift(s.get("meter_import"), import_booked(s), threshold_pct, min_wh),
-            "export": drift(s.get("meter_export"), export_booked(s), threshold_pct, min_wh)}
+    """Import and export drift of one member's sums. The books are settled on the counters
+    (:mod:`controller.ledger.settle`): the drift is the counters against the estimate from
+    measured power before that (``meter_*_drift`` columns), where the ledger has it."""
+    out = {}
+    for name, booked in (("import", import_booked(s)), ("export", export_booked(s))):
+        metered, settled = s.get(f"meter_{name}"), s.get(f"meter_{name}_drift")
+        if metered is not None and settled is not None:
+            booked = metered - int(settled)
+        out[name] = drift(metered, booked, threshold_pct, min_wh)
+    return out
 
 
 _MONTH = re.compile(r"(\d{4})-(\d{2})")

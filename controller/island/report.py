@@ -37,8 +37,10 @@ the dispatch sheds. A tier *held* when none of its load was shed.
 battery per member (a member's several ``[[island.batteries]]`` add up). Its
 content is rebuilt interval by interval from the booked flows::
 
-    stored_after = stored_before + (to_battery + battery_from_coop + grid_to_battery)
-                   − (from_battery + battery_to_coop) − losses
+    stored_after = stored_before + (to_battery + battery_from_coop + grid_to_battery
+                                    + battery_from_batteries)
+                   − (from_battery + battery_to_coop + battery_to_grid
+                      + battery_to_batteries) − losses
 
 from the plan's starting SoC for that battery, else the ``[[island.batteries]]``
 ``soc_pct``, else 50 % (``start_soc_source`` says which). Capacity comes from

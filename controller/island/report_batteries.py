@@ -17,8 +17,9 @@ from controller.island.report_inputs import FloatArray, ReportConfig, plan_batte
 
 DEFAULT_SOC_PCT = 50.0
 #: Battery flows in and out of a member's battery (losses are drawn out too).
-BATTERY_IN = ("to_battery", "battery_from_coop", "grid_to_battery")
-BATTERY_OUT = ("from_battery", "battery_to_coop", "losses")
+BATTERY_IN = ("to_battery", "battery_from_coop", "grid_to_battery", "battery_from_batteries")
+BATTERY_OUT = ("from_battery", "battery_to_coop", "battery_to_grid", "battery_to_batteries",
+               "losses")
 
 
 @dataclass(slots=True)

@@ -16,7 +16,14 @@ from types import SimpleNamespace
 import numpy as np
 from numpy.typing import NDArray
 
-from controller.ledger.schema import GAP_FIELDS, INTERVAL_COUNTS, MEMBER_COLUMNS, METER_FIELDS
+from controller.ledger.schema import (
+    DRIFT_FIELDS,
+    GAP_FIELDS,
+    INTERVAL_COUNTS,
+    MEMBER_COLUMNS,
+    METER_FIELDS,
+)
+from controller.ledger.settle import settle_on_counters
 from dispatch.rounding import LEDGER_FIELDS, WhBook, floor_with_carry
 
 FloatArray = NDArray[np.float64]
@@ -24,9 +31,10 @@ ROW = {name: i for i, name in enumerate(MEMBER_COLUMNS)}
 #: Counters read from meters and inverters: lifetime Wh, in the process image.
 COUNTERS = ("import", "export", "pv")
 #: Wh amounts (besides the dispatch flows) carried to the Wh like the flows are.
-CARRIED = ("unallocated_import", "unallocated_export", "unallocated_pv", *METER_FIELDS)
+CARRIED = ("unallocated_import", "unallocated_export", "unallocated_pv", "meter_import",
+           "meter_export")
 SECONDS = ("gap_s", "unknown_s")
-assert set(CARRIED) | set(SECONDS) == set(GAP_FIELDS) | set(METER_FIELDS)
+assert set(CARRIED) | set(SECONDS) | set(DRIFT_FIELDS) == set(GAP_FIELDS) | set(METER_FIELDS)
 
 
 @dataclass(slots=True)
@@ -38,6 +46,13 @@ class OpenInterval:
     meter_known: NDArray[np.bool_]
     counts: dict[str, float] = field(default_factory=lambda: dict.fromkeys(INTERVAL_COUNTS, 0.0))
     missing: set[str] = field(default_factory=set)
+    #: Members booked for a cycle their counters did not span (the first reading, a counter
+    #: back after it was unknown): their counters cannot settle this interval.
+    uncounted: NDArray[np.bool_] | None = None
+
+    def __post_init__(self) -> None:
+        if self.uncounted is None:
+            self.uncounted = np.zeros(self.amounts.shape[1], dtype=bool)
 
     @classmethod
     def empty(cls, start_ts: int, n: int) -> OpenInterval:
@@ -84,6 +99,9 @@ class CommittedInterval:
     meter_known: NDArray[np.bool_]
     counts: dict[str, int]
     missing: tuple[str, ...]
+    #: Meters (``<member>/meter``) whose counters and measured power disagreed beyond
+    #: the threshold of :mod:`controller.ledger.settle` in this interval.
+    flagged: tuple[str, ...] = ()
 
     def column(self, name: str) -> NDArray[np.int64]:
         """One column, one value per member."""
@@ -97,7 +115,12 @@ class CommittedInterval:
 
 def book_interval(acc: OpenInterval, carry: CarryState, member_ids: tuple[str, ...],
                   step: int) -> CommittedInterval:
-    """Whole Wh for an interval, updating the carries (paired flows balance to the Wh)."""
+    """Whole Wh for an interval, updating the carries (paired flows balance to the Wh).
+
+    Members whose meter has counters are first settled on them (:mod:`~controller.ledger.settle`).
+    """
+    counted = acc.meter_known & ~acc.uncounted & np.isfinite(carry.counters[:2]).all(axis=0)
+    flagged = settle_on_counters(acc, counted, acc.counts.get("islanded_s", 0.0) > 0)
     book = WhBook(len(member_ids), carry.carries)
     flows = book.book(SimpleNamespace(**{f: acc.row(f) for f in LEDGER_FIELDS}))
     values = np.zeros(acc.amounts.shape, dtype=np.int64)
@@ -107,11 +130,13 @@ def book_interval(acc: OpenInterval, carry: CarryState, member_ids: tuple[str, .
     for name in CARRIED:
         values[ROW[name]], carry.carries[name] = floor_with_carry(
             np.maximum(acc.row(name), 0.0), carry.carries[name])
-    for name in SECONDS:
+    for name in (*SECONDS, *DRIFT_FIELDS):  # drift is signed and informative: no carry
         values[ROW[name]] = np.rint(acc.row(name)).astype(np.int64)
     counts = {k: int(round(v)) for k, v in acc.counts.items()}
     return CommittedInterval(acc.start_ts, acc.start_ts + step, member_ids, values,
-                             acc.meter_known.copy(), counts, tuple(sorted(acc.missing)))
+                             acc.meter_known.copy(), counts, tuple(sorted(acc.missing)),
+                             tuple(f"{m}/meter" for m, f in zip(member_ids, flagged,
+                                                                strict=True) if f))
 
 
 def _pack(header: dict, arrays: list[np.ndarray]) -> tuple[str, bytes]:
@@ -148,7 +173,8 @@ def pack_open(acc: OpenInterval, carry: CarryState, member_ids: tuple[str, ...],
     header = {"member_ids": list(member_ids), "start_ts": acc.start_ts, "end_ts": carry.end_ts,
               "counts": acc.counts, "missing": sorted(acc.missing)}
     return _pack(header, [acc.amounts, acc.meter_known.astype(np.float64), carry.pools_wh,
-                          carry.held.astype(np.float64), carry.counters, carry.counters_ts])
+                          carry.held.astype(np.float64), carry.counters, carry.counters_ts,
+                          acc.uncounted.astype(np.float64)])
 
 
 def pack_carries(carry: CarryState, member_ids: tuple[str, ...]) -> tuple[str, bytes]:
@@ -169,12 +195,15 @@ def unpack_state(open_part: tuple[str, bytes] | None, carry_part: tuple[str, byt
             carry.carries[name] = aligned[k]
     if open_part is None:
         return None, carry
-    header, (amounts, known, pools, held, counters, counters_ts) = _unpack(*open_part)
+    header, arrays = _unpack(*open_part)
+    amounts, known, pools, held, counters, counters_ts = arrays[:6]
     saved = header["member_ids"]
+    # Saved before settling on counters: the interval is not settled (its start is unknown).
+    uncounted = arrays[6] if len(arrays) > 6 else np.ones(len(saved))
     acc = OpenInterval(int(header["start_ts"]), _align(saved, member_ids, amounts),
                        _align(saved, member_ids, known) > 0,
                        {k: float(v) for k, v in header["counts"].items()},
-                       set(header["missing"]))
+                       set(header["missing"]), _align(saved, member_ids, uncounted, 1.0) > 0)
     carry.end_ts = header["end_ts"]
     carry.pools_wh = _align(saved, member_ids, pools)
     carry.held = _align(saved, member_ids, held) > 0

@@ -58,6 +58,9 @@ class CycleEnergy:
     counters: FloatArray
     islanded: bool = False
     missing: tuple[str, ...] = ()
+    #: Wh over the cycle that crossed members' meters but cannot be split (rows: import,
+    #: export): booked as ``unallocated_*``, never liberated.
+    unallocated: FloatArray | None = None
 
 
 class IntervalBook:
@@ -115,10 +118,15 @@ class IntervalBook:
                 frac = length / cycle_s
                 for f in LEDGER_FIELDS:
                     acc.row(f)[:] += c.flows[f] * frac
+                if c.unallocated is not None:
+                    acc.row("unallocated_import")[:] += c.unallocated[0] * frac
+                    acc.row("unallocated_export")[:] += c.unallocated[1] * frac
                 acc.counts["covered_s"] += length
                 acc.counts["islanded_s"] += length if c.islanded else 0.0
                 acc.missing.update(c.missing)
                 unbooked = ~c.valid
+                # Flows booked over time the counters did not span cannot be settled on them.
+                acc.uncounted |= c.valid & ~(spans[:2] > 0).all(axis=0)
             else:
                 acc.counts["gap_s_coop"] += length
                 unbooked = np.ones(n, dtype=bool)

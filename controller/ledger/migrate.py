@@ -53,12 +53,15 @@ def migrate_v1(conn: sqlite3.Connection, settlement_s: int) -> int:
         state = dict(conn.execute("SELECT key, value FROM v1_state").fetchall())
         carry = _carry(state, ids)
         carry.end_ts = cycles[-1][2] if cycles else None
-        fields = ", ".join(LEDGER_FIELDS)
+        # Version 1 knew fewer flows (no battery_to_grid): those it lacks were zero.
+        v1_cols = {r[1] for r in conn.execute("PRAGMA table_info(v1_member_energy)")}
+        v1_fields = [f for f in LEDGER_FIELDS if f in v1_cols]
+        fields = ", ".join(v1_fields)
         order = sorted(buckets)
         committed = 0
         for k, start in enumerate(order):
             acc = OpenInterval.empty(start, len(ids))
-            members_wh = np.zeros((len(LEDGER_FIELDS), len(ids)))
+            members_wh = np.zeros((len(v1_fields), len(ids)))
             for cycle_id, a, b, islanded in buckets[start]:
                 acc.counts["cycles"] += 1
                 acc.counts["covered_s"] += b - a
@@ -67,7 +70,7 @@ def migrate_v1(conn: sqlite3.Connection, settlement_s: int) -> int:
                         f"SELECT member_id, {fields} FROM v1_member_energy "
                         "WHERE interval_id = ?", (cycle_id,)):
                     members_wh[:, column[member]] += row
-            for i, f in enumerate(LEDGER_FIELDS):
+            for i, f in enumerate(v1_fields):
                 acc.amounts[ROW[f]] = members_wh[i]
             if k == len(order) - 1:  # still open when the old controller stopped
                 parts = {"acc": pack_open(acc, carry, ids), "carry": pack_carries(carry, ids)}

@@ -243,13 +243,18 @@ class LedgerReader:
 
     def intervals(self, start: float | None = None, end: float | None = None,
                   ) -> list[dict[str, object]]:
-        """Committed intervals' coop rows (counts, what was missing), oldest first."""
-        rows = self._conn().execute(
-            f"SELECT start_ts, end_ts, missing, {', '.join(INTERVAL_COUNTS)} FROM intervals "
+        """Committed intervals' coop rows (counts, what was missing, meters whose counters
+        disagreed with their power: ``flagged``), oldest first."""
+        conn = self._conn()
+        # A ledger no writer has opened since meters were flagged has no such column.
+        has_flagged = any(r[1] == "flagged" for r in conn.execute("PRAGMA table_info(intervals)"))
+        rows = conn.execute(
+            f"SELECT start_ts, end_ts, missing, {'flagged' if has_flagged else 'NULL'}, "
+            f"{', '.join(INTERVAL_COUNTS)} FROM intervals "
             "WHERE start_ts >= ? AND end_ts <= ? ORDER BY start_ts",
             (start or 0, end if end is not None else 2**62)).fetchall()
-        return [{"start_ts": r[0], "end_ts": r[1], "missing": r[2],
-                 **dict(zip(INTERVAL_COUNTS, r[3:], strict=True))} for r in rows]
+        return [{"start_ts": r[0], "end_ts": r[1], "missing": r[2], "flagged": r[3],
+                 **dict(zip(INTERVAL_COUNTS, r[4:], strict=True))} for r in rows]
 
     def raw_rows(self, start: float | None = None, end: float | None = None,
                  ) -> Iterator[tuple]:

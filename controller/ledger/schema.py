@@ -9,7 +9,8 @@ Tables:
 * ``members``: a small integer ``no`` per member id, so rows stay small;
 * ``intervals``: one row per committed settlement interval, with the coop's
   sums and what was missing in it (cycles booked, seconds not covered,
-  seconds islanded, devices that were unknown);
+  seconds islanded, devices that were unknown) and the meters whose counters
+  disagreed with their measured power (``flagged``, :mod:`controller.ledger.settle`);
 * ``member_wh``: one row per member and interval, never updated. Its key packs
   the interval and the member (:func:`row_key`), so rows are appended in key
   order to full pages (about 10 % smaller than a two-column key, measured on a
@@ -43,7 +44,10 @@ SCHEMA_VERSION = 2
 #: the interval (NULL where the meter has none), beside the booked grid flows.
 GAP_FIELDS = ("gap_s", "unknown_s", "unallocated_import", "unallocated_export",
               "unallocated_pv")
-METER_FIELDS = ("meter_import", "meter_export")
+#: ``meter_*_drift``: the meter's counter less what its measured power estimated over the interval
+#: (signed Wh, before the books were settled on the counter, :mod:`controller.ledger.settle`).
+DRIFT_FIELDS = ("meter_import_drift", "meter_export_drift")
+METER_FIELDS = ("meter_import", "meter_export", *DRIFT_FIELDS)
 MEMBER_AMOUNTS = (*LEDGER_FIELDS, *GAP_FIELDS)
 MEMBER_COLUMNS = (*MEMBER_AMOUNTS, *METER_FIELDS)
 #: Coop-level columns of an interval besides the member sums.
@@ -71,7 +75,8 @@ CREATE TABLE IF NOT EXISTS intervals (
     missing TEXT,
     committed_at REAL NOT NULL,
     {_count_cols},
-    {_sum_cols}
+    {_sum_cols},
+    flagged TEXT
 );
 CREATE TABLE IF NOT EXISTS member_wh (
     key INTEGER PRIMARY KEY,
@@ -160,10 +165,7 @@ def create(conn: sqlite3.Connection, settlement_s: int) -> None:
     for statement in DDL.split(";"):
         if statement.strip():
             conn.execute(statement)
-    conn.execute(
-        f"CREATE VIEW IF NOT EXISTS member_energy AS SELECT (key >> {MEMBER_BITS}) * "
-        f"{int(settlement_s)} AS start_ts, key & {MEMBER_MASK} AS member_no, "
-        f"{', '.join(MEMBER_COLUMNS)} FROM member_wh")
+    conn.execute(_view_ddl(settlement_s))
     conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('settlement_s', ?)",
                  (str(settlement_s),))
     # Open-data exports name members by a keyed hash: stable for this ledger, but not
@@ -171,3 +173,32 @@ def create(conn: sqlite3.Connection, settlement_s: int) -> None:
     conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('pseudonym_salt', ?)",
                  (secrets.token_hex(16),))
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+
+def _view_ddl(settlement_s: int) -> str:
+    return (f"CREATE VIEW IF NOT EXISTS member_energy AS SELECT (key >> {MEMBER_BITS}) * "
+            f"{int(settlement_s)} AS start_ts, key & {MEMBER_MASK} AS member_no, "
+            f"{', '.join(MEMBER_COLUMNS)} FROM member_wh")
+
+
+def ensure_columns(conn: sqlite3.Connection, settlement_s: int) -> None:
+    """Give a version 2 ledger written before a column existed that column (amounts as 0,
+    ``intervals.flagged`` as NULL) and a view that shows it; committed rows keep their values.
+    """
+    added = False
+    for table in ("intervals", "member_wh", "rollup_member", "rollup_coop"):
+        cols = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+        for c in MEMBER_AMOUNTS:
+            if c not in cols:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {c} INTEGER NOT NULL DEFAULT 0")
+                added = True
+        for c in METER_FIELDS:
+            if c not in cols:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {c} INTEGER")
+                added = True
+        if table == "intervals" and "flagged" not in cols:
+            conn.execute("ALTER TABLE intervals ADD COLUMN flagged TEXT")
+    if added:
+        conn.execute("DROP VIEW IF EXISTS member_energy")
+        conn.execute(_view_ddl(settlement_s))

@@ -66,6 +66,14 @@ def open_writer(path: Path, settlement_s: int) -> tuple[sqlite3.Connection, Writ
                                     f"Commonwatt ({schema.SCHEMA_VERSION}); upgrade Commonwatt")
         conn.execute(schema.GRID_TRANSITIONS_DDL)  # ledgers from before the table existed
         federation_rows.ensure_tables(conn)  # likewise: added beside, never altering rows
+        if found == schema.SCHEMA_VERSION:  # columns added since, in one transaction
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                schema.ensure_columns(conn, ledger_settlement_s(conn) or settlement_s)
+                conn.execute("COMMIT")
+            except BaseException:
+                rollback(conn)
+                raise
         stored = ledger_settlement_s(conn)
         if stored is not None and stored != settlement_s:
             raise LedgerSchemaError(
@@ -178,10 +186,11 @@ def _insert_interval(conn: sqlite3.Connection, interval: CommittedInterval,
     sums = coop_sums(interval)
     count_marks = ", ".join("?" for _ in INTERVAL_COUNTS)
     conn.execute(
-        f"INSERT INTO intervals(start_ts, end_ts, missing, committed_at, "
-        f"{', '.join(INTERVAL_COUNTS)}, {_COLS}) VALUES (?, ?, ?, ?, {count_marks}, {_MARKS})",
+        f"INSERT INTO intervals(start_ts, end_ts, missing, flagged, committed_at, "
+        f"{', '.join(INTERVAL_COUNTS)}, {_COLS}) VALUES (?, ?, ?, ?, ?, {count_marks}, {_MARKS})",
         (interval.start_ts, interval.end_ts,
-         json.dumps(list(interval.missing)) if interval.missing else None, time.time(),
+         json.dumps(list(interval.missing)) if interval.missing else None,
+         json.dumps(list(interval.flagged)) if interval.flagged else None, time.time(),
          *counts, *sums))
     step = interval.end_ts - interval.start_ts
     # Sorted keys: the rows append in order to the end of the table.
