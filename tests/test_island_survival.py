@@ -1,0 +1,114 @@
+"""Survival odds of an island day: the batch dispatch against the LP, robustness, weak points."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from controller.island.plan import Problem, plan_island
+from controller.island.survival import Components, Weather, survival_odds
+from controller.island.survival_sim import merge, simulate
+from dispatch.fleet import Fleet
+
+STEPS = 96  # a day of 15-minute steps
+HOURS = np.arange(STEPS) / 4.0
+
+
+def sun(peak_w: float) -> np.ndarray:
+    """A clear day's PV: a sine from 06:00 to 18:00."""
+    return peak_w * np.clip(np.sin(np.pi * (HOURS - 6.0) / 12.0), 0.0, None)
+
+
+def day_problem(capacity_wh: list[float], stored_pct: float, load_w: float,
+                pv_peak_w: float, critical_share: float = 0.4) -> Problem:
+    """Two members with constant load and PV on member 0; one battery per capacity, on
+    members 0, 1, 0, 1…; floors 10 %, 3 kW each way, round trip 0.9."""
+    b = len(capacity_wh)
+    cap = np.array(capacity_wh)
+    fleet = Fleet(capacity_wh=cap, soc_min_wh=0.1 * cap, max_charge_w=np.full(b, 3000.0),
+                  max_discharge_w=np.full(b, 3000.0), efficiency=np.full(b, 0.9))
+    pv = np.column_stack([sun(pv_peak_w), np.zeros(STEPS)])
+    load = np.full((STEPS, 2), load_w / 2)
+    return Problem.from_shares(pv, load, [critical_share] * 2, [0.3] * 2, fleet,
+                               cap * stored_pct / 100.0, np.arange(b) % 2,
+                               member_ids=["a", "b"])
+
+
+def test_the_batch_dispatch_holds_the_tiers_the_lp_holds() -> None:
+    # One battery: on this day the LP serves critical and essential and sheds flexible;
+    # the batch dispatch (its lower bound) must do no better and, here, no worse.
+    problem = day_problem([20000.0], 50.0, 1000.0, 2000.0)
+    plan = plan_island(problem)
+    assert plan.feasible == {"critical": True, "essential": True, "flexible": False}
+    fleet, lower = problem.fleet, problem.lower_wh
+    storage = merge(fleet.capacity_wh - lower, problem.start_wh - lower,
+                    fleet.max_charge_w / 4, fleet.max_discharge_w / 4, fleet.leg_efficiency,
+                    np.array([True]), np.array([[True]]))
+    out = simulate((problem.pv_w.sum(axis=1) / 4)[None, :], problem.tier_load_w.sum(axis=2) / 4,
+                   storage)
+    assert out.shed_wh[0, :2] == pytest.approx([0.0, 0.0], abs=1e-3)
+    # Energy: it sheds at least what the LP shed, and not much more (same day, greedy).
+    lp_shed = plan.shed_by_tier_wh()["flexible"]
+    assert lp_shed - 1.0 <= out.shed_wh[0, 2] <= lp_shed * 1.1
+
+
+def test_survives_p50_but_not_p10_pv_is_not_robust() -> None:
+    # 30 days whose clear-sky index runs from 0.1 to 1.0: on the P50 day the sun refills
+    # the battery for the night's critical load, on the P10 day it does not.
+    problem = day_problem([10000.0, 10000.0], 30.0, 1000.0, 3000.0, critical_share=0.5)
+    days = np.repeat(np.linspace(0.1, 1.0, 30)[:, None], STEPS, axis=1)
+    weather = Weather(days, "test days")
+    odds = survival_odds(problem, weather, Components(np.array([True, True]), 1.0, 1.0))
+    assert odds.held_on["p50"]["critical"]
+    assert not odds.held_on["p10"]["critical"]
+    assert not odds.robust
+    assert "the critical tier does not hold on the P10 PV day" in odds.reasons()
+    # With every component up, P(critical) is the share of days that hold.
+    assert 0.0 < odds.p_held["critical"] < 1.0
+
+
+def test_losing_the_grid_formers_partner_battery_is_named() -> None:
+    # Two grid-formers (either can form the island) and their partner battery b#2 carry
+    # the night: without the partner the critical tier is shed, so P(critical) falls to
+    # about P(partner up) = 0.97 < 0.99, and the plan names it first.
+    problem = day_problem([6000.0, 6000.0, 8000.0], 90.0, 1000.0, 0.0, critical_share=0.6)
+    problem = Problem(problem.pv_w, problem.tier_load_w, problem.fleet, problem.stored_wh,
+                      np.array([0, 1, 1]), member_ids=["a", "b"])
+    grid_forming = np.array([True, True, False])
+    days = np.ones((30, STEPS))
+    odds = survival_odds(problem, Weather(days, "test"), Components(grid_forming))
+    assert odds.p_held["critical"] < 0.99
+    assert not odds.robust
+    worst = odds.weak_points[0]
+    assert worst["component"] == "battery b#2"
+    assert worst["critical_fails_share"] == pytest.approx(1.0)
+    assert worst["costs_p"] == pytest.approx(0.03 * 0.97 ** 2, rel=1e-6)
+    # Bigger grid-formers cover the partner's loss: robust.
+    roomy = day_problem([12000.0, 12000.0, 8000.0], 90.0, 1000.0, 0.0, critical_share=0.6)
+    roomy = Problem(roomy.pv_w, roomy.tier_load_w, roomy.fleet, roomy.stored_wh,
+                    np.array([0, 1, 1]), member_ids=["a", "b"])
+    odds = survival_odds(roomy, Weather(days, "test"), Components(grid_forming))
+    assert odds.p_held["critical"] >= 0.99
+    assert odds.robust and not odds.reasons()
+
+
+def test_no_grid_former_up_serves_nothing_and_curves_fall_with_duration() -> None:
+    problem = day_problem([10000.0], 80.0, 800.0, 3000.0)
+    days = np.ones((30, STEPS))
+    odds = survival_odds(problem, Weather(days, "test"), Components(np.array([True]), 0.97,
+                                                                     1.0))
+    # One grid-former: P(critical) can be no more than its availability.
+    assert odds.p_held["critical"] <= 0.97 + 1e-9
+    assert [w["kind"] for w in odds.weak_points] == ["grid-former"]
+    curve = odds.by_duration
+    assert curve.shape == (48,) and odds.by_start_hour.shape == (24, 48)
+    assert (np.diff(curve) <= 1e-12).all()  # surviving longer is never likelier
+    assert curve[0] == pytest.approx(0.97)
+
+
+def test_bad_weather_is_refused_naming_the_field() -> None:
+    with pytest.raises(ValueError, match="Weather.index"):
+        Weather(np.full((3, 4), -1.0), "x")
+    problem = day_problem([10000.0], 80.0, 800.0, 3000.0)
+    with pytest.raises(ValueError, match="weather.index"):
+        survival_odds(problem, Weather(np.ones((3, 4)), "x"), Components(np.array([True])))
