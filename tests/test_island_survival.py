@@ -112,3 +112,35 @@ def test_bad_weather_is_refused_naming_the_field() -> None:
     problem = day_problem([10000.0], 80.0, 800.0, 3000.0)
     with pytest.raises(ValueError, match="weather.index"):
         survival_odds(problem, Weather(np.ones((3, 4)), "x"), Components(np.array([True])))
+
+
+def test_cli_plan_shows_the_odds_and_the_reserve_in_text_and_json(tmp_path) -> None:
+    import json
+
+    from tests.test_island_plan import run_cli, write_config
+
+    path = write_config(tmp_path)
+    text = path.read_text().replace("max_power_w = 3000 }", "max_power_w = 3000, "
+                                    "grid_forming = true }")
+    path.write_text(text.replace("annual_kwh = 3000", "annual_kwh = 3000\n"
+                                 "battery_availability = 0.95"))
+    out = run_cli("island", "plan", str(path), "--start", "2026-06-21T06:00", "--soc", "90",
+                  "--json")
+    assert out.returncode == 0, out.stderr
+    plan = json.loads(out.stdout)
+    odds = plan["survival"]
+    # One grid-former, up with p = 0.95: the island is no likelier than that.
+    assert odds["battery_availability"] == 0.95
+    assert 0.9 < odds["p_held"]["critical"] <= 0.95 + 1e-9
+    assert not odds["robust"] and "P(critical held)" in odds["not_robust_because"][0]
+    assert odds["weak_points"][0]["component"] == "grid-former h01"
+    assert odds["weather_days"] == 30 and odds["weather_source"].startswith("synthetic")
+    assert len(odds["critical_by_duration_h"]) == 48
+    assert len(odds["critical_by_start_hour"]) == 24
+    assert plan["reserve"]["reserve_load_pct"] == 10.0
+    assert set(plan["verdict"]) == {"critical", "essential", "flexible"}
+    out = run_cli("island", "plan", str(path), "--start", "2026-06-21T06:00", "--soc", "90")
+    assert out.returncode == 0, out.stderr
+    for line in ("Survival odds (30 weather days", "NOT ROBUST", "grid-former h01",
+                 "Operating reserve (10 % of load + 25 % of PV"):
+        assert line in out.stdout

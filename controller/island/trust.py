@@ -1,0 +1,154 @@
+"""How far to trust an island plan: survival odds and operating reserve, text and JSON.
+
+``island plan`` calls :func:`assess` after the LP and adds :func:`to_json` to
+its JSON (keys ``survival``, ``reserve``, ``verdict``) and :func:`render_text`
+to its text. The odds are computed on the coop's clear-sky PV profile scaled
+by the weather days (:mod:`.weather`); the reserve on the plan itself
+(:mod:`.reserve`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime, tzinfo
+from typing import TYPE_CHECKING
+
+import numpy as np
+from numpy.typing import NDArray
+
+from controller.island.plan import TIERS, Plan
+from controller.island.reserve import ReserveCheck, check_reserve, verdict
+from controller.island.survival import ROBUST_P, Components, Odds, Weather, survival_odds
+
+if TYPE_CHECKING:
+    from controller.config import CoopConfig
+    from controller.island.site import Coop, IslandConfig
+
+#: Durations shown in the text (the JSON has every hour from 1 to 48).
+SHOWN_HOURS = (1, 4, 8, 12, 24, 48)
+
+
+@dataclass(frozen=True, slots=True)
+class Assessment:
+    """The odds, the reserve and the verdict per tier of one plan."""
+
+    odds: Odds
+    reserve: ReserveCheck
+    verdict: dict[str, str]
+    components: Components
+    reserve_pct: tuple[float, float]
+
+
+def grid_forming_mask(config: CoopConfig, coop: Coop) -> NDArray[np.bool_]:
+    """Per planned battery: whether its member's battery device forms the grid."""
+    out = []
+    for member in coop.battery_member:
+        device = config.members[int(member)].device("battery")
+        out.append(bool(device is not None and device.grid_forming))
+    return np.array(out, dtype=bool)
+
+
+def assess(plan: Plan, clear_pv_w: NDArray[np.float64], weather: Weather,
+           grid_forming: NDArray[np.bool_], island: IslandConfig,
+           start_hour: float = 0.0) -> Assessment:
+    """Odds on ``clear_pv_w`` (T × N) × the weather days, and the plan's reserve."""
+    comp = Components(np.asarray(grid_forming, dtype=bool), island.battery_availability,
+                      island.pv_availability)
+    odds = survival_odds(replace(plan.problem, pv_w=clear_pv_w), weather, comp, start_hour)
+    reserve = check_reserve(plan, comp.grid_forming, island.reserve_load_pct,
+                            island.reserve_pv_pct)
+    return Assessment(odds, reserve, verdict(plan, reserve), comp,
+                      (island.reserve_load_pct, island.reserve_pv_pct))
+
+
+def to_json(a: Assessment, plan: Plan, tz: tzinfo) -> dict:
+    """``survival``, ``reserve`` and ``verdict`` for the plan's JSON."""
+    o, r, p = a.odds, a.reserve, plan.problem
+
+    def iso(step: int) -> str:
+        return datetime.fromtimestamp(p.start_ts + step * p.step_s, tz).isoformat()
+
+    return {
+        "survival": {
+            "p_held": o.p_held,
+            "robust": o.robust,
+            "robust_p": ROBUST_P,
+            "not_robust_because": o.reasons(),
+            "held_on": o.held_on,
+            "weak_points": o.weak_points[:20],
+            "battery_availability": a.components.battery_availability,
+            "pv_availability": a.components.pv_availability,
+            "two_or_more_down_p": o.multi_mass,
+            "two_or_more_down_draws": o.multi_sampled,
+            "weather_days": o.weather_days,
+            "weather_source": o.weather_source,
+            "critical_by_duration_h": np.round(o.by_duration, 4).tolist(),
+            "critical_by_start_hour": np.round(o.by_start_hour, 4).tolist(),
+            "scenarios": o.scenarios,
+            "solve_s": o.solve_s,
+        },
+        "reserve": {
+            "reserve_load_pct": a.reserve_pct[0],
+            "reserve_pv_pct": a.reserve_pct[1],
+            "met": r.met,
+            "capacity_shortage_kwh": r.shortage_kwh,
+            "short_steps": len(r.short_steps),
+            "short_from": [iso(s) for s in _starts(r.short_steps)][:20],
+            "shortfall_w": np.round(r.shortfall_w, 1).tolist(),
+        },
+        "verdict": a.verdict,
+    }
+
+
+def _starts(steps: list[int]) -> list[int]:
+    """First step of each run of consecutive steps."""
+    return [s for i, s in enumerate(steps) if i == 0 or steps[i - 1] != s - 1]
+
+
+def render_text(a: Assessment, plan: Plan, tz: tzinfo) -> str:
+    """The coordinator's lines: odds per tier, robust or not, weak points, curves, reserve."""
+    o, r, p = a.odds, a.reserve, plan.problem
+    c = a.components
+    lines = ["", f"Survival odds ({o.weather_days} weather days, {o.weather_source}; "
+             f"battery up {c.battery_availability:g}, PV up {c.pv_availability:g}):"]
+    for tier in TIERS:
+        lines.append(f"  {tier:<10} P(fully served) = {o.p_held[tier]:.3f}   plan: "
+                     f"{a.verdict[tier]}")
+    if not a.components.grid_forming.any():
+        lines.append("  No planned battery forms the grid (grid_forming = true on a battery "
+                     "device): the coop cannot island at all")
+    on = ", ".join(f"{q.upper()} {'holds' if v['critical'] else 'FAILS'}"
+                   for q, v in o.held_on.items())
+    lines.append(f"  critical on the PV quantile days (all up): {on}")
+    if o.robust:
+        lines.append(f"  ROBUST: P(critical) ≥ {ROBUST_P} and it holds on P10 PV")
+    else:
+        lines.append("  NOT ROBUST: " + "; ".join(o.reasons()))
+    if o.weak_points:
+        lines.append("  Single losses that cost the critical tier (worst first):")
+        for w in o.weak_points[:5]:
+            lines.append(f"    {w['component']}: down with p = {w['p_loss']:.2f}, then critical "
+                         f"fails on {100 * w['critical_fails_share']:.0f} % of days "
+                         f"(costs {w['costs_p']:.4f} of P)")
+    if o.multi_mass > 0:
+        how = (f"{o.multi_sampled} sampled states" if o.multi_sampled else
+               "counted as not served")
+        lines.append(f"  Two or more components down: p = {o.multi_mass:.4f} ({how})")
+    curve = o.by_duration
+    lines.append("  P(critical lasts), mean over start hours: " + ", ".join(
+        f"{d} h {curve[d - 1]:.3f}" for d in SHOWN_HOURS))
+    day = o.by_start_hour[:, 23]
+    worst = int(np.argmin(day))
+    lines.append(f"  24 h island: worst start {worst:02d}:00 (P {day[worst]:.3f}), best "
+                 f"{int(np.argmax(day)):02d}:00 (P {day.max():.3f})")
+    load_pct, pv_pct = a.reserve_pct
+    if r.met:
+        lines.append(f"\nOperating reserve ({load_pct:g} % of load + {pv_pct:g} % of PV on the "
+                     "grid-formers): kept in every step")
+    else:
+        first = datetime.fromtimestamp(p.start_ts + r.short_steps[0] * p.step_s, tz)
+        lines.append(f"\nOperating reserve ({load_pct:g} % of load + {pv_pct:g} % of PV on the "
+                     f"grid-formers): SHORT in {len(r.short_steps)} steps from "
+                     f"{first:%H:%M}, capacity shortage {r.shortage_kwh:.2f} kWh (not shed: "
+                     "the plan is fragile, one surprise from a trip)")
+    return "\n".join(lines) + "\n"
