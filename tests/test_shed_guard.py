@@ -106,22 +106,15 @@ def test_one_tier_per_pass_and_recovery_closes_the_episode() -> None:
 
 
 def test_protected_loads_come_from_the_config_and_bad_flags_name_the_field() -> None:
-    base = """
-name = "x"
-[mqtt]
-[[members]]
-id = "h01"
-name = "Ada"
-devices = [
-  {{ kind = "meter", host = "127.0.0.1", port = 5020, unit = 2 }},
-  {{ kind = "load", protocol = "mqtt", family = "shelly-plug", topic = "p1",
-     tier = "critical", {flag} = true }},
-  {{ kind = "load", protocol = "mqtt", family = "shelly-plug", topic = "p2" }},
-]
-"""
+    base = ('[mqtt]\n[[members]]\nid = "h01"\nname = "Ada"\n'
+            '[[members.devices]]\nprotocol = "mqtt"\nkind = "load"\nfamily = "shelly-plug"\n'
+            'topic = "p1"\ntier = "critical"\n{flag} = true\n'
+            '[[members.devices]]\nprotocol = "mqtt"\nkind = "load"\nfamily = "shelly-plug"\n'
+            'topic = "p2"\n'
+            '[[members.devices]]\nprotocol = "mqtt"\nkind = "meter"\nfamily = "shelly-pro3em"\n'
+            'topic = "em"\n{meter_flag}')
     for flag, code in (("infrastructure", "GUARD_INFRASTRUCTURE"), ("medical", "GUARD_MEDICAL")):
-        config = parse_config(base.format(flag=flag))
+        config = parse_config(base.format(flag=flag, meter_flag=""))
         assert protected_loads(config) == {"h01/load1": code}
     with pytest.raises(Exception, match="medical: only for a switchable load"):
-        parse_config(base.replace('kind = "meter", host', 'kind = "meter", medical = true, '
-                                  'host').format(flag="medical"))
+        parse_config(base.format(flag="medical", meter_flag="medical = true"))
