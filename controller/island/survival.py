@@ -31,6 +31,8 @@ most (:attr:`Odds.weak_points`).
 **Curves.** As REopt reports them: for an island starting at each hour of the
 day (0-23, the site's clock) with the plan's starting energy, the probability
 that the critical tier lasts at least ``D`` hours (1-48), weighted the same way.
+As in REopt's outage simulator, only the critical load is served in them (the
+day's odds above serve every tier the reserve for the tiers above allows).
 Load and the weather days are taken as repeating by the hour of day (a 48 h
 island on day ``w`` continues on day ``w + 1``).
 """
@@ -296,7 +298,7 @@ def _curves(problem: Problem, weather: Weather, storage: Storage, first: NDArray
         day = (shift + np.arange(span)) % chain.shape[1]  # position in the chain
         idx = chain[:, day]  # W × span
         pv = idx[None, :, :] * (pv_total[sel][None, None, :] - lost_pv[first][:, None, sel])
-        outcome = simulate(pv.reshape(u * w, span), tier_wh[:, sel], st)
+        outcome = simulate(pv.reshape(u * w, span), tier_wh[:1, sel], st)
         lasts = outcome.first_shed[:, 0].reshape(u, w)  # steps until critical is shed
         durations = np.arange(1, CURVE_HOURS + 1) * steps_h
         ok = (lasts[:, :, None] >= durations[None, None, :]).mean(axis=1)  # U × 48

@@ -60,8 +60,8 @@ class Outcome:
     """What each scenario served.
 
     Attributes:
-        shed_wh: S × 3 shed per tier over the window.
-        first_shed: S × 3 index of the first step in which a tier was shed
+        shed_wh: S × tiers shed per tier over the window.
+        first_shed: S × tiers index of the first step in which a tier was shed
             (the number of steps if never).
         end_wh: S content above the floor at the end.
     """
@@ -72,24 +72,26 @@ class Outcome:
 
 
 def needs(pv_wh: FloatArray, tier_wh: FloatArray, storage: Storage) -> FloatArray:
-    """2 × S × (T+1) energy above the floor needed at each boundary to carry each level.
+    """(tiers − 1) × (T+1) × S energy above the floor needed at each boundary to carry each level.
 
     Level 0 is the critical tier, level 1 critical + essential. Backwards:
     a deficit ``d`` is drawn at ``d / η``; a surplus charges at ``η`` up to the
     charge rating; the need never falls below 0 nor is it capped (a need above
-    the usable range is a level that cannot hold).
+    the usable range is a level that cannot hold). ``pv_wh`` is S × T.
     """
     s, t = pv_wh.shape
-    out = np.zeros((2, s, t + 1))
-    eta = storage.eta
-    for level in range(2):
+    pv_t = np.ascontiguousarray(pv_wh.T)  # a step's scenarios side by side in memory
+    levels = tier_wh.shape[0] - 1  # the last tier protects nothing below it
+    out = np.zeros((levels, t + 1, s))
+    eta, inv_eta, charge = storage.eta, 1.0 / storage.eta, storage.charge_wh
+    for level in range(levels):
         load = tier_wh[:level + 1].sum(axis=0)  # T
         for k in range(t - 1, -1, -1):
-            d = load[k] - pv_wh[:, k]
-            after = out[level, :, k + 1]
-            out[level, :, k] = np.where(
-                d > 0, after + d / eta,
-                np.maximum(after - np.minimum(-d, storage.charge_wh) * eta, 0.0))
+            d = load[k] - pv_t[k]
+            after = out[level, k + 1]
+            drawn = after + np.maximum(d, 0.0) * inv_eta
+            stored = np.minimum(np.maximum(-d, 0.0), charge) * eta
+            out[level, k] = np.maximum(drawn - stored, 0.0)
     return out
 
 
@@ -98,26 +100,29 @@ def simulate(pv_wh: FloatArray, tier_wh: FloatArray, storage: Storage) -> Outcom
 
     Args:
         pv_wh: S × T PV energy per step available to the coop.
-        tier_wh: 3 × T load per tier and step (the same in every scenario).
+        tier_wh: tiers × T load per tier and step (the same in every scenario), most
+            important first: 3 rows for the day, 1 (critical alone) for the curves.
         storage: the merged batteries of each scenario.
     """
     s, t = pv_wh.shape
     need = needs(pv_wh, tier_wh, storage)
+    pv_t = np.ascontiguousarray(pv_wh.T)
     eta, usable = storage.eta, storage.usable_wh
     a = np.minimum(storage.start_wh, usable).copy()
-    shed = np.zeros((s, 3))
-    first = np.full((s, 3), t, dtype=np.int64)
+    n_tiers = tier_wh.shape[0]
+    shed = np.zeros((s, n_tiers))
+    first = np.full((s, n_tiers), t, dtype=np.int64)
     dead = ~storage.alive
     for k in range(t):
-        pv = np.where(dead, 0.0, pv_wh[:, k])
+        pv = np.where(dead, 0.0, pv_t[k])
         out_left = np.where(dead, 0.0, storage.discharge_wh)
         # PV beyond what the batteries could take this step costs nothing to use.
         chargeable = np.minimum(storage.charge_wh, (usable - a) / eta)
         charge_pv = np.minimum(pv, chargeable)
         free_pv = pv - charge_pv
-        for tier in range(3):
+        for tier in range(n_tiers):
             want = np.full(s, tier_wh[tier, k])
-            reserve = 0.0 if tier == 0 else need[tier - 1, :, k + 1]
+            reserve = 0.0 if tier == 0 else need[tier - 1, k + 1]
             from_free = np.minimum(want, free_pv)
             free_pv -= from_free
             want -= from_free
