@@ -106,6 +106,21 @@ def test_no_grid_former_up_serves_nothing_and_curves_fall_with_duration() -> Non
     assert curve[0] == pytest.approx(0.97)
 
 
+def test_synthetic_weather_spreads_around_the_clear_sky() -> None:
+    from datetime import datetime
+
+    from controller.island.site import SiteConfig
+    from controller.island.weather import synthetic_weather
+
+    site = SiteConfig(latitude=45.76, longitude=4.84, tz="Europe/Paris")
+    weather = synthetic_weather(site, datetime(2026, 6, 21, tzinfo=site.tzinfo), STEPS)
+    assert weather.index.shape == (30, STEPS)
+    assert weather.index.min() >= 0.0 and weather.index.max() <= 1.3
+    energy = {q: float(v.sum()) for q, v in weather.quantiles.items()}
+    assert energy["p10"] < energy["p50"] < energy["p90"]
+    assert weather.index[:, :16].max() == 0.0  # no sun before 04:00 local
+
+
 def test_bad_weather_is_refused_naming_the_field() -> None:
     with pytest.raises(ValueError, match="Weather.index"):
         Weather(np.full((3, 4), -1.0), "x")
@@ -139,6 +154,14 @@ def test_cli_plan_shows_the_odds_and_the_reserve_in_text_and_json(tmp_path) -> N
     assert len(odds["critical_by_start_hour"]) == 24
     assert plan["reserve"]["reserve_load_pct"] == 10.0
     assert set(plan["verdict"]) == {"critical", "essential", "flexible"}
+    # The report carries the odds the plan gave before the day.
+    from controller.island.trust import odds_html, odds_summary
+
+    summary = odds_summary(plan)
+    assert summary is not None and summary["weak_points"][0]["component"] == "grid-former h01"
+    html = odds_html(summary)
+    assert "P(critical held) 0.9" in html and "NOT robust" in html
+    assert odds_summary({"survival": {"p_held": {}}, "reserve": {}}) is None
     out = run_cli("island", "plan", str(path), "--start", "2026-06-21T06:00", "--soc", "90")
     assert out.returncode == 0, out.stderr
     for line in ("Survival odds (30 weather days", "NOT ROBUST", "grid-former h01",

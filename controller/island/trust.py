@@ -152,3 +152,45 @@ def render_text(a: Assessment, plan: Plan, tz: tzinfo) -> str:
                      f"{first:%H:%M}, capacity shortage {r.shortage_kwh:.2f} kWh (not shed: "
                      "the plan is fragile, one surprise from a trip)")
     return "\n".join(lines) + "\n"
+
+
+def odds_summary(plan: dict) -> dict | None:
+    """The odds and reserve of a saved plan (``island plan --json``), compact, for the
+    report and the page; ``None`` if the plan has none (made with ``--no-odds`` or before)."""
+    survival, reserve = plan.get("survival"), plan.get("reserve")
+    if not isinstance(survival, dict) or not isinstance(reserve, dict):
+        return None
+    try:
+        return {
+            "p_held": {t: float(survival["p_held"][t]) for t in TIERS},
+            "robust": bool(survival["robust"]),
+            "not_robust_because": [str(x) for x in survival.get("not_robust_because", [])],
+            "weak_points": [{"component": str(w["component"]),
+                             "costs_p": float(w["costs_p"])}
+                            for w in survival.get("weak_points", [])[:3]],
+            "weather_days": int(survival["weather_days"]),
+            "reserve_met": bool(reserve["met"]),
+            "capacity_shortage_kwh": float(reserve["capacity_shortage_kwh"]),
+            "verdict": {t: str(plan.get("verdict", {}).get(t, "")) for t in TIERS},
+        }
+    except (KeyError, TypeError, ValueError):
+        return None  # a plan file edited by hand: the report goes on without the odds
+
+
+def odds_html(summary: dict | None) -> str:
+    """A paragraph for the report: the odds the plan gave before the day."""
+    from html import escape
+
+    if summary is None:
+        return ""
+    p = summary["p_held"]
+    label = "robust" if summary["robust"] else "NOT robust (" + "; ".join(
+        summary["not_robust_because"]) + ")"
+    weak = ", ".join(f"{w['component']} (−{w['costs_p']:.3f})" for w in summary["weak_points"])
+    reserve = ("operating reserve kept in every step" if summary["reserve_met"] else
+               f"operating reserve short: {summary['capacity_shortage_kwh']:.2f} kWh of "
+               "capacity shortage (fragile)")
+    return (f"<p>Before the day, over {summary['weather_days']} weather days and a failed "
+            f"battery: P(critical held) {p['critical']:.3f}, essential {p['essential']:.3f}, "
+            f"flexible {p['flexible']:.3f}; {escape(label)}"
+            + (f"; weakest: {escape(weak)}" if weak else "") + f"; {escape(reserve)}.</p>")
