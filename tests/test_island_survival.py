@@ -146,7 +146,7 @@ def test_cli_plan_shows_the_odds_and_the_reserve_in_text_and_json(tmp_path) -> N
     odds = plan["survival"]
     # One grid-former, up with p = 0.95: the island is no likelier than that.
     assert odds["battery_availability"] == 0.95
-    assert 0.9 < odds["p_held"]["critical"] <= 0.95 + 1e-9
+    assert 0.9 < odds["p_held"]["critical"] <= 0.95 + 1e-3  # + sampling noise of 2+ down
     assert not odds["robust"] and "P(critical held)" in odds["not_robust_because"][0]
     assert odds["weak_points"][0]["component"] == "grid-former h01"
     assert odds["weather_days"] == 30 and odds["weather_source"].startswith("synthetic")

@@ -13,11 +13,12 @@ are to stay on, given the weather and given that a battery may fail. Here:
   ``pv_availability`` (0.98), independently. Every state with at most one
   component down is enumerated exactly: all up, and the loss of each single
   battery (a grid-former among them) and of each member's PV. The rest of the
-  probability (two or more down) is sampled: :data:`MULTI_DRAWS` independent
-  draws of every component, of which those with two or more down (at most
-  :data:`MULTI_KEEP`) share that mass equally. If no draw had two down, the
-  mass is counted as *not* served (never optimistic; it is then below
-  1/:data:`MULTI_DRAWS` per cent or so).
+  probability (two or more down) is sampled: batches of :data:`MULTI_DRAWS`
+  independent draws of every component (at most :data:`MULTI_BATCHES`), of
+  which the first :data:`MULTI_KEEP` with two or more down share that mass
+  equally (sampling noise: at most mass / (2 √kept)). If no draw had two
+  down, the mass is counted as *not* served (never optimistic; it is then
+  below 1/10⁵ or so).
 * **Dispatch.** Each state × day is played out by :mod:`.survival_sim` in one
   numpy batch (the LP is kept for the plan itself). States that merge to the
   same batteries and the same lost PV are solved once.
@@ -55,6 +56,7 @@ BATTERY_AVAILABILITY = 0.97
 PV_AVAILABILITY = 0.98
 MULTI_DRAWS = 4000
 MULTI_KEEP = 200
+MULTI_BATCHES = 25
 CURVE_HOURS = 48
 
 
@@ -175,13 +177,19 @@ def _states(problem: Problem, comp: Components, rng: np.random.Generator,
     multi = max(0.0, 1.0 - float(np.sum(prob)))
     kept = 0
     if multi > 1e-12:
-        down_b = rng.random((MULTI_DRAWS, b)) > ab
-        down_p = rng.random((MULTI_DRAWS, n)) > ap
-        many = np.flatnonzero(down_b.sum(axis=1) + down_p.sum(axis=1) >= 2)[:MULTI_KEEP]
-        kept = many.size
-        for i in many:
-            ups.append(~down_b[i])
-            lost.append(down_p[i])
+        picked_b, picked_p = [], []
+        for _ in range(MULTI_BATCHES):  # rare when components are few: draw on until enough
+            down_b = rng.random((MULTI_DRAWS, b)) > ab
+            down_p = rng.random((MULTI_DRAWS, n)) > ap
+            many = np.flatnonzero(down_b.sum(axis=1) + down_p.sum(axis=1) >= 2)
+            picked_b += list(down_b[many])
+            picked_p += list(down_p[many])
+            if len(picked_b) >= MULTI_KEEP:
+                break
+        kept = min(len(picked_b), MULTI_KEEP)
+        for i in range(kept):
+            ups.append(~picked_b[i])
+            lost.append(picked_p[i])
             prob.append(multi / kept)
     return (np.array(ups), np.array(lost), np.array(prob), names, multi, kept)
 
