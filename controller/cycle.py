@@ -21,6 +21,7 @@ from controller.governance.overrides import (
     opted_out,
 )
 from controller.health import DeviceClock, scaled_backoff_max_s, scaled_stale_after_s
+from controller.island.ac_coupling import standing_refusals
 from controller.island.curtail import pv_limits
 from controller.island.follow import PlanFollower
 from controller.island.grid_model import (
@@ -141,6 +142,7 @@ class Controller:
             max(DEFAULT_TIMEOUTS.unknown_s, dt3), max(DEFAULT_TIMEOUTS.confirm_s, dt3),
             max(DEFAULT_TIMEOUTS.return_s, dt3)))
         self.islanded = False
+        self.grid.standing_refusals = standing_refusals(config)  # factor-1.0 rule (#21)
         pvs = [m.device("pv") for m in config.members]
         self._pv_rated_w = np.array([(p.params.get("rated_w") if p else None) or np.inf
                                      for p in pvs])
