@@ -167,3 +167,25 @@ def test_cli_plan_shows_the_odds_and_the_reserve_in_text_and_json(tmp_path) -> N
     for line in ("Survival odds (30 weather days", "NOT ROBUST", "grid-former h01",
                  "Operating reserve (10 % of load + 25 % of PV"):
         assert line in out.stdout
+
+
+def test_medical_loads_are_served_first_within_critical_and_warned_about() -> None:
+    # The P50-but-not-P10 day: critical holds on 70 % of the days. 100 W of member a's
+    # 250 W critical load is medical: served first, it holds on more days (and never fewer).
+    problem = day_problem([10000.0, 10000.0], 30.0, 1000.0, 3000.0, critical_share=0.5)
+    days = np.repeat(np.linspace(0.1, 1.0, 30)[:, None], STEPS, axis=1)
+    comp = Components(np.array([True, True]), 1.0, 1.0)
+    plain = survival_odds(problem, Weather(days, "t"), comp)
+    odds = survival_odds(problem, Weather(days, "t"), comp,
+                         medical_w=np.array([100.0, 0.0]))
+    assert "medical" not in plain.p_held
+    assert odds.p_held["critical"] == pytest.approx(plain.p_held["critical"], abs=0.05)
+    assert odds.p_held["medical"] > odds.p_held["critical"]
+    if odds.p_held["medical"] < 0.99:
+        assert odds.medical_warning and "medical loads held with P" in odds.medical_warning
+    # With a single grid-former up 97 % of the time, medical odds are below 0.99: warned.
+    one = survival_odds(problem, Weather(np.ones((30, STEPS)), "t"),
+                        Components(np.array([True, False])), medical_w=np.array([100.0, 0.0]))
+    assert one.p_held["medical"] < 0.99 and one.medical_warning is not None
+    with pytest.raises(ValueError, match="medical_w"):
+        survival_odds(problem, Weather(days, "t"), comp, medical_w=np.array([-1.0, 0.0]))

@@ -204,7 +204,7 @@ def _assess(plan: Plan, config: CoopConfig, coop: Coop, start: datetime,
     import sqlite3
 
     from controller.island.forecast import pv_forecast_w
-    from controller.island.trust import assess, grid_forming_mask
+    from controller.island.trust import assess, grid_forming_mask, medical_w
     from controller.island.weather import ledger_weather, synthetic_weather
     from controller.ledger import LedgerMissingError, LedgerReader
 
@@ -218,7 +218,7 @@ def _assess(plan: Plan, config: CoopConfig, coop: Coop, start: datetime,
     clear = pv_forecast_w(coop.site, coop.member_ids, start, steps, "clear")
     local = start.astimezone(coop.site.tzinfo)
     return assess(plan, clear, weather, grid_forming_mask(config, coop), island,
-                  local.hour + local.minute / 60.0)
+                  local.hour + local.minute / 60.0, medical_w(config, coop.member_ids))
 
 
 def report_command(args: argparse.Namespace) -> int:

@@ -135,6 +135,15 @@ class Odds:
         """P(critical lasts ≥ D h), D = 1…48, averaged over the start hours."""
         return self.by_start_hour.mean(axis=0)
 
+    @property
+    def medical_warning(self) -> str | None:
+        """A warning when medical loads are less likely than :data:`ROBUST_P` to be held."""
+        p = self.p_held.get("medical")
+        if p is None or p >= ROBUST_P:
+            return None
+        return (f"WARNING: medical loads held with P = {p:.3f} < {ROBUST_P}: tell the members "
+                "concerned before the day")
+
     def reasons(self) -> list[str]:
         """Why the day is not robust (empty when it is)."""
         out = []
@@ -220,12 +229,15 @@ def _unique(ups: BoolArray, lost: BoolArray, storage: Storage, lost_pv: FloatArr
 
 
 def survival_odds(problem: Problem, weather: Weather, comp: Components,
-                  start_hour: float = 0.0, seed: int = 0) -> Odds:
+                  start_hour: float = 0.0, seed: int = 0,
+                  medical_w: FloatArray | None = None) -> Odds:
     """Survival odds of ``problem`` (its PV the profile ``weather`` scales).
 
     Args:
         start_hour: the site's local hour at the problem's first step, for the curves.
         seed: for the draws of two or more components down (reproducible).
+        medical_w: per member, medical load (W) within its critical tier, served first
+            (``p_held["medical"]``; a warning when below :data:`ROBUST_P`).
     """
     import time
 
@@ -235,6 +247,10 @@ def survival_odds(problem: Problem, weather: Weather, comp: Components,
                          f"{weather.index.shape[1]}")
     if np.shape(comp.grid_forming) != (problem.fleet.size,):
         raise ValueError(f"grid_forming: expected one flag per battery ({problem.fleet.size})")
+    n = problem.pv_w.shape[1]
+    if medical_w is not None and (np.shape(medical_w) != (n,) or not np.all(
+            np.isfinite(medical_w)) or np.any(np.asarray(medical_w) < 0)):
+        raise ValueError(f"medical_w: expected {n} finite powers ≥ 0 (W per member)")
     rng = np.random.default_rng(seed)
     ups, lost, prob, names, multi, kept = _states(problem, comp, rng)
     h = problem.hours
@@ -243,19 +259,20 @@ def survival_odds(problem: Problem, weather: Weather, comp: Components,
     storage = _storage(problem, comp, ups)
     first, group = _unique(ups, lost, storage, lost_pv)
     pv_total = base.sum(axis=1)
-    tier_wh = problem.tier_load_w.sum(axis=2) * h
+    tier_wh, names_held = _tier_rows(problem, medical_w)
     u, w = first.size, weather.index.shape[0]
     pv = (weather.index[None, :, :] * (pv_total[None, None, :] - lost_pv[first][:, None, :]))
     st = _pick(storage, first, w)
     outcome = simulate(pv.reshape(u * w, -1), tier_wh, st)
-    held = (outcome.first_shed == pv.shape[2]).reshape(u, w, 3).mean(axis=1)  # U × 3
-    per_state = held[group]  # C × 3
-    p_held = {t: float(prob @ per_state[:, k]) for k, t in enumerate(TIERS)}
+    held = _held(outcome.first_shed, pv.shape[2]).reshape(u, w, -1).mean(axis=1)  # U × tiers
+    per_state = held[group]  # C × tiers (critical first, medical last if any)
+    p_held = {t: float(prob @ per_state[:, k]) for k, t in enumerate(names_held)}
     held_on = {}
     all_up = _pick(storage, first[group[:1]], 1)
     for q, idx in weather.quantiles.items():
         out = simulate((idx * pv_total)[None, :], tier_wh, all_up)
-        held_on[q] = {t: bool(out.first_shed[0, k] == idx.size) for k, t in enumerate(TIERS)}
+        ok = _held(out.first_shed, idx.size)[0]
+        held_on[q] = {t: bool(ok[k]) for k, t in enumerate(names_held)}
     weak = []
     fail = 1.0 - per_state[:, 0]
     base_fail = fail[0]
@@ -270,6 +287,32 @@ def survival_odds(problem: Problem, weather: Weather, comp: Components,
     robust = p_held["critical"] >= ROBUST_P and held_on.get("p10", {}).get("critical", True)
     return Odds(p_held, held_on, bool(robust), weak, multi, kept, w, weather.source, curves,
                 u * w, time.perf_counter() - began)
+
+
+def _tier_rows(problem: Problem, medical_w: FloatArray | None,
+               ) -> tuple[FloatArray, tuple[str, ...]]:
+    """Load per row and step (Wh) for the batch dispatch, and the names :func:`_held` gives.
+
+    With medical load the critical tier splits in two rows, medical first (served first);
+    the critical tier is held when both are.
+    """
+    h = problem.hours
+    tiers = problem.tier_load_w * h  # 3 × T × N
+    if medical_w is None or not np.any(np.asarray(medical_w) > 0):
+        return tiers.sum(axis=2), TIERS
+    medical = np.minimum(np.asarray(medical_w, dtype=float)[None, :] * h, tiers[0])  # T × N
+    rows = np.stack([medical.sum(axis=1), (tiers[0] - medical).sum(axis=1),
+                     tiers[1].sum(axis=1), tiers[2].sum(axis=1)])
+    return rows, (*TIERS, "medical")
+
+
+def _held(first_shed: NDArray[np.int64], steps: int) -> BoolArray:
+    """Per scenario, whether each tier held (critical, essential, flexible[, medical])."""
+    ok = first_shed == steps
+    if ok.shape[1] == 3:
+        return ok
+    # rows were medical, critical rest, essential, flexible
+    return np.column_stack([ok[:, 0] & ok[:, 1], ok[:, 2], ok[:, 3], ok[:, 0]])
 
 
 def _p_loss(comp: Components, kind: str) -> float:

@@ -48,13 +48,22 @@ def grid_forming_mask(config: CoopConfig, coop: Coop) -> NDArray[np.bool_]:
     return np.array(out, dtype=bool)
 
 
+def medical_w(config: CoopConfig, member_ids: list[str]) -> NDArray[np.float64]:
+    """Per member, the rated power of its load devices flagged ``medical`` (W)."""
+    by_id = {m.id: m for m in config.members}
+    return np.array([sum(d.rated_w or 0.0 for d in by_id[i].devices
+                         if d.kind == "load" and d.medical) for i in member_ids], dtype=float)
+
+
 def assess(plan: Plan, clear_pv_w: NDArray[np.float64], weather: Weather,
            grid_forming: NDArray[np.bool_], island: IslandConfig,
-           start_hour: float = 0.0) -> Assessment:
+           start_hour: float = 0.0,
+           medical: NDArray[np.float64] | None = None) -> Assessment:
     """Odds on ``clear_pv_w`` (T × N) × the weather days, and the plan's reserve."""
     comp = Components(np.asarray(grid_forming, dtype=bool), island.battery_availability,
                       island.pv_availability)
-    odds = survival_odds(replace(plan.problem, pv_w=clear_pv_w), weather, comp, start_hour)
+    odds = survival_odds(replace(plan.problem, pv_w=clear_pv_w), weather, comp, start_hour,
+                         medical_w=medical)
     reserve = check_reserve(plan, comp.grid_forming, island.reserve_load_pct,
                             island.reserve_pv_pct)
     return Assessment(odds, reserve, verdict(plan, reserve), comp,
@@ -74,6 +83,7 @@ def to_json(a: Assessment, plan: Plan, tz: tzinfo) -> dict:
             "robust": o.robust,
             "robust_p": ROBUST_P,
             "not_robust_because": o.reasons(),
+            "medical_warning": o.medical_warning,
             "held_on": o.held_on,
             "weak_points": o.weak_points[:20],
             "battery_availability": a.components.battery_availability,
@@ -120,6 +130,11 @@ def render_text(a: Assessment, plan: Plan, tz: tzinfo) -> str:
     on = ", ".join(f"{q.upper()} {'holds' if v['critical'] else 'FAILS'}"
                    for q, v in o.held_on.items())
     lines.append(f"  critical on the PV quantile days (all up): {on}")
+    if "medical" in o.p_held:
+        lines.append(f"  {'medical':<10} P(fully served) = {o.p_held['medical']:.3f}   (within "
+                     "critical, served first)")
+    if o.medical_warning:
+        lines.append("  " + o.medical_warning)
     if o.robust:
         lines.append(f"  ROBUST: P(critical) ≥ {ROBUST_P} and it holds on P10 PV")
     else:
