@@ -58,3 +58,21 @@ def test_bad_reserve_settings_name_the_field() -> None:
         check_reserve(plan, np.array([True]), reserve_pv_pct=120.0)
     with pytest.raises(ValueError, match="grid_forming"):
         check_reserve(plan, np.array([True, False]))
+
+
+def test_black_start_reserve_names_a_grid_former_that_ends_too_low() -> None:
+    from controller.island.black_start import check_black_start
+
+    # 1000 W for 24 h from a 50 kWh battery at 30 %: 15 kWh, so it runs to its floor (0 %)
+    # and ends below 10 %: named, with no critical hours left.
+    fleet = Fleet(capacity_wh=[50000.0], soc_min_wh=[0.0], max_charge_w=[3000.0],
+                  max_discharge_w=[3000.0], efficiency=[1.0])
+    low = Problem.from_shares(np.zeros((STEPS, 1)), np.full((STEPS, 1), 1000.0), [0.3], [0.3],
+                              fleet, [15000.0], [0], member_ids=["a"])
+    check = check_black_start(plan_island(low), np.array([True]))
+    assert not check.met and check.below == [0] and check.end_pct[0] == pytest.approx(0.0)
+    assert check.critical_hours_left == pytest.approx(0.0, abs=1e-6)
+    # Full: 50 − 24 = 26 kWh left at the end (52 %), 26 kWh / 300 W critical = 86.7 h.
+    check = check_black_start(plan_island(one_battery_day(1000.0, 3000.0)), np.array([True]))
+    assert check.met and check.end_pct[0] == pytest.approx(52.0, abs=0.01)
+    assert check.critical_hours_left == pytest.approx(26000.0 / 300.0, rel=1e-3)

@@ -153,6 +153,8 @@ def test_cli_plan_shows_the_odds_and_the_reserve_in_text_and_json(tmp_path) -> N
     assert len(odds["critical_by_duration_h"]) == 48
     assert len(odds["critical_by_start_hour"]) == 24
     assert plan["reserve"]["reserve_load_pct"] == 10.0
+    black = plan["black_start"]
+    assert black["reserve_pct"] == 10.0 and "h01" in black["end_soc_pct"]
     assert set(plan["verdict"]) == {"critical", "essential", "flexible"}
     # The report carries the odds the plan gave before the day.
     from controller.island.trust import odds_html, odds_summary
@@ -165,7 +167,7 @@ def test_cli_plan_shows_the_odds_and_the_reserve_in_text_and_json(tmp_path) -> N
     out = run_cli("island", "plan", str(path), "--start", "2026-06-21T06:00", "--soc", "90")
     assert out.returncode == 0, out.stderr
     for line in ("Survival odds (30 weather days", "NOT ROBUST", "grid-former h01",
-                 "Operating reserve (10 % of load + 25 % of PV"):
+                 "Operating reserve (10 % of load + 25 % of PV", "Black-start reserve (10 %"):
         assert line in out.stdout
 
 

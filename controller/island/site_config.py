@@ -110,6 +110,9 @@ class IslandConfig(Strict):
         "operating reserve: the grid-formers keep this % of the served load as headroom"))
     reserve_pv_pct: float = Field(25.0, ge=0, le=100, description=(
         "operating reserve: and this % of the PV in use, in case a cloud takes it"))
+    black_start_pct: float = Field(10.0, ge=0, le=100, description=(
+        "each grid-forming battery should end the island day at or above this SoC, to "
+        "start again"))
 
     @model_validator(mode="after")
     def _shares(self) -> IslandConfig:

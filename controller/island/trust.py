@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import NDArray
 
-from controller.island.plan import TIERS, Plan
+from controller.island.black_start import BlackStart, check_black_start
+from controller.island.plan import TIERS, Plan, Problem
 from controller.island.reserve import ReserveCheck, check_reserve, verdict
 from controller.island.survival import ROBUST_P, Components, Odds, Weather, survival_odds
 
@@ -37,6 +38,7 @@ class Assessment:
     verdict: dict[str, str]
     components: Components
     reserve_pct: tuple[float, float]
+    black_start: BlackStart | None = None
 
 
 def grid_forming_mask(config: CoopConfig, coop: Coop) -> NDArray[np.bool_]:
@@ -67,7 +69,8 @@ def assess(plan: Plan, clear_pv_w: NDArray[np.float64], weather: Weather,
     reserve = check_reserve(plan, comp.grid_forming, island.reserve_load_pct,
                             island.reserve_pv_pct)
     return Assessment(odds, reserve, verdict(plan, reserve), comp,
-                      (island.reserve_load_pct, island.reserve_pv_pct))
+                      (island.reserve_load_pct, island.reserve_pv_pct),
+                      check_black_start(plan, comp.grid_forming, island.black_start_pct))
 
 
 def to_json(a: Assessment, plan: Plan, tz: tzinfo) -> dict:
@@ -107,7 +110,22 @@ def to_json(a: Assessment, plan: Plan, tz: tzinfo) -> dict:
             "shortfall_w": np.round(r.shortfall_w, 1).tolist(),
         },
         "verdict": a.verdict,
+        "black_start": None if a.black_start is None else {
+            "reserve_pct": a.black_start.reserve_pct,
+            "met": a.black_start.met,
+            "end_soc_pct": {_label(p, b): pct for b, pct in a.black_start.end_pct.items()},
+            "below": [_label(p, b) for b in a.black_start.below],
+            "critical_hours_left": a.black_start.critical_hours_left,
+        },
     }
+
+
+def _label(p: Problem, b: int) -> str:
+    ids = p.member_ids
+    member = int(p.battery_member[b])
+    name = ids[member] if ids else f"m{member}"
+    nth = int((p.battery_member[:b] == member).sum())
+    return name if nth == 0 else f"{name}#{nth + 1}"
 
 
 def _starts(steps: list[int]) -> list[int]:
@@ -166,6 +184,14 @@ def render_text(a: Assessment, plan: Plan, tz: tzinfo) -> str:
                      f"grid-formers): SHORT in {len(r.short_steps)} steps from "
                      f"{first:%H:%M}, capacity shortage {r.shortage_kwh:.2f} kWh (not shed: "
                      "the plan is fragile, one surprise from a trip)")
+    bs = a.black_start
+    if bs is not None:
+        hours = "≥ a week" if bs.critical_hours_left > 168 else f"{bs.critical_hours_left:.1f} h"
+        state = "every grid-former ends at or above it" if bs.met else (
+            "BELOW it at the end: " + ", ".join(
+                f"{_label(p, b)} {bs.end_pct[b]:.0f} %" for b in bs.below))
+        lines.append(f"Black-start reserve ({bs.reserve_pct:g} % on each grid-former): {state};"
+                     f" critical load still held at the end: {hours}")
     return "\n".join(lines) + "\n"
 
 
