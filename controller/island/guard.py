@@ -75,6 +75,11 @@ class GuardDecision:
     refusals: list[tuple[str, str]] = field(default_factory=list)
     alert: str | None = None
 
+    @property
+    def allowed(self) -> frozenset[str]:
+        """Plug tiers open to shedding (for ``ShedPlanner.plan(allowed=...)``)."""
+        return frozenset(TIER_NAMES[r] for r in OPEN_ORDER[:self.level])
+
 
 class ShedGuard:
     """The guard rails (see the module docstring); one per controller."""
@@ -128,8 +133,9 @@ class ShedGuard:
                          f"{self._open_text()}, critical tier on: a coordinator must look")
                 new_pass = False
             else:
-                wants_more = any(shed[row].sum() > TOL_W for row in OPEN_ORDER[self.level:])
-                if wants_more and self.level < len(OPEN_ORDER):
+                # Still over the limit: one tier more (the dispatch's rows may name the
+                # member's own tier only; the plugs of a tier are what the pass opens).
+                if self.level < len(OPEN_ORDER):
                     self.level += 1
                     self.passes += 1
                 self._last_pass, self._measure_at_pass = now, measure_w

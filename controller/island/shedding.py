@@ -101,6 +101,7 @@ class ShedPlanner:
         self._mem = {ld.id: LoadMemory() for ld in self.loads}
         self._seq = 0
         self._protected: dict[str, str] = {}
+        self._allowed: frozenset[str] | None = None
 
     @classmethod
     def from_config(cls, config: CoopConfig, hysteresis_w: float = 100.0,
@@ -168,7 +169,8 @@ class ShedPlanner:
 
     def plan(self, now: float, shed_w: FloatArray, readings: Mapping[str, PlugReading],
              opted_out: frozenset[str] = frozenset(),
-             protected: Mapping[str, str] | None = None) -> ShedPlan:
+             protected: Mapping[str, str] | None = None,
+             allowed: frozenset[str] | None = None) -> ShedPlan:
         """One cycle: observe the plugs, then switch off or back on what each member's shed needs.
 
         Args:
@@ -184,8 +186,12 @@ class ShedPlanner:
             protected: loads never to be switched off, with their reason code
                 (:func:`controller.island.guard.protected_loads`); nor is the contactor
                 of a member with one.
+            allowed: plug tiers the guard rails open this pass
+                (:class:`controller.island.guard.ShedGuard`); None: every tier. With
+                it, no contactor is opened (it cuts the critical tier).
         """
         self._protected = dict(protected or {})
+        self._allowed = allowed
         tiers = self._tiers(shed_w)
         actions: dict[str, SwitchAction] = {}
         skipped: list[tuple[str, str]] = []
@@ -260,6 +266,10 @@ class ShedPlanner:
             guarded = [o.id for o in mine if o.id in self._protected]
             if ld.id in self._protected:
                 why = f"{self._protected[ld.id]}: never shed"
+            elif self._allowed is not None and ld.contactor:
+                why = "GUARD_CRITICAL: the contactor would cut the member's critical loads"
+            elif self._allowed is not None and ld.tier not in self._allowed:
+                why = f"GUARD_ONE_TIER: {ld.tier} waits for a later pass"
             elif ld.contactor and guarded:
                 why = f"GUARD_INFRASTRUCTURE: contactor feeds {', '.join(guarded)}"
             elif ld.id in opted_out:
