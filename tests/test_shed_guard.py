@@ -118,3 +118,23 @@ def test_protected_loads_come_from_the_config_and_bad_flags_name_the_field() -> 
         assert protected_loads(config) == {"h01/load1": code}
     with pytest.raises(Exception, match="medical: only for a switchable load"):
         parse_config(base.format(flag="medical", meter_flag="medical = true"))
+
+
+def test_the_planner_switches_only_the_tiers_the_guard_opened() -> None:
+    # A 5 kW shed with only flexible plugs open: the essential plug waits and the contactor
+    # stays shut, each with its reason code; what no open plug covers is left unrealised.
+    planner = ShedPlanner(LOADS, ["flexible", "essential"])
+    readings = {n: Plug(w, True) for n, w in DRAW.items()}
+    readings["b/load4"] = Plug(2000.0, True)
+    plan = planner.plan(0.0, np.array([2500.0, 2500.0]), readings, protected=PROTECTED,
+                        allowed=frozenset({"flexible"}))
+    assert sorted(a.load_id for a in plan.off) == ["a/load1", "a/load2", "b/load1"]
+    skipped = dict(plan.skipped)
+    assert skipped["a/load3"].startswith("GUARD_ONE_TIER: essential waits")
+    assert skipped["b/load4"].startswith("GUARD_INFRASTRUCTURE: contactor feeds b/load3")
+    assert plan.unrealised_w.sum() == pytest.approx(5000.0 - 3500.0)
+    guard = ShedGuard()
+    d = guard.step(0.0, 5000.0, np.zeros((3, 2)))
+    assert d.allowed == frozenset({"flexible"})
+    d = guard.step(60.0, 4000.0, np.zeros((3, 2)))
+    assert d.allowed == frozenset({"flexible", "essential"})

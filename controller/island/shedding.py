@@ -266,12 +266,12 @@ class ShedPlanner:
             guarded = [o.id for o in mine if o.id in self._protected]
             if ld.id in self._protected:
                 why = f"{self._protected[ld.id]}: never shed"
+            elif ld.contactor and guarded:
+                why = f"GUARD_INFRASTRUCTURE: contactor feeds {', '.join(guarded)}"
             elif self._allowed is not None and ld.contactor:
                 why = "GUARD_CRITICAL: the contactor would cut the member's critical loads"
             elif self._allowed is not None and ld.tier not in self._allowed:
                 why = f"GUARD_ONE_TIER: {ld.tier} waits for a later pass"
-            elif ld.contactor and guarded:
-                why = f"GUARD_INFRASTRUCTURE: contactor feeds {', '.join(guarded)}"
             elif ld.id in opted_out:
                 why = "opted out of shedding by its member"
             elif ld.contactor and lit:
