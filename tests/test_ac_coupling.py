@@ -61,7 +61,7 @@ def test_the_island_command_is_refused_and_the_refusal_recorded() -> None:
     sup.update(GridInputs("on", True, 90.0), 0.0)
     answer = sup.request_island("Ada (coordinator)", 0.0, 3600.0, 50.0, 0.0)
     assert isinstance(answer, Refusal)
-    assert answer.reasons[0].startswith("AC-coupled PV 11.0 kVA exceeds")
+    assert answer.reasons[0].startswith("REFUSE_AC_COUPLING: AC-coupled PV 11.0 kVA exceeds")
     assert records[-1].refused and "factor-1.0 rule" in records[-1].cause
     # Within the rule the same command is accepted.
     sup = GridSupervisor()

@@ -84,4 +84,4 @@ def standing_refusals(config: CoopConfig) -> tuple[str, ...]:
     rated grid-former (without one, the grid state's own "no healthy grid-forming
     inverter" refuses)."""
     c = coupling(config)
-    return () if c.ok or c.grid_former_va <= 0 else (c.refusal() or "",)
+    return () if c.ok or c.grid_former_va <= 0 else (f"REFUSE_AC_COUPLING: {c.refusal()}",)
