@@ -23,9 +23,12 @@ dispatch with the same copper plate and the same tier order:
 * **No grid-former, no island.** A scenario with no grid-forming battery up
   serves nothing.
 
-It is a lower bound on what the LP can hold (the LP sees the whole day at
-once), so odds computed with it are never optimistic; tests compare it with
-the LP on the plan's own day.
+Against the LP: the dispatch is greedy in time (the LP sees the whole day at
+once), which can only shed more; merging the batteries relaxes their power
+limits where they would sit at different SoCs (one full cannot charge, one at
+its floor cannot discharge, the merged one can), which can shed less. The
+plan's tie-break keeps SoCs even, where the merge is exact. Tests compare it
+with the LP on a day (equal to the Wh there).
 """
 
 from __future__ import annotations
