@@ -172,8 +172,11 @@ def render_text(a: Assessment, plan: Plan, tz: tzinfo) -> str:
         f"{d} h {curve[d - 1]:.3f}" for d in SHOWN_HOURS))
     day = o.by_start_hour[:, 23]
     worst = int(np.argmin(day))
-    lines.append(f"  24 h island: worst start {worst:02d}:00 (P {day[worst]:.3f}), best "
-                 f"{int(np.argmax(day)):02d}:00 (P {day.max():.3f})")
+    if day.max() - day.min() < 5e-4:
+        lines.append(f"  24 h island: P {day[worst]:.3f} whatever the start hour")
+    else:
+        lines.append(f"  24 h island: worst start {worst:02d}:00 (P {day[worst]:.3f}), best "
+                     f"{int(np.argmax(day)):02d}:00 (P {day.max():.3f})")
     load_pct, pv_pct = a.reserve_pct
     if r.met:
         lines.append(f"\nOperating reserve ({load_pct:g} % of load + {pv_pct:g} % of PV on the "
