@@ -39,6 +39,7 @@ from api.energy import member_figures
 from controller.governance.audit import AuditLog
 from controller.island.grid_model import MAX_ISLAND_S, Refusal
 from controller.island.live import GridSupervisor
+from controller.island.trust import odds_summary
 from controller.ledger import LedgerReader
 from controller.process_image import FloatArray, ProcessImage
 
@@ -209,6 +210,7 @@ def plan_progress(plan: dict[str, Any], reader: LedgerReader, now: float) -> dic
             "tier": nxt["tier"], "start_ts": nxt["start_ts"], "end_ts": nxt["end_ts"],
             "kwh": _finite(nxt["kwh"]), "members": nxt.get("members") or {}},
         "coop_soc_pct": soc,
+        "survival": odds_summary(plan),  # the odds the plan gave before the day (#21)
     }
 
 

@@ -144,6 +144,9 @@ def run(quick: bool = False, sizes: tuple[int, ...] | None = None,
             row["met"] = row["median_s"] < target
         rows.append(row)
     report: dict = {"plan": rows}
+    from bench.survival_bench import run as run_survival  # issue 21: the odds, beside LPs
+
+    report["survival"] = run_survival(quick, sizes)
     if do_rehearsal:
         report["rehearsal"] = time_rehearsal(*(REHEARSAL_QUICK if quick else REHEARSAL))
     return report

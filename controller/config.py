@@ -92,6 +92,12 @@ class DeviceConfig(Strict):
     contactor: bool = Field(
         False, description="load: the household contactor, cutting the whole member; switched"
         " off last, only when every plug of the member is off and the member's tier is shed")
+    infrastructure: bool = Field(
+        False, description="load: feeds the coop's infrastructure (controller, router): never"
+        " shed, and the member's contactor is never opened while it feeds one")
+    medical: bool = Field(
+        False, description="load: a member's medical device (private to the member and the"
+        " coordinators): never shed, served first within the critical tier")
 
     @property
     def rating_w(self) -> float | None:
@@ -106,7 +112,7 @@ class DeviceConfig(Strict):
 
     @model_validator(mode="after")
     def _load_fields(self) -> DeviceConfig:
-        used = [k for k in ("tier", "rated_w", "contactor")
+        used = [k for k in ("tier", "rated_w", "contactor", "infrastructure", "medical")
                 if getattr(self, k) not in (None, False)]
         if self.kind != "load" and used:
             raise ValueError(f"{', '.join(used)}: only for a switchable load (kind = 'load')")

@@ -21,6 +21,7 @@ from controller.governance.overrides import (
     opted_out,
 )
 from controller.health import DeviceClock, scaled_backoff_max_s, scaled_stale_after_s
+from controller.island.ac_coupling import standing_refusals
 from controller.island.curtail import pv_limits
 from controller.island.curtail_estimate import CurtailEstimator, former_saturated
 from controller.island.follow import PlanFollower
@@ -31,6 +32,7 @@ from controller.island.grid_model import (
     IslandCommand,
     TransitionRecord,
 )
+from controller.island.guard import ShedGuard, protected_loads
 from controller.island.live import GridSupervisor
 from controller.island.outage import (
     anchor,
@@ -150,6 +152,7 @@ class Controller:
             max(DEFAULT_TIMEOUTS.unknown_s, dt3), max(DEFAULT_TIMEOUTS.confirm_s, dt3),
             max(DEFAULT_TIMEOUTS.return_s, dt3)))
         self.islanded = False
+        self.grid.standing_refusals = standing_refusals(config)  # factor-1.0 rule (#21)
         pvs = [m.device("pv") for m in config.members]
         self._pv_rated_w = np.array([(p.params.get("rated_w") if p else None) or np.inf
                                      for p in pvs])
@@ -158,6 +161,10 @@ class Controller:
         self.mandate_s = max(SHED_MANDATE_S, math.ceil(3 * self.nominal_dt_s))
         self.shedder = (ShedPlanner.from_config(config, mandate_s=self.mandate_s)
                         if has_loads else None)
+        #: Guard rails on shedding islanded (#21): one plug tier per pass, stop and alert.
+        self.shed_guard = ShedGuard(settle_s=max(60.0, 2 * self.nominal_dt_s))
+        self._protected_loads = protected_loads(config)  # infrastructure and medical
+        self.shed_alert: str | None = None  # the guard's last alert, until the island is whole
         #: Each member's demand before the grid-former last reported an overload, W.
         self._demand_before_w = np.zeros(len(config.members))
         #: … and its ratio to the plan's demand forecast then (NaN: none).
@@ -404,7 +411,19 @@ class Controller:
         dispatch's shed, what the island plan sheds beyond it, and dropped load."""
         if self.shedder is None or need_w is None:
             return
-        plan = self.shedder.plan(now, need_w, self.poller.load_readings(), self._opted_out)
+        allowed = None
+        if self.islanded:  # the limiting measure: what the shed needs beyond what is off
+            over = float(np.nansum(need_w) - self.shedder.held_w().sum())
+            rows = np.zeros((3, len(need_w)))
+            decision = self.shed_guard.step(now, over, rows)
+            allowed = decision.allowed
+            if decision.alert:
+                self.shed_alert = decision.alert
+                log.warning("shedding: %s", decision.alert)
+            elif not self.shed_guard.stopped:
+                self.shed_alert = None
+        plan = self.shedder.plan(now, need_w, self.poller.load_readings(), self._opted_out,
+                                 self._protected_loads, allowed)
         actions = [a for a in plan.actions if a.load_id not in self._override_loads]
         if actions:  # a load an override holds is the coordinator's, not the shedder's
             await self.poller.switch_loads(actions, self.mandate_s)

@@ -42,7 +42,9 @@ if TYPE_CHECKING:
     from numpy.typing import NDArray
 
     from controller.config import CoopConfig
-    from controller.island.site import Coop
+    from controller.island.plan import Plan
+    from controller.island.site import Coop, IslandConfig
+    from controller.island.trust import Assessment
 
     History = tuple[NDArray[np.int64], NDArray[np.float64]]
 
@@ -65,6 +67,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                       help="assume every battery is at this SoC now (default: each "
                       "[[island.batteries]] soc_pct)")
     plan.add_argument("--json", action="store_true", help="print the whole plan as JSON")
+    plan.add_argument("--no-odds", action="store_true", help="skip the survival odds and "
+                      "operating reserve (controller/island/trust.py)")
     plan.set_defaults(func=plan_command)
     island_init_cmd.register(actions)
 
@@ -183,16 +187,47 @@ def plan_command(args: argparse.Namespace) -> int:
     plan = plan_island(problem)
     ctx = Context(coop.name, site.tzinfo, site.tz, args.scenario,
                   [m for m, h in zip(coop.member_ids, from_history, strict=True) if h])
+    trust = None if args.no_odds else _assess(plan, config, coop, start, island, steps)
     if args.json:
         out = to_dict(plan, ctx)
         out["notes"] = [note] if note else []
+        if trust is not None:
+            from controller.island.trust import to_json
+            out.update(to_json(trust, plan, site.tzinfo))
         json.dump(out, sys.stdout)
         print()
     else:
         sys.stdout.write(render_text(plan, ctx))
+        if trust is not None:
+            from controller.island.trust import render_text as trust_text
+            sys.stdout.write(trust_text(trust, plan, site.tzinfo))
         if note:
             print(f"\nNote: {note}")
     return 0
+
+
+def _assess(plan: Plan, config: CoopConfig, coop: Coop, start: datetime,
+            island: IslandConfig, steps: int) -> Assessment:
+    """Survival odds (weather from the ledger's season, else synthetic) and reserve."""
+    import contextlib
+    import sqlite3
+
+    from controller.island.forecast import pv_forecast_w
+    from controller.island.trust import assess, grid_forming_mask, medical_w
+    from controller.island.weather import ledger_weather, synthetic_weather
+    from controller.ledger import LedgerMissingError, LedgerReader
+
+    weather = None
+    # No ledger, or one that cannot be read: the synthetic days (the plan notes the ledger).
+    with contextlib.suppress(LedgerMissingError, OSError, ValueError, sqlite3.DatabaseError):
+        weather = ledger_weather(LedgerReader(config.storage.ledger), coop.site,
+                                 coop.member_ids, start, steps)
+    if weather is None:
+        weather = synthetic_weather(coop.site, start, steps)
+    clear = pv_forecast_w(coop.site, coop.member_ids, start, steps, "clear")
+    local = start.astimezone(coop.site.tzinfo)
+    return assess(plan, clear, weather, grid_forming_mask(config, coop), island,
+                  local.hour + local.minute / 60.0, medical_w(config, coop.member_ids))
 
 
 def report_command(args: argparse.Namespace) -> int:

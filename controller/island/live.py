@@ -47,6 +47,9 @@ class GridSupervisor:
         self.command: IslandCommand | ReturnCommand | None = None
         self.inputs: GridInputs | None = None
         self._on_record = on_record
+        #: Reasons from the configuration that refuse every island (the factor-1.0 rule of
+        #: :mod:`controller.island.ac_coupling`); set by the controller.
+        self.standing_refusals: tuple[str, ...] = ()
 
     @property
     def islanded(self) -> bool:
@@ -94,9 +97,9 @@ class GridSupervisor:
         answer = request_island(self.machine, self.inputs, requested_by=requested_by,
                                 start_ts=start_ts, end_ts=end_ts,
                                 required_soc_pct=required_soc_pct, now=now)
-        if also:
+        if also or self.standing_refusals:
             reasons = answer.reasons if isinstance(answer, Refusal) else ()
-            answer = Refusal(requested_by, now, (*reasons, *also))
+            answer = Refusal(requested_by, now, (*self.standing_refusals, *reasons, *also))
         if isinstance(answer, Refusal):
             self._record(answer.record(self.machine.state))
         else:

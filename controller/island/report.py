@@ -89,6 +89,7 @@ from controller.island.report_inputs import (
     read_plan,
 )
 from controller.island.site import parse_tz
+from controller.island.trust import odds_summary
 from controller.ledger import LedgerReader
 from controller.ledger.schema import MEMBER_COLUMNS
 from dispatch.rounding import LEDGER_FIELDS
@@ -207,6 +208,7 @@ def _plan_summary(plan: dict, path: Path | None, batteries: list[Battery],
         "batteries": {m: {"start_soc_pct": round(float(s[0]), 2),
                           "min_soc_pct": round(float(s.min()), 2),
                           "end_soc_pct": round(float(s[-1]), 2)} for m, s in per.items()},
+        "survival": odds_summary(plan),  # the odds the plan gave before the day (#21)
     }
 
 

@@ -15,6 +15,7 @@ from html import escape
 from typing import TYPE_CHECKING
 
 from controller.island.plan import TIERS
+from controller.island.trust import odds_html
 
 if TYPE_CHECKING:
     from controller.island.report import IslandReport
@@ -193,7 +194,8 @@ def _plan(s: dict) -> str:
              "and pass <code>--plan plan.json</code> to compare.</p>") if plan is None else (
         f"<p>Plan from {escape(_clock(plan['start']))} to {escape(_clock(plan['end']))}, "
         f"scenario {escape(str(plan['scenario']))}.</p>")
-    return intro + _table(["", "Plan", "Actual"], rows, stack=False)
+    odds = odds_html(plan.get("survival")) if plan is not None else ""  # #21
+    return intro + odds + _table(["", "Plan", "Actual"], rows, stack=False)
 
 
 def _method(report: IslandReport) -> str:

@@ -100,6 +100,8 @@ class ShedPlanner:
         self.hysteresis_w, self.mandate_s, self.confirm_s = hysteresis_w, mandate_s, confirm_s
         self._mem = {ld.id: LoadMemory() for ld in self.loads}
         self._seq = 0
+        self._protected: dict[str, str] = {}
+        self._allowed: frozenset[str] | None = None
 
     @classmethod
     def from_config(cls, config: CoopConfig, hysteresis_w: float = 100.0,
@@ -166,7 +168,9 @@ class ShedPlanner:
         return np.maximum(shed, 0.0)  # NaN stays NaN
 
     def plan(self, now: float, shed_w: FloatArray, readings: Mapping[str, PlugReading],
-             opted_out: frozenset[str] = frozenset()) -> ShedPlan:
+             opted_out: frozenset[str] = frozenset(),
+             protected: Mapping[str, str] | None = None,
+             allowed: frozenset[str] | None = None) -> ShedPlan:
         """One cycle: observe the plugs, then switch off or back on what each member's shed needs.
 
         Args:
@@ -179,7 +183,15 @@ class ShedPlanner:
                 (``shed_optout``): not switched off, and switched back on once their
                 ``min_off_s`` has passed. The contactor is not held back by them: when
                 the island needs it, safety wins over the opt-out.
+            protected: loads never to be switched off, with their reason code
+                (:func:`controller.island.guard.protected_loads`); nor is the contactor
+                of a member with one.
+            allowed: plug tiers the guard rails open this pass
+                (:class:`controller.island.guard.ShedGuard`); None: every tier. With
+                it, no contactor is opened (it cuts the critical tier).
         """
+        self._protected = dict(protected or {})
+        self._allowed = allowed
         tiers = self._tiers(shed_w)
         actions: dict[str, SwitchAction] = {}
         skipped: list[tuple[str, str]] = []
@@ -251,7 +263,16 @@ class ShedPlanner:
             lit = [o.id for o in plugs if self._mem[o.id].state is State.ON and o is not ld
                    and o.id not in opted_out]  # an opt-out does not hold the contactor back
             why = None
-            if ld.id in opted_out:
+            guarded = [o.id for o in mine if o.id in self._protected]
+            if ld.id in self._protected:
+                why = f"{self._protected[ld.id]}: never shed"
+            elif ld.contactor and guarded:
+                why = f"GUARD_INFRASTRUCTURE: contactor feeds {', '.join(guarded)}"
+            elif self._allowed is not None and ld.contactor:
+                why = "GUARD_CRITICAL: the contactor would cut the member's critical loads"
+            elif self._allowed is not None and ld.tier not in self._allowed:
+                why = f"GUARD_ONE_TIER: {ld.tier} waits for a later pass"
+            elif ld.id in opted_out:
                 why = "opted out of shedding by its member"
             elif ld.contactor and lit:
                 why = f"contactor: plugs still on ({', '.join(lit)})"

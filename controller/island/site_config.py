@@ -100,6 +100,20 @@ class IslandConfig(Strict):
         "the plan the controller follows ('commonwatt island plan --json' output); default: "
         "plan.json beside the ledger"))
 
+    # The island day you can trust (#21): survival odds and operating reserve.
+    battery_availability: float = Field(0.97, gt=0, le=1, description=(
+        "probability that a battery (with its inverter) is up through the island day; "
+        "REopt's default"))
+    pv_availability: float = Field(0.98, gt=0, le=1, description=(
+        "probability that a member's PV is up through the island day; REopt's default"))
+    reserve_load_pct: float = Field(10.0, ge=0, le=100, description=(
+        "operating reserve: the grid-formers keep this % of the served load as headroom"))
+    reserve_pv_pct: float = Field(25.0, ge=0, le=100, description=(
+        "operating reserve: and this % of the PV in use, in case a cloud takes it"))
+    black_start_pct: float = Field(10.0, ge=0, le=100, description=(
+        "each grid-forming battery should end the island day at or above this SoC, to "
+        "start again"))
+
     @model_validator(mode="after")
     def _shares(self) -> IslandConfig:
         if self.critical_share + self.essential_share > 1:

@@ -1,0 +1,78 @@
+"""Operating reserve: the grid-formers' headroom against 10 % of load + 25 % of PV."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from controller.island.plan import Problem, plan_island
+from controller.island.reserve import check_reserve, verdict
+from dispatch.fleet import Fleet
+
+STEPS = 96
+
+
+def one_battery_day(load_w: float, rating_w: float, pv_w: float = 0.0) -> Problem:
+    """A member with constant load and PV, and a full 50 kWh grid-forming battery."""
+    fleet = Fleet(capacity_wh=[50000.0], soc_min_wh=[0.0], max_charge_w=[rating_w],
+                  max_discharge_w=[rating_w], efficiency=[1.0])
+    return Problem.from_shares(np.full((STEPS, 1), pv_w), np.full((STEPS, 1), load_w),
+                               [0.3], [0.3], fleet, [50000.0], [0], member_ids=["a"])
+
+
+def test_energy_met_but_reserve_short_is_fragile_with_the_shortage_apart_from_shed() -> None:
+    # 1150 W of load from a 1200 W grid-former: every kWh is served (24 × 1.15 = 27.6 kWh of
+    # 50), but the headroom is 50 W where 10 % of 1150 W = 115 W is needed: 65 W short in
+    # each of the 96 steps, 65 W × 24 h = 1.56 kWh of capacity shortage, none of it shed.
+    plan = plan_island(one_battery_day(1150.0, 1200.0))
+    assert all(plan.feasible.values())
+    reserve = check_reserve(plan, np.array([True]))
+    assert reserve.headroom_w == pytest.approx(np.full(STEPS, 50.0), abs=1e-3)
+    assert reserve.need_w == pytest.approx(np.full(STEPS, 115.0))
+    assert reserve.shortage_kwh == pytest.approx(1.56, abs=1e-3)
+    assert len(reserve.short_steps) == STEPS and not reserve.met
+    assert sum(plan.shed_by_tier_wh().values()) == 0.0
+    assert verdict(plan, reserve) == {t: "fragile" for t in ("critical", "essential",
+                                                             "flexible")}
+
+
+def test_reserve_met_is_feasible_and_pv_in_use_counts_a_quarter() -> None:
+    # 1000 W load: headroom 200 W ≥ 100 W. With 400 W of PV in use the battery gives 600 W:
+    # headroom 600 W against 100 + 0.25 × 400 = 200 W.
+    plan = plan_island(one_battery_day(1000.0, 1200.0))
+    reserve = check_reserve(plan, np.array([True]))
+    assert reserve.met and reserve.shortage_kwh == 0.0
+    assert verdict(plan, reserve)["critical"] == "feasible"
+    sunny = check_reserve(plan_island(one_battery_day(1000.0, 1200.0, pv_w=400.0)),
+                          np.array([True]))
+    assert sunny.need_w == pytest.approx(np.full(STEPS, 200.0))
+    assert sunny.headroom_w == pytest.approx(np.full(STEPS, 600.0), abs=1e-3)
+    # A battery that does not form the grid gives no headroom: all short.
+    follower = check_reserve(plan, np.array([False]))
+    assert follower.shortfall_w == pytest.approx(np.full(STEPS, 100.0))
+
+
+def test_bad_reserve_settings_name_the_field() -> None:
+    plan = plan_island(one_battery_day(1000.0, 1200.0))
+    with pytest.raises(ValueError, match="reserve_pv_pct"):
+        check_reserve(plan, np.array([True]), reserve_pv_pct=120.0)
+    with pytest.raises(ValueError, match="grid_forming"):
+        check_reserve(plan, np.array([True, False]))
+
+
+def test_black_start_reserve_names_a_grid_former_that_ends_too_low() -> None:
+    from controller.island.black_start import check_black_start
+
+    # 1000 W for 24 h from a 50 kWh battery at 30 %: 15 kWh, so it runs to its floor (0 %)
+    # and ends below 10 %: named, with no critical hours left.
+    fleet = Fleet(capacity_wh=[50000.0], soc_min_wh=[0.0], max_charge_w=[3000.0],
+                  max_discharge_w=[3000.0], efficiency=[1.0])
+    low = Problem.from_shares(np.zeros((STEPS, 1)), np.full((STEPS, 1), 1000.0), [0.3], [0.3],
+                              fleet, [15000.0], [0], member_ids=["a"])
+    check = check_black_start(plan_island(low), np.array([True]))
+    assert not check.met and check.below == [0] and check.end_pct[0] == pytest.approx(0.0)
+    assert check.critical_hours_left == pytest.approx(0.0, abs=1e-6)
+    # Full: 50 − 24 = 26 kWh left at the end (52 %), 26 kWh / 300 W critical = 86.7 h.
+    check = check_black_start(plan_island(one_battery_day(1000.0, 3000.0)), np.array([True]))
+    assert check.met and check.end_pct[0] == pytest.approx(52.0, abs=0.01)
+    assert check.critical_hours_left == pytest.approx(26000.0 / 300.0, rel=1e-3)
