@@ -61,6 +61,13 @@ MATRIX: dict[str, str] = {
     "second-controller": "A second controller on the same ledger",
     "full-disk": "Full disk for the ledger",
     "locked-db": "Locked ledger database",
+    "proxy-headers": "Island command through a proxy or a same-host tunnel",
+    "login-flood": "A flood of wrong login tokens",
+    "cross-site-post": "A cross-site POST riding the session cookie",
+    "draw-steering": "Steering the coordinator draw by choosing when to run it",
+    "second-controller-link": "A second controller through a symlink, a hard link or a bind mount",
+    "state-file-modes": "State files readable by other local users",
+    "member-other-plug": "A member commanding another member's plug",
 }
 
 

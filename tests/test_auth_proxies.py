@@ -59,19 +59,34 @@ def test_a_loopback_client_is_not_enough_without_local_commands(tmp_path: Path) 
     assert got.status_code == 401, got.text
 
 
-@pytest.mark.parametrize(("name", "value"), PROXY_HEADERS, ids=[h for h, _ in PROXY_HEADERS])
 def test_with_local_commands_any_proxy_header_makes_a_request_remote(
-        tmp_path: Path, name: str, value: str) -> None:
+        tmp_path: Path, reliability) -> None:
+    """Every forwarding header in one row: a parametrized test would record the row once per
+    header, the last run's outcome hiding an earlier failure."""
+    row = reliability("proxy-headers", "With local_commands on, an island command from "
+                      "127.0.0.1 carrying any of the headers a proxy adds (X-Forwarded-*, "
+                      "Forwarded, X-Real-IP, Via, True-Client-IP, CF-Connecting-IP, ...) is "
+                      "401; the same request without a header is local (409 from the grid "
+                      "state machine, audited as 'this host (loopback)'). A same-host tunnel "
+                      "that adds no header gets 401 unless local_commands is on "
+                      "(test_a_loopback_client_is_not_enough_without_local_commands).")
     reader, app = _app(tmp_path, "local_commands = true")
     with _serve(app) as (url, _):
-        assert httpx.post(url + "/api/v1/island/command", json=ISLAND,
-                          headers={name: value}).status_code == 401
+        proxied = {name: httpx.post(url + "/api/v1/island/command", json=ISLAND,
+                                    headers={name: value}).status_code
+                   for name, value in PROXY_HEADERS}
         # without the header, the local command is allowed (409: refused by the grid state
         # machine, as the fake controller has read no device) and recorded as local
         allowed = httpx.post(url + "/api/v1/island/command", json=ISLAND)
+    commands = [r for r in _audit(reader) if r["action"] == "island.command"]
+    row.observed = (f"{sum(c == 401 for c in proxied.values())} of {len(proxied)} proxy "
+                    f"headers answered 401 (statuses {sorted(set(proxied.values()))}); "
+                    f"without a header {allowed.status_code}, audited as "
+                    f"{commands[-1]['who'] if commands else 'nothing'!r} "
+                    f"({len(commands)} island.command row(s))")
+    assert proxied == dict.fromkeys(proxied, 401), proxied
     assert allowed.status_code == 409, allowed.text
-    row = [r for r in _audit(reader) if r["action"] == "island.command"][-1]
-    assert (row["who"], row["role"]) == ("this host (loopback)", "local")
+    assert (commands[-1]["who"], commands[-1]["role"]) == ("this host (loopback)", "local")
 
 
 def test_a_trusted_proxys_request_is_never_local_and_its_client_is_believed(
@@ -123,7 +138,12 @@ def test_the_cli_commands_with_the_local_secret_and_the_audit_names_no_body(
 
 
 def test_failed_logins_are_limited_recorded_without_the_secret_and_answered_429(
-        tmp_path: Path) -> None:
+        tmp_path: Path, reliability) -> None:
+    row = reliability("login-flood", "12 wrong tokens from one client (6 by the login form, "
+                      "6 as bearer tokens): the first 10 are 401 and audited as "
+                      "login.failed, then the client is locked out for 60 s (429 with "
+                      "Retry-After, even for a right token); another client and public "
+                      "pages stay open; no audit row holds a guessed token or its prefix.")
     reader, app = _app(tmp_path)
     guesser = TestClient(app, client=("192.0.2.7", 40000))
     wrong = [f"guess{i:03d}-not-a-token" for i in range(12)]
@@ -138,19 +158,29 @@ def test_failed_logins_are_limited_recorded_without_the_secret_and_answered_429(
     assert page.status_code == 429 and "too many failed logins" in page.text
     # even the right token waits: the lockout is the client's
     _, good = _token(reader, "member", "h02")
-    assert guesser.get("/api/v1/whoami", headers={
-        "Authorization": f"Bearer {good}"}).status_code == 429
+    right = guesser.get("/api/v1/whoami", headers={"Authorization": f"Bearer {good}"})
+    assert right.status_code == 429
     # another client is not locked out, and public pages stay open to the guesser
-    assert TestClient(app, client=("192.0.2.8", 1)).get("/api/v1/whoami", headers={
-        "Authorization": f"Bearer {good}"}).json()["member"] == "h02"
-    assert guesser.get("/api/v1/coop/summary").status_code == 200
+    other = TestClient(app, client=("192.0.2.8", 1)).get("/api/v1/whoami", headers={
+        "Authorization": f"Bearer {good}"})
+    assert other.json()["member"] == "h02"
+    public = guesser.get("/api/v1/coop/summary")
+    assert public.status_code == 200
     rows = _audit(reader)
     failed = [r for r in rows if r["action"] == "login.failed"]
     assert len(failed) == 10 and {r["who"] for r in failed} == {"192.0.2.7"}
     assert {r["detail"]["via"] for r in failed} == {"form", "bearer"}
     assert [r["detail"]["lock_s"] for r in rows if r["action"] == "login.locked"] == [60.0]
     text = repr(rows)
-    assert not any(w in text or w[:6] in text for w in wrong)  # never the secret
+    leaked = sum(w in text or w[:6] in text for w in wrong)
+    row.observed = (f"{codes.count(401)} × 401 then {codes.count(429)} × 429 for 12 guesses; "
+                    f"right token while locked {right.status_code}, Retry-After "
+                    f"{locked.headers['retry-after']} s; another client "
+                    f"{other.status_code}, public page {public.status_code}; "
+                    f"{len(failed)} login.failed and "
+                    f"{sum(r['action'] == 'login.locked' for r in rows)} login.locked audit "
+                    f"rows; {leaked} of {len(wrong)} guesses found in the audit log")
+    assert not leaked  # never the secret
 
 
 def test_failed_logins_per_token_prefix_across_clients(tmp_path: Path) -> None:
@@ -188,21 +218,32 @@ ORIGIN_CASES = [({}, 403), ({"Origin": "https://evil.example"}, 403),
                 ({"Referer": "http://testserver/installer"}, 503)]
 
 
-@pytest.mark.parametrize(("headers", "status"), ORIGIN_CASES)
 def test_a_state_change_on_the_session_cookie_checks_origin(
-        tmp_path: Path, headers: dict[str, str], status: int) -> None:
+        tmp_path: Path, reliability) -> None:
+    """Every Origin/Referer case in one row (a parametrized test would record it per case)."""
+    row = reliability("cross-site-post", "A coordinator's browser, logged in by cookie, "
+                      "POSTs an override: with no Origin or Referer, or one from another "
+                      "site, it is 403 naming Origin; from the API's own origin it passes "
+                      "the check (503 here: the stand-in controller has no override store).")
     reader, app = _app(tmp_path)
     _, secret = _token(reader, "coordinator")
     browser = TestClient(app, follow_redirects=False)
-    assert browser.post("/login", data={"token": secret},
-                        headers={"Origin": "http://testserver"}).status_code == 303
-    got = browser.post("/api/v1/overrides", json={
+    login = browser.post("/login", data={"token": secret},
+                         headers={"Origin": "http://testserver"})
+    assert login.status_code == 303
+    got = [browser.post("/api/v1/overrides", json={
         "kind": "battery_setpoint", "member": "h02", "power_w": 500, "minutes": 10},
-        headers=headers)
+        headers=headers) for headers, _ in ORIGIN_CASES]
+    statuses = [r.status_code for r in got]
+    foreign = [s for s, (_, want) in zip(statuses, ORIGIN_CASES, strict=True) if want == 403]
+    own = [s for s, (_, want) in zip(statuses, ORIGIN_CASES, strict=True) if want != 403]
+    refused = [r for r in got if r.status_code == 403]
+    row.observed = (f"login {login.status_code}; no, cross-site Origin, cross-site Referer: "
+                    f"{foreign}, {sum(r.json()['detail'].startswith('Origin:') for r in refused)}"
+                    f" of {len(refused)} refusals name Origin; own Origin, own Referer: {own}")
     # past the Origin check, the fake controller has no override store: 503
-    assert got.status_code == status, got.text
-    if status == 403:
-        assert got.json()["detail"].startswith("Origin:")
+    assert statuses == [want for _, want in ORIGIN_CASES], [r.text for r in got]
+    assert all(r.json()["detail"].startswith("Origin:") for r in refused)
 
 
 def test_a_bearer_token_needs_no_origin_and_reads_need_none(tmp_path: Path) -> None:

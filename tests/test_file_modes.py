@@ -37,18 +37,30 @@ def _make_everything(var: Path) -> list[Path]:
                               "ts/timeseries-spool.sqlite3")]
 
 
-def test_state_files_are_owner_only_and_so_are_the_directories_we_make(tmp_path: Path) -> None:
+def test_state_files_are_owner_only_and_so_are_the_directories_we_make(tmp_path: Path,
+                                                                      reliability) -> None:
+    row = reliability("state-file-modes", "Under the usual umask 022 (a plain open() gives "
+                      "0644), the ledger, token store, audit log, plan, local secret, agent "
+                      "spool and time-series spool are created 0600, their SQLite WAL files "
+                      "too, in directories created 0700.")
     old = os.umask(0o022)  # the usual umask, under which a plain open() gives 0644
     try:
         files = _make_everything(tmp_path / "var")
     finally:
         os.umask(old)
+    wals = sorted((tmp_path / "var").rglob("*-wal"))
+    dirs = [tmp_path / made for made in ("var", "var/agent", "var/ts")]
+    modes = {oct(_mode(p)) for p in files + wals}
+    row.observed = (f"{sum(_mode(p) == 0o600 for p in files)} of {len(files)} state files "
+                    f"and {sum(_mode(p) == 0o600 for p in wals)} of {len(wals)} WAL files "
+                    f"0600 (modes seen: {sorted(modes)}); {sum(_mode(d) == 0o700 for d in dirs)}"
+                    f" of {len(dirs)} directories made 0700")
     for path in files:
         assert _mode(path) == 0o600, (path, oct(_mode(path)))
-    for wal in (tmp_path / "var").rglob("*-wal"):
+    for wal in wals:
         assert _mode(wal) == 0o600, wal  # SQLite copies the database's mode
-    for made in ("var", "var/agent", "var/ts"):
-        assert _mode(tmp_path / made) == 0o700, made
+    for made in dirs:
+        assert _mode(made) == 0o700, made
 
 
 def test_an_existing_shared_directory_is_left_alone_and_old_files_are_tightened(

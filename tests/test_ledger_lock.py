@@ -43,18 +43,29 @@ def holder(tmp_path: Path) -> Iterator[tuple[Path, int]]:
         proc.wait()
 
 
-def _refused(path: Path, pid: int) -> None:
-    with pytest.raises(LedgerLockedError, match=f"process {pid} .*whatever path"):
+def _refused(path: Path, pid: int) -> str:
+    """The refusal's message (it must name the holder's pid)."""
+    with pytest.raises(LedgerLockedError, match=f"process {pid} .*whatever path") as err:
         LedgerWriter(path, 900, [("a", "A")])
+    return str(err.value)
 
 
 def test_a_second_writer_through_a_symlink_is_refused(holder: tuple[Path, int],
-                                                       tmp_path: Path) -> None:
+                                                       tmp_path: Path, reliability) -> None:
+    row = reliability("second-controller-link", "A second writer opening the ledger through "
+                      "a symlinked directory or a symlinked file, while another process "
+                      "holds it, is refused with LedgerLockedError naming the holder's pid. "
+                      "The hard link and the bind mount are the same refusal in "
+                      "test_a_second_writer_through_a_hard_link_is_refused and "
+                      "test_a_second_writer_through_a_bind_mount_is_refused (skipped "
+                      "without root).")
     path, pid = holder
     (tmp_path / "alias").symlink_to(path.parent, target_is_directory=True)
     (tmp_path / "link.sqlite").symlink_to(path)
-    _refused(tmp_path / "alias" / "ledger.sqlite", pid)  # a symlinked directory
-    _refused(tmp_path / "link.sqlite", pid)  # a symlinked file
+    messages = [_refused(tmp_path / "alias" / "ledger.sqlite", pid),  # a symlinked directory
+                _refused(tmp_path / "link.sqlite", pid)]  # a symlinked file
+    row.observed = (f"{len(messages)} of 2 symlinked opens refused while a second process "
+                    f"held the ledger: " + messages[-1].replace(str(pid), "<pid>"))
 
 
 def test_a_second_writer_through_a_hard_link_is_refused(holder: tuple[Path, int],

@@ -102,7 +102,12 @@ def test_a_load_switch_error_lists_only_that_members_loads(world) -> None:
     assert nothing.status_code == 404 and "(it has none)" in nothing.json()["detail"]
 
 
-def test_a_member_opts_its_own_flexible_plug_out_and_nothing_more(world) -> None:
+def test_a_member_opts_its_own_flexible_plug_out_and_nothing_more(world, reliability) -> None:
+    row = reliability("member-other-plug", "A member's token opts its own flexible plug out "
+                      "(201, with an end); another member's plug, by that member's path or "
+                      "named in the body, is 404, as are listing and ending another member's "
+                      "opt-outs; overrides and island commands are 403; an essential plug "
+                      "is 422; refusals are in the audit log.")
     reader, live, app = world
     bram = _as(app, reader, "member", "h02", label="Bram")
     made = bram.post("/api/v1/members/h02/optouts", json={"load": "load1", "minutes": 90})
@@ -112,21 +117,29 @@ def test_a_member_opts_its_own_flexible_plug_out_and_nothing_more(world) -> None
                                                        live.t + 5400)
     assert opted_out(live.controller.overrides.active(live.t)) == {"h02/load1"}
     # another member's plug: 404, by its path (as an unknown member) or named in the body
-    for path, body in (("/api/v1/members/h01/optouts", {"load": "load1", "minutes": 5}),
-                       ("/api/v1/members/h02/optouts", {"load": "h01/load1", "minutes": 5})):
-        assert bram.post(path, json=body).status_code == 404
-    assert bram.get("/api/v1/members/h01/optouts").status_code == 404
+    others = [bram.post(path, json=body).status_code for path, body in (
+        ("/api/v1/members/h01/optouts", {"load": "load1", "minutes": 5}),
+        ("/api/v1/members/h02/optouts", {"load": "h01/load1", "minutes": 5}))]
+    others.append(bram.get("/api/v1/members/h01/optouts").status_code)
     # nothing more: no override, no island command, no other member's opt-out ended
-    assert bram.post("/api/v1/overrides", json={
+    beyond = [bram.post("/api/v1/overrides", json={
         "kind": "load_switch", "member": "h02", "load": "load1", "on": True, "minutes": 5}
-    ).status_code == 403
-    assert bram.post("/api/v1/island/command", json={"requested_by": "x", "hours": 1}
-                     ).status_code == 403
+    ).status_code, bram.post("/api/v1/island/command", json={"requested_by": "x", "hours": 1}
+                             ).status_code]
     ada = _as(app, reader, "member", "h01", label="Ada")
     essential = ada.post("/api/v1/members/h01/optouts", json={"load": "load2", "minutes": 5})
+    ends = [ada.delete(f"/api/v1/members/{m}/optouts/{o['id']}").status_code
+            for m in ("h01", "h02")]
+    row.observed = (f"own flexible plug {made.status_code} (ends after "
+                    f"{(o['end_ts'] - live.t) / 60:.0f} min); another member's plug "
+                    f"(post ×2, list) {others}; override and island command {beyond}; "
+                    f"essential plug {essential.status_code}; another member ending it "
+                    f"{ends}; opted out afterwards: "
+                    f"{sorted(opted_out(live.controller.overrides.active(live.t)))}")
+    assert others == [404, 404, 404]
+    assert beyond == [403, 403]
     assert essential.status_code == 422 and "only its flexible plugs" in essential.text
-    assert ada.delete(f"/api/v1/members/h01/optouts/{o['id']}").status_code == 404
-    assert ada.delete(f"/api/v1/members/h02/optouts/{o['id']}").status_code == 404
+    assert ends == [404, 404]
     # every opt-out has an end, at most a day
     assert bram.post("/api/v1/members/h02/optouts", json={"load": "load1"}).status_code == 422
     assert bram.post("/api/v1/members/h02/optouts",
