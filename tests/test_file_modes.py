@@ -41,24 +41,36 @@ def test_state_files_are_owner_only_and_so_are_the_directories_we_make(tmp_path:
                                                                       reliability) -> None:
     row = reliability("state-file-modes", "Under the usual umask 022 (a plain open() gives "
                       "0644), the ledger, token store, audit log, plan, local secret, agent "
-                      "spool and time-series spool are created 0600, their SQLite WAL files "
-                      "too, in directories created 0700.")
+                      "spool and time-series spool are created 0600, and so are the WAL and "
+                      "shared-memory files of an open database, in directories created 0700.")
     old = os.umask(0o022)  # the usual umask, under which a plain open() gives 0644
     try:
         files = _make_everything(tmp_path / "var")
+        # WAL and shared-memory files exist only while a connection is open (closing the
+        # last one removes them), so look at them with a ledger and a spool held open
+        writer = LedgerWriter(tmp_path / "open" / "ledger.sqlite", 900, [("a", "A")])
+        spool = DiskSpool(tmp_path / "open" / "spool.sqlite")
     finally:
         os.umask(old)
-    wals = sorted((tmp_path / "var").rglob("*-wal"))
+    try:
+        wals = sorted(p for p in (tmp_path / "open").iterdir()
+                      if p.name.endswith(("-wal", "-shm")))
+        wal_modes = [_mode(p) for p in wals]
+    finally:
+        writer.close()
+        spool._conn.close()
     dirs = [tmp_path / made for made in ("var", "var/agent", "var/ts")]
-    modes = {oct(_mode(p)) for p in files + wals}
+    modes = {oct(m) for m in [_mode(p) for p in files] + wal_modes}
     row.observed = (f"{sum(_mode(p) == 0o600 for p in files)} of {len(files)} state files "
-                    f"and {sum(_mode(p) == 0o600 for p in wals)} of {len(wals)} WAL files "
+                    f"and {wal_modes.count(0o600)} of {len(wals)} WAL/shm files of open "
+                    "databases "
                     f"0600 (modes seen: {sorted(modes)}); {sum(_mode(d) == 0o700 for d in dirs)}"
                     f" of {len(dirs)} directories made 0700")
     for path in files:
         assert _mode(path) == 0o600, (path, oct(_mode(path)))
-    for wal in wals:
-        assert _mode(wal) == 0o600, wal  # SQLite copies the database's mode
+    assert len(wals) == 4, wals  # -wal and -shm of each: the check below is not vacuous
+    for wal, mode in zip(wals, wal_modes, strict=True):
+        assert mode == 0o600, wal  # SQLite copies the database's mode
     for made in dirs:
         assert _mode(made) == 0o700, made
 
