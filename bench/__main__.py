@@ -47,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
         from bench.dispatch_bench import run as run_dispatch
 
         report["dispatch"] = run_dispatch(args.quick)
+        from bench.plan_bench import run as run_plan
+
+        report["dispatch"]["plan"] = run_plan(args.quick)
     if "poll" in which:
         from bench.poll_bench import run as run_poll
 
