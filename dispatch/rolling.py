@@ -47,9 +47,11 @@ def perfect_forecast(pv_w: FloatArray, load_w: FloatArray) -> Forecast:
 
 
 def history_forecast(pv_w: FloatArray, load_w: FloatArray, dt_s: float,
-                     days: int = 7) -> Forecast:
+                     days: int = 7, pv_quantile: float | None = None) -> Forecast:
     """Each member's mean at the same time of day over the last ``days`` days seen.
 
+    ``pv_quantile``: PV as that quantile of those days instead of their mean (a plan that
+    keeps room for surplus which does not come loses more than one that keeps too little).
     Only the past is read: at step ``t`` nothing at or after ``t``. Before a whole
     day has been seen, the mean of everything seen so far (or 0) stands in.
     """
@@ -58,13 +60,14 @@ def history_forecast(pv_w: FloatArray, load_w: FloatArray, dt_s: float,
     def forecast(t: int, steps: int) -> tuple[FloatArray, FloatArray]:
         steps = min(steps, len(pv_w) - t)
         out = []
-        for series in (pv_w, load_w):
+        for series, q in ((pv_w, pv_quantile), (load_w, None)):
             ahead = np.zeros((steps, series.shape[1]))
             for k in range(steps):  # a horizon of rows, each a mean over <= days rows
                 past = np.arange(t + k - per_day, max(t + k - (days + 1) * per_day, -1), -per_day)
                 past = past[(past >= 0) & (past < t)][:days]
                 if len(past):
-                    ahead[k] = series[past].mean(axis=0)
+                    ahead[k] = (series[past].mean(axis=0) if q is None
+                                else np.quantile(series[past], q, axis=0))
                 elif t > 0:
                     ahead[k] = series[:t].mean(axis=0)
             out.append(ahead)
