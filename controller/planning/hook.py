@@ -17,7 +17,7 @@ from dispatch.planned import PlannedEngine
 from dispatch.result import TickResult
 
 FloatArray = NDArray[np.float64]
-FORECAST_NAME = "history: each member by weekday and 15 min, PV at the week's lowest"
+FORECAST_NAME = "history: each member by weekday and 15 min, PV as the last week's mean"
 
 
 class RollingPlan:

@@ -2,9 +2,8 @@
 
 Per member and 15-minute slot of the week, the mean PV and load seen in that slot (an
 exponential average over weeks); a slot not yet seen on its weekday borrows the same
-time of day from any weekday. PV is forecast low (the smallest day of the last week at
-that time of day): a plan that keeps a battery's room for surplus that does not come
-loses more than one that keeps too little (measured in ``python -m bench dispatch``).
+time of day from any weekday. PV: the mean of the last week's days at that time of day
+(as :func:`dispatch.rolling.history_forecast`, which ``python -m bench dispatch`` scores).
 
 It lives in memory: after a restart the plan waits a day for a forecast (greedy runs).
 """
@@ -75,7 +74,7 @@ class SlotProfile:
             any_day = np.nanmean(by_day, axis=0)
             load = np.where(np.isnan(self.load[slots]), any_day[slots % PER_DAY],
                             self.load[slots])
-            pv = np.nanmin(self.pv_days, axis=0)[slots % PER_DAY]
+            pv = np.nanmean(self.pv_days, axis=0)[slots % PER_DAY]
         if np.isnan(load).any() or np.isnan(pv).any():
             return None
         return pv, load
