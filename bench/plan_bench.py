@@ -105,7 +105,7 @@ def _run_case(case: dict, n: int) -> dict:
         forecasts = (("perfect", perfect_forecast(pv, load)), ("history", believed))
         for name, forecast in forecasts if offered else forecasts[:1]:
             result, stats = run_rolling(f, FleetState.start(start), pv, load, STEP_S, forecast,
-                                        horizon_steps=PER_DAY)
+                                        horizon_steps=PER_DAY, hold=name == "perfect")
             kwh = result.coop["from_grid"] / 1000
             row[f"plan_{name}_kwh_{key}"] = round(kwh, 3)
             row[f"plan_{name}_ratio_{key}"] = ratio(kwh)

@@ -79,14 +79,17 @@ def run_rolling(fleet: Fleet, state: FleetState, pv_w: FloatArray, load_w: Float
                 dt_s: float, forecast: Forecast, policy: str = "prorata",
                 limits: CoopLimits = NO_LIMITS, replan_steps: int = 1, horizon_steps: int = 96,
                 plan_every: int = 1, expire_steps: int | None = None,
-                solver: Callable[..., object] = plan_storage) -> tuple[SeriesResult, RollingStats]:
+                solver: Callable[..., object] = plan_storage,
+                hold: bool = False) -> tuple[SeriesResult, RollingStats]:
     """Dispatch the series with a rolling plan; totals as :func:`dispatch.series.run_series`.
 
     ``plan_every``: series steps per plan step (the LP runs on means over that many).
     ``expire_steps``: how long targets stay valid (default: twice ``replan_steps``).
+    ``hold``: follow the targets down as well as up (:class:`dispatch.planned.PlannedEngine`):
+    worth it with a forecast that is right, costly with one that is not.
     """
     pv_w, load_w = np.asarray(pv_w, float), np.asarray(load_w, float)
-    engine = PlannedEngine(fleet, policy, limits, fused=False)
+    engine = PlannedEngine(fleet, policy, limits, fused=False, hold=hold)
     engine.greedy.keep_inputs = True
     expire = 2 * replan_steps if expire_steps is None else expire_steps
     n = fleet.size

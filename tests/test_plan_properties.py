@@ -28,7 +28,13 @@ def planned_cases(draw):
 @given(planned_cases())
 def test_planned_tick_conserves_and_keeps_every_limit(planned) -> None:
     (fleet, state, pv, load, valid, dt, policy, limits), target = planned
-    r = PlannedEngine(fleet, policy, limits).tick(state, pv, load, valid, dt, target)
+    for hold in (False, True):
+        _check(PlannedEngine(fleet, policy, limits, hold=hold).tick(
+            state, pv, load, valid, dt, target), fleet, state, pv, load, valid, dt, limits)
+
+
+def _check(r, fleet, state, pv, load, valid, dt, limits) -> None:  # noqa: ANN001
+    """Conservation per member and coop, and every limit greedy keeps."""
     h = dt / 3600
     tol = 1e-9 * max(1.0, float(pv.sum() + load.sum()) * h + float(fleet.capacity_wh.sum()))
     for name in FLOWS:

@@ -71,7 +71,7 @@ def test_plan_with_perfect_forecast_reaches_the_bound_where_greedy_does_not() ->
     bound = lp_copper_plate_import(fleet, start, pv, load, 3600.0)
     greedy = run_series(fleet, FleetState.start(start), pv, load, 3600.0).coop
     plan, stats = run_rolling(fleet, FleetState.start(start), pv, load, 3600.0,
-                              perfect_forecast(pv, load), horizon_steps=24)
+                              perfect_forecast(pv, load), horizon_steps=24, hold=True)
     assert greedy["from_grid"] > 1.5 * bound
     assert bound - 1e-6 <= plan.coop["from_grid"] <= 1.001 * bound  # measured 1.0000
     assert plan.coop["liberated"] > greedy["liberated"]

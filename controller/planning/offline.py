@@ -29,7 +29,11 @@ def plan_steps(step_s: float, replan_min: float, horizon_h: float) -> dict[str, 
 
 def run_planned(study: Study, policy: str = "prorata", forecast: str = "perfect",
                 replan_min: float = 15.0, horizon_h: float = 24.0) -> dict:
-    """The study dispatched by the rolling plan: :func:`run_study`'s report plus ``plan``."""
+    """The study dispatched by the rolling plan: :func:`run_study`'s report plus ``plan``.
+
+    A perfect forecast is trusted both ways (targets held down as well as up); a history
+    forecast only to keep room (see :mod:`dispatch.planned` for why, measured).
+    """
     if forecast not in FORECASTS:
         raise ValueError(f"forecast {forecast!r}: expected one of {', '.join(FORECASTS)}")
     believe = (perfect_forecast(study.pv_w, study.load_w) if forecast == "perfect"
@@ -37,10 +41,11 @@ def run_planned(study: Study, policy: str = "prorata", forecast: str = "perfect"
     steps = plan_steps(study.step_s, replan_min, horizon_h)
     result, stats = run_rolling(study.fleet, FleetState.start(study.soc_start_wh), study.pv_w,
                                 study.load_w, study.step_s, believe, policy, CoopLimits(),
-                                **steps)
+                                hold=forecast == "perfect", **steps)
     report = report_totals(study, result)
     report["plan"] = {
-        "forecast": forecast, "replan_min": replan_min, "horizon_h": horizon_h,
+        "forecast": forecast, "trusted": "hold and room" if forecast == "perfect" else "room",
+        "replan_min": replan_min, "horizon_h": horizon_h,
         "solves": stats.solves, "failures": stats.failures, "greedy_ticks": stats.greedy_ticks,
         "median_solve_s": round(float(np.median(stats.solve_s)), 4) if stats.solve_s else None,
     }
