@@ -18,6 +18,7 @@ from controller.cli import (
     agent_cmd,
     config_cmd,
     federation_cmd,
+    forecast_cmd,
     installer,
     island_cmd,
     run_cmd,
@@ -27,7 +28,7 @@ from controller.cli import (
 
 #: Command-group modules, in the order their commands appear in ``--help``.
 COMMAND_GROUPS = (run_cmd, simulate_cmd, installer, config_cmd, accounts_cmd, island_cmd,
-                  token_cmd, agent_cmd, federation_cmd)
+                  token_cmd, agent_cmd, federation_cmd, forecast_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:
