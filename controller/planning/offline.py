@@ -45,7 +45,7 @@ def run_planned(study: Study, policy: str = "prorata", forecast: str = "perfect"
     report = report_totals(study, result)
     report["plan"] = {
         "forecast": forecast, "trusted": "hold and room" if forecast == "perfect" else "room",
-        "replan_min": replan_min, "horizon_h": horizon_h,
+        "replan_min": steps["replan_steps"] * study.step_s / 60, "horizon_h": horizon_h,
         "solves": stats.solves, "failures": stats.failures, "greedy_ticks": stats.greedy_ticks,
         "median_solve_s": round(float(np.median(stats.solve_s)), 4) if stats.solve_s else None,
     }
