@@ -62,6 +62,8 @@ class PlanWorker:
         self._plan: tuple[float, FloatArray] | None = None  # solved at (clock), content
         self._last_request: float | None = None
         self.state = PlanState("none", None, None)
+        #: How many solves ended each way since start (for the logs and the pages).
+        self.counts = {"ok": 0, "failed": 0, "late": 0}
 
     def maybe_replan(self, now: float, fleet: Fleet, stored_wh: FloatArray,
                      forecast: ForecastFn, limits: CoopLimits | None = None) -> bool:
@@ -94,6 +96,7 @@ class PlanWorker:
             if self.wall() - began > self.deadline_s:
                 self._running = None  # its answer is dropped: the thread finishes unheard
                 self._drop()
+                self.counts["late"] += 1
                 self.state = PlanState("late", self.state.solved_at, None,
                                        f"no answer within {self.deadline_s:g} s",
                                        self.forecast_name)
@@ -103,17 +106,20 @@ class PlanWorker:
             plan = future.result()
         except Exception as exc:  # noqa: BLE001 - any failure leaves greedy in charge
             self._drop()
+            self.counts["failed"] += 1
             self.state = PlanState("failed", self.state.solved_at, None, str(exc),
                                    self.forecast_name)
             return
         if self.wall() - began > self.deadline_s:
             self._drop()
+            self.counts["late"] += 1
             self.state = PlanState("late", self.state.solved_at, plan.solve_s,
                                    f"answered after {self.wall() - began:.2f} s",
                                    self.forecast_name)
             return
         with self._lock:
             self._plan = (asked, plan.stored_wh)
+        self.counts["ok"] += 1
         self.state = PlanState("ok", asked, plan.solve_s, forecast=self.forecast_name)
 
     def _drop(self) -> None:
