@@ -49,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
         from bench.dispatch_bench import run as run_dispatch
 
         report["dispatch"] = run_dispatch(args.quick)
+        from bench.plan_bench import run as run_plan
+
+        report["dispatch"]["plan"] = run_plan(args.quick)
     if "mqtt" in which:
         from bench.mqtt_guard_bench import run as run_mqtt
 

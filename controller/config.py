@@ -249,6 +249,14 @@ class PolicyConfig(Strict):
         " member's key; tiers: critical first")
 
 
+class DispatchConfig(Strict):
+    """The rolling plan on the grid (controller/planning/): off, greedy alone dispatches."""
+
+    plan: bool = Field(False, description="follow a rolling plan's battery targets on-grid")
+    replan_min: float = Field(15.0, gt=0, le=1440, description="minutes between plans")
+    horizon_h: float = Field(24.0, ge=1, le=36, description="hours each plan looks ahead")
+
+
 class GridConfig(Strict):
     """Limits at the point of common coupling (the coop's connection to the utility)."""
 
@@ -331,6 +339,7 @@ class CoopConfig(Strict):
     name: str = "Commonwatt coop"
     controller: ControllerConfig = ControllerConfig()
     policy: PolicyConfig = PolicyConfig()
+    dispatch: DispatchConfig = DispatchConfig()
     grid: GridConfig = GridConfig()
     storage: StorageConfig = StorageConfig()
     ledger: LedgerConfig = LedgerConfig()

@@ -47,6 +47,7 @@ from controller.ledger import CommittedInterval, CycleEnergy, IntervalBook, Ledg
 from controller.ledger.accumulator import unpack_state
 from controller.ledger.late import book_late_reading
 from controller.ledger.measured import booked_tick, ledger_flows, stored_from_soc
+from controller.planning.hook import RollingPlan
 from controller.polling import Poller
 from controller.process_image import ProcessImage
 from controller.safety import clamp_setpoints
@@ -174,6 +175,9 @@ class Controller:
         #: Islanded, the plan followed and re-planned (controller/island/pilot.py).
         self.follower = PlanFollower(config.plan_path, list(self.member_ids),
                                      config.island.replan_min * 60.0)
+        #: On-grid, the rolling plan's battery targets ([dispatch] plan; None: greedy alone).
+        self.plan = (RollingPlan(len(config.members), config.dispatch.replan_min,
+                                 config.dispatch.horizon_h) if config.dispatch.plan else None)
         #: A coordinator's overrides (controller/governance/overrides.py), applied before the
         #: safety layer.
         self.overrides = OverrideStore()
@@ -282,7 +286,14 @@ class Controller:
             limits = self.limits()
             hours = (now - start) / 3600.0
 
+            targets = self.plan.targets(now, fleet, limits) if self.plan else None
+
             def tick(load_w: np.ndarray) -> TickResult:
+                if targets is not None and self.plan is not None:
+                    return self.plan.tick(fleet, FleetState(stored, pools, carry.held),
+                                          image.pv_production_w, load_w, image.valid,
+                                          now - start, self.config.policy.sharing, limits,
+                                          targets)
                 return dispatch_tick(fleet, FleetState(stored, pools, carry.held),
                                      image.pv_production_w, load_w, image.valid, now - start,
                                      self.config.policy.sharing, limits)
@@ -351,6 +362,9 @@ class Controller:
                 committed.append(interval)
                 if self.federation is not None:
                     self.federation.committed(interval)
+            if self.plan is not None:
+                self.plan.after_cycle(now, fleet, stored, image.pv_production_w, demand,
+                                      image.valid, limits)
             if self.agents is not None:
                 self.agents.heartbeat()
             self.writer.save(self.book.open_parts())
@@ -448,6 +462,8 @@ class Controller:
     def close(self) -> None:
         """Close device connections; write what the ledger still holds, then release it."""
         self.follower.close()
+        if self.plan is not None:
+            self.plan.close()
         self.poller.close()
         if self.federation is not None:
             self.federation.close()

@@ -21,7 +21,7 @@ import pandas as pd
 
 from dispatch import CoopLimits, Fleet, FleetState
 from dispatch.metrics import jain_index
-from dispatch.series import run_series
+from dispatch.series import SeriesResult, run_series
 
 FLEET_COLUMNS = ("member", "battery_wh", "battery_max_charge_w", "battery_max_discharge_w",
                  "soc_start_pct", "soc_min_pct", "efficiency")
@@ -192,6 +192,11 @@ def run_study(study: Study, policy: str = "prorata", island: bool = False) -> di
     result = run_series(study.fleet, FleetState.start(study.soc_start_wh),
                         study.pv_w, study.load_w, study.step_s, policy,
                         CoopLimits(islanded=island))
+    return report_totals(study, result)
+
+
+def report_totals(study: Study, result: SeriesResult) -> dict:
+    """:func:`run_study`'s report of a series already dispatched (greedy or planned)."""
     totals = result.totals
     totals["from_battery"] = totals["from_battery"] + totals["from_coop_battery"]
     totals["to_battery"] = totals["to_battery"] + totals["to_coop_battery"]

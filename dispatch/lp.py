@@ -84,40 +84,11 @@ def lp_copper_plate_import(fleet: Fleet, stored_wh: FloatArray, pv_w: FloatArray
     """Minimum coop grid import (Wh) over T steps with perfect foresight on a copper plate.
 
     Batteries may go down to their hard floor (``soc_min_wh``) and need not
-    end where they started.
+    end where they started. The formulation is :func:`dispatch.plan_lp.plan_storage`'s.
     """
-    from scipy.optimize import linprog
-    from scipy.sparse import coo_matrix, hstack, identity, kron, vstack
+    from dispatch.plan_lp import plan_storage
 
-    t_steps, n = pv_w.shape
-    h = dt_s / 3600.0
-    net = (np.maximum(pv_w, 0.0) - np.maximum(load_w, 0.0)).sum(axis=1) * h  # per step
-    eta = fleet.leg_efficiency
-    # variables: c[t, i], d[t, i], e[t, i] (content after step t), then G[t], X[t]
-    tn = t_steps * n
-    ones_row = coo_matrix(np.ones((1, n)))
-    steps = identity(t_steps, format="csr")
-    # coop balance per step: net + sum d - sum c + G - X = 0
-    balance = hstack([kron(steps, -ones_row), kron(steps, ones_row),
-                      coo_matrix((t_steps, tn)), steps, -steps])
-    # battery dynamics: e[t] - e[t-1] - eta c[t] + d[t] / eta = 0 (e[-1] = stored)
-    shift = identity(tn, format="csr") - kron(coo_matrix(np.eye(t_steps, k=-1)),
-                                              identity(n), format="csr")
-    dynamics = hstack([-kron(steps, coo_matrix(np.diag(eta))),
-                       kron(steps, coo_matrix(np.diag(1.0 / eta))), shift,
-                       coo_matrix((tn, 2 * t_steps))])
-    start = np.zeros(tn)
-    start[:n] = np.clip(stored_wh, fleet.soc_min_wh, fleet.capacity_wh)
-    a_eq = vstack([balance, dynamics], format="csr")
-    b_eq = np.concatenate([-net, start])
-    bounds = ([(0, c) for c in np.tile(fleet.max_charge_w * h, t_steps)]
-              + [(0, d) for d in np.tile(fleet.max_discharge_w * h, t_steps)]
-              + list(zip(np.tile(fleet.soc_min_wh, t_steps), np.tile(fleet.capacity_wh, t_steps),
-                         strict=True))
-              + [(0, None)] * (2 * t_steps))
-    cost = np.zeros(3 * tn + 2 * t_steps)
-    cost[3 * tn:3 * tn + t_steps] = 1.0
-    res = linprog(cost, A_eq=a_eq, b_eq=b_eq, bounds=bounds, method="highs")
-    if res.status != 0:
-        raise RuntimeError(f"copper-plate LP failed: {res.message}")
-    return float(res.fun)
+    try:
+        return plan_storage(fleet, stored_wh, pv_w, load_w, dt_s, copper_plate=True).import_wh
+    except RuntimeError as exc:
+        raise RuntimeError(f"copper-plate LP failed: {exc}") from None

@@ -20,6 +20,7 @@ from controller.cli import (
     backup_cmd,
     config_cmd,
     federation_cmd,
+    forecast_cmd,
     init_cmd,
     installer,
     island_cmd,
@@ -33,7 +34,7 @@ from controller.cli import (
 #: Command-group modules, in the order their commands appear in ``--help``.
 COMMAND_GROUPS = (run_cmd, simulate_cmd, installer, init_cmd, config_cmd, accounts_cmd,
                   island_cmd, token_cmd, backup_cmd, service_cmd, agent_cmd, federation_cmd,
-                  mqtt_cmd)
+                  mqtt_cmd, forecast_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

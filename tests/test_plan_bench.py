@@ -1,0 +1,23 @@
+"""bench/plan_bench.py: its verdicts say what was met, its parts run at small sizes."""
+
+from __future__ import annotations
+
+from bench.plan_bench import bench_cycle, bench_replan, verdicts
+
+
+def test_verdicts_put_each_target_beside_its_measurement() -> None:
+    report = {"ratios": {"summary": {"plan_perfect_ratio_offered": {"max": 1.01},
+                                     "plan_history_ratio_offered": {"max": 1.2}}},
+              "replan": {"replan_36h_s": 1.5}}
+    out = verdicts(report)
+    assert out["plan_perfect_ratio_offered_max"] == {"target": 1.05, "measured": 1.01,
+                                                     "met": True}
+    assert not out["plan_history_ratio_offered_max"]["met"]
+    assert out["replan_1000_members_36h_s"]["met"]
+
+
+def test_small_runs() -> None:
+    replan = bench_replan(n=30, repeats=1)
+    assert replan["replan_24h_s"] > 0 and replan["replan_36h_s"] > 0
+    cycle = bench_cycle(n=30, repeats=5)
+    assert cycle["planned_p99_ms"] > 0 and cycle["greedy_p99_ms"] > 0
