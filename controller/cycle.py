@@ -109,12 +109,11 @@ class Controller:
             acc = None  # the saved accumulators were committed already
             carry.end_ts = max(carry.end_ts or last_committed, last_committed)
         self.book = IntervalBook(self.member_ids, config.ledger.settlement_s, acc, carry)
-        # On a sped-up clock a cycle spans more device time: keep at least 5 cycles of
-        # validity, so a cycle slowed by a silent device's timeouts (2 of them at 2000x
-        # outlast 3 cycles) does not let every other battery's setpoint lapse.
-        self.setpoint_expiry_s = max(
-            config.controller.setpoint_expiry_s, math.ceil(5 * self.nominal_dt_s)
-        )
+        # The configured expiry on the real clock. On a sped-up or stepped clock a cycle
+        # spans nominal_dt_s / cycle_s times more device time, and so does the expiry: the
+        # same number of cycles (config check refuses an expiry shorter than one cycle).
+        self.setpoint_expiry_s = math.ceil(scaled_stale_after_s(
+            config.controller.setpoint_expiry_s, config.controller.cycle_s, self.nominal_dt_s))
         self.last_report: CycleReport | None = None
         self.last_cycle_wall: float | None = None
         batteries = [m.device("battery") for m in config.members]
