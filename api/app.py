@@ -14,7 +14,6 @@ from pydantic import BaseModel, Field
 from api.accounts import accounts_router
 from api.auth import Authority, viewer_of
 from api.auth.login import login_router
-from api.energy import member_figures, running_figures
 from api.errors import bad_query
 from api.governance.overrides import overrides_router
 from api.governance.router import audit_router
@@ -23,6 +22,7 @@ from api.pages import pages_router
 from api.query_time import QueryTime
 from api.surface import install_surface
 from controller.accounts.figures import meter_drift
+from controller.accounts.running import member_figures, running_figures
 from controller.config import CoopConfig, LedgerConfig
 from controller.ledger import LedgerReader
 

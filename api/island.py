@@ -34,8 +34,8 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from pydantic import BaseModel, Field
 
 from api.auth import viewer_of
-from api.energy import member_figures
 from api.governance.audit import AuditLog
+from controller.accounts.running import member_figures
 from controller.island.grid_model import MAX_ISLAND_S, Refusal
 from controller.island.live import GridSupervisor
 from controller.ledger import LedgerReader

@@ -16,9 +16,9 @@ import numpy as np
 import uvicorn
 
 from api.app import create_app
-from api.energy import running_figures
 from api.governance.audit import AuditLog
 from api.surface import close_streams, cycle_done
+from controller.accounts.running import running_figures
 from controller.config import ConfigError, CoopConfig
 from controller.cycle import Controller, CycleReport
 from controller.ledger import LedgerReader

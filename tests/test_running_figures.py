@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from api.energy import member_figures, running_figures
+from controller.accounts.running import member_figures, running_figures
 from controller.ledger.schema import MEMBER_COLUMNS
 from dispatch.metrics import jain_index
 
