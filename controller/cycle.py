@@ -13,6 +13,7 @@ import numpy as np
 
 from controller.agent.inbox import inbox_for
 from controller.config import CoopConfig
+from controller.fleet_dispatch import EngineKeeper, FleetParams, detached
 from controller.health import DeviceClock, scaled_backoff_max_s, scaled_stale_after_s
 from controller.island.curtail import pv_limits
 from controller.island.follow import PlanFollower
@@ -43,7 +44,7 @@ from controller.overrides import (
 from controller.polling import Poller
 from controller.process_image import ProcessImage
 from controller.safety import clamp_setpoints
-from dispatch import LEDGER_FIELDS, CoopLimits, Fleet, FleetState, TickResult, dispatch_tick
+from dispatch import LEDGER_FIELDS, CoopLimits, Fleet, FleetState, TickResult
 
 if TYPE_CHECKING:
     from controller.federation.booking import CoopFederation
@@ -131,6 +132,12 @@ class Controller:
         tiers = {"critical": 0, "essential": 1, "flexible": 2}
         self._tier = np.array([tiers[m.tier] for m in config.members], dtype=np.int64)
         self._key = np.array([m.key for m in config.members])
+        #: One fleet and dispatch engine, kept until the devices' ratings or the islanded
+        #: flag change (controller/fleet_dispatch.py).
+        self.engines = EngineKeeper(FleetParams(
+            self._floor_pct, self._reserve_pct, self._hysteresis_pct, self._offered,
+            self._grid_forming, self._grid_charge, self._efficiency, self._limit_w, self._tier,
+            self._key), config.policy.sharing)
         grid = config.grid
         # The grid's timeouts span at least 3 cycles, as the setpoints' do: on a sped-up
         # clock a cycle can be longer than the time a grid-former gets to confirm.
@@ -190,25 +197,7 @@ class Controller:
 
     def fleet(self, image: ProcessImage) -> Fleet:
         """Battery parameters for this cycle: device ratings capped by the configured limits."""
-        usable = image.has_battery & np.isfinite(image.capacity_wh)
-        capacity = np.where(usable, image.capacity_wh, 0.0)
-        return Fleet(
-            capacity_wh=capacity,
-            soc_min_wh=capacity * self._floor_pct / 100.0,
-            max_charge_w=np.where(usable, np.minimum(image.max_charge_w, self._limit_w), 0.0),
-            max_discharge_w=np.where(usable, np.minimum(image.max_discharge_w, self._limit_w), 0.0),
-            efficiency=self._efficiency,
-            # The reserve is kept *for* the island: islanded, it is there to be used,
-            # down to the hard floor (the island plan counts on it the same way).
-            reserve_wh=capacity * (self._floor_pct if self.islanded else self._reserve_pct) / 100.0,
-            hysteresis_wh=capacity * self._hysteresis_pct / 100.0,
-            # Islanded, the grid-forming battery is every house's slack whatever the config
-            # says: it serves the neighbours physically, so the books say so too.
-            offered=(self._offered | (self._grid_forming & self.islanded)) & usable,
-            grid_charge=self._grid_charge & usable,
-            tier=self._tier,
-            key=self._key,
-        )
+        return self.engines.params.fleet(image, self.islanded)
 
     def limits(self) -> CoopLimits:
         """The point of common coupling's caps, and whether the coop is islanded now."""
@@ -231,7 +220,7 @@ class Controller:
         stale = tuple(n for n in unknown if n.endswith("/meter"))
         self.islanded = self.grid.update(
             self.grid.inputs_from(image, device_grid, former_ok, stale), now)
-        fleet = self.fleet(image)
+        fleet = self.engines.fleet(image, self.islanded)
         carry = self.book.carry
         stored = np.nan_to_num(image.soc_pct, nan=0.0) / 100.0 * fleet.capacity_wh
         pools_before = np.asarray(carry.pools_wh, dtype=float).copy()
@@ -256,9 +245,9 @@ class Controller:
             hours = (now - start) / 3600.0
 
             def tick(load_w: np.ndarray) -> TickResult:
-                return dispatch_tick(fleet, FleetState(stored, pools, carry.held),
-                                     image.pv_production_w, load_w, image.valid, now - start,
-                                     self.config.policy.sharing, limits)
+                return self.engines.tick(fleet, FleetState(stored, pools, carry.held),
+                                         image.pv_production_w, load_w, image.valid, now - start,
+                                         limits)
 
             result = tick(demand - pre_shed)
             # What the coop must shed, held plugs counted as demand (so the planner knows
@@ -310,7 +299,8 @@ class Controller:
             if self.agents is not None:
                 self.agents.heartbeat()
             self.writer.save(self.book.open_parts())
-        report = CycleReport(image, start, now, result, setpoints, committed,
+        report = CycleReport(image, start, now, None if result is None else detached(result),
+                             setpoints, committed,
                              time.perf_counter() - wall0, dropped * ((now - start) / 3600.0))
         self.last_report = report
         self.last_cycle_wall = time.monotonic()
