@@ -25,6 +25,7 @@ from controller.accounts.figures import meter_drift
 from controller.accounts.running import member_figures, running_figures
 from controller.config import CoopConfig, LedgerConfig
 from controller.ledger import LedgerReader
+from controller.snapshot import Snapshot
 
 API_VERSION = "1.0.0"
 
@@ -112,6 +113,12 @@ def _with_unwritten(totals: dict, extra: dict[str, int] | None) -> dict:
     return {k: (v or 0) + extra.get(k, 0) if k in extra else v for k, v in totals.items()}
 
 
+def _snapshot(live: object | None) -> Snapshot | None:
+    """The running controller's last cycle snapshot, read once (a view without one, as
+    a test's stand-in, answers through its methods)."""
+    return getattr(live, "snapshot", None)
+
+
 def _orjson(body: dict[str, Any]) -> Response:
     """``body`` as JSON by orjson (NaN as null), past FastAPI's encoder."""
     return Response(orjson.dumps(body), media_type="application/json")
@@ -171,7 +178,10 @@ def create_app(reader: LedgerReader, live: LiveView | None = None,
         totals = reader.totals(member_id, start, end)
         provisional = live is not None and end is None
         if provisional:
-            totals = _with_unwritten(totals, live.unwritten_wh(last_end).get(member_id))
+            snap = _snapshot(live)
+            totals = _with_unwritten(totals, (
+                snap.unwritten_member_wh(member_id, last_end) if snap is not None
+                else live.unwritten_wh(last_end).get(member_id)))  # type: ignore[union-attr]
         return Energy(member_id=member_id, from_=from_, to=to, provisional=provisional,
                       committed_until=last_end, **member_figures(totals))
 
@@ -185,7 +195,14 @@ def create_app(reader: LedgerReader, live: LiveView | None = None,
         first, last, count = reader.span()
         by_member = reader.totals_by_member()
         coop_totals = reader.totals()
-        extra = live.unwritten_wh(last) if live is not None else {}
+        # One snapshot for the whole answer: the open interval's Wh and its start agree.
+        snap = _snapshot(live)
+        if snap is not None:
+            extra, open_start = snap.unwritten_wh(last), snap.open_start
+        elif live is not None:
+            extra, open_start = live.unwritten_wh(last), live.open_interval_start()
+        else:
+            extra, open_start = {}, None
         per_member, coop = running_figures(by_member, extra, count)
         # Plain numbers already: straight to JSON, with orjson. FastAPI's own encoder walks
         # every value of every member first, and the json module took 22 ms for 1,000
@@ -202,7 +219,7 @@ def create_app(reader: LedgerReader, live: LiveView | None = None,
             "settlement_s": reader.step,
             "provisional": live is not None,
             "committed_until": last,
-            "open_interval_start": live.open_interval_start() if live is not None else None,
+            "open_interval_start": open_start,
             "cycles": coop_totals.get("cycles"),
             "controller_down_hours": round((coop_totals.get("gap_s_coop") or 0) / 3600.0, 3),
             "by_member": viewer_of(request).keyed(per_member),

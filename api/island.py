@@ -21,6 +21,7 @@ under the token's label or, from the host, under ``requested_by``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import threading
@@ -112,7 +113,13 @@ def coop_autonomy(image: ProcessImage, floor_wh: FloatArray) -> dict[str, float 
 
 
 def _autonomy(live: object) -> dict[str, float | None] | None:
-    """:func:`coop_autonomy` from the live view's controller, None before its first cycle."""
+    """:func:`coop_autonomy` from the live view's last cycle snapshot (or, for a view
+    without snapshots, its controller's last report), None before its first cycle."""
+    snap = getattr(live, "snapshot", None)
+    if snap is not None:
+        return coop_autonomy(snap.report.image, snap.floor_wh)
+    if hasattr(live, "snapshot"):
+        return None  # a runtime before its first cycle
     controller: _Controller | None = getattr(live, "controller", None)
     report = getattr(controller, "last_report", None)
     if controller is None or report is None:
@@ -292,6 +299,12 @@ def island_router(reader: LedgerReader, live: IslandLive | None,
             raise HTTPException(503, "no controller is running on this ledger")
         return live.grid_supervisor()
 
+    def between_cycles() -> contextlib.AbstractContextManager[object]:
+        """A running controller's cycle lock: a command changes the grid state machine
+        only between cycles, never while a cycle steps it."""
+        lock = getattr(live, "cycle_lock", None)
+        return lock if lock is not None else contextlib.nullcontext()
+
     @router.get("")
     def island_status(request: Request) -> dict[str, Any]:
         """The grid state (UNDEFINED, ON_GRID, GOING_OFF_GRID, OFF_GRID, RETURNING), the
@@ -299,12 +312,15 @@ def island_router(reader: LedgerReader, live: IslandLive | None,
         controller's clock, ``autonomy`` (:func:`coop_autonomy`, null before the
         controller's first cycle) and ``plan_followed``: islanded, the plan the controller
         re-plans and follows (when it was made, what it sheds now, its feasibility)."""
-        status = supervisor().status()
+        snap = getattr(live, "snapshot", None)
+        if snap is not None:  # the running controller: its last cycle, never its machine
+            status, followed = dict(snap.grid), snap.plan_followed
+        else:
+            status = supervisor().status()
+            follower = getattr(getattr(live, "controller", None), "follower", None)
+            followed = follower.status(clock()) if follower else None
         status = viewer_of(request).scrub(status)  # refusals name meters, so members
-        controller = getattr(live, "controller", None)
-        follower = getattr(controller, "follower", None)
-        return status | {"now": clock(), "autonomy": _autonomy(live),
-                         "plan_followed": follower.status(clock()) if follower else None}
+        return status | {"now": clock(), "autonomy": _autonomy(live), "plan_followed": followed}
 
     @router.get("/plan")
     def plan() -> Response:
@@ -357,8 +373,9 @@ def island_router(reader: LedgerReader, live: IslandLive | None,
             except HTTPException as exc:  # refused before the grid state machine: kept too
                 record(who, "island.command", detail, f"refused: {exc.detail}")
                 raise
-        answer = supervisor().request_island(who[0], start, start + body.hours * 3600,
-                                             required, now)
+        with between_cycles():
+            answer = supervisor().request_island(who[0], start, start + body.hours * 3600,
+                                                 required, now)
         if isinstance(answer, Refusal):
             record(who, "island.command", detail, "refused: " + "; ".join(answer.reasons))
             raise HTTPException(409, {"refused": list(answer.reasons)})
@@ -370,7 +387,8 @@ def island_router(reader: LedgerReader, live: IslandLive | None,
         """End the island early; 409 when there is none to end."""
         who = _author(request, body.requested_by)
         now = live.now() if live is not None else time.time()
-        answer = supervisor().request_return(who[0], now)
+        with between_cycles():
+            answer = supervisor().request_return(who[0], now)
         detail = {"requested_by": body.requested_by}
         if isinstance(answer, Refusal):
             record(who, "island.return", detail, "refused: " + "; ".join(answer.reasons))
