@@ -174,8 +174,9 @@ def create_app(reader: LedgerReader, live: LiveView | None = None,
         start, end = _epoch(from_), _epoch(to)
         if start is not None and end is not None and start > end:
             raise bad_query("from", "query parameter 'from' must not be after 'to'", from_)
-        last_end = reader.span()[1]
-        totals = reader.totals(member_id, start, end)
+        with reader.consistent():
+            last_end = reader.span()[1]
+            totals = reader.totals(member_id, start, end)
         provisional = live is not None and end is None
         if provisional:
             snap = _snapshot(live)
@@ -192,9 +193,10 @@ def create_app(reader: LedgerReader, live: LiveView | None = None,
         While the controller runs, the figures include the open settlement
         interval (``provisional: true``); committed figures never change.
         """
-        first, last, count = reader.span()
-        by_member = reader.totals_by_member()
-        coop_totals = reader.totals()
+        with reader.consistent():
+            first, last, count = reader.span()
+            by_member = reader.totals_by_member()
+            coop_totals = reader.totals()
         # One snapshot for the whole answer: the open interval's Wh and its start agree.
         snap = _snapshot(live)
         if snap is not None:

@@ -126,8 +126,9 @@ class Runtime:
     def figures(self) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
         """Every member's and the coop's running figures, the open interval included."""
         snap = self.snapshot
-        committed = self.reader.totals_by_member()
-        _, last_end, count = self.reader.span()
+        with self.reader.consistent():
+            committed = self.reader.totals_by_member()
+            _, last_end, count = self.reader.span()
         ids = self.controller.member_ids if snap is None else snap.member_ids
         if snap is not None:
             count += sum(1 for start, _ in snap.pending if last_end is None or start >= last_end)
