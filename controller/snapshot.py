@@ -16,7 +16,9 @@ a deep copy of the book and costs milliseconds, which a request must not pay.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -63,11 +65,9 @@ class Snapshot:
     open_wh: IntArray
     #: Intervals committed by the cycle but not yet on disk: (start_ts, Wh).
     pending: tuple[tuple[int, IntArray], ...] = field(default=())
-
-    @property
-    def index(self) -> dict[str, int]:
-        """Member id → column."""
-        return {m: j for j, m in enumerate(self.member_ids)}
+    #: Member id → column, built with the snapshot (a request about one member must
+    #: not walk 10,000).
+    index: Mapping[str, int] = field(default_factory=dict)
 
     def _unwritten(self, after_ts: int | None) -> IntArray:
         """Wh not on disk at or after ``after_ts`` (the reader's last committed end), every
@@ -125,4 +125,4 @@ def take_snapshot(controller: Controller, report: CycleReport, seq: int) -> Snap
         plan_followed=follower.status(report.end_ts),
         devices=tuple(controller.poller.health()),
         open_start=None if acc is None else int(acc.start_ts), open_wh=_frozen(open_wh),
-        pending=pending)
+        pending=pending, index=MappingProxyType({m: j for j, m in enumerate(ids)}))
