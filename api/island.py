@@ -315,10 +315,11 @@ def island_router(reader: LedgerReader, live: IslandLive | None,
         snap = getattr(live, "snapshot", None)
         if snap is not None:  # the running controller: its last cycle, never its machine
             status, followed = dict(snap.grid), snap.plan_followed
-        else:
-            status = supervisor().status()
-            follower = getattr(getattr(live, "controller", None), "follower", None)
-            followed = follower.status(clock()) if follower else None
+        else:  # before its first cycle (or a stand-in): between cycles, under their lock
+            with between_cycles():
+                status = supervisor().status()
+                follower = getattr(getattr(live, "controller", None), "follower", None)
+                followed = follower.status(clock()) if follower else None
         status = viewer_of(request).scrub(status)  # refusals name meters, so members
         return status | {"now": clock(), "autonomy": _autonomy(live), "plan_followed": followed}
 
