@@ -126,3 +126,26 @@ def test_api_reads_only_the_snapshot_and_never_a_torn_view(tmp_path: Path) -> No
     assert isinstance(runtime.snapshot, Snapshot)
     with pytest.raises(ValueError):
         runtime.snapshot.open_wh[0, 0] = 1  # read-only: nothing changes a published view
+
+
+def test_unwritten_wh_counts_each_interval_once_whatever_the_ledger_has() -> None:
+    """Pending intervals count when the ledger ends at or before their start; the open
+    interval only when the ledger has not got past its start (the writer may have put
+    it on disk after the snapshot): never twice, whichever the reader saw."""
+    from controller.ledger.schema import MEMBER_AMOUNTS
+
+    k = len(MEMBER_AMOUNTS)
+    pending = np.full((k, 2), 5, dtype=np.int64)
+    open_wh = np.full((k, 2), 7, dtype=np.int64)
+    snap = Snapshot(seq=1, ts=0.0, wall=0.0, report=None, member_ids=("a", "b"),  # type: ignore[arg-type]
+                    grid={}, islanded=False, floor_wh=np.zeros(2), plan_followed=None,
+                    devices=(), open_start=1800, open_wh=open_wh, pending=((900, pending),),
+                    index={"a": 0, "b": 1})
+    first = MEMBER_AMOUNTS[0]
+    # The ledger ends where the pending interval starts: pending and open are not on disk.
+    assert snap.unwritten_member_wh("a", 900)[first] == 12
+    # The writer wrote the pending interval: only the open one is added.
+    assert snap.unwritten_wh(1800)["b"][first] == 7
+    # ... and, after the snapshot, the open one too (the book closed it): nothing added.
+    assert snap.unwritten_member_wh("b", 2700)[first] == 0
+    assert snap.unwritten_member_wh("nobody", 900) == {}
