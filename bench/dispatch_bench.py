@@ -232,7 +232,7 @@ def _verdicts(report: dict) -> dict:
 
     big, mid, day = ticks.get(1_000_000, {}), ticks.get(10_000, {}), report["day"]
     verdict("tick_1e6_numpy_ms", 15, big.get("numpy_ms"))
-    path = {row["households"]: row for row in report["controller_path"]}.get(1_000_000, {})
+    path = {row["households"]: row for row in report.get("controller_path", [])}.get(1_000_000, {})
     # What the controller runs each cycle: the same 15 ms as a tick, and within 25 % of
     # the warm engine (the ratings check and the kept fleet cost next to nothing).
     verdict("controller_path_1e6_ms", 15, path.get("kept_ms"))
