@@ -199,13 +199,14 @@ def create_app(reader: LedgerReader, live: LiveView | None = None,
             coop_totals = reader.totals()
         # One snapshot for the whole answer: the open interval's Wh and its start agree.
         snap = _snapshot(live)
+        columns = None
         if snap is not None:
-            extra, open_start = snap.unwritten_wh(last), snap.open_start
+            extra, open_start, columns = {}, snap.open_start, snap.unwritten_columns(last)
         elif live is not None:
             extra, open_start = live.unwritten_wh(last), live.open_interval_start()
         else:
             extra, open_start = {}, None
-        per_member, coop = running_figures(by_member, extra, count)
+        per_member, coop = running_figures(by_member, extra, count, columns)
         # Plain numbers already: straight to JSON, with orjson. FastAPI's own encoder walks
         # every value of every member first, and the json module took 22 ms for 1,000
         # members: both cost more than the ledger read (bench/api_bench.py).

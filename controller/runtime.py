@@ -133,8 +133,8 @@ class Runtime:
         if snap is not None:
             count += sum(1 for start, _ in snap.pending if last_end is None or start >= last_end)
         committed = {m: committed.get(m, {}) for m in ids}
-        extra = {} if snap is None else snap.unwritten_wh(last_end)
-        per_member, coop = running_figures(committed, extra, count)
+        per_member, coop = running_figures(
+            committed, {}, count, None if snap is None else snap.unwritten_columns(last_end))
         for figures in (*per_member.values(), coop):
             figures["provisional"] = True
         return per_member, coop

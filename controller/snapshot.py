@@ -82,6 +82,12 @@ class Snapshot:
             total += self.open_wh
         return total
 
+    def unwritten_columns(self, after_ts: int | None
+                          ) -> tuple[tuple[str, ...], tuple[str, ...], IntArray]:
+        """:meth:`unwritten_wh` as columns (fields, members, fields × members), for
+        :func:`controller.accounts.running.running_figures`."""
+        return tuple(MEMBER_AMOUNTS), self.member_ids, self._unwritten(after_ts)
+
     def unwritten_wh(self, after_ts: int | None) -> dict[str, dict[str, int]]:
         """Per member, Wh booked but not on disk at or after ``after_ts``."""
         total = self._unwritten(after_ts)

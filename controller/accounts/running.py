@@ -82,19 +82,25 @@ def _figure_columns(sums: np.ndarray, col: dict[str, int], intervals: int
     return out
 
 
+#: Wh not on disk yet as columns: (field names, member ids, fields × members int64).
+Columns = tuple[tuple[str, ...], tuple[str, ...], np.ndarray]
+
+
 def running_figures(by_member: Mapping[str, Mapping[str, int | None]],
                     unwritten: Mapping[str, Mapping[str, int]], intervals: int,
-                    ) -> tuple[dict[str, dict], dict]:
+                    columns: Columns | None = None) -> tuple[dict[str, dict], dict]:
     """Each member's and the coop's figures from committed sums plus the Wh not on disk yet
-    (``unwritten``: intervals waiting for the writer and the open interval), with Jain's
-    index over the members' self-sufficiency in the coop's figures.
+    (``unwritten`` per member, or ``columns``, the same for every member at once: a
+    running controller's snapshot; intervals waiting for the writer and the open
+    interval), with Jain's index over the members' self-sufficiency in the coop's figures.
 
     The same figures as :func:`member_figures` per member (its reference; a test compares
     them), computed over every member at once.
     """
     members = list(by_member)
     names = sorted({k for sums in by_member.values() for k in sums}
-                   | {k for extra in unwritten.values() for k in extra})
+                   | {k for extra in unwritten.values() for k in extra}
+                   | set(columns[0] if columns is not None else ()))
     col = {k: i for i, k in enumerate(names)}
     # The reader hands dicts: one pass to a members × fields matrix.
     sums = np.array([[committed.get(k) or 0 for k in names]
@@ -105,12 +111,17 @@ def running_figures(by_member: Mapping[str, Mapping[str, int | None]],
         if member in index:
             for k, v in extra.items():
                 sums[index[member], col[k]] += v
-    columns = _figure_columns(sums, col, intervals)
+    if columns is not None:  # one numpy add: an item at a time cost 20 ms at 1,000 members
+        fields, ids, wh = columns
+        rows = np.array([index.get(m, -1) for m in ids], dtype=np.int64)
+        known = rows >= 0
+        sums[np.ix_(rows[known], [col[f] for f in fields])] += wh[:, known].T
+    out = _figure_columns(sums, col, intervals)
     per_member = {m: dict(zip(ORDER, values, strict=True))
-                  for m, values in zip(members, zip(*(columns[k] for k in ORDER), strict=True),
+                  for m, values in zip(members, zip(*(out[k] for k in ORDER), strict=True),
                                        strict=True)}
     total = _figure_columns(sums.sum(axis=0, keepdims=True), col, intervals)
     figures = {k: total[k][0] for k in ORDER}
     figures["jain_fairness"] = jain_index(
-        [x for x in columns["self_sufficiency"] if x is not None])
+        [x for x in out["self_sufficiency"] if x is not None])
     return per_member, figures
