@@ -90,8 +90,9 @@ def _controller_path(n: int) -> dict:
     image = SimpleNamespace(has_battery=has, capacity_wh=np.where(has, cap, np.nan),
                             max_charge_w=np.where(has, 3300.0, np.nan),
                             max_discharge_w=np.where(has, 3300.0, np.nan))
+    # No battery offered, as in bench_tick's fleet: the tick_1e6 target's common path.
     params = FleetParams(np.full(n, 5.0), np.full(n, 20.0), np.zeros(n),
-                         rng.random(n) < 0.3, np.zeros(n, dtype=bool),
+                         np.zeros(n, dtype=bool), np.zeros(n, dtype=bool),
                          np.zeros(n, dtype=bool), np.full(n, 0.9), np.full(n, np.inf),
                          np.zeros(n, dtype=np.int64), np.ones(n))
     state = FleetState.start(cap * 0.5, cap * 0.25)
