@@ -162,7 +162,7 @@ class Report(_Model):
     liberated_kwh: float
     shared_peer_to_peer_kwh: float
     shared_via_coop_batteries_kwh: float
-    self_sufficiency: float | None = Field(description="coop liberated / served")
+    self_sufficiency: float | None = Field(description="coop liberated / load")
     hours_islanded: float
     unserved_kwh: float = Field(description="load shed")
     curtailed_kwh: float

@@ -15,7 +15,6 @@ from api.accounts import accounts_router
 from api.auth import Authority, viewer_of
 from api.auth.login import login_router
 from api.contract import install_contract, operation_id
-from api.energy import member_figures, running_figures
 from api.errors import bad_query
 from api.governance.optouts import optouts_router
 from api.governance.overrides import overrides_router
@@ -26,8 +25,10 @@ from api.query_time import QueryTime
 from api.summary_model import CoopSummary
 from api.surface import install_surface
 from controller.accounts.figures import meter_drift
+from controller.accounts.running import member_figures, running_figures
 from controller.config import CoopConfig, LedgerConfig
 from controller.ledger import LedgerReader
+from controller.snapshot import Snapshot
 
 API_VERSION = "1.0.0"
 #: The MQTT reader may look for its broker this long (a reconnect) before /healthz says down.
@@ -122,6 +123,12 @@ def _with_unwritten(totals: dict, extra: dict[str, int] | None) -> dict:
     return {k: (v or 0) + extra.get(k, 0) if k in extra else v for k, v in totals.items()}
 
 
+def _snapshot(live: object | None) -> Snapshot | None:
+    """The running controller's last cycle snapshot, read once (a view without one, as
+    a test's stand-in, answers through its methods)."""
+    return getattr(live, "snapshot", None)
+
+
 def _orjson(body: dict[str, Any]) -> Response:
     """``body`` as JSON by orjson (NaN as null), past FastAPI's encoder."""
     return Response(orjson.dumps(body), media_type="application/json")
@@ -179,11 +186,15 @@ def create_app(reader: LedgerReader, live: LiveView | None = None,
         start, end = _epoch(from_), _epoch(to)
         if start is not None and end is not None and start > end:
             raise bad_query("from", "query parameter 'from' must not be after 'to'", from_)
-        last_end = reader.span()[1]
-        totals = reader.totals(member_id, start, end)
+        with reader.consistent():
+            last_end = reader.span()[1]
+            totals = reader.totals(member_id, start, end)
         provisional = live is not None and end is None
         if provisional:
-            totals = _with_unwritten(totals, live.unwritten_wh(last_end).get(member_id))
+            snap = _snapshot(live)
+            totals = _with_unwritten(totals, (
+                snap.unwritten_member_wh(member_id, last_end) if snap is not None
+                else live.unwritten_wh(last_end).get(member_id)))  # type: ignore[union-attr]
         return Energy(member_id=member_id, from_=from_, to=to, provisional=provisional,
                       committed_until=last_end, **member_figures(totals))
 
@@ -194,11 +205,20 @@ def create_app(reader: LedgerReader, live: LiveView | None = None,
         While the controller runs, the figures include the open settlement
         interval (``provisional: true``); committed figures never change.
         """
-        first, last, count = reader.span()
-        by_member = reader.totals_by_member()
-        coop_totals = reader.totals()
-        extra = live.unwritten_wh(last) if live is not None else {}
-        per_member, coop = running_figures(by_member, extra, count)
+        with reader.consistent():
+            first, last, count = reader.span()
+            by_member = reader.totals_by_member()
+            coop_totals = reader.totals()
+        # One snapshot for the whole answer: the open interval's Wh and its start agree.
+        snap = _snapshot(live)
+        columns = None
+        if snap is not None:
+            extra, open_start, columns = {}, snap.open_start, snap.unwritten_columns(last)
+        elif live is not None:
+            extra, open_start = live.unwritten_wh(last), live.open_interval_start()
+        else:
+            extra, open_start = {}, None
+        per_member, coop = running_figures(by_member, extra, count, columns)
         # Plain numbers already: straight to JSON, with orjson. FastAPI's own encoder walks
         # every value of every member first, and the json module took 22 ms for 1,000
         # members: both cost more than the ledger read (bench/api_bench.py).
@@ -214,7 +234,7 @@ def create_app(reader: LedgerReader, live: LiveView | None = None,
             "settlement_s": reader.step,
             "provisional": live is not None,
             "committed_until": last,
-            "open_interval_start": live.open_interval_start() if live is not None else None,
+            "open_interval_start": open_start,
             "cycles": coop_totals.get("cycles"),
             "controller_down_hours": round((coop_totals.get("gap_s_coop") or 0) / 3600.0, 3),
             "by_member": viewer_of(request).keyed(per_member),

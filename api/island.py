@@ -21,6 +21,7 @@ under the token's label and role (from the host: ``local``), never a name the bo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import threading
@@ -35,7 +36,7 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from pydantic import BaseModel, Field
 
 from api.auth import viewer_of
-from api.energy import member_figures
+from controller.accounts.running import member_figures
 from controller.governance.audit import AuditLog
 from controller.island.grid_model import MAX_ISLAND_S, Refusal
 from controller.island.live import GridSupervisor
@@ -116,7 +117,13 @@ def coop_autonomy(image: ProcessImage, floor_wh: FloatArray) -> dict[str, float 
 
 
 def _autonomy(live: object) -> dict[str, float | None] | None:
-    """:func:`coop_autonomy` from the live view's controller, None before its first cycle."""
+    """:func:`coop_autonomy` from the live view's last cycle snapshot (or, for a view
+    without snapshots, its controller's last report), None before its first cycle."""
+    snap = getattr(live, "snapshot", None)
+    if snap is not None:
+        return coop_autonomy(snap.report.image, snap.floor_wh)
+    if hasattr(live, "snapshot"):
+        return None  # a runtime before its first cycle
     controller: _Controller | None = getattr(live, "controller", None)
     report = getattr(controller, "last_report", None)
     if controller is None or report is None:
@@ -317,6 +324,12 @@ def island_router(reader: LedgerReader, live: IslandLive | None,
             raise HTTPException(503, "no controller is running on this ledger")
         return live.grid_supervisor()
 
+    def between_cycles() -> contextlib.AbstractContextManager[object]:
+        """A running controller's cycle lock: a command changes the grid state machine
+        only between cycles, never while a cycle steps it."""
+        lock = getattr(live, "cycle_lock", None)
+        return lock if lock is not None else contextlib.nullcontext()
+
     @router.get("")
     def island_status(request: Request) -> dict[str, Any]:
         """The grid state (UNDEFINED, ON_GRID, GOING_OFF_GRID, OFF_GRID, RETURNING), the
@@ -324,12 +337,16 @@ def island_router(reader: LedgerReader, live: IslandLive | None,
         controller's clock, ``autonomy`` (:func:`coop_autonomy`, null before the
         controller's first cycle) and ``plan_followed``: islanded, the plan the controller
         re-plans and follows (when it was made, what it sheds now, its feasibility)."""
-        status = supervisor().status()
+        snap = getattr(live, "snapshot", None)
+        if snap is not None:  # the running controller: its last cycle, never its machine
+            status, followed = dict(snap.grid), snap.plan_followed
+        else:  # before its first cycle (or a stand-in): between cycles, under their lock
+            with between_cycles():
+                status = supervisor().status()
+                follower = getattr(getattr(live, "controller", None), "follower", None)
+                followed = follower.status(clock()) if follower else None
         status = viewer_of(request).scrub(status)  # refusals name meters, so members
-        controller = getattr(live, "controller", None)
-        follower = getattr(controller, "follower", None)
-        return status | {"now": clock(), "autonomy": _autonomy(live),
-                         "plan_followed": follower.status(clock()) if follower else None}
+        return status | {"now": clock(), "autonomy": _autonomy(live), "plan_followed": followed}
 
     @router.get("/plan")
     def plan() -> Response:
@@ -383,8 +400,9 @@ def island_router(reader: LedgerReader, live: IslandLive | None,
                 record(who, "island.command", detail, str(exc.detail))
                 raise
         also = _battery_refusals(live, start, start + body.hours * 3600, now)
-        answer = supervisor().request_island(who[0], start, start + body.hours * 3600,
-                                             required, now, also)
+        with between_cycles():
+            answer = supervisor().request_island(who[0], start, start + body.hours * 3600,
+                                                 required, now, also)
         if isinstance(answer, Refusal):
             record(who, "island.command", detail, "refused: " + "; ".join(answer.reasons))
             raise HTTPException(409, refused(answer.reasons))
@@ -396,7 +414,8 @@ def island_router(reader: LedgerReader, live: IslandLive | None,
         """End the island early; 409 when there is none to end."""
         who = _author(request)
         now = live.now() if live is not None else time.time()
-        answer = supervisor().request_return(who[0], now)
+        with between_cycles():
+            answer = supervisor().request_return(who[0], now)
         detail = {"requested_by": body.requested_by}
         if isinstance(answer, Refusal):
             record(who, "island.return", detail, "refused: " + "; ".join(answer.reasons))

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import time
 from functools import partial
+from types import SimpleNamespace
 
 import numpy as np
 
 from bench.timing import median_s
 from bench.yardsticks import loop_copy_gbs, numpy_floor_s, stream_floor_s
-from dispatch import Fleet, FleetState, kernel
+from controller.fleet_dispatch import EngineKeeper, FleetParams
+from dispatch import CoopLimits, Fleet, FleetState, kernel
 from dispatch.lp import lp_copper_plate_import, lp_tick_import
 from dispatch.reference import reference_tick
 from dispatch.series import run_series
-from dispatch.tick import BLOCK, DispatchEngine
+from dispatch.tick import BLOCK, DispatchEngine, dispatch_tick
 
 #: Arrays of N float64 a minimal tick must touch: pv, load, stored, pool, capacity,
 #: efficiency, both power limits, the floor (9 read) and own use, to/from battery,
@@ -67,6 +69,58 @@ def bench_tick(sizes: list[int], bandwidth_gbs: float, budget_s: float) -> list[
         row |= _references(fleet, state, pv, load, n, t_numpy, budget_s)
         rows.append(row)
     return rows
+
+
+def bench_controller_path(sizes: list[int]) -> list[dict]:
+    """The controller's per-cycle dispatch: its fleet from the devices' ratings, then a tick.
+
+    ``kept_ms`` is what :class:`~controller.cycle.Controller` runs (an
+    :class:`EngineKeeper`: the ratings compared with the last cycle's, the kept fleet and
+    engine reused); ``fresh_ms`` what it ran before (a new fleet and a new engine every
+    cycle); ``warm_engine_ms`` the engine's tick alone, the floor of both.
+    """
+    return [_controller_path(n) for n in sizes]
+
+
+def _controller_path(n: int) -> dict:
+    """One row of :func:`bench_controller_path`."""
+    rng = np.random.default_rng(3)
+    cap = rng.choice([5000.0, 10000.0, 13500.0], n) * (rng.random(n) < 0.6)
+    has = cap > 0
+    image = SimpleNamespace(has_battery=has, capacity_wh=np.where(has, cap, np.nan),
+                            max_charge_w=np.where(has, 3300.0, np.nan),
+                            max_discharge_w=np.where(has, 3300.0, np.nan))
+    # No battery offered, as in bench_tick's fleet: the tick_1e6 target's common path.
+    params = FleetParams(np.full(n, 5.0), np.full(n, 20.0), np.zeros(n),
+                         np.zeros(n, dtype=bool), np.zeros(n, dtype=bool),
+                         np.zeros(n, dtype=bool), np.full(n, 0.9), np.full(n, np.inf),
+                         np.zeros(n, dtype=np.int64), np.ones(n))
+    state = FleetState.start(cap * 0.5, cap * 0.25)
+    pv, load = inputs(n)
+    valid = np.ones(n, dtype=bool)
+    keeper = EngineKeeper(params, "prorata")
+    limits = CoopLimits()
+    repeats = max(5, min(100, int(1e7 / n)))
+
+    def fresh() -> None:
+        dispatch_tick(params.fleet(image, False), state, pv, load, valid, DT_S, "prorata",
+                      limits)
+
+    def kept() -> None:
+        keeper.tick(keeper.fleet(image, False), state, pv, load, valid, DT_S, limits)
+
+    t_fresh = median_s(fresh, repeats)
+    t_kept = median_s(kept, repeats)
+    engine = keeper.engine(keeper.fleet(image, False), limits)
+    t_warm = median_s(partial(engine.tick, state, pv, load, valid, DT_S), repeats)
+    t_check = median_s(partial(keeper.fleet, image, False), repeats)
+    return {"households": n, "fresh_ms": round(t_fresh * 1e3, 3),
+            "kept_ms": round(t_kept * 1e3, 3),
+            "warm_engine_ms": round(t_warm * 1e3, 3),
+            "ratings_check_ms": round(t_check * 1e3, 3),
+            "fresh_over_kept": round(t_fresh / t_kept, 2),
+            "kept_over_warm_engine": round(t_kept / t_warm, 2),
+            "engines_built": keeper.engines_built}
 
 
 def _yardsticks(n: int, repeats: int, t_numpy: float, fused_ms: float | None) -> dict:
@@ -179,6 +233,11 @@ def _verdicts(report: dict) -> dict:
 
     big, mid, day = ticks.get(1_000_000, {}), ticks.get(10_000, {}), report["day"]
     verdict("tick_1e6_numpy_ms", 15, big.get("numpy_ms"))
+    path = {row["households"]: row for row in report.get("controller_path", [])}.get(1_000_000, {})
+    # What the controller runs each cycle: the same 15 ms as a tick, and within 25 % of
+    # the warm engine (the ratings check and the kept fleet cost next to nothing).
+    verdict("controller_path_1e6_ms", 15, path.get("kept_ms"))
+    verdict("controller_path_over_warm_engine_1e6", 1.25, path.get("kept_over_warm_engine"))
     if day["households"] == 10_000:  # a quick run's smaller day says nothing of these
         verdict("day_1440x1e4_s", 0.15, day.get("fused_median_s", day["median_s"]))
         verdict("day_1440x1e4_numpy_s", 0.15, day["median_s"])
@@ -199,6 +258,7 @@ def run(quick: bool = False) -> dict:
         "memory_bandwidth_gbs": round(bandwidth, 2),
         "loop_copy_bandwidth_gbs": loop_copy and round(loop_copy, 2),
         "tick": bench_tick(sizes, bandwidth, budget_s=10.0 if quick else 60.0),
+        "controller_path": bench_controller_path(sizes),
         "day": bench_day(1_000 if quick else 10_000, 1440, 3),
         "copper_plate": bench_copper_plate(),
     }

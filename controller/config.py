@@ -240,6 +240,17 @@ class ControllerConfig(Strict):
     )
     request_timeout_s: float = Field(1.0, gt=0, le=60)
 
+    @model_validator(mode="after")
+    def _expiry_spans_a_cycle(self) -> ControllerConfig:
+        # A setpoint that lapses before the next cycle can renew it leaves every battery
+        # idle between cycles: refused, never silently raised.
+        if self.setpoint_expiry_s < self.cycle_s:
+            raise ValueError(
+                f"controller.setpoint_expiry_s = {self.setpoint_expiry_s}: shorter than "
+                f"controller.cycle_s = {self.cycle_s:g}; a setpoint must last at least one "
+                "cycle (setpoints are renewed once a cycle)")
+        return self
+
 
 class PolicyConfig(Strict):
     """How surplus is shared among members."""

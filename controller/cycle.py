@@ -13,6 +13,7 @@ import numpy as np
 
 from controller.agent.inbox import inbox_for
 from controller.config import CoopConfig
+from controller.fleet_dispatch import EngineKeeper, FleetParams, detached
 from controller.governance.overrides import (
     OverrideStore,
     battery_overrides,
@@ -51,7 +52,7 @@ from controller.planning.hook import RollingPlan
 from controller.polling import Poller
 from controller.process_image import ProcessImage
 from controller.safety import clamp_setpoints
-from dispatch import CoopLimits, Fleet, FleetState, TickResult, dispatch_tick
+from dispatch import CoopLimits, Fleet, FleetState, TickResult
 
 if TYPE_CHECKING:
     from controller.federation.booking import CoopFederation
@@ -122,12 +123,11 @@ class Controller:
             acc = None  # the saved accumulators were committed already
             carry.end_ts = max(carry.end_ts or last_committed, last_committed)
         self.book = IntervalBook(self.member_ids, config.ledger.settlement_s, acc, carry)
-        # On a sped-up clock a cycle spans more device time: keep at least 5 cycles of
-        # validity, so a cycle slowed by a silent device's timeouts (2 of them at 2000x
-        # outlast 3 cycles) does not let every other battery's setpoint lapse.
-        self.setpoint_expiry_s = max(
-            config.controller.setpoint_expiry_s, math.ceil(5 * self.nominal_dt_s)
-        )
+        # The configured expiry on the real clock. On a sped-up or stepped clock a cycle
+        # spans nominal_dt_s / cycle_s times more device time, and so does the expiry: the
+        # same number of cycles (config check refuses an expiry shorter than one cycle).
+        self.setpoint_expiry_s = math.ceil(scaled_stale_after_s(
+            config.controller.setpoint_expiry_s, config.controller.cycle_s, self.nominal_dt_s))
         self.last_report: CycleReport | None = None
         self.last_cycle_wall: float | None = None
         batteries = [m.device("battery") for m in config.members]
@@ -145,6 +145,12 @@ class Controller:
         tiers = {"critical": 0, "essential": 1, "flexible": 2}
         self._tier = np.array([tiers[m.tier] for m in config.members], dtype=np.int64)
         self._key = np.array([m.key for m in config.members])
+        #: One fleet and dispatch engine, kept until the devices' ratings or the islanded
+        #: flag change (controller/fleet_dispatch.py).
+        self.engines = EngineKeeper(FleetParams(
+            self._floor_pct, self._reserve_pct, self._hysteresis_pct, self._offered,
+            self._grid_forming, self._grid_charge, self._efficiency, self._limit_w, self._tier,
+            self._key), config.policy.sharing)
         grid = config.grid
         # The grid's timeouts span at least 3 cycles, as the setpoints' do: on a sped-up
         # clock a cycle can be longer than the time a grid-former gets to confirm.
@@ -218,27 +224,7 @@ class Controller:
     def fleet(self, image: ProcessImage, islanded: bool | None = None) -> Fleet:
         """Battery parameters for this cycle: device ratings capped by the configured limits
         (as islanded when ``islanded``, default: whether the coop is)."""
-        islanded = self.islanded if islanded is None else islanded
-        usable = image.has_battery & np.isfinite(image.capacity_wh)
-        capacity = np.where(usable, image.capacity_wh, 0.0)
-        return Fleet(
-            capacity_wh=capacity,
-            soc_min_wh=capacity * self._floor_pct / 100.0,
-            max_charge_w=np.where(usable, np.minimum(image.max_charge_w, self._limit_w), 0.0),
-            max_discharge_w=np.where(usable, np.minimum(image.max_discharge_w, self._limit_w), 0.0),
-            efficiency=self._efficiency,
-            # The reserve is kept *for* the island: islanded, it is there to be used,
-            # down to the hard floor (the island plan counts on it the same way).
-            reserve_wh=capacity * (self._floor_pct if islanded else self._reserve_pct) / 100.0,
-            hysteresis_wh=capacity * self._hysteresis_pct / 100.0,
-            # Islanded, the grid-forming battery is every house's slack whatever the config
-            # says: it serves the neighbours physically, so the books say so too.
-            offered=(self._offered | (self._grid_forming & islanded)) & usable,
-            grid_charge=self._grid_charge & usable,
-            grid_forming=self._grid_forming & usable,
-            tier=self._tier,
-            key=self._key,
-        )
+        return self.engines.params.fleet(image, self.islanded if islanded is None else islanded)
 
     def limits(self) -> CoopLimits:
         """The point of common coupling's caps, and whether the coop is islanded now."""
@@ -261,7 +247,7 @@ class Controller:
         stale = tuple(n for n in unknown if n.endswith("/meter"))
         self.islanded = self.grid.update(
             self.grid.inputs_from(image, device_grid, former_ok, stale), now)
-        fleet = self.fleet(image)
+        fleet = self.engines.fleet(image, self.islanded)
         carry = self.book.carry
         stored = stored_from_soc(image.soc_pct, fleet.capacity_wh)
         pools_before = np.asarray(carry.pools_wh, dtype=float).copy()
@@ -294,9 +280,9 @@ class Controller:
                                           image.pv_production_w, load_w, image.valid,
                                           now - start, self.config.policy.sharing, limits,
                                           targets)
-                return dispatch_tick(fleet, FleetState(stored, pools, carry.held),
-                                     image.pv_production_w, load_w, image.valid, now - start,
-                                     self.config.policy.sharing, limits)
+                return self.engines.tick(fleet, FleetState(stored, pools, carry.held),
+                                         image.pv_production_w, load_w, image.valid, now - start,
+                                         limits)
 
             result = tick(demand - pre_shed)
             # What the coop must shed, held plugs counted as demand (so the planner knows
@@ -309,8 +295,8 @@ class Controller:
                 pre_shed = held_off
             # A new array: flows of stages that did not run share one zeros buffer.
             result.shed = result.shed + (pre_shed + dropped) * hours
-            booked = booked_tick(fleet, FleetState(stored, pools, carry.held), image,
-                                 self.config.policy.sharing, limits, now - start)
+            booked = booked_tick(self.engines.engine(fleet, limits),
+                                 FleetState(stored, pools, carry.held), image, now - start)
             booked.shed = booked.shed + (pre_shed + dropped) * hours
             # Safety wins over the dispatch and over an override: the reserve on-grid, the
             # hard floor islanded.
@@ -368,7 +354,8 @@ class Controller:
             if self.agents is not None:
                 self.agents.heartbeat()
             self.writer.save(self.book.open_parts())
-        report = CycleReport(image, start, now, result, setpoints, committed,
+        report = CycleReport(image, start, now, None if result is None else detached(result),
+                             setpoints, committed,
                              time.perf_counter() - wall0, dropped * ((now - start) / 3600.0),
                              held_back, booked)
         self.last_report = report

@@ -6,7 +6,7 @@ Topics (all retained, QoS 1; ``<prefix>`` is the configured topic prefix):
   as our last will if the connection dies without a clean disconnect; ``online``
   is published on every (re)connect and ``offline`` on a clean :meth:`stop`.
 * ``<prefix>/members/<id>/state``: a member's cumulative energy figures (kWh,
-  the keys of :func:`api.energy.member_figures`), plus ``provisional`` and
+  the keys of :func:`controller.accounts.running.member_figures`), plus ``provisional`` and
   ``self_sufficiency_pct``.
 * ``<prefix>/members/<id>/live``: live power (W) and battery state of charge (%).
 

@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,17 +17,17 @@ import numpy as np
 import uvicorn
 
 from api.app import create_app
-from api.energy import running_figures
 from api.surface import close_streams, cycle_done
 from controller.accounts.export import pseudonym, pseudonym_salt
+from controller.accounts.running import running_figures
 from controller.config import ConfigError, CoopConfig
 from controller.cycle import Controller, CycleReport
 from controller.governance.audit import AuditLog
 from controller.governance.local import forget_local_secret, new_local_secret
 from controller.ledger import LedgerReader
-from controller.ledger.schema import MEMBER_AMOUNTS
 from controller.mqtt_publish import MqttPublisher
 from controller.reload import reloaded_config
+from controller.snapshot import Snapshot, take_snapshot
 from controller.timeseries import TimeSeriesWriter, interval_points, live_points
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,11 @@ class Runtime:
         # which the CLI on this host may command without a token (0600: the service user's).
         self._local_secret = new_local_secret(config.storage.ledger)
         self.reader = LedgerReader(config.storage.ledger)
+        #: The last cycle's snapshot, the API's only view of the controller (swapped whole).
+        self.snapshot: Snapshot | None = None
+        self._seq = 0
+        #: Held while a cycle runs; the API's island commands take it (api/island.py).
+        self.cycle_lock = threading.Lock()
         self.app = create_app(self.reader, live=self, config=config)
         # A changed config is a change of the coop's rules: it goes into the audit log.
         AuditLog.beside(config.storage.ledger).record_config(config.model_dump_json())
@@ -79,14 +85,19 @@ class Runtime:
 
     # -- the API's live view ---------------------------------------------------------
 
+    # Everything the API reads of the running controller comes from :attr:`snapshot`,
+    # swapped whole once per cycle (controller/snapshot.py): never the open book, the grid
+    # state machine or the poller, which the cycle changes on its own thread.
+
     def devices(self) -> list[dict]:
-        """Device health, for the API."""
-        return self.controller.poller.health()
+        """Device health at the last cycle's end, for the API."""
+        snap = self.snapshot
+        return [] if snap is None else list(snap.devices)
 
     def last_cycle_age_s(self) -> float | None:
         """Wall seconds since the last finished cycle."""
-        last = self.controller.last_cycle_wall
-        return None if last is None else time.monotonic() - last
+        snap = self.snapshot
+        return None if snap is None else time.monotonic() - snap.wall
 
     def grid_supervisor(self):  # noqa: ANN201 - controller.island.live.GridSupervisor
         """The grid state machine of the running controller."""
@@ -107,23 +118,15 @@ class Runtime:
 
     def unwritten_wh(self, after_ts: int | None) -> dict[str, dict[str, int]]:
         """Per member, Wh booked but not on disk at or after ``after_ts``: intervals
-        waiting for the writer and the open interval's provisional Wh."""
-        ids = self.controller.member_ids
-        total = np.zeros((len(MEMBER_AMOUNTS), len(ids)), dtype=np.int64)
-        for interval in self.controller.writer.pending():
-            if after_ts is None or interval.start_ts >= after_ts:
-                total += interval.values[:len(MEMBER_AMOUNTS)]
-        open_wh = self.controller.book.provisional()
-        for k, name in enumerate(MEMBER_AMOUNTS):
-            if name in open_wh:
-                total[k] += open_wh[name]
-        return {m: dict(zip(MEMBER_AMOUNTS, total[:, j].tolist(), strict=True))
-                for j, m in enumerate(ids)}
+        waiting for the writer and the open interval's provisional Wh, as of the last
+        cycle (built once per cycle, :meth:`Snapshot.unwritten_wh`)."""
+        snap = self.snapshot
+        return {} if snap is None else snap.unwritten_wh(after_ts)
 
     def open_interval_start(self) -> int | None:
-        """Start of the settlement interval still open."""
-        acc = self.controller.book.acc
-        return None if acc is None else acc.start_ts
+        """Start of the settlement interval still open at the last cycle's end."""
+        snap = self.snapshot
+        return None if snap is None else snap.open_start
 
     # -- figures for MQTT ------------------------------------------------------------
 
@@ -140,12 +143,16 @@ class Runtime:
 
     def figures(self) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
         """Every member's and the coop's running figures, the open interval included."""
-        committed = self.reader.totals_by_member()
-        _, last_end, count = self.reader.span()
-        count += sum(1 for i in self.controller.writer.pending()
-                     if last_end is None or i.start_ts >= last_end)
-        committed = {m: committed.get(m, {}) for m in self.controller.member_ids}
-        per_member, coop = running_figures(committed, self.unwritten_wh(last_end), count)
+        snap = self.snapshot
+        with self.reader.consistent():
+            committed = self.reader.totals_by_member()
+            _, last_end, count = self.reader.span()
+        ids = self.controller.member_ids if snap is None else snap.member_ids
+        if snap is not None:
+            count += sum(1 for start, _ in snap.pending if last_end is None or start >= last_end)
+        committed = {m: committed.get(m, {}) for m in ids}
+        per_member, coop = running_figures(
+            committed, {}, count, None if snap is None else snap.unwritten_columns(last_end))
         for figures in (*per_member.values(), coop):
             figures["provisional"] = True
         return per_member, coop
@@ -166,13 +173,23 @@ class Runtime:
 
     async def cycle_once(self) -> CycleReport | None:
         """One cycle, then publish; an unexpected error is logged and the loop goes on."""
-        try:
-            report = await self.controller.cycle()
-        except Exception:  # noqa: BLE001 - the loop must survive a bad cycle
-            log.exception("cycle failed")
-            cycle_done(self.app, None)
-            return None
-        cycle_done(self.app, report, self.controller.grid.status())
+        # A coordinator's island command (an API thread) waits for the cycle to finish:
+        # the grid state machine is stepped by one thread at a time.
+        with self.cycle_lock:
+            try:
+                report = await self.controller.cycle()
+            except Exception:  # noqa: BLE001 - the loop must survive a bad cycle
+                log.exception("cycle failed")
+                cycle_done(self.app, None)
+                return None
+            self._seq += 1
+            try:
+                snap = take_snapshot(self.controller, report, self._seq)
+            except Exception:  # noqa: BLE001 - the API keeps the last snapshot; cycles go on
+                log.exception("cycle snapshot failed")
+            else:
+                self.snapshot = snap  # one assignment: a route sees the old one or the new
+        cycle_done(self.app, report, None if self.snapshot is None else self.snapshot.grid)
         if self.timeseries is not None:
             image = report.image
             points = live_points(report.end_ts, image.member_ids, {

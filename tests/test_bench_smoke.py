@@ -32,3 +32,17 @@ def test_verdicts_compare_each_target_with_its_measurement() -> None:
     assert verdicts["copper_plate_ratio_offered_median"]["met"]
     report["day"]["households"] = 1_000  # a quick run: no verdict on the 10^4 day
     assert "day_1440x1e4_s" not in _verdicts(report)
+
+
+def test_the_controller_path_keeps_one_engine_and_says_what_it_met() -> None:
+    from bench.dispatch_bench import bench_controller_path
+
+    (row,) = bench_controller_path([2_000])
+    assert row["engines_built"] == 1  # every timed cycle reused the kept engine
+    assert row["kept_ms"] > 0 and row["fresh_ms"] > 0 and row["warm_engine_ms"] > 0
+    verdicts = _verdicts({"tick": [], "day": {"households": 1_000, "median_s": 1.0},
+                          "copper_plate": {"median_ratio_offered": 1.0},
+                          "controller_path": [{"households": 1_000_000, "kept_ms": 12.0,
+                                               "kept_over_warm_engine": 1.3}]})
+    assert verdicts["controller_path_1e6_ms"] == {"target": 15, "measured": 12.0, "met": True}
+    assert not verdicts["controller_path_over_warm_engine_1e6"]["met"]

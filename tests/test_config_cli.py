@@ -104,3 +104,18 @@ def test_a_member_cannot_take_the_coops_own_id() -> None:
             'host = "127.0.0.1"\n')
     with pytest.raises(ConfigError, match=r"members\[0\].*'_coop' is reserved"):
         parse_config(text, "c.toml")
+
+
+def test_config_check_refuses_expiry_below_the_cycle_naming_the_field(tmp_path: Path) -> None:
+    """A setpoint that lapses before the next cycle renews it is refused, not raised."""
+    short = tmp_path / "coop.toml"
+    short.write_text(GOOD.replace('name = "Test coop"',
+                                  'name = "Test coop"\n[controller]\ncycle_s = 60\n'
+                                  'setpoint_expiry_s = 10', 1))
+    out = run_cli("config", "check", str(short))
+    assert out.returncode == 2
+    assert "controller.setpoint_expiry_s = 10" in out.stderr
+    assert "cycle_s = 60" in out.stderr
+    ok = parse_config(GOOD.replace('name = "Test coop"', 'name = "Test coop"\n[controller]\n'
+                                   'cycle_s = 60\nsetpoint_expiry_s = 60', 1), "coop.toml")
+    assert ok.controller.setpoint_expiry_s == 60

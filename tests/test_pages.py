@@ -125,9 +125,7 @@ def test_household_page(browser: Any, pages: PagesWorld, server: str,  # noqa: F
             f"return [...document.querySelectorAll('tr[data-period={key}] td')]"
             ".map(td => td.firstChild.textContent)")
         assert cells[1:] == [f"{e['liberated_kwh']:.2f}", _pct(e["self_sufficiency"]),
-                             f"{e['load_kwh']:.2f}",
-                             f"{e['from_peers_kwh'] + e['from_coop_battery_kwh']:.2f}",
-                             f"{e['from_grid_kwh']:.2f}", f"{e['pv_kwh']:.2f}"], key
+                             f"{e['load_kwh']:.2f}", f"{e['pv_kwh']:.2f}"], key
     # the day before the one shown (today, or the last booked day just after midnight):
     # the legend's sums are the series', a bar an hour with energy
     shown = calendar.timegm(time.strptime(_text(browser, "day"), "%Y-%m-%d"))
@@ -141,7 +139,8 @@ def test_household_page(browser: Any, pages: PagesWorld, server: str,  # noqa: F
     sums = {"own": sum(p["own_pv_used_kwh"] for p in series),
             "grid": sum(p["from_grid_kwh"] for p in series),
             "battery": sum(p["from_battery_kwh"] for p in series),
-            "peers": sum(p["from_peers_kwh"] + p["from_coop_battery_kwh"] for p in series)}
+            "peers": sum(p["from_peers_kwh"] + p["from_coop_battery_kwh"] for p in series),
+            "shed": sum(p["shed_kwh"] for p in series)}
     legend = browser.execute_script("return Object.fromEntries([...document.querySelectorAll("
                                     "'#day-legend li')].map(li => [li.dataset.key, "
                                     "parseFloat(li.textContent.match(/([0-9.]+) kWh/)[1])]))")
@@ -149,6 +148,7 @@ def test_household_page(browser: Any, pages: PagesWorld, server: str,  # noqa: F
         assert abs(legend[key] - value) <= 0.0051, (key, legend[key], value)
     assert browser.execute_script("return document.querySelectorAll('#day-chart rect').length"
                                   ) >= 24
+    _balances_add_up(browser, pages, day)
     # the month's statement, with money from the tariff
     month = _text(browser, "month")  # the shown day's month
     assert month == time.strftime("%Y-%m", time.gmtime(shown))
@@ -168,6 +168,38 @@ def test_household_page(browser: Any, pages: PagesWorld, server: str,  # noqa: F
     _no_markup_ran(browser)
     _no_sideways_scroll(browser, width)
     _shoot(browser, f"me_{width}.png", tmp_path)
+
+
+#: The ledger fields each balance of the household page lists, and its total.
+SUN_FIELDS = ("own_pv_used", "to_battery", "to_peers", "to_coop_battery", "to_grid", "curtailed")
+USE_FIELDS = ("own_pv_used", "from_battery", "from_peers", "from_coop_battery", "from_grid",
+              "shed")
+
+
+def _balances_add_up(driver: Any, pages: PagesWorld, day: int) -> None:
+    """The day's two balances, read off the page: every row is the ledger's own sum for
+    that flow, and the rows add up to the total shown, which is the day's PV (or load)
+    from the ledger, to the Wh."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    iso = time.strftime("%Y-%m-%d", time.gmtime(day))
+    WebDriverWait(driver, 10).until(lambda d: _text(d, "balance-note").startswith(iso))
+    ledger = pages.reader.totals("h02", day, day + 86400)  # committed intervals of the day
+    assert ledger["intervals"] == 96
+    for table, fields in (("sun-rows", SUN_FIELDS), ("use-rows", USE_FIELDS)):
+        shown = driver.execute_script(  # pairs, in the page's order
+            f"return [...document.querySelectorAll('#{table} tr')]"
+            ".map(tr => [tr.dataset.key, tr.querySelectorAll('td')[1].textContent])")
+        wh = {k: round(float(v) * 1000) for k, v in shown}
+        assert list(wh) == [*fields, "total"], table
+        assert {k: wh[k] for k in fields} == {k: ledger[k] for k in fields}, table
+        assert sum(wh[k] for k in fields) == wh["total"] == sum(ledger[k] for k in fields)
+    assert round(float(_total(driver, "sun-rows")) * 1000) > 0  # a day with sun
+
+
+def _total(driver: Any, table: str) -> str:
+    return driver.find_element(
+        "css selector", f"#{table} tr[data-key=total] td:last-child").text
 
 
 @pytest.mark.parametrize(("width", "height"), WIDTHS, ids=[f"{w}px" for w, _ in WIDTHS])

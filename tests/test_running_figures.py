@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from api.energy import member_figures, running_figures
+from controller.accounts.running import member_figures, running_figures
 from controller.ledger.schema import MEMBER_COLUMNS
 from dispatch.metrics import jain_index
 
@@ -39,3 +40,9 @@ def test_running_figures_equal_the_per_member_reference(by_member: dict, unwritt
     reference["jain_fairness"] = jain_index(
         [f["self_sufficiency"] for f in expected.values() if f["self_sufficiency"] is not None])
     assert coop == reference
+    # The same Wh handed as columns (a running controller's snapshot) give the same figures.
+    fields = ("own_pv_used", "shed")
+    ids = ("h00", "h03", "h07", "zz")  # "zz" is no member: left out, as a dict entry is
+    wh = np.array([[unwritten.get(m, {}).get(f, 0) for m in ids] for f in fields],
+                  dtype=np.int64)
+    assert running_figures(by_member, {}, intervals, (fields, ids, wh)) == (per_member, coop)

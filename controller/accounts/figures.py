@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from controller.ledger.periods import next_month
 from dispatch.rounding import LEDGER_FIELDS, LIBERATED_FIELDS
@@ -75,7 +76,7 @@ ENERGY_DOCS: dict[str, str] = {
 ENERGY = tuple(ENERGY_DOCS)
 #: Figures besides the energies: ratio, seconds, meter counters and drift.
 OTHER_DOCS: dict[str, str] = {
-    "self_sufficiency": "liberated / served; null without load served",
+    "self_sufficiency": "liberated / load (shed load counts against it); null without load",
     "gap_s": "seconds not booked by the dispatch (controller down, or a device unknown)",
     "unknown_s": "part of gap_s with no meter counter: energy unknown, never taken as zero",
     "meter_import_kwh": "the meter's import counter over the period; null without counters",
@@ -108,13 +109,30 @@ def _v(s: Sums, name: str) -> int:
     return int(s.get(name) or 0)
 
 
+def _total(field: Callable[[str], Any], names: tuple[str, ...]) -> Any:
+    out = field(names[0])
+    for name in names[1:]:
+        out = out + field(name)
+    return out
+
+
+def derived_wh(field: Callable[[str], Any]) -> dict[str, Any]:
+    """Load, served, liberated and PV from the ledger fields ``field(name)`` returns.
+
+    The one place these formulas are written. ``field`` gives integer Wh (one period:
+    :func:`energy_wh`) or numpy columns (every member at once:
+    :mod:`controller.accounts.running`), so both read the same sums.
+    """
+    served = _total(field, SERVED_FIELDS)
+    return {"load": served + field("shed"), "served": served,
+            # Energy from other coops counts where the charter says so (booked per row).
+            "liberated": _total(field, LIBERATED_FIELDS) + field("from_federation_liberated"),
+            "pv": _total(field, PV_FIELDS)}
+
+
 def energy_wh(s: Sums) -> dict[str, int]:
     """Every energy figure in Wh (see :data:`ENERGY_DOCS`) from ledger sums."""
-    served = sum(_v(s, f) for f in SERVED_FIELDS)
-    out = {"load": served + _v(s, "shed"), "served": served,
-           "liberated": sum(_v(s, f) for f in LIBERATED_FIELDS)
-           + _v(s, "from_federation_liberated"),
-           "pv": sum(_v(s, f) for f in PV_FIELDS)}
+    out = derived_wh(lambda f: _v(s, f))
     out.update({f: _v(s, f) for f in (*LEDGER_FIELDS, *UNALLOCATED, *FEDERATION)})
     return {k: out[k] for k in ENERGY}
 

@@ -173,7 +173,7 @@ def render_text(r: CoopReport) -> str:
         f"  liberated                {d['liberated_kwh']:>12.3f} kWh",
         f"  shared peer to peer      {d['shared_peer_to_peer_kwh']:>12.3f} kWh",
         f"  shared via coop batteries{d['shared_via_coop_batteries_kwh']:>12.3f} kWh",
-        f"  self-sufficiency         {_pct(d['self_sufficiency']):>12}  (liberated / served)",
+        f"  self-sufficiency         {_pct(d['self_sufficiency']):>12}  (liberated / load)",
         f"  unserved (shed)          {d['unserved_kwh']:>12.3f} kWh",
         f"  curtailed PV             {d['curtailed_kwh']:>12.3f} kWh",
         f"  hours islanded           {d['hours_islanded']:>12.3f} h",

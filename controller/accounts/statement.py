@@ -159,7 +159,7 @@ def render_text(st: Statement) -> str:
     lines += [f"  {label:<32}{_num(t[f'{key}_kwh'])}" for label, key in _LINES]
     ss = t["self_sufficiency"]
     lines.append(f"  {'self-sufficiency':<32}{'-' if ss is None else f'{ss:.1%}':>10}"
-                 "  (liberated / served)")
+                 "  (liberated / load)")
     lines += ["", "Gaps",
               f"  not booked {st.totals.get('gap_s') or 0} s, of which no meter counter "
               f"{st.totals.get('unknown_s') or 0} s",

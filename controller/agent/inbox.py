@@ -35,8 +35,8 @@ from typing import TYPE_CHECKING
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from controller import audit_hook as audit
 from controller.files import private_file
+from controller.governance import events as audit
 from devices.mqtt.guard import DEFAULT_LIMITS, check_size_and_depth
 
 if TYPE_CHECKING:

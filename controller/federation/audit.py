@@ -1,11 +1,11 @@
-"""Federation events in the coop's audit log (see :mod:`controller.audit_hook`)."""
+"""Federation events in the coop's audit log (see :mod:`controller.governance.events`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from controller import audit_hook
+from controller.governance import events as audit_hook
 
 
 def record(ledger: Path, action: str, detail: dict[str, Any]) -> bool:

@@ -16,7 +16,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from controller.process_image import ProcessImage
-from dispatch import LEDGER_FIELDS, CoopLimits, Fleet, FleetState, TickResult, dispatch_tick
+from dispatch import LEDGER_FIELDS, FleetState, TickResult
+from dispatch.tick import DispatchEngine
 
 FloatArray = NDArray[np.float64]
 #: SunSpec 802 ``SoC`` with ``SoC_SF = -1``: the coarsest step the shipped templates read.
@@ -32,13 +33,15 @@ def stored_from_soc(soc_pct: FloatArray, capacity_wh: FloatArray,
     return soc / 100.0 * capacity_wh
 
 
-def booked_tick(fleet: Fleet, state: FleetState, image: ProcessImage, policy: str,
-                limits: CoopLimits, dt_s: float) -> TickResult:
+def booked_tick(engine: DispatchEngine, state: FleetState, image: ProcessImage,
+                dt_s: float) -> TickResult:
     """The cycle as it happened: PV, load and battery power as measured at its end, split
-    by origin with the coop's rules. Returns fresh arrays."""
+    by origin with the coop's rules (``engine``'s fleet, policy and limits: the kept
+    engine, :mod:`controller.fleet_dispatch`). Returns fresh arrays, sharing none of the
+    engine's buffers."""
     battery_w = np.where(image.has_battery, image.battery_w, np.nan)
-    return dispatch_tick(fleet, state, image.pv_production_w, image.load_w, image.valid, dt_s,
-                         policy, limits, battery_w=battery_w)
+    return engine.tick(state, image.pv_production_w, image.load_w, image.valid, dt_s,
+                       battery_w=battery_w)
 
 
 def ledger_flows(booked: TickResult, islanded: bool,

@@ -9,6 +9,7 @@ intervals would.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import sqlite3
@@ -68,6 +69,21 @@ class LedgerReader:
             conn = store.connect(self.path, readonly=True)
             self._local.conn = conn
         return conn
+
+    @contextlib.contextmanager
+    def consistent(self) -> Iterator[None]:
+        """Every query inside reads one state of the ledger (one read transaction), so a
+        commit by the writer in between is never seen half: a span without its totals
+        would count an interval twice, or not at all, against the open one."""
+        conn = self._conn()
+        if conn.in_transaction:
+            yield
+            return
+        conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            conn.execute("COMMIT")
 
     def members(self) -> list[tuple[str, str]]:
         """``(id, name)`` of every member, by id."""
