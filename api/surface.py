@@ -60,3 +60,21 @@ def close_streams(app: FastAPI) -> None:
     hub: LiveHub | None = getattr(app.state, "live_hub", None)
     if hub is not None:
         hub.close()
+
+
+class ApiSurface:
+    """The API and pages as the runtime serves them (:mod:`controller.web`'s surface,
+    registered as the ``commonwatt.surface`` entry point ``api``)."""
+
+    def __init__(self, reader: LedgerReader, live: Any, config: Any) -> None:
+        from api.app import create_app  # api.app imports this module
+
+        self.app = create_app(reader, live=live, config=config)
+
+    def cycle_done(self, report: Any | None, grid: dict[str, Any] | None = None) -> None:
+        """Count the cycle and push it live (:func:`cycle_done`)."""
+        cycle_done(self.app, report, grid)
+
+    def close(self) -> None:
+        """End every open live stream (:func:`close_streams`)."""
+        close_streams(self.app)

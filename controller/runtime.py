@@ -16,8 +16,6 @@ from typing import Any
 import numpy as np
 import uvicorn
 
-from api.app import create_app
-from api.surface import close_streams, cycle_done
 from controller.accounts.export import pseudonym, pseudonym_salt
 from controller.accounts.running import running_figures
 from controller.config import ConfigError, CoopConfig
@@ -29,6 +27,7 @@ from controller.mqtt_publish import MqttPublisher
 from controller.reload import reloaded_config
 from controller.snapshot import Snapshot, take_snapshot
 from controller.timeseries import TimeSeriesWriter, interval_points, live_points
+from controller.web import load_surface
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +62,9 @@ class Runtime:
         self._seq = 0
         #: Held while a cycle runs; the API's island commands take it (api/island.py).
         self.cycle_lock = threading.Lock()
-        self.app = create_app(self.reader, live=self, config=config)
+        #: The API and pages (controller/web.py: found by entry point, never imported).
+        self.surface = load_surface(self.reader, self, config)
+        self.app = self.surface.app
         # A changed config is a change of the coop's rules: it goes into the audit log.
         AuditLog.beside(config.storage.ledger).record_config(config.model_dump_json())
         self.timeseries: TimeSeriesWriter | None = None
@@ -180,7 +181,7 @@ class Runtime:
                 report = await self.controller.cycle()
             except Exception:  # noqa: BLE001 - the loop must survive a bad cycle
                 log.exception("cycle failed")
-                cycle_done(self.app, None)
+                self.surface.cycle_done(None)
                 return None
             self._seq += 1
             try:
@@ -189,7 +190,7 @@ class Runtime:
                 log.exception("cycle snapshot failed")
             else:
                 self.snapshot = snap  # one assignment: a route sees the old one or the new
-        cycle_done(self.app, report, None if self.snapshot is None else self.snapshot.grid)
+        self.surface.cycle_done(report, None if self.snapshot is None else self.snapshot.grid)
         if self.timeseries is not None:
             image = report.image
             points = live_points(report.end_ts, image.member_ids, {
@@ -242,7 +243,7 @@ class Runtime:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), delay)
         finally:
-            close_streams(self.app)
+            self.surface.close()
             api.should_exit = True
             await api_task
             await self.close()
