@@ -40,6 +40,9 @@ class Figures(BaseModel):
     unallocated_import_kwh: float
     unallocated_export_kwh: float
     unallocated_pv_kwh: float
+    from_federation_kwh: float = Field(description="received from other coops of the "
+                                       "federation (liberated where the charter says so)")
+    to_federation_kwh: float = Field(description="sent to other coops of the federation")
 
 
 class CoopSummary(Figures):

@@ -96,10 +96,11 @@ def test_read_on_a_live_demo_leaves_the_controllers_devices_ok(tmp_path: Path) -
     assert grid.split()[1] == "on" and overloaded.split()[1] == "no", (grid, overloaded)
     plug = next(line for line in as_text.stdout.splitlines() if line.strip().startswith("on "))
     assert plug.split()[1] in ("yes", "no"), plug
-    assert "29 of 29 devices answered" in as_text.stdout, as_text.stdout[-500:]
+    n = sum(before["devices"].values())  # every device of the demo's config (28 today)
+    assert n >= 20 and f"{n} of {n} devices answered" in as_text.stdout, as_text.stdout[-500:]
     # The controller: every device ok in every sample, its reader never taken over.
     reader = before["mqtt_reader"]
-    bad = [s for s in samples if s["devices"]["ok"] != 29 or s["status"] != "ok"]
+    bad = [s for s in samples if s["devices"]["ok"] != n or s["status"] != "ok"]
     assert len(samples) >= 20 and not bad, bad[:3]
     assert after["mqtt_reader"]["client_id"] == reader["client_id"]
     assert after["mqtt_reader"]["state"] == "running" and after["mqtt_reader"]["restarts"] == 0

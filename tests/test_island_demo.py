@@ -14,6 +14,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from controller.governance.local import local_secret_path, read_local_secret
 from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,10 +25,12 @@ def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=120)
 
 
-def http(url: str, body: dict | None = None) -> tuple[int, dict]:
+def http(url: str, body: dict | None = None, secret: str | None = None) -> tuple[int, dict]:
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, headers={
-        "Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json"}
+    if secret is not None:  # as the CLI on the controller's host (controller/governance/local.py)
+        headers["Authorization"] = f"Bearer {secret}"
+    request = urllib.request.Request(url, data=data, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback
             return response.status, json.loads(response.read())
@@ -63,13 +66,21 @@ def test_the_demo_plans_and_islands_for_real(tmp_path: Path) -> None:
         assert len(batteries) == 6 and body["forecast"]["pv_kwh"] > 0
         assert all(0 < b["soc_now_pct"] < 100 for b in batteries.values())
         (data / "plan.json").write_text(plan.stdout, encoding="utf-8")
+        # Without a token, from this host: refused (issue 18: commands come from tokens).
+        status, anonymous = http(f"{base}/api/v1/island/command",
+                                 {"requested_by": "test", "hours": 1, "required_soc_pct": 5})
+        assert status == 401, anonymous
+        secret = read_local_secret(local_secret_path(data / "ledger.sqlite"))
+        assert secret is not None
         # a refused command: detail is one string naming the precondition
         status, refused = http(f"{base}/api/v1/island/command",
-                               {"requested_by": "test", "hours": 1, "required_soc_pct": 99})
+                               {"requested_by": "test", "hours": 1, "required_soc_pct": 99},
+                               secret)
         assert status == 409 and isinstance(refused["detail"], str), refused
         assert refused["detail"].startswith("refused: ") and "99" in refused["detail"]
         status, accepted = http(f"{base}/api/v1/island/command",
-                                {"requested_by": "test", "hours": 1, "required_soc_pct": 5})
+                                {"requested_by": "test", "hours": 1, "required_soc_pct": 5},
+                                secret)
         assert status == 202, accepted
         deadline = time.monotonic() + 60
         island: dict = {}

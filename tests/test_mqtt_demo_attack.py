@@ -55,6 +55,7 @@ def test_nested_payloads_on_a_plug_topic_leave_the_demo_running(tmp_path: Path) 
             time.sleep(0.5)
         before = healthz(port)
         assert before["status"] == "ok", before
+        n = sum(before["devices"].values())  # every device of the demo's config (28 today)
         config = load_config(tmp_path / "demo" / "coop.toml")
         assert config.mqtt is not None
         plugs = [str(d.topic) for m in config.members for d in m.devices
@@ -77,19 +78,19 @@ def test_nested_payloads_on_a_plug_topic_leave_the_demo_running(tmp_path: Path) 
         finally:
             attacker.loop_stop()
             attacker.disconnect()
-        # The plug publishes again on its own schedule; wait for all 29 devices.
+        # The plug publishes again on its own schedule; wait for every device.
         deadline = time.monotonic() + 30
         after = healthz(port)
-        while time.monotonic() < deadline and after["devices"]["ok"] != 29:
+        while time.monotonic() < deadline and after["devices"]["ok"] != n:
             time.sleep(0.5)
             after = healthz(port)
     finally:
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=60)
     during = [s["devices"]["ok"] for s in samples]
-    assert min(during) >= 28, during  # at most the attacked plug
+    assert min(during) >= n - 1, during  # at most the attacked plug
     assert all(s["mqtt_reader"]["state"] == "running" for s in samples)
-    assert after["devices"]["ok"] == 29 and after["status"] == "ok", after
+    assert after["devices"]["ok"] == n and after["status"] == "ok", after
     reader = after["mqtt_reader"]
     assert reader["restarts"] == 0 and reader["client_id"] == before["mqtt_reader"]["client_id"]
     assert reader["messages_refused"] >= sent * 0.9, (reader, sent)
@@ -97,5 +98,5 @@ def test_nested_payloads_on_a_plug_topic_leave_the_demo_running(tmp_path: Path) 
     assert 1 <= len(log_lines) <= 2, log_lines
     assert "Traceback" not in out and "RecursionError" not in out
     print(f"{sent} nested payloads in 10 s: {reader['messages_refused']} refused, devices ok "
-          f"during: min {min(during)} of 29; {len(log_lines)} log lines; "
+          f"during: min {min(during)} of {n}; {len(log_lines)} log lines; "
           f"{len(out.encode())} bytes of demo output")

@@ -72,7 +72,7 @@ def optouts_router(live: object | None, audit: AuditLog | None) -> APIRouter:
                 if d.config.kind == "load" and d.health.name.startswith(member + "/")}
 
     @router.get("")
-    def listing(member_id: str) -> list[dict[str, Any]]:
+    def list_optouts(member_id: str) -> list[dict[str, Any]]:
         """The member's opt-outs, in force (``ended_ts`` null) first, with their ends."""
         c = controller()
         if c is None:
@@ -81,7 +81,7 @@ def optouts_router(live: object | None, audit: AuditLog | None) -> APIRouter:
                 if o.kind == "shed_optout" and o.member == member_id]
 
     @router.post("", status_code=201)
-    def create(member_id: str, body: OptOutRequest, request: Request) -> dict[str, Any]:
+    def create_optout(member_id: str, body: OptOutRequest, request: Request) -> dict[str, Any]:
         """Keep one of the member's own flexible plugs out of shedding until the end."""
         c, t = running(), now()
         asked = body.model_dump(mode="json") | {"member": member_id}
@@ -108,7 +108,7 @@ def optouts_router(live: object | None, audit: AuditLog | None) -> APIRouter:
         return _shown(o)
 
     @router.delete("/{override_id}")
-    def end(member_id: str, override_id: int, request: Request) -> dict[str, Any]:
+    def end_optout(member_id: str, override_id: int, request: Request) -> dict[str, Any]:
         """End one of the member's opt-outs early; 404 when none of its own is in force."""
         c = running()
         mine = {o.id for o in c.overrides.active(now())

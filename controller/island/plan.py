@@ -356,7 +356,11 @@ def plan_island(problem: Problem) -> Plan:
         return np.clip(x[offset:offset + rows * cols].reshape(rows, cols), 0.0, None) * kwh
 
     charge, discharge = block(lay.c, t_steps, b_count), block(lay.d, t_steps, b_count)
-    stored = np.vstack([problem.start_wh[None, :], block(lay.e, t_steps, b_count)])
+    # The content's bounds are the LP's own: HiGHS meets them to its feasibility tolerance
+    # (about 1e-5 Wh here), so a content a hair below the floor is the floor.
+    content = np.clip(block(lay.e, t_steps, b_count), problem.lower_wh,
+                      problem.fleet.capacity_wh)
+    stored = np.vstack([problem.start_wh[None, :], content])
     shed = block(lay.s, 3, t_steps)
     curtailed = block(lay.x, 1, t_steps)[0]
     shed = np.where(shed > TOL_WH, shed, 0.0)
