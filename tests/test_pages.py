@@ -9,6 +9,7 @@ from __future__ import annotations
 import calendar
 import time
 from collections.abc import Iterator
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,13 @@ from tests.test_island_page import browser, full_page_png, serve  # noqa: F401 -
 
 WIDTHS = ((390, 844), (1280, 800))
 ARTIFACTS = Path(__file__).parent / "artifacts"
+
+
+
+def to_fixed(x: float, digits: int = 2) -> str:
+    """``x`` as the page's JavaScript ``toFixed`` prints it: the exact binary value
+    rounded half up (Python's format rounds 3.625 to 3.62, toFixed to 3.63)."""
+    return str(Decimal(x).quantize(Decimal(1).scaleb(-digits), ROUND_HALF_UP))
 
 
 @pytest.fixture(scope="module")
@@ -124,8 +132,8 @@ def test_household_page(browser: Any, pages: PagesWorld, server: str,  # noqa: F
         cells = browser.execute_script(
             f"return [...document.querySelectorAll('tr[data-period={key}] td')]"
             ".map(td => td.firstChild.textContent)")
-        assert cells[1:] == [f"{e['liberated_kwh']:.2f}", _pct(e["self_sufficiency"]),
-                             f"{e['load_kwh']:.2f}", f"{e['pv_kwh']:.2f}"], key
+        assert cells[1:] == [f"{to_fixed(e['liberated_kwh'])}", _pct(e["self_sufficiency"]),
+                             f"{to_fixed(e['load_kwh'])}", f"{to_fixed(e['pv_kwh'])}"], key
     # the day before the one shown (today, or the last booked day just after midnight):
     # the legend's sums are the series', a bar an hour with energy
     shown = calendar.timegm(time.strptime(_text(browser, "day"), "%Y-%m-%d"))
@@ -153,7 +161,7 @@ def test_household_page(browser: Any, pages: PagesWorld, server: str,  # noqa: F
     month = _text(browser, "month")  # the shown day's month
     assert month == time.strftime("%Y-%m", time.gmtime(shown))
     st = _api(server, secret, f"/api/v1/members/h02/statement?month={month}")
-    assert _text(browser, "st-liberated") == f"{st['totals']['liberated_kwh']:.2f}"
+    assert _text(browser, "st-liberated") == f"{to_fixed(st['totals']['liberated_kwh'])}"
     assert _text(browser, "st-self") == _pct(st["totals"]["self_sufficiency"])
     net = st["money"]["net_cents"]
     assert _text(browser, "st-net") == ("-" if net < 0 else "") + f"€{abs(net) / 100:,.2f}"
@@ -213,8 +221,8 @@ def test_coop_page(browser: Any, pages: PagesWorld, server: str,  # noqa: F811
     _ready(browser)
     WebDriverWait(browser, 10).until(lambda d: _text(d, "live-mode") == "live, every cycle")
     summary = _api(server, None, "/api/v1/coop/summary")
-    assert _text(browser, "t-liberated") == f"{summary['liberated_kwh']:.2f}"
-    assert _text(browser, "t-shared") == f"{summary['shared_peer_to_peer_kwh']:.2f}"
+    assert _text(browser, "t-liberated") == f"{to_fixed(summary['liberated_kwh'])}"
+    assert _text(browser, "t-shared") == f"{to_fixed(summary['shared_peer_to_peer_kwh'])}"
     assert _text(browser, "t-self") == _pct(summary["self_sufficiency"])
     assert f"{summary['jain_fairness']:.3f}" in _text(browser, "fair-explain")
     assert _text(browser, "fair-words").startswith("The coop's sun")
@@ -229,7 +237,7 @@ def test_coop_page(browser: Any, pages: PagesWorld, server: str,  # noqa: F811
     assert {s[1] for s in shown} == {"Ada Lovelace", pseudonym(salt, "h02"),
                                      pseudonym(salt, "h03")}
     for member, _, gave in shown:
-        assert gave == f"{summary['by_member'][member]['to_peers_kwh']:.2f} kWh"
+        assert gave == f"{to_fixed(summary['by_member'][member]['to_peers_kwh'])} kWh"
     # the month's budget, balanced, and each household's net
     month = time.strftime("%Y-%m", time.gmtime())
     report = _api(server, None, f"/api/v1/coop/report?month={month}")
