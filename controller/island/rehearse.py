@@ -270,7 +270,9 @@ def rehearsal_toml(coop: SimulatedCoop, ledger: Path, api_port: int, cycle_s: fl
     ``mqtt``."""
     text = coop_toml(coop, ledger, api_port, mqtt, cycle_s=cycle_s, mqtt_access=mqtt_access)
     batteries = sum(1 for h in coop.households if h.battery is not None)
-    expiry = min(math.ceil(SETPOINT_EXPIRY_CYCLES * cycle_s * speed), 3600)
+    # In the config's own terms (wall cycles of ``cycle_s``): the controller scales it to
+    # the simulated clock (controller/cycle.py), as it does every timeout.
+    expiry = max(1, math.ceil(SETPOINT_EXPIRY_CYCLES * cycle_s))
     edits = (("stale_after_s = 5.0\n", f"stale_after_s = {STALE_AFTER_CYCLES * cycle_s:g}\n"
               f"request_timeout_s = {REQUEST_TIMEOUT_CYCLES * cycle_s:g}\n", 1),
              ("setpoint_expiry_s = 10\n", f"setpoint_expiry_s = {expiry}\n", 1),

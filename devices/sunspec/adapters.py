@@ -36,6 +36,9 @@ LIMIT_MODELS = (123, 704)
 MAX_REVERT_S = {123: 0xFFFF, 704: 0xFFFFFFFF}
 METER_MODELS = (203, 204, 202, 201, 213, 214, 212, 211)
 
+#: The largest revert timer model 124 holds (``InOutWRte_RvrtTms`` is a uint16), s.
+UINT16_MAX = 65_535
+
 
 def _float(value: object) -> float | None:
     return float(value) if isinstance(value, int | float) else None
@@ -220,7 +223,9 @@ class SunSpecBattery:
                 "OutWRte": percent,  # discharge cap; negative: forced charge
                 "InWRte": -percent,  # charge cap; negative: forced discharge
                 "InOutWRte_WinTms": 0,
-                "InOutWRte_RvrtTms": max(1, int(setpoint.expires_s)),
+                # uint16 in model 124: a longer expiry cannot be written, so the device
+                # gets the longest it can hold (shorter is the safe side).
+                "InOutWRte_RvrtTms": min(UINT16_MAX, max(1, int(setpoint.expires_s))),
             },
             sf={"OutWRte": rate_sf, "InWRte": rate_sf},
         )
