@@ -119,3 +119,28 @@ def test_model_124_forces_charge_and_discharge_with_negative_rates(
             await server.stop()
 
     asyncio.run(run())
+
+
+def test_model_124_revert_timer_longer_than_a_uint16_is_written_as_its_longest() -> None:
+    """``InOutWRte_RvrtTms`` is a uint16 (pysunspec2's model_124.json): an expiry past
+    65,535 s (a sped-up clock's scaling) is written as 65,535, never refused. Refused, no
+    battery took a setpoint and a rehearsal's night island blacked out."""
+    async def run() -> None:
+        image = SunSpecImage([(1, {"Mn": "Fronius", "SN": "G24"}),
+                              (124, {"WChaMax_SF": 0, "InOutWRte_SF": 0, "WChaMax": 5000,
+                                     "StorCtl_Mod": 0, "InWRte": 100, "OutWRte": 100,
+                                     "ChaGriSet": 0})], base=40000)
+        server = SimulatedModbusServer(free_port(), {1: image})
+        await server.start()
+        pool = LinkPool(2.0)
+        try:
+            battery = SunSpecBattery(SunSpecClient(pool.get("127.0.0.1", server.port), 1))
+            await battery.write_setpoint(Setpoint(1000.0, 5_184_000))
+            words = await holding(server.port, 1, STOR_CTL_MOD, RVRT_TMS - STOR_CTL_MOD + 1)
+            assert words[0] == 3 and words[RVRT_TMS - STOR_CTL_MOD] == 65_535
+            assert s16(words[OUT_W_RTE - STOR_CTL_MOD]) == 20
+        finally:
+            pool.close()
+            await server.stop()
+
+    asyncio.run(run())
