@@ -16,6 +16,8 @@ a raw pymodbus client then reads the registers the vendor's document names
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 from pymodbus.client import AsyncModbusTcpClient
@@ -91,19 +93,28 @@ SUNSPEC_124 = [  # setpoint W of a 5000 W battery → StorCtl_Mod, OutWRte %, In
 ]
 
 
+@asynccontextmanager
+async def battery_124() -> AsyncIterator[tuple[SunSpecBattery, SimulatedModbusServer]]:
+    """A 5000 W model 124 battery (Fronius Gen24 storage control) on a real Modbus server."""
+    image = SunSpecImage([(1, {"Mn": "Fronius", "SN": "G24"}),
+                          (124, {"WChaMax_SF": 0, "InOutWRte_SF": 0, "WChaMax": 5000,
+                                 "StorCtl_Mod": 0, "InWRte": 100, "OutWRte": 100,
+                                 "ChaGriSet": 0})], base=40000)
+    server = SimulatedModbusServer(free_port(), {1: image})
+    await server.start()
+    pool = LinkPool(2.0)
+    try:
+        yield SunSpecBattery(SunSpecClient(pool.get("127.0.0.1", server.port), 1)), server
+    finally:
+        pool.close()
+        await server.stop()
+
+
 @pytest.mark.parametrize(("power_w", "mode", "out_pct", "in_pct", "grid"), SUNSPEC_124)
 def test_model_124_forces_charge_and_discharge_with_negative_rates(
         power_w: float, mode: int, out_pct: int, in_pct: int, grid: int) -> None:
     async def run() -> None:
-        image = SunSpecImage([(1, {"Mn": "Fronius", "SN": "G24"}),
-                              (124, {"WChaMax_SF": 0, "InOutWRte_SF": 0, "WChaMax": 5000,
-                                     "StorCtl_Mod": 0, "InWRte": 100, "OutWRte": 100,
-                                     "ChaGriSet": 0})], base=40000)
-        server = SimulatedModbusServer(free_port(), {1: image})
-        await server.start()
-        pool = LinkPool(2.0)
-        try:
-            battery = SunSpecBattery(SunSpecClient(pool.get("127.0.0.1", server.port), 1))
+        async with battery_124() as (battery, server):
             await battery.write_setpoint(Setpoint(power_w, 30))
             assert (await holding(server.port, 1, M124, 1))[0] == 124  # the model is there
             words = await holding(server.port, 1, STOR_CTL_MOD, CHA_GRI_SET - STOR_CTL_MOD + 1)
@@ -114,9 +125,6 @@ def test_model_124_forces_charge_and_discharge_with_negative_rates(
             assert at[RVRT_TMS] == 30 and at[CHA_GRI_SET] == grid
             await battery.release()
             assert (await holding(server.port, 1, STOR_CTL_MOD, 1))[0] == 0
-        finally:
-            pool.close()
-            await server.stop()
 
     asyncio.run(run())
 
@@ -126,21 +134,10 @@ def test_model_124_revert_timer_longer_than_a_uint16_is_written_as_its_longest()
     65,535 s (a sped-up clock's scaling) is written as 65,535, never refused. Refused, no
     battery took a setpoint and a rehearsal's night island blacked out."""
     async def run() -> None:
-        image = SunSpecImage([(1, {"Mn": "Fronius", "SN": "G24"}),
-                              (124, {"WChaMax_SF": 0, "InOutWRte_SF": 0, "WChaMax": 5000,
-                                     "StorCtl_Mod": 0, "InWRte": 100, "OutWRte": 100,
-                                     "ChaGriSet": 0})], base=40000)
-        server = SimulatedModbusServer(free_port(), {1: image})
-        await server.start()
-        pool = LinkPool(2.0)
-        try:
-            battery = SunSpecBattery(SunSpecClient(pool.get("127.0.0.1", server.port), 1))
+        async with battery_124() as (battery, server):
             await battery.write_setpoint(Setpoint(1000.0, 5_184_000))
             words = await holding(server.port, 1, STOR_CTL_MOD, RVRT_TMS - STOR_CTL_MOD + 1)
             assert words[0] == 3 and words[RVRT_TMS - STOR_CTL_MOD] == 65_535
             assert s16(words[OUT_W_RTE - STOR_CTL_MOD]) == 20
-        finally:
-            pool.close()
-            await server.stop()
 
     asyncio.run(run())
