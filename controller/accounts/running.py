@@ -12,14 +12,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from controller.accounts.figures import derived_wh, self_sufficiency
+from controller.accounts.figures import derived_wh, kwh, self_sufficiency
 from dispatch.metrics import jain_index
-
-
-def kwh(wh: int) -> float:
-    """Wh as kWh, rounded to the Wh."""
-    return round(wh / 1000.0, 3)
-
 
 #: Fields published as they are, in :func:`member_figures`' order.
 _KWH_FIELDS = ("own_pv_used", "from_battery", "from_battery_coop", "from_peers",
