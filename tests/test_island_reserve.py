@@ -76,3 +76,42 @@ def test_black_start_reserve_names_a_grid_former_that_ends_too_low() -> None:
     check = check_black_start(plan_island(one_battery_day(1000.0, 3000.0)), np.array([True]))
     assert check.met and check.end_pct[0] == pytest.approx(52.0, abs=0.01)
     assert check.critical_hours_left == pytest.approx(26000.0 / 300.0, rel=1e-3)
+
+
+def test_black_start_reserve_is_a_constraint_of_the_plan_and_its_verdict_can_fail() -> None:
+    from dataclasses import replace
+
+    from controller.island.black_start import check_black_start
+    from controller.island.plan_black_start import end_floor_wh
+
+    # 1000 W for 24 h (critical 30 %, essential 30 %, flexible 40 %), no PV, a 50 kWh
+    # grid-former, reserve 10 % = 5 kWh.
+    fleet = Fleet(capacity_wh=[50000.0], soc_min_wh=[0.0], max_charge_w=[3000.0],
+                  max_discharge_w=[3000.0], efficiency=[1.0])
+    floor = end_floor_wh(fleet.capacity_wh, np.array([True]), 10.0)
+
+    def day(stored_wh: float) -> Problem:
+        return replace(Problem.from_shares(np.zeros((STEPS, 1)), np.full((STEPS, 1), 1000.0),
+                                           [0.3], [0.3], fleet, [stored_wh], [0],
+                                           member_ids=["a"]), end_floor_wh=floor)
+
+    # From 15 kWh: without the reserve it runs to 0 %; with it, it sheds essential load
+    # (4.4 kWh of 7.2) to end at exactly 10 %, the critical tier whole. 5 kWh / 300 W.
+    plan = plan_island(day(15000.0))
+    assert plan.soc_pct[-1, 0] == pytest.approx(10.0, abs=1e-6)
+    assert plan.feasible["critical"] and not plan.feasible["essential"]
+    assert plan.shed_by_tier_wh()["essential"] == pytest.approx(4400.0, abs=0.5)
+    check = check_black_start(plan, np.array([True]))
+    assert check.met and check.critical_hours_left == pytest.approx(5000.0 / 300.0, rel=1e-6)
+    # The starting SoC the plan asks for (what the island eve charges to) holds the
+    # reserve too: critical + essential 14.4 kWh + 5 kWh = 38.8 %.
+    assert plan.required_start_pct("essential")[0] == pytest.approx(38.8, abs=0.01)
+    # From 6 kWh the critical tier (7.2 kWh) outranks the reserve: it ends at 0 %, and
+    # the verdict fails, naming the grid-former.
+    plan = plan_island(day(6000.0))
+    check = check_black_start(plan, np.array([True]))
+    assert not check.met and check.below == [0] and check.end_pct[0] == pytest.approx(0.0)
+    # A battery that does not form the grid has no reserve, and its energy is no black start.
+    assert end_floor_wh(fleet.capacity_wh, np.array([False]), 10.0) == pytest.approx([0.0])
+    with pytest.raises(ValueError, match="black_start_pct"):
+        end_floor_wh(fleet.capacity_wh, np.array([True]), 110.0)
