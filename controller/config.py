@@ -98,6 +98,9 @@ class DeviceConfig(Strict):
     medical: bool = Field(
         False, description="load: a member's medical device (private to the member and the"
         " coordinators): never shed, served first within the critical tier")
+    ev_charger: bool = Field(
+        False, description="load: an EV charger; on an unplanned grid loss the flexible plugs"
+        " go off in the cycle that sees it, EV chargers first")
 
     @property
     def rating_w(self) -> float | None:
@@ -112,7 +115,8 @@ class DeviceConfig(Strict):
 
     @model_validator(mode="after")
     def _load_fields(self) -> DeviceConfig:
-        used = [k for k in ("tier", "rated_w", "contactor", "infrastructure", "medical")
+        used = [k for k in ("tier", "rated_w", "contactor", "infrastructure", "medical",
+                            "ev_charger")
                 if getattr(self, k) not in (None, False)]
         if self.kind != "load" and used:
             raise ValueError(f"{', '.join(used)}: only for a switchable load (kind = 'load')")

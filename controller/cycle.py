@@ -6,7 +6,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -26,6 +26,7 @@ from controller.island.ac_coupling import standing_refusals
 from controller.island.curtail import pv_limits
 from controller.island.curtail_estimate import CurtailEstimator, former_saturated
 from controller.island.follow import PlanFollower
+from controller.island.grid_loss import GridLossLoads, evidence, flexible_loads
 from controller.island.grid_model import (
     DEFAULT_TIMEOUTS,
     GridState,
@@ -168,6 +169,8 @@ class Controller:
         self.mandate_s = max(SHED_MANDATE_S, math.ceil(3 * self.nominal_dt_s))
         self.shedder = (ShedPlanner.from_config(config, mandate_s=self.mandate_s)
                         if has_loads else None)
+        #: Unplanned grid loss (#21): every flexible plug off in the cycle that sees it.
+        self.grid_loss = GridLossLoads(flexible_loads(config), self.mandate_s)
         #: Guard rails on shedding islanded (#21): one plug tier per pass, stop and alert.
         self.shed_guard = ShedGuard(settle_s=max(60.0, 2 * self.nominal_dt_s))
         self._protected_loads = protected_loads(config)  # infrastructure and medical
@@ -243,10 +246,13 @@ class Controller:
         now = self.clock()
         image = self.poller.freeze(now)
         device_grid, former_ok = self.poller.grid_view()
+        # The grid-former's status, or the meters' voltage and frequency (island/grid_loss.py).
+        device_grid, cause = evidence(self.grid.machine.state, device_grid,
+                                      self.poller.meter_grid())
         unknown = tuple(self.poller.unknown_devices())
         stale = tuple(n for n in unknown if n.endswith("/meter"))
-        self.islanded = self.grid.update(
-            self.grid.inputs_from(image, device_grid, former_ok, stale), now)
+        self.islanded = self.grid.update(replace(
+            self.grid.inputs_from(image, device_grid, former_ok, stale), grid_cause=cause), now)
         fleet = self.engines.fleet(image, self.islanded)
         carry = self.book.carry
         stored = stored_from_soc(image.soc_pct, fleet.capacity_wh)
@@ -320,6 +326,7 @@ class Controller:
         await self.poller.write_setpoints(
             setpoints, image.has_battery & image.battery_ok, self.setpoint_expiry_s
         )
+        await self._hold_for_grid_loss(now)
         if result is not None and booked is not None:
             await self._curtail(image, result, now - start)
             await self._shed(need_w, now)
@@ -425,8 +432,17 @@ class Controller:
                 self.shed_alert = None
         plan = self.shedder.plan(now, need_w, self.poller.load_readings(), self._opted_out,
                                  self._protected_loads, allowed)
-        actions = [a for a in plan.actions if a.load_id not in self._override_loads]
+        actions = [a for a in plan.actions if a.load_id not in self._override_loads
+                   and not self.grid_loss.holds(a.load_id)]
         if actions:  # a load an override holds is the coordinator's, not the shedder's
+            await self.poller.switch_loads(actions, self.mandate_s)
+
+    async def _hold_for_grid_loss(self, now: float) -> None:
+        """Unplanned off-grid: the flexible plugs off in this very cycle, EV chargers first
+        (0 W import is no sunshine); back on when the grid is."""
+        machine = self.grid.machine
+        actions = self.grid_loss.step(now, machine.state, machine.in_force, self._override_loads)
+        if actions:
             await self.poller.switch_loads(actions, self.mandate_s)
 
     async def _switch_overridden_loads(self) -> None:
@@ -441,6 +457,8 @@ class Controller:
         override."""
         self._override_loads = {}
         await self._switch_overridden_loads()
+        if back := self.grid_loss.release_all():
+            await self.poller.switch_loads(back, self.mandate_s)
         if self.shedder is not None:
             actions = self.shedder.release_all(self.clock())
             if actions:
