@@ -102,3 +102,31 @@ def test_bad_mandates_name_the_field() -> None:
         eve_mandate("Ada", T_ISLAND, [50.0], eve_h=0)
     with pytest.raises(ValueError, match="targets_pct"):
         eve_mandate("Ada", T_ISLAND, [120.0])
+
+
+def test_the_prior_mode_comes_back_by_read_back_on_a_real_modbus_battery() -> None:
+    """Model 124 on pymodbus at 127.0.0.1 (the owner's mode: no forced rates, grid
+    charging off). The eve reads it, force-charges from the grid through the driver as the
+    cycle does (StorCtl_Mod 3, ChaGriSet 1), then writes the mode back: a raw read of the
+    documented registers gives the owner's words again."""
+    import asyncio
+
+    from controller.island.eve_mode import read_mode, restore_mode
+    from devices.kinds import Setpoint
+    from tests.test_battery_write_truth import CHA_GRI_SET, STOR_CTL_MOD, battery_124, holding
+
+    async def run() -> None:
+        async with battery_124() as (battery, server):
+            span = CHA_GRI_SET - STOR_CTL_MOD + 1
+            before = await holding(server.port, 1, STOR_CTL_MOD, span)
+            prior = await read_mode(battery.client)
+            assert prior is not None and prior.points["StorCtl_Mod"] == 0
+            assert prior.points["ChaGriSet"] == 0 and prior.points["InWRte"] == 100
+            await battery.write_setpoint(Setpoint(-2000.0, 900))  # the eve's charge
+            during = await holding(server.port, 1, STOR_CTL_MOD, span)
+            assert during[0] == 3 and during[-1] == 1, "forced charge, grid charging on"
+            restored = await restore_mode(battery.client, prior)
+            assert restored.ok, restored.mismatched
+            assert await holding(server.port, 1, STOR_CTL_MOD, span) == before
+
+    asyncio.run(run())
