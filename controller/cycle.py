@@ -25,6 +25,7 @@ from controller.health import DeviceClock, scaled_backoff_max_s, scaled_stale_af
 from controller.island.ac_coupling import standing_refusals
 from controller.island.curtail import pv_limits
 from controller.island.curtail_estimate import CurtailEstimator, former_saturated
+from controller.island.eve_run import IslandEve
 from controller.island.follow import PlanFollower
 from controller.island.grid_loss import GridLossLoads, evidence, flexible_loads
 from controller.island.grid_model import (
@@ -169,6 +170,9 @@ class Controller:
         self.mandate_s = max(SHED_MANDATE_S, math.ceil(3 * self.nominal_dt_s))
         self.shedder = (ShedPlanner.from_config(config, mandate_s=self.mandate_s)
                         if has_loads else None)
+        #: The island eve (#21): batteries to the plan's starting SoC before the island day.
+        self.eve = IslandEve(self.member_ids, np.array([b is not None for b in batteries]),
+                             config.plan_path, config.storage.ledger, config.island.eve_h)
         #: Unplanned grid loss (#21): every flexible plug off in the cycle that sees it.
         self.grid_loss = GridLossLoads(flexible_loads(config), self.mandate_s)
         #: Guard rails on shedding islanded (#21): one plug tier per pass, stop and alert.
@@ -231,7 +235,8 @@ class Controller:
 
     def limits(self) -> CoopLimits:
         """The point of common coupling's caps, and whether the coop is islanded now."""
-        return CoopLimits(*self._caps, islanded=self.islanded)
+        export = 0.0 if self.eve.no_export else self._caps[1]  # the island eve exports nothing
+        return CoopLimits(self._caps[0], export, islanded=self.islanded)
 
     def _cycle_start(self, now: float) -> float:
         end = self.last_end_ts
@@ -253,6 +258,7 @@ class Controller:
         stale = tuple(n for n in unknown if n.endswith("/meter"))
         self.islanded = self.grid.update(replace(
             self.grid.inputs_from(image, device_grid, former_ok, stale), grid_cause=cause), now)
+        await self.eve.step(now, self.grid.machine, self.grid.command, image.soc_pct, self.poller)
         fleet = self.engines.fleet(image, self.islanded)
         carry = self.book.carry
         stored = stored_from_soc(image.soc_pct, fleet.capacity_wh)
@@ -315,6 +321,8 @@ class Controller:
                     self.fleet(image, True), FleetState(stored, pools, carry.held),
                     image.pv_production_w, demand - pre_shed, image.valid, now - start,
                     self.config.policy.sharing, self._caps)
+            battery_w = self.eve.orders_w(battery_w, fleet.max_charge_w, image.soc_pct,
+                                          image.capacity_wh, now - start)
             setpoints = clamp_setpoints(
                 battery_overrides(np.where(image.valid, battery_w, 0.0),
                                   self.member_ids, active),

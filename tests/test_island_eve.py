@@ -1,5 +1,5 @@
-"""The island eve (#21 point 4): a pure state machine, and the prior mode restored by
-read-back on a real Modbus battery."""
+"""The island eve (#21 point 4): a pure state machine, and in the controller over real
+Modbus the prior mode restored by read-back."""
 
 from __future__ import annotations
 
@@ -104,29 +104,60 @@ def test_bad_mandates_name_the_field() -> None:
         eve_mandate("Ada", T_ISLAND, [120.0])
 
 
-def test_the_prior_mode_comes_back_by_read_back_on_a_real_modbus_battery() -> None:
-    """Model 124 on pymodbus at 127.0.0.1 (the owner's mode: no forced rates, grid
-    charging off). The eve reads it, force-charges from the grid through the driver as the
-    cycle does (StorCtl_Mod 3, ChaGriSet 1), then writes the mode back: a raw read of the
-    documented registers gives the owner's words again."""
+def test_the_eve_in_the_controller_charges_then_restores_by_read_back(tmp_path) -> None:
+    """The simulated coop on Modbus (127.0.0.1) at 02:00, an island commanded for 04:00
+    needing 90 %: the eve begins at once (24 h window), force-charges every battery below
+    90 % from the grid (model 124 ChaGriSet 1 in the simulator's registers), exports
+    nothing; a coordinator cancels it and in that cycle every battery's prior mode is
+    written back and read back; the audit log has the eve's rows."""
     import asyncio
 
-    from controller.island.eve_mode import read_mode, restore_mode
-    from devices.kinds import Setpoint
-    from tests.test_battery_write_truth import CHA_GRI_SET, STOR_CTL_MOD, battery_124, holding
+    from controller.governance.audit import AuditLog
+    from tests.coop_harness import start_harness
 
-    async def run() -> None:
-        async with battery_124() as (battery, server):
-            span = CHA_GRI_SET - STOR_CTL_MOD + 1
-            before = await holding(server.port, 1, STOR_CTL_MOD, span)
-            prior = await read_mode(battery.client)
-            assert prior is not None and prior.points["StorCtl_Mod"] == 0
-            assert prior.points["ChaGriSet"] == 0 and prior.points["InWRte"] == 100
-            await battery.write_setpoint(Setpoint(-2000.0, 900))  # the eve's charge
-            during = await holding(server.port, 1, STOR_CTL_MOD, span)
-            assert during[0] == 3 and during[-1] == 1, "forced charge, grid charging on"
-            restored = await restore_mode(battery.client, prior)
-            assert restored.ok, restored.mismatched
-            assert await holding(server.port, 1, STOR_CTL_MOD, span) == before
+    seen: dict = {}
 
-    asyncio.run(run())
+    async def go() -> None:
+        h = await start_harness(tmp_path, households=4, start_hour=2.0, settlement_s=300)
+        try:
+            await h.step()
+            await h.step()
+            batteries = [x for x in h.coop.households if x.battery is not None]
+            seen["grid_before"] = [b.battery.get_raw(124, "ChaGriSet") for b in batteries]
+            now = h.clock.now()
+            assert h.controller.grid.request_island("Ada", now + 7200, now + 10800, 90.0, now)
+            report = await h.step()
+            eve = h.controller.eve
+            seen["state"] = eve.machine.state
+            seen["export_cap"] = h.controller.limits().export_cap_w
+            soc = report.image.soc_pct
+            has = report.image.has_battery
+            seen["charging"] = bool((report.setpoints_w[has & (soc < 89.0)] < 0).all())
+            await h.step()
+            seen["grid_during"] = [b.battery.get_raw(124, "ChaGriSet") for b in batteries]
+            assert eve.cancel("Bo")
+            await h.step()
+            seen["after"] = eve.machine.state
+            seen["grid_after"] = [b.battery.get_raw(124, "ChaGriSet") for b in batteries]
+            seen["export_after"] = h.controller.limits().export_cap_w
+            seen["rows"] = [r for r in AuditLog.beside(tmp_path / "ledger.sqlite").rows()
+                            if r["action"] == "island_eve"]
+        finally:
+            await h.close()
+
+    asyncio.run(go())
+    import json
+
+    assert seen["state"] is S.CHARGING and seen["charging"]
+    assert seen["export_cap"] == 0.0, "no export during the eve"
+    assert set(seen["grid_during"]) == {1}, "charged from the grid"
+    assert seen["after"] is S.RESTORED
+    assert seen["grid_after"] == seen["grid_before"], "the owner's grid-charging setting back"
+    assert seen["export_after"] == float("inf")
+    details = [json.loads(r["detail"]) for r in seen["rows"]]
+    assert [(d["from"], d["to"]) for d in details] == [
+        ("idle", "charging"), ("charging", "restoring"), ("restoring", "restored")]
+    assert all(v is not None for v in details[0]["prior_modes"].values())
+    assert details[1]["cause"] == "cancelled by Bo"
+    assert all(b["target_pct"] == 90.0 for b in details[1]["batteries"].values())
+    assert set(details[2]["restored"].values()) == {"read back as recorded"}
