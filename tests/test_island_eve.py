@@ -108,12 +108,18 @@ def test_the_eve_in_the_controller_charges_then_restores_by_read_back(tmp_path) 
     """The simulated coop on Modbus (127.0.0.1) at 02:00, an island commanded for 04:00
     needing 90 %: the eve begins at once (24 h window), force-charges every battery below
     90 % from the grid (model 124 ChaGriSet 1 in the simulator's registers), exports
-    nothing; a coordinator cancels it and in that cycle every battery's prior mode is
-    written back and read back; the audit log has the eve's rows."""
+    nothing; a coordinator cancels it through the API and in the next cycle every
+    battery's prior mode is written back and read back; the audit log has the eve's rows."""
     import asyncio
 
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
     from controller.governance.audit import AuditLog
+    from controller.ledger import LedgerReader
+    from tests.auth_helpers import bearer
     from tests.coop_harness import start_harness
+    from tests.test_island_live import _Live
 
     seen: dict = {}
 
@@ -135,8 +141,18 @@ def test_the_eve_in_the_controller_charges_then_restores_by_read_back(tmp_path) 
             seen["charging"] = bool((report.setpoints_w[has & (soc < 89.0)] < 0).all())
             await h.step()
             seen["grid_during"] = [b.battery.get_raw(124, "ChaGriSet") for b in batteries]
-            assert eve.cancel("Bo")
+            # A coordinator cancels it through the API (recorded under the token's label).
+            class Live(_Live):
+                controller = h.controller
+
+            reader = LedgerReader(tmp_path / "ledger.sqlite")
+            api = TestClient(create_app(reader, live=Live(h)),
+                             headers=bearer(reader, "coordinator", label="Bo (coordinator)"))
+            answer = api.post("/api/v1/island/eve/cancel", json={"requested_by": "Bo"})
+            assert answer.status_code == 202, answer.text
             await h.step()
+            again = api.post("/api/v1/island/eve/cancel", json={"requested_by": "Bo"})
+            seen["again"] = (again.status_code, again.text)
             seen["after"] = eve.machine.state
             seen["grid_after"] = [b.battery.get_raw(124, "ChaGriSet") for b in batteries]
             seen["export_after"] = h.controller.limits().export_cap_w
@@ -158,6 +174,7 @@ def test_the_eve_in_the_controller_charges_then_restores_by_read_back(tmp_path) 
     assert [(d["from"], d["to"]) for d in details] == [
         ("idle", "charging"), ("charging", "restoring"), ("restoring", "restored")]
     assert all(v is not None for v in details[0]["prior_modes"].values())
-    assert details[1]["cause"] == "cancelled by Bo"
+    assert details[1]["cause"] == "cancelled by Bo (coordinator)"
+    assert seen["again"][0] == 409 and "no island eve in force" in seen["again"][1]
     assert all(b["target_pct"] == 90.0 for b in details[1]["batteries"].values())
     assert set(details[2]["restored"].values()) == {"read back as recorded"}
