@@ -105,8 +105,7 @@ def battery_image(spec: HouseholdSpec) -> SunSpecImage:
         (124, {"WChaMax_SF": 0, "WChaDisChaGra_SF": 0, "VAChaMax_SF": 0, "MinRsvPct_SF": -1,
                "ChaState_SF": -1, "StorAval_SF": -1, "InBatV_SF": -1, "InOutWRte_SF": -2,
                "WChaMax": round(spec.battery_max_w), "StorCtl_Mod": 0, "InWRte": 0,
-               "OutWRte": 0, "InOutWRte_RvrtTms": 0, "MinRsvPct": round(spec.soc_min_pct * 10),
-               "ChaGriSet": 0}),  # the owner's setting: no grid charging
+               "OutWRte": 0, "InOutWRte_RvrtTms": 0, "MinRsvPct": round(spec.soc_min_pct * 10)}),
         (802, {"AHRtg_SF": 0, "WHRtg_SF": 0, "WChaDisChaMax_SF": 0, "DisChaRte_SF": 0,
                "SoC_SF": -1, "DoD_SF": 0, "SoH_SF": 0, "V_SF": -1, "CellV_SF": -3, "A_SF": -1,
                "AMax_SF": 0, "W_SF": 0, "WHRtg": round(spec.battery_wh),

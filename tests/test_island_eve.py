@@ -129,6 +129,8 @@ def test_the_eve_in_the_controller_charges_then_restores_by_read_back(tmp_path) 
             await h.step()
             await h.step()
             batteries = [x for x in h.coop.households if x.battery is not None]
+            for b in batteries:  # the owner's setting, as a Fronius has it: no grid charging
+                b.battery.set_raw(124, "ChaGriSet", 0)
             seen["grid_before"] = [b.battery.get_raw(124, "ChaGriSet") for b in batteries]
             now = h.clock.now()
             assert h.controller.grid.request_island("Ada", now + 7200, now + 10800, 90.0, now)
