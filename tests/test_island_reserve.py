@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from controller.island.plan import Problem, plan_island
 from controller.island.reserve import check_reserve, verdict
 from dispatch.fleet import Fleet
+from tests.test_island_plan import problems
 
 STEPS = 96
 
@@ -115,3 +118,33 @@ def test_black_start_reserve_is_a_constraint_of_the_plan_and_its_verdict_can_fai
     assert end_floor_wh(fleet.capacity_wh, np.array([False]), 10.0) == pytest.approx([0.0])
     with pytest.raises(ValueError, match="black_start_pct"):
         end_floor_wh(fleet.capacity_wh, np.array([True]), 110.0)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(problems(), st.integers(0, 2**32 - 1))
+def test_with_a_black_start_reserve_energy_balances_and_the_required_start_keeps_it(
+        problem: Problem, seed: int) -> None:
+    """Random days with random reserves on random batteries: every step balances; started
+    at the required SoC (what the island eve charges to), critical and essential hold
+    and every battery ends at or above its reserve (when the level can hold at all)."""
+    from dataclasses import replace
+
+    from controller.island.plan_black_start import end_floor_wh
+
+    rng = np.random.default_rng(seed)
+    fleet = problem.fleet
+    floor = end_floor_wh(fleet.capacity_wh, rng.random(fleet.size) < 0.5,
+                         float(rng.choice([0.0, 10.0, 30.0])))
+    problem = replace(problem, end_floor_wh=floor)
+    plan = plan_island(problem)
+    h = problem.hours
+    served = problem.tier_load_w.sum(axis=(0, 2)) * h - plan.shed_wh.sum(axis=(0, 2))
+    supply = (problem.pv_w.sum(axis=1) * h - plan.curtailed_wh.sum(axis=1)
+              + plan.battery_w.sum(axis=1) * h)
+    assert served == pytest.approx(supply, abs=1e-2)
+    assert (plan.stored_wh >= problem.lower_wh - 1e-6).all()
+    if plan.required_holds["essential"]:
+        start = plan.required_start_wh["essential"]
+        again = plan_island(replace(problem, stored_wh=start))
+        assert again.shed_wh[:2].sum() <= 0.5
+        assert (again.stored_wh[-1] >= np.minimum(floor, fleet.capacity_wh) - 0.5).all()

@@ -172,7 +172,7 @@ class Plan:
         required_start_wh: per level (``essential``, ``flexible``), the least
             starting content of each battery (B,) for the level to hold.
         required_holds: per level, whether it can hold at all (with the
-            batteries as full as it takes).
+            batteries as full as it takes), black-start reserve included.
         autonomy_h: hours on batteries alone from now (see :mod:`.limits`).
         binding: limits that bind, see :class:`~controller.island.limits.Binding`.
         solve_s: wall time of the LPs.
@@ -402,7 +402,9 @@ def plan_island(problem: Problem) -> Plan:
         required[level] = np.clip(per_class[member_of], problem.fleet.soc_min_wh,
                                   problem.fleet.capacity_wh)
         left = np.clip(xs[cls.s:cls.x].reshape(3, t_steps), 0.0, None) * kwh
-        holds[level] = bool(left[:LEVELS.index(level) + 2].sum() <= TOL_WH * t_steps)
+        short = float(xs[cls.r:cls.r + cls.r_n].sum()) * kwh  # the black-start reserve
+        holds[level] = bool(left[:LEVELS.index(level) + 2].sum() <= TOL_WH * t_steps
+                            and short <= TOL_WH * t_steps)
     solve_s = time.perf_counter() - began
     feasible = {tier: bool(shed[k].sum() <= TOL_WH * t_steps) for k, tier in enumerate(TIERS)}
     return Plan(
