@@ -20,6 +20,7 @@ eve alone changed, grid charging (``ChaGriSet``) above all, is the owner's again
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -47,7 +48,7 @@ from controller.island.eve_mode import PriorMode, read_mode, restore_mode
 from controller.island.grid_model import GridMachine, GridState, IslandCommand
 
 if TYPE_CHECKING:
-    from controller.polling import Poller
+    from controller.polling import PolledDevice, Poller
 
 log = logging.getLogger(__name__)
 FloatArray = NDArray[np.float64]
@@ -87,6 +88,7 @@ class IslandEve:
         self.restore_found: dict[str, Any] = {}
         self._cancel: str | None = None
         self._plan_cache: tuple[int, list[float] | None] | None = None
+        self._unread: dict[str, str] = {}  # batteries whose mode could not be read, why
         self._on_grid = False
 
     @property
@@ -188,38 +190,45 @@ class IslandEve:
         record(self.audit_beside, "controller", AUDIT_ACTION, _json_safe(detail))
 
     async def _read_priors(self, poller: Poller) -> dict[str, PriorMode | None]:
-        out: dict[str, PriorMode | None] = {}
-        for d in poller.devices:
-            if d.config.kind != "battery":
-                continue
+        """Every battery's mode now, read concurrently (one request each)."""
+        batteries = [d for d in poller.devices if d.config.kind == "battery"]
+
+        async def read(d: PolledDevice) -> PriorMode | None:
             client = d.client or getattr(d.driver, "client", None)
             try:
-                out[d.health.name] = None if client is None else await read_mode(client)
+                return None if client is None else await read_mode(client)
             except Exception as exc:  # noqa: BLE001 - one battery must not stop the eve
                 log.warning("island eve: %s: prior mode not read: %s", d.health.name, exc)
-                out[d.health.name] = None
-        return out
+                self._unread[d.health.name] = str(exc)
+                return None
+
+        self._unread = {}
+        modes = await asyncio.gather(*(read(d) for d in batteries))
+        return {d.health.name: m for d, m in zip(batteries, modes, strict=True)}
 
     async def _restore(self, poller: Poller) -> bool:
-        """Write every recorded prior mode back; True when every read-back agrees."""
+        """Write every recorded prior mode back, concurrently; True when every read-back
+        agrees (a battery whose mode could not be read has nothing to restore: said so)."""
         by_name = {d.health.name: d for d in poller.devices}
-        ok, found = True, {}
-        for name, prior in self.priors.items():
+
+        async def restore(name: str, prior: PriorMode | None) -> tuple[bool, object]:
             if prior is None:
-                found[name] = "no readable mode (not SunSpec 124): left to the dispatch"
-                continue
+                why = self._unread.get(name)
+                return True, (f"mode not read when the eve began ({why}): not restored" if why
+                              else "no readable mode (not SunSpec 124): left to the dispatch")
             d = by_name.get(name)
             client = None if d is None else d.client or getattr(d.driver, "client", None)
             try:
                 result = await restore_mode(client, prior)  # type: ignore[arg-type]
             except Exception as exc:  # noqa: BLE001 - retried next cycle
-                ok, found[name] = False, f"restore failed: {exc}"
-                continue
-            ok &= result.ok
-            found[name] = "read back as recorded" if result.ok else {
-                k: list(v) for k, v in result.mismatched.items()}
-        self.restore_found = found
-        return ok
+                return False, f"restore failed: {exc}"
+            return result.ok, ("read back as recorded" if result.ok else
+                               {k: list(v) for k, v in result.mismatched.items()})
+
+        names = list(self.priors)
+        results = await asyncio.gather(*(restore(n, self.priors[n]) for n in names))
+        self.restore_found = {n: found for n, (_, found) in zip(names, results, strict=True)}
+        return all(ok for ok, _ in results)
 
 
 def _key(m: EveMandate) -> tuple[str, float, float]:
