@@ -27,7 +27,6 @@ from tests.test_island_page import (  # noqa: F401  (browser: a fixture)
     STEP,
     WIDTHS,
     World,
-    browser,
     build_world,
     full_page_png,
     island_plan,
