@@ -10,10 +10,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -22,13 +20,13 @@ from simulators.clock import SimClock
 from simulators.coop import SimulatedCoop
 from simulators.household import demo_households
 from tests.demo_process import running_demo
+from tests.serving import commonwatt, serving
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def cli(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "controller.cli", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout)
+    return commonwatt(*args, timeout=timeout)
 
 
 def test_read_on_a_live_demo_leaves_the_controllers_devices_ok(tmp_path: Path) -> None:
@@ -82,26 +80,9 @@ def test_read_on_a_live_demo_leaves_the_controllers_devices_ok(tmp_path: Path) -
 
 
 def test_scan_suggests_only_devices_that_then_read(tmp_path: Path) -> None:
-    ready, stop = threading.Event(), threading.Event()
-    holder: dict = {}
-
-    def serve() -> None:
-        async def main() -> None:
-            coop = SimulatedCoop(demo_households(1), SimClock(start_s=12 * 3600, speed=0))
-            await coop.start()
-            holder["coop"] = coop
-            ready.set()
-            while not stop.is_set():
-                await asyncio.sleep(0.05)
-            await coop.stop()
-
-        asyncio.run(main())
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    assert ready.wait(30)
-    try:
-        modbus = holder["coop"].households[0].server.port
+    with serving(lambda: SimulatedCoop(demo_households(1),
+                                       SimClock(start_s=12 * 3600, speed=0))) as coop:
+        modbus = coop.households[0].server.port
         scanned = cli("scan", f"127.0.0.1:{modbus}", "--json")
         text = cli("scan", f"127.0.0.1:{modbus}")
         result = json.loads(scanned.stdout)
@@ -113,9 +94,6 @@ def test_scan_suggests_only_devices_that_then_read(tmp_path: Path) -> None:
         config.write_text(f'[storage]\nledger = "{tmp_path / "l.sqlite"}"\n'
                           f'[[members]]\nid = "h01"\nname = "H01"\ndevices = [\n  {devices}\n]\n')
         read = cli("read", str(config), "--json")
-    finally:
-        stop.set()
-        thread.join(30)
     # The battery's unit has an inverter model (701) but no PV: named, not suggested.
     battery_unit = next(s for s in result["sunspec_units"] if "battery" in s["kinds"])
     assert "error" in battery_unit["kinds"].get("pv", {}), battery_unit["kinds"]
