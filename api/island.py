@@ -40,7 +40,7 @@ from controller.accounts.running import member_figures
 from controller.governance.audit import AuditLog
 from controller.island.grid_model import MAX_ISLAND_S, Refusal
 from controller.island.live import GridSupervisor
-from controller.island.trust import odds_summary
+from controller.island_day.trust import odds_summary
 from controller.ledger import LedgerReader
 from controller.process_image import FloatArray, ProcessImage
 

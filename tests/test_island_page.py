@@ -24,7 +24,7 @@ from api.island import NOT_DISCHARGING_W, coop_autonomy, planned_coop_soc
 from controller.island.grid_model import GridInputs, IslandCommand, TransitionRecord
 from controller.island.live import GridSupervisor
 from controller.island.plan import Problem, plan_island
-from controller.island.plan_render import Context, to_dict
+from controller.island_day.plan_render import Context, to_dict
 from controller.ledger import CycleEnergy, IntervalBook, LedgerReader, LedgerWriter
 from controller.ledger.accumulator import CarryState
 from controller.process_image import ProcessImage
