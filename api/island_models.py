@@ -1,16 +1,40 @@
-"""Typed answers of ``/api/v1/island``: the grid state, the plan and its progress, the
-transitions, and what a command answers.
+"""The requests and typed answers of ``/api/v1/island``: the grid state, the plan and its
+progress, the transitions, and what a command answers.
 
 Declared with :func:`api.contract.answers` like :mod:`api.route_models` (the routes keep
-sending their dicts; ``tests/test_route_models.py`` holds the answers to these). Times are
+sending their dicts; ``tests/test_openapi_contract.py`` holds the answers to these). Times are
 Unix seconds on the controller's clock (simulated in the demo), energies kWh, powers W.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from controller.island.grid_model import MAX_ISLAND_S
+
+
+class IslandRequest(BaseModel):
+    """A coordinator's request to run the coop as an island."""
+
+    requested_by: str = Field(min_length=1, max_length=80, description=(
+        "a note of who asks, kept in the audit row's detail; the row's who is the token's "
+        "label"))
+    start: datetime | None = Field(None, description="when to start; now if absent")
+    hours: float = Field(gt=0, le=MAX_ISLAND_S / 3600, description="how long; it lapses then")
+    required_soc_pct: float | None = Field(
+        None, ge=0, le=100, allow_inf_nan=False, description=(
+            "the required starting coop SoC; by default the saved plan's (for every tier "
+            "to hold where it can, else critical and essential)"))
+
+
+class ReturnRequest(BaseModel):
+    """A coordinator's request to end the island early."""
+
+    requested_by: str = Field(min_length=1, max_length=80)
+
 
 GridState = Literal["UNDEFINED", "ON_GRID", "GOING_OFF_GRID", "OFF_GRID", "RETURNING"]
 
@@ -64,8 +88,10 @@ class PlanFollowed(BaseModel):
     planned_at: float | None = Field(None, description="Unix seconds; null before a plan")
     plans_made: int | None = None
     replan_s: float | None = Field(None, description="seconds between re-plans")
-    feasible: bool | None = None
-    autonomy_h: Any = Field(None, description="hours each tier holds, as planned")
+    feasible: dict[str, bool] | None = Field(None, description="per tier: whether nothing "
+                                             "of it is shed")
+    autonomy_h: dict[str, float | None] | None = Field(None, description="hours, as "
+                                                       "planned")
     shed_now_w: float | None = Field(None, description="W the plan sheds now")
     shed_tiers_kwh: dict[str, float] | None = Field(None, description="kWh shed by tier")
 
@@ -105,8 +131,17 @@ class IslandPlan(BaseModel):
     coop: str | None = None
     start: str = Field(description="ISO 8601")
     end: str = Field(description="ISO 8601")
+    tz: str | None = Field(None, description="the coop's time zone")
     step_s: float = Field(description="seconds per step")
-    feasible: bool
+    steps: int | None = None
+    scenario: str | None = Field(None, description="the weather scenario planned for")
+    forecast: dict[str, Any] = Field(description="pv_kwh, and load_kwh by tier")
+    feasible: dict[str, bool] = Field(description="per tier: whether nothing of it is shed")
+    shed_kwh: dict[str, float] = Field(description="kWh shed by tier")
+    curtailed_kwh: float = Field(description="kWh of PV curtailed")
+    required_start: dict[str, Any] = Field(description="by tier: the coop and battery SoC "
+                                           "required at start (coop_pct, coop_kwh, ...)")
+    autonomy_h: dict[str, float | None] = Field(description="hours, by case")
     batteries: list[dict[str, Any]] = Field(description="each battery's capacity_kwh and "
                                             "planned soc_pct per step boundary")
     shed_schedule: list[dict[str, Any]] = Field(description="planned sheds: tier, start, "
@@ -125,14 +160,14 @@ class PlanBooked(BaseModel):
     pv_kwh: float | None = None
     from_grid_kwh: float | None = None
     intervals: int | None = None
-    hours_islanded: float | None = None
+    hours_islanded: float | None = Field(None, description="hours islanded")
 
 
 class PlanPlanned(BaseModel):
     """What the plan planned: up to now, and over the day."""
 
     coop_soc_pct_now: float | None = Field(description="%")
-    shed_kwh_so_far: float
+    shed_kwh_so_far: float = Field(description="kWh planned to be shed by now")
     shed_kwh: dict[str, float | None] = Field(description="kWh by tier, the whole day")
     curtailed_kwh: float | None
     pv_kwh: float | None = Field(description="kWh forecast")
@@ -145,7 +180,7 @@ class NextShed(BaseModel):
     tier: str
     start_ts: float
     end_ts: float
-    kwh: float | None
+    kwh: float | None = Field(description="kWh planned to be shed")
     members: dict[str, Any] = Field(description="by member id or pseudonym")
 
 
@@ -170,8 +205,8 @@ class PlanProgress(BaseModel):
     end_ts: float
     now: float = Field(description="Unix seconds, the controller's clock")
     step_s: float
-    scenario: Any = None
-    feasible: bool
+    scenario: str | None = None
+    feasible: dict[str, bool] = Field(description="per tier: whether nothing of it is shed")
     required_start_pct: dict[str, float | None] = Field(description="coop SoC % required "
                                                         "at start, by tier")
     autonomy_h: dict[str, float | None] = Field(description="hours, as planned")

@@ -4,7 +4,7 @@ whoami, overrides and opt-outs, the audit log.
 Like :class:`api.summary_model.CoopSummary`, these are the document's promise, declared
 with :func:`api.contract.answers` (``responses=``), not a step of the response: the routes
 keep sending what they sent (FastAPI's encoding of the dict, no re-validation on the
-way out), and ``tests/test_route_models.py`` holds every real answer to its model, field
+way out), and ``tests/test_openapi_contract.py`` holds every real answer to its model, field
 by field. Where a part is open by nature (a device reading's driver fields, an audit
 row's detail), the model says so with ``extra="allow"``.
 """
@@ -32,7 +32,7 @@ class WhoAmI(BaseModel):
         description="what the token may do")
     member: str | None = Field(description="a member token's own member id")
     label: str | None = Field(description="the token's label")
-    token_id: int | None = Field(description="the token's id (for `token revoke`)")
+    token_id: str | None = Field(description="the token's id (for `token revoke`)")
     expires_ts: float | None = Field(description="Unix seconds: when the token expires")
 
 
@@ -199,17 +199,21 @@ class LiveCoop(BaseModel):
     members: int
 
 
+def _flow(what: str) -> Any:
+    return Field(description=f"W, average over the cycle: {what}")
+
+
 class LiveFlows(BaseModel):
     """The dispatch's flows as average W over the cycle (null before a dispatch)."""
 
-    own_pv_used: float | None
-    to_peers: float | None
-    from_grid: float | None
-    to_grid: float | None
-    to_battery: float | None
-    from_battery: float | None
-    curtailed: float | None
-    shed: float | None
+    own_pv_used: float | None = _flow("own PV used by own loads")
+    to_peers: float | None = _flow("PV given to neighbours")
+    from_grid: float | None = _flow("imported for the loads")
+    to_grid: float | None = _flow("exported")
+    to_battery: float | None = _flow("into batteries")
+    from_battery: float | None = _flow("out of batteries")
+    curtailed: float | None = _flow("PV curtailed")
+    shed: float | None = _flow("load not served")
 
 
 class LiveMember(BaseModel):
