@@ -14,13 +14,16 @@ import contextlib
 import difflib
 import json
 import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import UnionType
-from typing import Any, Union, get_args, get_origin
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
+import httpx
 import pytest
 import schemathesis
 from fastapi import FastAPI, routing
@@ -288,3 +291,57 @@ def test_every_answer_is_its_declared_model(contract: dict) -> None:
     # tests/test_member_optouts.py and the island command tests run them.
     assert json_routes - checked <= {("POST", "/api/v1/members/{member_id}/optouts"),
                                      ("POST", "/api/v1/island/return")}, json_routes - checked
+
+
+def test_a_generated_client_reads_a_members_energy_with_a_token(
+        contract: dict, tmp_path: Path) -> None:
+    """openapi-python-client, given the live server's /openapi.json, makes a client whose
+    member_energy answers a typed Energy (not a dict), with a token made by
+    ``commonwatt token create``; a public route needs none, and a refused token is a
+    typed ErrorDetail. Everything generated stays under tmp_path."""
+    from simulators.demo_config import coop_toml
+    from tests.test_island_page import serve
+
+    h, tmp = contract["harness"], contract["tmp"]
+    config = tmp_path / "coop.toml"
+    config.write_text(coop_toml(h.coop, tmp / "ledger.sqlite", settlement_s=300))
+    made = subprocess.run(
+        [sys.executable, "-m", "controller.cli", "token", "create", str(config), "--role",
+         "member", "--member", "h01", "--label", "generated client", "--expires", "10m"],
+        capture_output=True, text=True, timeout=60, check=True)
+    secret = made.stdout.splitlines()[-1]
+    (tmp_path / "gen.yaml").write_text("post_hooks: []\n"
+                                       "package_name_override: commonwatt_client\n")
+    with serve(contract["app"]) as url:
+        generated = subprocess.run(
+            [str(Path(sys.executable).with_name("openapi-python-client")), "generate",
+             "--url", f"{url}/openapi.json", "--meta", "none", "--fail-on-warning",
+             "--output-path", str(tmp_path / "commonwatt_client"),
+             "--config", str(tmp_path / "gen.yaml")],
+            capture_output=True, text=True, timeout=120, cwd=tmp_path)
+        assert generated.returncode == 0, generated.stdout + generated.stderr
+        sys.path.insert(0, str(tmp_path))
+        try:
+            from commonwatt_client import AuthenticatedClient, Client
+            from commonwatt_client.api.members import member_energy
+            from commonwatt_client.api.ops import healthz
+            from commonwatt_client.models import Energy, ErrorDetail, Health
+            with AuthenticatedClient(base_url=url, token=secret) as client:
+                energy = member_energy.sync("h01", client=client)
+            with AuthenticatedClient(base_url=url, token="not-a-token") as client:
+                refused = member_energy.sync("h01", client=client)
+            with Client(base_url=url) as client:  # a public route: no token asked
+                health = healthz.sync(client=client)
+        finally:
+            sys.path.remove(str(tmp_path))
+            for name in [m for m in sys.modules if m.split(".")[0] == "commonwatt_client"]:
+                del sys.modules[name]
+        raw = httpx.get(f"{url}/api/v1/members/h01/energy",
+                        headers={"Authorization": f"Bearer {secret}"}).json()
+    assert get_type_hints(member_energy.sync)["return"] is not None
+    assert isinstance(energy, Energy), energy
+    assert energy.member_id == "h01" and energy.intervals == raw["intervals"] > 0
+    assert isinstance(energy.liberated_kwh, float)
+    assert energy.to_dict() == raw  # every field read back as the server sent it
+    assert isinstance(refused, ErrorDetail) and "token" in refused.detail, refused
+    assert isinstance(health, Health) and health.status.value in ("ok", "degraded"), health
