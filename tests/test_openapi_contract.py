@@ -302,6 +302,9 @@ def test_a_generated_client_reads_a_members_energy_with_a_token(
     from simulators.demo_config import coop_toml
     from tests.test_island_page import serve
 
+    generator = Path(sys.executable).with_name("openapi-python-client")
+    assert generator.exists(), ("openapi-python-client is missing: install the dev extra "
+                                "(pip install -c constraints.txt -e '.[dev]')")
     h, tmp = contract["harness"], contract["tmp"]
     config = tmp_path / "coop.toml"
     config.write_text(coop_toml(h.coop, tmp / "ledger.sqlite", settlement_s=300))
@@ -314,7 +317,7 @@ def test_a_generated_client_reads_a_members_energy_with_a_token(
                                        "package_name_override: commonwatt_client\n")
     with serve(contract["app"]) as url:
         generated = subprocess.run(
-            [str(Path(sys.executable).with_name("openapi-python-client")), "generate",
+            [str(generator), "generate",
              "--url", f"{url}/openapi.json", "--meta", "none", "--fail-on-warning",
              "--output-path", str(tmp_path / "commonwatt_client"),
              "--config", str(tmp_path / "gen.yaml")],
