@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 from numpy.typing import NDArray
@@ -40,6 +40,13 @@ class PlanState:
     solve_s: float | None
     message: str = ""
     forecast: str = ""
+    #: How the forecast has done lately (:func:`controller.planning.learner.skill`):
+    #: coop MAE and skill against persistence for PV and load; None until scored.
+    skill: dict | None = None
+
+    def as_dict(self) -> dict:
+        """JSON-ready, for ``/healthz`` and the logs (later fields may be added freely)."""
+        return asdict(self)
 
 
 class PlanWorker:
@@ -61,6 +68,9 @@ class PlanWorker:
         self._running: tuple[Future, float, float] | None = None  # future, wall start, now
         self._plan: tuple[float, FloatArray] | None = None  # solved at (clock), content
         self._last_request: float | None = None
+        self.skill: dict | None = None
+        #: Called with (solved at, content) after each plan taken (the plan's file).
+        self.on_plan: Callable[[float, FloatArray], None] | None = None
         self.state = PlanState("none", None, None)
         #: How many solves ended each way since start (for the logs and the pages).
         self.counts = {"ok": 0, "failed": 0, "late": 0}
@@ -76,15 +86,14 @@ class PlanWorker:
         self._last_request = now
         believed = forecast(now, self.steps, self.step_s)
         if believed is None:
-            self.state = PlanState("no forecast", None, None, forecast=self.forecast_name)
+            self._set("no forecast", None, None)
             return False
         pv_w, load_w = believed
         stored = np.array(stored_wh, dtype=float)
         future = self._pool.submit(self.solver, fleet, stored, pv_w, load_w, self.step_s,
                                    limits=limits)
         self._running = (future, self.wall(), now)
-        self.state = PlanState("solving", self.state.solved_at, self.state.solve_s,
-                               forecast=self.forecast_name)
+        self._set("solving", self.state.solved_at, self.state.solve_s)
         return True
 
     def _collect(self, now: float) -> None:
@@ -97,9 +106,8 @@ class PlanWorker:
                 self._running = None  # its answer is dropped: the thread finishes unheard
                 self._drop()
                 self.counts["late"] += 1
-                self.state = PlanState("late", self.state.solved_at, None,
-                                       f"no answer within {self.deadline_s:g} s",
-                                       self.forecast_name)
+                self._set("late", self.state.solved_at, None,
+                          f"no answer within {self.deadline_s:g} s")
             return
         self._running = None
         try:
@@ -107,20 +115,32 @@ class PlanWorker:
         except Exception as exc:  # noqa: BLE001 - any failure leaves greedy in charge
             self._drop()
             self.counts["failed"] += 1
-            self.state = PlanState("failed", self.state.solved_at, None, str(exc),
-                                   self.forecast_name)
+            self._set("failed", self.state.solved_at, None, str(exc))
             return
         if self.wall() - began > self.deadline_s:
             self._drop()
             self.counts["late"] += 1
-            self.state = PlanState("late", self.state.solved_at, plan.solve_s,
-                                   f"answered after {self.wall() - began:.2f} s",
-                                   self.forecast_name)
+            self._set("late", self.state.solved_at, plan.solve_s,
+                      f"answered after {self.wall() - began:.2f} s")
             return
         with self._lock:
             self._plan = (asked, plan.stored_wh)
         self.counts["ok"] += 1
-        self.state = PlanState("ok", asked, plan.solve_s, forecast=self.forecast_name)
+        self._set("ok", asked, plan.solve_s)
+        if self.on_plan is not None:
+            self.on_plan(asked, plan.stored_wh)
+
+    def _set(self, status: str, solved_at: float | None, solve_s: float | None,
+             message: str = "") -> None:
+        self.state = PlanState(status, solved_at, solve_s, message, self.forecast_name,
+                               self.skill)
+
+    def restore(self, solved_at: float, content: FloatArray, forecast: str) -> None:
+        """Take a plan saved before a restart; :meth:`targets` drops it once expired."""
+        with self._lock:
+            self._plan = (solved_at, np.asarray(content, dtype=float))
+        self.forecast_name = forecast
+        self._set("ok", solved_at, None, "restored after a restart")
 
     def _drop(self) -> None:
         """A re-plan that failed or came late: the older plan goes too, greedy is in charge."""
@@ -138,8 +158,7 @@ class PlanWorker:
         age = now - solved_at
         if age >= self.expire_s or age < 0:
             if self.state.status == "ok":
-                self.state = PlanState("expired", solved_at, self.state.solve_s,
-                                       forecast=self.forecast_name)
+                self._set("expired", solved_at, self.state.solve_s)
             return None
         k = min(int(age // self.step_s), len(content) - 1)
         return np.where(fleet.capacity_wh > 0, content[k], np.nan)
