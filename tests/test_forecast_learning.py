@@ -144,11 +144,53 @@ def test_seeded_from_the_ledger_then_kept_across_a_restart(ledger, tmp_path: Pat
         assert again.status()["forecast"] == status["forecast"]
         assert again.status()["skill"] == json.loads(json.dumps(status["skill"]))
         assert again.cloudiness is not None
+        _healthz_shows(path, again)
         expiry = again.worker.state.solved_at + again.worker.expire_s
         assert again.targets(expiry - 1, FLEET, limits) is not None
         assert again.targets(expiry, FLEET, limits) is None  # expired: greedy
     finally:
         again.close()
+
+
+class _Live:
+    """A running controller as the API sees it, with a real rolling plan behind it."""
+
+    cycle_s, settlement_s = 1.0, 3600
+
+    def __init__(self, plan: RollingPlan) -> None:
+        self.plan = plan
+
+    def devices(self) -> list[dict]:
+        return [{"name": "a/meter", "state": "ok"}]
+
+    def last_cycle_age_s(self) -> float:
+        return 0.5
+
+    def ledger_status(self) -> dict:
+        return {"state": "ok", "reason": None}
+
+    def unwritten_wh(self, after_ts: int | None) -> dict:
+        return {}
+
+    def open_interval_start(self) -> None:
+        return None
+
+    def rolling_plan(self) -> dict:
+        return self.plan.status()
+
+
+def _healthz_shows(path: Path, plan: RollingPlan) -> None:
+    """/healthz states which forecast the plan trusted and how well it has done."""
+    from fastapi.testclient import TestClient
+
+    from controller.ledger import LedgerReader
+    from tests.auth_helpers import public_app
+
+    body = TestClient(public_app(LedgerReader(path), live=_Live(plan))).get("/healthz").json()
+    shown = body["rolling_plan"]
+    assert shown["status"] == "ok" and shown["forecast"].startswith("PV: pvlib clear sky")
+    assert set(shown["skill"]["pv"]) >= {"mae_w", "persistence_mae_w", "skill"}
+    assert shown["skill"]["load"]["forecast"] == "history"
 
 
 def test_a_file_for_another_coop_or_too_old_is_not_trusted(tmp_path: Path) -> None:
