@@ -122,11 +122,11 @@ def test_seeded_from_the_ledger_then_kept_across_a_restart(ledger, tmp_path: Pat
         plan.after_cycle(now + 30, FLEET, STORED, zeros, zeros, valid, limits)
         assert plan.cloudiness is not None
         assert plan.worker.state.status == "solving"  # the profile was seeded: a forecast
-        assert plan.worker.forecast_name.startswith("PV: pvlib clear sky")
-        assert "history" in plan.worker.forecast_name  # member c has no array
         believed = plan.forecast(now, 96)
         assert believed is not None and np.isfinite(believed[0]).all()
         _wait(lambda: plan.targets(now + 40, FLEET, limits) is not None)
+        assert plan.worker.state.forecast.startswith("PV: pvlib clear sky")
+        assert "history" in plan.worker.state.forecast  # member c has no array
         before = plan.targets(now + 60, FLEET, limits)
         status = plan.status()
         assert status["status"] == "ok" and status["skill"]["pv"]["skill"] is not None

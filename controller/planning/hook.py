@@ -66,6 +66,7 @@ class RollingPlan:
         #: The background thread's last failure (learning or weather service), or "".
         self.errors: dict[str, str] = {}
         self.worker.on_plan = self._save_plan
+        self.worker.refine = self.pv_w
 
     @classmethod
     def from_config(cls, config: CoopConfig) -> RollingPlan:
@@ -112,17 +113,24 @@ class RollingPlan:
         self.profile.observe(now, pv_w, load_w, valid)
         self._background_work(now)
         if not limits.islanded:
-            self.worker.maybe_replan(now, fleet, stored_wh, self.forecast,
+            # The history profile here (cheap numpy); the providers' part (pvlib) runs in
+            # the worker thread before the solve (:meth:`pv_w`).
+            self.worker.maybe_replan(now, fleet, stored_wh, self.profile.forecast,
                                      CoopLimits(limits.import_cap_w, limits.export_cap_w))
 
     def forecast(self, now: float, steps: int, step_s: float = SLOT_S
                  ) -> tuple[FloatArray, FloatArray] | None:
-        """PV and load (W, steps × N) the next plan trusts; None while the history
-        profile has not seen a day. Says which forecast it was in the worker's state."""
+        """PV and load (W, steps × N) a plan made now would trust; None while the history
+        profile has not seen a day."""
         base = self.profile.forecast(now, steps, step_s)
         if base is None:
             return None
-        history_pv, load = base
+        return self.pv_w(now, steps, step_s, base[0]), base[1]
+
+    def pv_w(self, now: float, steps: int, step_s: float, history_pv: FloatArray
+             ) -> FloatArray:
+        """The providers' PV where they have an opinion, ``history_pv`` elsewhere; says
+        which forecast it was in the worker's state (the worker's ``refine``)."""
         pv = np.full_like(history_pv, np.nan)
         used = []
         for provider in self.providers:  # the first with an opinion on a member wins
@@ -135,12 +143,12 @@ class RollingPlan:
                 pv = np.where(fill, got, pv)
         if not used:  # no provider knew anyone: the history forecast alone, as before
             self.worker.forecast_name = FORECAST_NAME
-            return history_pv, load
+            return history_pv
         if np.isnan(pv).any():
             used.append("history")
             pv = np.where(np.isnan(pv), history_pv, pv)
         self.worker.forecast_name = f"PV: {' + '.join(used)}; {LOAD_NAME}"
-        return pv, load
+        return pv
 
     def status(self) -> dict:
         """The plan's state for ``/healthz``: status, forecast trusted, its skill, counts."""

@@ -69,6 +69,9 @@ class PlanWorker:
         self._plan: tuple[float, FloatArray] | None = None  # solved at (clock), content
         self._last_request: float | None = None
         self.skill: dict | None = None
+        #: refine(now, steps, step_s, pv_w) -> pv_w, run in the worker thread before each
+        #: solve: the costly part of the forecast stays off the cycle's thread.
+        self.refine: Callable[[float, int, float, FloatArray], FloatArray] | None = None
         #: Called with (solved at, content) after each plan taken (the plan's file).
         self.on_plan: Callable[[float, FloatArray], None] | None = None
         self.state = PlanState("none", None, None)
@@ -90,11 +93,17 @@ class PlanWorker:
             return False
         pv_w, load_w = believed
         stored = np.array(stored_wh, dtype=float)
-        future = self._pool.submit(self.solver, fleet, stored, pv_w, load_w, self.step_s,
-                                   limits=limits)
+        future = self._pool.submit(self._solve, now, fleet, stored, pv_w, load_w, limits)
         self._running = (future, self.wall(), now)
         self._set("solving", self.state.solved_at, self.state.solve_s)
         return True
+
+    def _solve(self, now: float, fleet: Fleet, stored: FloatArray, pv_w: FloatArray,
+               load_w: FloatArray, limits: CoopLimits | None) -> StoragePlan:
+        """In the worker thread: refine the PV forecast (pvlib, a weather service), solve."""
+        if self.refine is not None:
+            pv_w = self.refine(now, len(pv_w), self.step_s, pv_w)
+        return self.solver(fleet, stored, pv_w, load_w, self.step_s, limits=limits)
 
     def _collect(self, now: float) -> None:
         """Take a finished solve's answer, or give up on a late one."""
