@@ -176,3 +176,48 @@ def test_forecast_config_errors_name_the_field(table: str, message: str) -> None
     with pytest.raises(ConfigError, match=message):
         parse_config(table + FORECAST_CONFIG)
     assert parse_config(FORECAST_CONFIG).forecast.provider == "auto"
+
+
+def _site_toml(provider: str) -> str:
+    return (f'[dispatch]\nplan = true\n[forecast]\nprovider = "{provider}"\n'
+            '[site]\nlatitude = 45.76\nlongitude = 4.84\ntz = "UTC"\n'
+            '[[site.arrays]]\nmember = "h01"\nkwp = 4\n' + FORECAST_CONFIG)
+
+
+@pytest.mark.parametrize(("provider", "kinds"), [
+    ("auto", ["ClearSkyProvider"]), ("clear-sky", ["ClearSkyProvider"]), ("history", []),
+    ("open-meteo", ["OpenMeteoProvider", "ClearSkyProvider"])])
+def test_the_config_picks_the_providers(provider: str, kinds: list[str]) -> None:
+    from controller.planning.hook import RollingPlan
+
+    plan = RollingPlan.from_config(parse_config(_site_toml(provider)))
+    try:
+        assert [type(p).__name__ for p in plan.providers] == kinds
+    finally:
+        plan.close()
+
+
+def test_the_weather_is_fetched_off_the_cycle_and_fills_the_plan() -> None:
+    """The plan asks the service in its background thread; once answered, the PV of the
+    members with arrays comes from it, the others' from their history."""
+    import time
+
+    from controller.planning.hook import RollingPlan
+    from dispatch import CoopLimits, Fleet
+
+    provider = OpenMeteoProvider(SITE, IDS, fetch=lambda url, timeout: RECORDED)
+    plan = RollingPlan(3, providers=[provider], member_ids=IDS)
+    fleet = Fleet(np.zeros(3), np.zeros(3), np.zeros(3), np.zeros(3), np.ones(3))
+    try:
+        plan.after_cycle(START, fleet, np.zeros(3), np.zeros(3), np.zeros(3),
+                         np.ones(3, bool), CoopLimits())
+        end = time.monotonic() + 20
+        while provider.weather is None and time.monotonic() < end:
+            time.sleep(0.02)
+        history = np.full((96, 3), 123.0)
+        pv = plan.pv_w(START, 96, 900.0, history)
+        np.testing.assert_allclose(pv[:, :2], provider.pv_w(START, 96, 900.0)[:, :2])
+        assert (pv[:, 2] == 123.0).all()
+        assert plan.worker.forecast_name.startswith("PV: open-meteo")
+    finally:
+        plan.close()

@@ -141,6 +141,8 @@ class OpenMeteoProvider:
         inside = ((centres >= weather.centre_s[0] - weather.interval_s / 2)
                   & (centres <= weather.centre_s[-1] + weather.interval_s / 2))
         ok = np.isfinite(weather.ghi) & np.isfinite(weather.dni) & np.isfinite(weather.dhi)
+        if ok.sum() < 2 or np.isfinite(weather.temp_air).sum() < 2:
+            return None  # an answer of nulls says nothing
 
         def at(values: FloatArray) -> FloatArray:
             good = ok & np.isfinite(values)
