@@ -118,10 +118,10 @@ def test_seeded_from_the_ledger_then_kept_across_a_restart(ledger, tmp_path: Pat
         plan.after_cycle(now, FLEET, STORED, zeros, zeros, valid, limits)  # learning starts
         assert plan.worker.state.status == "no forecast"  # nothing seen yet: greedy
         _wait(lambda: plan._learning is not None and plan._learning.done())
-        plan.worker._last_request = None  # re-plan at once rather than in 15 min
         plan.after_cycle(now + 30, FLEET, STORED, zeros, zeros, valid, limits)
         assert plan.cloudiness is not None
-        assert plan.worker.state.status == "solving"  # the profile was seeded: a forecast
+        # Seeded from the ledger: a forecast, and a solve at once rather than in 15 min.
+        assert plan.worker.state.status == "solving"
         believed = plan.forecast(now, 96)
         assert believed is not None and np.isfinite(believed[0]).all()
         _wait(lambda: plan.targets(now + 40, FLEET, limits) is not None)
@@ -145,6 +145,11 @@ def test_seeded_from_the_ledger_then_kept_across_a_restart(ledger, tmp_path: Pat
         assert again.status()["skill"] == json.loads(json.dumps(status["skill"]))
         assert again.cloudiness is not None
         _healthz_shows(path, again)
+        # The first cycle after the restart: no forecast until the ledger is read again, but
+        # the restored plan is still followed.
+        again.after_cycle(now + 60, FLEET, STORED, zeros, zeros, valid, limits)
+        assert again.worker.state.status == "no forecast"
+        assert again.targets(now + 61, FLEET, limits) is not None
         expiry = again.worker.state.solved_at + again.worker.expire_s
         assert again.targets(expiry - 1, FLEET, limits) is not None
         assert again.targets(expiry, FLEET, limits) is None  # expired: greedy

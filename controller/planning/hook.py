@@ -184,7 +184,7 @@ class RollingPlan:
             try:
                 learned = self._learning.result()
             except Exception as exc:  # noqa: BLE001 - no learning: the last one stands
-                self.errors["learn"] = f"{type(exc).__name__}: {exc}"
+                self.errors = self.errors | {"learn": f"{type(exc).__name__}: {exc}"}
                 self._next_learn = now + RETRY_S
             else:
                 self._take(learned, now)
@@ -198,16 +198,16 @@ class RollingPlan:
             self._background.submit(self._refresh, refresh)
 
     def _refresh(self, providers: list) -> None:
-        for provider in providers:
-            if not provider.refresh():
-                self.errors["provider"] = f"{provider.name}: {provider.error}"
-            else:
-                self.errors.pop("provider", None)
+        for provider in providers:  # errors replaced whole: the API thread reads them
+            ok = provider.refresh()
+            rest = {k: v for k, v in self.errors.items() if k != "provider"}
+            self.errors = rest if ok else rest | {"provider": f"{provider.name}: "
+                                                              f"{provider.error}"}
 
     def _take(self, learned: Learned, now: float) -> None:
         """Use a day's learning (on the cycle's thread: only references change hands,
         except the first time, when the profile is seeded from the window)."""
-        self.errors.pop("learn", None)
+        self.errors = {k: v for k, v in self.errors.items() if k != "learn"}
         self._next_learn = (now // 86400 + 1) * 86400 + 600  # tomorrow, once booked
         if learned.cloudiness is not None:
             self.cloudiness = learned.cloudiness
@@ -215,6 +215,7 @@ class RollingPlan:
         if not self._seeded:
             self.profile.seed(learned.start_s, learned.pv_w, learned.load_w)
             self._seeded = True
+            self.worker.replan_soon()  # the profile has a forecast now: no need to wait
 
     def _save_plan(self, solved_at: float, content: FloatArray) -> None:
         """Keep a new plan (and what was learned) in the file, off the cycle's thread."""

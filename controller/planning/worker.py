@@ -89,7 +89,11 @@ class PlanWorker:
         self._last_request = now
         believed = forecast(now, self.steps, self.step_s)
         if believed is None:
-            self._set("no forecast", None, None)
+            with self._lock:
+                held = self._plan
+            # A plan still held (restored after a restart) is followed until it expires.
+            self._set("no forecast", None if held is None else held[0], None,
+                      "" if held is None else "following the plan held until it expires")
             return False
         pv_w, load_w = believed
         stored = np.array(stored_wh, dtype=float)
@@ -143,6 +147,10 @@ class PlanWorker:
              message: str = "") -> None:
         self.state = PlanState(status, solved_at, solve_s, message, self.forecast_name,
                                self.skill)
+
+    def replan_soon(self) -> None:
+        """Let the next :meth:`maybe_replan` start a solve (a forecast just became ready)."""
+        self._last_request = None
 
     def restore(self, solved_at: float, content: FloatArray, forecast: str) -> None:
         """Take a plan saved before a restart; :meth:`targets` drops it once expired."""
