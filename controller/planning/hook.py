@@ -63,7 +63,7 @@ class RollingPlan:
         self._next_learn: float | None = None  # controller clock
         self._next_refresh: float | None = None
         self._started = self._seeded = False
-        #: The background thread's last failure (learning or weather service), or "".
+        #: The background thread's last failures, by what failed ("learn", "provider").
         self.errors: dict[str, str] = {}
         self.worker.on_plan = self._save_plan
         self.worker.refine = self.pv_w
