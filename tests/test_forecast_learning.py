@@ -144,6 +144,9 @@ def test_seeded_from_the_ledger_then_kept_across_a_restart(ledger, tmp_path: Pat
         assert again.status()["forecast"] == status["forecast"]
         assert again.status()["skill"] == json.loads(json.dumps(status["skill"]))
         assert again.cloudiness is not None
+        start, pv, load = again.worker.last_forecast  # the coop's forecast the plan trusted
+        assert start == plan.worker.last_forecast[0] and len(pv) == len(load) == 96
+        np.testing.assert_allclose(pv, plan.worker.last_forecast[1], atol=0.05)
         _healthz_shows(path, again)
         # The first cycle after the restart: no forecast until the ledger is read again, but
         # the restored plan is still followed.

@@ -173,6 +173,7 @@ class RollingPlan:
             return
         self.cloudiness = kept["cloudiness"]
         self.worker.skill = kept.get("skill")
+        self.worker.last_forecast = kept.get("coop_forecast")
         if kept["plan"] is not None:
             self.worker.restore(*kept["plan"], forecast=str(kept.get("forecast", "")))
 
@@ -223,7 +224,7 @@ class RollingPlan:
             return
         self._background.submit(store.save, self.store_path, self.member_ids, solved_at,
                                 self.worker.forecast_name, (solved_at, content),
-                                self.cloudiness, self.worker.skill)
+                                self.cloudiness, self.worker.skill, self.worker.last_forecast)
 
     def close(self) -> None:
         """Stop the worker threads."""

@@ -1,8 +1,9 @@
 """The rolling plan's file beside the ledger: what must survive a restart.
 
 ``rolling-plan.json`` (owner-only, 0600, replaced atomically like the island plan) holds
-the newest plan's content targets and when it was solved, the forecast it trusted, the
-cloudiness learned from the ledger and the forecasts' recent skill. After a restart the
+the newest plan's content targets and when it was solved, the forecast it trusted (its
+name, and the coop's PV and load per step), the cloudiness learned from the ledger and
+the forecasts' recent skill. After a restart the
 plan is followed again until it expires (:class:`~controller.planning.worker.PlanWorker`
 drops targets older than ``expire_s``), and the cloudiness is used until it is older than
 :data:`CLOUD_MAX_AGE_S`, so the controller does not run greedy for a day while it
@@ -35,10 +36,12 @@ def path_beside(ledger: Path) -> Path:
 
 def save(path: Path, member_ids: list[str], saved_at: float, forecast: str,
          plan: tuple[float, FloatArray] | None, cloudiness: Cloudiness | None,
-         skill: dict | None) -> None:
-    """Write the file (atomically, 0600)."""
+         skill: dict | None,
+         coop_forecast: tuple[float, FloatArray, FloatArray] | None = None) -> None:
+    """Write the file (atomically, 0600). ``coop_forecast``: (start, PV W, load W) per
+    step, summed over members, as the plan trusted it."""
     body: dict = {"version": VERSION, "members": member_ids, "saved_at": saved_at,
-                  "forecast": forecast, "skill": skill,
+                  "forecast": forecast, "skill": skill, "coop_forecast": None,
                   "cloudiness": None if cloudiness is None else cloudiness.as_dict(),
                   "plan": None}
     if plan is not None:
@@ -46,13 +49,17 @@ def save(path: Path, member_ids: list[str], saved_at: float, forecast: str,
         body["plan"] = {"solved_at": solved_at,
                         "stored_wh": np.where(np.isnan(content), None,
                                               np.round(content, 1)).tolist()}
+    if coop_forecast is not None:
+        start, pv, load = coop_forecast
+        body["coop_forecast"] = {"start": start, "pv_w": np.round(pv, 1).tolist(),
+                                 "load_w": np.round(load, 1).tolist()}
     write_private(path, json.dumps(body, separators=(",", ":")))
 
 
 def load(path: Path, member_ids: list[str], now: float) -> dict | None:
-    """The file's contents for this coop, with ``plan`` as (solved at, content) and
-    ``cloudiness`` as a :class:`Cloudiness` (None when too old); None without a usable
-    file."""
+    """The file's contents for this coop, with ``plan`` as (solved at, content),
+    ``coop_forecast`` as (start, PV, load) and ``cloudiness`` as a :class:`Cloudiness`
+    (None when too old); None without a usable file."""
     try:
         body = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -67,6 +74,10 @@ def load(path: Path, member_ids: list[str], now: float) -> dict | None:
             if content.ndim != 2 or content.shape[1] != len(member_ids):
                 return None
             body["plan"] = (float(plan["solved_at"]), content)
+        shown = body.get("coop_forecast")
+        if shown is not None:
+            body["coop_forecast"] = (float(shown["start"]), np.array(shown["pv_w"], dtype=float),
+                                     np.array(shown["load_w"], dtype=float))
         cloud = body.get("cloudiness")
         if cloud is not None:
             learned = Cloudiness.from_dict(cloud)

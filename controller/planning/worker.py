@@ -72,6 +72,10 @@ class PlanWorker:
         #: refine(now, steps, step_s, pv_w) -> pv_w, run in the worker thread before each
         #: solve: the costly part of the forecast stays off the cycle's thread.
         self.refine: Callable[[float, int, float, FloatArray], FloatArray] | None = None
+        #: The coop's PV and load (W per step, summed over members) the newest plan
+        #: trusted, from when: (start, pv_w, load_w); for the plan's file and the pages.
+        self.last_forecast: tuple[float, FloatArray, FloatArray] | None = None
+        self._believed: tuple[float, FloatArray, FloatArray] | None = None
         #: Called with (solved at, content) after each plan taken (the plan's file).
         self.on_plan: Callable[[float, FloatArray], None] | None = None
         self.state = PlanState("none", None, None)
@@ -107,6 +111,7 @@ class PlanWorker:
         """In the worker thread: refine the PV forecast (pvlib, a weather service), solve."""
         if self.refine is not None:
             pv_w = self.refine(now, len(pv_w), self.step_s, pv_w)
+        self._believed = (now, pv_w.sum(axis=1), load_w.sum(axis=1))
         return self.solver(fleet, stored, pv_w, load_w, self.step_s, limits=limits)
 
     def _collect(self, now: float) -> None:
@@ -139,6 +144,7 @@ class PlanWorker:
         with self._lock:
             self._plan = (asked, plan.stored_wh)
         self.counts["ok"] += 1
+        self.last_forecast = self._believed
         self._set("ok", asked, plan.solve_s)
         if self.on_plan is not None:
             self.on_plan(asked, plan.stored_wh)
