@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from controller.island.plan import Problem, plan_island
-from controller.island.reserve import check_reserve, verdict
+from controller.island_day.reserve import check_reserve, verdict
 from dispatch.fleet import Fleet
 from tests.test_island_plan import problems
 
@@ -64,7 +64,7 @@ def test_bad_reserve_settings_name_the_field() -> None:
 
 
 def test_black_start_reserve_names_a_grid_former_that_ends_too_low() -> None:
-    from controller.island.black_start import check_black_start
+    from controller.island_day.black_start import check_black_start
 
     # 1000 W for 24 h from a 50 kWh battery at 30 %: 15 kWh, so it runs to its floor (0 %)
     # and ends below 10 %: named, with no critical hours left.
@@ -84,8 +84,8 @@ def test_black_start_reserve_names_a_grid_former_that_ends_too_low() -> None:
 def test_black_start_reserve_is_a_constraint_of_the_plan_and_its_verdict_can_fail() -> None:
     from dataclasses import replace
 
-    from controller.island.black_start import check_black_start
     from controller.island.plan_black_start import end_floor_wh
+    from controller.island_day.black_start import check_black_start
 
     # 1000 W for 24 h (critical 30 %, essential 30 %, flexible 40 %), no PV, a 50 kWh
     # grid-former, reserve 10 % = 5 kWh.

@@ -14,7 +14,7 @@ and the plan must never answer "infeasible". The weight sits between the tiers
 flexible loads before it eats into the reserve, and eats into the reserve
 before it sheds the critical tier (the critical loads now are certain, the
 black start is a contingency). Any shortfall left fails the report's verdict
-(:func:`controller.island.black_start.check_black_start`). In the required
+(:func:`controller.island_day.black_start.check_black_start`). In the required
 starting SoC's LPs it costs as much as a tier that must hold, so the starting
 SoC the island eve charges to includes the reserve.
 """

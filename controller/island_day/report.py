@@ -5,13 +5,13 @@ and writes, into one directory:
 
 * ``summary.json``: the coop's, each member's, each tier's and each
   battery's figures over the island window, and the plan's verdict;
-* one PNG per chart (:mod:`~controller.island.report_plots`);
+* one PNG per chart (:mod:`~controller.island_day.report_plots`);
 * ``report.html``: one self-contained page, readable on a phone
-  (:mod:`~controller.island.report_html`).
+  (:mod:`~controller.island_day.report_html`).
 
 **Window.** By default the last island episode in the ledger: its islanded
 intervals (``islanded_s > 0``), joined across breaks shorter than an hour
-(:data:`~controller.island.report_inputs.JOIN_S`: a short reconnection or a
+(:data:`~controller.island_day.report_inputs.JOIN_S`: a short reconnection or a
 controller restart stays one day). A ledger that never islanded gives its
 last 24 h. ``--from``/``--to`` choose it by hand (one alone means 24 h from
 or to it). The window is cut to whole settlement intervals; every figure
@@ -69,7 +69,8 @@ from controller.accounts.figures import (
 )
 from controller.config import ConfigError
 from controller.island.plan import TIERS
-from controller.island.report_batteries import (
+from controller.island.site import parse_tz
+from controller.island_day.report_batteries import (
     BATTERY_IN,
     BATTERY_OUT,
     Battery,
@@ -77,8 +78,8 @@ from controller.island.report_batteries import (
     lost_batteries,
     rebuild_batteries,
 )
-from controller.island.report_day import audit_beside, black_start_summary, eve_summary
-from controller.island.report_inputs import (
+from controller.island_day.report_day import audit_beside, black_start_summary, eve_summary
+from controller.island_day.report_inputs import (
     FloatArray,
     ReportConfig,
     ReportInputError,
@@ -89,8 +90,7 @@ from controller.island.report_inputs import (
     plan_shed_kw,
     read_plan,
 )
-from controller.island.site import parse_tz
-from controller.island.trust import odds_summary
+from controller.island_day.trust import odds_summary
 from controller.ledger import LedgerReader
 from controller.ledger.schema import MEMBER_COLUMNS
 from dispatch.rounding import LEDGER_FIELDS
@@ -343,8 +343,8 @@ def _iso(ts: float, tz: tzinfo) -> str:
 # ------------------------------------------------------------------ output and command
 def write_report(report: IslandReport, out: Path) -> list[Path]:
     """Write ``summary.json``, the PNGs and ``report.html`` into ``out``; the paths written."""
-    from controller.island.report_html import render_html
-    from controller.island.report_plots import render_plots
+    from controller.island_day.report_html import render_html
+    from controller.island_day.report_plots import render_plots
 
     out.mkdir(parents=True, exist_ok=True)
     plots = render_plots(report, out)

@@ -31,13 +31,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from controller.island.plan import LEVELS, TIERS, Plan, Problem, plan_island
-from controller.island.plan_render import Context, to_dict
+from controller.island_day.plan_render import Context, to_dict
 from dispatch.fleet import Fleet
 from simulators.coop import SimulatedCoop
 from simulators.modbus_server import Fault
 
 if TYPE_CHECKING:
-    from controller.island.rehearse import RehearsalOptions
+    from controller.island_day.rehearse import RehearsalOptions
 
 STEP_S = 900
 SAMPLES_PER_STEP = 15

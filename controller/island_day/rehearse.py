@@ -11,7 +11,7 @@ port) on a sped-up :class:`~simulators.clock.SimClock`, in about a minute:
    answers every request with a Modbus exception,
    :meth:`~simulators.coop.SimulatedCoop.add_dropout`);
 2. the island is planned from the simulator's own day without those events
-   (:mod:`controller.island.rehearse_plan`) and the batteries are charged to the
+   (:mod:`controller.island_day.rehearse_plan`) and the batteries are charged to the
    plan's required starting SoC; the plan is written to ``DIR/plan.json``;
 3. the controller starts on a fresh ``DIR/ledger.sqlite`` with the simulated
    clock held at ``--start``; once it reports ``ON_GRID`` the island is asked
@@ -21,7 +21,7 @@ port) on a sped-up :class:`~simulators.clock.SimClock`, in about a minute:
    PCC breaker when the state is ``GOING_OFF_GRID`` and closes it when it is
    ``RETURNING`` (the command lapsing by itself); once ``ON_GRID`` again the
    controller is stopped cleanly;
-5. the island report (:mod:`controller.island.report`) is written into
+5. the island report (:mod:`controller.island_day.report`) is written into
    ``DIR`` beside ``rehearsal.json``: the run's own figures (wall time,
    cycles, cycles missed, cycle times, what the simulator could not serve,
    every battery's lowest SoC against its floor, the dispatch's tier order).
@@ -79,14 +79,14 @@ from controller.demo import start_embedded_broker
 from controller.files import write_private
 from controller.governance.local import local_secret_path, read_local_secret
 from controller.island.grid_model import GridState
-from controller.island.rehearse_plan import (
+from controller.island_day.rehearse_plan import (
     Preparation,
     day_start,
     inject_events,
     plan_json,
     prepare,
 )
-from controller.island.rehearse_report import finish, progress_bar
+from controller.island_day.rehearse_report import finish, progress_bar
 from controller.ledger import LedgerReader
 from controller.ledger.lock import WriterLock
 from controller.runtime import Runtime

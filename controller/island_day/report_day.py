@@ -26,9 +26,9 @@ from typing import Any
 import numpy as np
 
 from controller.governance.audit import AuditLog
-from controller.island.black_start import BLACK_START_PCT
-from controller.island.report_batteries import Battery
-from controller.island.report_inputs import ReportConfig, Window
+from controller.island_day.black_start import BLACK_START_PCT
+from controller.island_day.report_batteries import Battery
+from controller.island_day.report_inputs import ReportConfig, Window
 
 #: A battery reached the plan's starting SoC when this close to it, %.
 REACHED_TOL_PCT = 0.5

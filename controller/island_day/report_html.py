@@ -15,12 +15,12 @@ from html import escape
 from typing import TYPE_CHECKING
 
 from controller.island.plan import TIERS
-from controller.island.report_day import day_edges_html
-from controller.island.trust import odds_html
+from controller.island_day.report_day import day_edges_html
+from controller.island_day.trust import odds_html
 
 if TYPE_CHECKING:
-    from controller.island.report import IslandReport
-    from controller.island.report_plots import Plot
+    from controller.island_day.report import IslandReport
+    from controller.island_day.report_plots import Plot
 
 CSS = """
 *{box-sizing:border-box}
