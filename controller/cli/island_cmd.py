@@ -156,6 +156,7 @@ def _history(config: CoopConfig, coop: Coop, start: datetime,
 def plan_command(args: argparse.Namespace) -> int:
     """Print the island plan; 2 on bad input."""
     from controller.config import ConfigError
+    from controller.island.array_estimate import estimate_arrays
     from controller.island.device_facts import read_battery_facts_sync
     from controller.island.forecast import load_forecast_w, pv_forecast_w
     from controller.island.plan import Problem, plan_island
@@ -164,10 +165,12 @@ def plan_command(args: argparse.Namespace) -> int:
 
     try:
         config, site, island = load_island_config(args.config)
+        start = parse_start(args.start, site.tzinfo)
+        # A PV member without [[site.arrays]]: its array from the ledger's PV history.
+        site, estimates, no_array = estimate_arrays(config, site, config.storage.ledger, start)
         # What [[island.batteries]] leaves out (capacity, SoC, limits) the batteries say.
         facts = read_battery_facts_sync(config, island)
-        coop = resolve(config, site, island, str(args.config), facts)
-        start = parse_start(args.start, site.tzinfo)
+        coop = resolve(config, site, island, str(args.config), facts, no_array)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
@@ -188,9 +191,10 @@ def plan_command(args: argparse.Namespace) -> int:
     ctx = Context(coop.name, site.tzinfo, site.tz, args.scenario,
                   [m for m, h in zip(coop.member_ids, from_history, strict=True) if h])
     trust = None if args.no_odds else _assess(plan, config, coop, start, island, steps)
+    stated = [e.statement() for e in estimates]
     if args.json:
         out = to_dict(plan, ctx)
-        out["notes"] = [note] if note else []
+        out["notes"] = stated + ([note] if note else [])
         if trust is not None:
             from controller.island.trust import to_json
             out.update(to_json(trust, plan, site.tzinfo))
@@ -201,8 +205,8 @@ def plan_command(args: argparse.Namespace) -> int:
         if trust is not None:
             from controller.island.trust import render_text as trust_text
             sys.stdout.write(trust_text(trust, plan, site.tzinfo))
-        if note:
-            print(f"\nNote: {note}")
+        for line in [*stated, *([note] if note else [])]:
+            print(f"\nNote: {line}")
     return 0
 
 
