@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 
 from api.auth import Viewer, viewer_of
-from controller.governance.audit import AuditLog, merged
+from controller.governance.audit import AuditLog, clock_of, merged
 from controller.ledger import LedgerReader
 
 
@@ -48,7 +48,8 @@ def audit_router(log: AuditLog, reader: LedgerReader | None) -> APIRouter:
         seq, head = log.head()
         viewer = viewer_of(request)
         return {"head": {"seq": seq, "hash": head},
-                "rows": [shown(r, viewer) for r in merged(rows, transitions)[-limit:]]}
+                "rows": [shown(r, viewer)
+                         for r in merged(rows, transitions, clock_of(log.path))[-limit:]]}
 
     @router.get("/verify")
     def verify(
