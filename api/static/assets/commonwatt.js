@@ -56,6 +56,7 @@ const CW = (() => {
     constructor(url, status, detail) { super(`${url} answered ${status}: ${detail}`); this.status = status; }
   }
   async function getJSON(url) {
+    await CWClock.ready;  // what a page does with the answer is on the controller's clock
     const r = await fetch(url, { cache: "no-store", credentials: "same-origin" });
     if (!r.ok) {
       let detail = r.statusText;
