@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 from api.accounts import accounts_router
 from api.auth import Authority, viewer_of
 from api.auth.login import login_router
+from api.clock import clock_router
 from api.contract import answers, install_contract, operation_id
 from api.errors import bad_query
 from api.governance.optouts import optouts_router
@@ -290,6 +291,7 @@ def create_app(reader: LedgerReader, live: LiveView | None = None,
         reader, live if hasattr(live, "grid_supervisor") else None,  # type: ignore[arg-type]
         config.plan_path if config is not None else None, audit=auth.audit))
     app.include_router(audit_router(auth.audit, reader))
+    app.include_router(clock_router(live))
     app.include_router(overrides_router(live, auth.audit))
     app.include_router(optouts_router(live, auth.audit))
     app.include_router(login_router(auth))

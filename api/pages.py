@@ -25,6 +25,7 @@ PAGES = {
 ASSETS = {
     "commonwatt.css": "text/css; charset=utf-8",
     "commonwatt.js": "text/javascript; charset=utf-8",
+    "clock.js": "text/javascript; charset=utf-8",
     "favicon.svg": "image/svg+xml",
 }
 

@@ -76,7 +76,9 @@ class AuditRow(BaseModel):
 
     source: Literal["audit", "ledger"]
     seq: int | None = Field(None, description="audit rows: position in the chain")
-    ts: float = Field(description="Unix seconds, controller clock")
+    ts: float = Field(description="Unix seconds, on the clock named by `clock`")
+    clock: str | None = Field(None, description="`wall`, or `simulated N×` when the row was "
+                              "written on a simulated controller clock (demo, rehearsal)")
     who: str = Field(description="the token's label (a hidden member's: its pseudonym)")
     role: str
     action: str = Field(description="e.g. token.create, island.command, grid.transition")

@@ -20,7 +20,7 @@ from controller.accounts.export import pseudonym, pseudonym_salt
 from controller.accounts.running import running_figures
 from controller.config import ConfigError, CoopConfig
 from controller.cycle import Controller, CycleReport
-from controller.governance.audit import AuditLog
+from controller.governance.audit import WALL, AuditLog, simulated_label, use_clock
 from controller.governance.local import forget_local_secret, new_local_secret
 from controller.ledger import LedgerReader
 from controller.mqtt_publish import MqttPublisher
@@ -53,6 +53,14 @@ class Runtime:
         #: A config file to reload before the next cycle (SIGHUP, :meth:`request_reload`).
         self._reload_from: Path | None = None
         self.controller = Controller(config, clock, nominal_dt_s)
+        #: Simulated seconds per wall second: the demo's and a rehearsal's ``--speed``.
+        self.speed = nominal_dt_s / self.cycle_s if nominal_dt_s else 1.0
+        #: Which clock the controller runs on: the pages and the audit log say it, so that a
+        #: simulated time is never read as wall time (``simulated 60×``).
+        self.clock_label = WALL if clock is time.time else simulated_label(self.speed)
+        # Rows this process writes to the coop's audit log: on the controller's clock.
+        use_clock(AuditLog.beside(config.storage.ledger).path,
+                  None if clock is time.time else clock, self.clock_label)
         # Only the ledger's writer (the lock is taken above) writes the local secret, with
         # which the CLI on this host may command without a token (0600: the service user's).
         self._local_secret = new_local_secret(config.storage.ledger)
@@ -107,6 +115,11 @@ class Runtime:
     def now(self) -> float:
         """The controller's clock (simulated in the demo)."""
         return self.controller.clock()
+
+    def clock(self) -> dict[str, object]:
+        """The controller's clock for the pages: now, whether simulated, how fast."""
+        return {"now": self.now(), "clock": self.clock_label,
+                "simulated": self.clock_label != WALL, "speed": self.speed}
 
     def ledger_status(self) -> dict[str, object]:
         """The ledger writer's state: ``ok`` or ``failing`` with the reason."""
@@ -315,6 +328,7 @@ class Runtime:
             await asyncio.to_thread(self.timeseries.close)
         # The local secret dies with the controller (a later one writes its own).
         forget_local_secret(self.config.storage.ledger, self._local_secret)
+        use_clock(AuditLog.beside(self.config.storage.ledger).path, None)
         await asyncio.to_thread(self.controller.close)
 
     async def wait_until_serving(self, timeout_s: float = 30.0) -> None:

@@ -8,7 +8,7 @@ then every shipped vendor template is probed with reads only; a template matches
 when its points decode to plausible values, its identity registers hold a model
 or serial, and no manufacturer string the device gives (SunSpec ``Mn``, or the
 template's own manufacturer register) names another maker. Nothing is ever
-written to the device. The JSON shape is documented in the README.
+written to the device. The JSON shape is documented in docs/reference.md.
 """
 
 from __future__ import annotations

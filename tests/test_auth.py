@@ -118,6 +118,7 @@ TABLE = [
     ("GET", "/metrics", None, (200, 200, 200, 200)),
     ("GET", "/api/v1/live", None, (200, 200, 200, 200)),
     ("GET", "/api/v1/whoami", None, (200, 200, 200, 200)),
+    ("GET", "/api/v1/clock", None, (200, 200, 200, 200)),
     ("GET", "/api/v1/members", None, (200, 200, 200, 200)),
     ("GET", "/api/v1/coop/summary", None, (200, 200, 200, 200)),
     ("GET", "/api/v1/coop/report?month=1970-01", None, (200, 200, 200, 200)),

@@ -232,6 +232,12 @@ def test_cli_rehearse_writes_the_report(tmp_path: Path) -> None:
         cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "Island rehearsal" in done.stdout
+    # stderr: what it does, the island going as it goes, and nothing from the libraries
+    said = done.stderr.splitlines()
+    assert said and all(line.startswith("island rehearse: ") for line in said), done.stderr
+    assert any("planning a 2 h island" in line for line in said)
+    assert any(", OFF_GRID, islanded " in line for line in said)
+    assert said[-1].startswith("island rehearse: writing the report to ")
     assert (out / "report.html").is_file() and (out / "summary.json").is_file()
     assert list(out.glob("*.png"))
     # the short run islands too, now that a hiccup cannot back the grid-former off

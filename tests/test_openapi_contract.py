@@ -261,6 +261,7 @@ def test_every_answer_is_its_declared_model(contract: dict) -> None:
          json={"requested_by": "test", "hours": 1, "required_soc_pct": 0})
     call("POST", "/api/v1/island/return", coordinator, json={"requested_by": "test"})
     call("POST", "/api/v1/island/eve/cancel", coordinator, json={"requested_by": "test"})
+    call("GET", "/api/v1/clock", {})
 
     declared, doc = _declared_answers(app), app.openapi()
     problems, checked = [], set()

@@ -51,6 +51,7 @@ ROUTE_POLICY: dict[tuple[str, str], Policy] = {
     ("POST", "/login"): PUBLIC,
     ("POST", "/logout"): PUBLIC,
     ("GET", "/api/v1/whoami"): PUBLIC,
+    ("GET", "/api/v1/clock"): PUBLIC,
     # Coop-wide figures: public; members who are not public appear under pseudonyms.
     ("GET", "/api/v1/members"): PUBLIC,
     ("GET", "/api/v1/coop/summary"): PUBLIC,

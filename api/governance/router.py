@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request
 from api.auth import Viewer, viewer_of
 from api.contract import answers
 from api.route_models import AuditLogPage, AuditVerdict
-from controller.governance.audit import AuditLog, merged
+from controller.governance.audit import AuditLog, clock_of, merged
 from controller.ledger import LedgerReader
 
 
@@ -50,7 +50,8 @@ def audit_router(log: AuditLog, reader: LedgerReader | None) -> APIRouter:
         seq, head = log.head()
         viewer = viewer_of(request)
         return {"head": {"seq": seq, "hash": head},
-                "rows": [shown(r, viewer) for r in merged(rows, transitions)[-limit:]]}
+                "rows": [shown(r, viewer)
+                         for r in merged(rows, transitions, clock_of(log.path))[-limit:]]}
 
     @router.get("/verify", responses=answers(AuditVerdict))
     def verify(

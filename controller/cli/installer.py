@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     scan.add_argument("--unit", type=int, help="Modbus unit id (default: sweep the common "
                       "ones, 1 2 3 100 126 200 201 240 247; templates at their own)")
     scan.add_argument("--timeout", type=positive, default=1.0, help="seconds per request")
-    scan.add_argument("--json", action="store_true", help="print JSON (schema in README)")
+    scan.add_argument("--json", action="store_true", help="print JSON (see docs/reference.md)")
     scan.set_defaults(func=scan_command)
 
     devices = sub.add_parser("devices", help="health of every device of a running controller")

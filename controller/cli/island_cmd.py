@@ -160,15 +160,18 @@ def plan_command(args: argparse.Namespace) -> int:
     from controller.island.forecast import load_forecast_w, pv_forecast_w
     from controller.island.plan import Problem, plan_island
     from controller.island.site import load_island_config, resolve
+    from controller.island_day.array_estimate import estimate_arrays
     from controller.island_day.plan_render import Context, render_text, to_dict
     from controller.island_day.trust import with_black_start
 
     try:
         config, site, island = load_island_config(args.config)
+        start = parse_start(args.start, site.tzinfo)
+        # A PV member without [[site.arrays]]: its array from the ledger's PV history.
+        site, estimates, no_array = estimate_arrays(config, site, config.storage.ledger, start)
         # What [[island.batteries]] leaves out (capacity, SoC, limits) the batteries say.
         facts = read_battery_facts_sync(config, island)
-        coop = resolve(config, site, island, str(args.config), facts)
-        start = parse_start(args.start, site.tzinfo)
+        coop = resolve(config, site, island, str(args.config), facts, no_array)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
@@ -190,9 +193,10 @@ def plan_command(args: argparse.Namespace) -> int:
     ctx = Context(coop.name, site.tzinfo, site.tz, args.scenario,
                   [m for m, h in zip(coop.member_ids, from_history, strict=True) if h])
     trust = None if args.no_odds else _assess(plan, config, coop, start, island, steps)
+    stated = [e.statement() for e in estimates]
     if args.json:
         out = to_dict(plan, ctx)
-        out["notes"] = [note] if note else []
+        out["notes"] = stated + ([note] if note else [])
         if trust is not None:
             from controller.island_day.trust import to_json
             out.update(to_json(trust, plan, site.tzinfo))
@@ -203,8 +207,8 @@ def plan_command(args: argparse.Namespace) -> int:
         if trust is not None:
             from controller.island_day.trust import render_text as trust_text
             sys.stdout.write(trust_text(trust, plan, site.tzinfo))
-        if note:
-            print(f"\nNote: {note}")
+        for line in [*stated, *([note] if note else [])]:
+            print(f"\nNote: {line}")
     return 0
 
 
@@ -255,14 +259,17 @@ def rehearse_command(args: argparse.Namespace) -> int:
     from controller.island_day.rehearse import RehearsalError, RehearsalOptions, rehearse
     from controller.island_day.rehearse_report import render_text
     from controller.ledger.lock import LedgerLockedError
+    from devices.modbus.transport import quiet_pymodbus
 
     if not 2 <= args.households <= 16 or args.speed <= 0:
         print("island rehearse: --households from 2 to 16 and a --speed above 0, please",
               file=sys.stderr)
         return 2
+    # pymodbus logs a late answer to a timed-out request as a warning; the controller
+    # already counts it as that device's error (rehearsal.json: device_errors).
+    quiet_pymodbus()
     options = RehearsalOptions(hours=args.hours, speed=args.speed, start=args.start,
-                               out=args.out, households=args.households,
-                               progress=sys.stderr.isatty())
+                               out=args.out, households=args.households)
     if args.no_events:
         options = replace(options, cloud=None, dropout_hour=None)
     try:

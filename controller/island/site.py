@@ -100,13 +100,16 @@ def load_island_config(path: str | Path) -> tuple[CoopConfig, SiteConfig, Island
 
 def resolve(config: CoopConfig, site: SiteConfig, island: IslandConfig,
             source: str = "<config>",
-            facts: Mapping[str, BatteryFacts | Unread] | None = None) -> Coop:
+            facts: Mapping[str, BatteryFacts | Unread] | None = None,
+            no_array: Mapping[str, str] | None = None) -> Coop:
     """Check the tables against the members and turn them into arrays.
 
     ``facts`` are the batteries' own figures (:mod:`.device_facts`), for what the file leaves
     out: a battery device without an ``[[island.batteries]]`` entry, its SoC, its power
     limits. ``None``: the devices were not asked (``config check``), so only what the file
-    says is checked; each missing thing is reported once, by the check that owns it."""
+    says is checked; each missing thing is reported once, by the check that owns it.
+    ``no_array``: for PV members without an array, why none could be estimated from the
+    ledger (:mod:`controller.island_day.array_estimate`), said in their error."""
     ids = [m.id for m in config.members]
     index = {m: i for i, m in enumerate(ids)}
     problems: list[str] = []
@@ -194,12 +197,14 @@ def resolve(config: CoopConfig, site: SiteConfig, island: IslandConfig,
             (b.efficiency if b else None) or (device.efficiency if device else 0.92))
         columns["stored"].append(capacity * soc / 100.0)
     arrays = {a.member for a in site.arrays}
+    no_array = no_array or {}
     for i, m in enumerate(config.members):
         if m.device("pv") is not None and m.id not in arrays:
+            why = f", and none could be estimated: {no_array[m.id]}" if m.id in no_array else ""
             problems.append(f"{source}: site.arrays: member {m.id!r} (members[{i}]) has a PV "
-                            "inverter but no [[site.arrays]] entry, so the plan would count no "
-                            f"sun for it; add [[site.arrays]] member = {m.id!r} with kwp (tilt "
-                            "and azimuth default to 30 and 180)")
+                            f"inverter but no [[site.arrays]] entry{why}, so the plan would "
+                            f"count no sun for it; add [[site.arrays]] member = {m.id!r} with "
+                            "kwp (tilt and azimuth default to 30 and 180)")
     if problems:
         raise ConfigError("\n".join(problems))
     col = {k: np.array(v, dtype=np.float64) for k, v in columns.items()}

@@ -63,12 +63,12 @@ import asyncio
 import gc
 import json
 import math
+import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -86,7 +86,8 @@ from controller.island_day.rehearse_plan import (
     plan_json,
     prepare,
 )
-from controller.island_day.rehearse_report import finish, progress_bar
+from controller.island_day.rehearse_progress import ProgressLines
+from controller.island_day.rehearse_report import finish
 from controller.ledger import LedgerReader
 from controller.ledger.lock import WriterLock
 from controller.runtime import Runtime
@@ -289,7 +290,7 @@ class _Session:
     """One rehearsal in flight: the coop, the controller, the breaker and the log."""
 
     def __init__(self, options: RehearsalOptions, coop: SimulatedCoop, clock: HeldClock,
-                 progress) -> None:  # noqa: ANN001 - rich.progress.Progress or None
+                 progress: ProgressLines | None) -> None:
         self.options, self.coop, self.clock, self.progress = options, coop, clock, progress
         self.log = CycleLog()
         self.done = asyncio.Event()
@@ -300,7 +301,8 @@ class _Session:
         self.served: list[np.ndarray] = []
         self.shed_tier: list[np.ndarray] = []
         self.runtime: _ObservedRuntime | None = None
-        self.task_id = None
+        self.islanded_s = 0.0  # for the progress lines
+        self.shed_wh = 0.0
         self.deadline = math.inf
         self.device_errors: dict[str, int] = {}
         self.plan_followed: dict = {}
@@ -331,6 +333,9 @@ class _Session:
             for cause, wh in (report.held_back_wh or {}).items():
                 log.held_back_wh[cause] = log.held_back_wh.get(cause, 0.0) + wh
             log.islanded.append(self.runtime.controller.islanded)
+            self.shed_wh += float(r.shed.sum())
+            if self.runtime.controller.islanded:
+                self.islanded_s += report.end_ts - report.start_ts
             pilot = self.runtime.controller.follower.pilot
             followed = pilot.plan if pilot is not None else None
             log.plan_critical_holds.append(
@@ -345,11 +350,8 @@ class _Session:
                 report.end_ts > self.deadline):
             self.done.set()
         if self.progress is not None:
-            self.progress.update(
-                self.task_id, completed=min(report.end_ts - self.clock.start_s,
-                                            self.options.hours * 3600.0),
-                clock=datetime.fromtimestamp(report.end_ts, UTC).strftime("%H:%M"),
-                state=state.name, missed=log.missed)
+            self.progress.cycle(report.end_ts, state.name, self.islanded_s, self.shed_wh,
+                                log.missed)
 
     async def tick(self, interval_s: float) -> None:
         """The simulated coop's physics, and its SoC history, every ``interval_s`` wall."""
@@ -393,6 +395,9 @@ async def _run(options: RehearsalOptions, session: _Session, config_path: Path,
             "required_soc_pct": math.floor(required_pct * 10) / 10}, config.storage.ledger)
         if status != 202:
             raise RehearsalError(f"the island command was refused ({status}): {body}")
+        if session.progress is not None:
+            session.progress.phase(f"island commanded for {options.hours:g} h; the day runs "
+                                   f"at {options.speed:g}× on the simulated clock")
         session.deadline = float(body["end_ts"]) + max(3600.0, 20 * runtime.controller.nominal_dt_s)
         gc.collect()
         gc.freeze()  # a full collection of the imports' objects stalls a cycle ~0.2 s
@@ -447,10 +452,13 @@ async def rehearse(options: RehearsalOptions) -> Rehearsal:
     coop = SimulatedCoop(demo_households(options.households, plugs=True, contactors=True),
                          clock, mqtt=("127.0.0.1", broker_port), mqtt_access=broker.access)
     events = inject_events(coop, start_ts, options)
+    progress = ProgressLines(sys.stderr, options.speed) if options.progress else None
+    if progress is not None:
+        progress.phase(f"planning a {options.hours:g} h island for {options.households} "
+                       "simulated households (forecast and linear program)")
     prep = await asyncio.to_thread(prepare, coop, start_ts, options.hours)
     config_path, plan_path = out / "coop.toml", out / "plan.json"
     write_private(plan_path, json.dumps(plan_json(prep, "Commonwatt rehearsal coop")) + "\n")
-    progress = progress_bar(options) if options.progress else None
     session = _Session(options, coop, clock, progress)
     try:
         await coop.start()
@@ -459,13 +467,9 @@ async def rehearse(options: RehearsalOptions) -> Rehearsal:
                                               options.speed),
                                encoding="utf-8")
         if progress is not None:
-            progress.start()
-            session.task_id = progress.add_task("island rehearsal", total=options.hours * 3600,
-                                                clock=options.start, state="UNDEFINED", missed=0)
+            progress.phase("starting the simulated coop (Modbus TCP, MQTT) and the controller")
         wall_s, notes = await _run(options, session, config_path, prep.required_soc_pct)
     finally:
-        if progress is not None:
-            progress.stop()
         await coop.stop()
         await broker.shutdown()
     physics = coop.physics
@@ -484,5 +488,7 @@ async def rehearse(options: RehearsalOptions) -> Rehearsal:
     result.former = physics.former
     result.pv_available_wh = physics.pv_available_wh.copy()
     result.limit_curtailed_wh = physics.limit_curtailed_wh.copy()
+    if progress is not None:
+        progress.phase(f"writing the report to {out}")
     await asyncio.to_thread(finish, result, LedgerReader(ledger))
     return result

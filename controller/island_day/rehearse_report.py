@@ -1,4 +1,4 @@
-"""What a rehearsal shows: its progress bar, the island report and ``rehearsal.json``.
+"""What a rehearsal shows: the island report and ``rehearsal.json``.
 
 ``rehearsal.json`` holds what the ledger cannot: the run's wall time, cycles
 and cycles missed (a cycle whose span is *k* nominal cycles missed *k* − 1),
@@ -29,9 +29,7 @@ TOL_WH = 1e-6
 SHED_CYCLE_WH = 0.5
 
 if TYPE_CHECKING:
-    from rich.progress import Progress
-
-    from controller.island_day.rehearse import Rehearsal, RehearsalOptions
+    from controller.island_day.rehearse import Rehearsal
     from controller.ledger import LedgerReader
 
 
@@ -51,18 +49,6 @@ def tier_order_violations(shed: np.ndarray, received: np.ndarray, rank: np.ndarr
 def tier_ranks(tiers: list[str]) -> np.ndarray:
     """Each tier's drop order (critical 0, essential 1, flexible 2)."""
     return np.array([TIER_RANK[t] for t in tiers], dtype=np.int64)
-
-
-def progress_bar(options: RehearsalOptions) -> Progress:
-    """A ``rich`` bar over simulated time with the clock, the grid state and cycles missed."""
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    return Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(),
-        TextColumn("sim {task.fields[clock]}"), TextColumn("{task.fields[state]:<14}"),
-        TextColumn("missed {task.fields[missed]}"), TimeElapsedColumn(),
-        console=Console(stderr=True), refresh_per_second=4)
 
 
 def _iso(ts: float) -> str:

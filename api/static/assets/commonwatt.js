@@ -56,6 +56,7 @@ const CW = (() => {
     constructor(url, status, detail) { super(`${url} answered ${status}: ${detail}`); this.status = status; }
   }
   async function getJSON(url) {
+    await CWClock.ready;  // what a page does with the answer is on the controller's clock
     const r = await fetch(url, { cache: "no-store", credentials: "same-origin" });
     if (!r.ok) {
       let detail = r.statusText;
@@ -66,9 +67,11 @@ const CW = (() => {
   }
 
   // ---- UTC calendar: the ledger's days, months and years are UTC
-  const dayStart = (d = new Date()) => Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate()) / 1000;
-  const monthStart = (d = new Date()) => Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), 1) / 1000;
-  const yearStart = (d = new Date()) => Date.UTC(d.getUTCFullYear(), 0, 1) / 1000;
+  // "Today" is the controller's (clock.js): in the demo a simulated day, not the browser's.
+  const today = () => new Date(CWClock.now() * 1000);
+  const dayStart = (d = today()) => Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate()) / 1000;
+  const monthStart = (d = today()) => Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), 1) / 1000;
+  const yearStart = (d = today()) => Date.UTC(d.getUTCFullYear(), 0, 1) / 1000;
   const isoDay = ts => new Date(ts * 1000).toISOString().slice(0, 10);
   const isoMonth = ts => new Date(ts * 1000).toISOString().slice(0, 7);
   const hhmm = ts => new Date(ts * 1000).toISOString().slice(11, 16);
@@ -80,6 +83,7 @@ const CW = (() => {
 
   // ---- who is logged in: the header's log-in link says so
   async function whoami() {
+    await CWClock.ready;  // the pages start here: their "today" is on the controller's clock
     let me = { role: "public", member: null, label: null };
     try { me = await getJSON("/api/v1/whoami"); } catch (e) { /* a stale cookie: public */ }
     const link = $("login-link");
