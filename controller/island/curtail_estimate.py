@@ -90,7 +90,7 @@ class CurtailEstimator:
 
     def step(self, dt_s: float, pv_w: FloatArray, valid: BoolArray,
              forecast_w: FloatArray | None, capped: BoolArray,
-             saturated: bool) -> CurtailEstimate:
+             saturated: bool, cap_w: FloatArray | None = None) -> CurtailEstimate:
         """Estimate this cycle's held-back PV, then learn from the members nothing held back.
 
         Args:
@@ -101,6 +101,10 @@ class CurtailEstimator:
             capped: members with a Commonwatt PV cap in force.
             saturated: islanded and the grid-former can take no more
                 (:func:`former_saturated`).
+            cap_w: the caps in force (NaN: none or not known). A cap holds back what the
+                panels could give above it; below it, only a saturated grid-former holds
+                PV back, so an inverter producing under its cap on an island that could
+                take more is under a cloud, not held back.
         """
         n = len(pv_w)
         zero = np.zeros(n)
@@ -112,12 +116,33 @@ class CurtailEstimator:
         held_back = known & (capped | saturated)
         available = forecast * self.ratio
         held = np.where(held_back, np.maximum(available - pv, 0.0), 0.0)
-        command = np.where(capped, held, 0.0)
-        former = held - command
+        cap = np.full(n, np.nan) if cap_w is None else cap_w
+        over_cap = np.where(np.isfinite(cap), np.maximum(available - np.nan_to_num(cap), 0.0),
+                            held)
+        command = np.where(capped, np.minimum(over_cap, held), 0.0)
+        former = held - command if saturated else zero
         learn = known & ~held_back & (forecast >= MIN_FORECAST_W)
         decay = float(np.exp(-dt_s / TAU_S))
         self.measured_wh = np.where(learn, self.measured_wh * decay + pv * dt_s / 3600.0,
                                     self.measured_wh)
         self.forecast_wh = np.where(learn, self.forecast_wh * decay + forecast * dt_s / 3600.0,
                                     self.forecast_wh)
-        return CurtailEstimate(held, {"command": command, "grid_former": former})
+        return CurtailEstimate(command + former, {"command": command, "grid_former": former})
+
+
+def booked_causes(dispatch_wh: FloatArray, estimate: CurtailEstimate, hours: float,
+                  islanded: bool) -> dict[str, FloatArray]:
+    """A cycle's ``curtailed`` Wh and its split by cause (the ledger's ``curtailed_<cause>``).
+
+    Curtailed is the larger of what the dispatch itself could not place and the estimate.
+    What the grid-former held back is the estimate's; the rest was held back by a cap:
+    islanded a ``command`` (the island's surplus), on the grid the ``export_cap`` (the
+    dispatch curtails on the grid only past the export cap, and sets caps only for it).
+    """
+    former = estimate.by_cause_w["grid_former"] * hours
+    total = np.maximum(dispatch_wh, estimate.held_w * hours)
+    rest = np.maximum(total - former, 0.0)
+    zero = np.zeros_like(total)
+    return {"curtailed": total, "curtailed_grid_former": former,
+            "curtailed_command": rest if islanded else zero,
+            "curtailed_export_cap": zero if islanded else rest}
