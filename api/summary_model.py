@@ -29,6 +29,12 @@ class Figures(BaseModel):
     to_coop_battery_kwh: float
     to_grid_kwh: float
     curtailed_kwh: float
+    curtailed_command_kwh: float = Field(0.0, description="part of curtailed held back by a "
+                                         "cap Commonwatt set islanded (the island's surplus)")
+    curtailed_export_cap_kwh: float = Field(0.0, description="part of curtailed held back by "
+                                            "the export cap at the point of common coupling")
+    curtailed_grid_former_kwh: float = Field(0.0, description="part of curtailed held back, "
+                                             "islanded, by a full grid-former's frequency shift")
     battery_from_coop_kwh: float
     battery_to_coop_kwh: float
     grid_to_battery_kwh: float

@@ -102,9 +102,8 @@ class CurtailEstimator:
             saturated: islanded and the grid-former can take no more
                 (:func:`former_saturated`).
             cap_w: the caps in force (NaN: none or not known). A cap holds back what the
-                panels could give above it; below it, only a saturated grid-former holds
-                PV back, so an inverter producing under its cap on an island that could
-                take more is under a cloud, not held back.
+                panels could give above it (``command``); what is held back below it is
+                the grid-former's.
         """
         n = len(pv_w)
         zero = np.zeros(n)
@@ -120,7 +119,10 @@ class CurtailEstimator:
         over_cap = np.where(np.isfinite(cap), np.maximum(available - np.nan_to_num(cap), 0.0),
                             held)
         command = np.where(capped, np.minimum(over_cap, held), 0.0)
-        former = held - command if saturated else zero
+        # Below its cap an inverter is held back only by the island's frequency (a cloud
+        # is what the estimate cannot see): the grid-former's, even in a cycle the
+        # controller did not see it saturated (near full, its room is below its rating).
+        former = held - command
         learn = known & ~held_back & (forecast >= MIN_FORECAST_W)
         decay = float(np.exp(-dt_s / TAU_S))
         self.measured_wh = np.where(learn, self.measured_wh * decay + pv * dt_s / 3600.0,
