@@ -25,6 +25,7 @@ from api.query_time import QueryTime
 from api.summary_model import CoopSummary
 from api.surface import install_surface
 from controller.accounts.figures import meter_drift
+from controller.accounts.meter_flags import flagged_meters
 from controller.accounts.running import member_figures, running_figures
 from controller.config import CoopConfig, LedgerConfig
 from controller.ledger import LedgerReader
@@ -82,6 +83,12 @@ class Energy(BaseModel):
     to_coop_battery_kwh: float
     to_grid_kwh: float
     curtailed_kwh: float
+    curtailed_command_kwh: float = Field(0.0, description="part of curtailed held back by a "
+                                         "cap Commonwatt set islanded (the island's surplus)")
+    curtailed_export_cap_kwh: float = Field(0.0, description="part of curtailed held back by "
+                                            "the export cap at the point of common coupling")
+    curtailed_grid_former_kwh: float = Field(0.0, description="part of curtailed held back, "
+                                             "islanded, by a full grid-former's frequency shift")
     battery_from_coop_kwh: float = Field(description="neighbours' surplus stored in this battery")
     battery_to_coop_kwh: float = Field(description="this battery's energy given to neighbours")
     grid_to_battery_kwh: float
@@ -246,11 +253,15 @@ def create_app(reader: LedgerReader, live: LiveView | None = None,
 
         Each meter also carries ``drift``: its energy counters against what the
         ledger booked through it over the last 24 hours, ``flagged`` past
-        ``[ledger] drift_threshold_pct`` (and ``drift_min_wh``).
+        ``[ledger] drift_threshold_pct`` (and ``drift_min_wh``); and ``counters_vs_power``:
+        null, or the settled intervals of the ledger's last 24 h in which its counters and
+        its measured power disagreed (``intervals``, ``last_flagged_ts``,
+        ``import_drift_wh`` / ``export_drift_wh``: counter less the power's estimate).
         """
         if not live:
             return []
         out = live.devices()
+        flags = flagged_meters(reader)
         ledger_cfg = config.ledger if config is not None else LedgerConfig()
         day = time.time() - 86400
         for device in out:
@@ -261,6 +272,7 @@ def create_app(reader: LedgerReader, live: LiveView | None = None,
                                  ledger_cfg.drift_threshold_pct, ledger_cfg.drift_min_wh)
             device["drift"] = {k: d.as_dict() for k, d in drifts.items()}
             device["drift_flagged"] = any(d.flagged for d in drifts.values())
+            device["counters_vs_power"] = flags.get(f"{member}/meter")
         return out
 
     @app.get("/healthz", tags=["ops"])
