@@ -149,8 +149,8 @@ def test_a_meter_far_from_its_power_is_flagged_and_written(tmp_path) -> None:  #
 
 def test_a_ledger_from_before_the_new_columns_gets_them_on_open(tmp_path) -> None:  # noqa: ANN001
     """A version 2 ledger written before battery_to_grid, the battery-to-battery pair, the
-    drift columns, the causes of curtailment and intervals.flagged existed: opened by a writer, it gains them (zeros,
-    NULL), keeps its rows, and books and reads as a new one."""
+    drift columns, the causes of curtailment and intervals.flagged existed: opened by a
+    writer, it gains them (zeros, NULL), keeps its rows, and books and reads as a new one."""
     import sqlite3
 
     from controller.ledger import CycleEnergy, IntervalBook, LedgerReader, LedgerWriter
