@@ -149,7 +149,7 @@ def _statements_add_up(path: Path, ids: list[str], spread: dict[str, float]) -> 
     """Every member's statement of the month lists every flow across its meter and its
     battery: the lines through the meter add up to what the meter counted (the whole
     month, the unsettled first interval included: within the same 1 % or 20 Wh; measured
-    at most 28 Wh, on a member's export of several kWh), the battery's lines to its booked
+    at most 28 Wh, where 1 % was larger), the battery's lines to its booked
     charge and discharge, the load's and PV's to theirs, and the text prints every line."""
     from controller.accounts.figures import energy_wh
     from controller.accounts.statement import balances, member_statement, render_text
