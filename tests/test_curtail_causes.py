@@ -100,3 +100,26 @@ def test_an_open_interval_saved_before_the_causes_reads_into_the_right_rows() ->
         assert acc.row(c).tolist() == [0.0, 0.0]
     new, _ = unpack_state((header, blob), None, ids)
     assert np.array_equal(new.amounts, book.acc.amounts)
+
+
+@settings(max_examples=40, deadline=None)
+@given(dispatch=st.floats(0, 1e4), command=st.floats(0, 1e4), former=st.floats(0, 1e4),
+       islanded=st.booleans(), extra=st.integers(0, 10_000))
+def test_causes_split_curtailed_and_never_move_load_served_or_liberated(
+        dispatch: float, command: float, former: float, islanded: bool, extra: int) -> None:
+    from controller.accounts.figures import energy_wh
+
+    est = CurtailEstimate(np.array([command + former]),
+                          {"command": np.array([command]), "grid_former": np.array([former])})
+    out = booked_causes(np.array([dispatch]), est, 1.0, islanded)
+    parts = [float(out[f][0]) for f in CAUSE_FIELDS]
+    assert min(parts) >= 0.0
+    assert sum(parts) == pytest.approx(float(out["curtailed"][0]), rel=1e-12, abs=1e-9)
+    assert out["curtailed"][0] >= max(dispatch, command + former) - 1e-9
+    # a cause's Wh in the sums changes nothing but itself: curtailed PV is never load,
+    # served or liberated, and pv counts it once, through curtailed
+    sums = {f: 100 for f in LEDGER_FIELDS}
+    base = energy_wh(sums)
+    with_causes = energy_wh(sums | dict.fromkeys(CAUSE_FIELDS, extra))
+    for k in ("load", "served", "liberated", "pv", "curtailed"):
+        assert with_causes[k] == base[k], k
