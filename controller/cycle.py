@@ -343,7 +343,8 @@ class Controller:
                 former_saturated(limits.islanded, self._grid_forming, image.battery_w,
                                  image.soc_pct, fleet.max_charge_w), caps_w)
             held_back = {c: w * hours for c, w in est.by_cause_w.items()}
-            flows |= booked_causes(flows["curtailed"], est, hours, limits.islanded)
+            flows |= booked_causes(flows["curtailed"], est, hours, limits.islanded,
+                                   math.isfinite(self._caps[1]))
             self._book_late_readings()
             closed = self.book.add_cycle(CycleEnergy(
                 start, now, flows, image.valid.copy(), image.counters, islanded=limits.islanded,

@@ -40,13 +40,14 @@ def test_the_causes_add_up_to_the_curtailed_wh(total: list[int], data: st.DataOb
     (True, 900.0, 200.0, 500.0, {"command": 400.0, "grid_former": 500.0},
      "the dispatch's own surplus is a command"),
     (True, 0.0, 0.0, 0.0, {}, "nothing held back"),
+    (False, 0.0, 300.0, 0.0, {"command": 300.0}, "no export cap: a cap left by the island"),
 ])
 def test_each_cycle_books_its_causes(islanded: bool, dispatch: float, command: float,
                                      former: float, expected: dict[str, float],
                                      why: str) -> None:
     est = CurtailEstimate(np.array([command + former]),
                           {"command": np.array([command]), "grid_former": np.array([former])})
-    out = booked_causes(np.array([dispatch]), est, 1.0, islanded)
+    out = booked_causes(np.array([dispatch]), est, 1.0, islanded, export_cap="island" not in why)
     causes = {f.removeprefix("curtailed_"): float(out[f][0]) for f in CAUSE_FIELDS}
     assert causes == {c: expected.get(c, 0.0) for c in causes}, why
     assert out["curtailed"][0] == pytest.approx(sum(causes.values())), why

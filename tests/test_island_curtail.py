@@ -59,6 +59,24 @@ def test_a_cloud_the_uncurtailed_neighbours_see_lowers_the_estimate_at_once() ->
     assert out.held_w[0] == pytest.approx(500.0) and (out.held_w[1:] > 450.0).all()
 
 
+def test_without_a_forecast_the_uncurtailed_neighbours_stand_in() -> None:
+    """On the grid there is no island plan: the roofs' shares of the coop's PV are learnt
+    while nothing is held back (2:1:1), then a cap on the first is estimated from what
+    the two unheld give now (a cloud included): 1000 W of sun, 300 W delivered."""
+    est = CurtailEstimator(3)
+    nobody = np.zeros(3, dtype=bool)
+    for _ in range(10):
+        out = est.step(360.0, np.array([2000.0, 1000.0, 1000.0]), np.ones(3, bool), None,
+                       nobody, False)
+        assert out.held_w.sum() == 0.0
+    capped = np.array([True, False, False])
+    out = est.step(60.0, np.array([300.0, 500.0, 500.0]), np.ones(3, bool), None, capped,
+                   False, np.array([300.0, np.nan, np.nan]))
+    assert out.held_w == pytest.approx([700.0, 0.0, 0.0])
+    assert out.by_cause_w["command"] == pytest.approx([700.0, 0.0, 0.0])
+    assert est.ratio == pytest.approx([1.0, 1.0, 1.0])  # the forecast's ratio untouched
+
+
 def test_without_a_forecast_or_a_reading_nothing_is_estimated() -> None:
     est = CurtailEstimator(2)
     out = est.step(60.0, np.array([100.0, 100.0]), ALL, None, ALL, True)

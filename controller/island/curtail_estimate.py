@@ -32,8 +32,11 @@ Causes (:data:`CAUSES`):
 * ``grid_former``: islanded, the grid-forming battery is full or charging at its
   rating, so it can take no more and the island sheds PV by frequency.
 
-Without a forecast (no island plan) nothing is estimated and the books hold only
-what the dispatch itself curtailed.
+Without a forecast (no island plan, on the grid) the uncurtailed neighbours stand in
+for it (:meth:`CurtailEstimator.neighbours_proxy_w`): each member's share of the
+coop's PV, learnt over the cycles nothing held back anyone's, times what the unheld
+members give now. With no unheld neighbour (or nothing learnt) nothing is estimated
+and the books hold only what the dispatch itself curtailed.
 """
 
 from __future__ import annotations
@@ -114,6 +117,29 @@ class CurtailEstimator:
     def __init__(self, n: int) -> None:
         self.measured_wh = np.zeros(n)
         self.forecast_wh = np.zeros(n)
+        #: Each member's PV (decayed Wh) over the cycles nothing held back any member's:
+        #: its share of the coop's sun, for :meth:`neighbours_proxy_w`.
+        self.share_wh = np.zeros(n)
+
+    def neighbours_proxy_w(self, pv: FloatArray, known: BoolArray,
+                           held_back: BoolArray) -> FloatArray | None:
+        """Without a forecast, what the uncurtailed neighbours say each member's roof gives
+        now: the unheld members' PV now, shared by the members' learnt shares of the
+        coop's PV; None while too little is learnt or too few are unheld."""
+        unheld = known & ~held_back & (self.share_wh > 0)
+        share_unheld = float(self.share_wh[unheld].sum())
+        if share_unheld <= 0 or float(pv[unheld].sum()) < MIN_NEIGHBOURS_W:
+            return None
+        return np.where(self.share_wh > 0, self.share_wh * float(pv[unheld].sum())
+                        / share_unheld, np.nan)
+
+    def _learn_shares(self, dt_s: float, pv: FloatArray, known: BoolArray,
+                      held_back: BoolArray) -> None:
+        if held_back.any() or not known.any():
+            return
+        decay = float(np.exp(-dt_s / TAU_S))
+        self.share_wh = np.where(known, self.share_wh * decay + pv * dt_s / 3600.0,
+                                 self.share_wh)
 
     @property
     def ratio(self) -> FloatArray:
@@ -140,14 +166,22 @@ class CurtailEstimator:
         """
         n = len(pv_w)
         zero = np.zeros(n)
-        if forecast_w is None:
-            return CurtailEstimate(zero, {c: zero for c in CAUSES})
+        proxy = forecast_w is None
+        if proxy:  # no island plan: the uncurtailed neighbours, if any
+            seen = valid & np.isfinite(pv_w)
+            pv_now = np.where(seen, pv_w, 0.0)
+            held_now = seen & (capped | saturated)
+            self._learn_shares(dt_s, pv_now, seen, held_now)
+            forecast_w = self.neighbours_proxy_w(pv_now, seen, held_now)
+            if forecast_w is None:
+                return CurtailEstimate(zero, {c: zero for c in CAUSES})
         known = valid & np.isfinite(pv_w) & np.isfinite(forecast_w)
         pv = np.where(known, pv_w, 0.0)
         forecast = np.where(known, forecast_w, 0.0)
         held_back = known & (capped | saturated)
-        available = forecast * self.ratio * neighbours_now(pv, forecast * self.ratio,
-                                                           known & ~held_back)
+        # The proxy is the neighbours' sun already: the forecast's ratio is not for it.
+        ratio = np.ones(n) if proxy else self.ratio
+        available = forecast * ratio * neighbours_now(pv, forecast * ratio, known & ~held_back)
         held = np.where(held_back, np.maximum(available - pv, 0.0), 0.0)
         cap = np.full(n, np.nan) if cap_w is None else cap_w
         over_cap = np.where(np.isfinite(cap), np.maximum(available - np.nan_to_num(cap), 0.0),
@@ -157,7 +191,7 @@ class CurtailEstimator:
         # is what the estimate cannot see): the grid-former's, even in a cycle the
         # controller did not see it saturated (near full, its room is below its rating).
         former = held - command
-        learn = known & ~held_back & (forecast >= MIN_FORECAST_W)
+        learn = known & ~held_back & (forecast >= MIN_FORECAST_W) & (not proxy)
         decay = float(np.exp(-dt_s / TAU_S))
         self.measured_wh = np.where(learn, self.measured_wh * decay + pv * dt_s / 3600.0,
                                     self.measured_wh)
@@ -167,18 +201,20 @@ class CurtailEstimator:
 
 
 def booked_causes(dispatch_wh: FloatArray, estimate: CurtailEstimate, hours: float,
-                  islanded: bool) -> dict[str, FloatArray]:
+                  islanded: bool, export_cap: bool = True) -> dict[str, FloatArray]:
     """A cycle's ``curtailed`` Wh and its split by cause (the ledger's ``curtailed_<cause>``).
 
     Curtailed is the larger of what the dispatch itself could not place and the estimate.
     What the grid-former held back is the estimate's; the rest was held back by a cap:
-    islanded a ``command`` (the island's surplus), on the grid the ``export_cap`` (the
-    dispatch curtails on the grid only past the export cap, and sets caps only for it).
+    islanded a ``command`` (the island's surplus), on the grid the ``export_cap`` where the
+    coop has one (the dispatch curtails on the grid only past it, and sets caps for it);
+    without one, a cap still in force on the grid is one the island set (``command``).
     """
     former = estimate.by_cause_w["grid_former"] * hours
     total = np.maximum(dispatch_wh, estimate.held_w * hours)
     rest = np.maximum(total - former, 0.0)
     zero = np.zeros_like(total)
+    by_export_cap = not islanded and export_cap
     return {"curtailed": total, "curtailed_grid_former": former,
-            "curtailed_command": rest if islanded else zero,
-            "curtailed_export_cap": zero if islanded else rest}
+            "curtailed_command": zero if by_export_cap else rest,
+            "curtailed_export_cap": rest if by_export_cap else zero}
