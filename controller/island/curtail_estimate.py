@@ -12,10 +12,8 @@ maximum power, not of what the sun offers), so the estimate is the forecast scal
 measurement: each member's PV forecast (the island plan's, 15-minute means) times the
 ratio of measured to forecast PV over the cycles in which nothing held it back
 (energies, decayed with :data:`TAU_S`, so a cloudy hour moves the ratio and a
-single cycle does not), times what the uncurtailed neighbours give now against the
-same expectation (:func:`neighbours_now`: a cloud seen at once). While something
-holds it back the estimate is that scaled forecast less what was measured, never
-below zero.
+single cycle does not). While something holds it back the estimate is that scaled
+forecast less what was measured, never below zero.
 
 What it cannot see: a cloud while *every* inverter is held back (a full island's
 frequency shift holds them all back pro rata). The forecast is the clear-sky one and
@@ -77,26 +75,9 @@ def former_saturated(islanded: bool, grid_forming: BoolArray, battery_w: FloatAr
     return bool((full | (at_rating & (max_charge_w[g] > 0))).any())
 
 
-#: Uncurtailed neighbours say how much sun there is now only if their expected PV is at
-#: least this (W, summed): a share of one small roof at dusk says nothing about a cloud.
+#: The uncurtailed neighbours stand in for a forecast only if they give at least this
+#: (W, summed): a share of one small roof at dusk says little.
 MIN_NEIGHBOURS_W = 500.0
-
-
-def neighbours_now(pv: FloatArray, expected: FloatArray, unheld: BoolArray) -> float:
-    """What the uncurtailed inverters give now over what their learnt ratio expects
-    (1 when too few are uncurtailed): a cloud that came after the ratio was learnt.
-
-    An inverter held back reports what it delivers, not what the sun offers; its
-    neighbours that nothing holds back see the same sky. Their measured PV over their
-    scaled forecast this cycle scales every member's scaled forecast, so a cloud over the
-    coop lowers the estimate at once instead of an hour later (:data:`TAU_S`). Only
-    attenuation is taken (at most 1): a neighbour's PV above its expectation is its own
-    roof, not more sun on the held ones.
-    """
-    expected_sum = float(expected[unheld].sum())
-    if expected_sum < MIN_NEIGHBOURS_W:
-        return 1.0
-    return min(float(pv[unheld].sum()) / expected_sum, 1.0)
 
 
 @dataclass
@@ -180,8 +161,11 @@ class CurtailEstimator:
         forecast = np.where(known, forecast_w, 0.0)
         held_back = known & (capped | saturated)
         # The proxy is the neighbours' sun already: the forecast's ratio is not for it.
-        ratio = np.ones(n) if proxy else self.ratio
-        available = forecast * ratio * neighbours_now(pv, forecast * ratio, known & ~held_back)
+        # (Islanded, members the controller sees unheld may still be held back by the
+        # island - a grid-former near full takes less than its rating - so their PV is no
+        # measure of the sky: scaling by them booked 0.89 of the simulator's held-back PV
+        # on a sunny island, against 0.995 without.)
+        available = forecast * (np.ones(n) if proxy else self.ratio)
         held = np.where(held_back, np.maximum(available - pv, 0.0), 0.0)
         cap = np.full(n, np.nan) if cap_w is None else cap_w
         over_cap = np.where(np.isfinite(cap), np.maximum(available - np.nan_to_num(cap), 0.0),
