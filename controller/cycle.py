@@ -341,7 +341,7 @@ class Controller:
                 now - start, image.pv_w, image.valid & image.has_pv,
                 self.follower.pv_forecast_w(now), capped,
                 former_saturated(limits.islanded, self._grid_forming, image.battery_w,
-                                 image.soc_pct, fleet.max_charge_w), caps_w)
+                                 image.soc_pct, fleet.max_charge_w), caps_w, limits.islanded)
             held_back = {c: w * hours for c, w in est.by_cause_w.items()}
             flows |= booked_causes(flows["curtailed"], est, hours, limits.islanded,
                                    math.isfinite(self._caps[1]))

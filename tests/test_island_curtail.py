@@ -53,6 +53,9 @@ def test_without_a_forecast_the_uncurtailed_neighbours_stand_in() -> None:
     assert out.held_w == pytest.approx([700.0, 0.0, 0.0])
     assert out.by_cause_w["command"] == pytest.approx([700.0, 0.0, 0.0])
     assert est.ratio == pytest.approx([1.0, 1.0, 1.0])  # the forecast's ratio untouched
+    out = est.step(60.0, np.array([300.0, 500.0, 500.0]), np.ones(3, bool), None, capped,
+                   False, np.array([300.0, np.nan, np.nan]), islanded=True)
+    assert out.held_w.sum() == 0.0  # islanded the unheld may be held back by the island
 
 
 def test_without_a_forecast_or_a_reading_nothing_is_estimated() -> None:

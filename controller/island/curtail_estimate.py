@@ -130,7 +130,8 @@ class CurtailEstimator:
 
     def step(self, dt_s: float, pv_w: FloatArray, valid: BoolArray,
              forecast_w: FloatArray | None, capped: BoolArray,
-             saturated: bool, cap_w: FloatArray | None = None) -> CurtailEstimate:
+             saturated: bool, cap_w: FloatArray | None = None,
+             islanded: bool = False) -> CurtailEstimate:
         """Estimate this cycle's held-back PV, then learn from the members nothing held back.
 
         Args:
@@ -144,10 +145,15 @@ class CurtailEstimator:
             cap_w: the caps in force (NaN: none or not known). A cap holds back what the
                 panels could give above it (``command``); what is held back below it is
                 the grid-former's.
+            islanded: whether the coop is islanded; without a forecast the uncurtailed
+                neighbours stand in only on the grid (islanded, one the controller sees
+                unheld may be held back by the island).
         """
         n = len(pv_w)
         zero = np.zeros(n)
         proxy = forecast_w is None
+        if proxy and islanded:
+            return CurtailEstimate(zero, {c: zero for c in CAUSES})
         if proxy:  # no island plan: the uncurtailed neighbours, if any
             seen = valid & np.isfinite(pv_w)
             pv_now = np.where(seen, pv_w, 0.0)
