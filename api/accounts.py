@@ -97,6 +97,15 @@ class MemberMoney(MoneyLines):  # type: ignore[misc, valid-type]
     currency: str
 
 
+class Balance(_Model):
+    """One section of a statement's balances: its lines add up to its total."""
+
+    lines: dict[str, int] = Field(description="ledger field -> Wh")
+    total: int = Field(description="Wh, the sum of the lines")
+    counted: int | None = Field(None, description="Wh the meter's counter recorded (across "
+                                "the meter only; null without a counter)")
+
+
 class Statement(_Model):
     """One member's calendar month (UTC)."""
 
@@ -110,6 +119,8 @@ class Statement(_Model):
     totals: Figures  # type: ignore[valid-type]
     drift: dict[str, Drift] = Field(description="import and export")
     drift_flagged: bool
+    balances: dict[str, Balance] = Field(
+        description="every booked flow across the member's meter and battery, by section")
     money: MemberMoney | None = Field(description="null without a [tariff]")
     days: list[DayFigures]
 

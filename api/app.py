@@ -27,6 +27,7 @@ from api.route_models import Device, Health
 from api.summary_model import CoopSummary, RunningFigures
 from api.surface import install_surface
 from controller.accounts.figures import meter_drift
+from controller.accounts.meter_flags import flagged_meters
 from controller.accounts.running import member_figures, running_figures
 from controller.config import CoopConfig, LedgerConfig
 from controller.ledger import LedgerReader
@@ -216,11 +217,15 @@ def create_app(reader: LedgerReader, live: LiveView | None = None,
 
         Each meter also carries ``drift``: its energy counters against what the
         ledger booked through it over the last 24 hours, ``flagged`` past
-        ``[ledger] drift_threshold_pct`` (and ``drift_min_wh``).
+        ``[ledger] drift_threshold_pct`` (and ``drift_min_wh``); and ``counters_vs_power``:
+        null, or the settled intervals of the ledger's last 24 h in which its counters and
+        its measured power disagreed (``intervals``, ``last_flagged_ts``,
+        ``import_drift_wh`` / ``export_drift_wh``: counter less the power's estimate).
         """
         if not live:
             return []
         out = live.devices()
+        flags = flagged_meters(reader)
         ledger_cfg = config.ledger if config is not None else LedgerConfig()
         day = time.time() - 86400
         for device in out:
@@ -231,6 +236,7 @@ def create_app(reader: LedgerReader, live: LiveView | None = None,
                                  ledger_cfg.drift_threshold_pct, ledger_cfg.drift_min_wh)
             device["drift"] = {k: d.as_dict() for k, d in drifts.items()}
             device["drift_flagged"] = any(d.flagged for d in drifts.values())
+            device["counters_vs_power"] = flags.get(f"{member}/meter")
         return out
 
     @app.get("/healthz", tags=["ops"], responses={

@@ -24,7 +24,11 @@ from controller.governance.overrides import (
 from controller.health import DeviceClock, scaled_backoff_max_s, scaled_stale_after_s
 from controller.island.ac_coupling import standing_refusals
 from controller.island.curtail import pv_limits
-from controller.island.curtail_estimate import CurtailEstimator, former_saturated
+from controller.island.curtail_estimate import (
+    CurtailEstimator,
+    booked_causes,
+    former_saturated,
+)
 from controller.island.eve_run import IslandEve
 from controller.island.follow import PlanFollower
 from controller.island.grid_loss import GridLossLoads, evidence, flexible_loads
@@ -278,7 +282,8 @@ class Controller:
         pre_shed = np.where(image.valid, np.minimum(held, planned), 0.0)
         dropped = self._dropped_w(demand, image.valid, now)
         need_w = held_back = None
-        capped = np.isfinite(self.pv_caps_w)  # the caps in force during this cycle
+        caps_w = self.pv_caps_w.copy()  # the caps in force during this cycle
+        capped = np.isfinite(caps_w)
         if now > start and (self.last_end_ts is None or now > self.last_end_ts):
             limits = self.limits()
             hours = (now - start) / 3600.0
@@ -350,9 +355,10 @@ class Controller:
                 now - start, image.pv_w, image.valid & image.has_pv,
                 self.follower.pv_forecast_w(now), capped,
                 former_saturated(limits.islanded, self._grid_forming, image.battery_w,
-                                 image.soc_pct, fleet.max_charge_w))
+                                 image.soc_pct, fleet.max_charge_w), caps_w, limits.islanded)
             held_back = {c: w * hours for c, w in est.by_cause_w.items()}
-            flows["curtailed"] = np.maximum(flows["curtailed"], est.held_w * hours)
+            flows |= booked_causes(flows["curtailed"], est, hours, limits.islanded,
+                                   math.isfinite(self._caps[1]))
             self._book_late_readings()
             closed = self.book.add_cycle(CycleEnergy(
                 start, now, flows, image.valid.copy(), image.counters, islanded=limits.islanded,

@@ -59,6 +59,13 @@ def format_devices(devices: list[dict[str, Any]]) -> str:
                              f"ledger booked {drift['booked_kwh']} kWh over 24 h "
                              f"(limit {drift['limit_kwh']} kWh): check the meter's wiring, "
                              "sign and scale")
+        flagged = d.get("counters_vs_power")
+        if flagged:
+            lines.append(f"    COUNTERS vs POWER: flagged in {flagged['intervals']} settled "
+                         f"interval(s) of the ledger's last 24 h; the counters less the "
+                         f"measured power: import {flagged['import_drift_wh']:+d} Wh, export "
+                         f"{flagged['export_drift_wh']:+d} Wh: check the meter's CT, sign "
+                         "and counter scale")
     ok = sum(d["state"] == "ok" for d in devices)
     lines.append(f"{ok} of {len(devices)} devices ok")
     return "\n".join(lines)

@@ -201,3 +201,46 @@ def test_the_installer_view_flags_a_meter_whose_counters_drift(tmp_path: Path) -
     text = format_devices([{**d, "last_good_age_s": 0.1, "errors_total": 0,
                             "backoff_remaining_s": 0.0, "endpoint": "x"} for d in view.json()])
     assert "DRIFT import" in text and text.count("DRIFT") == 1
+
+
+def test_the_installer_view_names_a_meter_whose_counters_and_power_disagree(
+        tmp_path: Path) -> None:
+    """h01's import counter runs 30 % above what its measured power says (150 Wh an
+    interval, past settle's 10 % and 50 Wh): settlement flags it, and the installer's
+    device entry names the meter, the intervals and the drift in Wh; h02's is null."""
+    flows = {f: v * 10.0 for f, v in _cycle().items()}
+    counters = np.array([[0.0, 0.0], [0.0, 0.0], [np.nan, np.nan]])
+    path = tmp_path / "l.sqlite"
+    writer = LedgerWriter(path, 60, [("h01", "H01"), ("h02", "H02")])
+    book = IntervalBook(("h01", "h02"), 60, None, CarryState.fresh(2))
+    t = 1_800_000_000.0
+    for _ in range(10):
+        counters[0] += sum(flows[f] for f in METER_IN if f in flows) * np.array([1.3, 1.0])
+        counters[1] += sum(flows[f] for f in METER_OUT if f in flows)
+        for interval, parts in book.add_cycle(CycleEnergy(t, t + 60, flows, np.ones(2, bool),
+                                                          counters.copy())):
+            writer.commit(interval, parts)
+        t += 60
+    writer.close()
+
+    class _Installer(_LiveController):
+        def devices(self):
+            return [{"name": "h01/meter", "kind": "meter", "state": "ok"},
+                    {"name": "h02/meter", "kind": "meter", "state": "ok"}]
+
+    reader = LedgerReader(path)
+    flagged_rows = [r for r in reader.intervals() if r["flagged"]]
+    view = TestClient(public_app(reader, live=_Installer())).get(
+        "/api/v1/devices", headers=bearer(reader, "installer"))
+    by_name = {d["name"]: d for d in view.json()}
+    h01 = by_name["h01/meter"]["counters_vs_power"]
+    # every settled interval (the first spans no counter reading) flagged, 150 Wh each
+    assert h01["intervals"] == len(flagged_rows) == 9
+    assert h01["import_drift_wh"] == 9 * 150 and h01["export_drift_wh"] == 0
+    assert h01["last_flagged_ts"] == flagged_rows[-1]["start_ts"]
+    assert by_name["h02/meter"]["counters_vs_power"] is None
+    from controller.devices_cmd import format_devices
+
+    text = format_devices([{**d, "last_good_age_s": 0.1, "errors_total": 0,
+                            "backoff_remaining_s": 0.0, "endpoint": "x"} for d in view.json()])
+    assert text.count("COUNTERS vs POWER") == 1 and "import +1350 Wh" in text

@@ -140,8 +140,44 @@ def test_books_match_the_meters_and_the_batteries_over_a_demo_day(tmp_path: Path
             assert gap_pp <= 2.0, (m, s, gap_pp)
             spread["soc_pp"] = max(spread["soc_pp"], gap_pp)
         assert sum(total[f] for f in CHARGED) > 1000, m  # it charged, through midday
+    _statements_add_up(tmp_path / "ledger.sqlite", ids, spread)
     # Wall time and the spreads seen, for whoever tunes the bounds (pytest -s).
     print(f"\n{len(samples)} cycles in {walls[0]:.1f} s; largest spreads: {spread}")
+
+
+def _statements_add_up(path: Path, ids: list[str], spread: dict[str, float]) -> None:
+    """Every member's statement of the month lists every flow across its meter and its
+    battery: the lines through the meter add up to what the meter counted (the whole
+    month, the unsettled first interval included: within the same 1 % or 20 Wh; measured
+    at most 28 Wh, where 1 % was larger), the battery's lines to its booked
+    charge and discharge, the load's and PV's to theirs, and the text prints every line."""
+    from controller.accounts.figures import energy_wh
+    from controller.accounts.statement import balances, member_statement, render_text
+    from controller.ledger import LedgerReader
+    from controller.ledger.periods import month_start
+
+    reader = LedgerReader(path)
+    month = month_start(DAY0 + START_HOUR * 3600)
+    for m in ids:
+        st = member_statement(reader, m, month)
+        b = balances(st.totals)
+        wh = energy_wh(st.totals)
+        for section, counter in (("in through the meter", "meter_import"),
+                                 ("out through the meter", "meter_export")):
+            counted = st.totals[counter]
+            assert counted is not None, (m, counter)  # every demo meter has counters
+            assert abs(b[section]["total"] - counted) <= max(0.01 * counted, 20), (
+                m, section, b[section], counted)
+            spread["statement"] = max(spread.get("statement", 0.0),
+                                      abs(b[section]["total"] - counted))
+        assert b["own load"]["total"] == wh["load"] and b["own PV"]["total"] == wh["pv"]
+        assert b["into own battery"]["total"] == sum(st.totals[f] or 0 for f in CHARGED)
+        assert b["out of own battery"]["total"] == sum(
+            st.totals[f] or 0 for f in (*DISCHARGED, "losses"))
+        text = render_text(st)
+        for lines in b.values():  # each line printed, to the Wh
+            for value in lines["lines"].values():
+                assert f"{value / 1000:.3f}" in text, (m, value)
 
 
 def _capacities(ids: list[str]) -> list[float]:

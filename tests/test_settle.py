@@ -149,8 +149,8 @@ def test_a_meter_far_from_its_power_is_flagged_and_written(tmp_path) -> None:  #
 
 def test_a_ledger_from_before_the_new_columns_gets_them_on_open(tmp_path) -> None:  # noqa: ANN001
     """A version 2 ledger written before battery_to_grid, the battery-to-battery pair, the
-    drift columns and intervals.flagged existed: opened by a writer, it gains them (zeros,
-    NULL), keeps its rows, and books and reads as a new one."""
+    drift columns, the causes of curtailment and intervals.flagged existed: opened by a
+    writer, it gains them (zeros, NULL), keeps its rows, and books and reads as a new one."""
     import sqlite3
 
     from controller.ledger import CycleEnergy, IntervalBook, LedgerReader, LedgerWriter
@@ -170,7 +170,8 @@ def test_a_ledger_from_before_the_new_columns_gets_them_on_open(tmp_path) -> Non
             writer.commit(interval, parts)
     writer.close()
     new = ("battery_to_grid", "battery_to_batteries", "battery_from_batteries",
-           "meter_import_drift", "meter_export_drift")
+           "meter_import_drift", "meter_export_drift", "curtailed_command",
+           "curtailed_export_cap", "curtailed_grid_former")
     conn = sqlite3.connect(path)
     conn.execute("DROP VIEW member_energy")
     for table in ("intervals", "member_wh", "rollup_member", "rollup_coop"):
@@ -185,6 +186,8 @@ def test_a_ledger_from_before_the_new_columns_gets_them_on_open(tmp_path) -> Non
     reader = LedgerReader(path)
     totals = reader.totals("a")
     assert totals["battery_to_grid"] == 0 and totals["meter_import_drift"] is None
+    # booked before its causes were: the curtailment stays whole, of no recorded cause
+    assert totals["curtailed"] == 5 * 30 and totals["curtailed_grid_former"] == 0
     assert totals["own_pv_used"] == 5 * 30  # the committed rows kept their values
     assert [r["flagged"] for r in reader.intervals()] == [None]
     conn = sqlite3.connect(path)

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from controller.ledger.periods import next_month
+from controller.ledger.schema import CAUSE_FIELDS
 from dispatch.rounding import LEDGER_FIELDS, LIBERATED_FIELDS
 
 Sums = Mapping[str, int | None]
@@ -23,6 +24,8 @@ Sums = Mapping[str, int | None]
 #: Sums of ledger fields: what a member was served and what its PV produced.
 SERVED_FIELDS = ("own_pv_used", "from_battery", "from_peers", "from_coop_battery", "from_grid")
 PV_FIELDS = ("own_pv_used", "to_battery", "to_peers", "to_coop_battery", "to_grid", "curtailed")
+#: ``curtailed`` split by what held the PV back (:data:`controller.ledger.schema.CAUSE_FIELDS`).
+CAUSES = CAUSE_FIELDS
 UNALLOCATED = ("unallocated_import", "unallocated_export", "unallocated_pv")
 #: Booked by the federation beside the interval rows (part of from_grid / to_grid).
 FEDERATION = ("from_federation", "to_federation")
@@ -59,6 +62,10 @@ ENERGY_DOCS: dict[str, str] = {
     "to_coop_battery": "own PV stored in neighbours' offered batteries",
     "to_grid": "exported to the grid",
     "curtailed": "PV that could not be used, stored or exported",
+    "curtailed_command": "part of curtailed held back by a cap Commonwatt set islanded",
+    "curtailed_export_cap": "part of curtailed held back by the export cap (on the grid)",
+    "curtailed_grid_former": "part of curtailed held back, islanded, by a full "
+                             "grid-former's frequency shift",
     "battery_from_coop": "neighbours' PV stored in this member's battery",
     "battery_to_coop": "this member's battery's energy given to neighbours",
     "grid_to_battery": "imported from the grid into the battery",
@@ -133,7 +140,7 @@ def derived_wh(field: Callable[[str], Any]) -> dict[str, Any]:
 def energy_wh(s: Sums) -> dict[str, int]:
     """Every energy figure in Wh (see :data:`ENERGY_DOCS`) from ledger sums."""
     out = derived_wh(lambda f: _v(s, f))
-    out.update({f: _v(s, f) for f in (*LEDGER_FIELDS, *UNALLOCATED, *FEDERATION)})
+    out.update({f: _v(s, f) for f in (*LEDGER_FIELDS, *CAUSES, *UNALLOCATED, *FEDERATION)})
     return {k: out[k] for k in ENERGY}
 
 

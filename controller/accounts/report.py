@@ -27,6 +27,7 @@ from controller.accounts.figures import (
 from controller.config import LedgerConfig, TariffConfig
 from controller.ledger import LedgerReader
 from controller.ledger.periods import next_month
+from controller.ledger.schema import CURTAIL_CAUSES
 from dispatch.metrics import jain_index
 
 
@@ -165,6 +166,8 @@ def _or_dash(x: object) -> str:
 def render_text(r: CoopReport) -> str:
     """``--format text``: the month's figures, what is missing, members, budget."""
     d = report_dict(r)
+    t = d["totals"]
+    assert isinstance(t, dict)
     iv = d["intervals"]
     assert isinstance(iv, dict)
     lines = [
@@ -176,6 +179,9 @@ def render_text(r: CoopReport) -> str:
         f"  self-sufficiency         {_pct(d['self_sufficiency']):>12}  (liberated / load)",
         f"  unserved (shed)          {d['unserved_kwh']:>12.3f} kWh",
         f"  curtailed PV             {d['curtailed_kwh']:>12.3f} kWh",
+        "    by cause: " + ", ".join(  # cause not recorded: booked before the columns were
+            f"{c.replace('_', ' ')} {t[f'curtailed_{c}_kwh']:.3f}" for c in CURTAIL_CAUSES)
+        + " kWh",
         f"  hours islanded           {d['hours_islanded']:>12.3f} h",
         f"  Jain fairness            {_or_dash(d['jain_fairness']):>12}"
         "  (over members' self-sufficiency)", "",

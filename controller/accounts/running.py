@@ -18,7 +18,8 @@ from dispatch.metrics import jain_index
 #: Fields published as they are, in :func:`member_figures`' order.
 _KWH_FIELDS = ("own_pv_used", "from_battery", "from_battery_coop", "from_peers",
                "from_coop_battery", "from_grid", "shed", "to_battery", "to_peers",
-               "to_coop_battery", "to_grid", "curtailed", "battery_from_coop",
+               "to_coop_battery", "to_grid", "curtailed", "curtailed_command",
+               "curtailed_export_cap", "curtailed_grid_former", "battery_from_coop",
                "battery_to_coop", "grid_to_battery", "losses")
 _UNALLOCATED = ("unallocated_import", "unallocated_export", "unallocated_pv",
                 "from_federation", "to_federation")
@@ -26,7 +27,8 @@ _UNALLOCATED = ("unallocated_import", "unallocated_export", "unallocated_pv",
 ORDER = ("liberated_kwh", "served_kwh", "load_kwh", "own_pv_used_kwh", "from_battery_kwh",
          "from_battery_coop_kwh", "from_peers_kwh", "from_coop_battery_kwh", "from_grid_kwh",
          "shed_kwh", "pv_kwh", "to_battery_kwh", "to_peers_kwh", "to_coop_battery_kwh",
-         "to_grid_kwh", "curtailed_kwh", "battery_from_coop_kwh", "battery_to_coop_kwh",
+         "to_grid_kwh", "curtailed_kwh", "curtailed_command_kwh", "curtailed_export_cap_kwh",
+         "curtailed_grid_former_kwh", "battery_from_coop_kwh", "battery_to_coop_kwh",
          "grid_to_battery_kwh", "losses_kwh", "self_sufficiency", "intervals", "gap_hours",
          "unknown_hours", "unallocated_import_kwh", "unallocated_export_kwh",
          "unallocated_pv_kwh", "from_federation_kwh", "to_federation_kwh")

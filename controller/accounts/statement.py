@@ -98,6 +98,7 @@ def statement_dict(st: Statement) -> dict[str, object]:
         "totals": figures(st.totals),
         "drift": {k: d.as_dict() for k, d in st.drift.items()},
         "drift_flagged": any(d.flagged for d in st.drift.values()),
+        "balances": balances(st.totals),
         "money": None if st.money is None else {"currency": st.currency,
                                                 **st.money.as_dict()},
         "days": [{"day": _day(ts), **figures(sums)} for ts, sums in st.days],
@@ -136,18 +137,61 @@ def _num(value: float | int | None, width: int = 10) -> str:
 
 _LINES = (
     ("load", "load"), ("served", "served"), ("liberated", "liberated"),
-    ("own PV used", "own_pv_used"), ("from peers", "from_peers"), ("to peers", "to_peers"),
-    ("from own battery", "from_battery"), ("own PV to own battery", "to_battery"),
-    ("from coop batteries", "from_coop_battery"),
-    ("own PV to neighbours' batteries", "to_coop_battery"),
-    ("neighbours' PV into own battery", "battery_from_coop"),
-    ("own battery to neighbours", "battery_to_coop"),
-    ("from the grid", "from_grid"), ("grid to battery", "grid_to_battery"),
-    ("to the grid", "to_grid"), ("shed (unserved)", "shed"), ("curtailed PV", "curtailed"),
-    ("losses", "losses"),
+    ("PV (curtailed included)", "pv"), ("shed (unserved)", "shed"),
+    ("curtailed PV", "curtailed"), ("  by a cap islanded (command)", "curtailed_command"),
+    ("  by the export cap", "curtailed_export_cap"),
+    ("  by the grid-former (frequency)", "curtailed_grid_former"),
 )
+#: Every booked flow across the member's meter and battery, in sections whose lines add up
+#: to the section's total: what the meter counted in and out (beside its own counters),
+#: where the member's load and PV went, and what went into and out of its battery.
+BALANCES: dict[str, tuple[tuple[str, str], ...]] = {
+    "in through the meter": (
+        ("from the grid", "from_grid"), ("grid into own battery", "grid_to_battery"),
+        ("from neighbours' PV", "from_peers"),
+        ("from neighbours' batteries", "from_coop_battery"),
+        ("neighbours' PV into own battery", "battery_from_coop"),
+        ("other batteries into own battery", "battery_from_batteries"),
+        ("unallocated (meter, during gaps)", "unallocated_import")),
+    "out through the meter": (
+        ("own PV to the grid", "to_grid"), ("own PV to neighbours", "to_peers"),
+        ("own PV to neighbours' batteries", "to_coop_battery"),
+        ("own battery to neighbours", "battery_to_coop"),
+        ("own battery to the grid", "battery_to_grid"),
+        ("own battery to other batteries", "battery_to_batteries"),
+        ("unallocated (meter, during gaps)", "unallocated_export")),
+    "into own battery": (
+        ("own PV", "to_battery"), ("neighbours' PV", "battery_from_coop"),
+        ("the grid", "grid_to_battery"), ("other batteries", "battery_from_batteries")),
+    "out of own battery": (
+        ("to own loads", "from_battery"), ("to neighbours", "battery_to_coop"),
+        ("to the grid", "battery_to_grid"), ("to other batteries", "battery_to_batteries"),
+        ("losses", "losses")),
+    "own load": (
+        ("own PV", "own_pv_used"), ("own battery", "from_battery"),
+        ("neighbours' PV", "from_peers"), ("neighbours' batteries", "from_coop_battery"),
+        ("the grid", "from_grid"), ("shed (unserved)", "shed")),
+    "own PV": (
+        ("used at home", "own_pv_used"), ("into own battery", "to_battery"),
+        ("to neighbours", "to_peers"), ("into neighbours' batteries", "to_coop_battery"),
+        ("to the grid", "to_grid"), ("curtailed", "curtailed")),
+}
+#: Sections the meter's own counters check.
+_COUNTED = {"in through the meter": "meter_import", "out through the meter": "meter_export"}
 _DAY_COLUMNS = ("load", "served", "liberated", "from_peers", "to_peers", "from_grid",
                 "to_grid", "shed", "curtailed")
+
+
+def balances(totals: dict[str, int | None]) -> dict[str, dict[str, object]]:
+    """Each section of :data:`BALANCES` in Wh: its lines, their total and, across the
+    meter, what the meter's counter recorded (``counted``; None without one, and for the
+    other sections)."""
+    out: dict[str, dict[str, object]] = {}
+    for section, lines in BALANCES.items():
+        wh = {key: int(totals.get(key) or 0) for _, key in lines}
+        counted = totals.get(_COUNTED[section]) if section in _COUNTED else None
+        out[section] = {"lines": wh, "total": sum(wh.values()), "counted": counted}
+    return out
 
 
 def render_text(st: Statement) -> str:
@@ -160,6 +204,15 @@ def render_text(st: Statement) -> str:
     ss = t["self_sufficiency"]
     lines.append(f"  {'self-sufficiency':<32}{'-' if ss is None else f'{ss:.1%}':>10}"
                  "  (liberated / load)")
+    labels = {s: dict((k, label) for label, k in rows) for s, rows in BALANCES.items()}
+    for section, b in balances(st.totals).items():
+        lines += ["", f"Energy {section} (kWh)"]
+        lines += [f"  {labels[section][k]:<32}{_num(kwh(wh))}" for k, wh in b["lines"].items()]
+        lines.append(f"  {'total':<32}{_num(kwh(b['total']))}")
+        if section in _COUNTED:
+            counted = b["counted"]
+            lines.append(f"  {'the meter counted':<32}"
+                         f"{_num(None if counted is None else kwh(counted))}")
     lines += ["", "Gaps",
               f"  not booked {st.totals.get('gap_s') or 0} s, of which no meter counter "
               f"{st.totals.get('unknown_s') or 0} s",

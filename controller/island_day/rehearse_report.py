@@ -20,6 +20,7 @@ import numpy as np
 from controller.island.plan import TIERS
 from controller.island_day.rehearse_verdicts import render as render_verdicts
 from controller.island_day.rehearse_verdicts import verdicts
+from controller.ledger.schema import CURTAIL_CAUSES
 from simulators.household import TIER_RANK
 
 #: Wh of a cycle below which a flow counts as none (the dispatch's float noise).
@@ -64,13 +65,18 @@ def curtailment(result: Rehearsal, reader: LedgerReader) -> dict:
     controller estimated it per cause, and as the simulator held it back."""
     from controller.accounts.figures import energy_wh
 
-    booked = energy_wh(reader.totals())["curtailed"]
+    totals = reader.totals()
+    booked = energy_wh(totals)["curtailed"]
+    by_cause = {c: int(totals.get(f"curtailed_{c}") or 0) for c in CURTAIL_CAUSES}
     island = float(result.island_curtailed_wh.sum())
     cap = float(result.limit_curtailed_wh.sum())
     available = float(result.pv_available_wh.sum())
     held = island + cap
     return {
         "booked_kwh": _kwh(booked),
+        # the ledger's split: a cap (command islanded, export_cap on the grid) is the
+        # simulator's by_cap, the grid-former's frequency shift its by_island
+        "booked_by_cause_kwh": {c: _kwh(wh) for c, wh in by_cause.items()},
         "estimated_kwh": {c: _kwh(float(np.sum(v)))
                           for c, v in result.cycles.held_back_wh.items()},
         "simulator": {"available_kwh": _kwh(available), "delivered_kwh": _kwh(available - held),

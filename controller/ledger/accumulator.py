@@ -17,6 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from controller.ledger.schema import (
+    CAUSE_FIELDS,
     DRIFT_FIELDS,
     GAP_FIELDS,
     INTERVAL_COUNTS,
@@ -83,7 +84,8 @@ class CarryState:
     @classmethod
     def fresh(cls, n: int) -> CarryState:
         """A ledger that has never booked."""
-        return cls(None, {f: np.zeros(n) for f in (*LEDGER_FIELDS, *CARRIED)}, np.zeros(n),
+        return cls(None, {f: np.zeros(n) for f in (*LEDGER_FIELDS, *CARRIED, *CAUSE_FIELDS)},
+                   np.zeros(n),
                    np.zeros(n, dtype=bool), np.full((len(COUNTERS), n), np.nan),
                    np.full((len(COUNTERS), n), np.nan))
 
@@ -130,6 +132,11 @@ def book_interval(acc: OpenInterval, carry: CarryState, member_ids: tuple[str, .
     for name in CARRIED:
         values[ROW[name]], carry.carries[name] = floor_with_carry(
             np.maximum(acc.row(name), 0.0), carry.carries[name])
+    causes = np.stack([acc.row(c) + carry.carries[c] for c in CAUSE_FIELDS])
+    split = split_to_total(values[ROW["curtailed"]], causes)
+    for k, name in enumerate(CAUSE_FIELDS):
+        values[ROW[name]] = split[k]
+        carry.carries[name] = causes[k] - split[k]
     for name in (*SECONDS, *DRIFT_FIELDS):  # drift is signed and informative: no carry
         values[ROW[name]] = np.rint(acc.row(name)).astype(np.int64)
     counts = {k: int(round(v)) for k, v in acc.counts.items()}
@@ -137,6 +144,24 @@ def book_interval(acc: OpenInterval, carry: CarryState, member_ids: tuple[str, .
                              acc.meter_known.copy(), counts, tuple(sorted(acc.missing)),
                              tuple(f"{m}/meter" for m, f in zip(member_ids, flagged,
                                                                 strict=True) if f))
+
+
+def split_to_total(total: NDArray[np.int64], parts: FloatArray) -> NDArray[np.int64]:
+    """Whole Wh per part (rows) adding up to ``total`` per member (columns), in
+    proportion to ``parts`` (largest remainders first); nothing where no part is positive.
+
+    The curtailed Wh of an interval are booked with carries like every flow; their causes
+    only split that figure, so the causes add up to it to the Wh.
+    """
+    parts = np.maximum(parts, 0.0)
+    weight = parts.sum(axis=0)
+    total = np.where(weight > 0, total, 0)
+    target = np.divide(parts * total, weight, out=np.zeros_like(parts), where=weight > 0)
+    booked = np.floor(target).astype(np.int64)
+    short = total - booked.sum(axis=0)
+    order = np.argsort(-(target - booked), axis=0, kind="stable")
+    rank = np.argsort(order, axis=0, kind="stable")
+    return booked + (rank < short).astype(np.int64)
 
 
 def _pack(header: dict, arrays: list[np.ndarray]) -> tuple[str, bytes]:
@@ -171,7 +196,8 @@ def pack_open(acc: OpenInterval, carry: CarryState, member_ids: tuple[str, ...],
               ) -> tuple[str, bytes]:
     """The per-cycle save: the open interval's accumulators, battery pools and counters."""
     header = {"member_ids": list(member_ids), "start_ts": acc.start_ts, "end_ts": carry.end_ts,
-              "counts": acc.counts, "missing": sorted(acc.missing)}
+              "counts": acc.counts, "missing": sorted(acc.missing),
+              "columns": list(MEMBER_COLUMNS)}
     return _pack(header, [acc.amounts, acc.meter_known.astype(np.float64), carry.pools_wh,
                           carry.held.astype(np.float64), carry.counters, carry.counters_ts,
                           acc.uncounted.astype(np.float64)])
@@ -195,8 +221,11 @@ def unpack_state(open_part: tuple[str, bytes] | None, carry_part: tuple[str, byt
             carry.carries[name] = aligned[k]
     if open_part is None:
         return None, carry
+    from controller.ledger.migrate import open_rows
+
     header, arrays = _unpack(*open_part)
     amounts, known, pools, held, counters, counters_ts = arrays[:6]
+    amounts = open_rows(header.get("columns"), amounts)
     saved = header["member_ids"]
     # Saved before settling on counters: the interval is not settled (its start is unknown).
     uncounted = arrays[6] if len(arrays) > 6 else np.ones(len(saved))

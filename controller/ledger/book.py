@@ -32,7 +32,7 @@ from controller.ledger.accumulator import (
     pack_open,
 )
 from controller.ledger.periods import split_span
-from controller.ledger.schema import MEMBER_AMOUNTS
+from controller.ledger.schema import CAUSE_FIELDS, MEMBER_AMOUNTS
 from dispatch.rounding import LEDGER_FIELDS
 
 FloatArray = NDArray[np.float64]
@@ -46,9 +46,10 @@ class CycleEnergy:
     """One cycle as the ledger sees it.
 
     ``flows`` are the dispatch's Wh over ``[start, end]`` (zero for members not
-    dispatched), ``valid`` says which members were dispatched, ``counters``
-    holds the lifetime Wh counters (import, export, pv) read at ``end``, NaN
-    where a device has none or did not answer.
+    dispatched), optionally with ``curtailed_<cause>`` splitting ``curtailed``;
+    ``valid`` says which members were dispatched, ``counters`` holds the lifetime
+    Wh counters (import, export, pv) read at ``end``, NaN where a device has none
+    or did not answer.
     """
 
     start: float
@@ -118,6 +119,9 @@ class IntervalBook:
                 frac = length / cycle_s
                 for f in LEDGER_FIELDS:
                     acc.row(f)[:] += c.flows[f] * frac
+                for f in CAUSE_FIELDS:  # optional: what held PV back (split of curtailed)
+                    if f in c.flows:
+                        acc.row(f)[:] += c.flows[f] * frac
                 if c.unallocated is not None:
                     acc.row("unallocated_import")[:] += c.unallocated[0] * frac
                     acc.row("unallocated_export")[:] += c.unallocated[1] * frac

@@ -8,6 +8,11 @@ last cycle) becomes the open interval's accumulators, so the new controller
 continues it instead of committing it early. Old carries and battery pools
 carry over. All of it is one transaction: a crash mid-upgrade leaves the
 version-1 ledger as it was.
+
+A version-2 ledger written before a column existed (the causes of curtailment,
+``curtailed_<cause>``) gets it in place when opened (:func:`schema.ensure_columns`, 0 in
+the rows already committed: their curtailment keeps no cause), and its saved open
+interval is re-aligned by column name (:func:`open_rows`).
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from controller.ledger.accumulator import (
     pack_open,
 )
 from controller.ledger.periods import interval_start
-from controller.ledger.schema import MEMBER_COLUMNS
+from controller.ledger.schema import CAUSE_FIELDS, MEMBER_COLUMNS
 from dispatch.rounding import LEDGER_FIELDS
 
 
@@ -92,6 +97,27 @@ def migrate_v1(conn: sqlite3.Connection, settlement_s: int) -> int:
         raise
     conn.execute("VACUUM")
     return committed
+
+
+#: The open interval's rows as saved before the curtailment causes were booked.
+COLUMNS_BEFORE_CAUSES = tuple(c for c in MEMBER_COLUMNS if c not in CAUSE_FIELDS)
+
+
+def open_rows(saved_columns: list[str] | None, amounts: np.ndarray) -> np.ndarray:
+    """The saved open interval's accumulators (rows) in today's :data:`MEMBER_COLUMNS` order.
+
+    A save names its rows; one written before the causes of curtailment were booked
+    does not, and has the rows of :data:`COLUMNS_BEFORE_CAUSES` (fewer if older still).
+    A row the save lacks starts at zero: the open interval's curtailment booked before
+    the upgrade keeps no cause (its ``curtailed`` is whole), and every cycle after has one.
+    """
+    names = saved_columns or COLUMNS_BEFORE_CAUSES[:amounts.shape[0]]
+    out = np.zeros((len(MEMBER_COLUMNS), amounts.shape[1]))
+    where = {c: i for i, c in enumerate(MEMBER_COLUMNS)}
+    for k, name in enumerate(names):
+        if name in where:
+            out[where[name]] = amounts[k]
+    return out
 
 
 def _carry(state: dict[str, str], ids: tuple[str, ...]) -> CarryState:

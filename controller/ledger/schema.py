@@ -48,7 +48,15 @@ GAP_FIELDS = ("gap_s", "unknown_s", "unallocated_import", "unallocated_export",
 #: (signed Wh, before the books were settled on the counter, :mod:`controller.ledger.settle`).
 DRIFT_FIELDS = ("meter_import_drift", "meter_export_drift")
 METER_FIELDS = ("meter_import", "meter_export", *DRIFT_FIELDS)
-MEMBER_AMOUNTS = (*LEDGER_FIELDS, *GAP_FIELDS)
+#: Why PV was held back (:mod:`controller.island.curtail_estimate`): ``command``, a cap
+#: Commonwatt set islanded (the island's surplus); ``export_cap``, on the grid, export past
+#: the cap at the point of common coupling (the dispatch's, or a cap set for it);
+#: ``grid_former``, islanded, a full grid-forming battery shifting the frequency.
+CURTAIL_CAUSES = ("command", "export_cap", "grid_former")
+#: ``curtailed_<cause>``: the member's ``curtailed`` Wh split by cause, summing to it in
+#: every interval booked since the columns exist (0 in rows booked before: cause not recorded).
+CAUSE_FIELDS = tuple(f"curtailed_{c}" for c in CURTAIL_CAUSES)
+MEMBER_AMOUNTS = (*LEDGER_FIELDS, *GAP_FIELDS, *CAUSE_FIELDS)
 MEMBER_COLUMNS = (*MEMBER_AMOUNTS, *METER_FIELDS)
 #: Coop-level columns of an interval besides the member sums.
 INTERVAL_COUNTS = ("cycles", "covered_s", "gap_s_coop", "islanded_s")
