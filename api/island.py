@@ -35,6 +35,7 @@ import numpy as np
 from fastapi import APIRouter, HTTPException, Request, Response
 from pydantic import BaseModel, Field
 
+from api import island_reasons
 from api.auth import viewer_of
 from controller.accounts.running import member_figures
 from controller.governance.audit import AuditLog
@@ -345,14 +346,20 @@ def island_router(reader: LedgerReader, live: IslandLive | None,
                 status = supervisor().status()
                 follower = getattr(getattr(live, "controller", None), "follower", None)
                 followed = follower.status(clock()) if follower else None
-        status = viewer_of(request).scrub(status)  # refusals name meters, so members
+        viewer = viewer_of(request)
+        if isinstance(status.get("shedding"), dict):  # reason codes; medical stays private
+            status["shedding"] = island_reasons.shedding(status["shedding"], viewer)
+        status = viewer.scrub(status)  # refusals name meters, so members
         return status | {"now": clock(), "autonomy": _autonomy(live), "plan_followed": followed}
 
     @router.get("/plan")
-    def plan() -> Response:
-        """The last island plan saved (``commonwatt island plan --json``), as written; 404
-        when there is none."""
-        raw, _ = plan_store.read()
+    def plan(request: Request) -> Response:
+        """The last island plan saved (``commonwatt island plan --json``), as written (its
+        medical odds for coordinators only); 404 when there is none."""
+        raw, saved = plan_store.read()
+        shown = island_reasons.plan(saved, viewer_of(request))
+        if shown is not saved:
+            raw = json.dumps(shown).encode()
         return Response(raw, media_type="application/json")
 
     def record(who: tuple[str, str], action: str, detail: dict[str, Any], outcome: str) -> None:
@@ -377,8 +384,11 @@ def island_router(reader: LedgerReader, live: IslandLive | None,
 
     @router.get("/transitions")
     def transitions(request: Request, limit: int = 200) -> list[dict[str, Any]]:
-        """Every change of grid state and every refused command, oldest first."""
-        rows = viewer_of(request).scrub(reader.grid_transitions(min(max(limit, 1), 10_000)))
+        """Every change of grid state, every refused command and every load shed islanded,
+        oldest first, each with its reason code (``reason``)."""
+        viewer = viewer_of(request)
+        rows = viewer.scrub(island_reasons.transitions(
+            reader.grid_transitions(min(max(limit, 1), 10_000)), viewer))
         return [r | {"time": datetime.fromtimestamp(float(r["ts"]), UTC).isoformat()}
                 for r in rows]
 
