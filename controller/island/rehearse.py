@@ -78,6 +78,7 @@ from controller.cycle import CycleReport
 from controller.demo import start_embedded_broker
 from controller.files import write_private
 from controller.governance.local import local_secret_path, read_local_secret
+from controller.island import scenarios
 from controller.island.grid_model import GridState
 from controller.island.rehearse_plan import (
     Preparation,
@@ -125,7 +126,8 @@ class RehearsalOptions:
 
     ``cloud`` is (from hour, to hour, PV factor) on the simulated clock, ``dropout_hour``
     when the second battery stops answering; each at its first occurrence at or after
-    ``start``. None leaves the event out.
+    ``start``. None leaves the event out. ``scenario`` names one of the library's
+    (:mod:`controller.island.scenarios`) instead: its events replace those two.
     """
 
     hours: float = 24.0
@@ -137,6 +139,7 @@ class RehearsalOptions:
     cloud: tuple[float, float, float] | None = (13.0, 17.0, 0.3)
     dropout_hour: float | None = 14.0
     progress: bool = True
+    scenario: str | None = None
 
 
 @dataclass
@@ -200,6 +203,8 @@ class Rehearsal:
     #: back, what the island held back (a full grid-former's frequency shift).
     pv_available_wh: np.ndarray = field(default_factory=lambda: np.zeros(0))
     limit_curtailed_wh: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    #: The shedding's record: the guard's passes and alerts, events with reason codes.
+    shedding: dict = field(default_factory=dict)
 
     def served_between_wh(self, start_ts: float, end_ts: float) -> np.ndarray:
         """Load each house drew between two simulated times, from the simulator's history."""
@@ -304,6 +309,12 @@ class _Session:
         self.deadline = math.inf
         self.device_errors: dict[str, int] = {}
         self.plan_followed: dict = {}
+        #: The breaker's own schedule (simulated time, closed): a grid lost by itself.
+        self.breaker: list[tuple[float, bool]] = []
+        #: Whether the rehearsal commands the island (False: the grid goes by itself).
+        self.commanded = True
+        #: The shedding's record at the end (controller/island/shed_log.py).
+        self.shedding: dict = {}
 
     def observe(self, report: CycleReport) -> None:
         """After each cycle: record it, and play the PCC breaker to the grid state."""
@@ -354,6 +365,8 @@ class _Session:
     async def tick(self, interval_s: float) -> None:
         """The simulated coop's physics, and its SoC history, every ``interval_s`` wall."""
         while True:
+            while self.breaker and not self.clock.held and self.breaker[0][0] <= self.clock.now():
+                self.coop.grid_connected = self.breaker.pop(0)[1]  # the utility, not us
             self.coop.step()
             if not self.clock.held:
                 self.soc_t.append(self.clock.now())
@@ -387,13 +400,17 @@ async def _run(options: RehearsalOptions, session: _Session, config_path: Path,
     try:
         await runtime.wait_until_serving()
         await session.wait_for_state(GridState.ON_GRID, 30.0)
-        url = f"http://127.0.0.1:{config.api.port}/api/v1/island/command"
-        status, body = await asyncio.to_thread(_post, url, {
-            "requested_by": REQUESTED_BY, "hours": options.hours,
-            "required_soc_pct": math.floor(required_pct * 10) / 10}, config.storage.ledger)
-        if status != 202:
-            raise RehearsalError(f"the island command was refused ({status}): {body}")
-        session.deadline = float(body["end_ts"]) + max(3600.0, 20 * runtime.controller.nominal_dt_s)
+        if session.commanded:
+            url = f"http://127.0.0.1:{config.api.port}/api/v1/island/command"
+            status, body = await asyncio.to_thread(_post, url, {
+                "requested_by": REQUESTED_BY, "hours": options.hours,
+                "required_soc_pct": math.floor(required_pct * 10) / 10}, config.storage.ledger)
+            if status != 202:
+                raise RehearsalError(f"the island command was refused ({status}): {body}")
+            session.deadline = float(body["end_ts"]) + max(
+                3600.0, 20 * runtime.controller.nominal_dt_s)
+        else:  # the grid goes by itself: the day runs to its end, on the grid or not
+            session.deadline = session.clock.now() + options.hours * 3600.0
         gc.collect()
         gc.freeze()  # a full collection of the imports' objects stalls a cycle ~0.2 s
         began = time.monotonic()
@@ -403,7 +420,7 @@ async def _run(options: RehearsalOptions, session: _Session, config_path: Path,
         waiter.cancel()
         if task.done():
             raise RehearsalError("the controller stopped before the rehearsal ended")
-        if GridState.RETURNING not in session.seen:
+        if GridState.RETURNING not in session.seen and session.commanded:
             notes.append(f"the island did not end by its deadline (last state "
                          f"{session.state.name})")
     finally:
@@ -411,6 +428,8 @@ async def _run(options: RehearsalOptions, session: _Session, config_path: Path,
         session.device_errors = {d["name"]: int(d["errors_total"]) for d in runtime.devices()
                                  if d["errors_total"]}
         session.plan_followed = runtime.controller.follower.status(session.clock.now())
+        session.shedding = runtime.controller.shed_log.status() | {
+            "alert": runtime.controller.shed_alert}
         stop.set()
         try:
             await task
@@ -446,12 +465,14 @@ async def rehearse(options: RehearsalOptions) -> Rehearsal:
     broker = await start_embedded_broker(broker_port, out)
     coop = SimulatedCoop(demo_households(options.households, plugs=True, contactors=True),
                          clock, mqtt=("127.0.0.1", broker_port), mqtt_access=broker.access)
-    events = inject_events(coop, start_ts, options)
+    events, breaker = inject_events(coop, start_ts, options)
     prep = await asyncio.to_thread(prepare, coop, start_ts, options.hours)
     config_path, plan_path = out / "coop.toml", out / "plan.json"
     write_private(plan_path, json.dumps(plan_json(prep, "Commonwatt rehearsal coop")) + "\n")
     progress = progress_bar(options) if options.progress else None
     session = _Session(options, coop, clock, progress)
+    session.breaker = breaker
+    session.commanded = options.scenario is None or scenarios.get(options.scenario).commanded
     try:
         await coop.start()
         config_path.write_text(rehearsal_toml(coop, ledger.absolute(), free_port(), options.cycle_s,
@@ -484,5 +505,6 @@ async def rehearse(options: RehearsalOptions) -> Rehearsal:
     result.former = physics.former
     result.pv_available_wh = physics.pv_available_wh.copy()
     result.limit_curtailed_wh = physics.limit_curtailed_wh.copy()
+    result.shedding = session.shedding
     await asyncio.to_thread(finish, result, LedgerReader(ledger))
     return result
