@@ -64,8 +64,6 @@ import gc
 import json
 import math
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -77,7 +75,6 @@ from controller.config import CoopConfig, parse_config
 from controller.cycle import CycleReport
 from controller.demo import start_embedded_broker
 from controller.files import write_private
-from controller.governance.local import local_secret_path, read_local_secret
 from controller.island import scenarios
 from controller.island.grid_model import GridState
 from controller.island.rehearse_plan import (
@@ -88,36 +85,21 @@ from controller.island.rehearse_plan import (
     prepare,
 )
 from controller.island.rehearse_report import finish, progress_bar
+from controller.island.rehearse_setup import (
+    CYCLE_S,
+    HeldClock,
+    RehearsalError,
+    fresh_ledger,
+    get_local,
+    post_local,
+    rehearsal_toml,
+)
 from controller.ledger import LedgerReader
-from controller.ledger.lock import WriterLock
 from controller.runtime import Runtime
-from devices.mqtt.access import ANONYMOUS, MqttAccess
-from simulators.clock import SimClock
 from simulators.coop import SimulatedCoop, free_port
-from simulators.demo_config import coop_toml
 from simulators.household import demo_households
 
-#: Wall seconds per controller cycle in a rehearsal (see the module's docstring).
-CYCLE_S = 0.05
-#: Device timeouts in cycles (as in production's 1 s cycles with 5 s and 1 s; the
-#: controller scales the staleness to its clock, the request timeout stays wall time):
-#: a battery that stops answering costs a cycle its read and its write timeout, which
-#: must stay below the controller's MAX_GAP_CYCLES or the whole coop is booked a gap.
-STALE_AFTER_CYCLES = 10
-REQUEST_TIMEOUT_CYCLES = 2
-#: Battery setpoints last this many nominal cycles, on the simulated clock (1 s of wall
-#: time at the rehearsal's 0.05 s cycle). The demo's 10 s stood for a seventh of a 72 s
-#: cycle (the controller raised it to 5 cycles): a wall stall of 0.25 s on a loaded
-#: machine let every battery idle and left the grid-former alone with the evening peak
-#: (measured 12 h from 18:00 at 1440x, load average 5 on 2 cores: 124 of 577 cycles
-#: missed, 3.05 kWh dropped). 10 cycles still failed at load average 11 (p99 cycle
-#: 434 ms, max 560 ms); the rehearsal rehearses the dispatch, not the machine's stalls.
-SETPOINT_EXPIRY_CYCLES = 20
 REQUESTED_BY = "commonwatt island rehearse"
-
-
-class RehearsalError(RuntimeError):
-    """The rehearsal could not run (the island was refused, the controller did not start)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,21 +203,6 @@ class Rehearsal:
                 "p99": round(float(np.percentile(d, 99)), 2), "max": round(float(d.max()), 2)}
 
 
-class HeldClock(SimClock):
-    """A :class:`SimClock` that stands still at ``start_s`` until :meth:`release`."""
-
-    held: bool = True
-
-    def now(self) -> float:
-        """Simulated time: ``start_s`` while held."""
-        return self.start_s + self._offset if self.held else SimClock.now(self)
-
-    def release(self) -> None:
-        """Let simulated time run from now on, at ``speed``."""
-        self._wall0 = time.monotonic()
-        self.held = False
-
-
 class _ObservedRuntime(Runtime):
     """The controller's runtime, with every cycle's report handed to an observer."""
 
@@ -250,44 +217,6 @@ class _ObservedRuntime(Runtime):
         if report is not None:
             self._observe(report)
         return report
-
-
-def _post(url: str, body: dict, ledger: Path) -> tuple[int, dict]:
-    """POST as the CLI on the controller's host: with the local secret, not a token."""
-    headers = {"Content-Type": "application/json"}
-    secret = read_local_secret(local_secret_path(ledger))
-    if secret is not None:
-        headers["Authorization"] = f"Bearer {secret}"
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                     headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - loopback
-            return response.status, json.loads(response.read() or b"{}")
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"{}")
-
-
-def rehearsal_toml(coop: SimulatedCoop, ledger: Path, api_port: int, cycle_s: float,
-                   mqtt: tuple[str, int] | None = None,
-                   mqtt_access: MqttAccess = ANONYMOUS, speed: float = 1440.0) -> str:
-    """The demo's TOML for the rehearsal: its cycle, scaled timeouts and setpoint expiry
-    (``speed``: simulated seconds per wall second), batteries offered, the smart plugs on
-    ``mqtt``."""
-    text = coop_toml(coop, ledger, api_port, mqtt, cycle_s=cycle_s, mqtt_access=mqtt_access)
-    batteries = sum(1 for h in coop.households if h.battery is not None)
-    # In the config's own terms (wall cycles of ``cycle_s``): the controller scales it to
-    # the simulated clock (controller/cycle.py), as it does every timeout.
-    expiry = max(1, math.ceil(SETPOINT_EXPIRY_CYCLES * cycle_s))
-    edits = (("stale_after_s = 5.0\n", f"stale_after_s = {STALE_AFTER_CYCLES * cycle_s:g}\n"
-              f"request_timeout_s = {REQUEST_TIMEOUT_CYCLES * cycle_s:g}\n", 1),
-             ("setpoint_expiry_s = 10\n", f"setpoint_expiry_s = {expiry}\n", 1),
-             ("  reserve_pct = 10\n", "  reserve_pct = 10\n  offered = true\n", batteries))
-    for old, new, count in edits:
-        if text.count(old) != count:  # the demo's TOML changed under us: say so, loudly
-            raise RehearsalError(f"the demo config has {text.count(old)} x {old.strip()!r}, "
-                                 f"expected {count}")
-        text = text.replace(old, new)
-    return text
 
 
 class _Session:
@@ -307,6 +236,7 @@ class _Session:
         self.runtime: _ObservedRuntime | None = None
         self.task_id = None
         self.deadline = math.inf
+        self.settle_at: float | None = None
         self.device_errors: dict[str, int] = {}
         self.plan_followed: dict = {}
         #: The breaker's own schedule (simulated time, closed): a grid lost by itself.
@@ -352,8 +282,16 @@ class _Session:
         elif state is GridState.RETURNING and not self.coop.grid_connected:
             self.coop.grid_connected = True  # resynchronised: the breaker closes
             self.coop.step()
-        elif (state is GridState.ON_GRID and GridState.RETURNING in self.seen) or (
-                report.end_ts > self.deadline):
+        elif state is GridState.ON_GRID and GridState.RETURNING in self.seen:
+            # Reconnected: run on until the settlement interval holding the island's end is
+            # committed, so the ledger books its islanded seconds (a 5-minute test island
+            # ends inside its interval).
+            if self.settle_at is None:
+                step = self.runtime.controller.config.ledger.settlement_s
+                self.settle_at = (report.end_ts // step + 1) * step + nominal
+            if report.end_ts >= self.settle_at:
+                self.done.set()
+        elif report.end_ts > self.deadline:
             self.done.set()
         if self.progress is not None:
             self.progress.update(
@@ -402,7 +340,7 @@ async def _run(options: RehearsalOptions, session: _Session, config_path: Path,
         await session.wait_for_state(GridState.ON_GRID, 30.0)
         if session.commanded:
             url = f"http://127.0.0.1:{config.api.port}/api/v1/island/command"
-            status, body = await asyncio.to_thread(_post, url, {
+            status, body = await asyncio.to_thread(post_local, url, {
                 "requested_by": REQUESTED_BY, "hours": options.hours,
                 "required_soc_pct": math.floor(required_pct * 10) / 10}, config.storage.ledger)
             if status != 202:
@@ -428,8 +366,11 @@ async def _run(options: RehearsalOptions, session: _Session, config_path: Path,
         session.device_errors = {d["name"]: int(d["errors_total"]) for d in runtime.devices()
                                  if d["errors_total"]}
         session.plan_followed = runtime.controller.follower.status(session.clock.now())
-        session.shedding = runtime.controller.shed_log.status() | {
-            "alert": runtime.controller.shed_alert}
+        # The shedding as the controller's own API serves it (reason codes; #21).
+        status, body = await asyncio.to_thread(
+            get_local, f"http://127.0.0.1:{config.api.port}/api/v1/island",
+            config.storage.ledger)
+        session.shedding = body.get("shedding") or {} if status == 200 else {}
         stop.set()
         try:
             await task
@@ -441,16 +382,6 @@ async def _run(options: RehearsalOptions, session: _Session, config_path: Path,
     return wall_s, notes
 
 
-def _fresh_ledger(out: Path) -> Path:
-    out.mkdir(parents=True, exist_ok=True)
-    ledger = out / "ledger.sqlite"
-    WriterLock(ledger).release()  # fail fast if a controller runs on it
-    for old in out.glob("ledger.sqlite*"):
-        if not old.name.endswith(".lock"):
-            old.unlink()
-    return ledger
-
-
 async def rehearse(options: RehearsalOptions) -> Rehearsal:
     """Run the whole rehearsal and write ``DIR`` (see the module's docstring)."""
     if not 0 < options.hours <= 48:
@@ -458,7 +389,7 @@ async def rehearse(options: RehearsalOptions) -> Rehearsal:
     if options.households < 2:
         raise ValueError("--households: expected at least 2 (a grid-former and a neighbour)")
     out = options.out
-    ledger = _fresh_ledger(out)
+    ledger = fresh_ledger(out)
     start_ts = day_start(options.start)
     clock = HeldClock(start_s=start_ts, speed=options.speed)
     broker_port = free_port()
