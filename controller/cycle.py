@@ -33,7 +33,7 @@ from controller.island.grid_model import (
     IslandCommand,
     TransitionRecord,
 )
-from controller.island.guard import ShedGuard, protected_loads
+from controller.island.guard import ShedGuard, limiting_measure, protected_loads
 from controller.island.live import GridSupervisor
 from controller.island.outage import (
     anchor,
@@ -421,7 +421,8 @@ class Controller:
             return
         allowed = decision = None
         if self.islanded:  # the limiting measure: what the shed needs beyond what is off
-            over = float(np.nansum(need_w) - self.shedder.held_w().sum())
+            over = limiting_measure(float(np.nansum(need_w) - self.shedder.held_w().sum()),
+                                    self.poller.grid_overloaded())
             rows = np.zeros((3, len(need_w)))
             decision = self.shed_guard.step(now, over, rows)
             allowed = decision.allowed

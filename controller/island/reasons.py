@@ -119,9 +119,9 @@ _TRANSITION_PHRASES: tuple[tuple[str, Reason], ...] = (
     ("not confirmed within", Reason.TIMEOUT),
     ("not back within", Reason.TIMEOUT),
     ("unknown", Reason.TIMEOUT),
+    ("device report", Reason.DEVICE_REPORT),
     ("command", Reason.COMMAND),
     ("return requested", Reason.COMMAND),
-    ("device report", Reason.DEVICE_REPORT),
 )
 
 

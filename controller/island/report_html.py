@@ -117,9 +117,9 @@ def _episode(g: dict | None) -> str:
     if not g:
         return ""
     codes = ", ".join(f"{escape(k)} × {v}" for k, v in sorted(g["shed_reasons"].items()))
+    shed = f"loads shed, by reason code: {codes}" if codes else "no load was shed"
     return (f'<p class="why">Islanded at {escape(_clock(g["islanded_at"]))}, reconnected at '
-            f'{escape(_clock(g["reconnected_at"]))} (UTC); loads shed for '
-            f'{codes or "no reason: none was shed"}.</p>')
+            f'{escape(_clock(g["reconnected_at"]))} (UTC); {shed}.</p>')
 
 
 def _why(c: dict) -> str:
