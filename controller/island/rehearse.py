@@ -9,7 +9,9 @@ port) on a sped-up :class:`~simulators.clock.SimClock`, in about a minute:
    ``critical``), with the day's events injected: a cloudy afternoon (PV × 0.3
    from 13:00 to 17:00) and the second battery dropping out at 14:00 (its gateway
    answers every request with a Modbus exception,
-   :meth:`~simulators.coop.SimulatedCoop.add_dropout`);
+   :meth:`~simulators.coop.SimulatedCoop.add_dropout`), or a named scenario's
+   (:mod:`controller.island.scenarios`; ``grid-loss`` is not commanded: the
+   breaker opens by itself and the day runs to its end);
 2. the island is planned from the simulator's own day without those events
    (:mod:`controller.island.rehearse_plan`) and the batteries are charged to the
    plan's required starting SoC; the plan is written to ``DIR/plan.json``;
@@ -19,8 +21,10 @@ port) on a sped-up :class:`~simulators.clock.SimClock`, in about a minute:
    ``--hours``, with the plan's required SoC) and the clock is released;
 4. after each cycle the rehearsal plays the coupling: it opens the simulated
    PCC breaker when the state is ``GOING_OFF_GRID`` and closes it when it is
-   ``RETURNING`` (the command lapsing by itself); once ``ON_GRID`` again the
-   controller is stopped cleanly;
+   ``RETURNING`` (the command lapsing by itself); once ``ON_GRID`` again and the
+   settlement interval holding the island's end is committed, the controller's
+   API is asked for its shedding (reason codes) and the controller is stopped
+   cleanly;
 5. the island report (:mod:`controller.island.report`) is written into
    ``DIR`` beside ``rehearsal.json``: the run's own figures (wall time,
    cycles, cycles missed, cycle times, what the simulator could not serve,
@@ -253,6 +257,10 @@ class _Session:
         if not self.seen or self.seen[-1] is not state:
             self.seen.append(state)
         if self.clock.held:
+            return
+        if self.settle_at is not None:  # back on the grid: waiting for the ledger, not logged
+            if report.end_ts >= self.settle_at:
+                self.done.set()
             return
         log = self.log
         nominal = self.runtime.controller.nominal_dt_s
