@@ -119,7 +119,7 @@ def test_island_times_and_reason_counts_from_transitions() -> None:
             {"ts": 20, "from": "GOING_OFF_GRID", "to": "OFF_GRID", "refused": False},
             {"ts": 30, "from": "OFF_GRID", "to": "OFF_GRID", "refused": False,
              "cause": "shed a/load1: x", "reason": "rating"},
-            {"ts": 31, "from": "OFF_GRID", "to": "OFF_GRID", "refused": True,
+            {"ts": 31, "from": "OFF_GRID", "to": "OFF_GRID", "refused": False,
              "cause": "refused a/load2: x", "reason": "medical"},
             {"ts": 320, "from": "OFF_GRID", "to": "RETURNING", "refused": False},
             {"ts": 330, "from": "RETURNING", "to": "ON_GRID", "refused": False}]
@@ -208,7 +208,7 @@ def test_the_medical_flag_is_seen_by_its_member_and_coordinators_only(tmp_path: 
     write_ledger(ledger, MEMBERS, 60, 1020.0, 60.0, [flows])
     conn = sqlite3.connect(ledger)
     with conn:
-        record_transition(conn, (1500.0, "OFF_GRID", "OFF_GRID", MEDICAL_ROW, "controller", 1,
+        record_transition(conn, (1500.0, "OFF_GRID", "OFF_GRID", MEDICAL_ROW, "controller", 0,
                                  "medical"))
     conn.close()
     saved = {"survival": {"p_held": {"critical": 0.995, "medical": 0.97},

@@ -48,7 +48,9 @@ class ShedLog:
                  "detail": detail}
         self.events.append(event)
         what = f"{kind} {load}: {detail}" if load else f"{kind}: {detail}"
-        self._record((ts, state, state, what, BY, int(kind == "refused"), code))
+        # ``refused`` stays for refused island commands: a load kept on is no refusal of
+        # anyone's command (its cause says ``refused LOAD``, its code says why).
+        self._record((ts, state, state, what, BY, 0, code))
 
     def cycle(self, now: float, state: str, plan: ShedPlan, causes: Sequence[str],
               decision: GuardDecision | None, passes: int = 0) -> None:
