@@ -354,8 +354,10 @@ def island_router(reader: LedgerReader, live: IslandLive | None,
 
     @router.get("/plan")
     def plan(request: Request) -> Response:
-        """The last island plan saved (``commonwatt island plan --json``), as written (its
-        medical odds for coordinators only); 404 when there is none."""
+        """The last island plan saved (``commonwatt island plan --json``), as written; 404
+        when there is none."""
+        # Its medical odds and warning for coordinators only (api/island_reasons.py, #21);
+        # kept out of the docstring, which is the OpenAPI description.
         raw, saved = plan_store.read()
         shown = island_reasons.plan(saved, viewer_of(request))
         if shown is not saved:
@@ -384,8 +386,9 @@ def island_router(reader: LedgerReader, live: IslandLive | None,
 
     @router.get("/transitions")
     def transitions(request: Request, limit: int = 200) -> list[dict[str, Any]]:
-        """Every change of grid state, every refused command and every load shed islanded,
-        oldest first, each with its reason code (``reason``)."""
+        """Every change of grid state and every refused command, oldest first."""
+        # Islanded sheds, loads kept on and the guard's alert are rows too, each row with
+        # its reason code (``reason``, controller/island/reasons.py; #21).
         viewer = viewer_of(request)
         rows = viewer.scrub(island_reasons.transitions(
             reader.grid_transitions(min(max(limit, 1), 10_000)), viewer))
