@@ -281,24 +281,25 @@ def rehearse_command(args: argparse.Namespace) -> int:
     from controller.island.rehearse_report import render_text
     from controller.ledger.lock import LedgerLockedError
 
-    if args.scenario == "list":
+    name, test_island = getattr(args, "scenario", None), getattr(args, "test_island", None)
+    if name == "list":
         sys.stdout.write(scenarios.listing())
         return 0
-    speed = args.speed if args.speed is not None else (120.0 if args.test_island else 1440.0)
+    speed = args.speed if args.speed is not None else (120.0 if test_island else 1440.0)
     if not 2 <= args.households <= 16 or speed <= 0:
         print("island rehearse: --households from 2 to 16 and a --speed above 0, please",
               file=sys.stderr)
         return 2
     try:
-        scenario = scenarios.get(args.scenario) if args.scenario else None
+        scenario = scenarios.get(name) if name else None
     except ValueError as exc:
         print(f"island rehearse: {exc}", file=sys.stderr)
         return 2
-    hours = args.test_island or args.hours or (scenario.hours if scenario else 24.0)
+    hours = test_island or args.hours or (scenario.hours if scenario else 24.0)
     start = args.start or (scenario.start if scenario else "00:00")
     options = RehearsalOptions(hours=hours, speed=speed, start=start, out=args.out,
                                households=args.households, progress=sys.stderr.isatty(),
-                               scenario=args.scenario)
+                               scenario=name)
     if args.no_events:
         options = replace(options, cloud=None, dropout_hour=None, scenario="clear")
     try:
