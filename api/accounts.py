@@ -133,7 +133,7 @@ class ReportMember(_Model):
     served_kwh: float
     liberated_kwh: float
     shed_kwh: float
-    self_sufficiency: float | None
+    self_sufficiency: float | None = Field(description=OTHER_DOCS["self_sufficiency"])
     net_cents: int | None = Field(description="the member's net; null without a [tariff]")
 
 
@@ -163,7 +163,7 @@ class Report(_Model):
     shared_peer_to_peer_kwh: float
     shared_via_coop_batteries_kwh: float
     self_sufficiency: float | None = Field(description="coop liberated / load")
-    hours_islanded: float
+    hours_islanded: float = Field(description="hours the coop ran as an island")
     unserved_kwh: float = Field(description="load shed")
     curtailed_kwh: float
     jain_fairness: float | None = Field(description="Jain's index over members' "

@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 from api.accounts import accounts_router
 from api.auth import Authority, viewer_of
 from api.auth.login import login_router
-from api.contract import install_contract, operation_id
+from api.contract import answers, install_contract, operation_id
 from api.errors import bad_query
 from api.governance.optouts import optouts_router
 from api.governance.overrides import overrides_router
@@ -22,7 +22,8 @@ from api.governance.router import audit_router
 from api.island import island_router
 from api.pages import pages_router
 from api.query_time import QueryTime
-from api.summary_model import CoopSummary
+from api.route_models import Device, Health
+from api.summary_model import CoopSummary, RunningFigures
 from api.surface import install_surface
 from controller.accounts.figures import meter_drift
 from controller.accounts.running import member_figures, running_figures
@@ -53,58 +54,25 @@ class LiveView(Protocol):
 
 
 class Member(BaseModel):
-    """A coop member."""
+    """A coop member (under its pseudonym, as id and name, unless public or the caller's)."""
 
-    id: str
-    name: str
+    id: str = Field(description="member id, or its pseudonym")
+    name: str = Field(description="display name, or the pseudonym")
 
 
-class Energy(BaseModel):
-    """A member's energy over a period; kWh, booked to the Wh."""
+class Energy(RunningFigures):
+    """A member's energy over a period (the figures of :class:`RunningFigures`, kWh booked
+    to the Wh)."""
 
     member_id: str
-    from_: datetime | None = Field(None, alias="from")
-    to: datetime | None
-    intervals: int
-    liberated_kwh: float = Field(description="served load that came from coop generation")
-    served_kwh: float
-    load_kwh: float
-    own_pv_used_kwh: float
-    from_battery_kwh: float
-    from_battery_coop_kwh: float
-    from_peers_kwh: float
-    from_coop_battery_kwh: float
-    from_grid_kwh: float
-    shed_kwh: float
-    pv_kwh: float
-    to_battery_kwh: float
-    to_peers_kwh: float
-    to_coop_battery_kwh: float
-    to_grid_kwh: float
-    curtailed_kwh: float
-    battery_from_coop_kwh: float = Field(description="neighbours' surplus stored in this battery")
-    battery_to_coop_kwh: float = Field(description="this battery's energy given to neighbours")
-    grid_to_battery_kwh: float
-    losses_kwh: float
-    self_sufficiency: float | None = Field(
-        description="liberated / load (shed load counts against it); null with no load")
-    gap_hours: float = Field(description="time the dispatch did not book this member "
-                             "(controller down, or a device unknown)")
-    unknown_hours: float = Field(description="part of the gap with no meter counter: energy "
-                                 "unknown, never taken as zero")
-    unallocated_import_kwh: float = Field(description="grid import the meter counted during "
-                                          "gaps; never liberated")
-    unallocated_export_kwh: float
-    unallocated_pv_kwh: float
-    from_federation_kwh: float = Field(0.0, description="part of from_grid that came from "
-                                       "another coop of the federation (liberated where the "
-                                       "charter says)")
-    to_federation_kwh: float = Field(0.0, description="part of to_grid that went to another "
-                                     "coop of the federation")
+    from_: datetime | None = Field(None, alias="from", description="the period's start "
+                                   "as asked (null: from the first interval)")
+    to: datetime | None = Field(description="the period's end as asked (null: up to now)")
     provisional: bool = Field(False, description="includes the open settlement interval, "
                               "which is not committed yet")
-    committed_until: float | None = Field(None, description="end of the last committed "
-                                          "interval; later figures are provisional")
+    committed_until: float | None = Field(None, description="Unix seconds: end of the last "
+                                          "committed interval; later figures are "
+                                          "provisional")
 
     model_config = {"populate_by_name": True}
 
@@ -240,7 +208,8 @@ def create_app(reader: LedgerReader, live: LiveView | None = None,
             "by_member": viewer_of(request).keyed(per_member),
         })
 
-    @app.get("/api/v1/devices", tags=["installer"])
+    @app.get("/api/v1/devices", tags=["installer"], responses=answers(
+        list[Device], description="every configured device's health"))
     def devices() -> list[dict[str, Any]]:
         """Health of every configured device: last good read, errors, back-off.
 
@@ -263,7 +232,9 @@ def create_app(reader: LedgerReader, live: LiveView | None = None,
             device["drift_flagged"] = any(d.flagged for d in drifts.values())
         return out
 
-    @app.get("/healthz", tags=["ops"])
+    @app.get("/healthz", tags=["ops"], responses={
+        **answers(Health),
+        **answers(Health, 503, "stale, ledger failing, MQTT reader down or no device ok")})
     def healthz() -> JSONResponse:
         """200 while cycles run on time; 503 when the controller is stale, the ledger is
         failing, the MQTT reader is down or no device is ok. ``timeseries`` (when
@@ -296,6 +267,10 @@ def create_app(reader: LedgerReader, live: LiveView | None = None,
                                             and float(mqtt["for_s"]) > READER_GRACE_S))
             if mqtt is not None:
                 body["mqtt_reader"] = mqtt
+            # The rolling plan on the grid: what it trusts and how well that has done.
+            plan = live.rolling_plan() if hasattr(live, "rolling_plan") else None
+            if plan is not None:
+                body["rolling_plan"] = plan
             body["status"] = ("stale" if stale else "ledger-failing" if failing
                               else "mqtt-reader-down" if reader_down
                               else "no-device-ok" if blind else "degraded" if degraded

@@ -11,6 +11,11 @@ added here, from :data:`api.auth.policy.ROUTE_POLICY`, the one table of who may 
   on the role routes, ``404`` on a member's routes (another member's, or none: the same
   answer, so membership does not leak) and ``409`` on the island commands, each with the
   one-string ``detail`` the README promises (:class:`ErrorDetail`).
+* **typed answers**: a route that builds a plain dict (for speed, or because it always
+  has) declares its answer's model with :func:`answers` (``responses=``); the document
+  then shows that model alone, not the ``dict`` FastAPI infers from the return annotation,
+  while the answer is still encoded as before (no re-validation on the way out: the
+  tests hold each real answer to its model).
 * **short operation ids**: the endpoint's own name (``member_energy``, ``coop_summary``),
   not FastAPI's ``member_energy_api_v1_members__member_id__energy_get``
   (:func:`operation_id`).
@@ -18,9 +23,10 @@ added here, from :data:`api.auth.policy.ROUTE_POLICY`, the one table of who may 
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, routing
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
@@ -70,10 +76,48 @@ def _errors_for(policy: Any, method: str, path: str) -> list[int]:
     return codes
 
 
+def answers(model: Any, status: int = 200, description: str = "") -> dict[int | str, Any]:
+    """``responses=`` for a route whose ``status`` answer is ``model`` (a pydantic model,
+    or ``list[...]``/``... | None`` of one), documented without validating the answer."""
+    if not description:
+        doc = model.__doc__ if isinstance(model, type) else None
+        description = (doc or "Successful Response").strip().split("\n")[0]
+    return {status: {"model": model, "description": description}}
+
+
+def _declares(route: Any) -> bool:
+    """Whether ``route`` declares its success answer with :func:`answers` while FastAPI
+    also inferred a response model from its return annotation."""
+    return (getattr(route, "response_field", None) is not None
+            and "model" in (getattr(route, "responses", None) or {}).get(
+                getattr(route, "status_code", None) or 200, {}))
+
+
+class _DeclaredContext(routing.RouteContext):
+    """A route as the document sees it when it declares its answer: without the model
+    FastAPI inferred from the return annotation (``dict[str, Any]``), which it would
+    otherwise merge into the declared model's schema. Serving is untouched."""
+
+    @property
+    def response_field(self) -> None:
+        return None
+
+
+def _document_routes(app: FastAPI) -> list[Any]:
+    """The app's routes (included routers flattened) for :func:`get_openapi`."""
+    out: list[Any] = []
+    for ctx in routing.iter_route_contexts(app.routes):
+        if _declares(ctx):
+            ctx = _DeclaredContext(**{f.name: getattr(ctx, f.name)
+                                      for f in dataclasses.fields(ctx)})
+        out.append(ctx)
+    return out
+
+
 def contract_schema(app: FastAPI) -> dict[str, Any]:
     """The OpenAPI document with the policy's security and errors (see the module's doc)."""
     schema = get_openapi(title=app.title, version=app.version, description=app.description,
-                         routes=app.routes)
+                         routes=_document_routes(app))
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     components["ErrorDetail"] = ErrorDetail.model_json_schema()
     for path, operations in schema.get("paths", {}).items():

@@ -33,15 +33,24 @@ from typing import Any, Protocol
 
 import numpy as np
 from fastapi import APIRouter, HTTPException, Request, Response
-from pydantic import BaseModel, Field
 
 from api import island_reasons
 from api.auth import viewer_of
+from api.contract import ErrorDetail, answers
+from api.island_models import (
+    GridTransition,
+    IslandAccepted,
+    IslandPlan,
+    IslandRequest,
+    IslandStatus,
+    PlanProgress,
+    ReturnRequest,
+)
 from controller.accounts.running import member_figures
 from controller.governance.audit import AuditLog
-from controller.island.grid_model import MAX_ISLAND_S, Refusal
+from controller.island.grid_model import Refusal
 from controller.island.live import GridSupervisor
-from controller.island.trust import odds_summary
+from controller.island_day.trust import odds_summary
 from controller.ledger import LedgerReader
 from controller.process_image import FloatArray, ProcessImage
 
@@ -49,6 +58,8 @@ from controller.process_image import FloatArray, ProcessImage
 NOT_DISCHARGING_W = 10.0
 #: The plan file's name beside the ledger when no other is given.
 PLAN_FILE_NAME = "plan.json"
+#: The plan routes' 404, declared (no member path says so for them).
+_NO_PLAN = {404: {"model": ErrorDetail, "description": "no island plan saved"}}
 
 
 class IslandLive(Protocol):
@@ -57,26 +68,6 @@ class IslandLive(Protocol):
     def grid_supervisor(self) -> GridSupervisor: ...
 
     def now(self) -> float: ...
-
-
-class IslandRequest(BaseModel):
-    """A coordinator's request to run the coop as an island."""
-
-    requested_by: str = Field(min_length=1, max_length=80, description=(
-        "a note of who asks, kept in the audit row's detail; the row's who is the token's "
-        "label"))
-    start: datetime | None = Field(None, description="when to start; now if absent")
-    hours: float = Field(gt=0, le=MAX_ISLAND_S / 3600, description="how long; it lapses then")
-    required_soc_pct: float | None = Field(
-        None, ge=0, le=100, allow_inf_nan=False, description=(
-            "the required starting coop SoC; by default the saved plan's (for every tier "
-            "to hold where it can, else critical and essential)"))
-
-
-class ReturnRequest(BaseModel):
-    """A coordinator's request to end the island early."""
-
-    requested_by: str = Field(min_length=1, max_length=80)
 
 
 class _Controller(Protocol):
@@ -331,7 +322,7 @@ def island_router(reader: LedgerReader, live: IslandLive | None,
         lock = getattr(live, "cycle_lock", None)
         return lock if lock is not None else contextlib.nullcontext()
 
-    @router.get("")
+    @router.get("", responses=answers(IslandStatus))
     def island_status(request: Request) -> dict[str, Any]:
         """The grid state (UNDEFINED, ON_GRID, GOING_OFF_GRID, OFF_GRID, RETURNING), the
         command in force, the grid-former's view and the coop's SoC; ``now`` on the
@@ -352,7 +343,7 @@ def island_router(reader: LedgerReader, live: IslandLive | None,
         status = viewer.scrub(status)  # refusals name meters, so members
         return status | {"now": clock(), "autonomy": _autonomy(live), "plan_followed": followed}
 
-    @router.get("/plan")
+    @router.get("/plan", responses={**answers(IslandPlan), **_NO_PLAN})
     def plan(request: Request) -> Response:
         """The last island plan saved (``commonwatt island plan --json``), as written; 404
         when there is none."""
@@ -368,7 +359,7 @@ def island_router(reader: LedgerReader, live: IslandLive | None,
         if audit is not None:
             audit.append(who[0], who[1], action, detail, outcome)
 
-    @router.get("/plan/progress")
+    @router.get("/plan/progress", responses={**answers(PlanProgress), **_NO_PLAN})
     def progress(request: Request) -> dict[str, Any]:
         """The plan against what the ledger booked since its start (committed intervals
         only), the next planned shed, and the planned coop SoC per step; 404 without a
@@ -384,7 +375,7 @@ def island_router(reader: LedgerReader, live: IslandLive | None,
             detail = f"missing key {exc}" if isinstance(exc, KeyError) else str(exc)
             raise HTTPException(500, f"island plan {plan_store.path.name}: {detail}") from None
 
-    @router.get("/transitions")
+    @router.get("/transitions", responses=answers(list[GridTransition], description="oldest first"))
     def transitions(request: Request, limit: int = 200) -> list[dict[str, Any]]:
         """Every change of grid state and every refused command, oldest first."""
         # Islanded sheds, loads kept on and the guard's alert are rows too, each row with
@@ -395,7 +386,7 @@ def island_router(reader: LedgerReader, live: IslandLive | None,
         return [r | {"time": datetime.fromtimestamp(float(r["ts"]), UTC).isoformat()}
                 for r in rows]
 
-    @router.post("/command", status_code=202)
+    @router.post("/command", status_code=202, responses=answers(IslandAccepted, 202))
     def command(body: IslandRequest, request: Request) -> dict[str, Any]:
         """Ask for an island (a coordinator token, or no token from the controller's own
         host); 409 names every failing precondition."""
@@ -422,7 +413,7 @@ def island_router(reader: LedgerReader, live: IslandLive | None,
         record(who, "island.command", detail, "accepted")
         return {"accepted": True, "start_ts": answer.start_ts, "end_ts": answer.end_ts}
 
-    @router.post("/return", status_code=202)
+    @router.post("/return", status_code=202, responses=answers(IslandAccepted, 202))
     def end_island(body: ReturnRequest, request: Request) -> dict[str, Any]:
         """End the island early; 409 when there is none to end."""
         who = _author(request)

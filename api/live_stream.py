@@ -33,6 +33,9 @@ import numpy as np
 from fastapi import APIRouter, HTTPException, Request
 from sse_starlette import EventSourceResponse
 
+from api.contract import answers
+from api.route_models import LiveCycle
+
 #: Per-member keys of a snapshot, W (battery: positive discharging; grid: positive import).
 MEMBER_KEYS = ("pv_w", "load_w", "grid_w", "battery_w", "soc_pct")
 #: Coop flows from the dispatch, as average W over the cycle.
@@ -213,7 +216,8 @@ def live_router(hub: LiveHub, member_of: MemberOf = public_viewer) -> APIRouter:
     """``GET /api/v1/live`` (the latest cycle, for polling) and ``/api/v1/live/stream``."""
     router = APIRouter(prefix="/api/v1/live", tags=["live"])
 
-    @router.get("")
+    @router.get("", responses=answers(LiveCycle | None, description="the last cycle; "
+                                      "null before the first"))
     def latest(request: Request) -> dict[str, Any] | None:
         """The last cycle's coop-wide flows, SoC and grid state (``null`` before the first
         cycle, or with no controller running); what the stream pushes, for polling."""
@@ -221,8 +225,11 @@ def live_router(hub: LiveHub, member_of: MemberOf = public_viewer) -> APIRouter:
         return None if snapshot is None else live_view(snapshot, member_of(request))
 
     @router.get("/stream", response_class=EventSourceResponse,
-                responses={200: {"content": {"text/event-stream": {}},
-                                 "description": "one `cycle` event a cycle"}})
+                responses={200: {"content": {"text/event-stream": {"schema": {
+                    "type": "string", "description": "Server-Sent Events: `event: cycle`, "
+                    "`id:` the cycle's end in ms (send it back as `Last-Event-ID`), `data:` "
+                    "a LiveCycle as JSON; a `: ping` comment every 15 s"}}},
+                    "description": "one `cycle` event a cycle"}})
     async def stream(request: Request) -> EventSourceResponse:
         """Server-Sent Events: a ``cycle`` event every cycle, its data the JSON of
         ``GET /api/v1/live``, its id the cycle's end in milliseconds (growing across

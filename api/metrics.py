@@ -139,7 +139,8 @@ def metrics_router(metrics: CoopMetrics) -> APIRouter:
     router = APIRouter(tags=["ops"])
 
     @router.get("/metrics", response_class=Response,
-                responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})
+                responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {
+                    "type": "string", "description": "Prometheus text exposition"}}}}})
     def scrape() -> Response:
         """Cycle time, devices by state, intervals committed, the ledger writer's state and
         the time-series buffer depth, in the Prometheus text format."""

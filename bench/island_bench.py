@@ -99,7 +99,7 @@ def time_plan(members: int, runs: int) -> dict:
 
 def time_rehearsal(hours: float, speed: float, households: int) -> dict:
     """One rehearsal as the command runs it (no progress bar), with its figures and targets."""
-    from controller.island.rehearse import RehearsalOptions, rehearse
+    from controller.island_day.rehearse import RehearsalOptions, rehearse
 
     with tempfile.TemporaryDirectory(prefix="commonwatt-rehearsal-") as tmp:
         options = RehearsalOptions(hours=hours, speed=speed, households=households,

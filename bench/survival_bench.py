@@ -2,7 +2,7 @@
 
 The coop of :func:`bench.island_bench.synthetic_problem` (an overcast winter
 solstice at Lyon), one battery in five forming the grid, and 30 weather days
-(the synthetic typical-year ensemble of :mod:`controller.island.weather`
+(the synthetic typical-year ensemble of :mod:`controller.island_day.weather`
 around the date) over its PV. Timed: :func:`survival_odds` as ``island plan``
 runs it: every single battery and PV loss and the all-up state, 2+ losses
 sampled, × 30 days, plus the curves (24 start hours × 48 h). Beside it, the
@@ -23,8 +23,8 @@ import numpy as np
 from bench.island_bench import STEPS, synthetic_problem
 from controller.island.plan import _solve_lp
 from controller.island.site import SiteConfig
-from controller.island.survival import Components, survival_odds
-from controller.island.weather import synthetic_weather
+from controller.island_day.survival import Components, survival_odds
+from controller.island_day.weather import synthetic_weather
 
 #: Members → target time of the odds, s (issue 21).
 TARGETS_S = {100: 10.0, 1000: 120.0}

@@ -23,6 +23,7 @@ from controller.config_network import (
 )
 from controller.config_paths import resolve_paths
 from controller.island.site_config import IslandConfig, SiteConfig
+from controller.planning.forecast_config import NEEDS_ARRAYS, ForecastConfig
 from devices.mqtt.formats import FORMATS, json_path_format
 from devices.templates.schema import shipped_templates
 from devices.validation import parse_toml, read_text
@@ -351,6 +352,7 @@ class CoopConfig(Strict):
     controller: ControllerConfig = ControllerConfig()
     policy: PolicyConfig = PolicyConfig()
     dispatch: DispatchConfig = DispatchConfig()
+    forecast: ForecastConfig = ForecastConfig()
     grid: GridConfig = GridConfig()
     storage: StorageConfig = StorageConfig()
     ledger: LedgerConfig = LedgerConfig()
@@ -408,6 +410,9 @@ class CoopConfig(Strict):
         for key, member in named:
             if member not in known:
                 raise ValueError(f"{key}.member = {member!r}: not a member of the coop")
+        if self.forecast.provider in NEEDS_ARRAYS and not (self.site and self.site.arrays):
+            raise ValueError(f"forecast.provider = {self.forecast.provider!r}: needs [site] "
+                             "with at least one [[site.arrays]] (or provider = \"history\")")
         return self
 
     @property

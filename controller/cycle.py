@@ -185,8 +185,7 @@ class Controller:
         self.follower = PlanFollower(config.plan_path, list(self.member_ids),
                                      config.island.replan_min * 60.0)
         #: On-grid, the rolling plan's battery targets ([dispatch] plan; None: greedy alone).
-        self.plan = (RollingPlan(len(config.members), config.dispatch.replan_min,
-                                 config.dispatch.horizon_h) if config.dispatch.plan else None)
+        self.plan = RollingPlan.from_config(config) if config.dispatch.plan else None
         #: A coordinator's overrides (controller/governance/overrides.py), applied before the
         #: safety layer.
         self.overrides = OverrideStore()

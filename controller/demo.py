@@ -112,7 +112,7 @@ async def play_breaker(runtime: Runtime, coop: SimulatedCoop, stop: asyncio.Even
     A real grid-forming inverter opens the coop's coupling when the coordinator's island
     begins and closes it, resynchronised, when it ends; the controller then sees the
     grid go (SunSpec 701 ``ConnSt``) and come back. Here the simulated breaker follows the
-    controller's grid state as :mod:`controller.island.rehearse` plays it: opened at
+    controller's grid state as :mod:`controller.island_day.rehearse` plays it: opened at
     ``GOING_OFF_GRID``, closed at ``RETURNING``. So ``POST /api/v1/island/command``
     islands the demo for real, and ``/island`` shows it.
     """

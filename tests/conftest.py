@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser import browser  # noqa: F401 - a fixture for every page test
 from tests.reliability import Recorder, Row
 
 _MATRIX = Recorder()

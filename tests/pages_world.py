@@ -8,6 +8,8 @@ Three households: ``h01`` chose ``public = true``; ``h02`` (its name full of mar
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -26,6 +28,7 @@ from controller.island.live import GridSupervisor
 from controller.ledger import LedgerReader, LedgerWriter
 from devices.kinds import BatteryReading, MeterReading, PvReading
 from tests.accounts_ledgers import build_ledger, config_text
+from tests.browser import serve
 from tests.test_island_page import XSS, island_image
 
 MEMBERS = (("h01", "Ada Lovelace"), ("h02", f"Bea {XSS}"), ("h03", "Chidi Okafor"))
@@ -154,3 +157,16 @@ def push_cycle(app: FastAPI, at: float) -> dict[str, Any]:
     report = SimpleNamespace(image=island_image(), start_ts=at - 3600, end_ts=at,
                              result=result)
     return app.state.live_hub.publish(report, {"state": "ON_GRID", "islanded": False})
+
+
+@contextmanager
+def served(world: PagesWorld) -> Iterator[str]:
+    """The world's app on a free loopback port; its live streams closed at the end (an
+    open stream would hold up the server's stop) and reopened for the next server."""
+    with serve(world.app) as url:
+        try:
+            yield url
+        finally:
+            from api.surface import close_streams
+            close_streams(world.app)
+            world.app.state.live_hub.closed = False

@@ -47,10 +47,14 @@ def test_security_only_where_a_token_is_needed(api: TestClient) -> None:
     assert "403" in paths["/api/v1/devices"]["get"]["responses"]
     assert paths["/api/v1/members/{member_id}/energy"]["get"]["operationId"] == "member_energy"
     assert doc["components"]["schemas"]["ErrorDetail"]["properties"]["detail"]["type"] == "string"
-    frm = next(p for p in paths["/api/v1/members/{member_id}/energy"]["get"]["parameters"]
-               if p["name"] == "from")
-    forms = {(s.get("type"), s.get("format")) for s in frm["schema"]["anyOf"]}
-    assert {("string", "date-time"), ("number", None)} <= forms
+    times = [p for ops in paths.values() for op in ops.values()
+             for p in op.get("parameters", ()) if p["name"] in ("from", "to")]
+    assert len(times) >= 4  # member energy and series, at least
+    for param in times:  # on every route: ISO 8601 or Unix seconds, and said so
+        forms = {(s.get("type"), s.get("format")) for s in param["schema"]["anyOf"]}
+        assert {("string", "date-time"), ("number", None)} <= forms, param
+        said = " ".join(s.get("description", "") for s in param["schema"]["anyOf"])
+        assert "ISO 8601" in said and "Unix seconds" in said, param
     summary = paths["/api/v1/coop/summary"]["get"]["responses"]["200"]["content"]
     assert summary["application/json"]["schema"] == {"$ref": "#/components/schemas/CoopSummary"}
 
@@ -80,3 +84,40 @@ def test_the_snapshot_is_the_contract() -> None:
     doc = json.loads((Path(__file__).with_name("openapi_snapshot.json")).read_text())
     assert "security" not in doc["paths"]["/healthz"]["get"]
     assert doc["paths"]["/healthz"]["get"]["operationId"] == "healthz"
+
+
+def _typed(schema: dict, media: str) -> bool:
+    """A success body's schema names its shape: a model (or a list, or a nullable one);
+    HTML, metrics and the event stream are text."""
+    if media != "application/json":
+        return schema.get("type") == "string"
+    if "$ref" in schema:
+        return True
+    if schema.get("type") == "array":
+        return "$ref" in schema.get("items", {})
+    options = schema.get("anyOf", [])
+    return any("$ref" in o for o in options) and all(
+        "$ref" in o or o.get("type") == "null" for o in options)
+
+
+def test_every_route_declares_a_typed_answer(api: TestClient) -> None:
+    doc = api.get("/openapi.json").json()
+    components = doc["components"]["schemas"]
+    for path, operations in doc["paths"].items():
+        for method, op in operations.items():
+            successes = {c: r for c, r in op["responses"].items() if c[0] in "23"}
+            assert successes, (method, path)
+            for code, response in successes.items():
+                content = response.get("content", {})
+                assert content or code.startswith("3"), (method, path, code)  # a redirect
+                for media, body in content.items():
+                    assert _typed(body.get("schema", {}), media), (method, path, code, body)
+    for name, schema in components.items():  # every model says what it is (not FastAPI's)
+        assert schema.get("description") or name.endswith("ValidationError"), name
+    # a number's unit is in its description (or its name: _kwh, _w, _s, _pct, _ts, _h)
+    units = ("_kwh", "_w", "_s", "_pct", "_ts", "_h", "_hours", "_wh", "_ms")
+    vague = [f"{name}.{field}" for name, schema in components.items()
+             for field, spec in schema.get("properties", {}).items()
+             if any(o.get("type") == "number" for o in spec.get("anyOf", [spec]))
+             and not field.endswith(units) and not spec.get("description")]
+    assert not vague, vague

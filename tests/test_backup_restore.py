@@ -5,7 +5,6 @@ audit log's hash chain continues from the backup's head."""
 
 from __future__ import annotations
 
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -17,7 +16,7 @@ import pytest
 from controller.backup import BackupError, generations, next_run, verify_backup
 from controller.governance import AuditLog, TokenStore
 from controller.ledger import LedgerReader
-from tests.conftest import free_port
+from tests.demo_process import Demo, start_demo
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,23 +26,13 @@ def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=120)
 
 
-def start_demo(data: Path) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "controller.cli", "demo", "--speed", "600", "--port",
-         str(free_port()), "--data-dir", str(data), "--start", "09:00"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines: list[str] = []
-    while "Press Ctrl-C" not in (lines[-1] if lines else ""):
-        line = proc.stdout.readline()
-        assert line, "demo exited early:\n" + "".join(lines)
-        lines.append(line)
-    return proc, "".join(lines)
+def start_coop(data: Path) -> Demo:
+    return start_demo(data, speed=600, start="09:00")
 
 
-def stop_demo(proc: subprocess.Popen[str]) -> str:
-    proc.send_signal(signal.SIGINT)
-    out, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 0, out
+def stop(demo: Demo) -> str:
+    out = demo.stop()
+    assert demo.proc.returncode == 0, out
     return out
 
 
@@ -69,7 +58,7 @@ def test_back_up_a_running_coop_restore_restart_and_nothing_is_lost(tmp_path: Pa
     data, dest, elsewhere = tmp_path / "demo", tmp_path / "backups", tmp_path / "elsewhere"
     elsewhere.mkdir()
     config, ledger = str(data / "coop.toml"), data / "ledger.sqlite"
-    proc, _ = start_demo(data)
+    demo = start_coop(data)
     try:
         wait_intervals(ledger, 3)
         made = cli("token", "create", config, "--role", "installer", "--label", "Ivo",
@@ -89,7 +78,7 @@ def test_back_up_a_running_coop_restore_restart_and_nothing_is_lost(tmp_path: Pa
         refused = cli("restore", config, str(taken[-1]), cwd=elsewhere)
         assert refused.returncode == 1 and "already being written by process" in refused.stderr
     finally:
-        stop_demo(proc)
+        stop(demo)
     for name in ("ledger.sqlite", "tokens.sqlite", "audit.sqlite"):  # made owner-only
         assert (data / name).stat().st_mode & 0o077 == 0, name
     latest = taken[-1]
@@ -108,12 +97,12 @@ def test_back_up_a_running_coop_restore_restart_and_nothing_is_lost(tmp_path: Pa
     assert every_total(LedgerReader(ledger)) == saved
     assert LedgerReader(ledger).span()[1] == manifest["booked_until"]
     # restart on the restored files: the chain continues
-    proc, started = start_demo(data)
+    demo = start_coop(data)
     try:
         wait_intervals(ledger, saved[None]["intervals"] + 3)
     finally:
-        stop_demo(proc)
-    assert "(continued)" in started
+        stop(demo)
+    assert "(continued)" in demo.banner
     after = LedgerReader(ledger)
     start, end, count = after.span()
     assert end > manifest["booked_until"] and count == (end - start) // after.step

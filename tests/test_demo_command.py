@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
 
-from tests.conftest import free_port
+from tests.demo_process import running_demo, start_demo
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,21 +21,11 @@ def get(url: str) -> dict:
 
 
 def test_demo_serves_api_and_stops_on_ctrl_c(tmp_path: Path) -> None:
-    port = free_port()
     started = time.monotonic()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "controller.cli", "demo", "--speed", "120", "--port", str(port),
-         "--data-dir", str(tmp_path / "demo"), "--start", "15:00"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
+    demo = start_demo(tmp_path / "demo", speed=120, start="15:00")
+    port = demo.port
     try:
-        lines = []
-        while True:
-            line = proc.stdout.readline()
-            assert line, "demo exited early:\n" + "".join(lines)
-            lines.append(line)
-            if f"http://127.0.0.1:{port}/" in line:
-                break
+        assert f"http://127.0.0.1:{port}/" in demo.banner
         assert time.monotonic() - started < 60
         members = get(f"http://127.0.0.1:{port}/api/v1/members")
         assert len(members) == 10
@@ -68,32 +57,17 @@ def test_demo_serves_api_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         assert "h03/load" in devices.stdout, devices.stdout
         assert (tmp_path / "demo" / "coop.toml").exists()
     finally:
-        proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=30)
-    assert proc.returncode == 0, out
+        out = demo.stop()
+    assert demo.proc.returncode == 0, out
     assert "Commonwatt demo stopped." in out
     assert "Traceback" not in out
 
 
 def _run_demo(data_dir: Path, *extra: str, seconds: float = 8.0) -> str:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "controller.cli", "demo", "--speed", "600", "--port", str(port),
-         "--data-dir", str(data_dir), *extra],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines = []
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            lines.append(proc.stdout.readline())
-            if "Press Ctrl-C" in lines[-1] or not lines[-1]:
-                break
+    with running_demo(data_dir, *extra, speed=600) as demo:
         time.sleep(seconds)
-    finally:
-        proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=30)
-    out = "".join(lines) + out
-    assert proc.returncode == 0, out
+    out = demo.banner + demo.output
+    assert demo.proc.returncode == 0, out
     return out
 
 

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-from tests.conftest import free_port
+from tests.demo_process import running_demo
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,28 +25,13 @@ def booked(ledger: Path) -> list[tuple]:
 
 
 def test_demo_federation_settles_between_two_coops(tmp_path: Path) -> None:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "controller.cli", "demo", "--federation", "2", "--speed", "60",
-         "--households", "4", "--start", "11:00", "--port", str(port),
-         "--data-dir", str(tmp_path)],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines: list[str] = []
     ledgers = [tmp_path / "federation" / c / "ledger.sqlite" for c in ("coop-1", "coop-2")]
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            lines.append(proc.stdout.readline())
-            if "Press Ctrl-C" in lines[-1] or not lines[-1]:
-                break
+    with running_demo(tmp_path, "--federation", "2", "--households", "4", start="11:00") as demo:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not all(len(booked(p)) >= 3 for p in ledgers):
             time.sleep(0.5)
-    finally:
-        proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=60)
-    text = "".join(lines) + out
-    assert proc.returncode == 0, text
+    text = demo.banner + demo.output
+    assert demo.proc.returncode == 0, text
     assert "coop-1 (houses with PV)" in text and "coop-2 (flats, no PV)" in text
     a, b = (booked(p) for p in ledgers)
     common = sorted({r[0] for r in a} & {r[0] for r in b})

@@ -4,10 +4,7 @@ commented choice."""
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
-import sys
-import threading
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,37 +15,17 @@ from simulators.clock import SimClock
 from simulators.coop import SimulatedCoop
 from simulators.household import demo_households
 from tests.conftest import free_port
+from tests.serving import commonwatt, serving
 
 
 @pytest.fixture()
 def coop() -> Iterator[SimulatedCoop]:
-    ready, stop = threading.Event(), threading.Event()
-    holder: dict = {}
-
-    def serve() -> None:
-        async def main() -> None:
-            holder["coop"] = SimulatedCoop(demo_households(3), SimClock(speed=0))
-            await holder["coop"].start()
-            ready.set()
-            while not stop.is_set():
-                await asyncio.sleep(0.05)
-            await holder["coop"].stop()
-
-        asyncio.run(main())
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    assert ready.wait(30)
-    try:
-        yield holder["coop"]
-    finally:
-        stop.set()
-        thread.join(30)
+    with serving(lambda: SimulatedCoop(demo_households(3), SimClock(speed=0))) as sim:
+        yield sim
 
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "controller.cli", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=300)
+    return commonwatt(*args, cwd=cwd)
 
 
 def test_init_writes_a_config_that_checks_from_the_simulated_coop(

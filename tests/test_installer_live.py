@@ -10,56 +10,29 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import signal
 import subprocess
-import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 from simulators.clock import SimClock
 from simulators.coop import SimulatedCoop
 from simulators.household import demo_households
-from tests.conftest import free_port
+from tests.demo_process import running_demo
+from tests.serving import commonwatt, serving
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def healthz(port: int) -> dict:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
-            return json.loads(r.read())
-    except urllib.error.HTTPError as exc:  # 503 carries the same body
-        return json.loads(exc.read())
-
-
 def cli(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "controller.cli", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout)
+    return commonwatt(*args, timeout=timeout)
 
 
 def test_read_on_a_live_demo_leaves_the_controllers_devices_ok(tmp_path: Path) -> None:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "controller.cli", "demo", "--speed", "60", "--port", str(port),
-         "--data-dir", str(tmp_path / "demo"), "--start", "12:00"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     samples: list[dict] = []
-    try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            assert line, "the demo exited early"
-            if "Press Ctrl-C" in line:
-                break
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and healthz(port).get("status") != "ok":
-            time.sleep(0.5)
-        before = healthz(port)
+    with running_demo(tmp_path / "demo", start="12:00") as demo:
+        before = demo.wait_healthy()
         assert before["status"] == "ok", before
         config = str(tmp_path / "demo" / "coop.toml")
 
@@ -67,7 +40,7 @@ def test_read_on_a_live_demo_leaves_the_controllers_devices_ok(tmp_path: Path) -
 
         def watch() -> None:
             while not stop.is_set():
-                samples.append(healthz(port))
+                samples.append(demo.healthz())
                 time.sleep(0.5)
 
         watcher = threading.Thread(target=watch)
@@ -79,10 +52,8 @@ def test_read_on_a_live_demo_leaves_the_controllers_devices_ok(tmp_path: Path) -
         finally:
             stop.set()
             watcher.join()
-        after = healthz(port)
-    finally:
-        proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=60)
+        after = demo.healthz()
+    out = demo.output
     assert as_json.returncode == 0, as_json.stdout[-2000:] + as_json.stderr[-2000:]
     report = json.loads(as_json.stdout)
     battery = next(e for e in report if e["device"] == "h01/battery")
@@ -109,26 +80,9 @@ def test_read_on_a_live_demo_leaves_the_controllers_devices_ok(tmp_path: Path) -
 
 
 def test_scan_suggests_only_devices_that_then_read(tmp_path: Path) -> None:
-    ready, stop = threading.Event(), threading.Event()
-    holder: dict = {}
-
-    def serve() -> None:
-        async def main() -> None:
-            coop = SimulatedCoop(demo_households(1), SimClock(start_s=12 * 3600, speed=0))
-            await coop.start()
-            holder["coop"] = coop
-            ready.set()
-            while not stop.is_set():
-                await asyncio.sleep(0.05)
-            await coop.stop()
-
-        asyncio.run(main())
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    assert ready.wait(30)
-    try:
-        modbus = holder["coop"].households[0].server.port
+    with serving(lambda: SimulatedCoop(demo_households(1),
+                                       SimClock(start_s=12 * 3600, speed=0))) as coop:
+        modbus = coop.households[0].server.port
         scanned = cli("scan", f"127.0.0.1:{modbus}", "--json")
         text = cli("scan", f"127.0.0.1:{modbus}")
         result = json.loads(scanned.stdout)
@@ -140,9 +94,6 @@ def test_scan_suggests_only_devices_that_then_read(tmp_path: Path) -> None:
         config.write_text(f'[storage]\nledger = "{tmp_path / "l.sqlite"}"\n'
                           f'[[members]]\nid = "h01"\nname = "H01"\ndevices = [\n  {devices}\n]\n')
         read = cli("read", str(config), "--json")
-    finally:
-        stop.set()
-        thread.join(30)
     # The battery's unit has an inverter model (701) but no PV: named, not suggested.
     battery_unit = next(s for s in result["sunspec_units"] if "battery" in s["kinds"])
     assert "error" in battery_unit["kinds"].get("pv", {}), battery_unit["kinds"]

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from controller.island.curtail_estimate import CurtailEstimator, former_saturated
-from controller.island.rehearse import Rehearsal, RehearsalOptions, rehearse
+from controller.island_day.rehearse import Rehearsal, RehearsalOptions, rehearse
 
 ALL = np.ones(2, dtype=bool)
 NONE = np.zeros(2, dtype=bool)

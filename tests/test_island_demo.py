@@ -6,7 +6,6 @@ simulated breaker) with ``/island`` showing it; a refusal's ``detail`` is a stri
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 import time
@@ -15,7 +14,7 @@ import urllib.request
 from pathlib import Path
 
 from controller.governance.local import local_secret_path, read_local_secret
-from tests.conftest import free_port
+from tests.demo_process import start_demo
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,21 +38,12 @@ def http(url: str, body: dict | None = None, secret: str | None = None) -> tuple
 
 
 def test_the_demo_plans_and_islands_for_real(tmp_path: Path) -> None:
-    port = free_port()
     data = tmp_path / "demo"
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "controller.cli", "demo", "--speed", "60", "--port", str(port),
-         "--data-dir", str(data), "--start", "10:00"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    base = f"http://127.0.0.1:{port}"
+    demo = start_demo(data, start="10:00")
+    base = demo.base
     try:
-        lines = []
-        while "Press Ctrl-C" not in (lines[-1] if lines else ""):
-            line = proc.stdout.readline()
-            assert line, "demo exited early:\n" + "".join(lines)
-            lines.append(line)
         config = str(data / "coop.toml")  # absolute, run from another directory
         check = cli("config", "check", config, cwd=elsewhere)
         assert check.returncode == 0, check.stderr
@@ -96,7 +86,6 @@ def test_the_demo_plans_and_islands_for_real(tmp_path: Path) -> None:
         page = urllib.request.urlopen(f"{base}/island", timeout=10).read().decode()
         assert "energy island" in page
     finally:
-        proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 0, out
+        out = demo.stop()
+    assert demo.proc.returncode == 0, out
     assert "Traceback" not in out

@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 
 from controller.island.feasibility import battery_refusals
-from controller.island.rehearse import RehearsalOptions
-from controller.island.rehearse_plan import day_start, plan_json, prepare
+from controller.island_day.rehearse import RehearsalOptions
+from controller.island_day.rehearse_plan import day_start, plan_json, prepare
 from simulators.clock import SimClock
 from simulators.coop import SimulatedCoop
 from simulators.household import demo_households

@@ -1,5 +1,5 @@
 """A night island whose plan holds every tier sheds nothing, and the rehearsal's verdicts
-(controller/island/rehearse_verdicts.py) fail when they should, exit status included.
+(controller/island_day/rehearse_verdicts.py) fail when they should, exit status included.
 
 Measured before the grid-former was spent last (dispatch/island.py), on this very run
 (12 h from 18:00, 10 households, no events): the grid-former h01 reached its 5 % floor at
@@ -18,8 +18,8 @@ import pytest
 
 from controller.cli import island_cmd
 from controller.island.plan import TIERS
-from controller.island.rehearse import CycleLog, Rehearsal, RehearsalOptions, rehearse
-from controller.island.rehearse_verdicts import render, verdicts
+from controller.island_day.rehearse import CycleLog, Rehearsal, RehearsalOptions, rehearse
+from controller.island_day.rehearse_verdicts import render, verdicts
 from dispatch.island import FORMER_MARGIN
 
 
@@ -100,8 +100,8 @@ def test_island_rehearse_exits_non_zero_when_a_verdict_fails(
     async def ran(options: RehearsalOptions) -> SimpleNamespace:
         return SimpleNamespace(summary={"verdicts": v}, options=options)
 
-    monkeypatch.setattr("controller.island.rehearse.rehearse", ran)
-    monkeypatch.setattr("controller.island.rehearse_report.render_text",
+    monkeypatch.setattr("controller.island_day.rehearse.rehearse", ran)
+    monkeypatch.setattr("controller.island_day.rehearse_report.render_text",
                         lambda r: "\n".join(render(r.summary["verdicts"])) + "\n")
     args = argparse.Namespace(hours=1.0, speed=1440.0, start="00:00", out=tmp_path,
                               households=3, no_events=True)

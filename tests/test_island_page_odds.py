@@ -16,8 +16,8 @@ from fastapi.testclient import TestClient
 
 from controller.island.plan import Problem, plan_island
 from controller.island.site_config import IslandConfig
-from controller.island.survival import Weather
-from controller.island.trust import assess, to_json
+from controller.island_day.survival import Weather
+from controller.island_day.trust import assess, to_json
 from controller.ledger import LedgerReader
 from dispatch.fleet import Fleet
 from tests.auth_helpers import public_app
@@ -27,7 +27,6 @@ from tests.test_island_page import (  # noqa: F401  (browser: a fixture)
     STEP,
     WIDTHS,
     World,
-    browser,
     build_world,
     full_page_png,
     island_plan,

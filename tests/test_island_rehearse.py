@@ -23,10 +23,10 @@ from controller.accounts.figures import energy_wh, kwh
 from controller.config import parse_config
 from controller.governance import AuditLog
 from controller.island.reasons import Reason
-from controller.island.rehearse import Rehearsal, RehearsalOptions, rehearse
-from controller.island.rehearse_report import tier_order_violations, tier_ranks
-from controller.island.report import member_labels
-from controller.island.report_inputs import load_report_config
+from controller.island_day.rehearse import Rehearsal, RehearsalOptions, rehearse
+from controller.island_day.rehearse_report import tier_order_violations, tier_ranks
+from controller.island_day.report import member_labels
+from controller.island_day.report_inputs import load_report_config
 from controller.ledger import LedgerReader
 from controller.ledger.schema import MEMBER_COLUMNS
 from dispatch.rounding import LEDGER_FIELDS, PAIRED, PARTS

@@ -27,9 +27,9 @@ import pytest
 
 from controller.accounts.figures import energy_wh, kwh
 from controller.config import ConfigError
-from controller.island.report import attribute_shed, build_report, run
-from controller.island.report_batteries import DEFAULT_SOC_PCT
-from controller.island.report_inputs import (
+from controller.island_day.report import attribute_shed, build_report, run
+from controller.island_day.report_batteries import DEFAULT_SOC_PCT
+from controller.island_day.report_inputs import (
     island_window,
     last_episode,
     load_report_config,

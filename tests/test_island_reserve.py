@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from controller.island.plan import Problem, plan_island
-from controller.island.reserve import check_reserve, verdict
+from controller.island_day.reserve import check_reserve, verdict
 from dispatch.fleet import Fleet
 
 STEPS = 96
@@ -61,7 +61,7 @@ def test_bad_reserve_settings_name_the_field() -> None:
 
 
 def test_black_start_reserve_names_a_grid_former_that_ends_too_low() -> None:
-    from controller.island.black_start import check_black_start
+    from controller.island_day.black_start import check_black_start
 
     # 1000 W for 24 h from a 50 kWh battery at 30 %: 15 kWh, so it runs to its floor (0 %)
     # and ends below 10 %: named, with no critical hours left.

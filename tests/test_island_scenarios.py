@@ -27,8 +27,6 @@ from api.island_reasons import plan as plan_for
 from controller.cli import main as cli_main
 from controller.cli.island_cmd import _duration
 from controller.config import parse_config
-from controller.island import scenarios
-from controller.island.episode import island_times, reason_counts
 from controller.island.live import GridSupervisor
 from controller.island.reasons import (
     Reason,
@@ -37,7 +35,9 @@ from controller.island.reasons import (
     shown,
     transition_reason,
 )
-from controller.island.rehearse import Rehearsal, RehearsalOptions, rehearse
+from controller.island_day import scenarios
+from controller.island_day.episode import island_times, reason_counts
+from controller.island_day.rehearse import Rehearsal, RehearsalOptions, rehearse
 from controller.ledger import LedgerReader
 from controller.ledger.store import record_transition
 from dispatch import LEDGER_FIELDS

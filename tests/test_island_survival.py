@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from controller.island.plan import Problem, plan_island
-from controller.island.survival import Components, Weather, survival_odds
-from controller.island.survival_sim import merge, simulate
+from controller.island_day.survival import Components, Weather, survival_odds
+from controller.island_day.survival_sim import merge, simulate
 from dispatch.fleet import Fleet
 
 STEPS = 96  # a day of 15-minute steps
@@ -111,7 +111,7 @@ def test_synthetic_weather_spreads_around_the_clear_sky() -> None:
     from datetime import datetime
 
     from controller.island.site import SiteConfig
-    from controller.island.weather import synthetic_weather
+    from controller.island_day.weather import synthetic_weather
 
     site = SiteConfig(latitude=45.76, longitude=4.84, tz="Europe/Paris")
     weather = synthetic_weather(site, datetime(2026, 6, 21, tzinfo=site.tzinfo), STEPS)
@@ -167,7 +167,7 @@ def test_cli_plan_shows_the_odds_and_the_reserve_in_text_and_json(tmp_path) -> N
     assert odds["p_held"]["medical"] < 0.99
     assert odds["medical_warning"].startswith("WARNING: medical loads held with P")
     # The report carries the odds the plan gave before the day.
-    from controller.island.trust import odds_html, odds_summary
+    from controller.island_day.trust import odds_html, odds_summary
 
     summary = odds_summary(plan)
     assert summary is not None and summary["weak_points"][0]["component"] == "grid-former h01"

@@ -13,7 +13,7 @@ import pytest
 
 import controller.island.plan as island_plan
 from controller.island.plan import plan_island
-from controller.island.rehearse_plan import day_start, simulated_problem
+from controller.island_day.rehearse_plan import day_start, simulated_problem
 from simulators.clock import SimClock
 from simulators.coop import SimulatedCoop
 from simulators.household import demo_households

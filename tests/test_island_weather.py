@@ -10,7 +10,7 @@ import pytest
 
 from controller.island.forecast import pv_forecast_w
 from controller.island.site import ArrayConfig, SiteConfig
-from controller.island.weather import MIN_DAYS, ledger_weather
+from controller.island_day.weather import MIN_DAYS, ledger_weather
 from controller.ledger import LedgerReader
 from dispatch.rounding import LEDGER_FIELDS
 from tests.ledger_helpers import write_ledger

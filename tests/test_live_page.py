@@ -24,7 +24,6 @@ from tests.test_island_page import (  # noqa: F401 - browser and world are fixtu
     NOW,
     XSS,
     World,
-    browser,
     full_page_png,
     island_image,
     serve,

@@ -10,50 +10,22 @@ at the stop) and no traceback.
 
 from __future__ import annotations
 
-import json
-import signal
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from controller.config import load_config
-from tests.conftest import free_port
+from tests.demo_process import running_demo
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def healthz(port: int) -> dict:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
-            return json.loads(r.read())
-    except urllib.error.HTTPError as exc:
-        return json.loads(exc.read())
-
-
 def test_nested_payloads_on_a_plug_topic_leave_the_demo_running(tmp_path: Path) -> None:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "controller.cli", "demo", "--speed", "60", "--port", str(port),
-         "--data-dir", str(tmp_path / "demo"), "--start", "12:00"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     samples: list[dict] = []
-    try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            assert line, "the demo exited early"
-            if "Press Ctrl-C" in line:
-                break
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and healthz(port).get("status") != "ok":
-            time.sleep(0.5)
-        before = healthz(port)
+    with running_demo(tmp_path / "demo", start="12:00") as demo:
+        before = demo.wait_healthy()
         assert before["status"] == "ok", before
         n = sum(before["devices"].values())  # every device of the demo's config (28 today)
         config = load_config(tmp_path / "demo" / "coop.toml")
@@ -73,20 +45,18 @@ def test_nested_payloads_on_a_plug_topic_leave_the_demo_running(tmp_path: Path) 
                 attacker.publish(f"{plugs[0]}/status/switch:0", nested, qos=0)
                 sent += 1
                 if sent % 25 == 0:
-                    samples.append(healthz(port))
+                    samples.append(demo.healthz())
                 time.sleep(0.02)
         finally:
             attacker.loop_stop()
             attacker.disconnect()
         # The plug publishes again on its own schedule; wait for every device.
         deadline = time.monotonic() + 30
-        after = healthz(port)
+        after = demo.healthz()
         while time.monotonic() < deadline and after["devices"]["ok"] != n:
             time.sleep(0.5)
-            after = healthz(port)
-    finally:
-        proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=60)
+            after = demo.healthz()
+    out = demo.output
     during = [s["devices"]["ok"] for s in samples]
     assert min(during) >= n - 1, during  # at most the attacked plug
     assert all(s["mqtt_reader"]["state"] == "running" for s in samples)

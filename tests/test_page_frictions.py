@@ -11,8 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.pages_world import PagesWorld, build, push_cycle
-from tests.test_island_page import browser, serve  # noqa: F401 - a fixture
+from tests.pages_world import PagesWorld, build, push_cycle, served
 
 
 @pytest.fixture(scope="module")
@@ -24,13 +23,8 @@ def pages(tmp_path_factory: pytest.TempPathFactory) -> PagesWorld:
 
 @pytest.fixture()
 def server(pages: PagesWorld) -> Iterator[str]:
-    with serve(pages.app) as url:
-        try:
-            yield url
-        finally:
-            from api.surface import close_streams
-            close_streams(pages.app)
-            pages.app.state.live_hub.closed = False
+    with served(pages) as url:
+        yield url
 
 
 def test_durations_read_as_words(browser: Any, server: str) -> None:  # noqa: F811

@@ -21,8 +21,8 @@ from controller.accounts import pseudonym
 from controller.accounts.export import pseudonym_salt
 from controller.governance import TokenStore
 from controller.governance.tokens import ONCE_TTL_S
-from tests.pages_world import MEMBERS, PagesWorld, build, push_cycle
-from tests.test_island_page import browser, full_page_png, serve  # noqa: F401 - a fixture
+from tests.browser import full_page_png
+from tests.pages_world import MEMBERS, PagesWorld, build, push_cycle, served
 
 WIDTHS = ((390, 844), (1280, 800))
 ARTIFACTS = Path(__file__).parent / "artifacts"
@@ -44,13 +44,8 @@ def pages(tmp_path_factory: pytest.TempPathFactory) -> PagesWorld:
 
 @pytest.fixture()
 def server(pages: PagesWorld) -> Iterator[str]:
-    with serve(pages.app) as url:
-        try:
-            yield url
-        finally:
-            from api.surface import close_streams
-            close_streams(pages.app)  # open streams would hold up the server's stop
-            pages.app.state.live_hub.closed = False  # the next test's server streams again
+    with served(pages) as url:
+        yield url
 
 
 def _ready(driver: Any, timeout: float = 20) -> None:

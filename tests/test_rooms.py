@@ -77,3 +77,31 @@ def test_the_api_keeps_no_governance_store() -> None:
     for gone in ("api/auth/tokens.py", "api/governance/audit.py",
                  "api/governance/rotation.py", "api/governance/terms.py"):
         assert not (ROOT / gone).exists(), gone
+
+
+#: What the running controller loads: its cycle, its runtime and the web surface it serves.
+RUNTIME_MODULES = ("controller.runtime", "controller.cycle", "api.surface")
+#: The island day's tools and what they pull in: never loaded by the running controller.
+DAY_TOOLS = ("controller.island_day", "simulators", "matplotlib", "controller.cli")
+
+
+def test_the_running_island_room_imports_nothing_of_the_day_tools() -> None:
+    """``controller/island/`` runs every cycle; the day's tools (plan in words, odds,
+    rehearsal, report) live in ``controller/island_day/`` (issue 21, point 10)."""
+    assert (ROOT / "controller/island_day/rehearse.py").exists()
+    for path in sorted((ROOT / "controller/island").glob("*.py")):
+        bad = [m for m in imported_modules(path) if m.startswith(DAY_TOOLS)]
+        assert bad == [], (str(path.relative_to(ROOT)), bad)
+
+
+def test_the_running_controller_loads_no_day_tool() -> None:
+    """Imported for real, in a fresh interpreter, with every lazy import at the top level
+    resolved: the runtime's modules load no rehearsal, report, simulator or matplotlib."""
+    import subprocess
+    import sys
+
+    probe = ("import sys\n" + "".join(f"import {m}\n" for m in RUNTIME_MODULES)
+             + f"print(sorted(m for m in sys.modules if m.startswith({DAY_TOOLS!r})))")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True,
+                         text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "[]", out.stdout

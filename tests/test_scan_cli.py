@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import Any
 
 import pytest
 
@@ -18,30 +13,10 @@ from simulators.coop import INVERTER_UNIT, SimulatedCoop
 from simulators.household import HouseholdSpec, demo_households
 from simulators.template_device import TemplateHousehold
 from tests.conftest import free_port
+from tests.serving import serving
 
 SPEC = HouseholdSpec("a", "A", pv_kwp=6, annual_kwh=4000, battery_wh=10_000,
                      battery_max_w=5000, soc_start_pct=60)
-
-
-@contextmanager
-def serving(make: Callable[[], Any]) -> Iterator[Any]:
-    """Run a simulator's server on its own event loop in a thread (the CLI runs its own)."""
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    sim = asyncio.run_coroutine_threadsafe(_start(make), loop).result(10)
-    try:
-        yield sim
-    finally:
-        asyncio.run_coroutine_threadsafe(sim.stop(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(5)
-
-
-async def _start(make: Callable[[], Any]) -> Any:
-    sim = make()
-    await sim.start()
-    return sim
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

@@ -7,9 +7,6 @@ from __future__ import annotations
 
 import json
 import logging
-import signal
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -21,7 +18,7 @@ import pytest
 
 import controller.timeseries.writer as writer_module
 from controller.timeseries import TimeSeriesWriter
-from tests.conftest import free_port
+from tests.demo_process import Demo, start_demo
 
 ROOT = Path(__file__).resolve().parents[1]
 OLD_INFLUX_404 = (404, b"404 page not found\n")  # InfluxDB 1.7: no /api/v2/write
@@ -119,19 +116,10 @@ def test_a_404_or_401_is_a_config_error_named_once_not_an_outage(
         writer.close(timeout_s=1)
 
 
-def _start_demo(tmp_path: Path, url: str) -> tuple[subprocess.Popen[str], str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "controller.cli", "demo", "--speed", "60", "--port", str(port),
-         "--data-dir", str(tmp_path / "demo"), "--timeseries", url],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines: list[str] = []
-    while "Press Ctrl-C" not in (lines[-1] if lines else ""):
-        line = proc.stdout.readline()
-        assert line, "demo exited early:\n" + "".join(lines)
-        lines.append(line)
-    assert f"time series:       {url}" in "".join(lines)
-    return proc, f"http://127.0.0.1:{port}"
+def _start_demo(tmp_path: Path, url: str) -> Demo:
+    demo = start_demo(tmp_path / "demo", "--timeseries", url)
+    assert f"time series:       {url}" in demo.banner
+    return demo
 
 
 def _get(url: str) -> tuple[int, bytes]:
@@ -142,10 +130,9 @@ def _get(url: str) -> tuple[int, bytes]:
         return exc.code, exc.read()
 
 
-def _stop(proc: subprocess.Popen[str]) -> str:
-    proc.send_signal(signal.SIGINT)
-    out, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 0, out
+def _stop(demo: Demo) -> str:
+    out = demo.stop()
+    assert demo.proc.returncode == 0, out
     return out
 
 
@@ -158,7 +145,8 @@ def _metric(text: str, name: str) -> float:
 def test_the_demo_writes_to_victoria_metrics_and_healthz_says_ok(
         tmp_path: Path, victoria_metrics: int) -> None:
     url = f"http://127.0.0.1:{victoria_metrics}"
-    proc, base = _start_demo(tmp_path, url)
+    demo = _start_demo(tmp_path, url)
+    base = demo.base
     try:
         wait_until(lambda: json.loads(_get(f"{base}/healthz")[1])["timeseries"]
                    ["last_success_ts"] is not None, 30)
@@ -169,7 +157,7 @@ def test_the_demo_writes_to_victoria_metrics_and_healthz_says_ok(
         assert 'commonwatt_timeseries_state{state="ok"} 1.0' in metrics
         assert "commonwatt_timeseries_buffer_points" in metrics
     finally:
-        _stop(proc)
+        _stop(demo)
     # what VictoriaMetrics itself holds: the demo's live points, per member
     query = urllib.parse.urlencode({"match[]": '{__name__=~"commonwatt_live_.*"}'})
     with urllib.request.urlopen(f"{url}/api/v1/series?{query}", timeout=10) as response:
@@ -179,7 +167,8 @@ def test_the_demo_writes_to_victoria_metrics_and_healthz_says_ok(
 
 def test_the_demo_against_an_old_influxdb_names_the_config_error(
         tmp_path: Path, stub: Stub) -> None:
-    proc, base = _start_demo(tmp_path, stub.url)
+    demo = _start_demo(tmp_path, stub.url)
+    base = demo.base
     try:
         wait_until(lambda: json.loads(_get(f"{base}/healthz")[1])["timeseries"]["state"]
                    == "config-error", 30)
@@ -193,7 +182,7 @@ def test_the_demo_against_an_old_influxdb_names_the_config_error(
         assert 'commonwatt_timeseries_state{state="config-error"} 1.0' in metrics
         assert _metric(metrics, "commonwatt_timeseries_buffer_points") > 0
     finally:
-        out = _stop(proc)
+        out = _stop(demo)
     # named once on the console, with the URL
     assert out.count("not an InfluxDB v2 write API") == 1, out
     assert stub.url in out

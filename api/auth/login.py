@@ -21,6 +21,8 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from api.auth.deps import COOKIE, Authority, viewer_of
+from api.contract import answers
+from api.route_models import WhoAmI
 from controller.governance.tokens import Token, TokenError
 
 _ONCE = re.compile(r"(once=)[^&\s]+")
@@ -156,7 +158,9 @@ def login_router(auth: Authority) -> APIRouter:
         _set_session(response, request, auth, token)
         return response
 
-    @router.post("/logout")
+    @router.post("/logout", status_code=303, response_class=RedirectResponse,
+                 responses={303: {"description": "to /login, the session ended and its "
+                                  "cookie deleted"}})
     def logout(request: Request) -> Response:
         """End this browser's session."""
         cookie = request.cookies.get(COOKIE)
@@ -166,7 +170,7 @@ def login_router(auth: Authority) -> APIRouter:
         response.delete_cookie(COOKIE, path="/")
         return response
 
-    @router.get("/api/v1/whoami")
+    @router.get("/api/v1/whoami", responses=answers(WhoAmI))
     def whoami(request: Request) -> dict[str, Any]:
         """The caller's role, member and token label (``public`` without a token)."""
         p = viewer_of(request).principal

@@ -20,7 +20,9 @@ from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, Field, model_validator
 
 from api.auth import viewer_of
+from api.contract import answers
 from api.governance.overrides import _Controller, _shown
+from api.route_models import OverrideShown
 from controller.governance.audit import AuditLog
 from controller.governance.overrides import MAX_OVERRIDE_S, OverrideError
 
@@ -71,7 +73,8 @@ def optouts_router(live: object | None, audit: AuditLog | None) -> APIRouter:
                 for d in c.poller.devices
                 if d.config.kind == "load" and d.health.name.startswith(member + "/")}
 
-    @router.get("")
+    @router.get("", responses=answers(list[OverrideShown],
+                                      description="the member's opt-outs"))
     def list_optouts(member_id: str) -> list[dict[str, Any]]:
         """The member's opt-outs, in force (``ended_ts`` null) first, with their ends."""
         c = controller()
@@ -80,7 +83,8 @@ def optouts_router(live: object | None, audit: AuditLog | None) -> APIRouter:
         return [_shown(o) for o in c.overrides.listing(now())
                 if o.kind == "shed_optout" and o.member == member_id]
 
-    @router.post("", status_code=201)
+    @router.post("", status_code=201, responses=answers(OverrideShown, 201,
+                                                        "the opt-out, started"))
     def create_optout(member_id: str, body: OptOutRequest, request: Request) -> dict[str, Any]:
         """Keep one of the member's own flexible plugs out of shedding until the end."""
         c, t = running(), now()
@@ -107,7 +111,8 @@ def optouts_router(live: object | None, audit: AuditLog | None) -> APIRouter:
         record(request, "optout.create", o.as_dict(), "accepted")
         return _shown(o)
 
-    @router.delete("/{override_id}")
+    @router.delete("/{override_id}", responses=answers(OverrideShown,
+                                                       description="the opt-out, ended"))
     def end_optout(member_id: str, override_id: int, request: Request) -> dict[str, Any]:
         """End one of the member's opt-outs early; 404 when none of its own is in force."""
         c = running()

@@ -17,6 +17,8 @@ from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, Field, model_validator
 
 from api.auth import viewer_of
+from api.contract import answers
+from api.route_models import OverrideShown
 from controller.governance.audit import AuditLog
 from controller.governance.overrides import MAX_OVERRIDE_S, Override, OverrideError, OverrideStore
 
@@ -97,13 +99,15 @@ def overrides_router(live: object | None, audit: AuditLog | None) -> APIRouter:
         p = viewer_of(request).principal
         return p.label, p.role
 
-    @router.get("")
+    @router.get("", responses=answers(list[OverrideShown],
+                                      description="overrides, newest first"))
     def listing() -> list[dict[str, Any]]:
         """Overrides in force (``ended_ts`` null) and ended ones, newest first, with ends."""
         c = controller()
         return [] if c is None else [_shown(o) for o in running().overrides.listing(now())]
 
-    @router.post("", status_code=201)
+    @router.post("", status_code=201, responses=answers(OverrideShown, 201,
+                                                        "the override, started"))
     def create(body: OverrideRequest, request: Request) -> dict[str, Any]:
         """Start an override; it lapses at ``until`` (or after ``minutes``) by itself."""
         c, who, t = running(), author(request), now()
@@ -136,7 +140,8 @@ def overrides_router(live: object | None, audit: AuditLog | None) -> APIRouter:
         record(who, "override.create", o, "accepted")
         return _shown(o)
 
-    @router.delete("/{override_id}")
+    @router.delete("/{override_id}", responses=answers(OverrideShown,
+                                                       description="the override, ended"))
     def end(override_id: int, request: Request) -> dict[str, Any]:
         """End an override early; 404 when none with that id is in force."""
         c, who = running(), author(request)

@@ -7,6 +7,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 
 from api.auth import Viewer, viewer_of
+from api.contract import answers
+from api.route_models import AuditLogPage, AuditVerdict
 from controller.governance.audit import AuditLog, merged
 from controller.ledger import LedgerReader
 
@@ -29,7 +31,7 @@ def audit_router(log: AuditLog, reader: LedgerReader | None) -> APIRouter:
     """The audit routes over ``log``, with the ledger's grid transitions joined in."""
     router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
 
-    @router.get("")
+    @router.get("", responses=answers(AuditLogPage))
     def audit(
         request: Request,
         limit: Annotated[int, Query(ge=1, le=10_000, description="most rows")] = 500,
@@ -50,7 +52,7 @@ def audit_router(log: AuditLog, reader: LedgerReader | None) -> APIRouter:
         return {"head": {"seq": seq, "hash": head},
                 "rows": [shown(r, viewer) for r in merged(rows, transitions)[-limit:]]}
 
-    @router.get("/verify")
+    @router.get("/verify", responses=answers(AuditVerdict))
     def verify(
         head: Annotated[str | None, Query(pattern="^[0-9a-f]{64}$",
                                           description="a head hash noted earlier")] = None,

@@ -9,14 +9,14 @@ shed schedule, hours of autonomy and the limits that bind.
 ``island report CONFIG --out DIR [--ledger PATH] [--plan PLAN.json] [--from ISO] [--to ISO]``
 writes what the island day did, as booked, against its plan: ``report.html``
 (self-contained), ``summary.json`` and the PNG charts
-(:mod:`controller.island.report`).
+(:mod:`controller.island_day.report`).
 
 ``island rehearse [--hours 24] [--speed 1440] [--start HH:MM] [--out DIR] [--households N]
 [--scenario NAME|list] [--test-island 5m]``
 runs the island day on the simulated coop with the real controller, over
 Modbus TCP, in about a minute, then writes the report and ``rehearsal.json``
-into DIR (:mod:`controller.island.rehearse`); ``--scenario`` picks the day's events
-from the library (:mod:`controller.island.scenarios`), ``--test-island`` islands
+into DIR (:mod:`controller.island_day.rehearse`); ``--scenario`` picks the day's events
+from the library (:mod:`controller.island_day.scenarios`), ``--test-island`` islands
 for that long and reconnects. It exits 3 when a verdict fails: the
 coop never islanded, a tier its plan held was shed, or the grid-former reached its floor.
 
@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from controller.config import CoopConfig
     from controller.island.plan import Plan
     from controller.island.site import Coop, IslandConfig
-    from controller.island.trust import Assessment
+    from controller.island_day.trust import Assessment
 
     History = tuple[NDArray[np.int64], NDArray[np.float64]]
 
@@ -72,7 +72,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                       "[[island.batteries]] soc_pct)")
     plan.add_argument("--json", action="store_true", help="print the whole plan as JSON")
     plan.add_argument("--no-odds", action="store_true", help="skip the survival odds and "
-                      "operating reserve (controller/island/trust.py)")
+                      "operating reserve (controller/island_day/trust.py)")
     plan.set_defaults(func=plan_command)
     island_init_cmd.register(actions)
 
@@ -115,7 +115,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     rehearse.add_argument("--no-events", action="store_true",
                           help="a clear day with every battery answering")
     rehearse.add_argument("--scenario", metavar="NAME", default=None,
-                          help="a scenario of the library (controller/island/scenarios.py); "
+                          help="a scenario of the library (controller/island_day/scenarios.py); "
                           "'list' prints them")
     rehearse.add_argument("--test-island", type=_duration, default=None, metavar="DURATION",
                           help="island for this long on the controller's clock (e.g. 5m, "
@@ -185,8 +185,8 @@ def plan_command(args: argparse.Namespace) -> int:
     from controller.island.device_facts import read_battery_facts_sync
     from controller.island.forecast import load_forecast_w, pv_forecast_w
     from controller.island.plan import Problem, plan_island
-    from controller.island.plan_render import Context, render_text, to_dict
     from controller.island.site import load_island_config, resolve
+    from controller.island_day.plan_render import Context, render_text, to_dict
 
     try:
         config, site, island = load_island_config(args.config)
@@ -218,14 +218,14 @@ def plan_command(args: argparse.Namespace) -> int:
         out = to_dict(plan, ctx)
         out["notes"] = [note] if note else []
         if trust is not None:
-            from controller.island.trust import to_json
+            from controller.island_day.trust import to_json
             out.update(to_json(trust, plan, site.tzinfo))
         json.dump(out, sys.stdout)
         print()
     else:
         sys.stdout.write(render_text(plan, ctx))
         if trust is not None:
-            from controller.island.trust import render_text as trust_text
+            from controller.island_day.trust import render_text as trust_text
             sys.stdout.write(trust_text(trust, plan, site.tzinfo))
         if note:
             print(f"\nNote: {note}")
@@ -239,8 +239,8 @@ def _assess(plan: Plan, config: CoopConfig, coop: Coop, start: datetime,
     import sqlite3
 
     from controller.island.forecast import pv_forecast_w
-    from controller.island.trust import assess, grid_forming_mask, medical_w
-    from controller.island.weather import ledger_weather, synthetic_weather
+    from controller.island_day.trust import assess, grid_forming_mask, medical_w
+    from controller.island_day.weather import ledger_weather, synthetic_weather
     from controller.ledger import LedgerMissingError, LedgerReader
 
     weather = None
@@ -259,7 +259,7 @@ def _assess(plan: Plan, config: CoopConfig, coop: Coop, start: datetime,
 def report_command(args: argparse.Namespace) -> int:
     """Write the island report; 2 on bad input."""
     from controller.config import ConfigError, load_config
-    from controller.island.report import main
+    from controller.island_day.report import main
 
     if args.ledger is None:
         # Say which ledger is read ([storage] ledger is relative to the config file); a bad
@@ -273,12 +273,12 @@ def report_command(args: argparse.Namespace) -> int:
 def rehearse_command(args: argparse.Namespace) -> int:
     """Run the rehearsal and print its outcome; 2 on bad input, 1 if it could not run, 3
     if it ran and a verdict failed (it never islanded, a tier its plan held was shed, the
-    grid-former reached its floor: :mod:`controller.island.rehearse_verdicts`)."""
+    grid-former reached its floor: :mod:`controller.island_day.rehearse_verdicts`)."""
     import asyncio
 
-    from controller.island import scenarios
-    from controller.island.rehearse import RehearsalError, RehearsalOptions, rehearse
-    from controller.island.rehearse_report import render_text
+    from controller.island_day import scenarios
+    from controller.island_day.rehearse import RehearsalError, RehearsalOptions, rehearse
+    from controller.island_day.rehearse_report import render_text
     from controller.ledger.lock import LedgerLockedError
 
     name, test_island = getattr(args, "scenario", None), getattr(args, "test_island", None)

@@ -1,7 +1,7 @@
 """``commonwatt island init CONFIG --latitude LAT --longitude LON --tz TZ [--print]``.
 
 Reads every PV inverter's rating and every battery's capacity once and appends the
-``[site]`` and ``[island]`` tables to CONFIG (:mod:`controller.island.init_tables`), then
+``[site]`` and ``[island]`` tables to CONFIG (:mod:`controller.island_day.init_tables`), then
 runs the island checks of ``config check`` on the result. ``--print`` writes them to
 stdout instead. A config that has either table already is left alone.
 """
@@ -47,7 +47,7 @@ def init_command(args: argparse.Namespace) -> int:
     from controller.cli.config_cmd import island_problems
     from controller.config import ConfigError, load_config
     from controller.island.device_facts import read_battery_facts
-    from controller.island.init_tables import read_ratings, tables
+    from controller.island_day.init_tables import read_ratings, tables
 
     config = load_or_report(args.config)
     if config is None:

@@ -1,4 +1,7 @@
-"""The 24-hour energy island.
+"""The 24-hour energy island, as the running controller lives it every cycle.
+
+The day's tools (the plan in words and its odds, the rehearsal, the public report) are in
+:mod:`controller.island_day`; nothing here imports them.
 
 Whether the coop is on the grid, islanded, or in between (pure: no I/O, time passed in):
 

@@ -10,10 +10,10 @@ port) on a sped-up :class:`~simulators.clock.SimClock`, in about a minute:
    from 13:00 to 17:00) and the second battery dropping out at 14:00 (its gateway
    answers every request with a Modbus exception,
    :meth:`~simulators.coop.SimulatedCoop.add_dropout`), or a named scenario's
-   (:mod:`controller.island.scenarios`; ``grid-loss`` is not commanded: the
+   (:mod:`controller.island_day.scenarios`; ``grid-loss`` is not commanded: the
    breaker opens by itself and the day runs to its end);
 2. the island is planned from the simulator's own day without those events
-   (:mod:`controller.island.rehearse_plan`) and the batteries are charged to the
+   (:mod:`controller.island_day.rehearse_plan`) and the batteries are charged to the
    plan's required starting SoC; the plan is written to ``DIR/plan.json``;
 3. the controller starts on a fresh ``DIR/ledger.sqlite`` with the simulated
    clock held at ``--start``; once it reports ``ON_GRID`` the island is asked
@@ -25,7 +25,7 @@ port) on a sped-up :class:`~simulators.clock.SimClock`, in about a minute:
    settlement interval holding the island's end is committed, the controller's
    API is asked for its shedding (reason codes) and the controller is stopped
    cleanly;
-5. the island report (:mod:`controller.island.report`) is written into
+5. the island report (:mod:`controller.island_day.report`) is written into
    ``DIR`` beside ``rehearsal.json``: the run's own figures (wall time,
    cycles, cycles missed, cycle times, what the simulator could not serve,
    every battery's lowest SoC against its floor, the dispatch's tier order).
@@ -79,17 +79,17 @@ from controller.config import CoopConfig, parse_config
 from controller.cycle import CycleReport
 from controller.demo import start_embedded_broker
 from controller.files import write_private
-from controller.island import scenarios
 from controller.island.grid_model import GridState
-from controller.island.rehearse_plan import (
+from controller.island_day import scenarios
+from controller.island_day.rehearse_plan import (
     Preparation,
     day_start,
     inject_events,
     plan_json,
     prepare,
 )
-from controller.island.rehearse_report import finish, progress_bar
-from controller.island.rehearse_setup import (
+from controller.island_day.rehearse_report import finish, progress_bar
+from controller.island_day.rehearse_setup import (
     CYCLE_S,
     HeldClock,
     RehearsalError,
@@ -113,7 +113,7 @@ class RehearsalOptions:
     ``cloud`` is (from hour, to hour, PV factor) on the simulated clock, ``dropout_hour``
     when the second battery stops answering; each at its first occurrence at or after
     ``start``. None leaves the event out. ``scenario`` names one of the library's
-    (:mod:`controller.island.scenarios`) instead: its events replace those two.
+    (:mod:`controller.island_day.scenarios`) instead: its events replace those two.
     """
 
     hours: float = 24.0

@@ -15,11 +15,11 @@ from html import escape
 from typing import TYPE_CHECKING
 
 from controller.island.plan import TIERS
-from controller.island.trust import odds_html
+from controller.island_day.trust import odds_html
 
 if TYPE_CHECKING:
-    from controller.island.report import IslandReport
-    from controller.island.report_plots import Plot
+    from controller.island_day.report import IslandReport
+    from controller.island_day.report_plots import Plot
 
 CSS = """
 *{box-sizing:border-box}

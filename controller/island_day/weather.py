@@ -21,7 +21,7 @@ Every day is a factor per step on the coop's **clear-sky** PV profile (the plan'
   south-facing array at 30° the error in a day's energy is a few per cent.
 
 P10/P50/P90 are the days ranking there by daily energy (a provider's
-quantiles can be given to :class:`~controller.island.survival.Weather` instead).
+quantiles can be given to :class:`~controller.island_day.survival.Weather` instead).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from controller.island.forecast import STEP_S, pv_forecast_w, step_starts, typical_index
-from controller.island.survival import Weather
+from controller.island_day.survival import Weather
 
 if TYPE_CHECKING:
     from controller.island.site import SiteConfig

@@ -2,7 +2,7 @@
 
 :func:`inject_events` puts the day's events into the simulated coop, each at
 its first occurrence at or after the start (simulated clock, UTC): a named
-scenario's (:mod:`controller.island.scenarios`) or the options' cloud and dropout.
+scenario's (:mod:`controller.island_day.scenarios`) or the options' cloud and dropout.
 
 The rehearsal knows its coop exactly, so the forecast is the simulator's own
 profiles (:class:`~simulators.household.HouseholdPhysics`): PV of the day's
@@ -31,15 +31,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from controller.island import scenarios
 from controller.island.plan import LEVELS, TIERS, Plan, Problem, plan_island
-from controller.island.plan_render import Context, to_dict
+from controller.island_day import scenarios
+from controller.island_day.plan_render import Context, to_dict
 from dispatch.fleet import Fleet
 from simulators.coop import SimulatedCoop
 
 if TYPE_CHECKING:
-    from controller.island.rehearse import RehearsalOptions
-    from controller.island.scenarios import Event
+    from controller.island_day.rehearse import RehearsalOptions
+    from controller.island_day.scenarios import Event
 
 STEP_S = 900
 SAMPLES_PER_STEP = 15
@@ -61,7 +61,7 @@ def day_start(start: str) -> float:
 
 
 def scenario_events(options: RehearsalOptions) -> tuple[Event, ...]:
-    """The day's events: the named scenario's (:mod:`controller.island.scenarios`), else
+    """The day's events: the named scenario's (:mod:`controller.island_day.scenarios`), else
     the options' cloud and second battery's dropout."""
     if options.scenario is not None:
         return scenarios.get(options.scenario).events
@@ -81,7 +81,7 @@ def scenario_events(options: RehearsalOptions) -> tuple[Event, ...]:
 def inject_events(coop: SimulatedCoop, start_ts: float, options: RehearsalOptions,
                   ) -> tuple[list[dict], list[tuple[float, bool]]]:
     """Put the day's events into the simulated coop; describe them, and the breaker's
-    schedule when the grid goes by itself (:func:`controller.island.scenarios.inject`)."""
+    schedule when the grid goes by itself (:func:`controller.island_day.scenarios.inject`)."""
     return scenarios.inject(coop, start_ts, scenario_events(options))
 
 

@@ -46,7 +46,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from controller.island.plan import TIERS, Problem
-from controller.island.survival_sim import Storage, merge, simulate
+from controller.island_day.survival_sim import Storage, merge, simulate
 
 FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]

@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import NDArray
 
-from controller.island.black_start import BlackStart, check_black_start
 from controller.island.plan import TIERS, Plan, Problem
-from controller.island.reserve import ReserveCheck, check_reserve, verdict
-from controller.island.survival import ROBUST_P, Components, Odds, Weather, survival_odds
+from controller.island_day.black_start import BlackStart, check_black_start
+from controller.island_day.reserve import ReserveCheck, check_reserve, verdict
+from controller.island_day.survival import ROBUST_P, Components, Odds, Weather, survival_odds
 
 if TYPE_CHECKING:
     from controller.config import CoopConfig

@@ -1,6 +1,6 @@
 """The rehearsal's setup: its config, its held clock, its fresh ledger, its HTTP calls.
 
-Split from :mod:`controller.island.rehearse` (which runs the day); see its
+Split from :mod:`controller.island_day.rehearse` (which runs the day); see its
 docstring for the timing these constants stand for.
 """
 
@@ -20,7 +20,7 @@ from simulators.clock import SimClock
 from simulators.coop import SimulatedCoop
 from simulators.demo_config import coop_toml
 
-#: Wall seconds per controller cycle in a rehearsal (see controller/island/rehearse.py).
+#: Wall seconds per controller cycle in a rehearsal (see controller/island_day/rehearse.py).
 CYCLE_S = 0.05
 #: Device timeouts in cycles (as in production's 1 s cycles with 5 s and 1 s; the
 #: controller scales the staleness to its clock, the request timeout stays wall time):

@@ -5,13 +5,13 @@ and writes, into one directory:
 
 * ``summary.json``: the coop's, each member's, each tier's and each
   battery's figures over the island window, and the plan's verdict;
-* one PNG per chart (:mod:`~controller.island.report_plots`);
+* one PNG per chart (:mod:`~controller.island_day.report_plots`);
 * ``report.html``: one self-contained page, readable on a phone
-  (:mod:`~controller.island.report_html`).
+  (:mod:`~controller.island_day.report_html`).
 
 **Window.** By default the last island episode in the ledger: its islanded
 intervals (``islanded_s > 0``), joined across breaks shorter than an hour
-(:data:`~controller.island.report_inputs.JOIN_S`: a short reconnection or a
+(:data:`~controller.island_day.report_inputs.JOIN_S`: a short reconnection or a
 controller restart stays one day). A ledger that never islanded gives its
 last 24 h. ``--from``/``--to`` choose it by hand (one alone means 24 h from
 or to it). The window is cut to whole settlement intervals; every figure
@@ -68,9 +68,10 @@ from controller.accounts.figures import (
     self_sufficiency,
 )
 from controller.config import ConfigError
-from controller.island.episode import island_times, reason_counts
 from controller.island.plan import TIERS
-from controller.island.report_batteries import (
+from controller.island.site import parse_tz
+from controller.island_day.episode import island_times, reason_counts
+from controller.island_day.report_batteries import (
     BATTERY_IN,
     BATTERY_OUT,
     Battery,
@@ -78,7 +79,7 @@ from controller.island.report_batteries import (
     lost_batteries,
     rebuild_batteries,
 )
-from controller.island.report_inputs import (
+from controller.island_day.report_inputs import (
     FloatArray,
     ReportConfig,
     ReportInputError,
@@ -89,8 +90,7 @@ from controller.island.report_inputs import (
     plan_shed_kw,
     read_plan,
 )
-from controller.island.site import parse_tz
-from controller.island.trust import odds_summary
+from controller.island_day.trust import odds_summary
 from controller.ledger import LedgerReader
 from controller.ledger.schema import MEMBER_COLUMNS
 from dispatch.rounding import LEDGER_FIELDS
@@ -340,7 +340,7 @@ def _iso(ts: float, tz: tzinfo) -> str:
 # ------------------------------------------------------------------ output and command
 def episode_summary(reader: LedgerReader, start: float, end: float) -> dict:
     """When the island was confirmed and the grid reconnected, and the reason codes of
-    the sheds (:mod:`controller.island.episode`), from the transitions around the window
+    the sheds (:mod:`controller.island_day.episode`), from the transitions around the window
     (an hour either side: the command comes before the first islanded interval)."""
     rows = [t for t in reader.grid_transitions(10_000)
             if start - 3600 <= float(t["ts"]) <= end + 3600]  # type: ignore[arg-type]
@@ -350,8 +350,8 @@ def episode_summary(reader: LedgerReader, start: float, end: float) -> dict:
 
 def write_report(report: IslandReport, out: Path) -> list[Path]:
     """Write ``summary.json``, the PNGs and ``report.html`` into ``out``; the paths written."""
-    from controller.island.report_html import render_html
-    from controller.island.report_plots import render_plots
+    from controller.island_day.report_html import render_html
+    from controller.island_day.report_plots import render_plots
 
     out.mkdir(parents=True, exist_ok=True)
     plots = render_plots(report, out)

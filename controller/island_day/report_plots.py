@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from controller.island.report import FloatArray, IslandReport
+    from controller.island_day.report import FloatArray, IslandReport
 
 WIDTH_IN, HEIGHT_IN, DPI = 12.0, 7.0, 100
 #: Sizes for a 1200 px chart shown ~360 px wide on a phone: 24 pt is ~11 px there.

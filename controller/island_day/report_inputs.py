@@ -6,7 +6,7 @@
   checked where the report reads it, and what it says per battery
   (:func:`plan_batteries`) and about shedding per step (:func:`plan_shed_kw`);
 * :func:`island_window`: the whole settlement intervals to report on (the
-  last island episode by default; see :mod:`controller.island.report`).
+  last island episode by default; see :mod:`controller.island_day.report`).
 
 Bad input raises :class:`ReportInputError` (or :class:`~controller.config.ConfigError`
 for the config) with a message naming the option or key.

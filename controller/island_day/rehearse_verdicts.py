@@ -25,7 +25,7 @@ from controller.cycle import SHED_MANDATE_S
 from controller.island.plan import TIERS
 
 if TYPE_CHECKING:
-    from controller.island.rehearse import Rehearsal
+    from controller.island_day.rehearse import Rehearsal
 
 #: Wh of load not served below which a tier counts as held (float noise of the integrator).
 TOL_WH = 1.0

@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from controller.island.episode import island_times
 from controller.island.plan import TIERS
-from controller.island.rehearse_verdicts import render as render_verdicts
-from controller.island.rehearse_verdicts import verdicts
+from controller.island_day.episode import island_times
+from controller.island_day.rehearse_verdicts import render as render_verdicts
+from controller.island_day.rehearse_verdicts import verdicts
 from simulators.household import TIER_RANK
 
 #: Wh of a cycle below which a flow counts as none (the dispatch's float noise).
@@ -32,7 +32,7 @@ SHED_CYCLE_WH = 0.5
 if TYPE_CHECKING:
     from rich.progress import Progress
 
-    from controller.island.rehearse import Rehearsal, RehearsalOptions
+    from controller.island_day.rehearse import Rehearsal, RehearsalOptions
     from controller.ledger import LedgerReader
 
 
@@ -179,8 +179,8 @@ def summary(result: Rehearsal, reader: LedgerReader) -> dict:
 
 def finish(result: Rehearsal, reader: LedgerReader) -> None:
     """Write the island report and ``rehearsal.json`` into the rehearsal's directory."""
-    from controller.island.report import run as write_island_report
-    from controller.island.report_inputs import ReportInputError
+    from controller.island_day.report import run as write_island_report
+    from controller.island_day.report_inputs import ReportInputError
 
     try:
         report = write_island_report(result.config_path, result.out, result.ledger,

@@ -1,6 +1,6 @@
 """The island report's batteries: each member's battery rebuilt from its booked flows.
 
-Content is rebuilt interval by interval (see :mod:`controller.island.report`); a battery
+Content is rebuilt interval by interval (see :mod:`controller.island_day.report`); a battery
 that stopped answering (its device in an interval's ``missing``, as the ledger records
 it) is unknown from that interval on: nothing booked says what it did since.
 """
@@ -13,7 +13,7 @@ from datetime import datetime, tzinfo
 
 import numpy as np
 
-from controller.island.report_inputs import FloatArray, ReportConfig, plan_batteries
+from controller.island_day.report_inputs import FloatArray, ReportConfig, plan_batteries
 
 DEFAULT_SOC_PCT = 50.0
 #: Battery flows in and out of a member's battery (losses are drawn out too).
