@@ -32,7 +32,7 @@ from controller.ledger.schema import MEMBER_COLUMNS
 from dispatch.rounding import LEDGER_FIELDS, PAIRED, PARTS
 from dispatch.sharing import drop_by_tier
 from simulators.household import HouseholdPhysics, HouseholdSpec
-from tests.test_island_page import browser, serve  # noqa: F401 - its chromium fixture
+from tests.browser import serve
 
 ROOT = Path(__file__).resolve().parents[1]
 NIGHT = 2 * 3600.0  # 02:00 on the simulated clock: no PV
@@ -261,7 +261,7 @@ def test_the_report_draws_the_lost_battery_as_unknown_from_when_it_stopped(
 
 
 def test_a_shed_carries_its_reason_code_in_the_api_the_ledger_and_the_page(
-        rehearsal: Rehearsal, browser: Any) -> None:  # noqa: F811
+        rehearsal: Rehearsal, browser: Any) -> None:
     """Issue 21: every shed has a reason code (controller/island/reasons.py) in what the
     controller's API served (rehearsal.json's ``shedding``), in the ledger's transitions and
     on the /island page."""
