@@ -34,6 +34,7 @@ from typing import Any, Protocol
 import numpy as np
 from fastapi import APIRouter, HTTPException, Request, Response
 
+from api import island_reasons
 from api.auth import viewer_of
 from api.contract import ErrorDetail, answers
 from api.island_models import (
@@ -336,14 +337,22 @@ def island_router(reader: LedgerReader, live: IslandLive | None,
                 status = supervisor().status()
                 follower = getattr(getattr(live, "controller", None), "follower", None)
                 followed = follower.status(clock()) if follower else None
-        status = viewer_of(request).scrub(status)  # refusals name meters, so members
+        viewer = viewer_of(request)
+        if isinstance(status.get("shedding"), dict):  # reason codes; medical stays private
+            status["shedding"] = island_reasons.shedding(status["shedding"], viewer)
+        status = viewer.scrub(status)  # refusals name meters, so members
         return status | {"now": clock(), "autonomy": _autonomy(live), "plan_followed": followed}
 
     @router.get("/plan", responses={**answers(IslandPlan), **_NO_PLAN})
-    def plan() -> Response:
+    def plan(request: Request) -> Response:
         """The last island plan saved (``commonwatt island plan --json``), as written; 404
         when there is none."""
-        raw, _ = plan_store.read()
+        # Its medical odds and warning for coordinators only (api/island_reasons.py, #21);
+        # kept out of the docstring, which is the OpenAPI description.
+        raw, saved = plan_store.read()
+        shown = island_reasons.plan(saved, viewer_of(request))
+        if shown is not saved:
+            raw = json.dumps(shown).encode()
         return Response(raw, media_type="application/json")
 
     def record(who: tuple[str, str], action: str, detail: dict[str, Any], outcome: str) -> None:
@@ -369,7 +378,11 @@ def island_router(reader: LedgerReader, live: IslandLive | None,
     @router.get("/transitions", responses=answers(list[GridTransition], description="oldest first"))
     def transitions(request: Request, limit: int = 200) -> list[dict[str, Any]]:
         """Every change of grid state and every refused command, oldest first."""
-        rows = viewer_of(request).scrub(reader.grid_transitions(min(max(limit, 1), 10_000)))
+        # Islanded sheds, loads kept on and the guard's alert are rows too, each row with
+        # its reason code (``reason``, controller/island/reasons.py; #21).
+        viewer = viewer_of(request)
+        rows = viewer.scrub(island_reasons.transitions(
+            reader.grid_transitions(min(max(limit, 1), 10_000)), viewer))
         return [r | {"time": datetime.fromtimestamp(float(r["ts"]), UTC).isoformat()}
                 for r in rows]
 

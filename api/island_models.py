@@ -49,8 +49,44 @@ class GridTransition(BaseModel):
     cause: str | None = Field(description="why, in words")
     requested_by: str | None = Field(description="who asked, for a command")
     refused: bool
+    reason: str | None = Field(None, description=(
+        "reason code (controller/island/reasons.py): why the state changed, the command was "
+        "refused, a load was shed or kept on; /transitions only, null in rows written before"))
 
     model_config = ConfigDict(populate_by_name=True)
+
+
+class ShedEvent(BaseModel):
+    """A load shed or kept on islanded, or the guard rails' alert, with its reason code."""
+
+    ts: float = Field(description="Unix seconds, the controller's clock")
+    kind: Literal["shed", "refused", "alert"] = Field(
+        description="shed; refused: kept on; alert: the guard stopped shedding")
+    load: str | None = Field(description="the load (member/loadN); null for an alert")
+    member: str | None
+    reason: str = Field(description="reason code (controller/island/reasons.py)")
+    detail: str
+
+
+class ProtectedLoad(BaseModel):
+    """A load never shed, and why (``medical`` only for its member and coordinators)."""
+
+    load: str
+    member: str
+    reason: str
+
+
+class Shedding(BaseModel):
+    """Islanded shedding: the guard rails' passes and alert, recent events, protected loads."""
+
+    model_config = ConfigDict(extra="allow")
+
+    passes: int | None = Field(None, description="guard passes that opened a tier, this episode")
+    max_passes: int | None = Field(None, description="the most passes in one episode")
+    alerts: int | None = Field(None, description="alerts raised since the controller started")
+    alert: str | None = Field(None, description="the guard's alert in force")
+    events: list[ShedEvent] = Field(description="the last 50, oldest first")
+    protected: list[ProtectedLoad] = Field(default_factory=list)
 
 
 class IslandCommandShown(BaseModel):
@@ -112,6 +148,8 @@ class IslandStatus(BaseModel):
     now: float = Field(description="Unix seconds, the controller's clock")
     autonomy: Autonomy | None = Field(description="null before the first cycle")
     plan_followed: PlanFollowed | None
+    shedding: Shedding | None = Field(None, description=(
+        "reason codes of the shedding (a running controller's; #21)"))
 
 
 class IslandAccepted(BaseModel):

@@ -39,7 +39,7 @@ from controller.island.grid_model import (
     IslandCommand,
     TransitionRecord,
 )
-from controller.island.guard import ShedGuard, protected_loads
+from controller.island.guard import ShedGuard, limiting_measure, protected_loads
 from controller.island.live import GridSupervisor
 from controller.island.outage import (
     anchor,
@@ -48,6 +48,8 @@ from controller.island.outage import (
     smooth_anchor,
 )
 from controller.island.pilot import Readings
+from controller.island.reasons import shed_causes, transition_reason
+from controller.island.shed_log import ShedLog
 from controller.island.shedding import ShedPlanner
 from controller.island.transition import island_ready_battery_w
 from controller.ledger import CommittedInterval, CycleEnergy, IntervalBook, LedgerWriter
@@ -183,6 +185,7 @@ class Controller:
         self.shed_guard = ShedGuard(settle_s=max(60.0, 2 * self.nominal_dt_s))
         self._protected_loads = protected_loads(config)  # infrastructure and medical
         self.shed_alert: str | None = None  # the guard's last alert, until the island is whole
+        self.shed_log = ShedLog(self.member_ids, self.writer.record)  # with reason codes
         #: Each member's demand before the grid-former last reported an overload, W.
         self._demand_before_w = np.zeros(len(config.members))
         #: … and its ratio to the plan's demand forecast then (NaN: none).
@@ -224,7 +227,8 @@ class Controller:
 
     def _record_transition(self, record: TransitionRecord) -> None:
         self.writer.record((record.ts, record.from_state.name, record.to_state.name,
-                            record.cause, record.requested_by, int(record.refused)))
+                            record.cause, record.requested_by, int(record.refused),
+                            transition_reason(record.cause).value))
 
     @property
     def last_end_ts(self) -> float | None:
@@ -281,7 +285,7 @@ class Controller:
         # before the dispatch shares what is left.
         pre_shed = np.where(image.valid, np.minimum(held, planned), 0.0)
         dropped = self._dropped_w(demand, image.valid, now)
-        need_w = held_back = None
+        need_w = held_back = causes = None
         caps_w = self.pv_caps_w.copy()  # the caps in force during this cycle
         capped = np.isfinite(caps_w)
         if now > start and (self.last_end_ts is None or now > self.last_end_ts):
@@ -304,6 +308,8 @@ class Controller:
             # What the coop must shed, held plugs counted as demand (so the planner knows
             # when there is room to bring them back) ...
             need_w = result.shed / hours + np.maximum(planned - pre_shed, 0.0) + dropped
+            causes = shed_causes(result.shed / hours, np.maximum(planned - pre_shed, 0.0),
+                                 dropped, self.islanded and not self.grid.machine.in_force)
             held_off = np.where(image.valid, held, 0.0)
             if held_off.any():
                 # ... but what is booked and set is what happens: a load held off is off.
@@ -341,7 +347,7 @@ class Controller:
         await self._hold_for_grid_loss(now)
         if result is not None and booked is not None:
             await self._curtail(image, result, now - start)
-            await self._shed(need_w, now)
+            await self._shed(need_w, now, causes)
             await self._switch_overridden_loads()
             # An idling battery that does not answer keeps its coop-origin pool for its return.
             idle = image.battery_assumed_idle
@@ -427,14 +433,16 @@ class Controller:
                             np.where(image.valid, image.pv_production_w, 0.0), demand)
         self.follower.step(now, self.islanded, readings, end_ts)
 
-    async def _shed(self, need_w: np.ndarray | None, now: float) -> None:
+    async def _shed(self, need_w: np.ndarray | None, now: float, causes: list | None) -> None:
         """Switch plugs (flexible first) so that what is held off covers ``need_w``: the
-        dispatch's shed, what the island plan sheds beyond it, and dropped load."""
+        dispatch's shed, what the island plan sheds beyond it, and dropped load; islanded,
+        each shed and refusal is logged with its reason code (``causes`` per member)."""
         if self.shedder is None or need_w is None:
             return
-        allowed = None
+        allowed = decision = None
         if self.islanded:  # the limiting measure: what the shed needs beyond what is off
-            over = float(np.nansum(need_w) - self.shedder.held_w().sum())
+            over = limiting_measure(float(np.nansum(need_w) - self.shedder.held_w().sum()),
+                                    self.poller.grid_overloaded())
             rows = np.zeros((3, len(need_w)))
             decision = self.shed_guard.step(now, over, rows)
             allowed = decision.allowed
@@ -445,6 +453,9 @@ class Controller:
                 self.shed_alert = None
         plan = self.shedder.plan(now, need_w, self.poller.load_readings(), self._opted_out,
                                  self._protected_loads, allowed)
+        if self.islanded:
+            self.shed_log.cycle(now, self.grid.machine.state.name, plan, causes or [],
+                                decision, self.shed_guard.passes)
         actions = [a for a in plan.actions if a.load_id not in self._override_loads
                    and not self.grid_loss.holds(a.load_id)]
         if actions:  # a load an override holds is the coordinator's, not the shedder's

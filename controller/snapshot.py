@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
+from controller.island.reasons import GUARD, Reason
 from controller.ledger.schema import MEMBER_AMOUNTS
 
 if TYPE_CHECKING:
@@ -108,6 +109,18 @@ class Snapshot:
         return dict(zip(MEMBER_AMOUNTS, column.tolist(), strict=True))
 
 
+def shedding_status(controller: Controller) -> dict[str, Any]:
+    """The shedding's recent events with reason codes, the guard's passes and alert, and
+    the loads never shed (:mod:`controller.island.shed_log`); a viewer's API scrubs it."""
+    log = getattr(controller, "shed_log", None)
+    out = log.status() if log is not None else {"events": []}
+    protected = getattr(controller, "_protected_loads", {})
+    return out | {"alert": getattr(controller, "shed_alert", None),
+                  "protected": [{"load": k, "member": k.partition("/")[0],
+                                 "reason": GUARD.get(v, Reason.OTHER).value}
+                                for k, v in protected.items()]}
+
+
 def take_snapshot(controller: Controller, report: CycleReport, seq: int) -> Snapshot:
     """The snapshot of ``controller`` right after its cycle ``report`` (on the cycle's
     thread: it reads the book, the grid supervisor and the poller)."""
@@ -126,7 +139,8 @@ def take_snapshot(controller: Controller, report: CycleReport, seq: int) -> Snap
     follower = controller.follower
     return Snapshot(
         seq=seq, ts=float(report.end_ts), wall=time.monotonic(), report=report,
-        member_ids=tuple(ids), grid=grid.status(), islanded=bool(controller.islanded),
+        member_ids=tuple(ids), grid=grid.status() | {"shedding": shedding_status(controller)},
+        islanded=bool(controller.islanded),
         floor_wh=_frozen(controller.engines.fleet(image, controller.islanded).soc_min_wh.copy()),
         plan_followed=follower.status(report.end_ts),
         devices=tuple(controller.poller.health()),

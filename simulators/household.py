@@ -142,6 +142,11 @@ class HouseholdPhysics:
         self.former: int | None = former[0] if former else None
         self.tier_rank = arr([TIER_RANK.get(s.tier, 1) for s in specs], dtype=np.int64)
         self.clouds: list[tuple[float, float, float]] = []
+        #: Unmanaged loads (an EV charger no plug switches): (household, from, to, W).
+        self.extra_loads: list[tuple[int, float, float, float]] = []
+        #: When the grid-forming inverter trips: islanded from then on, nothing forms the
+        #: grid and every house is dark (rehearsal scenario ``former-trip``).
+        self.former_trip_s = float("inf")
         n = len(specs)
         self.unserved_w = np.zeros(n)  # islanded: load dropped at the last step, W
         self.island_curtailed_w = np.zeros(n)  # islanded: PV the island could not take, W
@@ -170,6 +175,22 @@ class HouseholdPhysics:
             raise ValueError(f"cloud ({start_s}, {end_s}, {factor}): expected start < end and "
                              "a factor from 0 to 1")
         self.clouds.append((start_s, end_s, factor))
+
+    def add_load(self, index: int, start_s: float, end_s: float, power_w: float) -> None:
+        """An unmanaged load of ``power_w`` in household ``index`` from ``start_s`` to
+        ``end_s``: part of the house's load (its contactor cuts it), behind no plug."""
+        if not 0 <= index < len(self.specs) or power_w < 0 or end_s <= start_s:
+            raise ValueError(f"load ({index}, {start_s}, {end_s}, {power_w}): expected a "
+                             "household index, start < end and a power ≥ 0")
+        self.extra_loads.append((index, start_s, end_s, power_w))
+
+    def extra_load_w(self, t_s: float) -> FloatArray:
+        """What the unmanaged loads draw at ``t_s`` (contactor on or not), W per household."""
+        out = np.zeros(len(self.specs))
+        for index, start, end, power in self.extra_loads:
+            if start <= t_s < end:
+                out[index] += power
+        return out
 
     def cloud_factor(self, t_s: float) -> float:
         """The product of the cloud factors in force at ``t_s`` (1 in clear sky)."""
@@ -235,6 +256,8 @@ class HouseholdPhysics:
         """Household load at ``t_s``: the base load and the appliances whose plug is on;
         nothing where the household contactor is off."""
         load = self.base_load_w(t_s) + np.where(self.plug_on, self.appliance_w(t_s), 0.0)
+        if self.extra_loads:
+            load = load + self.extra_load_w(t_s)
         return np.where(self.house_on, load, 0.0)
 
     def command(self, index: int, power_w: float, expires_at_s: float) -> None:
@@ -260,6 +283,9 @@ class HouseholdPhysics:
         else:
             power, self.unserved_w, self.island_curtailed_w = self.island_split(
                 load, pv, power, max_out, max_in)
+            if t_s >= self.former_trip_s:  # nothing forms the grid: every house is dark
+                power, self.unserved_w, self.island_curtailed_w = (
+                    np.zeros_like(load), load.copy(), pv.copy())
         if dt_h > 0:
             self.stored_wh += np.where(
                 power > 0, -power / self.leg_eta, -power * self.leg_eta
@@ -274,7 +300,10 @@ class HouseholdPhysics:
             self.plug_wh += np.where(self.plug_on & self.house_on, self.appliance_w(t_s),
                                      0.0) * dt_h
             self.house_wh += served * dt_h
-            self.switched_off_wh += (self.base_load_w(t_s) + self.appliance_w(t_s) - load) * dt_h
+            demand = self.base_load_w(t_s) + self.appliance_w(t_s)
+            if self.extra_loads:
+                demand = demand + self.extra_load_w(t_s)
+            self.switched_off_wh += (demand - load) * dt_h
             self.plug_off_wh += np.where(self.plug_on, 0.0, self.appliance_w(t_s)) * dt_h
             self.unserved_wh += self.unserved_w * dt_h
             self.island_curtailed_wh += self.island_curtailed_w * dt_h

@@ -13,13 +13,16 @@ import subprocess
 import sys
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
+from api.app import create_app
 from controller.accounts.figures import energy_wh, kwh
 from controller.config import parse_config
 from controller.governance import AuditLog
+from controller.island.reasons import Reason
 from controller.island_day.rehearse import Rehearsal, RehearsalOptions, rehearse
 from controller.island_day.rehearse_report import tier_order_violations, tier_ranks
 from controller.island_day.report import member_labels
@@ -29,6 +32,7 @@ from controller.ledger.schema import MEMBER_COLUMNS
 from dispatch.rounding import LEDGER_FIELDS, PAIRED, PARTS
 from dispatch.sharing import drop_by_tier
 from simulators.household import HouseholdPhysics, HouseholdSpec
+from tests.browser import serve
 
 ROOT = Path(__file__).resolve().parents[1]
 NIGHT = 2 * 3600.0  # 02:00 on the simulated clock: no PV
@@ -260,3 +264,30 @@ def test_the_report_draws_the_lost_battery_as_unknown_from_when_it_stopped(
                           for v in others)
     html = (rehearsal.out / "report.html").read_text()
     assert "unknown from" in html and "stopped answering" in html
+
+
+def test_a_shed_carries_its_reason_code_in_the_api_the_ledger_and_the_page(
+        rehearsal: Rehearsal, browser: Any) -> None:
+    """Issue 21: every shed has a reason code (controller/island/reasons.py) in what the
+    controller's API served (rehearsal.json's ``shedding``), in the ledger's transitions and
+    on the /island page."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    codes = {r.value for r in Reason} - {"other"}
+    api = [e for e in rehearsal.summary["shedding"]["events"] if e["kind"] == "shed"]
+    assert api and all(e["reason"] in codes for e in api), rehearsal.summary["shedding"]
+    reader = LedgerReader(rehearsal.ledger)
+    rows = [r for r in reader.grid_transitions(10_000) if str(r["cause"]).startswith("shed ")]
+    assert {(e["ts"], e["reason"]) for e in api} <= {(r["ts"], r["reason"]) for r in rows}
+    config = parse_config(rehearsal.config_path.read_text(), str(rehearsal.config_path))
+    browser.set_window_size(390, 844)
+    with serve(create_app(reader, None, config)) as url:
+        browser.get(url + "/island")
+        WebDriverWait(browser, 20).until(lambda d: d.execute_script(
+            "return document.querySelectorAll('#transitions td.code').length > 3"))
+        shown = browser.execute_script(
+            "return [...document.querySelectorAll('#transitions tr')].map(tr => "
+            "[...tr.querySelectorAll('td')].map(td => td.textContent))")
+    sheds = [r for r in shown if len(r) == 5 and r[1] == "shed"]
+    assert sheds and {r[2] for r in sheds} <= codes and rows[-1]["reason"] in {
+        r[2] for r in sheds}, shown

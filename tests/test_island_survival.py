@@ -138,6 +138,12 @@ def test_cli_plan_shows_the_odds_and_the_reserve_in_text_and_json(tmp_path) -> N
     path = write_config(tmp_path)
     text = path.read_text().replace("max_power_w = 3000 }", "max_power_w = 3000, "
                                     "grid_forming = true }")
+    # Ada's medical device (private, #21): 100 W within her critical tier, served first.
+    text = text.replace('[storage]', '[mqtt]\n[storage]').replace(
+        'grid_forming = true },', 'grid_forming = true },\n  { protocol = "mqtt", '
+        'kind = "load", family = "shelly-plug", topic = "p1", tier = "critical", '
+        'medical = true, rated_w = 100 },')
+    assert "medical = true" in text
     path.write_text(text.replace("annual_kwh = 3000", "annual_kwh = 3000\n"
                                  "battery_availability = 0.95"))
     out = run_cli("island", "plan", str(path), "--start", "2026-06-21T06:00", "--soc", "90",
@@ -157,6 +163,9 @@ def test_cli_plan_shows_the_odds_and_the_reserve_in_text_and_json(tmp_path) -> N
     black = plan["black_start"]
     assert black["reserve_pct"] == 10.0 and "h01" in black["end_soc_pct"]
     assert set(plan["verdict"]) == {"critical", "essential", "flexible"}
+    # The medical load, with one grid-former up 95 % of the time: below 0.99, warned.
+    assert odds["p_held"]["medical"] < 0.99
+    assert odds["medical_warning"].startswith("WARNING: medical loads held with P")
     # The report carries the odds the plan gave before the day.
     from controller.island_day.trust import odds_html, odds_summary
 
@@ -168,7 +177,8 @@ def test_cli_plan_shows_the_odds_and_the_reserve_in_text_and_json(tmp_path) -> N
     out = run_cli("island", "plan", str(path), "--start", "2026-06-21T06:00", "--soc", "90")
     assert out.returncode == 0, out.stderr
     for line in ("Survival odds (30 weather days", "NOT ROBUST", "grid-former h01",
-                 "Operating reserve (10 % of load + 25 % of PV", "Black-start reserve (10 %"):
+                 "Operating reserve (10 % of load + 25 % of PV", "Black-start reserve (10 %",
+                 "WARNING: medical loads held with P"):
         assert line in out.stdout
 
 

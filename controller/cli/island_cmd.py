@@ -11,10 +11,13 @@ writes what the island day did, as booked, against its plan: ``report.html``
 (self-contained), ``summary.json`` and the PNG charts
 (:mod:`controller.island_day.report`).
 
-``island rehearse [--hours 24] [--speed 1440] [--start HH:MM] [--out DIR] [--households N]``
+``island rehearse [--hours 24] [--speed 1440] [--start HH:MM] [--out DIR] [--households N]
+[--scenario NAME|list] [--test-island 5m]``
 runs the island day on the simulated coop with the real controller, over
 Modbus TCP, in about a minute, then writes the report and ``rehearsal.json``
-into DIR (:mod:`controller.island_day.rehearse`). It exits 3 when a verdict fails: the
+into DIR (:mod:`controller.island_day.rehearse`); ``--scenario`` picks the day's events
+from the library (:mod:`controller.island_day.scenarios`), ``--test-island`` islands
+for that long and reconnects. It exits 3 when a verdict fails: the
 coop never islanded, a tier its plan held was shed, or the grid-former reached its floor.
 
 For ``plan`` the config file needs a ``[site]`` table and, for batteries and loads, an
@@ -28,6 +31,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import sys
 from dataclasses import replace
 from datetime import datetime, timedelta, tzinfo
@@ -93,14 +97,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     rehearse = actions.add_parser(
         "rehearse", help="rehearse the island day on the simulated coop with the real "
         "controller, in about a minute, and write its report")
-    rehearse.add_argument("--hours", type=_island_hours, default=24.0,
-                          help="island length in simulated hours, up to 48 (default 24)")
-    rehearse.add_argument("--speed", type=float, default=1440.0,
-                          help="simulated seconds per wall second (default 1440: a day a minute)")
-    rehearse.add_argument("--start", default="00:00", metavar="HH:MM",
+    rehearse.add_argument("--hours", type=_island_hours, default=None,
+                          help="island length in simulated hours, up to 48 (default 24, or "
+                          "the scenario's)")
+    rehearse.add_argument("--speed", type=float, default=None,
+                          help="simulated seconds per wall second (default 1440: a day a "
+                          "minute; 120 with --test-island)")
+    rehearse.add_argument("--start", default=None, metavar="HH:MM",
                           help="when the island starts on the simulated clock, UTC (default "
-                          "00:00); the cloudy afternoon is 13:00-17:00, the second battery "
-                          "drops out at 14:00")
+                          "00:00, or the scenario's); the cloudy afternoon is 13:00-17:00, "
+                          "the second battery drops out at 14:00")
     rehearse.add_argument("--out", type=Path, default=Path("var/rehearsal"), metavar="DIR",
                           help="directory for the ledger, plan, report and rehearsal.json "
                           "(default var/rehearsal; its ledger is started afresh)")
@@ -108,6 +114,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                           help="simulated households, 2-16 (default 10)")
     rehearse.add_argument("--no-events", action="store_true",
                           help="a clear day with every battery answering")
+    rehearse.add_argument("--scenario", metavar="NAME", default=None,
+                          help="a scenario of the library (controller/island_day/scenarios.py); "
+                          "'list' prints them")
+    rehearse.add_argument("--test-island", type=_duration, default=None, metavar="DURATION",
+                          help="island for this long on the controller's clock (e.g. 5m, "
+                          "90s, 1h), then reconnect; --speed defaults to 120 with it")
     rehearse.set_defaults(func=rehearse_command)
 
 
@@ -115,6 +127,20 @@ def _hours(text: str) -> int:
     if not text.isdigit() or not 1 <= int(text) <= 168:
         raise argparse.ArgumentTypeError(f"expected whole hours from 1 to 168, got {text!r}")
     return int(text)
+
+
+def _duration(text: str) -> float:
+    """``5m``, ``90s``, ``1h`` (or plain seconds) → hours, more than 0 and at most 48."""
+    units = {"s": 1.0, "m": 60.0, "h": 3600.0}
+    unit = units.get(text[-1:].lower()) if text else None
+    try:
+        seconds = float(text[:-1] if unit else text) * (unit or 1.0)
+    except ValueError:
+        seconds = math.nan
+    if not 0 < seconds <= 48 * 3600:
+        raise argparse.ArgumentTypeError(f"expected a duration such as 5m, 90s or 1h, more "
+                                         f"than 0 and at most 48 h, got {text!r}")
+    return seconds / 3600.0
 
 
 _island_hours = number_in(0.0, 48.0, "hours", "more than 0 and at most 48 h", low_open=True)
@@ -256,22 +282,36 @@ def rehearse_command(args: argparse.Namespace) -> int:
     grid-former reached its floor: :mod:`controller.island_day.rehearse_verdicts`)."""
     import asyncio
 
+    from controller.island_day import scenarios
     from controller.island_day.rehearse import RehearsalError, RehearsalOptions, rehearse
     from controller.island_day.rehearse_report import render_text
     from controller.ledger.lock import LedgerLockedError
     from devices.modbus.transport import quiet_pymodbus
 
-    if not 2 <= args.households <= 16 or args.speed <= 0:
+    name, test_island = getattr(args, "scenario", None), getattr(args, "test_island", None)
+    if name == "list":
+        sys.stdout.write(scenarios.listing())
+        return 0
+    speed = args.speed if args.speed is not None else (120.0 if test_island else 1440.0)
+    if not 2 <= args.households <= 16 or speed <= 0:
         print("island rehearse: --households from 2 to 16 and a --speed above 0, please",
               file=sys.stderr)
         return 2
     # pymodbus logs a late answer to a timed-out request as a warning; the controller
     # already counts it as that device's error (rehearsal.json: device_errors).
     quiet_pymodbus()
-    options = RehearsalOptions(hours=args.hours, speed=args.speed, start=args.start,
-                               out=args.out, households=args.households)
+    try:
+        scenario = scenarios.get(name) if name else None
+    except ValueError as exc:
+        print(f"island rehearse: {exc}", file=sys.stderr)
+        return 2
+    hours = test_island or args.hours or (scenario.hours if scenario else 24.0)
+    start = args.start or (scenario.start if scenario else "00:00")
+    options = RehearsalOptions(hours=hours, speed=speed, start=start, out=args.out,
+                               households=args.households,
+                               scenario=name)
     if args.no_events:
-        options = replace(options, cloud=None, dropout_hour=None)
+        options = replace(options, cloud=None, dropout_hour=None, scenario="clear")
     try:
         result = asyncio.run(rehearse(options))
     except ValueError as exc:

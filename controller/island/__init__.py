@@ -8,7 +8,9 @@ Whether the coop is on the grid, islanded, or in between (pure: no I/O, time pas
 * :mod:`~controller.island.grid_model`: states, inputs, commands, memory and records (data);
 * :mod:`~controller.island.grid_state`: the transition table, ``step`` and the
   preconditions of island and return requests;
-* :mod:`~controller.island.grid_log`: the append-only log of transitions and refusals.
+* :mod:`~controller.island.grid_log`: the append-only log of transitions and refusals;
+* :mod:`~controller.island.reasons`: the reason codes of every shed, limit and refusal, and
+  :mod:`~controller.island.shed_log`: the shedding's events with their codes (API, ledger).
 """
 
 from controller.island.grid_log import TransitionLog

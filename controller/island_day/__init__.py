@@ -11,7 +11,9 @@ This room holds what a coordinator runs around the day, from the command line:
   their verdict (:mod:`~controller.island_day.trust`);
 * :mod:`~controller.island_day.init_tables`: ``island init``'s ``[site]``/``[island]``;
 * the rehearsal on simulated devices (:mod:`~controller.island_day.rehearse` and its
-  ``rehearse_*`` modules), which imports :mod:`simulators`;
+  ``rehearse_*`` modules), which imports :mod:`simulators`, with its library of named
+  scenarios (:mod:`~controller.island_day.scenarios`) and the episode's times and reason
+  counts read from the ledger (:mod:`~controller.island_day.episode`);
 * the public report (:mod:`~controller.island_day.report` and its ``report_*`` modules),
   which imports matplotlib.
 

@@ -9,7 +9,9 @@ port) on a sped-up :class:`~simulators.clock.SimClock`, in about a minute:
    ``critical``), with the day's events injected: a cloudy afternoon (PV × 0.3
    from 13:00 to 17:00) and the second battery dropping out at 14:00 (its gateway
    answers every request with a Modbus exception,
-   :meth:`~simulators.coop.SimulatedCoop.add_dropout`);
+   :meth:`~simulators.coop.SimulatedCoop.add_dropout`), or a named scenario's
+   (:mod:`controller.island_day.scenarios`; ``grid-loss`` is not commanded: the
+   breaker opens by itself and the day runs to its end);
 2. the island is planned from the simulator's own day without those events
    (:mod:`controller.island_day.rehearse_plan`) and the batteries are charged to the
    plan's required starting SoC; the plan is written to ``DIR/plan.json``;
@@ -19,8 +21,10 @@ port) on a sped-up :class:`~simulators.clock.SimClock`, in about a minute:
    ``--hours``, with the plan's required SoC) and the clock is released;
 4. after each cycle the rehearsal plays the coupling: it opens the simulated
    PCC breaker when the state is ``GOING_OFF_GRID`` and closes it when it is
-   ``RETURNING`` (the command lapsing by itself); once ``ON_GRID`` again the
-   controller is stopped cleanly;
+   ``RETURNING`` (the command lapsing by itself); once ``ON_GRID`` again and the
+   settlement interval holding the island's end is committed, the controller's
+   API is asked for its shedding (reason codes) and the controller is stopped
+   cleanly;
 5. the island report (:mod:`controller.island_day.report`) is written into
    ``DIR`` beside ``rehearsal.json``: the run's own figures (wall time,
    cycles, cycles missed, cycle times, what the simulator could not serve,
@@ -65,8 +69,6 @@ import json
 import math
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,8 +79,8 @@ from controller.config import CoopConfig, parse_config
 from controller.cycle import CycleReport
 from controller.demo import start_embedded_broker
 from controller.files import write_private
-from controller.governance.local import local_secret_path, read_local_secret
 from controller.island.grid_model import GridState
+from controller.island_day import scenarios
 from controller.island_day.rehearse_plan import (
     Preparation,
     day_start,
@@ -88,36 +90,21 @@ from controller.island_day.rehearse_plan import (
 )
 from controller.island_day.rehearse_progress import ProgressLines
 from controller.island_day.rehearse_report import finish
+from controller.island_day.rehearse_setup import (
+    CYCLE_S,
+    HeldClock,
+    RehearsalError,
+    fresh_ledger,
+    get_local,
+    post_local,
+    rehearsal_toml,
+)
 from controller.ledger import LedgerReader
-from controller.ledger.lock import WriterLock
 from controller.runtime import Runtime
-from devices.mqtt.access import ANONYMOUS, MqttAccess
-from simulators.clock import SimClock
 from simulators.coop import SimulatedCoop, free_port
-from simulators.demo_config import coop_toml
 from simulators.household import demo_households
 
-#: Wall seconds per controller cycle in a rehearsal (see the module's docstring).
-CYCLE_S = 0.05
-#: Device timeouts in cycles (as in production's 1 s cycles with 5 s and 1 s; the
-#: controller scales the staleness to its clock, the request timeout stays wall time):
-#: a battery that stops answering costs a cycle its read and its write timeout, which
-#: must stay below the controller's MAX_GAP_CYCLES or the whole coop is booked a gap.
-STALE_AFTER_CYCLES = 10
-REQUEST_TIMEOUT_CYCLES = 2
-#: Battery setpoints last this many nominal cycles, on the simulated clock (1 s of wall
-#: time at the rehearsal's 0.05 s cycle). The demo's 10 s stood for a seventh of a 72 s
-#: cycle (the controller raised it to 5 cycles): a wall stall of 0.25 s on a loaded
-#: machine let every battery idle and left the grid-former alone with the evening peak
-#: (measured 12 h from 18:00 at 1440x, load average 5 on 2 cores: 124 of 577 cycles
-#: missed, 3.05 kWh dropped). 10 cycles still failed at load average 11 (p99 cycle
-#: 434 ms, max 560 ms); the rehearsal rehearses the dispatch, not the machine's stalls.
-SETPOINT_EXPIRY_CYCLES = 20
 REQUESTED_BY = "commonwatt island rehearse"
-
-
-class RehearsalError(RuntimeError):
-    """The rehearsal could not run (the island was refused, the controller did not start)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +113,8 @@ class RehearsalOptions:
 
     ``cloud`` is (from hour, to hour, PV factor) on the simulated clock, ``dropout_hour``
     when the second battery stops answering; each at its first occurrence at or after
-    ``start``. None leaves the event out.
+    ``start``. None leaves the event out. ``scenario`` names one of the library's
+    (:mod:`controller.island_day.scenarios`) instead: its events replace those two.
     """
 
     hours: float = 24.0
@@ -138,6 +126,7 @@ class RehearsalOptions:
     cloud: tuple[float, float, float] | None = (13.0, 17.0, 0.3)
     dropout_hour: float | None = 14.0
     progress: bool = True
+    scenario: str | None = None
 
 
 @dataclass
@@ -201,6 +190,8 @@ class Rehearsal:
     #: back, what the island held back (a full grid-former's frequency shift).
     pv_available_wh: np.ndarray = field(default_factory=lambda: np.zeros(0))
     limit_curtailed_wh: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    #: The shedding's record: the guard's passes and alerts, events with reason codes.
+    shedding: dict = field(default_factory=dict)
 
     def served_between_wh(self, start_ts: float, end_ts: float) -> np.ndarray:
         """Load each house drew between two simulated times, from the simulator's history."""
@@ -217,21 +208,6 @@ class Rehearsal:
                 "p99": round(float(np.percentile(d, 99)), 2), "max": round(float(d.max()), 2)}
 
 
-class HeldClock(SimClock):
-    """A :class:`SimClock` that stands still at ``start_s`` until :meth:`release`."""
-
-    held: bool = True
-
-    def now(self) -> float:
-        """Simulated time: ``start_s`` while held."""
-        return self.start_s + self._offset if self.held else SimClock.now(self)
-
-    def release(self) -> None:
-        """Let simulated time run from now on, at ``speed``."""
-        self._wall0 = time.monotonic()
-        self.held = False
-
-
 class _ObservedRuntime(Runtime):
     """The controller's runtime, with every cycle's report handed to an observer."""
 
@@ -246,44 +222,6 @@ class _ObservedRuntime(Runtime):
         if report is not None:
             self._observe(report)
         return report
-
-
-def _post(url: str, body: dict, ledger: Path) -> tuple[int, dict]:
-    """POST as the CLI on the controller's host: with the local secret, not a token."""
-    headers = {"Content-Type": "application/json"}
-    secret = read_local_secret(local_secret_path(ledger))
-    if secret is not None:
-        headers["Authorization"] = f"Bearer {secret}"
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                     headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - loopback
-            return response.status, json.loads(response.read() or b"{}")
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"{}")
-
-
-def rehearsal_toml(coop: SimulatedCoop, ledger: Path, api_port: int, cycle_s: float,
-                   mqtt: tuple[str, int] | None = None,
-                   mqtt_access: MqttAccess = ANONYMOUS, speed: float = 1440.0) -> str:
-    """The demo's TOML for the rehearsal: its cycle, scaled timeouts and setpoint expiry
-    (``speed``: simulated seconds per wall second), batteries offered, the smart plugs on
-    ``mqtt``."""
-    text = coop_toml(coop, ledger, api_port, mqtt, cycle_s=cycle_s, mqtt_access=mqtt_access)
-    batteries = sum(1 for h in coop.households if h.battery is not None)
-    # In the config's own terms (wall cycles of ``cycle_s``): the controller scales it to
-    # the simulated clock (controller/cycle.py), as it does every timeout.
-    expiry = max(1, math.ceil(SETPOINT_EXPIRY_CYCLES * cycle_s))
-    edits = (("stale_after_s = 5.0\n", f"stale_after_s = {STALE_AFTER_CYCLES * cycle_s:g}\n"
-              f"request_timeout_s = {REQUEST_TIMEOUT_CYCLES * cycle_s:g}\n", 1),
-             ("setpoint_expiry_s = 10\n", f"setpoint_expiry_s = {expiry}\n", 1),
-             ("  reserve_pct = 10\n", "  reserve_pct = 10\n  offered = true\n", batteries))
-    for old, new, count in edits:
-        if text.count(old) != count:  # the demo's TOML changed under us: say so, loudly
-            raise RehearsalError(f"the demo config has {text.count(old)} x {old.strip()!r}, "
-                                 f"expected {count}")
-        text = text.replace(old, new)
-    return text
 
 
 class _Session:
@@ -304,8 +242,15 @@ class _Session:
         self.islanded_s = 0.0  # for the progress lines
         self.shed_wh = 0.0
         self.deadline = math.inf
+        self.settle_at: float | None = None
         self.device_errors: dict[str, int] = {}
         self.plan_followed: dict = {}
+        #: The breaker's own schedule (simulated time, closed): a grid lost by itself.
+        self.breaker: list[tuple[float, bool]] = []
+        #: Whether the rehearsal commands the island (False: the grid goes by itself).
+        self.commanded = True
+        #: The shedding's record at the end (controller/island/shed_log.py).
+        self.shedding: dict = {}
 
     def observe(self, report: CycleReport) -> None:
         """After each cycle: record it, and play the PCC breaker to the grid state."""
@@ -314,6 +259,10 @@ class _Session:
         if not self.seen or self.seen[-1] is not state:
             self.seen.append(state)
         if self.clock.held:
+            return
+        if self.settle_at is not None:  # back on the grid: waiting for the ledger, not logged
+            if report.end_ts >= self.settle_at:
+                self.done.set()
             return
         log = self.log
         nominal = self.runtime.controller.nominal_dt_s
@@ -346,8 +295,16 @@ class _Session:
         elif state is GridState.RETURNING and not self.coop.grid_connected:
             self.coop.grid_connected = True  # resynchronised: the breaker closes
             self.coop.step()
-        elif (state is GridState.ON_GRID and GridState.RETURNING in self.seen) or (
-                report.end_ts > self.deadline):
+        elif state is GridState.ON_GRID and GridState.RETURNING in self.seen:
+            # Reconnected: run on until the settlement interval holding the island's end is
+            # committed, so the ledger books its islanded seconds (a 5-minute test island
+            # ends inside its interval).
+            if self.settle_at is None:
+                step = self.runtime.controller.config.ledger.settlement_s
+                self.settle_at = (report.end_ts // step + 1) * step + nominal
+            if report.end_ts >= self.settle_at:
+                self.done.set()
+        elif report.end_ts > self.deadline:
             self.done.set()
         if self.progress is not None:
             self.progress.cycle(report.end_ts, state.name, self.islanded_s, self.shed_wh,
@@ -356,6 +313,8 @@ class _Session:
     async def tick(self, interval_s: float) -> None:
         """The simulated coop's physics, and its SoC history, every ``interval_s`` wall."""
         while True:
+            while self.breaker and not self.clock.held and self.breaker[0][0] <= self.clock.now():
+                self.coop.grid_connected = self.breaker.pop(0)[1]  # the utility, not us
             self.coop.step()
             if not self.clock.held:
                 self.soc_t.append(self.clock.now())
@@ -389,16 +348,23 @@ async def _run(options: RehearsalOptions, session: _Session, config_path: Path,
     try:
         await runtime.wait_until_serving()
         await session.wait_for_state(GridState.ON_GRID, 30.0)
-        url = f"http://127.0.0.1:{config.api.port}/api/v1/island/command"
-        status, body = await asyncio.to_thread(_post, url, {
-            "requested_by": REQUESTED_BY, "hours": options.hours,
-            "required_soc_pct": math.floor(required_pct * 10) / 10}, config.storage.ledger)
-        if status != 202:
-            raise RehearsalError(f"the island command was refused ({status}): {body}")
-        if session.progress is not None:
-            session.progress.phase(f"island commanded for {options.hours:g} h; the day runs "
-                                   f"at {options.speed:g}× on the simulated clock")
-        session.deadline = float(body["end_ts"]) + max(3600.0, 20 * runtime.controller.nominal_dt_s)
+        if session.commanded:
+            url = f"http://127.0.0.1:{config.api.port}/api/v1/island/command"
+            status, body = await asyncio.to_thread(post_local, url, {
+                "requested_by": REQUESTED_BY, "hours": options.hours,
+                "required_soc_pct": math.floor(required_pct * 10) / 10}, config.storage.ledger)
+            if status != 202:
+                raise RehearsalError(f"the island command was refused ({status}): {body}")
+            if session.progress is not None:
+                session.progress.phase(f"island commanded for {options.hours:g} h; the day "
+                                       f"runs at {options.speed:g}× on the simulated clock")
+            session.deadline = float(body["end_ts"]) + max(
+                3600.0, 20 * runtime.controller.nominal_dt_s)
+        else:  # the grid goes by itself: the day runs to its end, on the grid or not
+            if session.progress is not None:
+                session.progress.phase(f"no island command: the grid goes by itself; the day "
+                                       f"runs at {options.speed:g}× on the simulated clock")
+            session.deadline = session.clock.now() + options.hours * 3600.0
         gc.collect()
         gc.freeze()  # a full collection of the imports' objects stalls a cycle ~0.2 s
         began = time.monotonic()
@@ -408,7 +374,7 @@ async def _run(options: RehearsalOptions, session: _Session, config_path: Path,
         waiter.cancel()
         if task.done():
             raise RehearsalError("the controller stopped before the rehearsal ended")
-        if GridState.RETURNING not in session.seen:
+        if GridState.RETURNING not in session.seen and session.commanded:
             notes.append(f"the island did not end by its deadline (last state "
                          f"{session.state.name})")
     finally:
@@ -416,6 +382,11 @@ async def _run(options: RehearsalOptions, session: _Session, config_path: Path,
         session.device_errors = {d["name"]: int(d["errors_total"]) for d in runtime.devices()
                                  if d["errors_total"]}
         session.plan_followed = runtime.controller.follower.status(session.clock.now())
+        # The shedding as the controller's own API serves it (reason codes; #21).
+        status, body = await asyncio.to_thread(
+            get_local, f"http://127.0.0.1:{config.api.port}/api/v1/island",
+            config.storage.ledger)
+        session.shedding = body.get("shedding") or {} if status == 200 else {}
         stop.set()
         try:
             await task
@@ -427,16 +398,6 @@ async def _run(options: RehearsalOptions, session: _Session, config_path: Path,
     return wall_s, notes
 
 
-def _fresh_ledger(out: Path) -> Path:
-    out.mkdir(parents=True, exist_ok=True)
-    ledger = out / "ledger.sqlite"
-    WriterLock(ledger).release()  # fail fast if a controller runs on it
-    for old in out.glob("ledger.sqlite*"):
-        if not old.name.endswith(".lock"):
-            old.unlink()
-    return ledger
-
-
 async def rehearse(options: RehearsalOptions) -> Rehearsal:
     """Run the whole rehearsal and write ``DIR`` (see the module's docstring)."""
     if not 0 < options.hours <= 48:
@@ -444,14 +405,14 @@ async def rehearse(options: RehearsalOptions) -> Rehearsal:
     if options.households < 2:
         raise ValueError("--households: expected at least 2 (a grid-former and a neighbour)")
     out = options.out
-    ledger = _fresh_ledger(out)
+    ledger = fresh_ledger(out)
     start_ts = day_start(options.start)
     clock = HeldClock(start_s=start_ts, speed=options.speed)
     broker_port = free_port()
     broker = await start_embedded_broker(broker_port, out)
     coop = SimulatedCoop(demo_households(options.households, plugs=True, contactors=True),
                          clock, mqtt=("127.0.0.1", broker_port), mqtt_access=broker.access)
-    events = inject_events(coop, start_ts, options)
+    events, breaker = inject_events(coop, start_ts, options)
     progress = ProgressLines(sys.stderr, options.speed) if options.progress else None
     if progress is not None:
         progress.phase(f"planning a {options.hours:g} h island for {options.households} "
@@ -460,6 +421,8 @@ async def rehearse(options: RehearsalOptions) -> Rehearsal:
     config_path, plan_path = out / "coop.toml", out / "plan.json"
     write_private(plan_path, json.dumps(plan_json(prep, "Commonwatt rehearsal coop")) + "\n")
     session = _Session(options, coop, clock, progress)
+    session.breaker = breaker
+    session.commanded = options.scenario is None or scenarios.get(options.scenario).commanded
     try:
         await coop.start()
         config_path.write_text(rehearsal_toml(coop, ledger.absolute(), free_port(), options.cycle_s,
@@ -488,6 +451,7 @@ async def rehearse(options: RehearsalOptions) -> Rehearsal:
     result.former = physics.former
     result.pv_available_wh = physics.pv_available_wh.copy()
     result.limit_curtailed_wh = physics.limit_curtailed_wh.copy()
+    result.shedding = session.shedding
     if progress is not None:
         progress.phase(f"writing the report to {out}")
     await asyncio.to_thread(finish, result, LedgerReader(ledger))

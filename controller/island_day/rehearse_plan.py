@@ -1,7 +1,8 @@
 """The rehearsal's day: its events, and its island plan made before it islands.
 
 :func:`inject_events` puts the day's events into the simulated coop, each at
-its first occurrence at or after the start (simulated clock, UTC).
+its first occurrence at or after the start (simulated clock, UTC): a named
+scenario's (:mod:`controller.island_day.scenarios`) or the options' cloud and dropout.
 
 The rehearsal knows its coop exactly, so the forecast is the simulator's own
 profiles (:class:`~simulators.household.HouseholdPhysics`): PV of the day's
@@ -31,13 +32,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from controller.island.plan import LEVELS, TIERS, Plan, Problem, plan_island
+from controller.island_day import scenarios
 from controller.island_day.plan_render import Context, to_dict
 from dispatch.fleet import Fleet
 from simulators.coop import SimulatedCoop
-from simulators.modbus_server import Fault
 
 if TYPE_CHECKING:
     from controller.island_day.rehearse import RehearsalOptions
+    from controller.island_day.scenarios import Event
 
 STEP_S = 900
 SAMPLES_PER_STEP = 15
@@ -58,32 +60,29 @@ def day_start(start: str) -> float:
     return time.time() // 86400 * 86400 + hh * 3600 + mm * 60
 
 
-def _at_or_after(start_ts: float, hour: float) -> float:
-    t = start_ts // 86400 * 86400 + hour * 3600.0
-    return t if t >= start_ts else t + 86400.0
-
-
-def inject_events(coop: SimulatedCoop, start_ts: float, options: RehearsalOptions) -> list[dict]:
-    """Put the day's events into the simulated coop; describe them."""
-    events = []
+def scenario_events(options: RehearsalOptions) -> tuple[Event, ...]:
+    """The day's events: the named scenario's (:mod:`controller.island_day.scenarios`), else
+    the options' cloud and second battery's dropout."""
+    if options.scenario is not None:
+        return scenarios.get(options.scenario).events
+    events: list[Event] = []
     if options.cloud is not None:
         lo, hi, factor = options.cloud
-        a = _at_or_after(start_ts, lo)
-        b = a + ((hi - lo) % 24) * 3600.0
-        coop.physics.add_cloud(a, b, factor)
-        events.append({"kind": "cloud", "from_ts": a, "to_ts": b, "pv_factor": factor})
-    owners = [h.index for h in coop.households if h.battery is not None]
-    if options.dropout_hour is not None and len(owners) >= 2:
-        at = _at_or_after(start_ts, options.dropout_hour)
+        events.append(scenarios.Cloud(lo, (hi - lo) % 24, factor))
+    if options.dropout_hour is not None:
         # The battery behind its household gateway drops out: the gateway answers each
         # request with a Modbus exception (as a real one answers 0x0B "target device
         # failed to respond"), so the failure is quick, not a timeout that stalls a cycle
         # of a sped-up day for longer than its setpoints last.
-        coop.add_dropout(owners[1], at, fault=Fault.EXCEPTION)
-        events.append({"kind": "battery_dropout", "at_ts": at,
-                       "member": coop.households[owners[1]].spec.member_id,
-                       "how": "stops answering Modbus (its gateway answers with an exception)"})
-    return events
+        events.append(scenarios.Dropout(options.dropout_hour, 1))
+    return tuple(events)
+
+
+def inject_events(coop: SimulatedCoop, start_ts: float, options: RehearsalOptions,
+                  ) -> tuple[list[dict], list[tuple[float, bool]]]:
+    """Put the day's events into the simulated coop; describe them, and the breaker's
+    schedule when the grid goes by itself (:func:`controller.island_day.scenarios.inject`)."""
+    return scenarios.inject(coop, start_ts, scenario_events(options))
 
 
 def simulated_problem(coop: SimulatedCoop, start_ts: float, hours: float) -> Problem:

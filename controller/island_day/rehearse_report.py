@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from controller.island.plan import TIERS
+from controller.island_day.episode import island_times
 from controller.island_day.rehearse_verdicts import render as render_verdicts
 from controller.island_day.rehearse_verdicts import verdicts
 from controller.ledger.schema import CURTAIL_CAUSES
@@ -86,6 +87,17 @@ def curtailment(result: Rehearsal, reader: LedgerReader) -> dict:
     }
 
 
+def shedding(result: Rehearsal) -> dict:
+    """The guard's passes and alerts and the shedding's events with their reason codes."""
+    s = result.shedding or {}
+    events = [{**e, "time": _iso(float(e["ts"]))} for e in s.get("events", [])]
+    codes: dict[str, int] = {}
+    for e in events:
+        codes[e["reason"]] = codes.get(e["reason"], 0) + 1
+    return {"passes_max": int(s.get("max_passes", 0)), "alerts": int(s.get("alerts", 0)),
+            "alert": s.get("alert"), "codes": codes, "events": events}
+
+
 def summary(result: Rehearsal, reader: LedgerReader) -> dict:
     """``rehearsal.json``'s content."""
     o, log, prep = result.options, result.cycles, result.prep
@@ -99,7 +111,7 @@ def summary(result: Rehearsal, reader: LedgerReader) -> dict:
     plan = prep.plan
     return {
         "options": {"hours": o.hours, "speed": o.speed, "start": o.start,
-                    "households": o.households, "cycle_s": o.cycle_s,
+                    "households": o.households, "cycle_s": o.cycle_s, "scenario": o.scenario,
                     "nominal_cycle_s": o.cycle_s * o.speed},
         "simulated": {"from": _iso(result.start_ts), "to": _iso(result.end_ts),
                       "hours": round((result.end_ts - result.start_ts) / 3600.0, 3)},
@@ -123,6 +135,7 @@ def summary(result: Rehearsal, reader: LedgerReader) -> dict:
         "plan_followed": {k: v for k, v in result.plan_followed.items()
                           if k in ("plans_made", "replan_s", "problem")},
         "grid": {"islanded_hours": round(reader.islanded_seconds() / 3600.0, 3),
+                 "times": island_times(transitions),
                  "transitions": [{**t, "time": _iso(float(t["ts"]))} for t in transitions]},
         "simulator": {
             "unserved_kwh": {m: _kwh(result.unserved_wh[i]) for i, m in enumerate(ids)},
@@ -148,6 +161,7 @@ def summary(result: Rehearsal, reader: LedgerReader) -> dict:
             "tier_order_kept": not violations,
             "tier_order_violations": len(violations),
         },
+        "shedding": shedding(result),
         "curtailment": curtailment(result, reader),
         "verdicts": verdicts(result, reader.islanded_seconds()),
         "report": [p.name for p in result.report_files],
@@ -174,10 +188,15 @@ def finish(result: Rehearsal, reader: LedgerReader) -> None:
         json.dumps(result.summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
+def _hms(iso: str | None) -> str:
+    return "never" if iso is None else iso[11:19]
+
+
 def render_text(result: Rehearsal) -> str:
     """The few lines the command prints at the end."""
     s = result.summary
     sim = result.cycles
+    times, shed = s["grid"]["times"], s["shedding"]
     lines = [
         f"Island rehearsal: {s['simulated']['hours']:g} simulated h from "
         f"{s['simulated']['from'][11:16]} UTC in {s['wall_s']:g} s wall "
@@ -186,6 +205,10 @@ def render_text(result: Rehearsal) -> str:
         f"{s['cycle_ms']['median']:g} ms, p99 {s['cycle_ms']['p99']:g} ms",
         f"  islanded {s['grid']['islanded_hours']:g} h; plan level {s['plan']['level']} "
         f"(required coop SoC {s['plan']['required_soc_pct']:g} %)",
+        f"  islanded at {_hms(times['islanded_at'])}, reconnected at "
+        f"{_hms(times['reconnected_at'])} UTC (simulated)",
+        f"  shedding: {shed['passes_max']} guard passes at most, {shed['alerts']} alert(s); "
+        f"reason codes {shed['codes'] or 'none'}",
         f"  PV on the simulator: available {s['curtailment']['simulator']['available_kwh']:g} kWh, "
         f"held back {s['curtailment']['simulator']['held_back_kwh']:g} kWh; booked curtailed "
         f"{s['curtailment']['booked_kwh']:g} kWh",

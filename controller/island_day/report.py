@@ -70,6 +70,7 @@ from controller.accounts.figures import (
 from controller.config import ConfigError
 from controller.island.plan import TIERS
 from controller.island.site import parse_tz
+from controller.island_day.episode import island_times, reason_counts
 from controller.island_day.report_batteries import (
     BATTERY_IN,
     BATTERY_OUT,
@@ -311,6 +312,7 @@ def build_report(reader: LedgerReader, cfg: ReportConfig, window: Window,
                       "held": bool(member_tier_shed[:, k].sum() < HELD_WH)}
                   for k, t in enumerate(TIERS)},
         "tier_source": tier_source,
+        "grid": episode_summary(reader, window.start, window.end),
         "batteries": {label[b.member]: battery_summary(b, cfg.tz) for b in batteries},
         # The day's edges (#21): SoC reached at the start against the plan; black start.
         "eve": eve_summary(audit_beside(reader.path), window, label),
@@ -341,6 +343,16 @@ def _iso(ts: float, tz: tzinfo) -> str:
 
 
 # ------------------------------------------------------------------ output and command
+def episode_summary(reader: LedgerReader, start: float, end: float) -> dict:
+    """When the island was confirmed and the grid reconnected, and the reason codes of
+    the sheds (:mod:`controller.island_day.episode`), from the transitions around the window
+    (an hour either side: the command comes before the first islanded interval)."""
+    rows = [t for t in reader.grid_transitions(10_000)
+            if start - 3600 <= float(t["ts"]) <= end + 3600]  # type: ignore[arg-type]
+    return island_times(rows) | {"shed_reasons": reason_counts(rows, "shed"),
+                                 "refusal_reasons": reason_counts(rows, "refused")}
+
+
 def write_report(report: IslandReport, out: Path) -> list[Path]:
     """Write ``summary.json``, the PNGs and ``report.html`` into ``out``; the paths written."""
     from controller.island_day.report_html import render_html

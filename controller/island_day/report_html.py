@@ -113,6 +113,16 @@ def _headline(s: dict) -> str:
         + f'</div><p class="why">{_why(c)}</p><div class="cards tiers">{tiers}</div>')
 
 
+def _episode(g: dict | None) -> str:
+    """When the island was confirmed and the grid came back, and the sheds' reason codes."""
+    if not g:
+        return ""
+    codes = ", ".join(f"{escape(k)} × {v}" for k, v in sorted(g["shed_reasons"].items()))
+    shed = f"loads shed, by reason code: {codes}" if codes else "no load was shed"
+    return (f'<p class="why">Islanded at {escape(_clock(g["islanded_at"]))}, reconnected at '
+            f'{escape(_clock(g["reconnected_at"]))} (UTC); {shed}.</p>')
+
+
 def _why(c: dict) -> str:
     """Where the load came from, so the self-sufficiency figure explains itself."""
     parts = [f"{_num(c['liberated_kwh'])} kWh liberated (the coop's own PV, directly or "
@@ -240,6 +250,7 @@ def render_html(report: IslandReport, plots: list[Plot]) -> str:
 <h1>Island report: {name}</h1>
 <p class="sub">{escape(_clock(w["from"]))} to {escape(_clock(w["to"]))} ({escape(w["tz"])})</p>
 {_headline(s)}
+{_episode(s.get("grid"))}
 <h2>The day in charts</h2>
 {"".join(_figure(p) for p in plots)}
 <h2>Members</h2>

@@ -301,12 +301,17 @@ class LedgerReader:
             return {m: dict.fromkeys(federation_rows.FEDERATION_FIELDS, 0) for m in numbers}
 
     def grid_transitions(self, limit: int = 1000) -> list[dict[str, object]]:
-        """The last ``limit`` grid transitions and refused commands, oldest first."""
-        rows = self._conn().execute(
-            "SELECT ts, from_state, to_state, cause, requested_by, refused FROM "
+        """The last ``limit`` grid transitions, refused commands and sheds, oldest first;
+        ``reason`` is the row's code (:mod:`controller.island.reasons`), None before it."""
+        conn = self._conn()
+        cols = {r[1] for r in conn.execute("PRAGMA table_info(grid_transitions)")}
+        reason = "reason" if "reason" in cols else "NULL"  # a ledger opened read-only
+        rows = conn.execute(
+            f"SELECT ts, from_state, to_state, cause, requested_by, refused, {reason} FROM "
             "grid_transitions ORDER BY rowid DESC LIMIT ?", (limit,)).fetchall()
-        keys = ("ts", "from", "to", "cause", "requested_by", "refused")
-        return [dict(zip(keys, (*r[:5], bool(r[5])), strict=True)) for r in reversed(rows)]
+        keys = ("ts", "from", "to", "cause", "requested_by", "refused", "reason")
+        return [dict(zip(keys, (*r[:5], bool(r[5]), r[6]), strict=True))
+                for r in reversed(rows)]
 
     def islanded_seconds(self, start: float | None = None, end: float | None = None) -> float:
         """Seconds run off-grid inside the range."""

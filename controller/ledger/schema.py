@@ -21,7 +21,8 @@ Tables:
   open, rewritten every cycle in one small write; part ``carry`` holds the
   sub-Wh carries and battery pools, rewritten with each committed interval;
 * ``grid_transitions``: every change of the grid state and every refused island
-  command, with time, cause and who asked;
+  command, and every load shed islanded, with time, cause, who asked and a reason
+  code (:mod:`controller.island.reasons`; NULL in rows from before the column);
 * ``meta``: the settlement step the ledger was written with, and the salt of
   the pseudonyms used in open-data exports.
 """
@@ -111,7 +112,8 @@ CREATE TABLE IF NOT EXISTS grid_transitions (
     to_state TEXT NOT NULL,
     cause TEXT NOT NULL,
     requested_by TEXT,
-    refused INTEGER NOT NULL DEFAULT 0
+    refused INTEGER NOT NULL DEFAULT 0,
+    reason TEXT
 );
 CREATE TABLE IF NOT EXISTS open_interval (
     part TEXT PRIMARY KEY,
@@ -207,6 +209,9 @@ def ensure_columns(conn: sqlite3.Connection, settlement_s: int) -> None:
                 added = True
         if table == "intervals" and "flagged" not in cols:
             conn.execute("ALTER TABLE intervals ADD COLUMN flagged TEXT")
+    cols = {r[1] for r in conn.execute("PRAGMA table_info(grid_transitions)")}
+    if cols and "reason" not in cols:  # reason codes (#21): NULL for the rows before
+        conn.execute("ALTER TABLE grid_transitions ADD COLUMN reason TEXT")
     if added:
         conn.execute("DROP VIEW IF EXISTS member_energy")
         conn.execute(_view_ddl(settlement_s))

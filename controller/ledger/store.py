@@ -124,9 +124,11 @@ def save_open(conn: sqlite3.Connection, parts: dict[str, tuple[str, bytes]]) -> 
 
 
 def record_transition(conn: sqlite3.Connection, row: tuple) -> None:
-    """Append one grid transition (or refusal): ``(ts, from, to, cause, by, refused)``."""
+    """Append one grid transition (or refusal, or shed): ``(ts, from, to, cause, by,
+    refused[, reason])``."""
     conn.execute("PRAGMA synchronous=FULL")
-    conn.execute("INSERT INTO grid_transitions VALUES (?, ?, ?, ?, ?, ?)", row)
+    conn.execute("INSERT INTO grid_transitions (ts, from_state, to_state, cause, requested_by, "
+                 "refused, reason) VALUES (?, ?, ?, ?, ?, ?, ?)", (*row, None)[:7])
 
 
 def _put_parts(conn: sqlite3.Connection, parts: dict[str, tuple[str, bytes]]) -> None:
