@@ -1,0 +1,84 @@
+"""Issue 17, the rehearsal's ground truth: pure tables for what the books take from the
+meters when a household is silent or the controller missed cycles.
+
+The whole rehearsal (tests/test_island_rehearse.py) compares the books with the
+simulator; these pin the rules it relies on, one case per row.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from controller.ledger.accumulator import CarryState
+from controller.ledger.book import CycleEnergy, IntervalBook
+from controller.ledger.measured import book_silent_supply
+from controller.ledger.settle import METER_OUT
+from dispatch import CoopLimits, Fleet, FleetState, dispatch_tick
+from dispatch.rounding import LEDGER_FIELDS, PAIRED
+
+HOUR = 3600.0
+
+
+def _island_tick(export_w: float, former_w: float = -500.0, load_w: float = 400.0):
+    """Former h0 (measured charging), neighbour h1 (a load, nothing else), h2 silent (its
+    battery does not answer: not dispatched) exporting ``export_w`` across its meter."""
+    fleet = Fleet(np.array([10_000.0, 0.0, 10_000.0]), np.zeros(3), np.full(3, 5000.0),
+                  np.full(3, 5000.0), np.ones(3))
+    state = FleetState.start(np.array([5000.0, 0.0, 0.0]))
+    valid = np.array([True, True, False])
+    booked = dispatch_tick(fleet, state, np.zeros(3), np.array([0.0, load_w, 0.0]), valid,
+                           HOUR, limits=CoopLimits(islanded=True),
+                           battery_w=np.array([former_w, np.nan, np.nan]))
+    book_silent_supply(booked, np.array([0.0, 0.0, export_w]))
+    return booked
+
+
+@pytest.mark.parametrize(("export_w", "served", "charged", "shed", "unexplained"), [
+    # The silent house exported what the others drew and stored: all of it is booked.
+    (900.0, 400.0, 500.0, 0.0, 0.0),
+    # It exported more than that (the meters a moment apart): only what was needed.
+    (2000.0, 400.0, 500.0, 0.0, 0.0),
+    # Less: pro rata to the load and the charge; the rest stays shed / unallocated.
+    (450.0, 200.0, 250.0, 200.0, 250.0),
+    # Nothing exported: as before, measured load nobody explains is shed.
+    (0.0, 0.0, 0.0, 400.0, 500.0),
+])
+def test_what_a_silent_household_exported_islanded_is_booked_where_it_went(
+        export_w: float, served: float, charged: float, shed: float,
+        unexplained: float) -> None:
+    b = _island_tick(export_w)
+    assert b.from_coop_battery[1] == pytest.approx(served)
+    assert b.battery_from_batteries[0] == pytest.approx(charged)
+    assert b.shed[1] == pytest.approx(shed)
+    assert b.grid_to_battery[0] == pytest.approx(unexplained)
+    # never liberated: the silent battery's content is of unknown origin
+    assert b.from_coop_battery_coop.sum() == 0.0 and b.liberated.sum() == 0.0
+    for receiving, sending in PAIRED.items():
+        assert getattr(b, receiving).sum() == pytest.approx(getattr(b, sending).sum())
+    # the silent house sent what it exported, at most
+    assert b.drawn_out[2] == pytest.approx(served + charged)
+    assert b.drawn_out[2] <= export_w + 1e-9
+    assert b.load[1] == pytest.approx(400.0)  # load = served + shed still holds
+
+
+def test_a_silent_households_counters_are_not_booked_twice() -> None:
+    """Its meter's export is booked as battery flows: only what its counter counted
+    beyond them is unallocated (it is still a gap: its load is unknown)."""
+    b = _island_tick(900.0)
+    flows = {f: getattr(b, f) for f in LEDGER_FIELDS if f != "losses"} | {"losses": b.losses}
+    book = IntervalBook(("h0", "h1", "h2"), 900, None, CarryState.fresh(3))
+    valid, t0 = np.array([True, True, False]), 1000 * HOUR
+    counters = np.array([[0.0, 0.0, 0.0], [0.0, 0.0, 1000.0], [np.nan] * 3])
+    zero = {f: np.zeros(3) for f in LEDGER_FIELDS}
+    closed = book.add_cycle(CycleEnergy(t0 - 900, t0, zero, valid, counters, islanded=True))
+    # an hour later its export counter has grown by 950 Wh, of which 900 Wh were booked
+    counters[1, 2] += 950.0
+    closed += book.add_cycle(CycleEnergy(t0, t0 + HOUR, flows, valid, counters,
+                                         islanded=True))
+    rows = [c for c, _ in closed if c.start_ts >= t0]
+    assert len(rows) == 4
+    out = sum(int(c.column(f)[2]) for c in rows for f in METER_OUT)
+    assert sum(int(c.column("unallocated_export")[2]) for c in rows) == pytest.approx(50, abs=1)
+    assert out == pytest.approx(950, abs=1)  # the meter-out booked = what the counter counted
+    assert sum(int(c.column("gap_s")[2]) for c in rows) == HOUR
