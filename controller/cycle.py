@@ -46,6 +46,7 @@ from controller.island.shedding import ShedPlanner
 from controller.island.transition import island_ready_battery_w
 from controller.ledger import CommittedInterval, CycleEnergy, IntervalBook, LedgerWriter
 from controller.ledger.accumulator import unpack_state
+from controller.ledger.gap import averaged_image
 from controller.ledger.late import book_late_reading
 from controller.ledger.measured import booked_tick, ledger_flows, stored_from_soc
 from controller.planning.hook import RollingPlan
@@ -62,7 +63,8 @@ log = logging.getLogger(__name__)
 SHED_MANDATE_S = 300
 #: A cycle longer than this many nominal cycles is not dispatched whole: the
 #: controller was stopped or stalled, and the readings say nothing about the
-#: time before. That time is booked as a gap (from the meters' counters).
+#: time before. That time is booked from what the devices counted meanwhile (the
+#: meters' counters, the batteries' SoC: controller/ledger/gap.py), else as a gap.
 MAX_GAP_CYCLES = 5
 
 
@@ -194,6 +196,11 @@ class Controller:
                       if grid.export_cap_w is not None else float("inf"))
         #: Surplus shared with other coops over bridged brokers ([federation] in the config).
         self.federation = self._open_federation() if config.federation else None
+        #: Each battery's content at the end of the last cycle this process booked, Wh
+        #: (NaN: unknown): a stall after it is booked from the SoC's change
+        #: (controller/ledger/gap.py). None until then: time the controller was down is
+        #: a gap, as the readings of a controller that was not running never were.
+        self._stored_mark: np.ndarray | None = None
         #: Each agent-fed member's newest reading (ts, counters): where a gap began.
         self._last_agent_reading: dict[str, tuple[float, np.ndarray]] = {}
         #: Numbered readings from households' edge agents, each booked once.
@@ -295,9 +302,12 @@ class Controller:
                 pre_shed = held_off
             # A new array: flows of stages that did not run share one zeros buffer.
             result.shed = result.shed + (pre_shed + dropped) * hours
-            booked = booked_tick(self.engines.engine(fleet, limits),
-                                 FleetState(stored, pools, carry.held), image, now - start)
-            booked.shed = booked.shed + (pre_shed + dropped) * hours
+            book_start, book_image, book_state = self._booking(
+                image, start, fleet, FleetState(stored, pools, carry.held))
+            book_hours = (now - book_start) / 3600.0
+            booked = booked_tick(self.engines.engine(fleet, limits), book_state, book_image,
+                                 now - book_start)
+            booked.shed = booked.shed + (pre_shed + dropped) * book_hours
             # Safety wins over the dispatch and over an override: the reserve on-grid, the
             # hard floor islanded.
             active = self.overrides.active(now)
@@ -338,11 +348,13 @@ class Controller:
                 former_saturated(limits.islanded, self._grid_forming, image.battery_w,
                                  image.soc_pct, fleet.max_charge_w))
             held_back = {c: w * hours for c, w in est.by_cause_w.items()}
-            flows["curtailed"] = np.maximum(flows["curtailed"], est.held_w * hours)
+            flows["curtailed"] = np.maximum(flows["curtailed"], est.held_w * book_hours)
             self._book_late_readings()
             closed = self.book.add_cycle(CycleEnergy(
-                start, now, flows, image.valid.copy(), image.counters, islanded=limits.islanded,
-                missing=unknown, unallocated=unallocated))
+                book_start, now, flows, book_image.valid.copy(), image.counters,
+                islanded=limits.islanded, missing=unknown, unallocated=unallocated))
+            self._stored_mark = np.where(image.has_battery & np.isfinite(image.soc_pct),
+                                         stored, np.nan)
             for interval, parts in closed:
                 self.writer.commit(interval, parts)
                 committed.append(interval)
@@ -361,6 +373,22 @@ class Controller:
         self.last_report = report
         self.last_cycle_wall = time.monotonic()
         return report
+
+    def _booking(self, image: ProcessImage, start: float, fleet: Fleet, state: FleetState,
+                 ) -> tuple[float, ProcessImage, FleetState]:
+        """Where the booked cycle starts, what it books from, and the batteries before it:
+        after a stall, from the last booked cycle's end with the stall's averages (the
+        counters' and the SoC's changes), else the cycle as sampled."""
+        end = self.last_end_ts
+        if end is None or start <= end or self._stored_mark is None:
+            return start, image, state
+        carry = self.book.carry
+        now_wh = np.where(np.isfinite(image.soc_pct), state.stored_wh, np.nan)
+        averaged = averaged_image(image, end, carry.counters, carry.counters_ts,
+                                  self._stored_mark, now_wh, fleet.leg_efficiency)
+        stored = np.where(np.isfinite(self._stored_mark), self._stored_mark, state.stored_wh)
+        return end, averaged, FleetState(stored, np.clip(carry.pools_wh, 0.0, stored),
+                                         state.held)
 
     def _book_late_readings(self) -> None:
         """Book the counters the agents' late readings bring (before this cycle's own)."""

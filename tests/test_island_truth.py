@@ -12,8 +12,10 @@ import pytest
 
 from controller.ledger.accumulator import CarryState
 from controller.ledger.book import CycleEnergy, IntervalBook
+from controller.ledger.gap import averaged_image
 from controller.ledger.measured import book_silent_supply
 from controller.ledger.settle import METER_OUT
+from controller.process_image import ProcessImage
 from dispatch import CoopLimits, Fleet, FleetState, dispatch_tick
 from dispatch.rounding import LEDGER_FIELDS, PAIRED
 
@@ -82,3 +84,57 @@ def test_a_silent_households_counters_are_not_booked_twice() -> None:
     assert sum(int(c.column("unallocated_export")[2]) for c in rows) == pytest.approx(50, abs=1)
     assert out == pytest.approx(950, abs=1)  # the meter-out booked = what the counter counted
     assert sum(int(c.column("gap_s")[2]) for c in rows) == HOUR
+
+
+def _image(t: float, soc: list[float], counters: list[list[float]]) -> ProcessImage:
+    n = len(soc)
+    nan = np.full(n, np.nan)
+    c = np.array(counters, dtype=float)
+    return ProcessImage(t, tuple(f"h{i}" for i in range(n)), np.ones(n, dtype=bool),
+                        np.array([s == s for s in soc]), np.zeros(n), np.zeros(n),
+                        np.zeros(n), np.array(soc, dtype=float), np.full(n, 10_000.0), nan,
+                        nan, c[0], c[1], c[2])
+
+
+@pytest.mark.parametrize(("soc_then", "soc_now", "counters_now", "meter_w", "battery_w", "pv_w"), [
+    # charged 1 kWh stored (1000 / 0.95 AC) from 500 Wh of PV and 600 Wh imported net
+    (50.0, 60.0, [1600.0, 1000.0, 1500.0], 600.0, -1000.0 / 0.95, 500.0),
+    # discharged 1 kWh stored (950 AC), 200 Wh exported net, no sun
+    (60.0, 50.0, [1000.0, 1200.0, 1000.0], -200.0, 950.0, 0.0),
+    # no battery: the counters alone
+    (np.nan, np.nan, [1300.0, 1000.0, 1100.0], 300.0, np.nan, 100.0),
+])
+def test_a_stall_is_booked_from_the_counters_and_the_soc(
+        soc_then: float, soc_now: float, counters_now: list[float], meter_w: float,
+        battery_w: float, pv_w: float) -> None:
+    """One hour missed: the average powers the devices' counters and SoC say."""
+    eta = np.array([0.95])
+    image = _image(2 * HOUR, [soc_now], [[c] for c in counters_now])
+    then = np.array([[1000.0], [1000.0], [1000.0]])
+    stored = np.array([soc_then * 100.0]), np.array([soc_now * 100.0])
+    got = averaged_image(image, HOUR, then, np.full((3, 1), HOUR), *stored, eta)
+    assert got.valid[0]
+    assert got.meter_w[0] == pytest.approx(meter_w)
+    assert got.pv_w[0] == pytest.approx(pv_w)
+    if np.isfinite(battery_w):
+        assert got.battery_w[0] == pytest.approx(battery_w)
+        # what the SoC rebuild takes back: charged × η - discharged / η = the change
+        charged, discharged = max(-battery_w, 0.0), max(battery_w, 0.0)
+        assert charged * 0.95 - discharged / 0.95 == pytest.approx((soc_now - soc_then) * 100)
+
+
+@pytest.mark.parametrize("what", ["counter read earlier", "counter reset", "soc unknown then"])
+def test_a_stall_without_both_ends_stays_a_gap(what: str) -> None:
+    image = _image(2 * HOUR, [60.0], [[1600.0], [1000.0], [1500.0]])
+    then, ts = np.full((3, 1), 1000.0), np.full((3, 1), HOUR)
+    stored_then = np.array([5000.0])
+    if what == "counter read earlier":
+        ts[0, 0] = HOUR - 60
+    elif what == "counter reset":
+        then[1, 0] = 5000.0
+    else:
+        stored_then[0] = np.nan
+    got = averaged_image(image, HOUR, then, ts, stored_then, np.array([6000.0]), np.ones(1))
+    assert not got.valid[0] and np.isnan(got.meter_w[0])
+    with pytest.raises(ValueError, match="since"):
+        averaged_image(image, 3 * HOUR, then, ts, stored_then, np.array([6000.0]), np.ones(1))
