@@ -183,6 +183,12 @@ class SimulatedCoop:
 
     def _write_hook(self, household: SimulatedHousehold):  # noqa: ANN202
         def on_write(unit: int, offset: int, values: list[int]) -> None:
+            # The physics integrates each step at the power at its end: without this, a
+            # setpoint written mid-step would count from the step's start, before it was
+            # written (at 2000x a step spans a minute). The registers are refreshed at the
+            # next step, as before.
+            if unit in (INVERTER_UNIT, BATTERY_UNIT):
+                self.physics.advance_to(self.clock.now())
             if unit == INVERTER_UNIT and household.inverter.model_at(offset) == 123:
                 self._apply_pv_limit(household.index, household.inverter)
                 return
