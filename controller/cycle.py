@@ -39,6 +39,7 @@ from controller.island.outage import (
     anchor,
     demand_before_w,
     dropped_load_w,
+    held_demand_w,
     smooth_anchor,
 )
 from controller.island.pilot import Readings
@@ -304,10 +305,8 @@ class Controller:
             result.shed = result.shed + (pre_shed + dropped) * hours
             book_start, book_image, book_state = self._booking(
                 image, start, fleet, FleetState(stored, pools, carry.held))
-            book_hours = (now - book_start) / 3600.0
-            booked = booked_tick(self.engines.engine(fleet, limits), book_state, book_image,
-                                 now - book_start)
-            booked.shed = booked.shed + (pre_shed + dropped) * book_hours
+            # Held off, what the loads would have drawn, not what they drew when switched off.
+            held_demand = np.where(pre_shed > 0, self._held_demand_w(held, now), 0.0)
             # Safety wins over the dispatch and over an override: the reserve on-grid, the
             # hard floor islanded.
             active = self.overrides.active(now)
@@ -330,10 +329,20 @@ class Controller:
         await self.poller.write_setpoints(
             setpoints, image.has_battery & image.battery_ok, self.setpoint_expiry_s
         )
-        if result is not None and booked is not None:
+        if result is not None:
             await self._curtail(image, result, now - start)
             await self._shed(need_w, now)
             await self._switch_overridden_loads()
+            # The booked cycle ends once its commands are out: what this cycle read stands
+            # until then (a battery holds its last setpoint until the new one), and what the
+            # next reads from then on. On a sped-up clock the commands go out many
+            # simulated seconds after the reads; ending at the reads booked each new
+            # setpoint from before it was written.
+            end = max(self.clock(), now)
+            book_hours = (end - book_start) / 3600.0
+            booked = booked_tick(self.engines.engine(fleet, limits), book_state, book_image,
+                                 end - book_start)
+            booked.shed = booked.shed + (held_demand + dropped) * book_hours
             # An idling battery that does not answer keeps its coop-origin pool for its return.
             idle = image.battery_assumed_idle
             if idle is None:
@@ -351,7 +360,7 @@ class Controller:
             flows["curtailed"] = np.maximum(flows["curtailed"], est.held_w * book_hours)
             self._book_late_readings()
             closed = self.book.add_cycle(CycleEnergy(
-                book_start, now, flows, book_image.valid.copy(), image.counters,
+                book_start, end, flows, book_image.valid.copy(), image.counters,
                 islanded=limits.islanded, missing=unknown, unallocated=unallocated))
             self._stored_mark = np.where(image.has_battery & np.isfinite(image.soc_pct),
                                          stored, np.nan)
@@ -389,6 +398,13 @@ class Controller:
         stored = np.where(np.isfinite(self._stored_mark), self._stored_mark, state.stored_wh)
         return end, averaged, FleetState(stored, np.clip(carry.pools_wh, 0.0, stored),
                                          state.held)
+
+    def _held_demand_w(self, held: np.ndarray, now: float) -> np.ndarray:
+        """Per member, the demand the loads Commonwatt holds off would draw now, W."""
+        if self.shedder is None:
+            return held
+        forecast = self.follower.tier_forecast_w(now) if self.islanded else None
+        return held_demand_w(*self.shedder.held_by_kind(), held, forecast)
 
     def _book_late_readings(self) -> None:
         """Book the counters the agents' late readings bring (before this cycle's own)."""
