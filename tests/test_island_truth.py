@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from controller.island.outage import held_demand_w
 from controller.ledger.accumulator import CarryState
 from controller.ledger.book import CycleEnergy, IntervalBook
 from controller.ledger.gap import averaged_image
@@ -138,3 +139,33 @@ def test_a_stall_without_both_ends_stays_a_gap(what: str) -> None:
     assert not got.valid[0] and np.isnan(got.meter_w[0])
     with pytest.raises(ValueError, match="since"):
         averaged_image(image, 3 * HOUR, then, ts, stored_then, np.array([6000.0]), np.ones(1))
+
+
+NAN = np.nan
+
+
+@pytest.mark.parametrize(("plugs_w", "tiers", "contactor", "freed_w", "forecast", "held_w"), [
+    # a 2 kW appliance held off while its tier is forecast at 1.5 kW: 1.5 kW
+    (2000.0, "f", False, 2000.0, (300.0, 0.0, 1500.0), 1500.0),
+    # ... and after it would have finished (its tier forecast at 0): nothing
+    (2000.0, "f", False, 2000.0, (300.0, 0.0, 0.0), 0.0),
+    # never more than it drew when switched off (a second plug in the tier still runs)
+    (2000.0, "f", False, 2000.0, (300.0, 0.0, 3500.0), 2000.0),
+    # a held contactor: the whole house's forecast, its plugs included
+    (2000.0, "f", True, 2600.0, (300.0, 400.0, 1500.0), 2200.0),
+    (0.0, "", True, 600.0, (300.0, 400.0, 0.0), 700.0),
+    # no forecast, or the member unknown to it: what it drew when switched off
+    (2000.0, "f", False, 2000.0, None, 2000.0),
+    (2000.0, "f", True, 2600.0, (NAN, NAN, NAN), 2600.0),
+    (2000.0, "f", False, 2000.0, (NAN, NAN, NAN), 2000.0),
+    # nothing held
+    (0.0, "", False, 0.0, (300.0, 400.0, 1500.0), 0.0),
+])
+def test_load_held_off_is_booked_at_what_it_would_have_drawn(
+        plugs_w: float, tiers: str, contactor: bool, freed_w: float,
+        forecast: tuple[float, float, float] | None, held_w: float) -> None:
+    plug_tiers = np.array([["c" in tiers], ["e" in tiers], ["f" in tiers]])
+    got = held_demand_w(np.array([plugs_w]), plug_tiers, np.array([contactor]),
+                        np.array([freed_w]),
+                        None if forecast is None else np.array(forecast)[:, None])
+    assert got[0] == pytest.approx(held_w)
