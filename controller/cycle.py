@@ -49,7 +49,12 @@ from controller.ledger import CommittedInterval, CycleEnergy, IntervalBook, Ledg
 from controller.ledger.accumulator import unpack_state
 from controller.ledger.gap import averaged_image
 from controller.ledger.late import book_late_reading
-from controller.ledger.measured import booked_tick, ledger_flows, stored_from_soc
+from controller.ledger.measured import (
+    booked_tick,
+    for_booking,
+    ledger_flows,
+    stored_from_soc,
+)
 from controller.planning.hook import RollingPlan
 from controller.polling import Poller
 from controller.process_image import ProcessImage
@@ -337,8 +342,11 @@ class Controller:
             # until then (a battery holds its last setpoint until the new one), and what the
             # next reads from then on. On a sped-up clock the commands go out many
             # simulated seconds after the reads; ending at the reads booked each new
-            # setpoint from before it was written.
-            end = max(self.clock(), now)
+            # setpoint from before it was written. Unless they took long (a stalled machine):
+            # then the reading stands for nothing beyond its own time, and the next cycle
+            # (or the stall, controller/ledger/gap.py) books the rest.
+            end = self.clock()
+            end = end if now <= end <= now + 0.5 * self.nominal_dt_s else now
             book_hours = (end - book_start) / 3600.0
             booked = booked_tick(self.engines.engine(fleet, limits), book_state, book_image,
                                  end - book_start)
@@ -389,6 +397,7 @@ class Controller:
         after a stall, from the last booked cycle's end with the stall's averages (the
         counters' and the SoC's changes), else the cycle as sampled."""
         end = self.last_end_ts
+        image = for_booking(image)
         if end is None or start <= end or self._stored_mark is None:
             return start, image, state
         carry = self.book.carry

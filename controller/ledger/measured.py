@@ -17,6 +17,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -37,6 +39,19 @@ def stored_from_soc(soc_pct: FloatArray, capacity_wh: FloatArray,
     soc = np.nan_to_num(soc_pct, nan=0.0)
     soc = np.where(soc >= full_pct - SOC_RESOLUTION_PCT * (1 + 1e-9), 100.0, soc)
     return soc / 100.0 * capacity_wh
+
+
+def for_booking(image: ProcessImage) -> ProcessImage:
+    """``image`` as the books take it: a battery whose last read or write failed has a
+    reading from before (the dispatch may still use it within its staleness), which says
+    nothing of what it does now (a grid-former's slack moves every cycle). Its household
+    is not booked (a gap), and islanded its meter's export is what the books know of it
+    (:func:`book_silent_supply`)."""
+    failing = image.battery_failing
+    if failing is None or not failing.any():
+        return image
+    return dataclasses.replace(image, soc_pct=np.where(failing, np.nan, image.soc_pct),
+                               battery_w=np.where(failing, np.nan, image.battery_w))
 
 
 def booked_tick(engine: DispatchEngine, state: FleetState, image: ProcessImage,
