@@ -269,13 +269,16 @@ class SimulatedCoop:
             if t >= at_s:
                 self.households[index].server.faults[unit] = fault
         physics = self.physics
+        # Up to now with the relays as they were: one switched since the last step counts
+        # from when the step sees it, not from the step's start (a minute at 2000x).
+        physics.advance_to(t)
         for i, plug in self.plugs.items():
             plug.tick(wait=False)
             physics.plug_on[i] = bool(plug.values["on"])
         for i, relay in self.contactors.items():
             relay.tick(wait=False)
             physics.house_on[i] = bool(relay.values["on"])
-        physics.advance_to(t)
+        physics.advance_to(t)  # the instant's powers with the relays as they are now
         self._publish_plugs(t)
         pv_w, meter_w, soc = physics.pv_out_w(t), physics.meter_w(t), physics.soc_pct()
         limited = physics.pv_limited(t)
