@@ -65,6 +65,19 @@ def test_what_a_silent_household_exported_islanded_is_booked_where_it_went(
     assert b.load[1] == pytest.approx(400.0)  # load = served + shed still holds
 
 
+def test_battery_discharge_a_silent_household_imported_islanded_is_booked_to_it() -> None:
+    """The former discharges 1 kW measured, the neighbour draws 400 W: 600 W went to the
+    silent house (its meter imported 700 W); booked to it, never liberated."""
+    b = _island_tick(0.0, former_w=1000.0)
+    assert b.battery_to_grid[0] == pytest.approx(600.0)  # nobody visible took it
+    book_silent_supply(b, np.zeros(3), np.array([0.0, 0.0, 700.0]))
+    assert b.battery_to_grid[0] == pytest.approx(0.0)
+    assert b.battery_to_coop[0] == pytest.approx(1000.0)  # 400 W to h1, 600 W to h2
+    assert b.from_coop_battery.tolist() == pytest.approx([0.0, 400.0, 600.0])
+    assert b.from_coop_battery_coop[2] == 0.0
+    assert b.drawn_out[0] == pytest.approx(1000.0)  # the battery did what it measured
+
+
 def test_a_silent_households_counters_are_not_booked_twice() -> None:
     """Its meter's export is booked as battery flows: only what its counter counted
     beyond them is unallocated (it is still a gap: its load is unknown)."""

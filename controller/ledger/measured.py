@@ -65,12 +65,13 @@ def booked_tick(engine: DispatchEngine, state: FleetState, image: ProcessImage,
                          battery_w=battery_w)
     if engine.limits.islanded:
         silent = ~image.valid & np.isfinite(image.meter_w)
-        export_wh = np.where(silent, np.maximum(-np.nan_to_num(image.meter_w), 0.0), 0.0)
-        book_silent_supply(booked, export_wh * (dt_s / 3600.0))
+        meter_wh = np.where(silent, np.nan_to_num(image.meter_w), 0.0) * (dt_s / 3600.0)
+        book_silent_supply(booked, np.maximum(-meter_wh, 0.0), np.maximum(meter_wh, 0.0))
     return booked
 
 
-def book_silent_supply(booked: TickResult, export_wh: FloatArray) -> None:
+def book_silent_supply(booked: TickResult, export_wh: FloatArray,
+                       import_wh: FloatArray | None = None) -> None:
     """Islanded: energy that silent households exported, booked to where it went (in place).
 
     ``booked`` is an islanded measured tick before any shed of the controller's own is
@@ -87,7 +88,21 @@ def book_silent_supply(booked: TickResult, export_wh: FloatArray) -> None:
     else; by day it may be PV, so this never credits more liberated energy than was):
     the coop-origin parts stay as they were, so none of it counts as liberated. What
     the export does not cover stays shed and unallocated, as before.
+
+    The other way (``import_wh``: what the silent households imported): battery
+    discharge no visible flow took (``battery_to_grid``, islanded) went to them, up to
+    what they imported: ``battery_to_coop``, paired with their ``from_coop_battery``
+    (served them; never liberated, their load being unknown).
     """
+    if import_wh is not None and booked.battery_to_grid is not None:
+        out, supply_in = float(booked.battery_to_grid.sum()), float(import_wh.sum())
+        moved_out = min(out, supply_in)
+        if moved_out > 0.0:
+            got = booked.battery_to_grid * capped_fraction(out, moved_out)
+            booked.battery_to_grid = booked.battery_to_grid - got
+            booked.battery_to_coop = booked.battery_to_coop + got
+            booked.from_coop_battery = (booked.from_coop_battery
+                                        + import_wh * capped_fraction(supply_in, moved_out))
     need_load, need_charge = booked.shed, booked.grid_to_battery
     total_need = float(need_load.sum() + need_charge.sum())
     supply = float(export_wh.sum())
