@@ -186,10 +186,9 @@ def _books_and_world(rehearsal: Rehearsal) -> dict[str, np.ndarray]:
 #: (docs/island_truth.md): the issue's 5 %.
 SERVED_REL = 0.05
 #: Booked shed over the simulator's (dropped by the island and held off by a switch), all
-#: members: measured 0.84-0.95 over those runs, 0.81-0.96 over 10: not the issue's 5 %
-#: (the blackout's dropped load, estimated from the demand before it, falls short for
-#: the critical house).
-SHED_RANGE = (0.8, 1.0)
+#: members: measured 0.80-0.96 over 11 runs: not the issue's 5 % (the blackout's dropped
+#: load, estimated from the demand before it, falls short for the critical house).
+SHED_RANGE = (0.78, 1.0)
 
 
 def test_served_and_shed_are_the_simulators_own(rehearsal: Rehearsal) -> None:
