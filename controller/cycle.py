@@ -45,6 +45,7 @@ from controller.island.outage import (
     anchor,
     demand_before_w,
     dropped_load_w,
+    held_demand_w,
     smooth_anchor,
 )
 from controller.island.pilot import Readings
@@ -54,8 +55,14 @@ from controller.island.shedding import ShedPlanner
 from controller.island.transition import island_ready_battery_w
 from controller.ledger import CommittedInterval, CycleEnergy, IntervalBook, LedgerWriter
 from controller.ledger.accumulator import unpack_state
+from controller.ledger.gap import averaged_image
 from controller.ledger.late import book_late_reading
-from controller.ledger.measured import booked_tick, ledger_flows, stored_from_soc
+from controller.ledger.measured import (
+    booked_tick,
+    for_booking,
+    ledger_flows,
+    stored_from_soc,
+)
 from controller.planning.hook import RollingPlan
 from controller.polling import Poller
 from controller.process_image import ProcessImage
@@ -70,7 +77,8 @@ log = logging.getLogger(__name__)
 SHED_MANDATE_S = 300
 #: A cycle longer than this many nominal cycles is not dispatched whole: the
 #: controller was stopped or stalled, and the readings say nothing about the
-#: time before. That time is booked as a gap (from the meters' counters).
+#: time before. That time is booked from what the devices counted meanwhile (the
+#: meters' counters, the batteries' SoC: controller/ledger/gap.py), else as a gap.
 MAX_GAP_CYCLES = 5
 
 
@@ -207,6 +215,11 @@ class Controller:
                       if grid.export_cap_w is not None else float("inf"))
         #: Surplus shared with other coops over bridged brokers ([federation] in the config).
         self.federation = self._open_federation() if config.federation else None
+        #: Each battery's content at the end of the last cycle this process booked, Wh
+        #: (NaN: unknown): a stall after it is booked from the SoC's change
+        #: (controller/ledger/gap.py). None until then: time the controller was down is
+        #: a gap, as the readings of a controller that was not running never were.
+        self._stored_mark: np.ndarray | None = None
         #: Each agent-fed member's newest reading (ts, counters): where a gap began.
         self._last_agent_reading: dict[str, tuple[float, np.ndarray]] = {}
         #: Numbered readings from households' edge agents, each booked once.
@@ -317,9 +330,10 @@ class Controller:
                 pre_shed = held_off
             # A new array: flows of stages that did not run share one zeros buffer.
             result.shed = result.shed + (pre_shed + dropped) * hours
-            booked = booked_tick(self.engines.engine(fleet, limits),
-                                 FleetState(stored, pools, carry.held), image, now - start)
-            booked.shed = booked.shed + (pre_shed + dropped) * hours
+            book_start, book_image, book_state = self._booking(
+                image, start, fleet, FleetState(stored, pools, carry.held))
+            # Held off, what the loads would have drawn, not what they drew when switched off.
+            held_demand = np.where(pre_shed > 0, self._held_demand_w(held, now), 0.0)
             # Safety wins over the dispatch and over an override: the reserve on-grid, the
             # hard floor islanded.
             active = self.overrides.active(now)
@@ -345,10 +359,23 @@ class Controller:
             setpoints, image.has_battery & image.battery_ok, self.setpoint_expiry_s
         )
         await self._hold_for_grid_loss(now)
-        if result is not None and booked is not None:
+        if result is not None:
             await self._curtail(image, result, now - start)
             await self._shed(need_w, now, causes)
             await self._switch_overridden_loads()
+            # The booked cycle ends once its commands are out: what this cycle read stands
+            # until then (a battery holds its last setpoint until the new one), and what the
+            # next reads from then on. On a sped-up clock the commands go out many
+            # simulated seconds after the reads; ending at the reads booked each new
+            # setpoint from before it was written. Unless they took long (a stalled machine):
+            # then the reading stands for nothing beyond its own time, and the next cycle
+            # (or the stall, controller/ledger/gap.py) books the rest.
+            end = self.clock()
+            end = end if now <= end <= now + 0.5 * self.nominal_dt_s else now
+            book_hours = (end - book_start) / 3600.0
+            booked = booked_tick(self.engines.engine(fleet, limits), book_state, book_image,
+                                 end - book_start)
+            booked.shed = booked.shed + (held_demand + dropped) * book_hours
             # An idling battery that does not answer keeps its coop-origin pool for its return.
             idle = image.battery_assumed_idle
             if idle is None:
@@ -363,12 +390,14 @@ class Controller:
                 former_saturated(limits.islanded, self._grid_forming, image.battery_w,
                                  image.soc_pct, fleet.max_charge_w), caps_w, limits.islanded)
             held_back = {c: w * hours for c, w in est.by_cause_w.items()}
-            flows |= booked_causes(flows["curtailed"], est, hours, limits.islanded,
+            flows |= booked_causes(flows["curtailed"], est, book_hours, limits.islanded,
                                    math.isfinite(self._caps[1]))
             self._book_late_readings()
             closed = self.book.add_cycle(CycleEnergy(
-                start, now, flows, image.valid.copy(), image.counters, islanded=limits.islanded,
-                missing=unknown, unallocated=unallocated))
+                book_start, end, flows, book_image.valid.copy(), image.counters,
+                islanded=limits.islanded, missing=unknown, unallocated=unallocated))
+            self._stored_mark = np.where(image.has_battery & np.isfinite(image.soc_pct),
+                                         stored, np.nan)
             for interval, parts in closed:
                 self.writer.commit(interval, parts)
                 committed.append(interval)
@@ -387,6 +416,30 @@ class Controller:
         self.last_report = report
         self.last_cycle_wall = time.monotonic()
         return report
+
+    def _booking(self, image: ProcessImage, start: float, fleet: Fleet, state: FleetState,
+                 ) -> tuple[float, ProcessImage, FleetState]:
+        """Where the booked cycle starts, what it books from, and the batteries before it:
+        after a stall, from the last booked cycle's end with the stall's averages (the
+        counters' and the SoC's changes), else the cycle as sampled."""
+        end = self.last_end_ts
+        image = for_booking(image)
+        if end is None or start <= end or self._stored_mark is None:
+            return start, image, state
+        carry = self.book.carry
+        now_wh = np.where(np.isfinite(image.soc_pct), state.stored_wh, np.nan)
+        averaged = averaged_image(image, end, carry.counters, carry.counters_ts,
+                                  self._stored_mark, now_wh, fleet.leg_efficiency)
+        stored = np.where(np.isfinite(self._stored_mark), self._stored_mark, state.stored_wh)
+        return end, averaged, FleetState(stored, np.clip(carry.pools_wh, 0.0, stored),
+                                         state.held)
+
+    def _held_demand_w(self, held: np.ndarray, now: float) -> np.ndarray:
+        """Per member, the demand the loads Commonwatt holds off would draw now, W."""
+        if self.shedder is None:
+            return held
+        forecast = self.follower.tier_forecast_w(now) if self.islanded else None
+        return held_demand_w(*self.shedder.held_by_kind(), held, forecast)
 
     def _book_late_readings(self) -> None:
         """Book the counters the agents' late readings bring (before this cycle's own)."""

@@ -173,6 +173,7 @@ class Poller:
         has_pv = np.zeros(n, dtype=bool)
         has_battery = np.zeros(n, dtype=bool)
         idle = np.zeros(n, dtype=bool)
+        failing = np.zeros(n, dtype=bool)
         for d in self.devices:
             i, kind = d.member_index, d.config.kind
             if kind == "pv":
@@ -205,6 +206,7 @@ class Poller:
                 values["pv_energy_wh"][i] = _counter(r.energy_wh)
             else:
                 values["battery_w"][i] = r.power_w
+                failing[i] = d.health.consecutive_failures > 0
                 values["soc_pct"][i] = r.soc_pct
                 values["capacity_wh"][i] = r.capacity_wh
                 values["max_charge_w"][i] = r.max_charge_w or 0.0
@@ -216,6 +218,7 @@ class Poller:
             has_battery=has_battery,
             **values,
             battery_assumed_idle=idle & ~has_battery,
+            battery_failing=failing & has_battery,
         )
 
     async def write_setpoints(

@@ -43,6 +43,9 @@ class ProcessImage:
     #: Batteries that do not answer but whose last setpoint has lapsed, so they idle:
     #: left out (``has_battery`` False) while the household is still booked.
     battery_assumed_idle: NDArray[np.bool_] | None = None
+    #: Batteries whose last read or write failed: their reading (still within its
+    #: staleness) is what they did before, not what they do now.
+    battery_failing: NDArray[np.bool_] | None = None
 
     @property
     def counters(self) -> FloatArray:

@@ -184,6 +184,12 @@ class SimulatedCoop:
 
     def _write_hook(self, household: SimulatedHousehold):  # noqa: ANN202
         def on_write(unit: int, offset: int, values: list[int]) -> None:
+            # The physics integrates each step at the power at its end: without this, a
+            # setpoint written mid-step would count from the step's start, before it was
+            # written (at 2000x a step spans a minute). The registers are refreshed at the
+            # next step, as before.
+            if unit in (INVERTER_UNIT, BATTERY_UNIT):
+                self.physics.advance_to(self.clock.now())
             if unit == INVERTER_UNIT and household.inverter.model_at(offset) == 123:
                 self._apply_pv_limit(household.index, household.inverter)
                 return
@@ -264,13 +270,16 @@ class SimulatedCoop:
             if t >= at_s:
                 self.households[index].server.faults[unit] = fault
         physics = self.physics
+        # Up to now with the relays as they were: one switched since the last step counts
+        # from when the step sees it, not from the step's start (a minute at 2000x).
+        physics.advance_to(t)
         for i, plug in self.plugs.items():
             plug.tick(wait=False)
             physics.plug_on[i] = bool(plug.values["on"])
         for i, relay in self.contactors.items():
             relay.tick(wait=False)
             physics.house_on[i] = bool(relay.values["on"])
-        physics.advance_to(t)
+        physics.advance_to(t)  # the instant's powers with the relays as they are now
         self._publish_plugs(t)
         pv_w, meter_w, soc = physics.pv_out_w(t), physics.meter_w(t), physics.soc_pct()
         limited = physics.pv_limited(t)

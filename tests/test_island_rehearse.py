@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from api.app import create_app
-from controller.accounts.figures import energy_wh, kwh
+from controller.accounts.figures import SERVED_FIELDS, energy_wh, kwh
 from controller.config import parse_config
 from controller.governance import AuditLog
 from controller.island.reasons import Reason
@@ -31,7 +31,7 @@ from controller.ledger import LedgerReader
 from controller.ledger.schema import MEMBER_COLUMNS
 from dispatch.rounding import LEDGER_FIELDS, PAIRED, PARTS
 from dispatch.sharing import drop_by_tier
-from simulators.household import HouseholdPhysics, HouseholdSpec
+from simulators.household import HouseholdPhysics, HouseholdSpec, demo_households
 from tests.browser import serve
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -157,29 +157,95 @@ def test_the_ledger_conserves_energy_per_member_and_interval(rehearsal: Rehearsa
         if ts in islanded:
             for f in ("from_grid", "to_grid", "grid_to_battery"):
                 assert all(r[col[f]] == 0 for r in rows), (ts, f)
-    # load = served + shed, as booked; served as the houses drew it on the simulator, and
-    # shed as the simulator dropped it or a switch held it off (the meters never see
-    # dropped load: the controller books it from the grid-former's alarm and the demand
-    # before; a load held off is booked at the power it drew when switched off)
     first, last, _ = reader.span()
-    start = int(rehearsal.start_ts)
-    totals = reader.totals_by_member(start, last)
-    drawn = rehearsal.served_between_wh(start, last)
-    booked_shed = dropped = 0.0
-    for i, m in enumerate(rehearsal.member_ids):
+    totals = reader.totals_by_member(int(rehearsal.start_ts), last)
+    for m in rehearsal.member_ids:
         wh = energy_wh(totals[m])
         assert wh["load"] == wh["served"] + wh["shed"]
-        if totals[m]["gap_s"] == 0:  # booked every second: the books hold what was drawn
-            assert wh["served"] == pytest.approx(drawn[i], rel=0.12, abs=30), m
-            booked_shed += wh["shed"]
-            dropped += float(rehearsal.unserved_wh[i] + rehearsal.switched_off_wh[i])
-    # Held-off loads are booked at the power they drew when switched off (a contactor cut
-    # with a 2 kW appliance running keeps that 2 kW after the appliance would have
-    # stopped), while the simulator counts what they would have drawn since: an estimate,
-    # measured at 0.9-1.45 of the simulator's figure on this day.
-    assert booked_shed == pytest.approx(dropped, rel=0.5, abs=100)
 
 
+def _books_and_world(rehearsal: Rehearsal) -> dict[str, np.ndarray]:
+    """Per member, booked and simulated served and shed over the intervals it was booked
+    whole (no gap), from the rehearsal's start up to where the controller booked (it stops
+    part way through its last interval; the simulator runs on a little)."""
+    reader = LedgerReader(rehearsal.ledger)
+    col = {f: MEMBER_COLUMNS.index(f) for f in MEMBER_COLUMNS}
+    index = {m: i for i, m in enumerate(rehearsal.member_ids)}
+    end = reader.booked_until()
+    assert end is not None
+    out = {k: np.zeros(len(index)) for k in ("served", "drawn", "shed", "dropped")}
+    for ts, member, *values in reader.raw_rows(rehearsal.start_ts):
+        if values[col["gap_s"]]:
+            continue
+        i, to = index[member], min(ts + reader.step, end)
+        out["served"][i] += sum(values[col[f]] for f in SERVED_FIELDS)
+        out["shed"][i] += values[col["shed"]]
+        out["drawn"][i] += rehearsal.served_between_wh(ts, to)[i]
+        out["dropped"][i] += rehearsal.shed_between_wh(ts, to)[i]
+    return out
+
+
+#: Booked served over the simulator's drawn, per member (intervals without a gap):
+#: measured 0.968-1.038 over 4 runs of the final code on a shared 2-core machine
+#: (docs/island_truth.md): the issue's 5 %.
+SERVED_REL = 0.05
+#: Booked shed over the simulator's (dropped by the island and held off by a switch), all
+#: members: measured 0.80-0.96 over 11 runs: not the issue's 5 % (the blackout's dropped
+#: load, estimated from the demand before it, falls short for the critical house).
+SHED_RANGE = (0.78, 1.0)
+
+
+def test_served_and_shed_are_the_simulators_own(rehearsal: Rehearsal) -> None:
+    """Served as the houses drew it on the simulator (the meters measure it, whoever
+    supplied it: a silent neighbour's battery too); shed as the simulator dropped it or a
+    switch held it off (booked from the demand forecast, not from the power a load drew
+    when switched off)."""
+    w = _books_and_world(rehearsal)
+    assert (w["drawn"] > 500).all(), w  # every member was booked whole most of the day
+    for i, m in enumerate(rehearsal.member_ids):
+        assert w["served"][i] == pytest.approx(w["drawn"][i], rel=SERVED_REL), (m, w)
+    assert w["dropped"].sum() > 1000, w  # the evening runs out of energy: something is shed
+    ratio = w["shed"].sum() / w["dropped"].sum()
+    assert SHED_RANGE[0] <= ratio <= SHED_RANGE[1], (ratio, w)
+
+
+CHARGED = ("to_battery", "battery_from_coop", "grid_to_battery", "battery_from_batteries")
+DISCHARGED = ("from_battery", "battery_to_coop", "battery_to_grid", "battery_to_batteries")
+
+
+def test_the_soc_rebuilt_from_the_books_follows_every_battery_that_answered(
+        rehearsal: Rehearsal) -> None:
+    """From the SoC at the start, interval by interval: charged - discharged - losses as
+    booked, against the SoC the simulator's battery had at the interval's end. The battery
+    that stopped answering is left out (its SoC is unknown from then on). A member in a gap
+    (its devices unknown for part of an interval) restarts from the reported SoC: that time
+    is not booked (a stall is: controller/ledger/gap.py)."""
+    reader = LedgerReader(rehearsal.ledger)
+    col = {f: MEMBER_COLUMNS.index(f) for f in MEMBER_COLUMNS}
+    lost = {e["member"] for e in rehearsal.events if e["kind"] == "battery_dropout"}
+    end = reader.booked_until()
+    assert end is not None
+    t, soc = rehearsal.soc_t, rehearsal.soc_pct
+    checked = 0
+    for i, spec in enumerate(demo_households(rehearsal.options.households)):
+        capacity = spec.battery_wh
+        if not capacity or spec.member_id in lost:
+            continue
+        stored = np.interp(rehearsal.start_ts, t, soc[:, i]) / 100.0 * capacity
+        worst = 0.0
+        for ts, m, *values in reader.raw_rows(rehearsal.start_ts):
+            if m != spec.member_id:
+                continue
+            at = np.interp(min(ts + reader.step, end), t, soc[:, i])
+            if values[col["gap_s"]]:
+                stored = at / 100.0 * capacity
+                continue
+            stored += (sum(values[col[f]] for f in CHARGED)
+                       - sum(values[col[f]] for f in DISCHARGED) - values[col["losses"]])
+            worst = max(worst, abs(stored / capacity * 100.0 - at))
+            checked += 1
+        assert worst <= 2.0, (spec.member_id, worst)
+    assert checked > 30
 def test_no_battery_goes_below_its_floor(rehearsal: Rehearsal) -> None:
     soc = rehearsal.soc_pct[:, rehearsal.has_battery]
     assert soc.shape[0] > 100

@@ -105,6 +105,11 @@ class PlanFollower:
         :meth:`IslandPilot.demand_forecast_w`), None without one."""
         return None if self.pilot is None else self.pilot.demand_forecast_w(now)
 
+    def tier_forecast_w(self, now: float) -> np.ndarray | None:
+        """The followed plan's demand forecast at ``now`` per tier and member (see
+        :meth:`IslandPilot.tier_forecast_w`), None without one."""
+        return None if self.pilot is None else self.pilot.tier_forecast_w(now)
+
     def pv_forecast_w(self, now: float) -> np.ndarray | None:
         """The saved plan's PV forecast at ``now`` per member (see
         :meth:`IslandPilot.pv_forecast_w`), None without one."""

@@ -14,6 +14,15 @@ An overload can last hours (batteries empty at night), while the demand it
 cuts follows the evening. Where the island plan's forecast is at hand
 (:func:`demand_before_w`), the demand "before" follows the forecast's profile,
 anchored to each member's measured demand in the last cycle before the overload.
+
+Load Commonwatt holds off (a smart plug, a household contactor) is unserved too,
+and no meter sees it either. Booked at the power it drew when switched off, a
+2 kW appliance cut at 19:00 and held until midnight would be booked 10 kWh while
+it would have finished at 21:00. :func:`held_demand_w` books what it would have
+drawn instead, from the forecast demand the island plan follows: a held contactor
+the member's whole forecast demand, held plugs their tiers' forecast demand,
+never more than the plugs drew when switched off (several plugs may share a tier).
+Without a forecast, the power drawn when switched off stands.
 """
 
 from __future__ import annotations
@@ -79,3 +88,28 @@ def smooth_anchor(previous: FloatArray, ratio: FloatArray, valid: NDArray[np.boo
     known = valid & np.isfinite(ratio)
     blended = np.where(np.isfinite(previous), previous + alpha * (ratio - previous), ratio)
     return np.where(known, blended, previous)
+
+
+def held_demand_w(plugs_w: FloatArray, plug_tiers: NDArray[np.bool_],
+                  contactor: NDArray[np.bool_], freed_w: FloatArray,
+                  tier_forecast_w: FloatArray | None) -> FloatArray:
+    """Per member, the demand Commonwatt holds off now, W (see the module docstring).
+
+    Args:
+        plugs_w: what each member's held plugs drew when switched off.
+        plug_tiers: per tier (critical, essential, flexible) and member, whether a plug of
+            that tier is held.
+        contactor: whether each member's household contactor is held off.
+        freed_w: all a member's held loads drew when switched off (plugs and contactor).
+        tier_forecast_w: the forecast demand per tier and member now (NaN: unknown), None
+            without a forecast.
+    """
+    if tier_forecast_w is None:
+        return freed_w.copy()
+    tiers = np.asarray(tier_forecast_w, dtype=np.float64)
+    house = tiers.sum(axis=0)
+    plugged = np.where(plug_tiers, tiers, 0.0).sum(axis=0)
+    known_plugs = np.isfinite(np.where(plug_tiers, tiers, 0.0)).all(axis=0)
+    plugs = np.where(known_plugs, np.minimum(np.maximum(plugged, 0.0), plugs_w), plugs_w)
+    whole = np.where(np.isfinite(house), np.maximum(house, 0.0), freed_w)
+    return np.where(contactor, whole, np.where(plugs_w > 0, plugs, freed_w))

@@ -231,13 +231,20 @@ class IslandPilot:
     def demand_forecast_w(self, now: float) -> FloatArray | None:
         """Per controller member, the saved forecast's demand (all tiers) at ``now``, W; NaN
         for members the forecast does not know, None outside the forecast."""
+        tiers = self.tier_forecast_w(now)
+        return None if tiers is None else tiers.sum(axis=0)
+
+    def tier_forecast_w(self, now: float) -> FloatArray | None:
+        """Per tier (critical, essential, flexible) and controller member, the saved
+        forecast's demand at ``now``, W; NaN for members the forecast does not know, None
+        outside the forecast."""
         base = self.base
         k = int((now - base.start_ts) // base.step_s)
         if not 0 <= k < base.pv_w.shape[0]:
             return None
-        out = np.full(self.n, np.nan)
+        out = np.full((3, self.n), np.nan)
         here = self._to_live >= 0
-        out[self._to_live[here]] = base.tier_load_w[:, k, :].sum(axis=0)[here]
+        out[:, self._to_live[here]] = base.tier_load_w[:, k, here]
         return out
 
     def pv_forecast_w(self, now: float) -> FloatArray | None:

@@ -47,6 +47,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
+from numpy.typing import NDArray
 
 from controller.island.shedding_model import (
     OFF_RANK,
@@ -132,6 +133,24 @@ class ShedPlanner:
             if mem.state is State.OFF_BY_COMMONWATT:
                 held[ld.member] += mem.freed_w
         return held
+
+    def held_by_kind(self) -> tuple[FloatArray, NDArray[np.bool_], NDArray[np.bool_]]:
+        """What Commonwatt holds off, by what holds it: per member the power its plugs
+        drew when switched off (W), per tier (critical, essential, flexible) and member
+        whether a plug of that tier is held, and per member whether its contactor is."""
+        plugs = np.zeros(len(self.member_tiers))
+        tiers = np.zeros((3, len(self.member_tiers)), dtype=bool)
+        contactor = np.zeros(len(self.member_tiers), dtype=bool)
+        for ld in self.loads:
+            mem = self._mem[ld.id]
+            if mem.state is not State.OFF_BY_COMMONWATT:
+                continue
+            if ld.contactor:
+                contactor[ld.member] = True
+            else:
+                plugs[ld.member] += mem.freed_w
+                tiers[TIERS.index(ld.tier), ld.member] = True
+        return plugs, tiers, contactor
 
     def _fire(self, ld: SwitchableLoad, event: Event, now: float, detail: str = "",
               power_w: float = math.nan) -> SwitchAction | None:

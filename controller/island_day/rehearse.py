@@ -193,11 +193,18 @@ class Rehearsal:
     #: The shedding's record: the guard's passes and alerts, events with reason codes.
     shedding: dict = field(default_factory=dict)
 
+    #: The simulator's load not served by then per household (dropped by the island or
+    #: held off by a switch), Wh, at the times of ``soc_t``.
+    shed_cum_wh: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+
     def served_between_wh(self, start_ts: float, end_ts: float) -> np.ndarray:
         """Load each house drew between two simulated times, from the simulator's history."""
-        t = self.soc_t
-        return np.array([np.interp(end_ts, t, c) - np.interp(start_ts, t, c)
-                         for c in self.served_cum_wh.T])
+        return _between(self.soc_t, self.served_cum_wh, start_ts, end_ts)
+
+    def shed_between_wh(self, start_ts: float, end_ts: float) -> np.ndarray:
+        """Load each house was not served between two simulated times (the island dropped
+        it or a switch held it off), from the simulator's history."""
+        return _between(self.soc_t, self.shed_cum_wh, start_ts, end_ts)
 
     def cycle_ms(self) -> dict[str, float]:
         """Median, p99 and max of the controller's cycle durations, ms."""
@@ -208,17 +215,31 @@ class Rehearsal:
                 "p99": round(float(np.percentile(d, 99)), 2), "max": round(float(d.max()), 2)}
 
 
+def _between(t: np.ndarray, cumulative: np.ndarray, start_ts: float,
+             end_ts: float) -> np.ndarray:
+    return np.array([np.interp(end_ts, t, c) - np.interp(start_ts, t, c)
+                     for c in cumulative.T])
+
+
 class _ObservedRuntime(Runtime):
     """The controller's runtime, with every cycle's report handed to an observer."""
 
     def __init__(self, config: CoopConfig, clock: Callable[[], float], nominal_dt_s: float,
-                 observe: Callable[[CycleReport], None]) -> None:
+                 observe: Callable[[CycleReport], None], before: Callable[[], None]) -> None:
         super().__init__(config, clock, nominal_dt_s)
         self._observe = observe
+        self._before = before
+        #: A cycle is in flight: the simulator holds still until it is done (see tick).
+        self.in_cycle = False
 
     async def cycle_once(self) -> CycleReport | None:
-        """One cycle of the controller, then the observer."""
-        report = await super().cycle_once()
+        """The simulator's step, one cycle of the controller, then the observer."""
+        self._before()
+        self.in_cycle = True
+        try:
+            report = await super().cycle_once()
+        finally:
+            self.in_cycle = False
         if report is not None:
             self._observe(report)
         return report
@@ -238,6 +259,7 @@ class _Session:
         self.soc: list[np.ndarray] = []
         self.served: list[np.ndarray] = []
         self.shed_tier: list[np.ndarray] = []
+        self.shed: list[np.ndarray] = []
         self.runtime: _ObservedRuntime | None = None
         self.islanded_s = 0.0  # for the progress lines
         self.shed_wh = 0.0
@@ -310,17 +332,33 @@ class _Session:
             self.progress.cycle(report.end_ts, state.name, self.islanded_s, self.shed_wh,
                                 log.missed)
 
+    def step(self) -> None:
+        """The simulated coop's physics to now (the utility's own breaker schedule first:
+        a grid lost by itself), and its history (SoC, drawn, shed)."""
+        while self.breaker and not self.clock.held and self.breaker[0][0] <= self.clock.now():
+            self.coop.grid_connected = self.breaker.pop(0)[1]  # the utility, not us
+        self.coop.step()
+        physics_t = self.coop.physics.time_s
+        if not self.clock.held and physics_t is not None:
+            # the history's time is the physics' own (what it integrated up to)
+            self.soc_t.append(physics_t)
+            self.soc.append(self.coop.physics.soc_pct())
+            self.served.append(self.coop.physics.served_wh.copy())
+            self.shed_tier.append(self.coop.physics.shed_by_tier_wh())
+            self.shed.append(self.coop.physics.unserved_wh + self.coop.physics.switched_off_wh)
+
     async def tick(self, interval_s: float) -> None:
-        """The simulated coop's physics, and its SoC history, every ``interval_s`` wall."""
+        """:meth:`step` every ``interval_s`` wall, and before every cycle, never during one.
+
+        A step moves the simulated world by a minute or more at once (at 2000x, tens of
+        ms of wall time; more on a loaded machine), so a step between two of a cycle's
+        reads gave the controller the meter of one minute and the battery of the next:
+        a skew no real process image has, which the books then carried (measured: single
+        intervals off by 100-200 Wh). The physics catches up at the next step,
+        integrating the whole span, so nothing is lost."""
         while True:
-            while self.breaker and not self.clock.held and self.breaker[0][0] <= self.clock.now():
-                self.coop.grid_connected = self.breaker.pop(0)[1]  # the utility, not us
-            self.coop.step()
-            if not self.clock.held:
-                self.soc_t.append(self.clock.now())
-                self.soc.append(self.coop.physics.soc_pct())
-                self.served.append(self.coop.physics.served_wh.copy())
-                self.shed_tier.append(self.coop.physics.shed_by_tier_wh())
+            if self.runtime is None or not self.runtime.in_cycle:
+                self.step()
             await asyncio.sleep(interval_s)
 
     async def wait_for_state(self, state: GridState, timeout_s: float) -> None:
@@ -338,7 +376,7 @@ async def _run(options: RehearsalOptions, session: _Session, config_path: Path,
     """Start the controller, command the island, run the day; wall seconds and notes."""
     config = parse_config(config_path.read_text(encoding="utf-8"), str(config_path))
     runtime = _ObservedRuntime(config, session.clock.now, options.cycle_s * options.speed,
-                               session.observe)
+                               session.observe, session.step)
     session.runtime = runtime
     stop = asyncio.Event()
     ticker = asyncio.create_task(session.tick(min(options.cycle_s / 2, 0.05)))
@@ -448,6 +486,7 @@ async def rehearse(options: RehearsalOptions) -> Rehearsal:
         physics.served_wh.copy(), notes, session.device_errors, session.plan_followed,
         physics.switched_off_wh.copy())
     result.shed_tier_cum_wh = np.asarray(session.shed_tier).reshape(-1, 3)
+    result.shed_cum_wh = np.asarray(session.shed).reshape(-1, len(specs))
     result.former = physics.former
     result.pv_available_wh = physics.pv_available_wh.copy()
     result.limit_curtailed_wh = physics.limit_curtailed_wh.copy()

@@ -12,6 +12,11 @@ gap's seconds are recorded per member; the energy its meters' counters
 recorded meanwhile is booked as *unallocated* (never liberated) when the
 counters are read again; where no counter exists the seconds are recorded
 as ``unknown_s``.
+
+A member in a gap may still have flows booked across its meter (islanded, what a
+household whose battery stopped answering exported:
+:func:`~controller.ledger.measured.book_silent_supply`): its counters' energy is
+unallocated only beyond those, so no Wh is counted twice.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from controller.ledger.accumulator import (
 )
 from controller.ledger.periods import split_span
 from controller.ledger.schema import CAUSE_FIELDS, MEMBER_AMOUNTS
+from controller.ledger.settle import METER_IN, METER_OUT
 from dispatch.rounding import LEDGER_FIELDS
 
 FloatArray = NDArray[np.float64]
@@ -107,6 +113,10 @@ class IntervalBook:
         if self.acc is None:
             self.acc = OpenInterval.empty(int(window_start // self.step * self.step), n)
         cycle_s = max(c.end - c.start, 1e-9)
+        # What the cycle booked across the meters of members it did not dispatch.
+        silent = np.stack([sum((c.flows[f] for f in METER_IN if f in c.flows), np.zeros(n)),
+                           sum((c.flows[f] for f in METER_OUT if f in c.flows), np.zeros(n)),
+                           np.zeros(n)]) * ~c.valid
         # The gap and the cycle are cut apart, then each at settlement boundaries.
         pieces = split_span(window_start, c.start, self.step) + split_span(c.start, c.end,
                                                                            self.step)
@@ -146,9 +156,11 @@ class IntervalBook:
             acc.row("meter_import")[:] += counted[0]
             acc.row("meter_export")[:] += counted[1]
             acc.meter_known |= np.isfinite(carry.counters[0]) | np.isfinite(carry.counters[1])
+            booked_across = silent * (length / cycle_s) if in_cycle else 0.0
+            unallocated = np.maximum(deltas * share_unbooked - booked_across, 0.0)
             for i, name in enumerate(("unallocated_import", "unallocated_export",
                                       "unallocated_pv")):
-                acc.row(name)[:] += deltas[i] * share_unbooked[i]
+                acc.row(name)[:] += unallocated[i]
         self.acc.counts["cycles"] += 1
         carry.end_ts = c.end
         if c.end >= self.acc.start_ts + self.step - 1e-9:  # ended right on the boundary
