@@ -95,22 +95,18 @@ class TariffConfig(Strict):
         if not self.periods:
             return self
         owner: dict[int, int] = {}
-        problems = []
         for i, period in enumerate(self.periods):
             for wh in period.week_hours():
-                if wh in owner:
-                    problems.append(f"periods[{i}].hours: {_when(wh)} is already in "
-                                    f"periods[{owner[wh]}] (periods may not overlap)")
-                    break
+                if wh in owner:  # the first overlap only: one clear line
+                    raise ValueError(f"periods[{i}].hours: {_when(wh)} is already in "
+                                     f"periods[{owner[wh]}] (periods may not overlap)")
                 owner[wh] = i
         missing = [wh for wh in range(HOURS_PER_WEEK) if wh not in owner]
         if missing:
             shown = ", ".join(_when(wh) for wh in missing[:3])
             more = f" and {len(missing) - 3} more hours" if len(missing) > 3 else ""
-            problems.append(f"periods: no price for {shown}{more} (periods must cover every"
-                            " hour of the week)")
-        if problems:
-            raise ValueError("\n".join(problems))
+            raise ValueError(f"periods: no price for {shown}{more} (periods must cover every"
+                             " hour of the week)")
         return self
 
     def week_prices(self) -> tuple[NDArray[np.float64], NDArray[np.float64]]:

@@ -48,7 +48,7 @@ from controller.ledger import CommittedInterval, CycleEnergy, IntervalBook, Ledg
 from controller.ledger.accumulator import unpack_state
 from controller.ledger.late import book_late_reading
 from controller.ledger.measured import booked_tick, ledger_flows, stored_from_soc
-from controller.planning.hook import RollingPlan
+from controller.planning.hook import RollingPlan, member_wear
 from controller.polling import Poller
 from controller.process_image import ProcessImage
 from controller.safety import clamp_setpoints
@@ -183,7 +183,9 @@ class Controller:
                                      config.island.replan_min * 60.0)
         #: On-grid, the rolling plan's battery targets ([dispatch] plan; None: greedy alone).
         self.plan = (RollingPlan(len(config.members), config.dispatch.replan_min,
-                                 config.dispatch.horizon_h) if config.dispatch.plan else None)
+                                 config.dispatch.horizon_h, tariff=config.tariff,
+                                 wear_per_kwh=member_wear(config.members))
+                     if config.dispatch.plan else None)
         #: A coordinator's overrides (controller/governance/overrides.py), applied before the
         #: safety layer.
         self.overrides = OverrideStore()

@@ -10,8 +10,9 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
+from controller.config_tariff import TariffConfig, wear_prices
 from controller.planning.profile import SLOT_S, SlotProfile
-from controller.planning.worker import PlanWorker
+from controller.planning.worker import MoneyFn, PlanWorker
 from dispatch.fleet import BoolArray, CoopLimits, Fleet, FleetState
 from dispatch.planned import PlannedEngine
 from dispatch.result import TickResult
@@ -24,10 +25,12 @@ class RollingPlan:
     """The forecast learner and the plan worker of one controller."""
 
     def __init__(self, members: int, replan_min: float = 15.0, horizon_h: float = 24.0,
-                 worker: PlanWorker | None = None) -> None:
+                 worker: PlanWorker | None = None, tariff: TariffConfig | None = None,
+                 wear_per_kwh: FloatArray | None = None) -> None:
         self.profile = SlotProfile(members)
         self.worker = worker or PlanWorker(replan_min * 60.0, horizon_h * 3600.0, SLOT_S,
-                                           forecast_name=FORECAST_NAME)
+                                           forecast_name=FORECAST_NAME,
+                                           money=plan_money(tariff, wear_per_kwh))
 
     def targets(self, now: float, fleet: Fleet, limits: CoopLimits) -> FloatArray | None:
         """Targets in force now; None (greedy) islanded, without a plan, or when expired."""
@@ -53,3 +56,29 @@ class RollingPlan:
     def close(self) -> None:
         """Stop the worker thread."""
         self.worker.close()
+
+
+def plan_money(tariff: TariffConfig | None, wear_per_kwh: FloatArray | None
+               ) -> MoneyFn | None:
+    """The plan's money keywords each re-plan: the tariff's prices at the middle of each
+    plan step and each member's wear price, per Wh; None when there is neither."""
+    wear = None
+    if wear_per_kwh is not None and np.nansum(wear_per_kwh) > 0:
+        wear = np.nan_to_num(np.asarray(wear_per_kwh, dtype=float)) / 1000.0
+    if tariff is None and wear is None:
+        return None
+
+    def money(now: float, steps: int, step_s: float) -> dict[str, FloatArray]:
+        out: dict[str, FloatArray] = {} if wear is None else {"wear_price": wear}
+        if tariff is not None:
+            imp, exp = tariff.prices_at(now + (np.arange(steps) + 0.5) * step_s)
+            out |= {"import_price": imp / 1000.0, "export_price": exp / 1000.0}
+        return out
+
+    return money
+
+
+def member_wear(members: list) -> FloatArray:
+    """Each member's wear price per kWh out of its battery, in config order (NaN: none)."""
+    prices = wear_prices(members)
+    return np.array([prices.get(m.id, np.nan) for m in members], dtype=float)

@@ -29,6 +29,9 @@ from dispatch.plan_lp import StoragePlan, plan_storage
 FloatArray = NDArray[np.float64]
 #: forecast(now, steps, step_s) -> (pv_w, load_w), each steps × N; None: no forecast yet.
 ForecastFn = Callable[[float, int, float], "tuple[FloatArray, FloatArray] | None"]
+#: money(now, steps, step_s) -> the solver's money keywords (import_price, export_price,
+#: wear_price), or {} without a tariff or wear prices.
+MoneyFn = Callable[[float, int, float], "dict[str, FloatArray]"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +51,8 @@ class PlanWorker:
     def __init__(self, replan_s: float = 900.0, horizon_s: float = 86400.0,
                  step_s: float = 900.0, deadline_s: float | None = None,
                  expire_s: float | None = None, solver: Callable[..., StoragePlan] = plan_storage,
-                 wall: Callable[[], float] = time.monotonic, forecast_name: str = "") -> None:
+                 wall: Callable[[], float] = time.monotonic, forecast_name: str = "",
+                 money: MoneyFn | None = None) -> None:
         self.replan_s, self.step_s = replan_s, step_s
         self.steps = max(1, round(horizon_s / step_s))
         #: A solve still running this long (wall seconds) after it began is late.
@@ -56,6 +60,7 @@ class PlanWorker:
         #: Targets of a plan solved this long ago (controller clock) are dropped.
         self.expire_s = 2 * replan_s if expire_s is None else expire_s
         self.solver, self.wall, self.forecast_name = solver, wall, forecast_name
+        self.money = money
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="plan")
         self._lock = threading.Lock()
         self._running: tuple[Future, float, float] | None = None  # future, wall start, now
@@ -80,8 +85,9 @@ class PlanWorker:
             return False
         pv_w, load_w = believed
         stored = np.array(stored_wh, dtype=float)
+        prices = self.money(now, self.steps, self.step_s) if self.money is not None else {}
         future = self._pool.submit(self.solver, fleet, stored, pv_w, load_w, self.step_s,
-                                   limits=limits)
+                                   limits=limits, **prices)
         self._running = (future, self.wall(), now)
         self.state = PlanState("solving", self.state.solved_at, self.state.solve_s,
                                forecast=self.forecast_name)
