@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from controller.accounts.budget import Budget, money, month_budget
@@ -76,8 +77,10 @@ def expected_intervals(month_start: int, month_end: int, step: int,
 
 
 def coop_report(reader: LedgerReader, month_start: int, tariff: TariffConfig | None = None,
-                ledger: LedgerConfig | None = None) -> CoopReport:
-    """The report of the calendar month starting at ``month_start``."""
+                ledger: LedgerConfig | None = None,
+                wear_per_kwh: Mapping[str, float] | None = None) -> CoopReport:
+    """The report of the calendar month starting at ``month_start`` (``wear_per_kwh``:
+    battery owners' wear prices, paid by the fund; see :func:`month_budget`)."""
     ledger = ledger or LedgerConfig()
     end = next_month(month_start)
     totals = reader.totals(None, month_start, end)
@@ -95,7 +98,7 @@ def coop_report(reader: LedgerReader, month_start: int, tariff: TariffConfig | N
         month_start, end, reader.step, totals, by_member, dict(reader.members()),
         expected_intervals(month_start, end, reader.step, first, last), with_gaps,
         dict(sorted(unknown.items())), flagged,
-        None if tariff is None else month_budget(by_member, tariff))
+        None if tariff is None else month_budget(by_member, tariff, wear_per_kwh))
 
 
 def _coop_figures(r: CoopReport) -> dict[str, float | int | None]:
@@ -202,6 +205,7 @@ def render_text(r: CoopReport) -> str:
                                       for k, v in b.flowed.items()) + ")",
                   f"  paid to the utility     {money(b.paid_to_utility, c):>16}",
                   f"  received from utility   {money(b.received_from_utility, c):>16}",
-                  f"  coop fund (fees)        {money(b.fund, c):>16}",
+                  f"  wear paid to owners     {money(b.wear_paid, c):>16}",
+                  f"  coop fund (fees - wear) {money(b.fund, c):>16}",
                   f"  balanced to the cent    {'yes' if not b.imbalances() else 'NO':>16}"]
     return "\n".join(lines) + "\n"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TextIO
@@ -62,11 +63,13 @@ def known_member(reader: LedgerReader, member_id: str) -> str:
 
 def member_statement(reader: LedgerReader, member_id: str, month_start: int,
                      ledger: LedgerConfig | None = None,
-                     tariff: TariffConfig | None = None) -> Statement:
+                     tariff: TariffConfig | None = None,
+                     wear_per_kwh: Mapping[str, float] | None = None) -> Statement:
     """The statement of ``member_id`` for the calendar month starting at ``month_start``.
 
     ``ledger`` gives the drift thresholds (defaults when ``None``); with a
-    ``tariff`` the statement carries the member's money lines.
+    ``tariff`` the statement carries the member's money lines (with ``wear_per_kwh``, the
+    battery owners' wear prices, the wear the coop's fund pays the member).
     """
     name = known_member(reader, member_id)
     ledger = ledger or LedgerConfig()
@@ -76,7 +79,8 @@ def member_statement(reader: LedgerReader, member_id: str, month_start: int,
     drift = meter_drift(totals, ledger.drift_threshold_pct, ledger.drift_min_wh)
     lines = None
     if tariff is not None:
-        lines = month_budget(reader.totals_by_member(month_start, end), tariff).members[member_id]
+        lines = month_budget(reader.totals_by_member(month_start, end), tariff,
+                             wear_per_kwh).members[member_id]
     return Statement(member_id, name, month_start, end, reader.step, totals, days, drift,
                      lines, None if tariff is None else tariff.currency)
 
@@ -180,6 +184,8 @@ def render_text(st: Statement) -> str:
             lines.append(f"  {kind.replace('_', ' '):<14} paid {money(m.paid[kind], c):>14}   "
                          f"earned {money(m.earned[kind], c):>14}")
         lines += [f"  coop fee            {money(m.coop_fee, c):>14}",
+                  f"  battery wear earned {money(m.wear, c):>14}"
+                  "  (the coop pays for neighbours' use of your battery)",
                   f"  between members net {money(m.net_between_members, c):>14}",
                   f"  grid import bill    {money(m.grid_import, c):>14}",
                   f"  grid export revenue {money(m.grid_export, c):>14}",
