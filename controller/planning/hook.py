@@ -28,6 +28,7 @@ class RollingPlan:
                  worker: PlanWorker | None = None, tariff: TariffConfig | None = None,
                  wear_per_kwh: FloatArray | None = None) -> None:
         self.profile = SlotProfile(members)
+        self._engine: PlannedEngine | None = None
         self.worker = worker or PlanWorker(replan_min * 60.0, horizon_h * 3600.0, SLOT_S,
                                            forecast_name=FORECAST_NAME,
                                            money=plan_money(tariff, wear_per_kwh))
@@ -42,8 +43,11 @@ class RollingPlan:
              valid: BoolArray, dt_s: float, policy: str, limits: CoopLimits,
              target_wh: FloatArray) -> TickResult:
         """The cycle's tick following ``target_wh`` inside every safety limit."""
-        engine = PlannedEngine(fleet, policy, limits, fused=False)
-        return engine.tick(state, pv_w, load_w, valid, dt_s, target_wh)
+        kept = self._engine
+        if kept is None or kept.fleet is not fleet or (kept.policy, kept.limits) != (policy,
+                                                                                    limits):
+            kept = self._engine = PlannedEngine(fleet, policy, limits)  # kept with the fleet
+        return kept.tick(state, pv_w, load_w, valid, dt_s, target_wh)
 
     def after_cycle(self, now: float, fleet: Fleet, stored_wh: FloatArray, pv_w: FloatArray,
                     load_w: FloatArray, valid: BoolArray, limits: CoopLimits) -> None:

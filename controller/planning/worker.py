@@ -66,6 +66,7 @@ class PlanWorker:
         self._running: tuple[Future, float, float] | None = None  # future, wall start, now
         self._plan: tuple[float, FloatArray] | None = None  # solved at (clock), content
         self._last_request: float | None = None
+        self._last: tuple[FloatArray, int, Fleet, FloatArray] | None = None
         self.state = PlanState("none", None, None)
         #: How many solves ended each way since start (for the logs and the pages).
         self.counts = {"ok": 0, "failed": 0, "late": 0}
@@ -148,7 +149,12 @@ class PlanWorker:
                                        forecast=self.forecast_name)
             return None
         k = min(int(age // self.step_s), len(content) - 1)
-        return np.where(fleet.capacity_wh > 0, content[k], np.nan)
+        # The same array while the plan step lasts: the follower clips it once per step.
+        last = self._last
+        if last is None or last[0] is not content or last[1] != k or last[2] is not fleet:
+            last = self._last = (content, k, fleet,
+                                 np.where(fleet.capacity_wh > 0, content[k], np.nan))
+        return last[3]
 
     def close(self) -> None:
         """Stop the worker thread (a running solve finishes unheard)."""
