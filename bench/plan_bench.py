@@ -229,7 +229,7 @@ def verdicts(report: dict) -> dict:
     verdict("replan_1000_members_36h_s", 5.0, report["replan"].get("replan_36h_s"))
     # "Cycle p99 unchanged against greedy": within 10 % in the same (interleaved) run.
     verdict("cycle_1000_planned_over_greedy_p99", 1.1,
-            report["cycle"].get("planned_over_greedy_p99"))
+            report.get("cycle", {}).get("planned_over_greedy_p99"))
     return out
 
 
