@@ -49,6 +49,7 @@ from controller.ledger.accumulator import unpack_state
 from controller.ledger.late import book_late_reading
 from controller.ledger.measured import booked_tick, ledger_flows, stored_from_soc
 from controller.planning.hook import RollingPlan, member_wear
+from controller.planning.savings import savings_path
 from controller.polling import Poller
 from controller.process_image import ProcessImage
 from controller.safety import clamp_setpoints
@@ -184,7 +185,9 @@ class Controller:
         #: On-grid, the rolling plan's battery targets ([dispatch] plan; None: greedy alone).
         self.plan = (RollingPlan(len(config.members), config.dispatch.replan_min,
                                  config.dispatch.horizon_h, tariff=config.tariff,
-                                 wear_per_kwh=member_wear(config.members))
+                                 wear_per_kwh=member_wear(config.members),
+                                 policy=config.policy.sharing, member_ids=self.member_ids,
+                                 savings=savings_path(config.storage.ledger))
                      if config.dispatch.plan else None)
         #: A coordinator's overrides (controller/governance/overrides.py), applied before the
         #: safety layer.

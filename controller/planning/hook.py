@@ -7,17 +7,26 @@ calls :meth:`RollingPlan.after_cycle`: when ``[dispatch] plan`` is off there is 
 
 from __future__ import annotations
 
+import logging
+import sqlite3
+from collections.abc import Sequence
+from functools import partial
+from pathlib import Path
+
 import numpy as np
 from numpy.typing import NDArray
 
 from controller.config_tariff import TariffConfig, wear_prices
+from controller.planning.expected import Expected, PlanAhead, plan_and_expect
 from controller.planning.profile import SLOT_S, SlotProfile
+from controller.planning.savings import book
 from controller.planning.worker import MoneyFn, PlanWorker
 from dispatch.fleet import BoolArray, CoopLimits, Fleet, FleetState
 from dispatch.planned import PlannedEngine
 from dispatch.result import TickResult
 
 FloatArray = NDArray[np.float64]
+log = logging.getLogger(__name__)
 FORECAST_NAME = "history: each member by weekday and 15 min, PV as the last week's mean"
 
 
@@ -26,12 +35,19 @@ class RollingPlan:
 
     def __init__(self, members: int, replan_min: float = 15.0, horizon_h: float = 24.0,
                  worker: PlanWorker | None = None, tariff: TariffConfig | None = None,
-                 wear_per_kwh: FloatArray | None = None) -> None:
+                 wear_per_kwh: FloatArray | None = None, policy: str = "prorata",
+                 member_ids: Sequence[str] = (), savings: Path | None = None) -> None:
         self.profile = SlotProfile(members)
+        #: Where each plan's expected saving against greedy is booked (None: not booked).
+        self.savings, self.member_ids = savings, list(member_ids)
+        self._booked: object = None
         self._engine: PlannedEngine | None = None
         self.worker = worker or PlanWorker(replan_min * 60.0, horizon_h * 3600.0, SLOT_S,
                                            forecast_name=FORECAST_NAME,
-                                           money=plan_money(tariff, wear_per_kwh))
+                                           money=plan_money(tariff, wear_per_kwh),
+                                           solver=partial(plan_and_expect,
+                                                          booked_s=replan_min * 60.0,
+                                                          policy=policy))
 
     def targets(self, now: float, fleet: Fleet, limits: CoopLimits) -> FloatArray | None:
         """Targets in force now; None (greedy) islanded, without a plan, or when expired."""
@@ -53,9 +69,29 @@ class RollingPlan:
                     load_w: FloatArray, valid: BoolArray, limits: CoopLimits) -> None:
         """Learn from the cycle's readings; start a re-plan when one is due (on-grid)."""
         self.profile.observe(now, pv_w, load_w, valid)
+        self._book()
         if not limits.islanded:
             self.worker.maybe_replan(now, fleet, stored_wh, self.profile.forecast,
                                      CoopLimits(limits.import_cap_w, limits.export_cap_w))
+
+    def ahead(self) -> tuple[float, Expected] | None:
+        """The plan in force and what following it is expected to do (None: greedy)."""
+        answer = self.worker.answer
+        if answer is None or not isinstance(answer[1], PlanAhead):
+            return None
+        return answer[0], answer[1].expected
+
+    def _book(self) -> None:
+        """Book a new plan's expected saving once (a failed write costs the pages nothing)."""
+        answer = self.worker.answer
+        if (self.savings is None or answer is None or answer is self._booked
+                or not isinstance(answer[1], PlanAhead)):
+            return
+        self._booked = answer
+        try:
+            book(self.savings, answer[0], self.member_ids, answer[1].expected)
+        except sqlite3.Error as exc:
+            log.warning("plan savings not booked in %s: %s", self.savings, exc)
 
     def close(self) -> None:
         """Stop the worker thread."""

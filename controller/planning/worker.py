@@ -67,6 +67,7 @@ class PlanWorker:
         self._plan: tuple[float, FloatArray] | None = None  # solved at (clock), content
         self._last_request: float | None = None
         self._last: tuple[FloatArray, int, Fleet, FloatArray] | None = None
+        self.answer: tuple[float, StoragePlan] | None = None
         self.state = PlanState("none", None, None)
         #: How many solves ended each way since start (for the logs and the pages).
         self.counts = {"ok": 0, "failed": 0, "late": 0}
@@ -126,13 +127,15 @@ class PlanWorker:
             return
         with self._lock:
             self._plan = (asked, plan.stored_wh)
+            #: The newest answer in force and when it was asked for (pages, savings).
+            self.answer = (asked, plan)
         self.counts["ok"] += 1
         self.state = PlanState("ok", asked, plan.solve_s, forecast=self.forecast_name)
 
     def _drop(self) -> None:
         """A re-plan that failed or came late: the older plan goes too, greedy is in charge."""
         with self._lock:
-            self._plan = None
+            self._plan = self.answer = None
 
     def targets(self, now: float, fleet: Fleet) -> FloatArray | None:
         """Each battery's content target for the plan step ``now`` is in; None: greedy."""
