@@ -34,6 +34,7 @@ from controller.config_tariff import wear_prices
 from controller.ledger import LedgerReader
 from controller.ledger.periods import period_start
 from controller.ledger.reader import LEVEL_BY_STEP
+from controller.planning.savings import savings_path
 
 #: The most points one series request returns.
 MAX_POINTS = 10_000
@@ -100,6 +101,21 @@ class MemberMoney(MoneyLines):  # type: ignore[misc, valid-type]
     currency: str
 
 
+class PlanSaved(_Model):
+    """The rolling plan's expected saving against greedy over the month (null: none booked).
+
+    Each re-plan, greedy and the plan-following dispatch run over the same forecast from
+    the same start; the difference of their grid import until the next re-plan is booked.
+    """
+
+    import_kwh: float = Field(description="grid import greedy would have drawn, less the "
+                              "plan's (expected)")
+    money: float | None = Field(description="the same in money at the tariff's prices, "
+                                "less export revenue given up; null without a [tariff]")
+    currency: str | None
+    counterfactual: str = Field(description="how the saving is computed, in words")
+
+
 class Statement(_Model):
     """One member's calendar month (UTC)."""
 
@@ -114,6 +130,7 @@ class Statement(_Model):
     drift: dict[str, Drift] = Field(description="import and export")
     drift_flagged: bool
     money: MemberMoney | None = Field(description="null without a [tariff]")
+    plan_saved: PlanSaved | None = Field(description="the member's; null: no plan booked")
     days: list[DayFigures]
 
 
@@ -180,6 +197,7 @@ class Report(_Model):
     totals: Figures  # type: ignore[valid-type]
     by_member: list[ReportMember]
     budget: CoopBudget | None = Field(description="null without a [tariff]")
+    plan_saved: PlanSaved | None = Field(description="the coop's; null: no plan booked")
 
 
 class SeriesPoint(Figures):  # type: ignore[misc, valid-type]
@@ -220,6 +238,7 @@ def accounts_router(reader: LedgerReader, config: CoopConfig | None) -> APIRoute
     tariff = None if config is None else config.tariff
     ledger = None if config is None else config.ledger
     wear = None if config is None else wear_prices(config.members)
+    savings = None if config is None else savings_path(config.storage.ledger)
 
     def not_found(exc: UnknownMemberError) -> HTTPException:
         return HTTPException(404, f"member_id {exc.member_id!r} is not a member of this coop")
@@ -229,7 +248,7 @@ def accounts_router(reader: LedgerReader, config: CoopConfig | None) -> APIRoute
         """A member's month: energy, gaps, metered drift, money lines, and a row per day."""
         start = _month(month)
         try:
-            st = member_statement(reader, member_id, start, ledger, tariff, wear)
+            st = member_statement(reader, member_id, start, ledger, tariff, wear, savings)
         except UnknownMemberError as exc:
             raise not_found(exc) from None
         return statement_dict(st)
@@ -239,7 +258,7 @@ def accounts_router(reader: LedgerReader, config: CoopConfig | None) -> APIRoute
         """The coop's month: liberated kWh, fairness, missing intervals, the budget; members
         that are not public (nor the caller's own) under their pseudonyms."""
         return viewer_of(request).report(
-            report_dict(coop_report(reader, _month(month), tariff, ledger, wear)))
+            report_dict(coop_report(reader, _month(month), tariff, ledger, wear, savings)))
 
     @router.get("/api/v1/members/{member_id}/series", response_model=Series)
     def series(

@@ -63,3 +63,38 @@ def test_booked_once_per_start_and_summed_by_month(tmp_path: Path) -> None:
         assert abs(got[m][0] - 2 * ahead.expected.saved_import_wh[i] / 1000) < 1e-5
         assert got[m][1] is None
     assert month_saved(tmp_path / "none.sqlite", 0, 1) == {}
+
+
+def test_statement_and_report_show_the_months_saving(tmp_path: Path) -> None:
+    """The member sees its own saving, the coop report the sum; text and data agree."""
+    from controller.accounts import coop_report, member_statement, report_dict, statement_dict
+    from controller.accounts.report import render_text as report_text
+    from controller.accounts.statement import render_text
+    from controller.config import TariffConfig
+    from controller.ledger import LedgerReader
+    from controller.ledger.periods import month_start
+    from tests.accounts_ledgers import JAN31_20H, build_ledger
+
+    ledger = tmp_path / "ledger.sqlite"
+    build_ledger(ledger)
+    fleet, start, pv, load = case(True)
+    ahead = plan_and_expect(fleet, start, pv, load, DT, booked_s=4 * DT,
+                            import_price=np.full(len(pv), 3e-4))
+    savings = tmp_path / "plan_savings.sqlite"
+    book(savings, JAN31_20H, ["a", "b", "c"], ahead.expected)
+    tariff = TariffConfig(peer_price_per_kwh=0.1, grid_import_per_kwh=0.3,
+                          grid_export_per_kwh=0.05)
+    month = month_start(JAN31_20H)
+    reader = LedgerReader(ledger)
+    st = member_statement(reader, "a", month, tariff=tariff, savings=savings)
+    report = coop_report(reader, month, tariff, savings=savings)
+    bare = statement_dict(member_statement(reader, "a", month, tariff=tariff))
+    mine = statement_dict(st)["plan_saved"]
+    exp = ahead.expected
+    assert mine["import_kwh"] == round(exp.saved_import_wh[0] / 1000, 3)
+    assert mine["money"] == round(float(exp.saved_money[0]), 2) and mine["currency"] == "EUR"
+    coop = report_dict(report)["plan_saved"]
+    assert coop["import_kwh"] == round(exp.saved_import_wh.sum() / 1000, 3)
+    assert f"grid import saved       {coop['import_kwh']:.3f} kWh" in report_text(report)
+    assert "grid import saved" in render_text(st)
+    assert bare["plan_saved"] is None

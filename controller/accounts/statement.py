@@ -14,6 +14,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TextIO
 
 from controller.accounts.budget import TRANSFERS, MemberMoney, money, month_budget
@@ -30,6 +31,7 @@ from controller.accounts.figures import (
 from controller.config import LedgerConfig, TariffConfig
 from controller.ledger import LedgerReader
 from controller.ledger.periods import next_month
+from controller.planning.savings import month_saved, saved_dict, saved_lines
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +48,8 @@ class Statement:
     drift: dict[str, Drift]
     money: MemberMoney | None
     currency: str | None
+    #: The rolling plan's expected saving against greedy: kWh, money (None: no tariff).
+    plan_saved: dict[str, tuple[float, float | None]] | None = None
 
     @property
     def month(self) -> str:
@@ -64,7 +68,8 @@ def known_member(reader: LedgerReader, member_id: str) -> str:
 def member_statement(reader: LedgerReader, member_id: str, month_start: int,
                      ledger: LedgerConfig | None = None,
                      tariff: TariffConfig | None = None,
-                     wear_per_kwh: Mapping[str, float] | None = None) -> Statement:
+                     wear_per_kwh: Mapping[str, float] | None = None,
+                     savings: Path | None = None) -> Statement:
     """The statement of ``member_id`` for the calendar month starting at ``month_start``.
 
     ``ledger`` gives the drift thresholds (defaults when ``None``); with a
@@ -81,8 +86,12 @@ def member_statement(reader: LedgerReader, member_id: str, month_start: int,
     if tariff is not None:
         lines = month_budget(reader.totals_by_member(month_start, end), tariff,
                              wear_per_kwh).members[member_id]
+    saved = None
+    if savings is not None:
+        saved = {k: v for k, v in month_saved(savings, month_start, end).items()
+                 if k == member_id}
     return Statement(member_id, name, month_start, end, reader.step, totals, days, drift,
-                     lines, None if tariff is None else tariff.currency)
+                     lines, None if tariff is None else tariff.currency, saved)
 
 
 def _day(ts: int) -> str:
@@ -104,6 +113,7 @@ def statement_dict(st: Statement) -> dict[str, object]:
         "drift_flagged": any(d.flagged for d in st.drift.values()),
         "money": None if st.money is None else {"currency": st.currency,
                                                 **st.money.as_dict()},
+        "plan_saved": saved_dict(st.plan_saved, st.currency),
         "days": [{"day": _day(ts), **figures(sums)} for ts, sums in st.days],
     }
 
@@ -190,6 +200,7 @@ def render_text(st: Statement) -> str:
                   f"  grid import bill    {money(m.grid_import, c):>14}",
                   f"  grid export revenue {money(m.grid_export, c):>14}",
                   f"  net                 {money(m.net, c):>14}"]
+    lines += saved_lines(saved_dict(st.plan_saved, st.currency))
     lines += ["", "Per day (kWh)",
               "  " + f"{'day':<10}" + "".join(f"{h:>11}" for h in _DAY_COLUMNS) + "  self-suff"]
     for ts, sums in st.days:

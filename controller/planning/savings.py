@@ -52,3 +52,25 @@ def month_saved(path: Path, start: int, end: int) -> dict[str, tuple[float, floa
     conn.close()
     return {m: (round(wh / 1000, 6), round(money, 4) if priced else None)
             for m, wh, money, priced in rows}
+
+
+def saved_dict(saved: dict[str, tuple[float, float | None]] | None,
+               currency: str | None) -> dict[str, object] | None:
+    """Published form, summed over the members given: None when nothing is booked."""
+    if not saved:
+        return None
+    money = [c for _, c in saved.values() if c is not None]
+    return {"import_kwh": round(sum(wh for wh, _ in saved.values()), 3),
+            "money": round(sum(money), 2) if money and currency else None,
+            "currency": currency if money else None,
+            "counterfactual": "greedy over the same forecast, each re-plan (expected)"}
+
+
+def saved_lines(saved: dict[str, object] | None) -> list[str]:
+    """Text lines of a statement or report."""
+    if saved is None:
+        return []
+    money = ("" if saved["money"] is None
+             else f", {saved['money']:.2f} {saved['currency']}")
+    return ["", "Rolling plan against greedy (expected, each re-plan over its forecast)",
+            f"  grid import saved       {saved['import_kwh']:.3f} kWh{money}"]
