@@ -267,6 +267,10 @@ def create_app(reader: LedgerReader, live: LiveView | None = None,
                                             and float(mqtt["for_s"]) > READER_GRACE_S))
             if mqtt is not None:
                 body["mqtt_reader"] = mqtt
+            # The rolling plan on the grid: what it trusts and how well that has done.
+            plan = live.rolling_plan() if hasattr(live, "rolling_plan") else None
+            if plan is not None:
+                body["rolling_plan"] = plan
             body["status"] = ("stale" if stale else "ledger-failing" if failing
                               else "mqtt-reader-down" if reader_down
                               else "no-device-ok" if blind else "degraded" if degraded

@@ -414,4 +414,20 @@ def island_router(reader: LedgerReader, live: IslandLive | None,
         record(who, "island.return", detail, "accepted")
         return {"accepted": True}
 
+    @router.post("/eve/cancel", status_code=202, responses=answers(IslandAccepted, 202))
+    def cancel_eve(body: ReturnRequest, request: Request) -> dict[str, Any]:
+        """End the island eve early (docs/island-eve.md): the batteries' prior modes are
+        written back in the next cycle; 409 when no eve is in force."""
+        who = _author(request)
+        eve = getattr(getattr(live, "controller", None), "eve", None)
+        detail = {"requested_by": body.requested_by}
+        with between_cycles():
+            accepted = eve is not None and eve.cancel(who[0])
+        if not accepted:
+            reason = "no island eve in force"
+            record(who, "island.eve_cancel", detail, f"refused: {reason}")
+            raise HTTPException(409, refused([reason]))
+        record(who, "island.eve_cancel", detail, "accepted")
+        return {"accepted": True}
+
     return router

@@ -182,6 +182,10 @@ class Health(_Open):
     timeseries: dict[str, Any] | None = Field(None, description="the time-series sender: "
                                               "state (ok, down, config-error), url, pending "
                                               "and dropped points, failures")
+    rolling_plan: dict[str, Any] | None = Field(None, description="the rolling plan on the "
+                                                "grid (when `[dispatch] plan` is on): status, "
+                                                "the forecast it trusted and that forecast's "
+                                                "skill, solves and errors")
 
 
 # --- /api/v1/live -----------------------------------------------------------------------

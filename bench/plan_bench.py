@@ -9,6 +9,8 @@
 * ``replan_1000``: one plan over 1,000 members (24 h and 36 h of 15-min steps).
 * ``cycle_1000``: one per-cycle tick at 1,000 members, greedy and following targets.
 * ``forecast_skill``: the history forecast against persistence over a simulated year.
+* ``forecast_skill_sky``: the plan's PV forecast (clear sky × learned cloudiness) beside
+  history and persistence, 15 min, day ahead (:mod:`bench.forecast_bench`).
 """
 
 from __future__ import annotations
@@ -235,8 +237,11 @@ def verdicts(report: dict) -> dict:
 
 def run(quick: bool = False) -> dict:
     """The plan's benchmarks, as one JSON-ready dict."""
+    from bench.forecast_bench import bench_sky_skill
+
     report = {"ratios": bench_ratios(quick), "replan": bench_replan(),
               "cycle": bench_cycle(),
-              "forecast_skill": bench_forecast_skill(days=60 if quick else 365)}
+              "forecast_skill": bench_forecast_skill(days=60 if quick else 365),
+              "forecast_skill_sky": bench_sky_skill(days=60 if quick else 365)}
     report["targets"] = verdicts(report)
     return report

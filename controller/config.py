@@ -24,6 +24,7 @@ from controller.config_network import (
 from controller.config_paths import resolve_paths
 from controller.config_tariff import TariffConfig, TariffPeriod
 from controller.island.site_config import IslandConfig, SiteConfig
+from controller.planning.forecast_config import NEEDS_ARRAYS, ForecastConfig
 from devices.mqtt.formats import FORMATS, json_path_format
 from devices.templates.schema import shipped_templates
 from devices.validation import parse_toml, read_text
@@ -118,6 +119,9 @@ class DeviceConfig(Strict):
         if self.kind != "battery" or self.price is None or self.capacity_kwh is None:
             return None
         return self.price / (self.capacity_kwh * self.dod * self.rated_cycles)
+    ev_charger: bool = Field(
+        False, description="load: an EV charger; on an unplanned grid loss the flexible plugs"
+        " go off in the cycle that sees it, EV chargers first")
 
     @property
     def rating_w(self) -> float | None:
@@ -132,7 +136,8 @@ class DeviceConfig(Strict):
 
     @model_validator(mode="after")
     def _load_fields(self) -> DeviceConfig:
-        used = [k for k in ("tier", "rated_w", "contactor", "infrastructure", "medical")
+        used = [k for k in ("tier", "rated_w", "contactor", "infrastructure", "medical",
+                            "ev_charger")
                 if getattr(self, k) not in (None, False)]
         if self.kind != "load" and used:
             raise ValueError(f"{', '.join(used)}: only for a switchable load (kind = 'load')")
@@ -363,6 +368,7 @@ class CoopConfig(Strict):
     controller: ControllerConfig = ControllerConfig()
     policy: PolicyConfig = PolicyConfig()
     dispatch: DispatchConfig = DispatchConfig()
+    forecast: ForecastConfig = ForecastConfig()
     grid: GridConfig = GridConfig()
     storage: StorageConfig = StorageConfig()
     ledger: LedgerConfig = LedgerConfig()
@@ -420,6 +426,9 @@ class CoopConfig(Strict):
         for key, member in named:
             if member not in known:
                 raise ValueError(f"{key}.member = {member!r}: not a member of the coop")
+        if self.forecast.provider in NEEDS_ARRAYS and not (self.site and self.site.arrays):
+            raise ValueError(f"forecast.provider = {self.forecast.provider!r}: needs [site] "
+                             "with at least one [[site.arrays]] (or provider = \"history\")")
         return self
 
     @property

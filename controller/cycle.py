@@ -6,7 +6,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -25,7 +25,9 @@ from controller.health import DeviceClock, scaled_backoff_max_s, scaled_stale_af
 from controller.island.ac_coupling import standing_refusals
 from controller.island.curtail import pv_limits
 from controller.island.curtail_estimate import CurtailEstimator, former_saturated
+from controller.island.eve_run import IslandEve
 from controller.island.follow import PlanFollower
+from controller.island.grid_loss import GridLossLoads, evidence, flexible_loads
 from controller.island.grid_model import (
     DEFAULT_TIMEOUTS,
     GridState,
@@ -48,8 +50,7 @@ from controller.ledger import CommittedInterval, CycleEnergy, IntervalBook, Ledg
 from controller.ledger.accumulator import unpack_state
 from controller.ledger.late import book_late_reading
 from controller.ledger.measured import booked_tick, ledger_flows, stored_from_soc
-from controller.planning.hook import RollingPlan, member_wear
-from controller.planning.savings import savings_path
+from controller.planning.hook import RollingPlan
 from controller.polling import Poller
 from controller.process_image import ProcessImage
 from controller.safety import clamp_setpoints
@@ -169,6 +170,11 @@ class Controller:
         self.mandate_s = max(SHED_MANDATE_S, math.ceil(3 * self.nominal_dt_s))
         self.shedder = (ShedPlanner.from_config(config, mandate_s=self.mandate_s)
                         if has_loads else None)
+        #: The island eve (#21): batteries to the plan's starting SoC before the island day.
+        self.eve = IslandEve(self.member_ids, np.array([b is not None for b in batteries]),
+                             config.plan_path, config.storage.ledger, config.island.eve_h)
+        #: Unplanned grid loss (#21): every flexible plug off in the cycle that sees it.
+        self.grid_loss = GridLossLoads(flexible_loads(config), self.mandate_s)
         #: Guard rails on shedding islanded (#21): one plug tier per pass, stop and alert.
         self.shed_guard = ShedGuard(settle_s=max(60.0, 2 * self.nominal_dt_s))
         self._protected_loads = protected_loads(config)  # infrastructure and medical
@@ -183,12 +189,7 @@ class Controller:
         self.follower = PlanFollower(config.plan_path, list(self.member_ids),
                                      config.island.replan_min * 60.0)
         #: On-grid, the rolling plan's battery targets ([dispatch] plan; None: greedy alone).
-        self.plan = (RollingPlan(len(config.members), config.dispatch.replan_min,
-                                 config.dispatch.horizon_h, tariff=config.tariff,
-                                 wear_per_kwh=member_wear(config.members),
-                                 policy=config.policy.sharing, member_ids=self.member_ids,
-                                 savings=savings_path(config.storage.ledger))
-                     if config.dispatch.plan else None)
+        self.plan = RollingPlan.from_config(config) if config.dispatch.plan else None
         #: A coordinator's overrides (controller/governance/overrides.py), applied before the
         #: safety layer.
         self.overrides = OverrideStore()
@@ -233,7 +234,8 @@ class Controller:
 
     def limits(self) -> CoopLimits:
         """The point of common coupling's caps, and whether the coop is islanded now."""
-        return CoopLimits(*self._caps, islanded=self.islanded)
+        export = 0.0 if self.eve.no_export else self._caps[1]  # the island eve exports nothing
+        return CoopLimits(self._caps[0], export, islanded=self.islanded)
 
     def _cycle_start(self, now: float) -> float:
         end = self.last_end_ts
@@ -248,10 +250,14 @@ class Controller:
         now = self.clock()
         image = self.poller.freeze(now)
         device_grid, former_ok = self.poller.grid_view()
+        # The grid-former's status, or the meters' voltage and frequency (island/grid_loss.py).
+        device_grid, cause = evidence(self.grid.machine.state, device_grid,
+                                      self.poller.meter_grid())
         unknown = tuple(self.poller.unknown_devices())
         stale = tuple(n for n in unknown if n.endswith("/meter"))
-        self.islanded = self.grid.update(
-            self.grid.inputs_from(image, device_grid, former_ok, stale), now)
+        self.islanded = self.grid.update(replace(
+            self.grid.inputs_from(image, device_grid, former_ok, stale), grid_cause=cause), now)
+        await self.eve.step(now, self.grid.machine, self.grid.command, image.soc_pct, self.poller)
         fleet = self.engines.fleet(image, self.islanded)
         carry = self.book.carry
         stored = stored_from_soc(image.soc_pct, fleet.capacity_wh)
@@ -314,6 +320,8 @@ class Controller:
                     self.fleet(image, True), FleetState(stored, pools, carry.held),
                     image.pv_production_w, demand - pre_shed, image.valid, now - start,
                     self.config.policy.sharing, self._caps)
+            battery_w = self.eve.orders_w(battery_w, fleet.max_charge_w, image.soc_pct,
+                                          image.capacity_wh, now - start)
             setpoints = clamp_setpoints(
                 battery_overrides(np.where(image.valid, battery_w, 0.0),
                                   self.member_ids, active),
@@ -325,6 +333,7 @@ class Controller:
         await self.poller.write_setpoints(
             setpoints, image.has_battery & image.battery_ok, self.setpoint_expiry_s
         )
+        await self._hold_for_grid_loss(now)
         if result is not None and booked is not None:
             await self._curtail(image, result, now - start)
             await self._shed(need_w, now)
@@ -430,8 +439,17 @@ class Controller:
                 self.shed_alert = None
         plan = self.shedder.plan(now, need_w, self.poller.load_readings(), self._opted_out,
                                  self._protected_loads, allowed)
-        actions = [a for a in plan.actions if a.load_id not in self._override_loads]
+        actions = [a for a in plan.actions if a.load_id not in self._override_loads
+                   and not self.grid_loss.holds(a.load_id)]
         if actions:  # a load an override holds is the coordinator's, not the shedder's
+            await self.poller.switch_loads(actions, self.mandate_s)
+
+    async def _hold_for_grid_loss(self, now: float) -> None:
+        """Unplanned off-grid: the flexible plugs off in this very cycle, EV chargers first
+        (0 W import is no sunshine); back on when the grid is."""
+        machine = self.grid.machine
+        actions = self.grid_loss.step(now, machine.state, machine.in_force, self._override_loads)
+        if actions:
             await self.poller.switch_loads(actions, self.mandate_s)
 
     async def _switch_overridden_loads(self) -> None:
@@ -446,6 +464,8 @@ class Controller:
         override."""
         self._override_loads = {}
         await self._switch_overridden_loads()
+        if back := self.grid_loss.release_all():
+            await self.poller.switch_loads(back, self.mandate_s)
         if self.shedder is not None:
             actions = self.shedder.release_all(self.clock())
             if actions:

@@ -313,6 +313,14 @@ class Poller:
         grid = views.pop() if len(views) == 1 else "unknown"
         return grid, bool(fresh)
 
+    def meter_grid(self) -> list[tuple[str, float | None, float | None]]:
+        """Each fresh meter's name, phase voltage (V) and frequency (Hz), None where it
+        reports neither (controller/island/grid_loss.py judges them)."""
+        now, stale = self.clock(), self.stale_s
+        return [(d.health.name, d.reading.voltage_v, d.reading.frequency_hz)
+                for d in self.devices if isinstance(d.reading, MeterReading)
+                and d.health.fresh(now, stale)]
+
     def grid_overloaded(self) -> bool | None:
         """Whether a fresh grid-forming inverter reports more load than it can carry; None
         when no grid-former is fresh (nothing is known)."""

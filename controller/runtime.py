@@ -117,6 +117,11 @@ class Runtime:
         hub = self.controller.poller.factory.hub
         return None if hub is None else hub.reader_status()
 
+    def rolling_plan(self) -> dict[str, object] | None:
+        """The rolling plan's state, forecast and skill (None: ``[dispatch] plan`` off)."""
+        plan = self.controller.plan
+        return None if plan is None else plan.status()
+
     def unwritten_wh(self, after_ts: int | None) -> dict[str, dict[str, int]]:
         """Per member, Wh booked but not on disk at or after ``after_ts``: intervals
         waiting for the writer and the open interval's provisional Wh, as of the last

@@ -25,6 +25,10 @@ class MeterReading:
     power_w: float | None
     import_wh: float | None = None
     export_wh: float | None = None
+    #: Phase voltage (V) and frequency (Hz) where the meter reports them: a grid that is
+    #: lost shows here (controller/island/grid_loss.py).
+    voltage_v: float | None = None
+    frequency_hz: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -91,6 +91,7 @@ def meter_image(spec: HouseholdSpec) -> SunSpecImage:
     return SunSpecImage([
         _common(spec, "Meter-3P", f"MTR-{spec.member_id}"),
         (203, {"W_SF": 0, "TotWh_SF": 0, "Hz_SF": -2, "Hz": 5000, "A_SF": -2, "V_SF": -1,
+               "PhVphA": 2300, "PhV": 2300,
                "VA_SF": 0, "VAR_SF": 0, "PF_SF": -2, "TotVAh_SF": 0, "TotVArh_SF": 0}),
     ])
 

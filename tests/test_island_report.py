@@ -510,3 +510,53 @@ def test_cli_bad_input_exits_2(island_config: Path, tmp_path: Path, args: tuple[
                                expected: str) -> None:
     out = run_cli("island", "report", str(island_config), "--out", str(tmp_path), *args)
     assert out.returncode == 2 and expected in out.stderr, out.stderr
+
+
+def test_the_day_s_edges_eve_soc_at_the_start_and_black_start(
+        day: tuple[Path, dict[int, np.ndarray]], tmp_path: Path) -> None:
+    """#21: the SoC each battery reached at the island's start against the plan (the eve's
+    audit row, as the controller writes it), and the black-start verdict at the end
+    against the dispatch's own battery content, which can fail."""
+    import shutil
+
+    from controller.governance.audit import AuditLog
+    from controller.governance.events import record
+
+    source, stored = day
+    ledger = tmp_path / "ledger.sqlite"
+    shutil.copy(source, ledger)
+    start_pct = stored[ISLAND_START][:2] / FLEET.capacity_wh[:2] * 100
+    record(ledger, "controller", "island_eve", {
+        "from": "holding", "to": "restoring", "cause": "island started",
+        "island_ts": ISLAND_START, "batteries": {
+            "h01": {"target_pct": float(start_pct[0]) - 1.0, "soc_pct": float(start_pct[0])},
+            "bob": {"target_pct": float(start_pct[1]) + 10.0, "soc_pct": float(start_pct[1])}}})
+    record(ledger, "controller", "island_eve", {  # another island's eve: not this day's
+        "from": "charging", "to": "restoring", "cause": "cancelled by Bo",
+        "island_ts": ISLAND_START - 86400, "batteries": {}})
+    assert len(AuditLog.beside(ledger).rows()) == 2
+
+    def report(reserve: str) -> dict:
+        text = write_config(tmp_path, ledger, stored).read_text()
+        text = text.replace("max_power_w = 3000\n", "max_power_w = 3000\ngrid_forming = true\n")
+        path = tmp_path / "edges.toml"
+        path.write_text(text.replace("annual_kwh = 4000", f"annual_kwh = 4000\n{reserve}"))
+        reader = LedgerReader(ledger)
+        return build_report(reader, load_report_config(path), island_window(reader)).summary
+
+    s = report("")
+    eve = s["eve"]
+    assert eve["cause"] == "island started" and eve["at_island_start"]
+    assert eve["batteries"]["h01"]["reached"] and not eve["batteries"]["bob"]["reached"]
+    assert eve["all_reached"] is False
+    bs = s["black_start"]
+    end_pct = float(stored[ISLAND_END][0] / FLEET.capacity_wh[0] * 100)  # the dispatch's own
+    assert bs["end_soc_pct"]["h01"] == pytest.approx(end_pct, abs=0.1)
+    assert list(bs["end_soc_pct"]) == ["h01"], "only the grid-former forms a black start"
+    assert bs["reserve_pct"] == 10.0 and bs["met"] == (end_pct >= 10.0)
+    critical_w = s["tiers"]["critical"]["load_kwh"] * 1000.0 / 24.0
+    left_wh = (end_pct - 5.0) / 100.0 * 10_000.0 * math.sqrt(0.92)
+    assert bs["critical_hours_left"] == pytest.approx(left_wh / critical_w, rel=0.01)
+    # A reserve above where the day ended: the verdict fails, naming the grid-former.
+    high = report(f"black_start_pct = {math.ceil(end_pct) + 5}")["black_start"]
+    assert not high["met"] and high["below"] == ["h01"]

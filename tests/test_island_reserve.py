@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from controller.island.plan import Problem, plan_island
 from controller.island_day.reserve import check_reserve, verdict
 from dispatch.fleet import Fleet
+from tests.test_island_plan import problems
 
 STEPS = 96
 
@@ -76,3 +79,72 @@ def test_black_start_reserve_names_a_grid_former_that_ends_too_low() -> None:
     check = check_black_start(plan_island(one_battery_day(1000.0, 3000.0)), np.array([True]))
     assert check.met and check.end_pct[0] == pytest.approx(52.0, abs=0.01)
     assert check.critical_hours_left == pytest.approx(26000.0 / 300.0, rel=1e-3)
+
+
+def test_black_start_reserve_is_a_constraint_of_the_plan_and_its_verdict_can_fail() -> None:
+    from dataclasses import replace
+
+    from controller.island.plan_black_start import end_floor_wh
+    from controller.island_day.black_start import check_black_start
+
+    # 1000 W for 24 h (critical 30 %, essential 30 %, flexible 40 %), no PV, a 50 kWh
+    # grid-former, reserve 10 % = 5 kWh.
+    fleet = Fleet(capacity_wh=[50000.0], soc_min_wh=[0.0], max_charge_w=[3000.0],
+                  max_discharge_w=[3000.0], efficiency=[1.0])
+    floor = end_floor_wh(fleet.capacity_wh, np.array([True]), 10.0)
+
+    def day(stored_wh: float) -> Problem:
+        return replace(Problem.from_shares(np.zeros((STEPS, 1)), np.full((STEPS, 1), 1000.0),
+                                           [0.3], [0.3], fleet, [stored_wh], [0],
+                                           member_ids=["a"]), end_floor_wh=floor)
+
+    # From 15 kWh: without the reserve it runs to 0 %; with it, it sheds essential load
+    # (4.4 kWh of 7.2) to end at exactly 10 %, the critical tier whole. 5 kWh / 300 W.
+    plan = plan_island(day(15000.0))
+    assert plan.soc_pct[-1, 0] == pytest.approx(10.0, abs=1e-6)
+    assert plan.feasible["critical"] and not plan.feasible["essential"]
+    assert plan.shed_by_tier_wh()["essential"] == pytest.approx(4400.0, abs=0.5)
+    check = check_black_start(plan, np.array([True]))
+    assert check.met and check.critical_hours_left == pytest.approx(5000.0 / 300.0, rel=1e-6)
+    # The starting SoC the plan asks for (what the island eve charges to) holds the
+    # reserve too: critical + essential 14.4 kWh + 5 kWh = 38.8 %.
+    assert plan.required_start_pct("essential")[0] == pytest.approx(38.8, abs=0.01)
+    # From 6 kWh the critical tier (7.2 kWh) outranks the reserve: it ends at 0 %, and
+    # the verdict fails, naming the grid-former.
+    plan = plan_island(day(6000.0))
+    check = check_black_start(plan, np.array([True]))
+    assert not check.met and check.below == [0] and check.end_pct[0] == pytest.approx(0.0)
+    # A battery that does not form the grid has no reserve, and its energy is no black start.
+    assert end_floor_wh(fleet.capacity_wh, np.array([False]), 10.0) == pytest.approx([0.0])
+    with pytest.raises(ValueError, match="black_start_pct"):
+        end_floor_wh(fleet.capacity_wh, np.array([True]), 110.0)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(problems(), st.integers(0, 2**32 - 1))
+def test_with_a_black_start_reserve_energy_balances_and_the_required_start_keeps_it(
+        problem: Problem, seed: int) -> None:
+    """Random days with random reserves on random batteries: every step balances; started
+    at the required SoC (what the island eve charges to), critical and essential hold
+    and every battery ends at or above its reserve (when the level can hold at all)."""
+    from dataclasses import replace
+
+    from controller.island.plan_black_start import end_floor_wh
+
+    rng = np.random.default_rng(seed)
+    fleet = problem.fleet
+    floor = end_floor_wh(fleet.capacity_wh, rng.random(fleet.size) < 0.5,
+                         float(rng.choice([0.0, 10.0, 30.0])))
+    problem = replace(problem, end_floor_wh=floor)
+    plan = plan_island(problem)
+    h = problem.hours
+    served = problem.tier_load_w.sum(axis=(0, 2)) * h - plan.shed_wh.sum(axis=(0, 2))
+    supply = (problem.pv_w.sum(axis=1) * h - plan.curtailed_wh.sum(axis=1)
+              + plan.battery_w.sum(axis=1) * h)
+    assert served == pytest.approx(supply, abs=1e-2)
+    assert (plan.stored_wh >= problem.lower_wh - 1e-6).all()
+    if plan.required_holds["essential"]:
+        start = plan.required_start_wh["essential"]
+        again = plan_island(replace(problem, stored_wh=start))
+        assert again.shed_wh[:2].sum() <= 0.5
+        assert (again.stored_wh[-1] >= np.minimum(floor, fleet.capacity_wh) - 0.5).all()

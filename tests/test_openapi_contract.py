@@ -260,6 +260,7 @@ def test_every_answer_is_its_declared_model(contract: dict) -> None:
     call("POST", "/api/v1/island/command", coordinator,
          json={"requested_by": "test", "hours": 1, "required_soc_pct": 0})
     call("POST", "/api/v1/island/return", coordinator, json={"requested_by": "test"})
+    call("POST", "/api/v1/island/eve/cancel", coordinator, json={"requested_by": "test"})
 
     declared, doc = _declared_answers(app), app.openapi()
     problems, checked = [], set()
@@ -285,12 +286,15 @@ def test_every_answer_is_its_declared_model(contract: dict) -> None:
                    for m, op in ops.items() if any(
                        "application/json" in r.get("content", {})
                        for c, r in op["responses"].items() if c.startswith("2"))}
-    # Not answered 2xx here: an opt-out needs a plug (the harness has none) and the return
-    # an island in force (the command takes effect at the next cycle); both answer the
-    # models checked above (OverrideShown, IslandAccepted), and
-    # tests/test_member_optouts.py and the island command tests run them.
+    # Not answered 2xx here: an opt-out needs a plug (the harness has none), the return
+    # an island in force (the command takes effect at the next cycle) and the eve's cancel
+    # an eve in force (a command for later); they answer the models checked above
+    # (OverrideShown, IslandAccepted), and tests/test_member_optouts.py, the island
+    # command tests and tests/test_island_eve.py run them.
     assert json_routes - checked <= {("POST", "/api/v1/members/{member_id}/optouts"),
-                                     ("POST", "/api/v1/island/return")}, json_routes - checked
+                                     ("POST", "/api/v1/island/return"),
+                                     ("POST", "/api/v1/island/eve/cancel")}, \
+        json_routes - checked
 
 
 def test_a_generated_client_reads_a_members_energy_with_a_token(

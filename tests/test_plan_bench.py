@@ -22,3 +22,12 @@ def test_small_runs() -> None:
     assert replan["replan_24h_s"] > 0 and replan["replan_36h_s"] > 0
     cycle = bench_cycle(n=30, repeats=5)
     assert cycle["planned_p99_ms"] > 0 and cycle["greedy_p99_ms"] > 0
+
+
+def test_sky_skill_on_a_short_simulated_stretch() -> None:
+    from bench.forecast_bench import bench_sky_skill
+
+    out = bench_sky_skill(n=3, days=10)
+    assert out["pv_clear_sky_cloudiness"]["forecast"] == "clear sky × cloudiness"
+    for key in ("pv_history", "pv_clear_sky_cloudiness", "load_history"):
+        assert out[key]["slots"] == 3 * 96 and out[key]["persistence_mae_w"] > 0

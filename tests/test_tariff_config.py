@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from controller.config import ConfigError, parse_config
-from controller.planning.hook import member_wear, plan_money
+from controller.planning.money import member_wear, plan_money
 
 BASE = """
 [[members]]

@@ -75,6 +75,7 @@ ROUTE_POLICY: dict[tuple[str, str], Policy] = {
     # Commands.
     ("POST", "/api/v1/island/command"): ISLAND_COMMAND,
     ("POST", "/api/v1/island/return"): ISLAND_COMMAND,
+    ("POST", "/api/v1/island/eve/cancel"): ISLAND_COMMAND,
     # A coordinator's overrides (each with an end time), and their list.
     ("GET", "/api/v1/overrides"): COORDINATOR,
     ("POST", "/api/v1/overrides"): COORDINATOR,

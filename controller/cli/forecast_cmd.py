@@ -29,7 +29,7 @@ def calibrate_command(args: argparse.Namespace) -> int:
     if config is None:
         return 2
     try:
-        report = calibrate(config.storage.ledger)
+        report = calibrate(config.storage.ledger, config.site)
     except (LedgerMissingError, ValueError) as exc:
         print(exc, file=sys.stderr)
         return 2
@@ -38,7 +38,9 @@ def calibrate_command(args: argparse.Namespace) -> int:
         return 0
     print(f"{report['days']} days of {report['interval_s']} s intervals; forecast: "
           f"{report['forecast']}; against {report['baseline']} (MAE, RMSE in W)")
-    for kind in ("pv", "load"):
+    if "pv_sky" in report:
+        print(f"PV_SKY: {report['forecast_pv_sky']}")
+    for kind in [k for k in ("pv", "pv_sky", "load") if k in report]:
         print(f"{kind.upper():>10}  {'mae':>9}  {'rmse':>9}  {'persist':>9}  {'skill':>7}")
         rows = [*report[kind]["members"].items(), ("COOP", report[kind]["coop"])]
         for who, r in rows:

@@ -161,6 +161,7 @@ def plan_command(args: argparse.Namespace) -> int:
     from controller.island.plan import Problem, plan_island
     from controller.island.site import load_island_config, resolve
     from controller.island_day.plan_render import Context, render_text, to_dict
+    from controller.island_day.trust import with_black_start
 
     try:
         config, site, island = load_island_config(args.config)
@@ -184,6 +185,7 @@ def plan_command(args: argparse.Namespace) -> int:
     problem = Problem.from_shares(pv, load, coop.critical_share, coop.essential_share,
                                   coop.fleet, stored, coop.battery_member,
                                   member_ids=coop.member_ids, start_ts=start.timestamp())
+    problem = with_black_start(problem, config, coop, island.black_start_pct)
     plan = plan_island(problem)
     ctx = Context(coop.name, site.tzinfo, site.tz, args.scenario,
                   [m for m, h in zip(coop.member_ids, from_history, strict=True) if h])

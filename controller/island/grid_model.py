@@ -79,6 +79,8 @@ class GridInputs:
         stale_meters: names of meters whose readings are not fresh; empty when
             every meter is fresh. Names, not a flag, so a refusal can say which.
         command: the coordinator's standing command, if any.
+        grid_cause: why ``device_grid`` says what it says (which device, which measure),
+            for the transition's record; None: the device's plain report.
     """
 
     device_grid: DeviceGrid
@@ -86,6 +88,7 @@ class GridInputs:
     coop_soc_pct: float | None
     stale_meters: tuple[str, ...] = ()
     command: IslandCommand | ReturnCommand | None = None
+    grid_cause: str | None = None
 
     def __post_init__(self) -> None:
         # A typo here would silently match no row of the table, forever.

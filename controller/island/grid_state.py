@@ -217,10 +217,12 @@ _ABORTS = (  # how a planned island ends, wherever it is
 TABLE: dict[GridState, tuple[_Rule, ...]] = {
     _S.UNDEFINED: (
         _Rule(_device("on"), _S.ON_GRID, _text("grid confirmed (device report)")),
-        _Rule(_device("off"), _S.OFF_GRID, _text("off-grid (device report)")),
+        _Rule(_device("off"), _S.OFF_GRID,
+              lambda c: c.inputs.grid_cause or "off-grid (device report)"),
     ),
     _S.ON_GRID: (
-        _Rule(_device("off"), _S.OFF_GRID, _text("grid lost (device report)")),
+        _Rule(_device("off"), _S.OFF_GRID,
+              lambda c: c.inputs.grid_cause or "grid lost (device report)"),
         _Rule(lambda c: c.inputs.device_grid == "unknown"
               and c.unknown_for() >= c.timeouts.unknown_s, _S.UNDEFINED,
               lambda c: f"grid status unknown for {c.unknown_for():.0f} s"),

@@ -56,6 +56,8 @@ def problem_json(problem: Problem) -> dict[str, Any]:
         "tier_load_w": np.round(problem.tier_load_w, 1).tolist(),
         "battery_member": problem.battery_member.tolist(),
         "batteries": {k: getattr(fleet, k).tolist() for k in _FLEET_KEYS},
+        **({} if problem.end_floor_wh is None else
+           {"end_floor_wh": np.round(problem.end_floor_wh, 1).tolist()}),
     }
 
 
@@ -70,6 +72,7 @@ class BaseForecast:
     tier_load_w: FloatArray  # 3 × T × N
     battery_member: NDArray[np.int64]  # B
     fleet: Fleet  # B
+    end_floor_wh: FloatArray | None = None  # B: black-start reserves (plan_black_start.py)
 
     @classmethod
     def from_json(cls, data: object) -> BaseForecast:
@@ -86,6 +89,8 @@ class BaseForecast:
             fleet = Fleet(**{k: np.asarray(raw["batteries"][k], dtype=np.float64)
                              for k in _FLEET_KEYS})
             start, step = float(raw["start_ts"]), float(raw["step_s"])
+            floor = (None if raw.get("end_floor_wh") is None else
+                     np.asarray(raw["end_floor_wh"], dtype=np.float64).reshape(-1))
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"inputs: {type(exc).__name__}: {exc}") from None
         if load.shape[1] != pv.shape[0] or fleet.size != owners.size or not (
@@ -93,9 +98,11 @@ class BaseForecast:
             raise ValueError("inputs: shapes or times do not agree")
         if not (np.isfinite(pv).all() and np.isfinite(load).all()):
             raise ValueError("inputs: pv_w and tier_load_w must be finite")
+        if floor is not None and (floor.size != owners.size or not np.isfinite(floor).all()):
+            raise ValueError("inputs.end_floor_wh: expected one finite number per battery")
         if owners.size and not ((owners >= 0) & (owners < len(ids))).all():
             raise ValueError("inputs.battery_member: index outside member_ids")
-        return cls(start, step, ids, pv, load, owners, fleet)
+        return cls(start, step, ids, pv, load, owners, fleet, floor)
 
     @property
     def end_ts(self) -> float:
@@ -192,7 +199,8 @@ class IslandPilot:
         stored = np.clip(content[keep], fleet.soc_min_wh, fleet.capacity_wh)
         self._pending = keep
         return Problem(pv, load, fleet, stored, base.battery_member[keep], base.step_s,
-                       list(base.member_ids), now)
+                       list(base.member_ids), now,
+                       None if base.end_floor_wh is None else base.end_floor_wh[keep])
 
     def adopt(self, plan: Plan, now: float) -> None:
         """Follow ``plan`` (made by :meth:`problem` at ``now``) from now on."""

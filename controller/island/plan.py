@@ -62,6 +62,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from controller.island.limits import TOL_WH, Binding, autonomy_hours, find_bindings
+from controller.island.plan_black_start import RESERVE_WEIGHT, end_floor_rows
 from controller.island.plan_trajectory import follow_early
 from dispatch.fleet import Fleet
 
@@ -95,6 +96,8 @@ class Problem:
         step_s: step length, s.
         member_ids: names of the members, for reports.
         start_ts: Unix time of the first step's start.
+        end_floor_wh: each battery's black-start reserve at the end (B,), Wh; None: none
+            (see :mod:`controller.island.plan_black_start`).
     """
 
     pv_w: FloatArray
@@ -105,12 +108,15 @@ class Problem:
     step_s: float = 900.0
     member_ids: list[str] = field(default_factory=list)
     start_ts: float = 0.0
+    end_floor_wh: FloatArray | None = None
 
     def __post_init__(self) -> None:
         t, n = np.shape(self.pv_w)
         b = self.fleet.size
         shapes = {"pv_w": (t, n), "tier_load_w": (3, t, n), "stored_wh": (b,),
                   "battery_member": (b,)}
+        if self.end_floor_wh is not None:
+            shapes["end_floor_wh"] = (b,)
         for name, shape in shapes.items():
             value = getattr(self, name)
             if np.shape(value) != shape:
@@ -166,7 +172,7 @@ class Plan:
         required_start_wh: per level (``essential``, ``flexible``), the least
             starting content of each battery (B,) for the level to hold.
         required_holds: per level, whether it can hold at all (with the
-            batteries as full as it takes).
+            batteries as full as it takes), black-start reserve included.
         autonomy_h: hours on batteries alone from now (see :mod:`.limits`).
         binding: limits that bind, see :class:`~controller.island.limits.Binding`.
         solve_s: wall time of the LPs.
@@ -211,13 +217,16 @@ def _pct(wh: FloatArray, capacity: FloatArray) -> FloatArray:
 class _Layout:
     """Column offsets of the LP's variables (all energies in kWh)."""
 
-    def __init__(self, t: int, b: int, free_start: bool) -> None:
+    def __init__(self, t: int, b: int, free_start: bool, end_floor: bool = False) -> None:
         self.t, self.b = t, b
         tb = t * b
         self.c, self.d, self.e = 0, tb, 2 * tb
         self.s, self.x = 3 * tb, 3 * tb + 3 * t
         self.e0, self.z = 3 * tb + 4 * t, 3 * tb + 4 * t + b
         self.n = self.z + 1 if free_start else self.e0
+        # Last: each battery's shortfall below its black-start reserve, then its surplus.
+        self.r, self.r_n = self.n, (b if end_floor else 0)
+        self.n += 2 * self.r_n
 
 
 def _solve_lp(problem: Problem, level: str | None) -> tuple[OptimizeResult, _Layout]:
@@ -231,7 +240,7 @@ def _solve_lp(problem: Problem, level: str | None) -> tuple[OptimizeResult, _Lay
 
     t_steps, b_count = problem.pv_w.shape[0], problem.fleet.size
     free = level is not None
-    lay = _Layout(t_steps, b_count, free)
+    lay = _Layout(t_steps, b_count, free, problem.end_floor_wh is not None)
     h, fleet = problem.hours, problem.fleet
     eta = fleet.leg_efficiency
     pv_kwh = problem.pv_w.sum(axis=1) * h / 1000.0
@@ -259,8 +268,13 @@ def _solve_lp(problem: Problem, level: str | None) -> tuple[OptimizeResult, _Lay
         lower = fleet.soc_min_wh / 1000.0
     else:
         b_eq[t_steps:t_steps + b_count] = problem.start_wh / 1000.0
+    if lay.r_n:
+        floor = end_floor_rows(problem.end_floor_wh, lay.e + (t_steps - 1) * b_count, lay.r,
+                               t_steps + tb.size)
+        rows, cols, vals = rows + floor.rows, cols + floor.cols, vals + floor.vals
+        b_eq = np.concatenate([b_eq, floor.rhs_kwh])
     a_eq = coo_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-                      shape=(t_steps + tb.size, lay.n)).tocsr()
+                      shape=(b_eq.size, lay.n)).tocsr()
     cap = fleet.capacity_wh / 1000.0
     bounds = np.zeros((lay.n, 2))
     bounds[lay.c:lay.d, 1] = np.tile(fleet.max_charge_w * h / 1000.0, t_steps)
@@ -268,6 +282,7 @@ def _solve_lp(problem: Problem, level: str | None) -> tuple[OptimizeResult, _Lay
     bounds[lay.e:lay.s] = np.column_stack([np.tile(lower, t_steps), np.tile(cap, t_steps)])
     bounds[lay.s:lay.x, 1] = tier_kwh.ravel()
     bounds[lay.x:lay.e0, 1] = pv_kwh
+    bounds[lay.r:lay.r + 2 * lay.r_n, 1] = np.inf
     cost = np.zeros(lay.n)
     a_ub = b_ub = None
     if not free:
@@ -275,10 +290,12 @@ def _solve_lp(problem: Problem, level: str | None) -> tuple[OptimizeResult, _Lay
         cost[lay.s:lay.x] = np.repeat(SHED_WEIGHTS, t_steps) * np.tile(1 + LATER * late, 3)
         cost[lay.x:lay.e0] = CURTAIL_WEIGHT
         cost[lay.c:lay.e] = THROUGHPUT_WEIGHT
+        cost[lay.r:lay.r + lay.r_n] = RESERVE_WEIGHT  # short of the black-start reserve
     else:
         must = np.arange(3) <= LEVELS.index(level) + 1
         cost[lay.s:lay.x] = np.repeat(np.where(must, HOLD_WEIGHT, 0.0), t_steps)
         cost[lay.e0:lay.z] = 1.0
+        cost[lay.r:lay.r + lay.r_n] = HOLD_WEIGHT  # the reserve must hold, as the tiers
         usable = cap - lower
         bounds[lay.e0:lay.z] = np.column_stack([lower, cap])
         bounds[lay.z] = (0.0, 1.0)
@@ -303,17 +320,20 @@ def _solve_lp(problem: Problem, level: str | None) -> tuple[OptimizeResult, _Lay
     return res, lay
 
 
-def battery_classes(fleet: Fleet) -> tuple[Fleet, IntArray, FloatArray]:
+def battery_classes(fleet: Fleet, key: FloatArray | None = None
+                    ) -> tuple[Fleet, IntArray, FloatArray]:
     """Batteries with identical parameters merged: the classes, each battery's class, sizes.
 
     A class of k identical batteries is one battery with k times the capacity,
     floor and ratings. When the starting contents are free (the required-start
     LPs) this is exact: the LP is symmetric in identical batteries, so averaging
     an optimum over their permutations gives an optimum in which they all do
-    the same, which is the merged battery's schedule split k ways.
+    the same, which is the merged battery's schedule split k ways. Batteries
+    whose ``key`` differs (their black-start reserve) are never merged.
     """
     params = np.column_stack([fleet.capacity_wh, fleet.soc_min_wh, fleet.max_charge_w,
-                              fleet.max_discharge_w, fleet.efficiency])
+                              fleet.max_discharge_w, fleet.efficiency,
+                              np.zeros(fleet.size) if key is None else key])
     unique, inverse, counts = np.unique(params, axis=0, return_inverse=True,
                                         return_counts=True)
     k = counts.astype(np.float64)
@@ -369,9 +389,12 @@ def plan_island(problem: Problem) -> Plan:
     curtailed_members = _split(curtailed, problem.pv_w)
     required: dict[str, FloatArray] = {}
     holds: dict[str, bool] = {}
-    classes, member_of, count = battery_classes(problem.fleet)
+    floor = problem.end_floor_wh
+    classes, member_of, count = battery_classes(problem.fleet, floor)
     merged = replace(problem, fleet=classes, stored_wh=classes.soc_min_wh,
-                     battery_member=np.zeros(classes.size, dtype=np.int64))
+                     battery_member=np.zeros(classes.size, dtype=np.int64),
+                     end_floor_wh=None if floor is None else np.bincount(
+                         member_of, weights=floor, minlength=classes.size))
     for level in LEVELS:
         res_level, cls = _solve_lp(merged, level)
         xs = res_level.x
@@ -379,7 +402,9 @@ def plan_island(problem: Problem) -> Plan:
         required[level] = np.clip(per_class[member_of], problem.fleet.soc_min_wh,
                                   problem.fleet.capacity_wh)
         left = np.clip(xs[cls.s:cls.x].reshape(3, t_steps), 0.0, None) * kwh
-        holds[level] = bool(left[:LEVELS.index(level) + 2].sum() <= TOL_WH * t_steps)
+        short = float(xs[cls.r:cls.r + cls.r_n].sum()) * kwh  # the black-start reserve
+        holds[level] = bool(left[:LEVELS.index(level) + 2].sum() <= TOL_WH * t_steps
+                            and short <= TOL_WH * t_steps)
     solve_s = time.perf_counter() - began
     feasible = {tier: bool(shed[k].sum() <= TOL_WH * t_steps) for k, tier in enumerate(TIERS)}
     return Plan(

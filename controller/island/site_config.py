@@ -113,6 +113,9 @@ class IslandConfig(Strict):
     black_start_pct: float = Field(10.0, ge=0, le=100, description=(
         "each grid-forming battery should end the island day at or above this SoC, to "
         "start again"))
+    eve_h: float = Field(24.0, gt=0, le=168, description=(
+        "island eve: this many hours before a planned island each battery is charged to the "
+        "plan's starting SoC, with no export; its prior mode is restored after"))
 
     @model_validator(mode="after")
     def _shares(self) -> IslandConfig:

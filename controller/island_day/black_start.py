@@ -5,10 +5,13 @@ return), the grid-formers must be able to form the island again and carry the
 critical loads for a while. So each grid-forming battery should end the plan
 at or above ``[island] black_start_pct`` (10 %) of its capacity, and the plan
 states how many hours of the critical load the batteries still hold at the end
-(above their floors, through one discharge leg, at the day's mean critical load).
+(the grid-formers' energy above their floors, through one discharge leg, at the
+day's mean critical load: the other batteries follow a grid, they cannot form one).
 
-This is a check of the plan (the LP does not yet hold the reserve as a
-constraint): a grid-former ending below it is named.
+The plan holds the reserve as a constraint (:mod:`.plan_black_start`, when the
+problem has ``end_floor_wh``); this is the verdict: a grid-former that still
+ends below it (it started too low, or the critical tier needed the energy) is
+named and the check fails.
 """
 
 from __future__ import annotations
@@ -50,7 +53,9 @@ def check_black_start(plan: Plan, grid_forming: NDArray[np.bool_],
     formers = np.flatnonzero(grid_forming)
     end_pct = {int(b): float(end[b]) for b in formers}
     below = [b for b, pct in end_pct.items() if pct < reserve_pct - 1e-6]
-    left_wh = float(((plan.stored_wh[-1] - p.lower_wh).clip(0.0) * p.fleet.leg_efficiency).sum())
+    # The grid-formers carry a black start alone: only their energy counts.
+    left_wh = float(((plan.stored_wh[-1] - p.lower_wh).clip(0.0)
+                     * p.fleet.leg_efficiency)[formers].sum())
     critical_w = float(p.tier_load_w[0].sum(axis=1).mean())
     hours = left_wh / critical_w if critical_w > 0 else float("inf")
     return BlackStart(reserve_pct, end_pct, below, hours)

@@ -78,6 +78,7 @@ from controller.island_day.report_batteries import (
     lost_batteries,
     rebuild_batteries,
 )
+from controller.island_day.report_day import audit_beside, black_start_summary, eve_summary
 from controller.island_day.report_inputs import (
     FloatArray,
     ReportConfig,
@@ -311,6 +312,10 @@ def build_report(reader: LedgerReader, cfg: ReportConfig, window: Window,
                   for k, t in enumerate(TIERS)},
         "tier_source": tier_source,
         "batteries": {label[b.member]: battery_summary(b, cfg.tz) for b in batteries},
+        # The day's edges (#21): SoC reached at the start against the plan; black start.
+        "eve": eve_summary(audit_beside(reader.path), window, label),
+        "black_start": black_start_summary(batteries, cfg, float(member_tier_load[:, 0].sum()),
+                                           len(window.times) * window.step / 3600.0, label),
         "notes": notes,
     }
     report = IslandReport(cfg.coop.name, window, cfg.tz, cfg.tz_name, summary, names, coop,

@@ -15,6 +15,7 @@ from html import escape
 from typing import TYPE_CHECKING
 
 from controller.island.plan import TIERS
+from controller.island_day.report_day import day_edges_html
 from controller.island_day.trust import odds_html
 
 if TYPE_CHECKING:
@@ -245,6 +246,7 @@ def render_html(report: IslandReport, plots: list[Plot]) -> str:
 {_members(s)}
 <h2>Batteries</h2>
 {_batteries(report)}
+{day_edges_html(s, report.names)}
 <h2>Plan against what happened</h2>
 {_plan(s)}
 <h2>How these figures are made</h2>

@@ -50,6 +50,17 @@ def grid_forming_mask(config: CoopConfig, coop: Coop) -> NDArray[np.bool_]:
     return np.array(out, dtype=bool)
 
 
+def with_black_start(problem: Problem, config: CoopConfig, coop: Coop,
+                     reserve_pct: float) -> Problem:
+    """``problem`` with each grid-former's black-start reserve as a constraint of the plan
+    (:mod:`controller.island.plan_black_start`)."""
+    from controller.island.plan_black_start import end_floor_wh
+
+    floor = end_floor_wh(problem.fleet.capacity_wh, grid_forming_mask(config, coop),
+                         reserve_pct)
+    return replace(problem, end_floor_wh=floor)
+
+
 def medical_w(config: CoopConfig, member_ids: list[str]) -> NDArray[np.float64]:
     """Per member, the rated power of its load devices flagged ``medical`` (W)."""
     by_id = {m.id: m for m in config.members}

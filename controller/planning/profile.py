@@ -5,7 +5,8 @@ exponential average over weeks); a slot not yet seen on its weekday borrows the 
 time of day from any weekday. PV: the mean of the last week's days at that time of day
 (as :func:`dispatch.rolling.history_forecast`, which ``python -m bench dispatch`` scores).
 
-It lives in memory: after a restart the plan waits a day for a forecast (greedy runs).
+It lives in memory; after a restart :meth:`SlotProfile.seed` relearns it from the
+ledger's last two weeks (:mod:`controller.planning.learner`), off the cycle's thread.
 """
 
 from __future__ import annotations
@@ -61,6 +62,20 @@ class SlotProfile:
                                                      self.pv_days[day, slot % PER_DAY])
         self._sums[:] = 0.0
         self._count[:] = 0.0
+
+    def seed(self, start_s: float, pv_w: FloatArray, load_w: FloatArray) -> None:
+        """Learn the 15-minute slots (T × N mean W, NaN: nothing booked) of a window from
+        ``start_s``, oldest first, as if the cycles had seen them; the slot being learned
+        from the cycles now is kept as it was."""
+        held = self._sums.copy(), self._count.copy()
+        for t in range(len(pv_w)):  # slots in time order, each vectorized over members
+            valid = np.isfinite(pv_w[t]) & np.isfinite(load_w[t])
+            self._sums[0] = np.where(valid, np.maximum(pv_w[t], 0.0), 0.0)
+            self._sums[1] = np.where(valid, np.maximum(load_w[t], 0.0), 0.0)
+            self._count[:] = valid
+            ts = start_s + t * SLOT_S
+            self._close(self.slot_of(ts), ts)
+        self._sums[:], self._count[:] = held
 
     def forecast(self, now: float, steps: int, step_s: float = SLOT_S
                  ) -> tuple[FloatArray, FloatArray] | None:

@@ -18,20 +18,18 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 from numpy.typing import NDArray
 
+from controller.planning.money import MoneyFn
 from dispatch.fleet import CoopLimits, Fleet
 from dispatch.plan_lp import StoragePlan, plan_storage
 
 FloatArray = NDArray[np.float64]
 #: forecast(now, steps, step_s) -> (pv_w, load_w), each steps × N; None: no forecast yet.
 ForecastFn = Callable[[float, int, float], "tuple[FloatArray, FloatArray] | None"]
-#: money(now, steps, step_s) -> the solver's money keywords (import_price, export_price,
-#: wear_price), or {} without a tariff or wear prices.
-MoneyFn = Callable[[float, int, float], "dict[str, FloatArray]"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +41,13 @@ class PlanState:
     solve_s: float | None
     message: str = ""
     forecast: str = ""
+    #: How the forecast has done lately (:func:`controller.planning.learner.skill`):
+    #: coop MAE and skill against persistence for PV and load; None until scored.
+    skill: dict | None = None
+
+    def as_dict(self) -> dict:
+        """JSON-ready, for ``/healthz`` and the logs (later fields may be added freely)."""
+        return asdict(self)
 
 
 class PlanWorker:
@@ -68,6 +73,16 @@ class PlanWorker:
         self._last_request: float | None = None
         self._last: tuple[FloatArray, int, Fleet, FloatArray] | None = None
         self.answer: tuple[float, StoragePlan] | None = None
+        self.skill: dict | None = None
+        #: refine(now, steps, step_s, pv_w) -> pv_w, run in the worker thread before each
+        #: solve: the costly part of the forecast stays off the cycle's thread.
+        self.refine: Callable[[float, int, float, FloatArray], FloatArray] | None = None
+        #: The coop's PV and load (W per step, summed over members) the newest plan
+        #: trusted, from when: (start, pv_w, load_w); for the plan's file and the pages.
+        self.last_forecast: tuple[float, FloatArray, FloatArray] | None = None
+        self._believed: tuple[float, FloatArray, FloatArray] | None = None
+        #: Called with (solved at, content) after each plan taken (the plan's file).
+        self.on_plan: Callable[[float, FloatArray], None] | None = None
         self.state = PlanState("none", None, None)
         #: How many solves ended each way since start (for the logs and the pages).
         self.counts = {"ok": 0, "failed": 0, "late": 0}
@@ -83,17 +98,27 @@ class PlanWorker:
         self._last_request = now
         believed = forecast(now, self.steps, self.step_s)
         if believed is None:
-            self.state = PlanState("no forecast", None, None, forecast=self.forecast_name)
+            with self._lock:
+                held = self._plan
+            # A plan still held (restored after a restart) is followed until it expires.
+            self._set("no forecast", None if held is None else held[0], None,
+                      "" if held is None else "following the plan held until it expires")
             return False
         pv_w, load_w = believed
         stored = np.array(stored_wh, dtype=float)
-        prices = self.money(now, self.steps, self.step_s) if self.money is not None else {}
-        future = self._pool.submit(self.solver, fleet, stored, pv_w, load_w, self.step_s,
-                                   limits=limits, **prices)
+        future = self._pool.submit(self._solve, now, fleet, stored, pv_w, load_w, limits)
         self._running = (future, self.wall(), now)
-        self.state = PlanState("solving", self.state.solved_at, self.state.solve_s,
-                               forecast=self.forecast_name)
+        self._set("solving", self.state.solved_at, self.state.solve_s)
         return True
+
+    def _solve(self, now: float, fleet: Fleet, stored: FloatArray, pv_w: FloatArray,
+               load_w: FloatArray, limits: CoopLimits | None) -> StoragePlan:
+        """In the worker thread: refine the PV forecast (pvlib, a weather service), solve."""
+        if self.refine is not None:
+            pv_w = self.refine(now, len(pv_w), self.step_s, pv_w)
+        self._believed = (now, pv_w.sum(axis=1), load_w.sum(axis=1))
+        prices = self.money(now, len(pv_w), self.step_s) if self.money is not None else {}
+        return self.solver(fleet, stored, pv_w, load_w, self.step_s, limits=limits, **prices)
 
     def _collect(self, now: float) -> None:
         """Take a finished solve's answer, or give up on a late one."""
@@ -105,9 +130,8 @@ class PlanWorker:
                 self._running = None  # its answer is dropped: the thread finishes unheard
                 self._drop()
                 self.counts["late"] += 1
-                self.state = PlanState("late", self.state.solved_at, None,
-                                       f"no answer within {self.deadline_s:g} s",
-                                       self.forecast_name)
+                self._set("late", self.state.solved_at, None,
+                          f"no answer within {self.deadline_s:g} s")
             return
         self._running = None
         try:
@@ -115,22 +139,39 @@ class PlanWorker:
         except Exception as exc:  # noqa: BLE001 - any failure leaves greedy in charge
             self._drop()
             self.counts["failed"] += 1
-            self.state = PlanState("failed", self.state.solved_at, None, str(exc),
-                                   self.forecast_name)
+            self._set("failed", self.state.solved_at, None, str(exc))
             return
         if self.wall() - began > self.deadline_s:
             self._drop()
             self.counts["late"] += 1
-            self.state = PlanState("late", self.state.solved_at, plan.solve_s,
-                                   f"answered after {self.wall() - began:.2f} s",
-                                   self.forecast_name)
+            self._set("late", self.state.solved_at, plan.solve_s,
+                      f"answered after {self.wall() - began:.2f} s")
             return
         with self._lock:
             self._plan = (asked, plan.stored_wh)
             #: The newest answer in force and when it was asked for (pages, savings).
             self.answer = (asked, plan)
         self.counts["ok"] += 1
-        self.state = PlanState("ok", asked, plan.solve_s, forecast=self.forecast_name)
+        self.last_forecast = self._believed
+        self._set("ok", asked, plan.solve_s)
+        if self.on_plan is not None:
+            self.on_plan(asked, plan.stored_wh)
+
+    def _set(self, status: str, solved_at: float | None, solve_s: float | None,
+             message: str = "") -> None:
+        self.state = PlanState(status, solved_at, solve_s, message, self.forecast_name,
+                               self.skill)
+
+    def replan_soon(self) -> None:
+        """Let the next :meth:`maybe_replan` start a solve (a forecast just became ready)."""
+        self._last_request = None
+
+    def restore(self, solved_at: float, content: FloatArray, forecast: str) -> None:
+        """Take a plan saved before a restart; :meth:`targets` drops it once expired."""
+        with self._lock:
+            self._plan = (solved_at, np.asarray(content, dtype=float))
+        self.forecast_name = forecast
+        self._set("ok", solved_at, None, "restored after a restart")
 
     def _drop(self) -> None:
         """A re-plan that failed or came late: the older plan goes too, greedy is in charge."""
@@ -148,8 +189,7 @@ class PlanWorker:
         age = now - solved_at
         if age >= self.expire_s or age < 0:
             if self.state.status == "ok":
-                self.state = PlanState("expired", solved_at, self.state.solve_s,
-                                       forecast=self.forecast_name)
+                self._set("expired", solved_at, self.state.solve_s)
             return None
         k = min(int(age // self.step_s), len(content) - 1)
         # The same array while the plan step lasts: the follower clips it once per step.

@@ -130,11 +130,14 @@ class SunSpecMeter:
     async def read_meter(self) -> MeterReading:
         """Net power (import > 0) and the import/export energy counters."""
         model_id = await self.client.first_model(METER_MODELS, "meter")
-        values = await self.client.read_model(model_id, ("W", "TotWhImp", "TotWhExp"))
+        values = await self.client.read_model(
+            model_id, ("W", "TotWhImp", "TotWhExp", "PhVphA", "Hz"))
         return MeterReading(
             power_w=_float(values["W"]),
             import_wh=_float(values["TotWhImp"]),
             export_wh=_float(values["TotWhExp"]),
+            voltage_v=_float(values.get("PhVphA")),
+            frequency_hz=_float(values.get("Hz")),
         )
 
 
