@@ -40,6 +40,7 @@ class Expected:
     saved_money: FloatArray | None  # N, in the tariff's currency; None without prices
     greedy_import_wh: float  # the coop's, over the booked steps
     plan_import_wh: float
+    capacity_wh: FloatArray  # N, the batteries the plan was made for (0: none)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +98,7 @@ def expect(fleet: Fleet, stored_wh: FloatArray, pv_w: FloatArray, load_w: FloatA
                  - (export[0, booked] - export[1, booked]) * exp[booked, None]).sum(axis=0)
     return Expected(step_s, np.where(fleet.capacity_wh > 0, target_wh, 0.0), shared,
                     booked.stop, saved, money, float(grid[0, booked].sum()),
-                    float(grid[1, booked].sum()))
+                    float(grid[1, booked].sum()), fleet.capacity_wh.copy())
 
 
 def plan_and_expect(fleet: Fleet, stored_wh: FloatArray, pv_w: FloatArray, load_w: FloatArray,
