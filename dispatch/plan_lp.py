@@ -112,7 +112,7 @@ def plan_storage(fleet: Fleet, stored_wh: FloatArray, pv_w: FloatArray, load_w: 
     group = np.arange(len(has))
     if aggregate if aggregate is not None else (not copper_plate
                                                 and len(has) > AGGREGATE_ABOVE):
-        group = _groups(fleet.offered[has], eta, wear)
+        group = _groups(fleet.offered[has], eta)
     groups = int(group.max()) + 1 if len(group) else 0
 
     def total(values: FloatArray) -> FloatArray:
@@ -120,8 +120,9 @@ def plan_storage(fleet: Fleet, stored_wh: FloatArray, pv_w: FloatArray, load_w: 
         np.add.at(out.T, group, values.T)
         return out
 
-    g_eta, g_wear = np.zeros(groups), np.zeros(groups)
-    g_eta[group], g_wear[group] = eta, wear
+    g_eta = np.zeros(groups)
+    g_eta[group] = eta
+    g_wear = total(wear * cap) / np.maximum(total(cap), 1e-300)
     x, grid, export = _solve(
         (pv - load).sum(axis=1), h[:, 0], g_eta, total(cap), total(floor), total(stored),
         total(charge_hi), total(discharge_hi), caps, wear_per_wh, copper_plate,
@@ -139,12 +140,12 @@ def plan_storage(fleet: Fleet, stored_wh: FloatArray, pv_w: FloatArray, load_w: 
                        full(x[1][:, group] * share), full(content), time.perf_counter() - started)
 
 
-def _groups(offered: BoolArray, eta: FloatArray, wear: FloatArray) -> IntArray:
-    """One group per own-only battery, and one per efficiency and wear price among offered
-    batteries."""
-    kind = np.unique(np.column_stack([np.round(eta, 9), np.round(wear, 12)]), axis=0,
-                     return_inverse=True)[1].ravel()
-    key = np.where(offered, -1 - kind, np.arange(len(eta)))
+def _groups(offered: BoolArray, eta: FloatArray) -> IntArray:
+    """One group per own-only battery, and one per efficiency among offered batteries
+    (not per wear price: money must not change the plan's grouping, and with it what the
+    plan can liberate; a group's wear is its batteries' capacity-weighted mean)."""
+    key = np.where(offered, -1 - np.unique(np.round(eta, 9), return_inverse=True)[1],
+                   np.arange(len(eta)))
     return np.unique(key, return_inverse=True)[1].astype(np.int64)
 
 
