@@ -107,3 +107,21 @@ def test_the_plan_gets_prices_per_step_and_wear_per_wh() -> None:
     np.testing.assert_allclose(out["import_price"], [0.20e-3, 0.20e-3, 0.40e-3, 0.40e-3])
     np.testing.assert_allclose(out["wear_price"], [0.1e-3, 0.0])
     assert plan_money(None, np.array([np.nan, np.nan])) is None
+
+
+def test_the_controllers_plan_takes_the_tariff_wear_and_books_its_saving(tmp_path) -> None:  # noqa: ANN001
+    from controller.planning.hook import RollingPlan
+
+    text = BASE.format(periods=OFF_PEAK + PEAK.format(days=""),
+                       battery="price = 5400.0\ncapacity_kwh = 10.0")
+    config = parse_config(text.replace("[tariff]", f'[storage]\nledger = "{tmp_path}/l.sqlite"'
+                                       '\n\n[dispatch]\nplan = true\n\n[tariff]'))
+    plan = RollingPlan.from_config(config)
+    try:
+        assert plan.savings == tmp_path / "plan_savings.sqlite"
+        money = plan.worker.money(1767571200.0 + 16 * 3600, 2, 900.0)
+        np.testing.assert_allclose(money["import_price"], [0.40e-3] * 2)
+        np.testing.assert_allclose(money["wear_price"], [0.1e-3, 0.0])
+        assert plan.worker.solver.func.__name__ == "plan_and_expect"
+    finally:
+        plan.close()
