@@ -30,9 +30,11 @@ from controller.accounts import (
 from controller.accounts.budget import TRANSFERS
 from controller.accounts.figures import ENERGY_DOCS, OTHER_DOCS
 from controller.config import CoopConfig
+from controller.config_tariff import wear_prices
 from controller.ledger import LedgerReader
 from controller.ledger.periods import period_start
 from controller.ledger.reader import LEVEL_BY_STEP
+from controller.planning.savings import savings_path
 
 #: The most points one series request returns.
 MAX_POINTS = 10_000
@@ -84,10 +86,12 @@ MoneyLines: type[_Model] = create_model(  # type: ignore[call-overload]
     **{f"earned_{k}_cents": (int, Field(description=f"earned from members for {g}"))
        for k, (_, g) in TRANSFERS.items()},
     coop_fee_cents=(int, Field(description="fee to the coop's fund")),
+    earned_wear_cents=(int, Field(description="paid by the coop's fund for neighbours' use "
+                                  "of the member's battery (battery_to_coop at its wear price)")),
     grid_import_cents=(int, Field(description="(from_grid + grid_to_battery) at the import "
                                   "price")),
     grid_export_cents=(int, Field(description="to_grid at the export price")),
-    net_between_members_cents=(int, Field(description="earned - paid - coop fee")),
+    net_between_members_cents=(int, Field(description="earned - paid - coop fee + wear")),
     net_cents=(int, Field(description="between members + export - import")))
 
 
@@ -106,6 +110,21 @@ class Balance(_Model):
                                 "the meter only; null without a counter)")
 
 
+class PlanSaved(_Model):
+    """The rolling plan's expected saving against greedy over the month (null: none booked).
+
+    Each re-plan, greedy and the plan-following dispatch run over the same forecast from
+    the same start; the difference of their grid import until the next re-plan is booked.
+    """
+
+    import_kwh: float = Field(description="grid import greedy would have drawn, less the "
+                              "plan's (expected)")
+    money: float | None = Field(description="the same in money at the tariff's prices, "
+                                "less export revenue given up; null without a [tariff]")
+    currency: str | None
+    counterfactual: str = Field(description="how the saving is computed, in words")
+
+
 class Statement(_Model):
     """One member's calendar month (UTC)."""
 
@@ -122,6 +141,7 @@ class Statement(_Model):
     balances: dict[str, Balance] = Field(
         description="every booked flow across the member's meter and battery, by section")
     money: MemberMoney | None = Field(description="null without a [tariff]")
+    plan_saved: PlanSaved | None = Field(description="the member's; null: no plan booked")
     days: list[DayFigures]
 
 
@@ -156,7 +176,8 @@ class CoopBudget(_Model):
     flowed_by_kind_cents: dict[str, int] = Field(description="peers, coop_battery, storage")
     paid_to_utility_cents: int
     received_from_utility_cents: int
-    coop_fund_cents: int = Field(description="coop fees paid = fund received")
+    coop_fund_cents: int = Field(description="coop fees paid less wear paid to owners")
+    wear_paid_to_owners_cents: int = Field(description="the fund's pay for battery wear")
     balanced: bool
     members: dict[str, MoneyLines]  # type: ignore[valid-type]
 
@@ -187,6 +208,7 @@ class Report(_Model):
     totals: Figures  # type: ignore[valid-type]
     by_member: list[ReportMember]
     budget: CoopBudget | None = Field(description="null without a [tariff]")
+    plan_saved: PlanSaved | None = Field(description="the coop's; null: no plan booked")
 
 
 class SeriesPoint(Figures):  # type: ignore[misc, valid-type]
@@ -226,6 +248,8 @@ def accounts_router(reader: LedgerReader, config: CoopConfig | None) -> APIRoute
     router = APIRouter(tags=["accounts"])
     tariff = None if config is None else config.tariff
     ledger = None if config is None else config.ledger
+    wear = None if config is None else wear_prices(config.members)
+    savings = None if config is None else savings_path(config.storage.ledger)
 
     def not_found(exc: UnknownMemberError) -> HTTPException:
         return HTTPException(404, f"member_id {exc.member_id!r} is not a member of this coop")
@@ -235,7 +259,7 @@ def accounts_router(reader: LedgerReader, config: CoopConfig | None) -> APIRoute
         """A member's month: energy, gaps, metered drift, money lines, and a row per day."""
         start = _month(month)
         try:
-            st = member_statement(reader, member_id, start, ledger, tariff)
+            st = member_statement(reader, member_id, start, ledger, tariff, wear, savings)
         except UnknownMemberError as exc:
             raise not_found(exc) from None
         return statement_dict(st)
@@ -245,7 +269,7 @@ def accounts_router(reader: LedgerReader, config: CoopConfig | None) -> APIRoute
         """The coop's month: liberated kWh, fairness, missing intervals, the budget; members
         that are not public (nor the caller's own) under their pseudonyms."""
         return viewer_of(request).report(
-            report_dict(coop_report(reader, _month(month), tariff, ledger)))
+            report_dict(coop_report(reader, _month(month), tariff, ledger, wear, savings)))
 
     @router.get("/api/v1/members/{member_id}/series", response_model=Series)
     def series(

@@ -22,6 +22,7 @@ from api.governance.overrides import overrides_router
 from api.governance.router import audit_router
 from api.island import island_router
 from api.pages import pages_router
+from api.plan_ahead import plan_ahead_router
 from api.query_time import QueryTime
 from api.route_models import Device, Health
 from api.summary_model import CoopSummary, RunningFigures
@@ -301,6 +302,7 @@ def create_app(reader: LedgerReader, live: LiveView | None = None,
     app.include_router(overrides_router(live, auth.audit))
     app.include_router(optouts_router(live, auth.audit))
     app.include_router(login_router(auth))
+    app.include_router(plan_ahead_router(live, known_member))
 
     app.include_router(pages_router())
     return app

@@ -22,6 +22,7 @@ from controller.config_network import (
     is_loopback,
 )
 from controller.config_paths import resolve_paths
+from controller.config_tariff import TariffConfig, TariffPeriod
 from controller.island.site_config import IslandConfig, SiteConfig
 from controller.planning.forecast_config import NEEDS_ARRAYS, ForecastConfig
 from devices.mqtt.formats import FORMATS, json_path_format
@@ -32,7 +33,8 @@ MemberId = str
 #: Ids that name the coop itself in published data.
 RESERVED_IDS = frozenset({"coop", "_coop"})
 __all__ = ["ApiConfig", "ConfigError", "CoopConfig", "DeviceConfig", "MemberConfig",
-           "MqttConfig", "is_loopback", "load_config", "parse_config"]
+           "MqttConfig", "TariffConfig", "TariffPeriod", "is_loopback", "load_config",
+           "parse_config"]
 
 
 class DeviceConfig(Strict):
@@ -99,6 +101,24 @@ class DeviceConfig(Strict):
     medical: bool = Field(
         False, description="load: a member's medical device (private to the member and the"
         " coordinators): never shed, served first within the critical tier")
+    # The wear price (docs/tariff.md): price / (capacity_kwh x dod x rated_cycles) per kWh.
+    price: float | None = Field(
+        None, gt=0, description="battery: what it cost, in the tariff's currency; with it the"
+        " plan prices its throughput and the coop pays the owner for neighbours' use")
+    capacity_kwh: float | None = Field(
+        None, gt=0, description="battery: nameplate capacity, kWh (for the wear price)")
+    rated_cycles: float = Field(
+        6000, gt=0, description="battery: full cycles the maker rates it for (wear price)")
+    dod: float = Field(
+        0.9, gt=0, le=1, description="battery: depth of discharge of a rated cycle (wear price)")
+
+    @property
+    def wear_per_kwh(self) -> float | None:
+        """What a kWh out of this battery wears it, in money: price ÷ (capacity × depth of
+        discharge × rated cycles); None without a price (no wear)."""
+        if self.kind != "battery" or self.price is None or self.capacity_kwh is None:
+            return None
+        return self.price / (self.capacity_kwh * self.dod * self.rated_cycles)
     ev_charger: bool = Field(
         False, description="load: an EV charger; on an unplanned grid loss the flexible plugs"
         " go off in the cycle that sees it, EV chargers first")
@@ -121,6 +141,10 @@ class DeviceConfig(Strict):
                 if getattr(self, k) not in (None, False)]
         if self.kind != "load" and used:
             raise ValueError(f"{', '.join(used)}: only for a switchable load (kind = 'load')")
+        if self.price is not None and self.kind != "battery":
+            raise ValueError("price: only for a battery (kind = 'battery')")
+        if self.price is not None and self.capacity_kwh is None:
+            raise ValueError("price: the wear price needs the battery's capacity_kwh too")
         return self
 
     @model_validator(mode="before")
@@ -295,18 +319,6 @@ class LedgerConfig(Strict):
         3.0, ge=0, le=100,
         description="flag a member whose booked grid energy and meter counters differ by more")
     drift_min_wh: int = Field(100, ge=0, description="smaller drifts are never flagged")
-
-
-class TariffConfig(Strict):
-    """Prices for the budget, per kWh, in the coop's currency."""
-
-    currency: str = Field("EUR", min_length=1, max_length=8)
-    peer_price_per_kwh: float = Field(
-        ge=0, description="what a member pays per kWh received from peers (and its giver earns)")
-    grid_import_per_kwh: float = Field(ge=0, description="what the utility charges per kWh")
-    grid_export_per_kwh: float = Field(ge=0, description="what the utility pays per kWh")
-    coop_fee_per_kwh: float = Field(
-        0.0, ge=0, description="fee per kWh received from peers, paid to the coop's own fund")
 
 
 class GovernanceConfig(Strict):

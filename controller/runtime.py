@@ -130,6 +130,20 @@ class Runtime:
         hub = self.controller.poller.factory.hub
         return None if hub is None else hub.reader_status()
 
+    def plan_ahead(self, member_id: str | None = None) -> dict[str, object] | None:
+        """The plan for the next hours (:func:`controller.planning.outlook.outlook`): the
+        member's own battery and sharing, or the coop's together; None without a plan."""
+        from controller.planning.outlook import outlook
+
+        plan = self.controller.plan
+        ahead = None if plan is None else plan.ahead()
+        if ahead is None:
+            return None
+        ids = list(self.controller.member_ids)
+        if member_id is not None and member_id not in ids:
+            return None
+        return outlook(*ahead, None if member_id is None else ids.index(member_id))
+
     def rolling_plan(self) -> dict[str, object] | None:
         """The rolling plan's state, forecast and skill (None: ``[dispatch] plan`` off)."""
         plan = self.controller.plan

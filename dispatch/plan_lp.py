@@ -16,8 +16,11 @@ load it cannot import ``S`` (over an import cap) and PV it cannot export ``K``::
 
 Objective: the least grid import; a tie-break of ``wear`` per Wh of throughput so the
 plan does not cycle batteries for nothing; a value on what is left at the horizon's
-end (a rolling plan lives on after it); with a tariff, money as a second objective
-(prices scaled so that no amount of money outweighs one Wh of import).
+end (a rolling plan lives on after it); money as a second objective: time-of-use
+import and export prices, and each offered battery's wear price per Wh it gives
+(``wear_price``, the owner's cost of a cycle), all scaled together so that the whole
+money range weighs :data:`_MONEY_WEIGHT` per Wh, far below the 1 of a Wh imported:
+tests/test_plan_money.py checks that money never buys a Wh of import.
 Pure numpy and scipy (imported lazily); no I/O.
 """
 
@@ -62,10 +65,13 @@ def plan_storage(fleet: Fleet, stored_wh: FloatArray, pv_w: FloatArray, load_w: 
                  dt_s: float | FloatArray, copper_plate: bool = False,
                  limits: CoopLimits | None = None, wear_per_wh: float = 1e-4,
                  import_price: FloatArray | None = None, export_price: FloatArray | None = None,
-                 aggregate: bool | None = None) -> StoragePlan:
+                 aggregate: bool | None = None,
+                 wear_price: FloatArray | None = None) -> StoragePlan:
     """Solve the storage LP over ``pv_w`` / ``load_w`` (T × N, mean W per step).
 
     ``dt_s``: the step, or one per step (a plan can look far ahead in coarse steps).
+    ``import_price``/``export_price``: money per Wh per step (T); ``wear_price``: money per
+    Wh out of each member's battery (N; 0 or NaN: none), counted for offered batteries.
     ``aggregate`` (default: for a plan over more than :data:`AGGREGATE_ABOVE` batteries,
     never for the bound): offered batteries of the same
     efficiency are one battery in the LP, since on the coop's bus they are interchangeable;
@@ -99,6 +105,10 @@ def plan_storage(fleet: Fleet, stored_wh: FloatArray, pv_w: FloatArray, load_w: 
             caps = tuple(c if np.isfinite(c) else None  # type: ignore[assignment]
                          for c in (limits.import_cap_w, limits.export_cap_w))
     eta = fleet.leg_efficiency[has]
+    wear = np.zeros(len(has))
+    if wear_price is not None and not copper_plate:
+        wear = np.where(fleet.offered[has], np.nan_to_num(np.asarray(wear_price, float)[has]),
+                        0.0)
     group = np.arange(len(has))
     if aggregate if aggregate is not None else (not copper_plate
                                                 and len(has) > AGGREGATE_ABOVE):
@@ -112,10 +122,11 @@ def plan_storage(fleet: Fleet, stored_wh: FloatArray, pv_w: FloatArray, load_w: 
 
     g_eta = np.zeros(groups)
     g_eta[group] = eta
+    g_wear = total(wear * cap) / np.maximum(total(cap), 1e-300)
     x, grid, export = _solve(
         (pv - load).sum(axis=1), h[:, 0], g_eta, total(cap), total(floor), total(stored),
         total(charge_hi), total(discharge_hi), caps, wear_per_wh, copper_plate,
-        import_price, export_price)
+        (import_price, export_price, g_wear))
     content = _split_back(x[2], group, cap, floor, stored, total(stored), charge_hi,
                           discharge_hi, eta)
 
@@ -130,7 +141,9 @@ def plan_storage(fleet: Fleet, stored_wh: FloatArray, pv_w: FloatArray, load_w: 
 
 
 def _groups(offered: BoolArray, eta: FloatArray) -> IntArray:
-    """One group per own-only battery, and one per efficiency among offered batteries."""
+    """One group per own-only battery, and one per efficiency among offered batteries
+    (not per wear price: money must not change the plan's grouping, and with it what the
+    plan can liberate; a group's wear is its batteries' capacity-weighted mean)."""
     key = np.where(offered, -1 - np.unique(np.round(eta, 9), return_inverse=True)[1],
                    np.arange(len(eta)))
     return np.unique(key, return_inverse=True)[1].astype(np.int64)
@@ -164,7 +177,7 @@ def _split_back(path: FloatArray, group: IntArray, cap: FloatArray, floor: Float
 def _solve(net: FloatArray, h: FloatArray, eta: FloatArray, cap: FloatArray, floor: FloatArray,
            stored: FloatArray, charge_hi: FloatArray, discharge_hi: FloatArray,
            caps: tuple[float | None, float | None], wear: float, copper_plate: bool,
-           import_price: FloatArray | None, export_price: FloatArray | None,
+           money: tuple[FloatArray | None, FloatArray | None, FloatArray],
            ) -> tuple[tuple[FloatArray, FloatArray, FloatArray], FloatArray, FloatArray]:
     """The LP over B batteries: (charge, discharge, content) each T × B, import, export."""
     from scipy.optimize import linprog
@@ -197,7 +210,7 @@ def _solve(net: FloatArray, h: FloatArray, eta: FloatArray, cap: FloatArray, flo
     cost[3 * tb + 2 * t_steps:3 * tb + 3 * t_steps] = _SHED_COST
     if not copper_plate:
         cost[3 * tb - b:3 * tb] = -_TERMINAL_VALUE
-        cost[grid] += _money(import_price, export_price, t_steps, cost, tb)
+        _money(*money, t_steps, cost, tb)
     res = linprog(cost, A_eq=vstack([balance, dynamics], format="csr"),
                   b_eq=np.concatenate([-net, start]), bounds=np.column_stack([lower, upper]),
                   method=_METHOD)
@@ -207,15 +220,23 @@ def _solve(net: FloatArray, h: FloatArray, eta: FloatArray, cap: FloatArray, flo
     flows = tuple(x[k * tb:(k + 1) * tb].reshape(t_steps, b) for k in range(3))
     return flows, x[grid], x[3 * tb + t_steps:3 * tb + 2 * t_steps]  # type: ignore[return-value]
 
-def _money(import_price: FloatArray | None, export_price: FloatArray | None, t_steps: int,
-           cost: FloatArray, tb: int) -> FloatArray | float:
-    """Import prices as extra grid cost; export prices as a (negative) cost on export."""
-    if import_price is None and export_price is None:
-        return 0.0
+
+def _money(import_price: FloatArray | None, export_price: FloatArray | None,
+           wear_price: FloatArray, t_steps: int, cost: FloatArray, tb: int) -> None:
+    """Add the money objective to ``cost``: import prices on the grid, export prices as a
+    negative cost on export, each battery group's wear price on its discharge; every
+    price scaled by the largest so that money weighs at most ``_MONEY_WEIGHT`` per Wh."""
     prices = [np.broadcast_to(p, (t_steps,)) for p in (import_price, export_price)
               if p is not None]
-    scale = _MONEY_WEIGHT / max(float(np.max(np.abs(np.concatenate(prices)))), 1e-12)
+    largest = max([float(np.max(np.abs(p))) for p in prices]
+                  + [float(np.max(wear_price, initial=0.0))])
+    if largest <= 0:
+        return
+    scale = _MONEY_WEIGHT / largest
+    b = len(wear_price)
+    if import_price is not None:
+        cost[3 * tb:3 * tb + t_steps] += scale * np.broadcast_to(import_price, (t_steps,))
     if export_price is not None:
-        cost[3 * tb + t_steps:3 * tb + 2 * t_steps] = -scale * np.broadcast_to(export_price,
-                                                                              (t_steps,))
-    return 0.0 if import_price is None else scale * np.broadcast_to(import_price, (t_steps,))
+        cost[3 * tb + t_steps:3 * tb + 2 * t_steps] -= scale * np.broadcast_to(
+            export_price, (t_steps,))
+    cost[tb:2 * tb] += scale * np.tile(wear_price, t_steps) if b else 0.0

@@ -160,3 +160,20 @@ def test_every_month_of_a_random_ledger_balances(seed: int, n: int, t0: int, cyc
             assert sum(s.money.coop_fee for s in statements) == budget.fund
             assert sum(s.money.net_between_members for s in statements) + budget.fund == 0
             month = next_month(month)
+
+
+@settings(max_examples=20)
+@given(months(), tariffs, st.dictionaries(st.sampled_from(["m0", "m1", "m2", "m3"]),
+                                          st.floats(0.0, 0.5), max_size=4))
+def test_wear_is_paid_by_the_fund_and_the_books_still_balance(
+        sums: dict[str, dict[str, int]], tariff: TariffConfig, wear: dict[str, float]) -> None:
+    """Each owner earns its battery_to_coop at its wear price, from the coop's fund."""
+    budget = month_budget(sums, tariff, wear)
+    plain = month_budget(sums, tariff)
+    assert budget.imbalances() == []
+    for m, s in sums.items():
+        assert budget.members[m].wear == cents_for(s["battery_to_coop"], wear.get(m, 0.0))
+        assert (budget.members[m].net_between_members
+                == plain.members[m].net_between_members + budget.members[m].wear)
+    assert budget.fund == plain.fund - budget.wear_paid
+    assert budget.as_dict()["wear_paid_to_owners_cents"] == budget.wear_paid

@@ -240,7 +240,8 @@ def test_every_answer_is_its_declared_model(contract: dict) -> None:
     for path in ("/api/v1/devices", "/api/v1/island/plan", "/api/v1/overrides",
                  "/api/v1/coop/report?month=2026-06"):
         call("GET", path, coordinator, path.split("?")[0])
-    for tail in ("energy", "statement?month=2026-06", "series", "optouts"):
+    call("GET", "/api/v1/plan/ahead", {})  # the harness runs greedy: no plan in force
+    for tail in ("energy", "statement?month=2026-06", "series", "optouts", "plan/ahead"):
         call("GET", f"/api/v1/members/h01/{tail}", member,
              f"/api/v1/members/{{member_id}}/{tail.split('?')[0]}")
     battery = next(d["name"].split("/")[0] for d in h.controller.poller.health()

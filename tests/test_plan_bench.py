@@ -8,8 +8,9 @@ from bench.plan_bench import bench_cycle, bench_replan, verdicts
 def test_verdicts_put_each_target_beside_its_measurement() -> None:
     report = {"ratios": {"summary": {"plan_perfect_ratio_offered": {"max": 1.01},
                                      "plan_history_ratio_offered": {"max": 1.2}}},
-              "replan": {"replan_36h_s": 1.5}}
+              "replan": {"replan_36h_s": 1.5}, "cycle": {"planned_over_greedy_p99": 1.02}}
     out = verdicts(report)
+    assert out["cycle_1000_planned_over_greedy_p99"]["met"]
     assert out["plan_perfect_ratio_offered_max"] == {"target": 1.05, "measured": 1.01,
                                                      "met": True}
     assert not out["plan_history_ratio_offered_max"]["met"]

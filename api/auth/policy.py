@@ -70,6 +70,9 @@ ROUTE_POLICY: dict[tuple[str, str], Policy] = {
     ("GET", "/api/v1/members/{member_id}/energy"): MEMBER_DATA,
     ("GET", "/api/v1/members/{member_id}/statement"): MEMBER_DATA,
     ("GET", "/api/v1/members/{member_id}/series"): MEMBER_DATA,
+    # The rolling plan's next hours: the coop's batteries together, or one member's own.
+    ("GET", "/api/v1/plan/ahead"): PUBLIC,
+    ("GET", "/api/v1/members/{member_id}/plan/ahead"): MEMBER_DATA,
     # Devices (addresses, health) and the whole plan (every household's forecast).
     ("GET", "/api/v1/devices"): DEVICE_ROLES,
     ("GET", "/api/v1/island/plan"): DEVICE_ROLES,

@@ -17,6 +17,11 @@ goes to the coop's fund, shared out the same way. The grid is with the
 utility: import ``(from_grid + grid_to_battery) x grid_import_per_kwh`` and
 export ``to_grid x grid_export_per_kwh``, per member. Energy a meter counted
 during gaps (``unallocated_*``) is not priced here: it is on the utility's bill.
+
+Wear: the owner of a battery with a wear price (its ``price``, see
+:attr:`~controller.config.DeviceConfig.wear_per_kwh`) earns from the coop's fund
+``battery_to_coop x wear_per_kwh``: what neighbours' use of the battery wore it. The
+fund is the fees less this wear, so members' nets and the fund still sum to zero.
 """
 
 from __future__ import annotations
@@ -81,11 +86,14 @@ class MemberMoney:
     coop_fee: int
     grid_import: int
     grid_export: int
+    #: Paid by the coop's fund for neighbours' use of the member's battery (its wear).
+    wear: int = 0
 
     @property
     def net_between_members(self) -> int:
-        """Earned from members, less paid to members, less the coop fee."""
-        return sum(self.earned.values()) - sum(self.paid.values()) - self.coop_fee
+        """Earned from members, less paid to members, less the coop fee, plus wear earned
+        from the coop's fund."""
+        return sum(self.earned.values()) - sum(self.paid.values()) - self.coop_fee + self.wear
 
     @property
     def net(self) -> int:
@@ -96,7 +104,8 @@ class MemberMoney:
         """Flat published form: ``paid_<kind>_cents``, ``earned_<kind>_cents``, ..."""
         return {**{f"paid_{k}_cents": v for k, v in self.paid.items()},
                 **{f"earned_{k}_cents": v for k, v in self.earned.items()},
-                "coop_fee_cents": self.coop_fee, "grid_import_cents": self.grid_import,
+                "coop_fee_cents": self.coop_fee, "earned_wear_cents": self.wear,
+                "grid_import_cents": self.grid_import,
                 "grid_export_cents": self.grid_export,
                 "net_between_members_cents": self.net_between_members,
                 "net_cents": self.net}
@@ -117,6 +126,11 @@ class Budget:
         return sum(self.flowed.values())
 
     @property
+    def wear_paid(self) -> int:
+        """What the fund paid battery owners for their batteries' wear."""
+        return sum(m.wear for m in self.members.values())
+
+    @property
     def paid_to_utility(self) -> int:
         """Members' grid import bills."""
         return sum(m.grid_import for m in self.members.values())
@@ -135,8 +149,9 @@ class Budget:
             if not paid == earned == total:
                 problems.append(f"{kind}: paid {paid}, earned {earned}, priced {total}")
         fees = sum(m.coop_fee for m in self.members.values())
-        if fees != self.fund:
-            problems.append(f"coop fund {self.fund} but fees paid {fees}")
+        if fees - self.wear_paid != self.fund:
+            problems.append(f"coop fund {self.fund} but fees paid {fees} less wear "
+                            f"{self.wear_paid}")
         net = sum(m.net_between_members for m in self.members.values())
         if net + self.fund != 0:
             problems.append(f"members' nets between them {net} + fund {self.fund} != 0")
@@ -150,6 +165,7 @@ class Budget:
                 "paid_to_utility_cents": self.paid_to_utility,
                 "received_from_utility_cents": self.received_from_utility,
                 "coop_fund_cents": self.fund,
+                "wear_paid_to_owners_cents": self.wear_paid,
                 "balanced": not self.imbalances(),
                 "members": {m: money.as_dict() for m, money in self.members.items()}}
 
@@ -158,12 +174,14 @@ def _wh(sums: Sums, *fields: str) -> int:
     return sum(int(sums.get(f) or 0) for f in fields)
 
 
-def month_budget(by_member: Mapping[str, Sums], tariff: TariffConfig) -> Budget:
+def month_budget(by_member: Mapping[str, Sums], tariff: TariffConfig,
+                 wear_per_kwh: Mapping[str, float] | None = None) -> Budget:
     """Every member's money and the coop's totals from one month's sums per member.
 
     ``by_member`` must hold every member of the coop (as
     :meth:`~controller.ledger.LedgerReader.totals_by_member` returns), so that
-    the paired flows add up.
+    the paired flows add up. ``wear_per_kwh``: battery owners' wear prices
+    (:func:`~controller.config_tariff.wear_prices`); none: no wear is paid.
     """
     ids = sorted(by_member)
     paid: dict[str, dict[str, int]] = {m: {} for m in ids}
@@ -189,10 +207,12 @@ def month_budget(by_member: Mapping[str, Sums], tariff: TariffConfig) -> Budget:
             paid[m], earned[m], fees[m],
             cents_for(_wh(by_member[m], "from_grid", "grid_to_battery"),
                       tariff.grid_import_per_kwh),
-            cents_for(_wh(by_member[m], "to_grid"), tariff.grid_export_per_kwh))
+            cents_for(_wh(by_member[m], "to_grid"), tariff.grid_export_per_kwh),
+            cents_for(_wh(by_member[m], "battery_to_coop"), (wear_per_kwh or {}).get(m, 0.0)))
         for m in ids
     }
-    return Budget(tariff.currency, members, flowed, fund)
+    return Budget(tariff.currency, members, flowed,
+                  fund - sum(x.wear for x in members.values()))
 
 
 def money(cents: int, currency: str) -> str:

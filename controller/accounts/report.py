@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from controller.accounts.budget import Budget, money, month_budget
 from controller.accounts.figures import (
@@ -28,6 +30,7 @@ from controller.config import LedgerConfig, TariffConfig
 from controller.ledger import LedgerReader
 from controller.ledger.periods import next_month
 from controller.ledger.schema import CURTAIL_CAUSES
+from controller.planning.savings import month_saved, saved_dict, saved_lines
 from dispatch.metrics import jain_index
 
 
@@ -46,6 +49,8 @@ class CoopReport:
     devices_unknown: dict[str, int]
     drift_flagged: list[str]
     budget: Budget | None
+    #: The rolling plan's expected saving against greedy (controller/planning/savings.py).
+    plan_saved: dict[str, tuple[float, float | None]] | None = None
 
     @property
     def month(self) -> str:
@@ -77,8 +82,11 @@ def expected_intervals(month_start: int, month_end: int, step: int,
 
 
 def coop_report(reader: LedgerReader, month_start: int, tariff: TariffConfig | None = None,
-                ledger: LedgerConfig | None = None) -> CoopReport:
-    """The report of the calendar month starting at ``month_start``."""
+                ledger: LedgerConfig | None = None,
+                wear_per_kwh: Mapping[str, float] | None = None,
+                savings: Path | None = None) -> CoopReport:
+    """The report of the calendar month starting at ``month_start`` (``wear_per_kwh``:
+    battery owners' wear prices, paid by the fund; see :func:`month_budget`)."""
     ledger = ledger or LedgerConfig()
     end = next_month(month_start)
     totals = reader.totals(None, month_start, end)
@@ -96,7 +104,8 @@ def coop_report(reader: LedgerReader, month_start: int, tariff: TariffConfig | N
         month_start, end, reader.step, totals, by_member, dict(reader.members()),
         expected_intervals(month_start, end, reader.step, first, last), with_gaps,
         dict(sorted(unknown.items())), flagged,
-        None if tariff is None else month_budget(by_member, tariff))
+        None if tariff is None else month_budget(by_member, tariff, wear_per_kwh),
+        month_saved(savings, month_start, end) if savings is not None else None)
 
 
 def _coop_figures(r: CoopReport) -> dict[str, float | int | None]:
@@ -147,6 +156,7 @@ def report_dict(r: CoopReport) -> dict[str, object]:
         "totals": _coop_figures(r),
         "by_member": members,
         "budget": None if r.budget is None else r.budget.as_dict(),
+        "plan_saved": saved_dict(r.plan_saved, r.budget and r.budget.currency),
     }
 
 
@@ -208,6 +218,8 @@ def render_text(r: CoopReport) -> str:
                                       for k, v in b.flowed.items()) + ")",
                   f"  paid to the utility     {money(b.paid_to_utility, c):>16}",
                   f"  received from utility   {money(b.received_from_utility, c):>16}",
-                  f"  coop fund (fees)        {money(b.fund, c):>16}",
+                  f"  wear paid to owners     {money(b.wear_paid, c):>16}",
+                  f"  coop fund (fees - wear) {money(b.fund, c):>16}",
                   f"  balanced to the cent    {'yes' if not b.imbalances() else 'NO':>16}"]
+    lines += saved_lines(d["plan_saved"])  # type: ignore[arg-type]
     return "\n".join(lines) + "\n"

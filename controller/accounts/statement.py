@@ -11,8 +11,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TextIO
 
 from controller.accounts.budget import TRANSFERS, MemberMoney, money, month_budget
@@ -29,6 +31,7 @@ from controller.accounts.figures import (
 from controller.config import LedgerConfig, TariffConfig
 from controller.ledger import LedgerReader
 from controller.ledger.periods import next_month
+from controller.planning.savings import month_saved, saved_dict, saved_lines
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +48,8 @@ class Statement:
     drift: dict[str, Drift]
     money: MemberMoney | None
     currency: str | None
+    #: The rolling plan's expected saving against greedy: kWh, money (None: no tariff).
+    plan_saved: dict[str, tuple[float, float | None]] | None = None
 
     @property
     def month(self) -> str:
@@ -62,11 +67,14 @@ def known_member(reader: LedgerReader, member_id: str) -> str:
 
 def member_statement(reader: LedgerReader, member_id: str, month_start: int,
                      ledger: LedgerConfig | None = None,
-                     tariff: TariffConfig | None = None) -> Statement:
+                     tariff: TariffConfig | None = None,
+                     wear_per_kwh: Mapping[str, float] | None = None,
+                     savings: Path | None = None) -> Statement:
     """The statement of ``member_id`` for the calendar month starting at ``month_start``.
 
     ``ledger`` gives the drift thresholds (defaults when ``None``); with a
-    ``tariff`` the statement carries the member's money lines.
+    ``tariff`` the statement carries the member's money lines (with ``wear_per_kwh``, the
+    battery owners' wear prices, the wear the coop's fund pays the member).
     """
     name = known_member(reader, member_id)
     ledger = ledger or LedgerConfig()
@@ -76,9 +84,14 @@ def member_statement(reader: LedgerReader, member_id: str, month_start: int,
     drift = meter_drift(totals, ledger.drift_threshold_pct, ledger.drift_min_wh)
     lines = None
     if tariff is not None:
-        lines = month_budget(reader.totals_by_member(month_start, end), tariff).members[member_id]
+        lines = month_budget(reader.totals_by_member(month_start, end), tariff,
+                             wear_per_kwh).members[member_id]
+    saved = None
+    if savings is not None:
+        saved = {k: v for k, v in month_saved(savings, month_start, end).items()
+                 if k == member_id}
     return Statement(member_id, name, month_start, end, reader.step, totals, days, drift,
-                     lines, None if tariff is None else tariff.currency)
+                     lines, None if tariff is None else tariff.currency, saved)
 
 
 def _day(ts: int) -> str:
@@ -101,6 +114,7 @@ def statement_dict(st: Statement) -> dict[str, object]:
         "balances": balances(st.totals),
         "money": None if st.money is None else {"currency": st.currency,
                                                 **st.money.as_dict()},
+        "plan_saved": saved_dict(st.plan_saved, st.currency),
         "days": [{"day": _day(ts), **figures(sums)} for ts, sums in st.days],
     }
 
@@ -233,10 +247,13 @@ def render_text(st: Statement) -> str:
             lines.append(f"  {kind.replace('_', ' '):<14} paid {money(m.paid[kind], c):>14}   "
                          f"earned {money(m.earned[kind], c):>14}")
         lines += [f"  coop fee            {money(m.coop_fee, c):>14}",
+                  f"  battery wear earned {money(m.wear, c):>14}"
+                  "  (the coop pays for neighbours' use of your battery)",
                   f"  between members net {money(m.net_between_members, c):>14}",
                   f"  grid import bill    {money(m.grid_import, c):>14}",
                   f"  grid export revenue {money(m.grid_export, c):>14}",
                   f"  net                 {money(m.net, c):>14}"]
+    lines += saved_lines(saved_dict(st.plan_saved, st.currency))
     lines += ["", "Per day (kWh)",
               "  " + f"{'day':<10}" + "".join(f"{h:>11}" for h in _DAY_COLUMNS) + "  self-suff"]
     for ts, sums in st.days:

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 
 from controller.cli.common import load_or_report
 from controller.config import CoopConfig
+from controller.config_tariff import wear_prices
+from controller.planning.savings import savings_path
 
 if TYPE_CHECKING:
     from controller.ledger import LedgerReader
@@ -99,7 +101,8 @@ def statement_command(args: argparse.Namespace) -> int:
         return 2
     config, reader = opened
     try:
-        st = member_statement(reader, args.member, month, config.ledger, config.tariff)
+        st = member_statement(reader, args.member, month, config.ledger, config.tariff,
+                              wear_prices(config.members), savings_path(config.storage.ledger))
     except UnknownMemberError as exc:
         print(_unknown_member(config, exc, args.member), file=sys.stderr)
         return 2
@@ -120,7 +123,8 @@ def report_command(args: argparse.Namespace) -> int:
     if opened is None or month is None:
         return 2
     config, reader = opened
-    report = coop_report(reader, month, config.tariff, config.ledger)
+    report = coop_report(reader, month, config.tariff, config.ledger,
+                         wear_prices(config.members), savings_path(config.storage.ledger))
     sys.stdout.write(render_json(report) + "\n" if args.format == "json"
                      else render_text(report))
     return 0

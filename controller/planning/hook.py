@@ -14,6 +14,8 @@ skill are kept in a file beside the ledger (:mod:`controller.planning.store`).
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -24,9 +26,11 @@ from numpy.typing import NDArray
 
 from controller.planning import store
 from controller.planning.cloudiness import Cloudiness
+from controller.planning.expected import Expected, PlanAhead
 from controller.planning.learner import Learned
 from controller.planning.profile import SLOT_S, SlotProfile
 from controller.planning.providers import ClearSkyProvider, PVProvider
+from controller.planning.savings import book
 from controller.planning.worker import PlanWorker
 from dispatch.fleet import BoolArray, CoopLimits, Fleet, FleetState
 from dispatch.planned import PlannedEngine
@@ -36,6 +40,7 @@ if TYPE_CHECKING:
     from controller.config import CoopConfig
 
 FloatArray = NDArray[np.float64]
+log = logging.getLogger(__name__)
 FORECAST_NAME = "history: each member by weekday and 15 min, PV as the last week's mean"
 LOAD_NAME = "load: history by weekday and 15 min"
 #: After a failed learning, try again this much later (controller clock, s).
@@ -51,6 +56,12 @@ class RollingPlan:
                  store_path: Path | None = None, member_ids: list[str] | None = None,
                  refresh_s: float = 3600.0) -> None:
         self.profile = SlotProfile(members)
+        #: Where each plan's expected saving against greedy is booked (None: not booked;
+        #: :meth:`from_config` sets it, and the worker's solver to
+        #: :func:`~controller.planning.expected.plan_and_expect`).
+        self.savings: Path | None = None
+        self._booked: object = None
+        self._engine: PlannedEngine | None = None
         self.worker = worker or PlanWorker(replan_min * 60.0, horizon_h * 3600.0, SLOT_S,
                                            forecast_name=FORECAST_NAME)
         self.providers = list(providers)
@@ -73,8 +84,11 @@ class RollingPlan:
         """The plan of a configured coop: ``[dispatch]``, ``[forecast]``, ``[site]``."""
         from functools import partial
 
+        from controller.planning.expected import plan_and_expect
         from controller.planning.learner import learn_from_ledger
+        from controller.planning.money import member_wear, plan_money
         from controller.planning.open_meteo import OpenMeteoProvider
+        from controller.planning.savings import savings_path
 
         ids = [m.id for m in config.members]
         fc, site = config.forecast, config.site
@@ -86,6 +100,11 @@ class RollingPlan:
                    refresh_s=fc.refresh_min * 60.0,
                    learn=partial(learn_from_ledger, config.storage.ledger, ids,
                                  site=site if kind != "history" else None))
+        # Money (tariff, wear) and the expected saving against greedy (issue 22, point 3).
+        plan.worker.money = plan_money(config.tariff, member_wear(config.members))
+        plan.worker.solver = partial(plan_and_expect, booked_s=plan.worker.replan_s,
+                                     policy=config.policy.sharing)
+        plan.savings = savings_path(config.storage.ledger)
         if kind != "history" and site is not None:
             if kind == "open-meteo":
                 plan.providers.append(OpenMeteoProvider(site, ids, fc.url, fc.timeout_s))
@@ -103,14 +122,18 @@ class RollingPlan:
              valid: BoolArray, dt_s: float, policy: str, limits: CoopLimits,
              target_wh: FloatArray) -> TickResult:
         """The cycle's tick following ``target_wh`` inside every safety limit."""
-        engine = PlannedEngine(fleet, policy, limits, fused=False)
-        return engine.tick(state, pv_w, load_w, valid, dt_s, target_wh)
+        kept = self._engine
+        if kept is None or kept.fleet is not fleet or (kept.policy, kept.limits) != (policy,
+                                                                                    limits):
+            kept = self._engine = PlannedEngine(fleet, policy, limits)  # kept with the fleet
+        return kept.tick(state, pv_w, load_w, valid, dt_s, target_wh)
 
     def after_cycle(self, now: float, fleet: Fleet, stored_wh: FloatArray, pv_w: FloatArray,
                     load_w: FloatArray, valid: BoolArray, limits: CoopLimits) -> None:
         """Learn from the cycle's readings; start a re-plan when one is due (on-grid)."""
         self._start(now)
         self.profile.observe(now, pv_w, load_w, valid)
+        self._book()
         self._background_work(now)
         if not limits.islanded:
             # The history profile here (cheap numpy); the providers' part (pvlib) runs in
@@ -225,6 +248,25 @@ class RollingPlan:
         self._background.submit(store.save, self.store_path, self.member_ids, solved_at,
                                 self.worker.forecast_name, (solved_at, content),
                                 self.cloudiness, self.worker.skill, self.worker.last_forecast)
+
+    def ahead(self) -> tuple[float, Expected] | None:
+        """The plan in force and what following it is expected to do (None: greedy)."""
+        answer = self.worker.answer
+        if answer is None or not isinstance(answer[1], PlanAhead):
+            return None
+        return answer[0], answer[1].expected
+
+    def _book(self) -> None:
+        """Book a new plan's expected saving once (a failed write costs the cycle nothing)."""
+        answer = self.worker.answer
+        if (self.savings is None or answer is None or answer is self._booked
+                or not isinstance(answer[1], PlanAhead)):
+            return
+        self._booked = answer
+        try:
+            book(self.savings, answer[0], self.member_ids, answer[1].expected)
+        except sqlite3.Error as exc:
+            log.warning("plan savings not booked in %s: %s", self.savings, exc)
 
     def close(self) -> None:
         """Stop the worker threads."""

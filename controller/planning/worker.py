@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from controller.planning.money import MoneyFn
 from dispatch.fleet import CoopLimits, Fleet
 from dispatch.plan_lp import StoragePlan, plan_storage
 
@@ -55,7 +56,8 @@ class PlanWorker:
     def __init__(self, replan_s: float = 900.0, horizon_s: float = 86400.0,
                  step_s: float = 900.0, deadline_s: float | None = None,
                  expire_s: float | None = None, solver: Callable[..., StoragePlan] = plan_storage,
-                 wall: Callable[[], float] = time.monotonic, forecast_name: str = "") -> None:
+                 wall: Callable[[], float] = time.monotonic, forecast_name: str = "",
+                 money: MoneyFn | None = None) -> None:
         self.replan_s, self.step_s = replan_s, step_s
         self.steps = max(1, round(horizon_s / step_s))
         #: A solve still running this long (wall seconds) after it began is late.
@@ -63,11 +65,14 @@ class PlanWorker:
         #: Targets of a plan solved this long ago (controller clock) are dropped.
         self.expire_s = 2 * replan_s if expire_s is None else expire_s
         self.solver, self.wall, self.forecast_name = solver, wall, forecast_name
+        self.money = money
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="plan")
         self._lock = threading.Lock()
         self._running: tuple[Future, float, float] | None = None  # future, wall start, now
         self._plan: tuple[float, FloatArray] | None = None  # solved at (clock), content
         self._last_request: float | None = None
+        self._last: tuple[FloatArray, int, Fleet, FloatArray] | None = None
+        self.answer: tuple[float, StoragePlan] | None = None
         self.skill: dict | None = None
         #: refine(now, steps, step_s, pv_w) -> pv_w, run in the worker thread before each
         #: solve: the costly part of the forecast stays off the cycle's thread.
@@ -112,7 +117,8 @@ class PlanWorker:
         if self.refine is not None:
             pv_w = self.refine(now, len(pv_w), self.step_s, pv_w)
         self._believed = (now, pv_w.sum(axis=1), load_w.sum(axis=1))
-        return self.solver(fleet, stored, pv_w, load_w, self.step_s, limits=limits)
+        prices = self.money(now, len(pv_w), self.step_s) if self.money is not None else {}
+        return self.solver(fleet, stored, pv_w, load_w, self.step_s, limits=limits, **prices)
 
     def _collect(self, now: float) -> None:
         """Take a finished solve's answer, or give up on a late one."""
@@ -143,6 +149,8 @@ class PlanWorker:
             return
         with self._lock:
             self._plan = (asked, plan.stored_wh)
+            #: The newest answer in force and when it was asked for (pages, savings).
+            self.answer = (asked, plan)
         self.counts["ok"] += 1
         self.last_forecast = self._believed
         self._set("ok", asked, plan.solve_s)
@@ -168,7 +176,7 @@ class PlanWorker:
     def _drop(self) -> None:
         """A re-plan that failed or came late: the older plan goes too, greedy is in charge."""
         with self._lock:
-            self._plan = None
+            self._plan = self.answer = None
 
     def targets(self, now: float, fleet: Fleet) -> FloatArray | None:
         """Each battery's content target for the plan step ``now`` is in; None: greedy."""
@@ -184,7 +192,12 @@ class PlanWorker:
                 self._set("expired", solved_at, self.state.solve_s)
             return None
         k = min(int(age // self.step_s), len(content) - 1)
-        return np.where(fleet.capacity_wh > 0, content[k], np.nan)
+        # The same array while the plan step lasts: the follower clips it once per step.
+        last = self._last
+        if last is None or last[0] is not content or last[1] != k or last[2] is not fleet:
+            last = self._last = (content, k, fleet,
+                                 np.where(fleet.capacity_wh > 0, content[k], np.nan))
+        return last[3]
 
     def close(self) -> None:
         """Stop the worker thread (a running solve finishes unheard)."""
