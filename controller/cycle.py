@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import math
 import time
 from collections.abc import Callable
@@ -13,11 +12,12 @@ import numpy as np
 
 from controller.agent.inbox import inbox_for
 from controller.config import CoopConfig
+from controller.cycle_booking import CycleBooking
+from controller.cycle_loads import LoadSwitching
 from controller.fleet_dispatch import EngineKeeper, FleetParams, detached
 from controller.governance.overrides import (
     OverrideStore,
     battery_overrides,
-    load_commands,
     load_states,
     opted_out,
 )
@@ -26,8 +26,6 @@ from controller.island.ac_coupling import standing_refusals
 from controller.island.curtail import pv_limits
 from controller.island.curtail_estimate import (
     CurtailEstimator,
-    booked_causes,
-    former_saturated,
 )
 from controller.island.eve_run import IslandEve
 from controller.island.follow import PlanFollower
@@ -39,28 +37,16 @@ from controller.island.grid_model import (
     IslandCommand,
     TransitionRecord,
 )
-from controller.island.guard import ShedGuard, limiting_measure, protected_loads
+from controller.island.guard import ShedGuard, protected_loads
 from controller.island.live import GridSupervisor
-from controller.island.outage import (
-    anchor,
-    demand_before_w,
-    dropped_load_w,
-    held_demand_w,
-    smooth_anchor,
-)
 from controller.island.pilot import Readings
 from controller.island.reasons import shed_causes, transition_reason
 from controller.island.shed_log import ShedLog
 from controller.island.shedding import ShedPlanner
 from controller.island.transition import island_ready_battery_w
-from controller.ledger import CommittedInterval, CycleEnergy, IntervalBook, LedgerWriter
+from controller.ledger import CommittedInterval, IntervalBook, LedgerWriter
 from controller.ledger.accumulator import unpack_state
-from controller.ledger.gap import averaged_image
-from controller.ledger.late import book_late_reading
 from controller.ledger.measured import (
-    booked_tick,
-    for_booking,
-    ledger_flows,
     stored_from_soc,
 )
 from controller.planning.hook import RollingPlan
@@ -72,7 +58,6 @@ from dispatch import CoopLimits, Fleet, FleetState, TickResult
 if TYPE_CHECKING:
     from controller.federation.booking import CoopFederation
 
-log = logging.getLogger(__name__)
 #: How long a load switched off by Commonwatt stays off unless the mandate is renewed.
 SHED_MANDATE_S = 300
 #: A cycle longer than this many nominal cycles is not dispatched whole: the
@@ -103,7 +88,7 @@ class CycleReport:
     booked: TickResult | None = None
 
 
-class Controller:
+class Controller(CycleBooking, LoadSwitching):
     """Runs cycles for one coop against its devices and its ledger.
 
     Args:
@@ -300,7 +285,6 @@ class Controller:
         dropped = self._dropped_w(demand, image.valid, now)
         need_w = held_back = causes = None
         caps_w = self.pv_caps_w.copy()  # the caps in force during this cycle
-        capped = np.isfinite(caps_w)
         if now > start and (self.last_end_ts is None or now > self.last_end_ts):
             limits = self.limits()
             hours = (now - start) / 3600.0
@@ -370,39 +354,10 @@ class Controller:
             # setpoint from before it was written. Unless they took long (a stalled machine):
             # then the reading stands for nothing beyond its own time, and the next cycle
             # (or the stall, controller/ledger/gap.py) books the rest.
-            end = self.clock()
-            end = end if now <= end <= now + 0.5 * self.nominal_dt_s else now
-            book_hours = (end - book_start) / 3600.0
-            booked = booked_tick(self.engines.engine(fleet, limits), book_state, book_image,
-                                 end - book_start)
-            booked.shed = booked.shed + (held_demand + dropped) * book_hours
-            # An idling battery that does not answer keeps its coop-origin pool for its return.
-            idle = image.battery_assumed_idle
-            if idle is None:
-                idle = np.zeros(len(pools), dtype=bool)
-            carry.pools_wh = np.where(image.valid & ~idle, booked.pool_coop_wh,
-                                      np.where(idle, pools_before, pools))
-            carry.held = booked.state.held.copy()
-            flows, unallocated = ledger_flows(booked, limits.islanded)
-            est = self.curtail_estimator.step(
-                now - start, image.pv_w, image.valid & image.has_pv,
-                self.follower.pv_forecast_w(now), capped,
-                former_saturated(limits.islanded, self._grid_forming, image.battery_w,
-                                 image.soc_pct, fleet.max_charge_w), caps_w, limits.islanded)
-            held_back = {c: w * hours for c, w in est.by_cause_w.items()}
-            flows |= booked_causes(flows["curtailed"], est, book_hours, limits.islanded,
-                                   math.isfinite(self._caps[1]))
-            self._book_late_readings()
-            closed = self.book.add_cycle(CycleEnergy(
-                book_start, end, flows, book_image.valid.copy(), image.counters,
-                islanded=limits.islanded, missing=unknown, unallocated=unallocated))
-            self._stored_mark = np.where(image.has_battery & np.isfinite(image.soc_pct),
-                                         stored, np.nan)
-            for interval, parts in closed:
-                self.writer.commit(interval, parts)
-                committed.append(interval)
-                if self.federation is not None:
-                    self.federation.committed(interval)
+            booked, held_back = self._book(
+                start, now, image, fleet, limits, (book_start, book_image, book_state),
+                held_demand + dropped, (pools_before, pools, stored), caps_w, unknown,
+                committed)
             if self.plan is not None:
                 self.plan.after_cycle(now, fleet, stored, image.pv_production_w, demand,
                                       image.valid, limits)
@@ -417,43 +372,6 @@ class Controller:
         self.last_cycle_wall = time.monotonic()
         return report
 
-    def _booking(self, image: ProcessImage, start: float, fleet: Fleet, state: FleetState,
-                 ) -> tuple[float, ProcessImage, FleetState]:
-        """Where the booked cycle starts, what it books from, and the batteries before it:
-        after a stall, from the last booked cycle's end with the stall's averages (the
-        counters' and the SoC's changes), else the cycle as sampled."""
-        end = self.last_end_ts
-        image = for_booking(image)
-        if end is None or start <= end or self._stored_mark is None:
-            return start, image, state
-        carry = self.book.carry
-        now_wh = np.where(np.isfinite(image.soc_pct), state.stored_wh, np.nan)
-        averaged = averaged_image(image, end, carry.counters, carry.counters_ts,
-                                  self._stored_mark, now_wh, fleet.leg_efficiency)
-        stored = np.where(np.isfinite(self._stored_mark), self._stored_mark, state.stored_wh)
-        return end, averaged, FleetState(stored, np.clip(carry.pools_wh, 0.0, stored),
-                                         state.held)
-
-    def _held_demand_w(self, held: np.ndarray, now: float) -> np.ndarray:
-        """Per member, the demand the loads Commonwatt holds off would draw now, W."""
-        if self.shedder is None:
-            return held
-        forecast = self.follower.tier_forecast_w(now) if self.islanded else None
-        return held_demand_w(*self.shedder.held_by_kind(), held, forecast)
-
-    def _book_late_readings(self) -> None:
-        """Book the counters the agents' late readings bring (before this cycle's own)."""
-        if self.agents is None:
-            return
-        index = {m: i for i, m in enumerate(self.member_ids)}
-        for member, ts, values in self.agents.drain():
-            if member not in index:
-                continue
-            counters, previous = np.array(values), self._last_agent_reading.get(member)
-            book_late_reading(self.book, index[member], ts, counters, previous)
-            if previous is None or ts > previous[0]:
-                self._last_agent_reading[member] = (ts, counters)
-
     async def _curtail(self, image: ProcessImage, result: TickResult, dt_s: float) -> None:
         """Cap inverters whose PV nothing can absorb (islanded, or past the export cap)."""
         curtailed_w = np.where(image.valid, result.curtailed / (dt_s / 3600.0), 0.0)
@@ -461,20 +379,6 @@ class Controller:
         if np.isfinite(caps).any() or np.isfinite(self.pv_caps_w).any():
             await self.poller.write_pv_limits(caps, self.pv_caps_w, self.setpoint_expiry_s)
         self.pv_caps_w = caps
-
-    def _dropped_w(self, demand: np.ndarray, valid: np.ndarray, now: float) -> np.ndarray:
-        """Islanded, load the grid-former drops (an outage), estimated from the demand
-        before it reported the overload (:mod:`controller.island.outage`)."""
-        overloaded = self.poller.grid_overloaded()
-        forecast = self.follower.demand_forecast_w(now) if self.islanded else None
-        if self.islanded and overloaded:
-            before = demand_before_w(self._demand_before_w, self._demand_ratio, forecast)
-            return dropped_load_w(before, demand, valid, self._tier)
-        if overloaded is not None or not self.islanded:  # a silent grid-former says nothing
-            self._demand_before_w = np.where(valid, demand, self._demand_before_w)
-            self._demand_ratio = smooth_anchor(self._demand_ratio, anchor(demand, forecast),
-                                               valid, self.nominal_dt_s)
-        return np.zeros_like(demand)
 
     def _follow_plan(self, image: ProcessImage, now: float, stored: np.ndarray,
                      demand: np.ndarray) -> None:
@@ -485,61 +389,6 @@ class Controller:
                             image.has_battery & image.battery_ok,
                             np.where(image.valid, image.pv_production_w, 0.0), demand)
         self.follower.step(now, self.islanded, readings, end_ts)
-
-    async def _shed(self, need_w: np.ndarray | None, now: float, causes: list | None) -> None:
-        """Switch plugs (flexible first) so that what is held off covers ``need_w``: the
-        dispatch's shed, what the island plan sheds beyond it, and dropped load; islanded,
-        each shed and refusal is logged with its reason code (``causes`` per member)."""
-        if self.shedder is None or need_w is None:
-            return
-        allowed = decision = None
-        if self.islanded:  # the limiting measure: what the shed needs beyond what is off
-            over = limiting_measure(float(np.nansum(need_w) - self.shedder.held_w().sum()),
-                                    self.poller.grid_overloaded())
-            rows = np.zeros((3, len(need_w)))
-            decision = self.shed_guard.step(now, over, rows)
-            allowed = decision.allowed
-            if decision.alert:
-                self.shed_alert = decision.alert
-                log.warning("shedding: %s", decision.alert)
-            elif not self.shed_guard.stopped:
-                self.shed_alert = None
-        plan = self.shedder.plan(now, need_w, self.poller.load_readings(), self._opted_out,
-                                 self._protected_loads, allowed)
-        if self.islanded:
-            self.shed_log.cycle(now, self.grid.machine.state.name, plan, causes or [],
-                                decision, self.shed_guard.passes)
-        actions = [a for a in plan.actions if a.load_id not in self._override_loads
-                   and not self.grid_loss.holds(a.load_id)]
-        if actions:  # a load an override holds is the coordinator's, not the shedder's
-            await self.poller.switch_loads(actions, self.mandate_s)
-
-    async def _hold_for_grid_loss(self, now: float) -> None:
-        """Unplanned off-grid: the flexible plugs off in this very cycle, EV chargers first
-        (0 W import is no sunshine); back on when the grid is."""
-        machine = self.grid.machine
-        actions = self.grid_loss.step(now, machine.state, machine.in_force, self._override_loads)
-        if actions:
-            await self.poller.switch_loads(actions, self.mandate_s)
-
-    async def _switch_overridden_loads(self) -> None:
-        """Hold the loads overrides hold; switch back on those an override no longer holds."""
-        actions = load_commands(self._override_loads, self._override_off)
-        self._override_off = {lid for lid, on in self._override_loads.items() if not on}
-        if actions:
-            await self.poller.switch_loads(actions, self.mandate_s)
-
-    async def release_loads(self) -> None:
-        """On stop: switch back on every load Commonwatt switched off, by shedding or by an
-        override."""
-        self._override_loads = {}
-        await self._switch_overridden_loads()
-        if back := self.grid_loss.release_all():
-            await self.poller.switch_loads(back, self.mandate_s)
-        if self.shedder is not None:
-            actions = self.shedder.release_all(self.clock())
-            if actions:
-                await self.poller.switch_loads(actions, self.mandate_s)
 
     def close(self) -> None:
         """Close device connections; write what the ledger still holds, then release it."""

@@ -17,8 +17,8 @@ import pytest
 
 from api.app import create_app
 from controller.governance.audit import AuditLog, simulated_label, use_clock
+from tests.browser import full_page_png, serve
 from tests.pages_world import FakeLive, PagesWorld, build, device_health, push_cycle
-from tests.test_island_page import browser, full_page_png, serve  # noqa: F401 - a fixture
 
 SPEED = 60.0
 #: The simulated clock starts 45 days ahead of the wall's: another month, another day.
