@@ -184,7 +184,7 @@ def test_when_the_commands_run_does_not_change_the_winner(tmp_path: Path, reliab
     t_announce = 1_780_000_000.0 + 17.0
     rng = np.random.default_rng(3)
     write_ledger(ledger, MEMBERS, 60, t_announce - 600 - 17, 60.0,
-                 [{f: rng.uniform(0, 50, 2) for f in LEDGER_FIELDS} for _ in range(24 * 60)])
+                 [{f: rng.uniform(0, 50, 2) for f in LEDGER_FIELDS} for _ in range(60)])
     reader = LedgerReader(ledger)
     gov = parse_config(config_text(ledger, MEMBERS)).governance
     winners, intervals, refused = set(), set(), 0
