@@ -405,7 +405,10 @@ class Controller:
         readings = Readings(np.where(image.has_battery, stored, np.nan),
                             image.has_battery & image.battery_ok,
                             np.where(image.valid, image.pv_production_w, 0.0), demand)
-        self.follower.step(now, self.islanded, readings, end_ts)
+        # Loads within their minimum on/off times are given to the re-plan (issue 21.8).
+        locks = (self.shedder.locks(now, self.poller.load_readings())
+                 if self.islanded and self.shedder is not None else ())
+        self.follower.step(now, self.islanded, readings, end_ts, locks)
 
     async def _shed(self, need_w: np.ndarray | None, now: float) -> None:
         """Switch plugs (flexible first) so that what is held off covers ``need_w``: the
