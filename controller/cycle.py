@@ -22,7 +22,7 @@ from controller.governance.overrides import (
     opted_out,
 )
 from controller.health import DeviceClock, scaled_backoff_max_s, scaled_stale_after_s
-from controller.island.ac_coupling import standing_refusals
+from controller.island.ac_coupling import coupling, standing_refusals
 from controller.island.curtail import pv_limits
 from controller.island.curtail_estimate import CurtailEstimator, former_saturated
 from controller.island.follow import PlanFollower
@@ -160,6 +160,9 @@ class Controller:
             max(DEFAULT_TIMEOUTS.return_s, dt3)))
         self.islanded = False
         self.grid.standing_refusals = standing_refusals(config)  # factor-1.0 rule (#21)
+        #: Islanded, grid-formers charge from AC-coupled PV only to this SoC (#21.3).
+        self._ceiling_pct = (config.island.ac_charge_ceiling_pct
+                             if coupling(config).pv_va > 0 else 100.0)
         pvs = [m.device("pv") for m in config.members]
         self._pv_rated_w = np.array([(p.params.get("rated_w") if p else None) or np.inf
                                      for p in pvs])
@@ -228,7 +231,8 @@ class Controller:
 
     def limits(self) -> CoopLimits:
         """The point of common coupling's caps, and whether the coop is islanded now."""
-        return CoopLimits(*self._caps, islanded=self.islanded)
+        return CoopLimits(*self._caps, islanded=self.islanded,
+                          charge_ceiling_pct=self._ceiling_pct)
 
     def _cycle_start(self, now: float) -> float:
         end = self.last_end_ts
