@@ -340,7 +340,8 @@ class Controller:
                 now - start, image.pv_w, image.valid & image.has_pv,
                 self.follower.pv_forecast_w(now), capped,
                 former_saturated(limits.islanded, self._grid_forming, image.battery_w,
-                                 image.soc_pct, fleet.max_charge_w))
+                                 image.soc_pct, fleet.max_charge_w),
+                image.pv_hz if limits.islanded else None)
             held_back = {c: w * hours for c, w in est.by_cause_w.items()}
             flows["curtailed"] = np.maximum(flows["curtailed"], est.held_w * hours)
             self._book_late_readings()

@@ -43,6 +43,8 @@ class ProcessImage:
     #: Batteries that do not answer but whose last setpoint has lapsed, so they idle:
     #: left out (``has_battery`` False) while the household is still booked.
     battery_assumed_idle: NDArray[np.bool_] | None = None
+    #: The AC frequency each PV inverter reports, Hz (NaN: unknown); None: not read.
+    pv_hz: FloatArray | None = None
 
     @property
     def counters(self) -> FloatArray:

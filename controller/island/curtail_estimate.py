@@ -19,7 +19,10 @@ Causes (:data:`CAUSES`):
 * ``command``: a PV cap Commonwatt set is in force on the inverter (an island's
   surplus, or the export cap at the point of common coupling);
 * ``grid_former``: islanded, the grid-forming battery is full or charging at its
-  rating, so it can take no more and the island sheds PV by frequency.
+  rating, so it can take no more and the island sheds PV by frequency. Where the
+  inverter reports the frequency and it is in the derating band, what it held
+  back is inferred from the frequency and its output (:mod:`.freq_shift`), with
+  no forecast.
 
 Without a forecast (no island plan) nothing is estimated and the books hold only
 what the dispatch itself curtailed.
@@ -90,7 +93,7 @@ class CurtailEstimator:
 
     def step(self, dt_s: float, pv_w: FloatArray, valid: BoolArray,
              forecast_w: FloatArray | None, capped: BoolArray,
-             saturated: bool) -> CurtailEstimate:
+             saturated: bool, frequency_hz: FloatArray | None = None) -> CurtailEstimate:
         """Estimate this cycle's held-back PV, then learn from the members nothing held back.
 
         Args:
@@ -101,20 +104,33 @@ class CurtailEstimator:
             capped: members with a Commonwatt PV cap in force.
             saturated: islanded and the grid-former can take no more
                 (:func:`former_saturated`).
+            frequency_hz: each inverter's AC frequency (NaN where unknown), None
+                without: where it derates, the frequency says what was held back.
         """
+        from controller.island.freq_shift import derating, held_back_w
+
         n = len(pv_w)
         zero = np.zeros(n)
+        shifted = np.full(n, np.nan)
+        if frequency_hz is not None:
+            by_frequency = valid & derating(frequency_hz)
+            shifted = np.where(by_frequency, held_back_w(pv_w, frequency_hz), np.nan)
+            saturated_by = by_frequency
+        else:
+            saturated_by = np.zeros(n, dtype=bool)
         if forecast_w is None:
-            return CurtailEstimate(zero, {c: zero for c in CAUSES})
+            held = np.where(np.isfinite(shifted) & ~capped, shifted, 0.0)
+            return CurtailEstimate(held, {"command": zero, "grid_former": held})
         known = valid & np.isfinite(pv_w) & np.isfinite(forecast_w)
         pv = np.where(known, pv_w, 0.0)
         forecast = np.where(known, forecast_w, 0.0)
-        held_back = known & (capped | saturated)
+        held_back = known & (capped | saturated | saturated_by)
         available = forecast * self.ratio
         held = np.where(held_back, np.maximum(available - pv, 0.0), 0.0)
+        held = np.where(np.isfinite(shifted) & ~capped, shifted, held)  # measured beats forecast
         command = np.where(capped, held, 0.0)
         former = held - command
-        learn = known & ~held_back & (forecast >= MIN_FORECAST_W)
+        learn = known & ~held_back & ~saturated_by & (forecast >= MIN_FORECAST_W)
         decay = float(np.exp(-dt_s / TAU_S))
         self.measured_wh = np.where(learn, self.measured_wh * decay + pv * dt_s / 3600.0,
                                     self.measured_wh)
