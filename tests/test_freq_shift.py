@@ -127,4 +127,7 @@ def test_the_inference_over_modbus_matches_the_simulators_held_back_energy() -> 
 
     inferred, held, soc = asyncio.run(run())
     assert 97.0 < soc < 99.5 and held > 900.0, (soc, held)  # the shift held back ~1 kWh
-    assert inferred == pytest.approx(held, rel=0.05), (inferred, held)
+    # The issue asks for 5 %. Measured over five windows (start SoC 94.5-96 %, 10:30-13:00,
+    # reads every 10 s or 30 s): 0.9981-1.0004 of the simulator's figure (the registers'
+    # whole watts and 0.01 Hz), so 0.5 %.
+    assert inferred == pytest.approx(held, rel=0.005), (inferred, held)

@@ -124,3 +124,25 @@ def test_reserve_rows_in_the_lp_match_the_check(case: str, load_w: float,
                                       "flexible": "shed" if flexible_wh else expected}, case
     # Energy alone (the plan before #21.2) keeps no more reserve.
     assert check_reserve(energy_only, gf).shortage_kwh >= reserve.shortage_kwh - 1e-6
+
+
+def test_re_plans_keep_the_reserve_and_the_ceiling_from_the_saved_plan() -> None:
+    from controller.island.pilot import BaseForecast, IslandPilot, Readings, problem_json
+
+    base = replace(two_battery_day(1800.0), grid_forming=np.array([True, False]),
+                   reserve_load_pct=12.0, reserve_pv_pct=30.0,
+                   charge_ceiling_wh=np.array([47500.0, 50000.0]))
+    saved = BaseForecast.from_json({"inputs": problem_json(base)})
+    pilot = IslandPilot(saved, ["a"], 900.0)
+    readings = Readings(np.array([30000.0]), np.array([True]), np.full(1, np.nan),
+                        np.full(1, np.nan))
+    again = pilot.problem(base.start_ts, readings)
+    assert again is not None and again.grid_forming is not None
+    assert again.grid_forming.tolist() == [True, False]
+    assert (again.reserve_load_pct, again.reserve_pv_pct) == (12.0, 30.0)
+    assert again.charge_ceiling_wh is not None
+    assert again.charge_ceiling_wh.tolist() == [47500.0, 50000.0]
+    with pytest.raises(ValueError, match="grid_forming"):
+        raw = problem_json(base)
+        raw["grid_forming"] = [True]
+        BaseForecast.from_json({"inputs": raw})
