@@ -340,4 +340,9 @@ class IslandPilot:
             "shed_now_w": float(shed.sum()),
             "shed_tiers_kwh": {t: float(plan.shed_wh[i].sum()) / 1000.0
                                for i, t in enumerate(TIERS)},
+            # Issue 21: the reserve the plan cannot keep, and running loads it must cut.
+            "capacity_shortage_kwh": None if plan.reserve_shortfall_w is None else float(
+                plan.reserve_shortfall_w.sum()) * plan.problem.hours / 1000.0,
+            "cut_mid_run_kwh": 0.0 if plan.cut_mid_run_wh is None else float(
+                plan.cut_mid_run_wh.sum()) / 1000.0,
         }
