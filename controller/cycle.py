@@ -22,7 +22,7 @@ from controller.governance.overrides import (
     opted_out,
 )
 from controller.health import DeviceClock, scaled_backoff_max_s, scaled_stale_after_s
-from controller.island.ac_coupling import standing_refusals
+from controller.island.ac_coupling import coupling, standing_refusals
 from controller.island.curtail import pv_limits
 from controller.island.curtail_estimate import (
     CurtailEstimator,
@@ -161,6 +161,9 @@ class Controller(CycleBooking, LoadSwitching):
             max(DEFAULT_TIMEOUTS.return_s, dt3)))
         self.islanded = False
         self.grid.standing_refusals = standing_refusals(config)  # factor-1.0 rule (#21)
+        #: Islanded, grid-formers charge from AC-coupled PV only to this SoC (#21.3).
+        self._ceiling_pct = (config.island.ac_charge_ceiling_pct
+                             if coupling(config).pv_va > 0 else 100.0)
         pvs = [m.device("pv") for m in config.members]
         self._pv_rated_w = np.array([(p.params.get("rated_w") if p else None) or np.inf
                                      for p in pvs])
@@ -241,7 +244,8 @@ class Controller(CycleBooking, LoadSwitching):
     def limits(self) -> CoopLimits:
         """The point of common coupling's caps, and whether the coop is islanded now."""
         export = 0.0 if self.eve.no_export else self._caps[1]  # the island eve exports nothing
-        return CoopLimits(self._caps[0], export, islanded=self.islanded)
+        return CoopLimits(self._caps[0], export, islanded=self.islanded,
+                          charge_ceiling_pct=self._ceiling_pct)
 
     def _cycle_start(self, now: float) -> float:
         end = self.last_end_ts
@@ -388,7 +392,10 @@ class Controller(CycleBooking, LoadSwitching):
         readings = Readings(np.where(image.has_battery, stored, np.nan),
                             image.has_battery & image.battery_ok,
                             np.where(image.valid, image.pv_production_w, 0.0), demand)
-        self.follower.step(now, self.islanded, readings, end_ts)
+        # Loads within their minimum on/off times are given to the re-plan (issue 21.8).
+        locks = (self.shedder.locks(now, self.poller.load_readings())
+                 if self.islanded and self.shedder is not None else ())
+        self.follower.step(now, self.islanded, readings, end_ts, locks)
 
     def close(self) -> None:
         """Close device connections; write what the ledger still holds, then release it."""

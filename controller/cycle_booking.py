@@ -64,7 +64,8 @@ class CycleBooking:
             now - start, image.pv_w, image.valid & image.has_pv,
             self.follower.pv_forecast_w(now), np.isfinite(caps_w),
             former_saturated(limits.islanded, self._grid_forming, image.battery_w,
-                             image.soc_pct, fleet.max_charge_w), caps_w, limits.islanded)
+                             image.soc_pct, fleet.max_charge_w), caps_w, limits.islanded,
+            image.pv_hz if limits.islanded else None)
         held_back = {c: w * hours for c, w in est.by_cause_w.items()}
         flows |= booked_causes(flows["curtailed"], est, book_hours, limits.islanded,
                                math.isfinite(self._caps[1]))

@@ -170,6 +170,7 @@ class Poller:
         stale = self.stale_s
         now = self.clock()
         values = {k: np.full(n, np.nan) for k in ProcessImage.ARRAYS}
+        pv_hz = np.full(n, np.nan)
         has_pv = np.zeros(n, dtype=bool)
         has_battery = np.zeros(n, dtype=bool)
         idle = np.zeros(n, dtype=bool)
@@ -204,6 +205,8 @@ class Poller:
             elif isinstance(r, PvReading):
                 values["pv_w"][i] = r.power_w
                 values["pv_energy_wh"][i] = _counter(r.energy_wh)
+                if r.frequency_hz is not None:
+                    pv_hz[i] = r.frequency_hz
             else:
                 values["battery_w"][i] = r.power_w
                 failing[i] = d.health.consecutive_failures > 0
@@ -219,6 +222,7 @@ class Poller:
             **values,
             battery_assumed_idle=idle & ~has_battery,
             battery_failing=failing & has_battery,
+            pv_hz=pv_hz,
         )
 
     async def write_setpoints(

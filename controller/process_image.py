@@ -46,6 +46,8 @@ class ProcessImage:
     #: Batteries whose last read or write failed: their reading (still within its
     #: staleness) is what they did before, not what they do now.
     battery_failing: NDArray[np.bool_] | None = None
+    #: The AC frequency each PV inverter reports, Hz (NaN: unknown); None: not read.
+    pv_hz: FloatArray | None = None
 
     @property
     def counters(self) -> FloatArray:

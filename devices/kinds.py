@@ -37,6 +37,9 @@ class PvReading:
 
     power_w: float | None
     energy_wh: float | None = None
+    #: The AC frequency it measures (Hz): islanded, the grid-former's frequency shift
+    #: derates AC-coupled PV above f0 + 1 Hz. None where the device does not say.
+    frequency_hz: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

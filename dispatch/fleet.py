@@ -136,8 +136,13 @@ class FleetState:
 
 @dataclass(frozen=True, slots=True)
 class CoopLimits:
-    """Limits at the point of common coupling, in W, and whether the coop is islanded."""
+    """Limits at the point of common coupling, in W, and whether the coop is islanded.
+
+    ``charge_ceiling_pct``: islanded, a grid-forming battery charges only up to this
+    SoC (AC-coupled PV: see :func:`dispatch.island.charge_ceiling_wh`); 100: none.
+    """
 
     import_cap_w: float = float("inf")
     export_cap_w: float = float("inf")
     islanded: bool = False
+    charge_ceiling_pct: float = 100.0

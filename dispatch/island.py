@@ -12,7 +12,13 @@ batteries still hold. So the dispatch spends it last:
   with :func:`dispatch.sharing.allocate` filling rank 0 before rank 1).
 
 Its own house's deficit below the margin is then the coop's, served by the other
-batteries like a neighbour's. Nothing here does I/O.
+batteries like a neighbour's.
+
+With AC-coupled PV the grid-former also charges only up to a ceiling (default
+95 %, :func:`charge_ceiling_wh`): above it, it raises the island's frequency and
+the PV inverters derate (from f0 + 1 Hz to nothing at f0 + 2 Hz), so charge it
+counts on there does not come, and a full grid-former has no room left to absorb
+the PV a load drop throws at it. Nothing here does I/O.
 """
 
 from __future__ import annotations
@@ -42,3 +48,21 @@ def coop_rank(grid_forming: BoolArray) -> IntArray:
     """The order in which batteries serve the coop islanded: the others (rank 0), then the
     grid-former (rank 1)."""
     return grid_forming.astype(np.int64)
+
+
+def charge_ceiling_wh(capacity_wh: FloatArray, grid_forming: BoolArray,
+                      ceiling_pct: float) -> FloatArray:
+    """The content up to which each battery charges islanded: ``ceiling_pct`` of capacity
+    for a grid-former, full for the others."""
+    if not 0 < ceiling_pct <= 100:
+        raise ValueError(f"charge_ceiling_pct: expected above 0 and at most 100 %, got "
+                         f"{ceiling_pct}")
+    return np.where(grid_forming, ceiling_pct / 100.0 * capacity_wh, capacity_wh)
+
+
+def below_ceiling(charge_wh: FloatArray, stored_wh: FloatArray, ceiling_wh: FloatArray,
+                  inverse_leg_efficiency: FloatArray) -> FloatArray:
+    """Each battery's charge limit this tick (AC energy) kept below its ceiling: at most
+    what fills it to the ceiling, nothing at or above it (a battery above is not drained)."""
+    room = np.maximum(ceiling_wh - stored_wh, 0.0) * inverse_leg_efficiency
+    return np.minimum(charge_wh, room)

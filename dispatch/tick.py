@@ -91,6 +91,10 @@ class DispatchEngine:
         self._floor_base = (island.own_floor(fleet.soc_min_wh, fleet.capacity_wh,
                                              fleet.grid_forming)
                             if limits.islanded else self.reserve)
+        #: Islanded with AC-coupled PV: the grid-formers' charge ceiling (None: full).
+        self._ceiling = (island.charge_ceiling_wh(fleet.capacity_wh, fleet.grid_forming,
+                                                  limits.charge_ceiling_pct)
+                         if limits.islanded and limits.charge_ceiling_pct < 100 else None)
         self._capped = limits.islanded or np.isfinite(limits.import_cap_w) or np.isfinite(
             limits.export_cap_w)
         self._hours = -1.0
@@ -222,6 +226,9 @@ class DispatchEngine:
             charge_power, discharge_power = charge_power * valid, discharge_power * valid
         else:
             valid = None
+        if self._ceiling is not None:  # islanded only: never the fused path
+            charge_power = island.below_ceiling(charge_power, state.stored_wh, self._ceiling,
+                                                self.fleet.inverse_leg_efficiency)
         floor_own = self._floor_base
         if self._hysteresis and not self.limits.islanded:
             floor_own = self.reserve + np.where(state.held, self.fleet.hysteresis_wh, 0.0)

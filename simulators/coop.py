@@ -289,6 +289,8 @@ class SimulatedCoop:
                 h.inverter.set_raw(123, "WMaxLim_Ena", 0)  # the revert timer ran out
             h.inverter.set_raw(103, "St", ST_THROTTLED if limited[i] else ST_MPPT)
             h.inverter.set(103, "W", pv_w[i])
+            h.inverter.set(103, "Hz", physics.frequency_hz)  # what it derates on
+            h.meter.set(203, "Hz", physics.frequency_hz)
             h.inverter.set(103, "WH", max(physics.pv_wh[i], 1.0))
             h.meter.set(203, "W", meter_w[i])
             h.meter.set(203, "TotWhImp", max(physics.import_wh[i], 1.0))

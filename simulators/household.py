@@ -16,6 +16,10 @@ batteries' charging, then drops load (:meth:`HouseholdPhysics.island_split`:
 flexible, essential, critical households in that order, pro rata within a
 tier), counted per household in ``unserved_wh``; a surplus first holds back
 the other batteries' discharging, then curtails PV pro rata (``island_curtailed_wh``).
+Both through the island's frequency (:mod:`simulators.frequency`): the grid-former
+raises it as its battery nears full and as the PV exceeds what it can take, and
+every (AC-coupled) PV inverter derates on it; ``frequency_hz`` is what the
+inverters and meters report.
 No battery goes below its floor (``soc_min_pct``). The meters measure what the
 houses actually drew and fed in.
 
@@ -31,6 +35,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from dispatch.sharing import drop_by_tier
+from simulators.frequency import F0_HZ, derate, frequency_for, soc_shift_hz
 from simulators.profiles import at_minute, load_w_per_mwh_year, pv_w_per_kwp, sunny_day
 
 FloatArray = NDArray[np.float64]
@@ -135,6 +140,8 @@ class HouseholdPhysics:
         self.import_wh = np.zeros(len(specs))
         self.export_wh = np.zeros(len(specs))
         self.time_s: float | None = None
+        #: The island's frequency (the grid's, f0, while connected), Hz.
+        self.frequency_hz = F0_HZ
         #: Whether the point of common coupling is closed (the utility is there).
         self.grid_connected = True
         former = [i for i, sp in enumerate(specs) if sp.grid_forming and sp.battery_wh > 0]
@@ -280,9 +287,20 @@ class HouseholdPhysics:
         if self.grid_connected:
             self.unserved_w = np.zeros_like(load)
             self.island_curtailed_w = np.zeros_like(load)
+            self.frequency_hz = F0_HZ
         else:
-            power, self.unserved_w, self.island_curtailed_w = self.island_split(
-                load, pv, power, max_out, max_in)
+            # The grid-former's frequency for its SoC derates the PV first; whatever it
+            # still cannot take raises the frequency further (pro rata over the PV).
+            shift = F0_HZ if self.former is None else soc_shift_hz(
+                float(self.soc_pct()[self.former]))
+            pv_bus = pv * float(derate(shift))
+            power, self.unserved_w, extra = self.island_split(
+                load, pv_bus, power, max_out, max_in)
+            self.island_curtailed_w = pv - pv_bus + extra
+            total = float(pv.sum())
+            delivered = total - float(self.island_curtailed_w.sum())
+            self.frequency_hz = max(shift, frequency_for(delivered / total)) if total > 0 \
+                else shift
             if t_s >= self.former_trip_s:  # nothing forms the grid: every house is dark
                 power, self.unserved_w, self.island_curtailed_w = (
                     np.zeros_like(load), load.copy(), pv.copy())

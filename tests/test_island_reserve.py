@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -148,3 +150,71 @@ def test_with_a_black_start_reserve_energy_balances_and_the_required_start_keeps
         again = plan_island(replace(problem, stored_wh=start))
         assert again.shed_wh[:2].sum() <= 0.5
         assert (again.stored_wh[-1] >= np.minimum(floor, fleet.capacity_wh) - 0.5).all()
+
+
+def two_battery_day(load_w: float, former_wh: float = 50000.0,
+                    gf: tuple[bool, bool] = (True, False)) -> Problem:
+    """A grid-former (1 kW) and a follower (1 kW), both 50 kWh, constant load, no PV."""
+    fleet = Fleet(capacity_wh=[50000.0, 50000.0], soc_min_wh=[0.0, 0.0],
+                  max_charge_w=[1000.0, 1000.0], max_discharge_w=[1000.0, 1000.0],
+                  efficiency=[1.0, 1.0])
+    return Problem.from_shares(np.zeros((STEPS, 1)), np.full((STEPS, 1), load_w), [0.3],
+                               [0.3], fleet, [former_wh, 50000.0], [0, 0], member_ids=["a"])
+
+
+@pytest.mark.parametrize(("case", "load_w", "former_wh", "short_w", "flexible_wh"), [
+    # 1150 W from one 1200 W grid-former: need 115 W, headroom 50 W: 65 W short, every step.
+    ("one battery at its rating", 1150.0, None, 65.0, 0.0),
+    # 1800 W from two 1 kW batteries: need 180 W. Energy alone spreads it 900/900 (100 W of
+    # headroom: fragile); the reserve rows have the follower give 980 W: 180 W kept.
+    ("follower serves first", 1800.0, 50000.0, 0.0, 0.0),
+    # 2000 W: both at their rating; no headroom at all, 200 W short: fragile, nothing shed.
+    ("both at their rating", 2000.0, 50000.0, 200.0, 0.0),
+    # 1000 W with the grid-former holding 10 Wh and the follower at its rating: the energy
+    # behind the grid-former gives 10 Wh / 0.25 h = 40 W of headroom against 100 W. 15 Wh
+    # more in it keeps the reserve all day, so the plan sheds 15 Wh of flexible load early
+    # (the follower charges it meanwhile): 0.015 flexible kWh against 96 steps × 60 W short.
+    ("grid-former nearly empty", 1000.0, 10.0, 0.0, 15.0),
+])
+def test_reserve_rows_in_the_lp_match_the_check(case: str, load_w: float,
+                                                former_wh: float | None,
+                                                short_w: float, flexible_wh: float) -> None:
+    base = one_battery_day(load_w, 1200.0) if former_wh is None else two_battery_day(
+        load_w, former_wh)
+    gf = np.array([True] + [False] * (base.fleet.size - 1))
+    energy_only = plan_island(base)
+    plan = plan_island(replace(base, grid_forming=gf))
+    reserve = check_reserve(plan, gf)
+    # The LP's own capacity shortage is the check's, W per step, apart from shed energy.
+    assert plan.reserve_shortfall_w == pytest.approx(reserve.shortfall_w, abs=0.01), case
+    shed = plan.shed_by_tier_wh()
+    assert shed["critical"] == shed["essential"] == 0.0, case
+    assert shed["flexible"] == pytest.approx(flexible_wh, abs=0.1), case
+    assert reserve.shortfall_w == pytest.approx(np.full(STEPS, short_w), abs=0.01), case
+    expected = "fragile" if short_w > 0 else "feasible"
+    assert verdict(plan, reserve) == {"critical": expected, "essential": expected,
+                                      "flexible": "shed" if flexible_wh else expected}, case
+    # Energy alone (the plan before #21.2) keeps no more reserve.
+    assert check_reserve(energy_only, gf).shortage_kwh >= reserve.shortage_kwh - 1e-6
+
+
+def test_re_plans_keep_the_reserve_and_the_ceiling_from_the_saved_plan() -> None:
+    from controller.island.pilot import BaseForecast, IslandPilot, Readings, problem_json
+
+    base = replace(two_battery_day(1800.0), grid_forming=np.array([True, False]),
+                   reserve_load_pct=12.0, reserve_pv_pct=30.0,
+                   charge_ceiling_wh=np.array([47500.0, 50000.0]))
+    saved = BaseForecast.from_json({"inputs": problem_json(base)})
+    pilot = IslandPilot(saved, ["a"], 900.0)
+    readings = Readings(np.array([30000.0]), np.array([True]), np.full(1, np.nan),
+                        np.full(1, np.nan))
+    again = pilot.problem(base.start_ts, readings)
+    assert again is not None and again.grid_forming is not None
+    assert again.grid_forming.tolist() == [True, False]
+    assert (again.reserve_load_pct, again.reserve_pv_pct) == (12.0, 30.0)
+    assert again.charge_ceiling_wh is not None
+    assert again.charge_ceiling_wh.tolist() == [47500.0, 50000.0]
+    with pytest.raises(ValueError, match="grid_forming"):
+        raw = problem_json(base)
+        raw["grid_forming"] = [True]
+        BaseForecast.from_json({"inputs": raw})

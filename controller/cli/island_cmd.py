@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from numpy.typing import NDArray
 
     from controller.config import CoopConfig
-    from controller.island.plan import Plan
+    from controller.island.plan import Plan, Problem
     from controller.island.site import Coop, IslandConfig
     from controller.island_day.trust import Assessment
 
@@ -215,6 +215,7 @@ def plan_command(args: argparse.Namespace) -> int:
                                   coop.fleet, stored, coop.battery_member,
                                   member_ids=coop.member_ids, start_ts=start.timestamp())
     problem = with_black_start(problem, config, coop, island.black_start_pct)
+    problem = physics_options(problem, config, coop, island)
     plan = plan_island(problem)
     ctx = Context(coop.name, site.tzinfo, site.tz, args.scenario,
                   [m for m, h in zip(coop.member_ids, from_history, strict=True) if h])
@@ -236,6 +237,24 @@ def plan_command(args: argparse.Namespace) -> int:
         for line in [*stated, *([note] if note else [])]:
             print(f"\nNote: {line}")
     return 0
+
+
+def physics_options(problem: Problem, config: CoopConfig, coop: Coop,
+                    island: IslandConfig) -> Problem:
+    """The plan keeps the operating reserve on the grid-formers and, with AC-coupled PV,
+    the grid-formers' charge ceiling (issue 21.2, 21.3)."""
+    import numpy as np
+
+    from controller.island.ac_coupling import coupling
+    from controller.island_day.trust import grid_forming_mask
+
+    gf = grid_forming_mask(config, coop)
+    ceiling = None
+    if coupling(config).pv_va > 0:
+        cap = coop.fleet.capacity_wh
+        ceiling = np.where(gf, island.ac_charge_ceiling_pct / 100.0 * cap, cap)
+    return replace(problem, grid_forming=gf, reserve_load_pct=island.reserve_load_pct,
+                   reserve_pv_pct=island.reserve_pv_pct, charge_ceiling_wh=ceiling)
 
 
 def _assess(plan: Plan, config: CoopConfig, coop: Coop, start: datetime,

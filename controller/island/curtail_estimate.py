@@ -28,7 +28,10 @@ Causes (:data:`CAUSES`):
 * ``command``: a PV cap Commonwatt set is in force on the inverter (an island's
   surplus, or the export cap at the point of common coupling);
 * ``grid_former``: islanded, the grid-forming battery is full or charging at its
-  rating, so it can take no more and the island sheds PV by frequency.
+  rating, so it can take no more and the island sheds PV by frequency. Where the
+  inverter reports the frequency and it is in the derating band, what it held
+  back is inferred from the frequency and its output (:mod:`.freq_shift`), with
+  no forecast.
 
 Without a forecast (no island plan, on the grid) the uncurtailed neighbours stand in
 for it (:meth:`CurtailEstimator.neighbours_proxy_w`): each member's share of the
@@ -131,7 +134,8 @@ class CurtailEstimator:
     def step(self, dt_s: float, pv_w: FloatArray, valid: BoolArray,
              forecast_w: FloatArray | None, capped: BoolArray,
              saturated: bool, cap_w: FloatArray | None = None,
-             islanded: bool = False) -> CurtailEstimate:
+             islanded: bool = False, frequency_hz: FloatArray | None = None,
+             ) -> CurtailEstimate:
         """Estimate this cycle's held-back PV, then learn from the members nothing held back.
 
         Args:
@@ -148,24 +152,38 @@ class CurtailEstimator:
             islanded: whether the coop is islanded; without a forecast the uncurtailed
                 neighbours stand in only on the grid (islanded, one the controller sees
                 unheld may be held back by the island).
+            frequency_hz: each inverter's AC frequency (NaN where unknown), None
+                without: where it derates, the frequency says what was held back.
         """
+        from controller.island.freq_shift import derating, held_back_w
+
         n = len(pv_w)
         zero = np.zeros(n)
+        shifted = np.full(n, np.nan)
+        if frequency_hz is not None:
+            by_frequency = valid & derating(frequency_hz)
+            shifted = np.where(by_frequency, held_back_w(pv_w, frequency_hz), np.nan)
+            saturated_by = by_frequency
+        else:
+            saturated_by = np.zeros(n, dtype=bool)
+        measured = np.isfinite(shifted) & ~capped  # the frequency says what was held back
         proxy = forecast_w is None
         if proxy and islanded:
-            return CurtailEstimate(zero, {c: zero for c in CAUSES})
+            held = np.where(measured, shifted, 0.0)
+            return CurtailEstimate(held, {"command": zero, "grid_former": held})
         if proxy:  # no island plan: the uncurtailed neighbours, if any
             seen = valid & np.isfinite(pv_w)
             pv_now = np.where(seen, pv_w, 0.0)
-            held_now = seen & (capped | saturated)
+            held_now = seen & (capped | saturated | saturated_by)
             self._learn_shares(dt_s, pv_now, seen, held_now)
             forecast_w = self.neighbours_proxy_w(pv_now, seen, held_now)
             if forecast_w is None:
-                return CurtailEstimate(zero, {c: zero for c in CAUSES})
+                held = np.where(measured, shifted, 0.0)
+                return CurtailEstimate(held, {"command": zero, "grid_former": held})
         known = valid & np.isfinite(pv_w) & np.isfinite(forecast_w)
         pv = np.where(known, pv_w, 0.0)
         forecast = np.where(known, forecast_w, 0.0)
-        held_back = known & (capped | saturated)
+        held_back = known & (capped | saturated | saturated_by)
         # The proxy is the neighbours' sun already: the forecast's ratio is not for it.
         # (Islanded, members the controller sees unheld may still be held back by the
         # island - a grid-former near full takes less than its rating - so their PV is no
@@ -173,6 +191,7 @@ class CurtailEstimator:
         # on a sunny island, against 0.995 without.)
         available = forecast * (np.ones(n) if proxy else self.ratio)
         held = np.where(held_back, np.maximum(available - pv, 0.0), 0.0)
+        held = np.where(measured, shifted, held)  # measured beats forecast
         cap = np.full(n, np.nan) if cap_w is None else cap_w
         over_cap = np.where(np.isfinite(cap), np.maximum(available - np.nan_to_num(cap), 0.0),
                             held)
@@ -181,7 +200,8 @@ class CurtailEstimator:
         # is what the estimate cannot see): the grid-former's, even in a cycle the
         # controller did not see it saturated (near full, its room is below its rating).
         former = held - command
-        learn = known & ~held_back & (forecast >= MIN_FORECAST_W) & (not proxy)
+        learn = (known & ~held_back & ~saturated_by & (forecast >= MIN_FORECAST_W)
+                 & (not proxy))
         decay = float(np.exp(-dt_s / TAU_S))
         self.measured_wh = np.where(learn, self.measured_wh * decay + pv * dt_s / 3600.0,
                                     self.measured_wh)

@@ -12,13 +12,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from controller.island.pilot import BaseForecast, IslandPilot, Readings
+from controller.island.pilot import BaseForecast, IslandPilot, LoadLock, Readings
 from controller.island.plan import Plan, plan_island
 
 log = logging.getLogger(__name__)
@@ -65,8 +66,10 @@ class PlanFollower:
             self.problem_text = None
         return self.pilot
 
-    def step(self, now: float, islanded: bool, readings: Readings, end_ts: float | None) -> None:
-        """Once a cycle: adopt a finished plan; islanded, start a re-plan when one is due."""
+    def step(self, now: float, islanded: bool, readings: Readings, end_ts: float | None,
+             locks: Sequence[LoadLock] = ()) -> None:
+        """Once a cycle: adopt a finished plan; islanded, start a re-plan when one is due
+        (with ``locks``: loads within their minimum on or off time)."""
         if not islanded:
             if self.pilot is not None and self.pilot.plan is not None:
                 self.pilot.plan, self.pilot.planned_at = None, None  # next island starts afresh
@@ -87,7 +90,7 @@ class PlanFollower:
             return
         if not pilot.due(now):
             return
-        problem = pilot.problem(now, readings, end_ts)
+        problem = pilot.problem(now, readings, end_ts, locks)
         if problem is None:
             return
         if self._pool is None:

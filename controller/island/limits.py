@@ -35,7 +35,7 @@ TOL_WH = 1e-3
 MIN_PRICE = 1e-5
 #: What a shadow price is worth, by the plan's weights (objective per kWh).
 PRICE_UNITS = (("critical", 1e6), ("essential", 1e3), ("flexible", 1.0),
-               ("curtailed PV", 1e-2))
+               ("operating reserve", 3e-2), ("curtailed PV", 1e-2))
 
 
 @dataclass(slots=True)

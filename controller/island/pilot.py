@@ -25,6 +25,7 @@ and what the batteries and sun cannot cover is shed anyway.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +33,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from controller.island.plan import TIERS, Plan, Problem
+from controller.island.plan_rows import steps_covered
 from dispatch.fleet import Fleet
 
 FloatArray = NDArray[np.float64]
@@ -48,7 +50,7 @@ _FLEET_KEYS = ("capacity_wh", "soc_min_wh", "max_charge_w", "max_discharge_w", "
 def problem_json(problem: Problem) -> dict[str, Any]:
     """A plan's inputs, JSON-ready (W rounded to 0.1), for :meth:`BaseForecast.from_json`."""
     fleet = problem.fleet
-    return {
+    out = {
         "start_ts": problem.start_ts,
         "step_s": problem.step_s,
         "member_ids": list(problem.member_ids),
@@ -59,6 +61,32 @@ def problem_json(problem: Problem) -> dict[str, Any]:
         **({} if problem.end_floor_wh is None else
            {"end_floor_wh": np.round(problem.end_floor_wh, 1).tolist()}),
     }
+    if problem.grid_forming is not None:  # re-plans keep the reserve (issue 21.2)
+        out["grid_forming"] = [bool(g) for g in problem.grid_forming]
+        out["reserve_pct"] = [problem.reserve_load_pct, problem.reserve_pv_pct]
+    if problem.charge_ceiling_wh is not None:  # and the AC-coupled charge ceiling (21.3)
+        out["charge_ceiling_wh"] = np.round(problem.charge_ceiling_wh, 1).tolist()
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class LoadLock:
+    """A switchable load the plan may not switch yet (issue 21.8).
+
+    Attributes:
+        member: its member's index in the running controller.
+        tier: the load's tier.
+        power_w: what it draws (running) or drew when switched off (held off).
+        running: True: on within its ``min_on_s`` (no shed before then); False: held
+            off by Commonwatt within its ``min_off_s`` (stays off until then).
+        remaining_s: how long the lock still holds.
+    """
+
+    member: int
+    tier: str
+    power_w: float
+    running: bool
+    remaining_s: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +101,9 @@ class BaseForecast:
     battery_member: NDArray[np.int64]  # B
     fleet: Fleet  # B
     end_floor_wh: FloatArray | None = None  # B: black-start reserves (plan_black_start.py)
+    grid_forming: NDArray[np.bool_] | None = None  # B; None: no reserve kept
+    reserve_pct: tuple[float, float] = (10.0, 25.0)
+    charge_ceiling_wh: FloatArray | None = None  # B
 
     @classmethod
     def from_json(cls, data: object) -> BaseForecast:
@@ -102,7 +133,22 @@ class BaseForecast:
             raise ValueError("inputs.end_floor_wh: expected one finite number per battery")
         if owners.size and not ((owners >= 0) & (owners < len(ids))).all():
             raise ValueError("inputs.battery_member: index outside member_ids")
-        return cls(start, step, ids, pv, load, owners, fleet, floor)
+        options: dict[str, Any] = {}
+        try:
+            if "grid_forming" in raw:
+                options["grid_forming"] = np.asarray(raw["grid_forming"], dtype=bool)
+                load_pct, pv_pct = (float(x) for x in raw.get("reserve_pct", (10.0, 25.0)))
+                options["reserve_pct"] = (load_pct, pv_pct)
+            if "charge_ceiling_wh" in raw:
+                options["charge_ceiling_wh"] = np.asarray(raw["charge_ceiling_wh"],
+                                                          dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"inputs.grid_forming/reserve_pct/charge_ceiling_wh: {exc}"
+                             ) from None
+        for key in ("grid_forming", "charge_ceiling_wh"):
+            if key in options and options[key].shape != (owners.size,):
+                raise ValueError(f"inputs.{key}: expected one value per battery")
+        return cls(start, step, ids, pv, load, owners, fleet, floor, **options)
 
     @property
     def end_ts(self) -> float:
@@ -165,10 +211,13 @@ class IslandPilot:
         """Whether a new plan is due (none yet, or the last is ``replan_s`` old)."""
         return self.planned_at is None or now - self.planned_at >= self.replan_s
 
-    def problem(self, now: float, readings: Readings, end_ts: float | None = None
-                ) -> Problem | None:
+    def problem(self, now: float, readings: Readings, end_ts: float | None = None,
+                locks: Sequence[LoadLock] = ()) -> Problem | None:
         """The rest of the island from ``now`` (to ``end_ts`` or the forecast's end) as a
-        planning problem from ``readings``; None when less than a step is left."""
+        planning problem from ``readings``; None when less than a step is left.
+
+        ``locks``: switchable loads within their minimum on or off time, carried into
+        the plan over the whole steps they still cover (:mod:`.plan_rows`)."""
         base = self.base
         first = int((now - base.start_ts) // base.step_s)
         last = base.pv_w.shape[0]
@@ -198,9 +247,30 @@ class IslandPilot:
         fleet = Fleet(**{k: getattr(f, k)[keep] for k in _FLEET_KEYS})
         stored = np.clip(content[keep], fleet.soc_min_wh, fleet.capacity_wh)
         self._pending = keep
+        on, off = self._locks(locks, load.shape)
         return Problem(pv, load, fleet, stored, base.battery_member[keep], base.step_s,
                        list(base.member_ids), now,
-                       None if base.end_floor_wh is None else base.end_floor_wh[keep])
+                       end_floor_wh=None if base.end_floor_wh is None else base.end_floor_wh[keep],
+                       grid_forming=None if base.grid_forming is None else base.grid_forming[keep],
+                       reserve_load_pct=base.reserve_pct[0], reserve_pv_pct=base.reserve_pct[1],
+                       charge_ceiling_wh=(None if base.charge_ceiling_wh is None
+                                          else base.charge_ceiling_wh[keep]),
+                       locked_on_w=on, held_off_w=off)
+
+    def _locks(self, locks: Sequence[LoadLock], shape: tuple[int, ...]
+               ) -> tuple[FloatArray | None, FloatArray | None]:
+        """Running and held-off loads as 3 × T × N W over the steps they cover."""
+        if not locks:
+            return None, None
+        base_of = {int(live): j for j, live in enumerate(self._to_live) if live >= 0}
+        on, off = np.zeros(shape), np.zeros(shape)
+        for lock in locks:
+            j = base_of.get(lock.member)
+            steps = steps_covered(lock.remaining_s, self.base.step_s)
+            if j is None or steps == 0 or lock.tier not in TIERS or not lock.power_w > 0:
+                continue
+            (on if lock.running else off)[TIERS.index(lock.tier), :steps, j] += lock.power_w
+        return on, off
 
     def adopt(self, plan: Plan, now: float) -> None:
         """Follow ``plan`` (made by :meth:`problem` at ``now``) from now on."""
@@ -286,4 +356,9 @@ class IslandPilot:
             "shed_now_w": float(shed.sum()),
             "shed_tiers_kwh": {t: float(plan.shed_wh[i].sum()) / 1000.0
                                for i, t in enumerate(TIERS)},
+            # Issue 21: the reserve the plan cannot keep, and running loads it must cut.
+            "capacity_shortage_kwh": None if plan.reserve_shortfall_w is None else float(
+                plan.reserve_shortfall_w.sum()) * plan.problem.hours / 1000.0,
+            "cut_mid_run_kwh": 0.0 if plan.cut_mid_run_wh is None else float(
+                plan.cut_mid_run_wh.sum()) / 1000.0,
         }

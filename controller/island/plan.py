@@ -69,6 +69,8 @@ from dispatch.fleet import Fleet
 if TYPE_CHECKING:
     from scipy.optimize import OptimizeResult
 
+    from controller.island.plan_rows import Block
+
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 
@@ -98,6 +100,15 @@ class Problem:
         start_ts: Unix time of the first step's start.
         end_floor_wh: each battery's black-start reserve at the end (B,), Wh; None: none
             (see :mod:`controller.island.plan_black_start`).
+        grid_forming: per battery, whether it forms the grid; given, the plan keeps
+            the operating reserve (:mod:`.plan_rows`), else it plans energy alone.
+        reserve_load_pct, reserve_pv_pct: the reserve, % of served load and of PV used.
+        charge_ceiling_wh: per battery, the content above which it may not charge
+            (AC-coupled PV: the grid-former's frequency shift curtails it there); a
+            battery already above keeps its content as its ceiling. None: capacity.
+        locked_on_w, held_off_w: 3 × T × N, switchable loads running within their
+            ``min_on_s`` and held off within their ``min_off_s``, per tier, step and
+            member, over the whole steps they cover (:mod:`.plan_rows`). None: none.
     """
 
     pv_w: FloatArray
@@ -109,16 +120,23 @@ class Problem:
     member_ids: list[str] = field(default_factory=list)
     start_ts: float = 0.0
     end_floor_wh: FloatArray | None = None
+    grid_forming: NDArray[np.bool_] | None = None
+    reserve_load_pct: float = 10.0
+    reserve_pv_pct: float = 25.0
+    charge_ceiling_wh: FloatArray | None = None
+    locked_on_w: FloatArray | None = None
+    held_off_w: FloatArray | None = None
 
     def __post_init__(self) -> None:
         t, n = np.shape(self.pv_w)
         b = self.fleet.size
         shapes = {"pv_w": (t, n), "tier_load_w": (3, t, n), "stored_wh": (b,),
-                  "battery_member": (b,)}
-        if self.end_floor_wh is not None:
-            shapes["end_floor_wh"] = (b,)
+                  "battery_member": (b,), "grid_forming": (b,), "charge_ceiling_wh": (b,),
+                  "locked_on_w": (3, t, n), "held_off_w": (3, t, n), "end_floor_wh": (b,)}
         for name, shape in shapes.items():
             value = getattr(self, name)
+            if value is None:
+                continue
             if np.shape(value) != shape:
                 raise ValueError(f"Problem.{name}: expected shape {shape}, got {np.shape(value)}")
             if not np.isfinite(value).all():
@@ -127,6 +145,14 @@ class Problem:
             raise ValueError(f"Problem.battery_member: expected member indices below {n}")
         if self.member_ids and len(self.member_ids) != n:
             raise ValueError(f"Problem.member_ids: expected {n} names")
+        for name in ("reserve_load_pct", "reserve_pv_pct"):
+            if not 0 <= getattr(self, name) <= 100:
+                raise ValueError(f"Problem.{name}: expected 0 to 100 %, got "
+                                 f"{getattr(self, name)}")
+        for name in ("locked_on_w", "held_off_w"):
+            value = getattr(self, name)
+            if value is not None and (np.asarray(value) < 0).any():
+                raise ValueError(f"Problem.{name}: expected W >= 0")
 
     @classmethod
     def from_shares(cls, pv_w: FloatArray, load_w: FloatArray, critical_share: FloatArray,
@@ -176,6 +202,10 @@ class Plan:
         autonomy_h: hours on batteries alone from now (see :mod:`.limits`).
         binding: limits that bind, see :class:`~controller.island.limits.Binding`.
         solve_s: wall time of the LPs.
+        reserve_shortfall_w: per step, the operating reserve the plan could not keep
+            (capacity shortage, W), when the problem says which batteries form the grid.
+        cut_mid_run_wh: 3 × T, running loads the plan had to cut before their
+            ``min_on_s`` (part of ``shed_wh``), when the problem has locks.
     """
 
     problem: Problem
@@ -189,6 +219,8 @@ class Plan:
     autonomy_h: dict[str, float]
     binding: list[Binding]
     solve_s: float
+    reserve_shortfall_w: FloatArray | None = None
+    cut_mid_run_wh: FloatArray | None = None
 
     @property
     def soc_pct(self) -> FloatArray:
@@ -227,20 +259,33 @@ class _Layout:
         # Last: each battery's shortfall below its black-start reserve, then its surplus.
         self.r, self.r_n = self.n, (b if end_floor else 0)
         self.n += 2 * self.r_n
+        self.lock: Block | None = None  # running and held-off loads (plan_rows)
+        self.reserve: Block | None = None  # operating reserve (plan_rows)
 
 
 def _solve_lp(problem: Problem, level: str | None) -> tuple[OptimizeResult, _Layout]:
     """Build and solve one LP; ``level`` None is the plan, else a required-start LP.
 
     The result has ``x`` and, per variable, the objective's sensitivity to its
-    lower and upper bounds (``lower.marginals``, ``upper.marginals``).
+    lower and upper bounds (``lower.marginals``, ``upper.marginals``). The plan's
+    LP takes the problem's optional rows (:mod:`.plan_rows`): locks, reserve.
     """
     from scipy.optimize import linprog
     from scipy.sparse import coo_matrix
 
+    from controller.island.plan_rows import lock_block, reserve_block
+
     t_steps, b_count = problem.pv_w.shape[0], problem.fleet.size
     free = level is not None
     lay = _Layout(t_steps, b_count, free, problem.end_floor_wh is not None)
+    if not free:  # the options' columns after the energy LP's
+        lay.lock = lock_block(problem, lay.s, lay.n)
+        lay.n += lay.lock.size if lay.lock else 0
+        lay.reserve = reserve_block(problem, {"c": lay.c, "d": lay.d, "e": lay.e,
+                                              "s": lay.s, "x": lay.x}, lay.n,
+                                    lay.lock.offset if lay.lock else None)
+        lay.n += lay.reserve.size if lay.reserve else 0
+    blocks = [blk for blk in (lay.lock, lay.reserve) if blk is not None]
     h, fleet = problem.hours, problem.fleet
     eta = fleet.leg_efficiency
     pv_kwh = problem.pv_w.sum(axis=1) * h / 1000.0
@@ -258,6 +303,8 @@ def _solve_lp(problem: Problem, level: str | None) -> tuple[OptimizeResult, _Lay
     rows += [dyn, dyn[later], dyn, dyn]
     cols += [lay.e + tb, lay.e + tb[later] - b_count, lay.c + tb, lay.d + tb]
     vals += [np.ones(tb.size), -np.ones(int(later.sum())), -eta[b_of], 1.0 / eta[b_of]]
+    for blk in blocks:
+        rows, cols, vals = rows + [blk.eq[0]], cols + [blk.eq[1]], vals + [blk.eq[2]]
     b_eq = np.concatenate([tier_kwh.sum(axis=0) - pv_kwh, np.zeros(tb.size)])
     lower = problem.lower_wh / 1000.0
     if free:
@@ -281,16 +328,27 @@ def _solve_lp(problem: Problem, level: str | None) -> tuple[OptimizeResult, _Lay
     bounds[lay.d:lay.e, 1] = np.tile(fleet.max_discharge_w * h / 1000.0, t_steps)
     bounds[lay.e:lay.s] = np.column_stack([np.tile(lower, t_steps), np.tile(cap, t_steps)])
     bounds[lay.s:lay.x, 1] = tier_kwh.ravel()
-    bounds[lay.x:lay.e0, 1] = pv_kwh
+    bounds[lay.x:lay.x + t_steps, 1] = pv_kwh
     bounds[lay.r:lay.r + 2 * lay.r_n, 1] = np.inf
     cost = np.zeros(lay.n)
     a_ub = b_ub = None
     if not free:
         late = 1.0 - steps / t_steps  # 1 at the first step, falling to 1/T at the last
         cost[lay.s:lay.x] = np.repeat(SHED_WEIGHTS, t_steps) * np.tile(1 + LATER * late, 3)
-        cost[lay.x:lay.e0] = CURTAIL_WEIGHT
+        cost[lay.x:lay.x + t_steps] = CURTAIL_WEIGHT
         cost[lay.c:lay.e] = THROUGHPUT_WEIGHT
         cost[lay.r:lay.r + lay.r_n] = RESERVE_WEIGHT  # short of the black-start reserve
+        if problem.charge_ceiling_wh is not None:  # AC-coupled PV: no charging above it
+            ceiling = np.maximum(problem.charge_ceiling_wh, problem.start_wh) / 1000.0
+            bounds[lay.e:lay.s, 1] = np.tile(np.minimum(cap, ceiling), t_steps)
+        for blk in blocks:
+            cost[blk.offset:blk.offset + blk.size] = blk.cost
+            bounds[blk.offset:blk.offset + blk.size] = blk.bounds
+            if blk.shed_bounds is not None:
+                bounds[lay.s:lay.x] = blk.shed_bounds.reshape(-1, 2)
+        if lay.reserve is not None:
+            r, c_, v, b_ub = lay.reserve.ub
+            a_ub = coo_matrix((v, (r, c_)), shape=(b_ub.size, lay.n)).tocsr()
     else:
         must = np.arange(3) <= LEVELS.index(level) + 1
         cost[lay.s:lay.x] = np.repeat(np.where(must, HOLD_WEIGHT, 0.0), t_steps)
@@ -314,7 +372,7 @@ def _solve_lp(problem: Problem, level: str | None) -> tuple[OptimizeResult, _Lay
         raise RuntimeError(f"island LP failed ({res.status}): {res.message}")
     if not free:  # the same plan, on the trajectory a controller would follow
         x = follow_early(res, cost, a_eq, b_eq, bounds, lay.e, t_steps, b_count, lower, cap,
-                         slice(lay.s, lay.x))
+                         slice(lay.s, lay.x), a_ub, b_ub)
         if x is not None:
             res.x = x  # the first LP's shadow prices stay: they value its limits
     return res, lay
@@ -385,7 +443,20 @@ def plan_island(problem: Problem) -> Plan:
     curtailed = block(lay.x, 1, t_steps)[0]
     shed = np.where(shed > TOL_WH, shed, 0.0)
     curtailed = np.where(curtailed > TOL_WH, curtailed, 0.0)
-    shed_members = _split(shed, problem.tier_load_w)
+    cut = shortfall = None
+    if lay.lock is None:
+        shed_members = _split(shed, problem.tier_load_w)
+    else:
+        from controller.island.plan_rows import split_locked
+
+        cut = block(lay.lock.offset, 3, t_steps)
+        cut = np.where(cut > TOL_WH, cut, 0.0)
+        shed_members = split_locked(shed, cut, problem)
+        shed = shed + cut
+    if lay.reserve is not None:
+        r_at = lay.reserve.offset + lay.reserve.size - t_steps
+        short = block(r_at, 1, t_steps)[0]
+        shortfall = np.where(short > TOL_WH, short, 0.0) / h
     curtailed_members = _split(curtailed, problem.pv_w)
     required: dict[str, FloatArray] = {}
     holds: dict[str, bool] = {}
@@ -394,7 +465,8 @@ def plan_island(problem: Problem) -> Plan:
     merged = replace(problem, fleet=classes, stored_wh=classes.soc_min_wh,
                      battery_member=np.zeros(classes.size, dtype=np.int64),
                      end_floor_wh=None if floor is None else np.bincount(
-                         member_of, weights=floor, minlength=classes.size))
+                         member_of, weights=floor, minlength=classes.size),
+                     grid_forming=None, charge_ceiling_wh=None)  # the energy it takes
     for level in LEVELS:
         res_level, cls = _solve_lp(merged, level)
         xs = res_level.x
@@ -420,4 +492,6 @@ def plan_island(problem: Problem) -> Plan:
         binding=find_bindings(_prices(res, lay), stored[1:] <= problem.lower_wh + TOL_WH,
                               shed.sum(axis=0), curtailed),
         solve_s=solve_s,
+        reserve_shortfall_w=shortfall,
+        cut_mid_run_wh=cut,
     )

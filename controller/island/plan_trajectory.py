@@ -30,7 +30,9 @@ REL_TOL = 1e-9
 
 def follow_early(res: OptimizeResult, cost: FloatArray, a_eq: csr_matrix, b_eq: FloatArray,
                  bounds: FloatArray, e_at: int, t_steps: int, b_count: int,
-                 lower: FloatArray, cap: FloatArray, shed: slice) -> FloatArray | None:
+                 lower: FloatArray, cap: FloatArray, shed: slice,
+                 a_ub: csr_matrix | None = None, b_ub: FloatArray | None = None,
+                 ) -> FloatArray | None:
     """The second LP's solution (the first LP's columns), None if it failed.
 
     Args:
@@ -39,6 +41,7 @@ def follow_early(res: OptimizeResult, cost: FloatArray, a_eq: csr_matrix, b_eq: 
         lower, cap: each battery's floor and capacity, kWh.
         shed: the shed columns, held at the first LP's values step by step (when to shed
             is the plan's, to a precision the objective tolerance would blur).
+        a_ub, b_ub: the first LP's inequality rows (the reserve's), kept.
     """
     from scipy.optimize import linprog
     from scipy.sparse import coo_matrix, hstack, vstack
@@ -59,13 +62,17 @@ def follow_early(res: OptimizeResult, cost: FloatArray, a_eq: csr_matrix, b_eq: 
                           np.concatenate([n + t_of, e_at + t_of * b_count + b_of]))),
                         shape=(rows.size, n + t_steps))
     held = coo_matrix(np.concatenate([cost, np.zeros(t_steps)])[None, :])
-    a_ub = vstack([held, spread]).tocsr()
-    b_ub = np.concatenate([[res.fun + REL_TOL * abs(res.fun) + 1e-9],
-                           -lower[b_of] / usable[b_of]])
+    blocks = [held, spread]
+    rhs = [[res.fun + REL_TOL * abs(res.fun) + 1e-9], -lower[b_of] / usable[b_of]]
+    if a_ub is not None and b_ub is not None:
+        blocks.append(hstack([a_ub, coo_matrix((a_ub.shape[0], t_steps))]))
+        rhs.append(b_ub)
+    a_ub2 = vstack(blocks).tocsr()
+    b_ub2 = np.concatenate(rhs)
     a_eq2 = hstack([a_eq, coo_matrix((a_eq.shape[0], t_steps))]).tocsr()
     bounds2 = np.vstack([bounds, np.tile([0.0, 1.0], (t_steps, 1))])
     fixed = np.clip(res.x[shed], bounds[shed, 0], bounds[shed, 1])
     bounds2[shed] = np.column_stack([fixed, fixed])
-    second = linprog(objective, A_ub=a_ub, b_ub=b_ub, A_eq=a_eq2, b_eq=b_eq, bounds=bounds2,
+    second = linprog(objective, A_ub=a_ub2, b_ub=b_ub2, A_eq=a_eq2, b_eq=b_eq, bounds=bounds2,
                      method="highs")
     return second.x[:n] if second.status == 0 else None

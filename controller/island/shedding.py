@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
+from controller.island.pilot import LoadLock
 from controller.island.shedding_model import (
     OFF_RANK,
     TABLE,
@@ -151,6 +152,25 @@ class ShedPlanner:
                 plugs[ld.member] += mem.freed_w
                 tiers[TIERS.index(ld.tier), ld.member] = True
         return plugs, tiers, contactor
+
+    def locks(self, now: float, readings: Mapping[str, PlugReading]) -> list[LoadLock]:
+        """Loads the island plan may not switch yet (issue 21.8): on within their
+        ``min_on_s`` (drawing their reading, else ``rated_w``) and held off by Commonwatt
+        within their ``min_off_s`` (what they drew when switched off)."""
+        out = []
+        for ld in self.loads:
+            mem = self._mem[ld.id]
+            tier = self.member_tiers[ld.member] if ld.contactor else ld.tier
+            if mem.state is State.ON and now - mem.since < ld.min_on_s:
+                power = self._power(ld, readings.get(ld.id))
+                if power is not None and power > 0:
+                    out.append(LoadLock(ld.member, tier, float(power), True,
+                                        ld.min_on_s - (now - mem.since)))
+            elif (mem.state is State.OFF_BY_COMMONWATT and now - mem.since < ld.min_off_s
+                  and mem.freed_w > 0):
+                out.append(LoadLock(ld.member, tier, mem.freed_w, False,
+                                    ld.min_off_s - (now - mem.since)))
+        return out
 
     def _fire(self, ld: SwitchableLoad, event: Event, now: float, detail: str = "",
               power_w: float = math.nan) -> SwitchAction | None:

@@ -110,6 +110,10 @@ class IslandConfig(Strict):
         "operating reserve: the grid-formers keep this % of the served load as headroom"))
     reserve_pv_pct: float = Field(25.0, ge=0, le=100, description=(
         "operating reserve: and this % of the PV in use, in case a cloud takes it"))
+    ac_charge_ceiling_pct: float = Field(95.0, ge=50, le=100, description=(
+        "islanded, a grid-forming battery charges from AC-coupled PV only up to this SoC "
+        "(above it, its frequency shift curtails the PV inverters); the plan and the "
+        "island dispatch keep to it"))
     black_start_pct: float = Field(10.0, ge=0, le=100, description=(
         "each grid-forming battery should end the island day at or above this SoC, to "
         "start again"))

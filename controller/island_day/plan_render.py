@@ -73,7 +73,7 @@ def shed_schedule(plan: Plan, top: int | None = None) -> list[dict]:
 
 def merge_bindings(plan: Plan) -> list[dict]:
     """Bindings of one kind that overlap or touch in time, merged over batteries."""
-    order = ("critical", "essential", "flexible", "curtailed PV")
+    order = ("critical", "essential", "flexible", "operating reserve", "curtailed PV")
     out: list[dict] = []
     for x in sorted(plan.binding, key=lambda x: (x.limit, x.start)):
         last = out[-1] if out and out[-1]["limit"] == x.limit else None

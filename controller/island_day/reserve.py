@@ -9,8 +9,14 @@ on the first surprise. So, as HOMER does, every step must keep
 
 (defaults 10 % and 25 %, ``[island]``), where a grid-former's headroom is how
 much more it could discharge: its discharge rating minus what the plan has it
-deliver (a charging battery can swing from charging to its full rating), or,
-if it sits at its floor over the step, only the charge it could stop.
+deliver (a charging battery can swing from charging to its full rating), and
+no more than the energy behind it allows over the whole step: η × its content
+above the floor at the step's end, and η × that at its start less what it
+delivers (at its floor, only the charge it could stop).
+
+The plan's LP keeps this reserve as rows of its own when the problem names the
+grid-formers (:mod:`.plan_rows`); this check computes it again from the
+finished plan, by the same definition, as the referee of what the LP reports.
 
 A shortfall is a **capacity shortage**, kept apart from shed energy (nothing
 is shed for it; the plan is one surprise from a trip). A plan whose tiers hold
@@ -74,14 +80,18 @@ def check_reserve(plan: Plan, grid_forming: NDArray[np.bool_],
         reserve_pv_pct / 100.0 * np.maximum(pv_used_w, 0.0)
     gf = np.asarray(grid_forming, dtype=bool)
     power = plan.battery_w[:, gf]  # T × G, discharge > 0
-    lower = p.lower_wh[gf]
+    lower = p.lower_wh[gf][None, :]
+    eta = p.fleet.leg_efficiency[gf][None, :]
     stored = plan.stored_wh[:, gf]
-    at_floor = np.minimum(stored[:-1], stored[1:]) <= lower[None, :] + TOL_WH
+    above = np.maximum(stored - lower, 0.0)
+    above = np.where(above <= TOL_WH, 0.0, above)  # HiGHS's tolerance at the floor
     rating = p.fleet.max_discharge_w[gf][None, :]
-    headroom = np.where(at_floor, np.maximum(-power, 0.0), np.maximum(rating - power, 0.0))
-    total = headroom.sum(axis=1)
+    headroom = np.minimum.reduce([rating - power, eta * above[1:] / h,
+                                  eta * above[:-1] / h - power])
+    total = np.maximum(headroom, 0.0).sum(axis=1)
     shortfall = np.maximum(need - total, 0.0)
-    short = np.flatnonzero(shortfall > 1e-6)
+    shortfall[shortfall <= TOL_WH / h] = 0.0  # the LP's tolerance, not a shortage
+    short = np.flatnonzero(shortfall > 0)
     return ReserveCheck(need, total, shortfall, float(shortfall.sum()) * h / 1000.0,
                         short.tolist())
 

@@ -59,9 +59,10 @@ class SunSpecInverter:
         """AC production in W and lifetime energy in Wh."""
         model_id = await self.client.first_model(INVERTER_MODELS, "inverter")
         energy_point = "TotWhInj" if model_id == 701 else "WH"
-        values = await self.client.read_model(model_id, ("W", energy_point))
+        values = await self.client.read_model(model_id, ("W", energy_point, "Hz"))
         energy = values[energy_point]
-        return PvReading(power_w=_float(values["W"]), energy_wh=_float(energy))
+        return PvReading(power_w=_float(values["W"]), energy_wh=_float(energy),
+                         frequency_hz=_float(values["Hz"]))
 
     async def write_limit(self, limit: PvLimit | None) -> None:
         """Cap AC output at ``limit.limit_w`` until ``limit.revert_s`` runs out; ``None`` releases.
