@@ -25,6 +25,7 @@ from controller.config import CoopConfig, DeviceConfig
 from controller.counters import CounterCheck
 from controller.drivers import READERS, DriverFactory
 from controller.health import BACKOFF_MAX_S, DeviceHealth
+from controller.load_ids import load_id
 from controller.plausibility import check_power, power_limit_w
 from controller.process_image import ProcessImage
 from devices.kinds import BatteryReading, MeterReading, PvLimit, PvReading, Setpoint
@@ -114,7 +115,7 @@ class Poller:
                 name = f"{member.id}/{dev.kind}"
                 if dev.kind == "load":
                     loads += 1
-                    name += str(loads)
+                    name = load_id(member.id, loads)  # as controller/load_ids.py names it
                 health = DeviceHealth(name, dev.endpoint, backoff_max_s=self.backoff_max_s)
                 self.devices.append(PolledDevice(index, dev, driver, health, client=client,
                                                  limit_w=power_limit_w(member, dev)))

@@ -13,6 +13,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -100,3 +101,9 @@ def full_page_png(driver: Any) -> bytes:
         "format": "png", "captureBeyondViewport": True,
         "clip": {"x": 0, "y": 0, "width": width, "height": height, "scale": 1}})
     return base64.b64decode(shot["data"])
+
+
+def to_fixed(x: float, digits: int = 2) -> str:
+    """``x`` as the page's JavaScript ``toFixed`` prints it: the exact binary value
+    rounded half up (Python's format rounds 3.625 to 3.62, toFixed to 3.63)."""
+    return str(Decimal(x).quantize(Decimal(1).scaleb(-digits), ROUND_HALF_UP))

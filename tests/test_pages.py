@@ -9,7 +9,6 @@ from __future__ import annotations
 import calendar
 import time
 from collections.abc import Iterator
-from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -21,18 +20,12 @@ from controller.accounts import pseudonym
 from controller.accounts.export import pseudonym_salt
 from controller.governance import TokenStore
 from controller.governance.tokens import ONCE_TTL_S
-from tests.browser import full_page_png
+from tests.browser import full_page_png, to_fixed
 from tests.pages_world import MEMBERS, PagesWorld, build, push_cycle, served
 
 WIDTHS = ((390, 844), (1280, 800))
 ARTIFACTS = Path(__file__).parent / "artifacts"
 
-
-
-def to_fixed(x: float, digits: int = 2) -> str:
-    """``x`` as the page's JavaScript ``toFixed`` prints it: the exact binary value
-    rounded half up (Python's format rounds 3.625 to 3.62, toFixed to 3.63)."""
-    return str(Decimal(x).quantize(Decimal(1).scaleb(-digits), ROUND_HALF_UP))
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ from api.app import create_app
 from controller.planning.expected import plan_and_expect
 from controller.planning.outlook import outlook
 from dispatch import Fleet
+from tests.browser import to_fixed
 from tests.pages_world import FakeLive, PagesWorld, build, device_health, served
 from tests.test_pages import WIDTHS, _no_sideways_scroll, _ready, _shoot, _text
 
@@ -93,8 +94,8 @@ def _rows(browser: Any, tbody: str) -> list[list[str]]:
 
 def _expected_rows(plan: dict) -> list[list[str]]:
     return [[time.strftime("%H:%M", time.gmtime(_ts(h["at"]))),
-             "—" if h["target_pct"] is None else f"{h['target_pct']:.0f} %",
-             f"{h['shared_kwh']:.2f}"] for h in plan["hours"]]
+             "—" if h["target_pct"] is None else f"{to_fixed(h['target_pct'], 0)} %",
+             to_fixed(h["shared_kwh"])] for h in plan["hours"]]
 
 
 def _ts(iso: str) -> float:

@@ -124,18 +124,12 @@ class FlexibleLoad:
 def flexible_loads(config: CoopConfig) -> list[FlexibleLoad]:
     """The flexible plugs of ``config`` (named as the poller names them), EV chargers
     first, then the largest: never a contactor, an infrastructure or a medical load."""
-    out = []
-    for member in config.members:
-        count = 0
-        for dev in member.devices:
-            if dev.kind != "load":
-                continue
-            count += 1
-            if dev.contactor or dev.infrastructure or dev.medical:
-                continue
-            if (dev.tier or "flexible") == "flexible":
-                out.append(FlexibleLoad(f"{member.id}/load{count}", dev.ev_charger,
-                                        dev.rated_w or 0.0))
+    from controller.load_ids import load_devices
+
+    out = [FlexibleLoad(lid, dev.ev_charger, dev.rated_w or 0.0)
+           for _, _, lid, dev in load_devices(config)
+           if not (dev.contactor or dev.infrastructure or dev.medical)
+           and (dev.tier or "flexible") == "flexible"]
     return sorted(out, key=lambda ld: (not ld.ev, -ld.rated_w))
 
 

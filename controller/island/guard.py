@@ -171,15 +171,12 @@ class ShedGuard:
 
 def protected_loads(config: CoopConfig) -> dict[str, str]:
     """Load id (as the poller names it) → reason code, for loads never to be shed."""
+    from controller.load_ids import load_devices
+
     out = {}
-    for member in config.members:
-        count = 0
-        for dev in member.devices:
-            if dev.kind != "load":
-                continue
-            count += 1
-            if dev.medical:
-                out[f"{member.id}/load{count}"] = "GUARD_MEDICAL"
-            elif dev.infrastructure:
-                out[f"{member.id}/load{count}"] = "GUARD_INFRASTRUCTURE"
+    for _, _, lid, dev in load_devices(config):
+        if dev.medical:
+            out[lid] = "GUARD_MEDICAL"
+        elif dev.infrastructure:
+            out[lid] = "GUARD_INFRASTRUCTURE"
     return out

@@ -109,17 +109,12 @@ class ShedPlanner:
     def from_config(cls, config: CoopConfig, hysteresis_w: float = 100.0,
                     mandate_s: float = 300.0) -> ShedPlanner:
         """Every ``kind = "load"`` device of ``config``, named as the poller names it."""
-        loads = []
-        for index, member in enumerate(config.members):
-            count = 0
-            for dev in member.devices:
-                if dev.kind != "load":
-                    continue
-                count += 1
-                tier = member.tier if dev.contactor else (dev.tier or "flexible")
-                loads.append(SwitchableLoad(
-                    f"{member.id}/load{count}", index, tier, dev.rated_w, dev.min_on_s,
-                    dev.min_off_s, dev.contactor))
+        from controller.load_ids import load_devices
+
+        loads = [SwitchableLoad(lid, index, member.tier if dev.contactor else
+                                (dev.tier or "flexible"), dev.rated_w, dev.min_on_s,
+                                dev.min_off_s, dev.contactor)
+                 for index, member, lid, dev in load_devices(config)]
         return cls(loads, [m.tier for m in config.members], hysteresis_w, mandate_s)
 
     def state(self, load_id: str) -> State:

@@ -166,7 +166,24 @@ const CW = (() => {
   }
   document.addEventListener("DOMContentLoaded", markNav);
 
+  // The rolling plan's next hours (issue 22, point 5) into ``#plan-rows``, one row an hour,
+  // labelled for the page (a household's own battery, or every battery together); false
+  // (and ``#plan-ahead`` hidden) when there is no plan.
+  function planAhead(p, targetLabel, sharedLabel) {
+    $("plan-ahead").hidden = !p.plan;
+    if (!p.plan) return false;
+    $("plan-rows").replaceChildren(...p.hours.map(h => {
+      const tr = document.createElement("tr");
+      tr.dataset.at = h.at;
+      cell(tr, "By (UTC)", hhmm(Date.parse(h.at) / 1000), "head");
+      cell(tr, targetLabel, h.target_pct === null ? "—" : `${fmt(h.target_pct, 0)} %`);
+      cell(tr, sharedLabel, fmt(h.shared_kwh));
+      return tr;
+    }));
+    return true;
+  }
+
   return { $, num, fmt, pct, duration, put, el, cell, watts, money, setBar, getJSON, HttpError,
            dayStart, monthStart, yearStart, isoDay, isoMonth, hhmm, stamp, addMonths,
-           whoami, live, svg, stackedBars };
+           whoami, live, svg, stackedBars, planAhead };
 })();
