@@ -19,7 +19,7 @@ All of it is the *connected* demand, what the meters can see (:func:`connected_w
 Commonwatt holds off is not on the island to be dropped (it is booked as held off, below).
 Counted in, a 2 kW plug held off all evening read as 2 kW of demand that did not fall, and
 the coop's drop came out 2 kW short in a blackout: the critical house, dropped last, was
-booked 0.23 of what it lost.
+booked 0.23 of what it lost (docs/island_truth.md).
 
 Load Commonwatt holds off (a smart plug, a household contactor) is unserved too,
 and no meter sees it either. Booked at the power it drew when switched off, a
