@@ -190,7 +190,7 @@ def _books_and_world(rehearsal: Rehearsal) -> dict[str, np.ndarray]:
 #: (docs/island_truth.md): the issue's 5 %.
 SERVED_REL = 0.05
 #: Booked shed over the simulator's (dropped by the island and held off by a switch), all
-#: members: measured 0.964-1.039 over 12 runs (docs/island_truth.md): the issue's 5 %.
+#: members: measured 0.964-1.039 over 15 runs (docs/island_truth.md): the issue's 5 %.
 SHED_REL = 0.05
 #: ... and per member: measured 0.939-1.089 (h03, whose held plug is booked from the
 #: forecast, 0.955-1.089; the others 0.939-1.020: the blackout's dropped load is estimated
