@@ -286,7 +286,7 @@ class Controller(CycleBooking, LoadSwitching):
         # What the plan sheds and a plug already holds off is not served: booked as shed
         # before the dispatch shares what is left.
         pre_shed = np.where(image.valid, np.minimum(held, planned), 0.0)
-        dropped = self._dropped_w(demand, image.valid, now)
+        dropped = self._dropped_w(demand, np.where(image.valid, held, 0.0), image.valid, now)
         need_w = held_back = causes = None
         caps_w = self.pv_caps_w.copy()  # the caps in force during this cycle
         if now > start and (self.last_end_ts is None or now > self.last_end_ts):

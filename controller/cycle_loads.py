@@ -15,6 +15,7 @@ from controller.governance.overrides import load_commands
 from controller.island.guard import limiting_measure
 from controller.island.outage import (
     anchor,
+    connected_w,
     demand_before_w,
     dropped_load_w,
     held_demand_w,
@@ -34,17 +35,21 @@ class LoadSwitching:
         forecast = self.follower.tier_forecast_w(now) if self.islanded else None
         return held_demand_w(*self.shedder.held_by_kind(), held, forecast)
 
-    def _dropped_w(self, demand: np.ndarray, valid: np.ndarray, now: float) -> np.ndarray:
-        """Islanded, load the grid-former drops (an outage), estimated from the demand
-        before it reported the overload (:mod:`controller.island.outage`)."""
+    def _dropped_w(self, demand: np.ndarray, held: np.ndarray, valid: np.ndarray,
+                   now: float) -> np.ndarray:
+        """Islanded, load the grid-former drops (an outage), estimated from the connected
+        demand (``demand`` less the ``held`` plugs) before it reported the overload
+        (:mod:`controller.island.outage`)."""
         overloaded = self.poller.grid_overloaded()
         forecast = self.follower.demand_forecast_w(now) if self.islanded else None
+        held_forecast = self._held_demand_w(held, now) if forecast is not None else held
+        on, forecast = connected_w(demand, held, forecast, held_forecast)
         if self.islanded and overloaded:
             before = demand_before_w(self._demand_before_w, self._demand_ratio, forecast)
-            return dropped_load_w(before, demand, valid, self._tier)
+            return dropped_load_w(before, on, valid, self._tier)
         if overloaded is not None or not self.islanded:  # a silent grid-former says nothing
-            self._demand_before_w = np.where(valid, demand, self._demand_before_w)
-            self._demand_ratio = smooth_anchor(self._demand_ratio, anchor(demand, forecast),
+            self._demand_before_w = np.where(valid, on, self._demand_before_w)
+            self._demand_ratio = smooth_anchor(self._demand_ratio, anchor(on, forecast),
                                                valid, self.nominal_dt_s)
         return np.zeros_like(demand)
 

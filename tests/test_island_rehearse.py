@@ -190,9 +190,12 @@ def _books_and_world(rehearsal: Rehearsal) -> dict[str, np.ndarray]:
 #: (docs/island_truth.md): the issue's 5 %.
 SERVED_REL = 0.05
 #: Booked shed over the simulator's (dropped by the island and held off by a switch), all
-#: members: measured 0.80-0.96 over 11 runs: not the issue's 5 % (the blackout's dropped
-#: load, estimated from the demand before it, falls short for the critical house).
-SHED_RANGE = (0.78, 1.0)
+#: members: measured 0.964-1.039 over 15 runs (docs/island_truth.md): the issue's 5 %.
+SHED_REL = 0.05
+#: ... and per member: measured 0.939-1.089 (h03, whose held plug is booked from the
+#: forecast, 0.955-1.089; the others 0.939-1.020: the blackout's dropped load is estimated
+#: from one reading per cycle of a load that varies between readings, and no meter counts it).
+SHED_MEMBER_RANGE = (0.93, 1.10)
 
 
 def test_served_and_shed_are_the_simulators_own(rehearsal: Rehearsal) -> None:
@@ -205,8 +208,13 @@ def test_served_and_shed_are_the_simulators_own(rehearsal: Rehearsal) -> None:
     for i, m in enumerate(rehearsal.member_ids):
         assert w["served"][i] == pytest.approx(w["drawn"][i], rel=SERVED_REL), (m, w)
     assert w["dropped"].sum() > 1000, w  # the evening runs out of energy: something is shed
-    ratio = w["shed"].sum() / w["dropped"].sum()
-    assert SHED_RANGE[0] <= ratio <= SHED_RANGE[1], (ratio, w)
+    assert w["shed"].sum() == pytest.approx(w["dropped"].sum(), rel=SHED_REL), w
+    # the critical house too (it is dropped last, so an estimate short of the coop's drop
+    # came out of its share: 0.23 before the held plugs were left out of the estimate)
+    ratio = w["shed"] / np.maximum(w["dropped"], 1.0)
+    for i, m in enumerate(rehearsal.member_ids):
+        if w["dropped"][i] > 100:  # a member the island hardly shed says nothing of a ratio
+            assert SHED_MEMBER_RANGE[0] <= ratio[i] <= SHED_MEMBER_RANGE[1], (m, ratio, w)
 
 
 CHARGED = ("to_battery", "battery_from_coop", "grid_to_battery", "battery_from_batteries")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from controller.island.outage import held_demand_w
+from controller.island.outage import connected_w, demand_before_w, dropped_load_w, held_demand_w
 from controller.ledger.accumulator import CarryState
 from controller.ledger.book import CycleEnergy, IntervalBook
 from controller.ledger.gap import averaged_image
@@ -182,3 +182,53 @@ def test_load_held_off_is_booked_at_what_it_would_have_drawn(
                         np.array([freed_w]),
                         None if forecast is None else np.array(forecast)[:, None])
     assert got[0] == pytest.approx(held_w)
+
+
+CRITICAL, ESSENTIAL = 0, 1
+
+
+@pytest.mark.parametrize(("demand", "held", "forecast", "held_forecast", "on", "on_forecast"), [
+    # nothing held: the demand and the forecast as they are
+    ((600.0, 500.0), (0.0, 0.0), (700.0, 450.0), (0.0, 0.0), (600.0, 500.0), (700.0, 450.0)),
+    # a 2 kW plug held: neither what it drew nor its forecast is on the island
+    ((600.0, 2500.0), (0.0, 2000.0), (700.0, 2300.0), (0.0, 1800.0), (600.0, 500.0),
+     (700.0, 500.0)),
+    # a held plug's forecast above the house's forecast: nothing connected, never negative
+    ((600.0, 2000.0), (0.0, 2000.0), (700.0, 300.0), (0.0, 2000.0), (600.0, 0.0),
+     (700.0, 0.0)),
+    # a held-forecast figure where nothing is held counts for nothing; no forecast: None
+    ((600.0, 500.0), (0.0, 0.0), None, (900.0, 900.0), (600.0, 500.0), None),
+    ((600.0, 500.0), (0.0, 0.0), (700.0, NAN), (900.0, 0.0), (600.0, 500.0), (700.0, NAN)),
+])
+def test_the_connected_demand_leaves_out_what_is_held_off(
+        demand: tuple, held: tuple, forecast: tuple | None, held_forecast: tuple,
+        on: tuple, on_forecast: tuple | None) -> None:
+    got, got_forecast = connected_w(np.array(demand), np.array(held),
+                                    None if forecast is None else np.array(forecast),
+                                    np.array(held_forecast))
+    assert got == pytest.approx(np.array(on))
+    if on_forecast is None:
+        assert got_forecast is None
+    else:
+        assert got_forecast == pytest.approx(np.array(on_forecast), nan_ok=True)
+
+
+@pytest.mark.parametrize(("before", "now", "dropped"), [
+    # a blackout (every meter at 0 W) drops every connected load, the critical one too:
+    # the 2 kW plug Commonwatt holds off in the essential house is not on the island (counted
+    # in, it read as 2 kW of demand that did not fall, and the critical house, dropped last,
+    # was booked 0.23 of what it lost in the rehearsal)
+    ((600.0, 500.0), (0.0, 0.0), (600.0, 500.0)),
+    # a partial drop: the essential house first, then the critical one
+    ((600.0, 500.0), (600.0, 100.0), (0.0, 400.0)),
+    ((600.0, 500.0), (300.0, 0.0), (300.0, 500.0)),
+])
+def test_a_blackout_drops_the_connected_demand_by_tier(
+        before: tuple, now: tuple, dropped: tuple) -> None:
+    tier = np.array([CRITICAL, ESSENTIAL])
+    valid = np.ones(2, dtype=bool)
+    held = np.array([0.0, 2000.0])
+    on, _ = connected_w(np.array(now) + held, held, None, held)
+    got = dropped_load_w(demand_before_w(np.array(before), np.full(2, NAN), None), on,
+                         valid, tier)
+    assert got == pytest.approx(np.array(dropped))

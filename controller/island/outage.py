@@ -15,6 +15,12 @@ cuts follows the evening. Where the island plan's forecast is at hand
 (:func:`demand_before_w`), the demand "before" follows the forecast's profile,
 anchored to each member's measured demand in the last cycle before the overload.
 
+All of it is the *connected* demand, what the meters can see (:func:`connected_w`): a load
+Commonwatt holds off is not on the island to be dropped (it is booked as held off, below).
+Counted in, a 2 kW plug held off all evening read as 2 kW of demand that did not fall, and
+the coop's drop came out 2 kW short in a blackout: the critical house, dropped last, was
+booked 0.23 of what it lost (docs/island_truth.md).
+
 Load Commonwatt holds off (a smart plug, a household contactor) is unserved too,
 and no meter sees it either. Booked at the power it drew when switched off, a
 2 kW appliance cut at 19:00 and held until midnight would be booked 10 kWh while
@@ -88,6 +94,26 @@ def smooth_anchor(previous: FloatArray, ratio: FloatArray, valid: NDArray[np.boo
     known = valid & np.isfinite(ratio)
     blended = np.where(np.isfinite(previous), previous + alpha * (ratio - previous), ratio)
     return np.where(known, blended, previous)
+
+
+def connected_w(demand_w: FloatArray, held_w: FloatArray, forecast_w: FloatArray | None,
+                held_forecast_w: FloatArray) -> tuple[FloatArray, FloatArray | None]:
+    """Per member, the demand still on the island: measured and forecast, W.
+
+    Args:
+        demand_w: measured load plus what held loads drew when switched off.
+        held_w: what held loads drew when switched off (0 where nothing is held).
+        forecast_w: the forecast demand of the whole house (NaN: unknown), or None.
+        held_forecast_w: what the held loads would draw now (:func:`held_demand_w`).
+
+    Returns:
+        The measured connected demand (``demand_w - held_w``, never below 0) and the
+        forecast less what is held off (never below 0; None without a forecast).
+    """
+    measured = np.maximum(demand_w - held_w, 0.0)
+    if forecast_w is None:
+        return measured, None
+    return measured, np.maximum(forecast_w - np.where(held_w > 0, held_forecast_w, 0.0), 0.0)
 
 
 def held_demand_w(plugs_w: FloatArray, plug_tiers: NDArray[np.bool_],
