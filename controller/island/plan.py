@@ -80,6 +80,11 @@ CURTAIL_WEIGHT = 1e-2
 THROUGHPUT_WEIGHT = 4e-3
 HOLD_WEIGHT = 1e3
 TIE_WEIGHT = 1e-3
+#: The trajectory LP (store early, spread across batteries: plan_trajectory.py) may take
+#: this many times the plan's own LP, and at least MIN_TRAJECTORY_S; past it the plan keeps
+#: the first LP's solution. At 300 members HiGHS took 20 times the plan's LP for it.
+TRAJECTORY_FACTOR = 2.0
+MIN_TRAJECTORY_S = 5.0
 LATER = 1e-4
 #: Required-start levels: the last tier that must hold.
 LEVELS = ("essential", "flexible")
@@ -366,13 +371,16 @@ def _solve_lp(problem: Problem, level: str | None) -> tuple[OptimizeResult, _Lay
                             np.concatenate([lay.e0 + has, np.full(has.size, lay.z)]))),
                           shape=(has.size, lay.n)).tocsr()
         b_ub = lower[has] / usable[has]
+    began = time.perf_counter()
     res = linprog(cost, A_ub=a_ub, b_ub=b_ub, A_eq=a_eq, b_eq=b_eq, bounds=bounds,
                   method="highs")
+    first_s = time.perf_counter() - began
     if res.status != 0:  # the slack makes every instance feasible: this is a solver failure
         raise RuntimeError(f"island LP failed ({res.status}): {res.message}")
     if not free:  # the same plan, on the trajectory a controller would follow
         x = follow_early(res, cost, a_eq, b_eq, bounds, lay.e, t_steps, b_count, lower, cap,
-                         slice(lay.s, lay.x), a_ub, b_ub)
+                         slice(lay.s, lay.x), a_ub, b_ub,
+                         time_limit_s=max(MIN_TRAJECTORY_S, TRAJECTORY_FACTOR * first_s))
         if x is not None:
             res.x = x  # the first LP's shadow prices stay: they value its limits
     return res, lay

@@ -32,8 +32,10 @@ def follow_early(res: OptimizeResult, cost: FloatArray, a_eq: csr_matrix, b_eq: 
                  bounds: FloatArray, e_at: int, t_steps: int, b_count: int,
                  lower: FloatArray, cap: FloatArray, shed: slice,
                  a_ub: csr_matrix | None = None, b_ub: FloatArray | None = None,
-                 ) -> FloatArray | None:
-    """The second LP's solution (the first LP's columns), None if it failed.
+                 time_limit_s: float | None = None) -> FloatArray | None:
+    """The second LP's solution (the first LP's columns), None if it failed or ran past
+    ``time_limit_s`` (then the plan keeps the first LP's solution: the same figures, on a
+    trajectory that need not store early).
 
     Args:
         res: the first LP's result; ``cost``, ``a_eq``, ``b_eq`` and ``bounds`` its inputs.
@@ -73,6 +75,7 @@ def follow_early(res: OptimizeResult, cost: FloatArray, a_eq: csr_matrix, b_eq: 
     bounds2 = np.vstack([bounds, np.tile([0.0, 1.0], (t_steps, 1))])
     fixed = np.clip(res.x[shed], bounds[shed, 0], bounds[shed, 1])
     bounds2[shed] = np.column_stack([fixed, fixed])
+    options = {} if time_limit_s is None else {"time_limit": float(time_limit_s)}
     second = linprog(objective, A_ub=a_ub2, b_ub=b_ub2, A_eq=a_eq2, b_eq=b_eq, bounds=bounds2,
-                     method="highs")
+                     method="highs", options=options)
     return second.x[:n] if second.status == 0 else None
