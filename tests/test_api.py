@@ -162,18 +162,17 @@ def test_healthz_says_when_the_ledger_is_failing(tmp_path: Path) -> None:
     assert body["ledger"] == "failing" and "disk is full" in body["ledger_detail"]["reason"]
 
 
-def test_the_installer_view_flags_a_meter_whose_counters_drift(tmp_path: Path) -> None:
-    """h01's import counter ran 30 % fast for the last day; h02's agrees with the books."""
-    now = time.time() // 60 * 60
-    flows = _cycle()
+def _ledger_with_a_fast_import_counter(tmp_path: Path, flows: dict, t: float,
+                                       cycles: int) -> Path:
+    """A ledger of ``cycles`` minute-cycles of ``flows`` for h01 and h02, whose meters'
+    counters count what crossed them, h01's import counter 30 % fast."""
     counters = np.array([[0.0, 0.0], [0.0, 0.0], [np.nan, np.nan]])
     path = tmp_path / "l.sqlite"
     writer = LedgerWriter(path, 60, [("h01", "H01"), ("h02", "H02")])
     book = IntervalBook(("h01", "h02"), 60, None, CarryState.fresh(2))
     meter_in = tuple(f for f in METER_IN if f in flows)
     meter_out = tuple(f for f in METER_OUT if f in flows)
-    t = now - 3600
-    for _ in range(60):
+    for _ in range(cycles):
         counters[0] += sum(flows[f] for f in meter_in) * np.array([1.3, 1.0])
         counters[1] += sum(flows[f] for f in meter_out)
         for interval, parts in book.add_cycle(CycleEnergy(t, t + 60, flows, np.ones(2, bool),
@@ -181,6 +180,13 @@ def test_the_installer_view_flags_a_meter_whose_counters_drift(tmp_path: Path) -
             writer.commit(interval, parts)
         t += 60
     writer.close()
+    return path
+
+
+def test_the_installer_view_flags_a_meter_whose_counters_drift(tmp_path: Path) -> None:
+    """h01's import counter ran 30 % fast for the last day; h02's agrees with the books."""
+    now = time.time() // 60 * 60
+    path = _ledger_with_a_fast_import_counter(tmp_path, _cycle(), now - 3600, 60)
 
     class _Installer(_LiveController):
         def devices(self):
@@ -209,19 +215,7 @@ def test_the_installer_view_names_a_meter_whose_counters_and_power_disagree(
     interval, past settle's 10 % and 50 Wh): settlement flags it, and the installer's
     device entry names the meter, the intervals and the drift in Wh; h02's is null."""
     flows = {f: v * 10.0 for f, v in _cycle().items()}
-    counters = np.array([[0.0, 0.0], [0.0, 0.0], [np.nan, np.nan]])
-    path = tmp_path / "l.sqlite"
-    writer = LedgerWriter(path, 60, [("h01", "H01"), ("h02", "H02")])
-    book = IntervalBook(("h01", "h02"), 60, None, CarryState.fresh(2))
-    t = 1_800_000_000.0
-    for _ in range(10):
-        counters[0] += sum(flows[f] for f in METER_IN if f in flows) * np.array([1.3, 1.0])
-        counters[1] += sum(flows[f] for f in METER_OUT if f in flows)
-        for interval, parts in book.add_cycle(CycleEnergy(t, t + 60, flows, np.ones(2, bool),
-                                                          counters.copy())):
-            writer.commit(interval, parts)
-        t += 60
-    writer.close()
+    path = _ledger_with_a_fast_import_counter(tmp_path, flows, 1_800_000_000.0, 10)
 
     class _Installer(_LiveController):
         def devices(self):
